@@ -1,0 +1,428 @@
+//! Home repos: opening, `hal init`, actors and identities.
+
+use std::path::{Path, PathBuf};
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::objs::tree::EntryKind;
+use gix::refs::{FullName, Target};
+
+use crate::error::{GixContext, IoContext};
+use crate::refs::{self, Expect, RefWriter};
+use crate::{Result, StoreError, identity, worktree};
+
+/// The branch that holds accepted work and the repo's configuration.
+pub const MAIN_REF: &str = "refs/heads/main";
+/// The configuration file `hal init` commits on `main`.
+pub const CONFIG_FILE: &str = "hal.yaml";
+/// Where thread branches live.
+pub const THREADS_PREFIX: &str = "refs/heads/threads/";
+/// Where actor branches live.
+pub const ACTORS_PREFIX: &str = "refs/heads/actors/";
+/// The file on an actor branch that describes the actor.
+pub const ACTOR_FILE: &str = "actor.yaml";
+/// Environment variable that names the local actor.
+pub const ACTOR_ENV: &str = "HAL_ACTOR";
+/// Local git configuration key that names the local actor (set by `hal init`).
+pub const ACTOR_CONFIG_KEY: &str = "hal.actor";
+
+/// The `hal.yaml` that `hal init` commits.
+const DEFAULT_CONFIG: &str = include_str!("default-hal.yaml");
+
+/// An opened home repo.
+pub struct Home {
+    repo: gix::Repository,
+    refs: RefWriter,
+}
+
+/// What `hal init` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct InitReport {
+    /// The repository's work tree (or git dir when bare).
+    pub path: PathBuf,
+    /// Whether a new git repository was created.
+    pub created_repository: bool,
+    /// Whether `hal.yaml` was committed on `main`.
+    pub committed_config: bool,
+    /// The local human's actor name.
+    pub actor: String,
+    /// Actor branches that were created.
+    pub created_actors: Vec<String>,
+    /// Local branches created for threads and actors found on remotes (after a `git clone`).
+    pub adopted_branches: Vec<String>,
+}
+
+/// Whether an actor is a person or a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorKind {
+    /// A person.
+    Human,
+    /// A program, such as HAL itself.
+    Machine,
+}
+
+impl Home {
+    /// Open the home repo that contains `path` (searching upwards like git).
+    pub fn open(path: &Path) -> Result<Home> {
+        let repo = gix::discover(path)
+            .map_err(|source| StoreError::NotARepository { path: path.to_owned(), source: source.into() })?;
+        let home = Home::from_repo(repo);
+        let main = home.main_tip()?.ok_or_else(|| home.not_home("it has no `main` branch"))?;
+        if home.file_at(main, CONFIG_FILE)?.is_none() {
+            return Err(home.not_home("`main` has no hal.yaml"));
+        }
+        Ok(home)
+    }
+
+    /// Prepare the repository at (or containing) `path` as a home repo, creating it when needed. Running it
+    /// again changes nothing that is already in place.
+    pub fn init(path: &Path, actor: Option<&str>) -> Result<(Home, InitReport)> {
+        let mut report = InitReport::default();
+        let repo = match gix::discover(path) {
+            Ok(repo) => repo,
+            Err(_) => {
+                std::fs::create_dir_all(path).io_context(|| format!("creating {}", path.display()))?;
+                report.created_repository = true;
+                gix::init(path).git_context(|| format!("creating a git repository in {}", path.display()))?
+            }
+        };
+        let home = Home::from_repo(repo);
+        report.path = home.path().to_owned();
+        report.actor = home.resolve_actor(actor)?;
+        report.committed_config = home.ensure_config()?;
+        if actor.is_some() || home.config_string(ACTOR_CONFIG_KEY).is_none() {
+            home.set_local_config(ACTOR_CONFIG_KEY, &report.actor)?;
+        }
+        report.adopted_branches = home.adopt_remote_branches()?;
+        for (name, kind) in [(report.actor.as_str(), ActorKind::Human), (identity::HAL_ACTOR, ActorKind::Machine)] {
+            if home.ensure_actor(name, kind)? {
+                report.created_actors.push(name.to_owned());
+            }
+        }
+        Ok((home, report))
+    }
+
+    fn from_repo(mut repo: gix::Repository) -> Home {
+        // Reading a few commits and trees per operation: a small cache avoids re-inflating the same objects.
+        repo.object_cache_size_if_unset(4 * 1024 * 1024);
+        let refs = RefWriter::new(&repo);
+        Home { repo, refs }
+    }
+
+    /// The underlying repository.
+    pub fn repo(&self) -> &gix::Repository {
+        &self.repo
+    }
+
+    pub(crate) fn refs(&self) -> &RefWriter {
+        &self.refs
+    }
+
+    /// The work tree, or the git dir of a bare repository.
+    pub fn path(&self) -> &Path {
+        self.repo.workdir().unwrap_or_else(|| self.repo.git_dir())
+    }
+
+    fn not_home(&self, reason: &str) -> StoreError {
+        StoreError::NotAHomeRepo { path: self.path().to_owned(), reason: reason.to_owned() }
+    }
+
+    /// The commit `main` points at.
+    pub fn main_tip(&self) -> Result<Option<ObjectId>> {
+        refs::read(&self.repo, &refs::full_name(MAIN_REF)?)
+    }
+
+    /// The blob at `path` in `commit`'s tree, if there is one.
+    pub fn file_at(&self, commit: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
+        let tree = self.tree_of(commit)?;
+        let entry = tree
+            .lookup_entry_by_path(path)
+            .git_context(|| format!("looking up {path} in {commit}"))?;
+        match entry {
+            Some(entry) if entry.mode().is_blob() => {
+                let blob = entry.object().git_context(|| format!("reading {path} in {commit}"))?;
+                Ok(Some(blob.detach().data))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The tree of `commit`.
+    pub(crate) fn tree_of(&self, commit: ObjectId) -> Result<gix::Tree<'_>> {
+        self.repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .git_context(|| format!("reading the tree of commit {commit}"))
+    }
+
+    /// A string from the repository's git configuration.
+    pub fn config_string(&self, key: &str) -> Option<String> {
+        self.repo.config_snapshot().string(key).map(|value| value.to_str_lossy().into_owned())
+    }
+
+    /// Write `key = value` into the repository's own (local) git configuration.
+    fn set_local_config(&self, key: &str, value: &str) -> Result<()> {
+        let output = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(self.repo.git_dir())
+            .args(["config", "--local", key, value])
+            .output()
+            .map_err(|error| StoreError::GitCommand { args: format!("config {key}"), detail: error.to_string() })?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(StoreError::GitCommand {
+                args: format!("config {key}"),
+                detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            })
+        }
+    }
+
+    /// The local human's actor name: `explicit`, else `HAL_ACTOR`, else `hal.actor` from git config, else
+    /// derived from `user.name`.
+    pub fn resolve_actor(&self, explicit: Option<&str>) -> Result<String> {
+        if let Some(name) = explicit {
+            identity::validate(name)?;
+            if name == identity::HAL_ACTOR {
+                return Err(StoreError::InvalidActor {
+                    name: name.to_owned(),
+                    reason: "`hal` is HAL's own actor; choose a name for yourself",
+                });
+            }
+            return Ok(name.to_owned());
+        }
+        if let Some(name) = std::env::var(ACTOR_ENV).ok().filter(|n| !n.is_empty()) {
+            return self.resolve_actor(Some(&name));
+        }
+        if let Some(name) = self.config_string(ACTOR_CONFIG_KEY) {
+            return self.resolve_actor(Some(&name));
+        }
+        self.config_string("user.name").and_then(|name| identity::slug(&name)).ok_or(StoreError::UnknownActor)
+    }
+
+    /// The signature for a commit made on behalf of `actor`: the git identity for the local human, a
+    /// generated one for anyone else.
+    pub(crate) fn signature(&self, actor: &str) -> gix::actor::Signature {
+        let time = self
+            .repo
+            .committer()
+            .and_then(Result::ok)
+            .and_then(|sig| sig.time().ok())
+            .unwrap_or_else(gix::date::Time::now_local_or_utc);
+        let is_local = self.resolve_actor(None).is_ok_and(|local| local == actor);
+        let (name, email) = match (is_local, self.config_string("user.name"), self.config_string("user.email")) {
+            (true, Some(name), email) => (name, email.unwrap_or_else(|| format!("{actor}@hal.invalid"))),
+            _ if actor == identity::HAL_ACTOR => ("HAL".to_owned(), "hal@hal.invalid".to_owned()),
+            _ => (actor.to_owned(), format!("{actor}@hal.invalid")),
+        };
+        gix::actor::Signature { name: name.into(), email: email.into(), time }
+    }
+
+    /// Commit `hal.yaml` on `main` unless it is there. Returns whether a commit was made.
+    fn ensure_config(&self) -> Result<bool> {
+        let main = refs::full_name(MAIN_REF)?;
+        let head = self.repo.head_name().git_context(|| "reading HEAD".to_owned())?;
+        let main_tip = refs::read(&self.repo, &main)?;
+        if main_tip.is_none() {
+            let head_tip = match &head {
+                Some(name) => refs::read(&self.repo, name)?,
+                None => Some(self.repo.head_id().git_context(|| "reading HEAD".to_owned())?.detach()),
+            };
+            match (&head, head_tip) {
+                (Some(name), None) => {
+                    // An unborn branch: start `main` and point HEAD at it, as `git init -b main` would.
+                    if *name != main {
+                        self.point_head_at_main()?;
+                    }
+                }
+                (head, _) => {
+                    let on = head.as_ref().map_or("a detached HEAD".to_owned(), |n| format!("`{}`", n.shorten()));
+                    return Err(StoreError::NoMainBranch(format!(
+                        "this repository has no `main` branch (HEAD is on {on}); HAL keeps accepted work on `main`: \
+                         rename your branch with `git branch -m main` or create one with `git branch main`, then run \
+                         `hal init` again"
+                    )));
+                }
+            }
+        }
+        if let Some(tip) = main_tip
+            && self.file_at(tip, CONFIG_FILE)?.is_some()
+        {
+            return Ok(false);
+        }
+        let actor = self.resolve_actor(None)?;
+        let blob = self.repo.write_blob(DEFAULT_CONFIG).git_context(|| "writing hal.yaml".to_owned())?.detach();
+        let signature = self.signature(&actor);
+        let message = "hal: initialise home repo\n\nAdd hal.yaml, the settings HAL reads from `main`.\n";
+        let base_tree = match main_tip {
+            Some(tip) => self.tree_of(tip)?.id,
+            None => ObjectId::empty_tree(self.repo.object_hash()),
+        };
+        let mut editor = self.repo.edit_tree(base_tree).git_context(|| "editing main's tree".to_owned())?;
+        editor.upsert(CONFIG_FILE, EntryKind::Blob, blob).git_context(|| "adding hal.yaml".to_owned())?;
+        let tree = editor.write().git_context(|| "writing main's tree".to_owned())?.detach();
+        let commit = self.write_commit(tree, main_tip.into_iter().collect(), &signature, message)?;
+        self.move_branch(&main, main_tip, commit, &signature, "hal init: add hal.yaml")?;
+        Ok(true)
+    }
+
+    /// Point a HEAD that names some other unborn branch at `main`.
+    fn point_head_at_main(&self) -> Result<()> {
+        let output = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(self.repo.git_dir())
+            .args(["symbolic-ref", "HEAD", MAIN_REF])
+            .output()
+            .map_err(|error| StoreError::GitCommand { args: "symbolic-ref".into(), detail: error.to_string() })?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(StoreError::GitCommand {
+                args: "symbolic-ref HEAD".into(),
+                detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            })
+        }
+    }
+
+    /// Write a commit object.
+    pub(crate) fn write_commit(
+        &self,
+        tree: ObjectId,
+        parents: Vec<ObjectId>,
+        signature: &gix::actor::Signature,
+        message: &str,
+    ) -> Result<ObjectId> {
+        let commit = gix::objs::Commit {
+            tree,
+            parents: parents.into(),
+            author: signature.clone(),
+            committer: signature.clone(),
+            encoding: None,
+            message: message.into(),
+            extra_headers: Vec::new(),
+        };
+        Ok(self.repo.write_object(&commit).git_context(|| "writing a commit".to_owned())?.detach())
+    }
+
+    /// Move a branch that may be checked out from `old` to `new` with a compare-and-swap, bringing its work
+    /// tree along. If the work tree cannot follow, the branch is put back and the error says why.
+    pub(crate) fn move_branch(
+        &self,
+        name: &FullName,
+        old: Option<ObjectId>,
+        new: ObjectId,
+        signature: &gix::actor::Signature,
+        reflog: &str,
+    ) -> Result<()> {
+        let expect = old.map_or(Expect::Absent, Expect::At);
+        self.refs.swap_once(name, expect, Target::Object(new), Some((signature, reflog)))?;
+        let Some(workdir) = worktree::checked_out_at(&self.repo, name) else { return Ok(()) };
+        let old_tree = match old {
+            Some(old) => self.tree_of(old)?.id,
+            None => ObjectId::empty_tree(self.repo.object_hash()),
+        };
+        let new_tree = self.tree_of(new)?.id;
+        if let Err(error) = worktree::update(workdir, old_tree, new_tree) {
+            self.put_back(name, old, new)?;
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Undo a branch move that its work tree could not follow.
+    fn put_back(&self, name: &FullName, old: Option<ObjectId>, new: ObjectId) -> Result<()> {
+        use gix::refs::transaction::{Change, PreviousValue, RefEdit, RefLog};
+        match old {
+            Some(old) => self.refs.swap_once(name, Expect::At(new), Target::Object(old), None),
+            None => {
+                let edit = RefEdit {
+                    change: Change::Delete {
+                        expected: PreviousValue::MustExistAndMatch(Target::Object(new)),
+                        log: RefLog::AndReference,
+                    },
+                    name: name.clone(),
+                    deref: false,
+                };
+                self.repo.edit_reference(edit).map(drop).git_context(|| format!("putting back {}", name.as_bstr()))
+            }
+        }
+    }
+
+    /// Create the branch `actors/<name>` unless it exists. Returns whether it was created.
+    pub fn ensure_actor(&self, name: &str, kind: ActorKind) -> Result<bool> {
+        identity::validate(name)?;
+        let branch = refs::full_name(&format!("{ACTORS_PREFIX}{name}"))?;
+        if refs::read(&self.repo, &branch)?.is_some() {
+            return Ok(false);
+        }
+        let (kind_text, display) = match kind {
+            ActorKind::Human => ("human", self.config_string("user.name").unwrap_or_else(|| name.to_owned())),
+            ActorKind::Machine => ("machine", "HAL".to_owned()),
+        };
+        let yaml = format!(
+            "# The actor `{name}`: an identity that starts and takes part in threads.\nname: {name}\nkind: {kind_text}\ndisplay_name: {}\n",
+            yaml_string(&display)
+        );
+        let blob = self.repo.write_blob(yaml).git_context(|| "writing actor.yaml".to_owned())?.detach();
+        let mut editor = self
+            .repo
+            .edit_tree(ObjectId::empty_tree(self.repo.object_hash()))
+            .git_context(|| "building the actor tree".to_owned())?;
+        editor.upsert(ACTOR_FILE, EntryKind::Blob, blob).git_context(|| "adding actor.yaml".to_owned())?;
+        let tree = editor.write().git_context(|| "writing the actor tree".to_owned())?.detach();
+        let signature = self.signature(name);
+        let commit = self.write_commit(tree, Vec::new(), &signature, &format!("{name}: joined as a {kind_text} actor\n"))?;
+        match self.refs.swap_once(&branch, Expect::Absent, Target::Object(commit), None) {
+            Ok(()) => Ok(true),
+            // Another process created it at the same moment: that is the outcome we wanted.
+            Err(_) if refs::read(&self.repo, &branch)?.is_some() => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// After a `git clone`, threads and actors exist only as remote-tracking branches: create local branches
+    /// for those that have none, so the clone is a complete home repo. Returns the branches created.
+    fn adopt_remote_branches(&self) -> Result<Vec<String>> {
+        let mut adopted = Vec::new();
+        let platform = self.repo.references().git_context(|| "listing refs".to_owned())?;
+        let remotes = platform.prefixed("refs/remotes/").git_context(|| "listing remote refs".to_owned())?;
+        let mut candidates = Vec::new();
+        for reference in remotes {
+            let Ok(reference) = reference else { continue };
+            let name = reference.name().as_bstr().to_str_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("refs/remotes/") else { continue };
+            let Some((_remote, branch)) = rest.split_once('/') else { continue };
+            if !(branch.starts_with("threads/") || branch.starts_with("actors/")) {
+                continue;
+            }
+            if let Some(id) = reference.target().try_id() {
+                candidates.push((branch.to_owned(), id.to_owned()));
+            }
+        }
+        candidates.sort();
+        for (branch, id) in candidates {
+            let local = refs::full_name(&format!("refs/heads/{branch}"))?;
+            if refs::read(&self.repo, &local)?.is_none()
+                && self.refs.swap_once(&local, Expect::Absent, Target::Object(id), None).is_ok()
+            {
+                adopted.push(branch);
+            }
+        }
+        Ok(adopted)
+    }
+}
+
+/// Quote `text` as a YAML double-quoted string.
+fn yaml_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for ch in text.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

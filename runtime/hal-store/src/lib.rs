@@ -1,0 +1,46 @@
+//! HAL's store: everything HAL knows, as git objects.
+//!
+//! A *home repo* is a git repository prepared by [`Home::init`]: `main` holds accepted work and `hal.yaml`,
+//! each actor has a branch `actors/<name>`, and each thread is a branch `threads/<actor>/<id>` whose commits
+//! are its steps. Every change is one commit made with a compare-and-swap on its branch, so concurrent writers
+//! never lose each other's work, and `git log` of a thread reads like a transcript (see [`step`] for the
+//! message format).
+//!
+//! ```no_run
+//! use hal_store::Home;
+//! # fn main() -> Result<(), hal_store::StoreError> {
+//! let (home, report) = Home::init(std::path::Path::new("/tmp/home"), Some("alice"))?;
+//! let thread = home.new_thread(&report.actor, None, Some("design notes"))?;
+//! home.say(&report.actor, &thread.id, "Summarise notes/ for me")?;
+//! home.write_file(&report.actor, &thread.id, "notes/summary.md", b"# Summary\n", None)?;
+//! for step in home.thread_log(&thread.id, None)? {
+//!     println!("{} {}: {}", step.kind, step.actor, step.text);
+//! }
+//! home.merge_thread(&report.actor, &thread.id)?;
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+mod error;
+mod home;
+pub mod identity;
+mod maintenance;
+mod merge;
+mod refs;
+pub mod step;
+mod thread;
+pub mod thread_id;
+pub mod tree_path;
+mod worktree;
+
+pub use error::{Result, StoreError};
+pub use home::{
+    ACTOR_CONFIG_KEY, ACTOR_ENV, ACTOR_FILE, ACTORS_PREFIX, ActorKind, CONFIG_FILE, Home, InitReport, MAIN_REF,
+    THREADS_PREFIX,
+};
+pub use maintenance::{CHECK_EVERY, MAINTENANCE_ENV};
+pub use merge::MergeOutcome;
+pub use refs::STALE_LOCK_AGE;
+pub use step::{StepKind, ThreadStatus};
+pub use thread::{Appended, Step, ThreadRef, ThreadSummary};

@@ -1,0 +1,163 @@
+//! Accepting a thread's work: merging its branch into `main`.
+//!
+//! Before `main` moves, a `merged` step is written on top of the thread (same tree, so the work is unchanged)
+//! to record who accepted it and when; that step is what `main` then fast-forwards to, or what a merge commit
+//! takes as its second parent. The thread's branch is moved to the step afterwards. Nothing but the thread's
+//! own tree reaches `main`: HAL keeps no bookkeeping files in trees.
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::refs::Target;
+use serde::Serialize;
+
+use crate::error::GixContext;
+use crate::home::Home;
+use crate::refs::{self, Expect};
+use crate::step::{StepKind, StepRecord, ThreadStatus};
+use crate::thread::{main_ref, serialize_id};
+use crate::{Result, StoreError};
+
+/// How often a merge is rebuilt when `main` keeps moving under it.
+const MAX_ATTEMPTS: u32 = 20;
+
+/// What `hal thread merge` did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum MergeOutcome {
+    /// `main` was behind the thread and now points at its `merged` step.
+    FastForward {
+        /// The new tip of `main`.
+        #[serde(serialize_with = "serialize_id")]
+        commit: ObjectId,
+    },
+    /// `main` had moved on; a merge commit joins both.
+    Merged {
+        /// The merge commit, the new tip of `main`.
+        #[serde(serialize_with = "serialize_id")]
+        commit: ObjectId,
+    },
+    /// Everything on the thread is already in `main`.
+    AlreadyMerged,
+    /// The thread and `main` changed the same paths; nothing was changed.
+    Conflict {
+        /// The conflicting paths.
+        paths: Vec<String>,
+    },
+}
+
+impl Home {
+    /// Merge the thread named by `query` into `main` on behalf of `actor`.
+    pub fn merge_thread(&self, actor: &str, query: &str) -> Result<MergeOutcome> {
+        let thread = self.resolve_thread(query)?;
+        let thread_name = refs::full_name(&format!("refs/heads/{}", thread.branch))?;
+        let main = main_ref()?;
+        let signature = self.signature(actor);
+        for _ in 0..MAX_ATTEMPTS {
+            let main_tip = self.main_tip()?.ok_or_else(|| StoreError::NotAHomeRepo {
+                path: self.path().to_owned(),
+                reason: "it has no `main` branch".into(),
+            })?;
+            let tip = refs::read(self.repo(), &thread_name)?.ok_or_else(|| StoreError::UnknownThread(query.into()))?;
+            if self.is_ancestor(tip, main_tip)? {
+                return Ok(MergeOutcome::AlreadyMerged);
+            }
+            let fast_forward = self.is_ancestor(main_tip, tip)?;
+            let merged_tree = if fast_forward {
+                None
+            } else {
+                match self.merged_tree(main_tip, tip, &thread.branch)? {
+                    Ok(tree) => Some(tree),
+                    Err(paths) => return Ok(MergeOutcome::Conflict { paths }),
+                }
+            };
+            let state = self.state_at(tip, &thread.branch)?;
+            let record = StepRecord {
+                thread: thread.id.clone(),
+                number: state.steps + 1,
+                kind: StepKind::Merged,
+                actor: actor.to_owned(),
+                status: ThreadStatus::Merged,
+                title: state.title.clone(),
+                text: "merged the thread's work into main".to_owned(),
+                path: None,
+                forked_from: None,
+            };
+            let step = self.write_commit(self.tree_of(tip)?.id, vec![tip], &signature, &record.to_message()?)?;
+            let (new_main, outcome) = match merged_tree {
+                None => (step, MergeOutcome::FastForward { commit: step }),
+                Some(tree) => {
+                    let title = if state.title.is_empty() { String::new() } else { format!(": {}", state.title) };
+                    let message = format!(
+                        "Merge thread {}{title}\n\nAccept the work of {} into main.\n\nHal-Thread: {}\nHal-Kind: merge\n",
+                        thread.id, thread.branch, thread.id
+                    );
+                    let commit = self.write_commit(tree, vec![main_tip, step], &signature, &message)?;
+                    (commit, MergeOutcome::Merged { commit })
+                }
+            };
+            let reflog = format!("hal: merge {}", thread.branch);
+            match self.move_branch(&main, Some(main_tip), new_main, &signature, &reflog) {
+                Ok(()) => {}
+                Err(error @ StoreError::WorktreeSync { .. }) => return Err(error),
+                Err(error) if self.main_tip()? == Some(main_tip) => return Err(error),
+                Err(_) => continue, // main moved: merge again with its new tip
+            }
+            if self.refs().swap_once(&thread_name, Expect::At(tip), Target::Object(step), None).is_err() {
+                tracing::warn!(target: "hal_store::merge", branch = %thread.branch,
+                    "the thread moved while it was being merged; its `merged` step is on main only");
+            }
+            return Ok(outcome);
+        }
+        Err(StoreError::RefUpdateFailed {
+            name: "refs/heads/main".into(),
+            attempts: MAX_ATTEMPTS,
+            reason: "main kept moving while the merge was prepared".into(),
+        })
+    }
+
+    /// Whether `ancestor` is reachable from `descendant` (or equal to it).
+    fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool> {
+        if ancestor == descendant {
+            return Ok(true);
+        }
+        let base = self
+            .repo()
+            .merge_base(ancestor, descendant)
+            .git_context(|| format!("finding the merge base of {ancestor} and {descendant}"))?;
+        Ok(base.is_some_and(|base| base.detach() == ancestor))
+    }
+
+    /// The tree of merging `theirs` into `ours`, or the paths that conflict.
+    fn merged_tree(
+        &self,
+        ours: ObjectId,
+        theirs: ObjectId,
+        their_label: &str,
+    ) -> Result<std::result::Result<ObjectId, Vec<String>>> {
+        let repo = self.repo();
+        let options = repo.tree_merge_options().git_context(|| "reading merge options".to_owned())?;
+        let labels = gix::merge::blob::builtin_driver::text::Labels {
+            ancestor: None,
+            current: Some("main".into()),
+            other: Some(their_label.into()),
+        };
+        let mut outcome = repo
+            .merge_commits(ours, theirs, labels, options.into())
+            .git_context(|| format!("merging {their_label} into main"))?;
+        let how = gix::merge::tree::TreatAsUnresolved::default();
+        if outcome.tree_merge.has_unresolved_conflicts(how) {
+            let mut paths: Vec<String> = outcome
+                .tree_merge
+                .conflicts
+                .iter()
+                .filter(|conflict| conflict.is_unresolved(how))
+                .map(|conflict| conflict.ours.location().to_str_lossy().into_owned())
+                .collect();
+            paths.sort();
+            paths.dedup();
+            return Ok(Err(paths));
+        }
+        let tree = outcome.tree_merge.tree.write().git_context(|| "writing the merged tree".to_owned())?;
+        Ok(Ok(tree.detach()))
+    }
+}

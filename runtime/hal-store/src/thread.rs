@@ -1,0 +1,509 @@
+//! Threads: branches whose commits are steps.
+//!
+//! A thread lives on `refs/heads/threads/<actor>/<id>`, so a plain `git clone` brings every thread along. It
+//! starts with a `start` step whose parent is the commit it was created from (usually `main`'s tip), and every
+//! later step is one commit on top, appended with a compare-and-swap on the branch. The thread's tree is the
+//! agent's file system: only `write` steps change it, so merging a thread brings its work files and nothing
+//! else. A fork continues another thread's conversation from one of its steps; its step numbers carry on from
+//! there and its log includes the steps it inherited.
+
+use std::time::SystemTime;
+
+use gix::ObjectId;
+use gix::prelude::ObjectIdExt;
+use gix::bstr::ByteSlice;
+use gix::objs::tree::EntryKind;
+use gix::refs::Target;
+use serde::Serialize;
+
+use crate::error::GixContext;
+use crate::home::{ActorKind, Home, MAIN_REF, THREADS_PREFIX};
+use crate::refs::{self, Expect};
+use crate::step::{StepKind, StepRecord, ThreadStatus};
+use crate::{Result, StoreError, maintenance, thread_id, tree_path};
+
+/// How far back from a thread's tip HAL looks for a step when the tip is a plain git commit.
+const MAX_PLAIN_COMMITS: usize = 1000;
+/// How many ambiguous candidates an error lists.
+const MAX_CANDIDATES: usize = 5;
+
+/// A thread branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThreadRef {
+    /// The thread's id (the last component of its branch).
+    pub id: String,
+    /// The actor whose namespace holds the branch.
+    pub actor: String,
+    /// The branch name without `refs/heads/`, e.g. `threads/alice/0h2k7f3m9q1`.
+    pub branch: String,
+    /// The commit the branch points at.
+    #[serde(serialize_with = "serialize_id")]
+    pub tip: ObjectId,
+}
+
+impl ThreadRef {
+    fn full_name(&self) -> Result<gix::refs::FullName> {
+        refs::full_name(&format!("refs/heads/{}", self.branch))
+    }
+}
+
+/// One line of `hal thread list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadSummary {
+    /// The thread's id.
+    pub id: String,
+    /// Its branch, without `refs/heads/`.
+    pub branch: String,
+    /// The actor whose namespace holds it.
+    pub actor: String,
+    /// Its title (may be empty).
+    pub title: String,
+    /// Its status.
+    pub status: ThreadStatus,
+    /// How many steps its conversation has.
+    pub steps: u64,
+    /// Time of its last commit, seconds since the Unix epoch.
+    pub last_activity: i64,
+    /// The tip commit.
+    #[serde(serialize_with = "serialize_id")]
+    pub tip: ObjectId,
+}
+
+/// One step as shown by `hal thread log`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// The step's commit.
+    #[serde(serialize_with = "serialize_id")]
+    pub commit: ObjectId,
+    /// Its number in the conversation; `None` for a plain git commit on the thread.
+    pub step: Option<u64>,
+    /// The thread it was made on (for a fork, earlier steps belong to the thread it was forked from).
+    pub thread: Option<String>,
+    /// What it did (`commit` for a plain git commit).
+    pub kind: String,
+    /// Who made it (for a plain commit, the author's name).
+    pub actor: String,
+    /// The thread's status after it.
+    pub status: Option<ThreadStatus>,
+    /// The text, exactly as recorded.
+    pub text: String,
+    /// The file a `write` step wrote.
+    pub path: Option<String>,
+    /// Commit time, seconds since the Unix epoch.
+    pub time: i64,
+}
+
+/// The result of appending a step.
+#[derive(Debug, Clone, Serialize)]
+pub struct Appended {
+    /// The thread.
+    pub thread: String,
+    /// The new step's number.
+    pub step: u64,
+    /// The new step's commit.
+    #[serde(serialize_with = "serialize_id")]
+    pub commit: ObjectId,
+}
+
+/// A thread's state as of some commit, read from the newest step at or below it.
+#[derive(Debug, Clone)]
+pub(crate) struct ThreadState {
+    pub(crate) steps: u64,
+    pub(crate) title: String,
+    pub(crate) status: ThreadStatus,
+}
+
+/// A file change made by a step.
+struct FileWrite<'a> {
+    path: &'a str,
+    blob: ObjectId,
+}
+
+pub(crate) fn serialize_id<S: serde::Serializer>(id: &ObjectId, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_str(id)
+}
+
+impl Home {
+    /// Every thread branch, sorted by id (that is, by creation time).
+    pub fn threads(&self) -> Result<Vec<ThreadRef>> {
+        let platform = self.repo().references().git_context(|| "listing refs".to_owned())?;
+        let iter = platform.prefixed(THREADS_PREFIX).git_context(|| "listing thread branches".to_owned())?;
+        let mut threads = Vec::new();
+        for reference in iter {
+            let reference = reference.git_context(|| "reading a thread branch".to_owned())?;
+            let name = reference.name().as_bstr().to_str_lossy();
+            let Some(rest) = name.strip_prefix(THREADS_PREFIX) else { continue };
+            let Some((actor, id)) = rest.split_once('/') else { continue };
+            if id.contains('/') {
+                continue;
+            }
+            let target = reference.target();
+            let Some(tip) = target.try_id() else { continue };
+            threads.push(ThreadRef {
+                id: id.to_owned(),
+                actor: actor.to_owned(),
+                branch: format!("threads/{rest}"),
+                tip: tip.to_owned(),
+            });
+        }
+        threads.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.actor.cmp(&b.actor)));
+        Ok(threads)
+    }
+
+    /// Find the thread named by `query`: an id, a unique prefix of one, or a branch name
+    /// (`threads/<actor>/<id>`, with or without `refs/heads/`).
+    pub fn resolve_thread(&self, query: &str) -> Result<ThreadRef> {
+        let branch = query.strip_prefix("refs/heads/").unwrap_or(query);
+        if branch.starts_with("threads/") {
+            let name = refs::full_name(&format!("refs/heads/{branch}"))
+                .map_err(|_| StoreError::UnknownThread(query.to_owned()))?;
+            let tip = refs::read(self.repo(), &name)?.ok_or_else(|| StoreError::UnknownThread(query.to_owned()))?;
+            let (actor, id) = branch["threads/".len()..]
+                .split_once('/')
+                .ok_or_else(|| StoreError::UnknownThread(query.to_owned()))?;
+            return Ok(ThreadRef { id: id.to_owned(), actor: actor.to_owned(), branch: branch.to_owned(), tip });
+        }
+        if query.is_empty() {
+            return Err(StoreError::UnknownThread(query.to_owned()));
+        }
+        let threads = self.threads()?;
+        let exact: Vec<_> = threads.iter().filter(|t| t.id == query).collect();
+        let matches: Vec<_> = if exact.is_empty() {
+            threads.iter().filter(|t| t.id.starts_with(query)).collect()
+        } else {
+            exact
+        };
+        match matches.as_slice() {
+            [] => Err(StoreError::UnknownThread(query.to_owned())),
+            [one] => Ok((*one).clone()),
+            many => Err(StoreError::AmbiguousThread {
+                prefix: query.to_owned(),
+                candidates: many.iter().take(MAX_CANDIDATES).map(|t| t.branch.clone()).collect(),
+            }),
+        }
+    }
+
+    /// Summaries of every thread, sorted by id. Reads one commit per thread.
+    pub fn list_threads(&self) -> Result<Vec<ThreadSummary>> {
+        self.threads()?
+            .into_iter()
+            .map(|thread| {
+                let state = self.state_at(thread.tip, &thread.branch)?;
+                let last_activity = self.commit_time(thread.tip)?;
+                Ok(ThreadSummary {
+                    id: thread.id,
+                    branch: thread.branch,
+                    actor: thread.actor,
+                    title: state.title,
+                    status: state.status,
+                    steps: state.steps,
+                    last_activity,
+                    tip: thread.tip,
+                })
+            })
+            .collect()
+    }
+
+    /// Start a new thread for `actor` from `from` (a thread, a ref or a commit; `main` when `None`).
+    pub fn new_thread(&self, actor: &str, from: Option<&str>, title: Option<&str>) -> Result<ThreadRef> {
+        let (base, from_text) = match from {
+            None => (self.main_tip()?.ok_or_else(|| StoreError::UnknownRevision {
+                spec: "main".into(),
+                source: gix::Error::from_error(std::io::Error::other("main has no commits")),
+            })?, "main".to_owned()),
+            Some(spec) => match self.resolve_thread(spec) {
+                Ok(thread) => (thread.tip, format!("thread {}", thread.id)),
+                Err(StoreError::UnknownThread(_)) => (self.resolve_commit(spec)?, spec.to_owned()),
+                Err(other) => return Err(other),
+            },
+        };
+        let title = title.map(str::trim).unwrap_or_default();
+        let text = if title.is_empty() {
+            format!("started a thread from {from_text}")
+        } else {
+            format!("started thread \"{title}\" from {from_text}")
+        };
+        self.create_thread(actor, base, |id| StepRecord {
+            thread: id.to_owned(),
+            number: 1,
+            kind: StepKind::Start,
+            actor: actor.to_owned(),
+            status: ThreadStatus::Open,
+            title: title.to_owned(),
+            text: text.clone(),
+            path: None,
+            forked_from: None,
+        })
+    }
+
+    /// Fork `source` at its tip, or at the step `at` (a commit id or prefix): a new thread for `actor` that
+    /// continues the conversation from there without touching the original.
+    pub fn fork_thread(&self, actor: &str, source: &str, at: Option<&str>) -> Result<ThreadRef> {
+        let source = self.resolve_thread(source)?;
+        let point = match at {
+            None => source.tip,
+            Some(spec) => {
+                let commit = self.resolve_commit(spec)?;
+                if !self.is_step_of(&source, commit)? {
+                    return Err(StoreError::NotAStep { commit: spec.to_owned(), thread: source.id.clone() });
+                }
+                commit
+            }
+        };
+        let state = self.state_at(point, &source.branch)?;
+        let short = self.short_id(point);
+        self.create_thread(actor, point, |id| StepRecord {
+            thread: id.to_owned(),
+            number: state.steps + 1,
+            kind: StepKind::Fork,
+            actor: actor.to_owned(),
+            status: ThreadStatus::Open,
+            title: state.title.clone(),
+            text: format!("forked thread {} at step {} ({short})", source.id, state.steps),
+            path: None,
+            forked_from: Some(format!("{}@{point}", source.id)),
+        })
+    }
+
+    /// Create `threads/<actor>/<new id>` with one first step on top of `base`.
+    fn create_thread(&self, actor: &str, base: ObjectId, record: impl Fn(&str) -> StepRecord) -> Result<ThreadRef> {
+        self.ensure_actor(actor, ActorKind::Human)?;
+        let tree = self.tree_of(base)?.id;
+        let signature = self.signature(actor);
+        let mut last_error = None;
+        for _ in 0..8 {
+            let id = thread_id::generate(SystemTime::now());
+            let branch = format!("threads/{actor}/{id}");
+            let name = refs::full_name(&format!("refs/heads/{branch}"))?;
+            let message = record(&id).to_message()?;
+            let commit = self.write_commit(tree, vec![base], &signature, &message)?;
+            match self.refs().swap_once(&name, Expect::Absent, Target::Object(commit), None) {
+                Ok(()) => {
+                    tracing::debug!(target: "hal_store::thread", %branch, "created thread");
+                    return Ok(ThreadRef { id, actor: actor.to_owned(), branch, tip: commit });
+                }
+                // Only a clash of ids leaves the branch existing; anything else is reported after the retries.
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.expect("the loop ran at least once and failed every time"))
+    }
+
+    /// Append a user message to a thread.
+    pub fn say(&self, actor: &str, thread: &str, text: &str) -> Result<Appended> {
+        if text.trim().is_empty() {
+            return Err(StoreError::InvalidText("the message is empty"));
+        }
+        let thread = self.resolve_thread(thread)?;
+        self.append(&thread, actor, StepKind::Message, text, None)
+    }
+
+    /// Write `content` to `path` in a thread's tree as one step. `message` describes the change (default:
+    /// `write <path>`).
+    pub fn write_file(
+        &self,
+        actor: &str,
+        thread: &str,
+        path: &str,
+        content: &[u8],
+        message: Option<&str>,
+    ) -> Result<Appended> {
+        let path = tree_path::normalize(path)?;
+        let thread = self.resolve_thread(thread)?;
+        let blob = self.repo().write_blob(content).git_context(|| format!("storing the content of {path}"))?.detach();
+        let text = match message.map(str::trim) {
+            Some(message) if !message.is_empty() => message.to_owned(),
+            _ => format!("write {path} ({} bytes)", content.len()),
+        };
+        self.append(&thread, actor, StepKind::Write, &text, Some(FileWrite { path: &path, blob }))
+    }
+
+    /// Append one step to `thread`, rebuilding it on the new tip if another writer got there first.
+    fn append(
+        &self,
+        thread: &ThreadRef,
+        actor: &str,
+        kind: StepKind,
+        text: &str,
+        write: Option<FileWrite<'_>>,
+    ) -> Result<Appended> {
+        let name = thread.full_name()?;
+        let signature = self.signature(actor);
+        let landed = self.refs().update_with_retry(self.repo(), &name, None, |tip| {
+            let tip = tip.ok_or_else(|| StoreError::UnknownThread(thread.id.clone()))?;
+            let state = self.state_at(tip, &thread.branch)?;
+            let mut tree = self.tree_of(tip)?.id;
+            if let Some(write) = &write {
+                tree = self.tree_with_file(tree, write)?;
+            }
+            let record = StepRecord {
+                thread: thread.id.clone(),
+                number: state.steps + 1,
+                kind: kind.clone(),
+                actor: actor.to_owned(),
+                status: ThreadStatus::Open,
+                title: state.title,
+                text: text.to_owned(),
+                path: write.as_ref().map(|w| w.path.to_owned()),
+                forked_from: None,
+            };
+            let commit = self.write_commit(tree, vec![tip], &signature, &record.to_message()?)?;
+            Ok(Some((commit, record.number)))
+        })?;
+        let (commit, step) = landed.expect("the builder never declines");
+        maintenance::after_step(self, step);
+        Ok(Appended { thread: thread.id.clone(), step, commit })
+    }
+
+    /// `tree` with `write` applied; refuses to turn a file into a directory or the other way round.
+    fn tree_with_file(&self, tree: ObjectId, write: &FileWrite<'_>) -> Result<ObjectId> {
+        let current = self.repo().find_tree(tree).git_context(|| format!("reading tree {tree}"))?;
+        let mut prefix = String::new();
+        for component in write.path.split('/') {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(component);
+            let entry = current.lookup_entry_by_path(&prefix).git_context(|| format!("looking up {prefix}"))?;
+            match entry {
+                Some(entry) if prefix != write.path && !entry.mode().is_tree() => {
+                    return Err(StoreError::InvalidPath {
+                        path: write.path.to_owned(),
+                        reason: format!("{prefix} is a file in the thread's tree, not a directory"),
+                    });
+                }
+                Some(entry) if prefix == write.path && entry.mode().is_tree() => {
+                    return Err(StoreError::InvalidPath {
+                        path: write.path.to_owned(),
+                        reason: "it is a directory in the thread's tree".to_owned(),
+                    });
+                }
+                None => break,
+                Some(_) => {}
+            }
+        }
+        let mut editor = self.repo().edit_tree(tree).git_context(|| format!("editing tree {tree}"))?;
+        editor.upsert(write.path, EntryKind::Blob, write.blob).git_context(|| format!("adding {}", write.path))?;
+        Ok(editor.write().git_context(|| format!("writing the tree with {}", write.path))?.detach())
+    }
+
+    /// The steps of a thread, oldest first; with `limit`, only the newest `limit` of them.
+    pub fn thread_log(&self, thread: &str, limit: Option<usize>) -> Result<Vec<Step>> {
+        let thread = self.resolve_thread(thread)?;
+        let mut steps = Vec::new();
+        let mut next = Some(thread.tip);
+        while let Some(id) = next {
+            if limit.is_some_and(|limit| steps.len() >= limit) {
+                break;
+            }
+            let commit = self.repo().find_commit(id).git_context(|| format!("reading commit {id}"))?;
+            let message = commit.message_raw_sloppy().to_str_lossy().into_owned();
+            let time = commit.time().map(|t| t.seconds).unwrap_or_default();
+            next = commit.parent_ids().next().map(|p| p.detach());
+            match StepRecord::from_message(&message) {
+                Some(Ok(record)) => {
+                    let first = record.number <= 1;
+                    steps.push(Step {
+                        commit: id,
+                        step: Some(record.number),
+                        thread: Some(record.thread),
+                        kind: record.kind.as_str().to_owned(),
+                        actor: record.actor,
+                        status: Some(record.status),
+                        text: record.text,
+                        path: record.path,
+                        time,
+                    });
+                    if first {
+                        break;
+                    }
+                }
+                Some(Err(reason)) => {
+                    return Err(StoreError::MalformedStep { commit: id.to_string(), branch: thread.branch, reason });
+                }
+                None => {
+                    let author = commit.author().map(|a| a.name.to_str_lossy().into_owned()).unwrap_or_default();
+                    steps.push(Step {
+                        commit: id,
+                        step: None,
+                        thread: None,
+                        kind: "commit".to_owned(),
+                        actor: author,
+                        status: None,
+                        text: message,
+                        path: None,
+                        time,
+                    });
+                }
+            }
+        }
+        steps.reverse();
+        Ok(steps)
+    }
+
+    /// The thread's state as of `commit`: from its own trailers, or from the newest step below a few plain
+    /// git commits.
+    pub(crate) fn state_at(&self, commit: ObjectId, branch: &str) -> Result<ThreadState> {
+        let mut next = Some(commit);
+        for _ in 0..MAX_PLAIN_COMMITS {
+            let Some(id) = next else { break };
+            let object = self.repo().find_commit(id).git_context(|| format!("reading commit {id}"))?;
+            match StepRecord::from_message(&object.message_raw_sloppy().to_str_lossy()) {
+                Some(Ok(record)) => {
+                    return Ok(ThreadState { steps: record.number, title: record.title, status: record.status });
+                }
+                Some(Err(reason)) => {
+                    return Err(StoreError::MalformedStep { commit: id.to_string(), branch: branch.to_owned(), reason });
+                }
+                None => next = object.parent_ids().next().map(|p| p.detach()),
+            }
+        }
+        Err(StoreError::MalformedStep {
+            commit: commit.to_string(),
+            branch: branch.to_owned(),
+            reason: format!("no HAL step within {MAX_PLAIN_COMMITS} commits of it"),
+        })
+    }
+
+    /// Whether `commit` is one of the steps `thread` shows in its log.
+    fn is_step_of(&self, thread: &ThreadRef, commit: ObjectId) -> Result<bool> {
+        let mut next = Some(thread.tip);
+        while let Some(id) = next {
+            if id == commit {
+                return Ok(true);
+            }
+            let object = self.repo().find_commit(id).git_context(|| format!("reading commit {id}"))?;
+            if let Some(Ok(record)) = StepRecord::from_message(&object.message_raw_sloppy().to_str_lossy())
+                && record.number <= 1
+            {
+                return Ok(false);
+            }
+            next = object.parent_ids().next().map(|p| p.detach());
+        }
+        Ok(false)
+    }
+
+    /// Resolve a revision (ref name, commit id or prefix, `main~2`, …) to a commit.
+    pub fn resolve_commit(&self, spec: &str) -> Result<ObjectId> {
+        let unknown = |source| StoreError::UnknownRevision { spec: spec.to_owned(), source };
+        let id = self.repo().rev_parse_single(spec).map_err(|e| unknown(e.into()))?;
+        let commit = id.object().and_then(|o| o.peel_to_commit()).map_err(|e| unknown(e.into()))?;
+        Ok(commit.id)
+    }
+
+    /// Seconds since the epoch at which `commit` was committed.
+    fn commit_time(&self, commit: ObjectId) -> Result<i64> {
+        let object = self.repo().find_commit(commit).git_context(|| format!("reading commit {commit}"))?;
+        Ok(object.time().map(|t| t.seconds).unwrap_or_default())
+    }
+
+    /// A short form of a commit id for messages.
+    pub(crate) fn short_id(&self, id: ObjectId) -> String {
+        id.attach(self.repo()).shorten_or_id().to_string()
+    }
+}
+
+/// The ref `main` lives on, parsed.
+pub(crate) fn main_ref() -> Result<gix::refs::FullName> {
+    refs::full_name(MAIN_REF)
+}
