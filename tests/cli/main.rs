@@ -1,1 +1,12 @@
+//! Integration tests: the real `hal` binary on real git repositories.
+//!
+//! One test binary with a module per area, so it links once. Repositories are built by the scripts in
+//! `fixtures/` with pinned dates and no system or user git configuration (`HOME` is a temporary directory).
 
+mod concurrency;
+mod crash;
+mod init;
+mod interop;
+mod merge;
+mod support;
+mod threads;

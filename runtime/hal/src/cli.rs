@@ -1,0 +1,107 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// HAL: a git-native agent runtime. Everything agents know, do and decide is a commit in this repository.
+#[derive(Debug, Parser)]
+#[command(name = "hal", version, propagate_version = true, max_term_width = 100)]
+pub struct Args {
+    /// Run as if hal was started in <PATH> (like `git -C`).
+    #[arg(short = 'C', value_name = "PATH", global = true, default_value = ".")]
+    pub directory: PathBuf,
+    /// Print data as JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). `RUST_LOG` overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Format of log lines on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Prepare a git repository as a HAL home repo (creating it if needed). Safe to run again, and after a
+    /// `git clone` it creates local branches for the threads and actors of the clone's remotes.
+    Init {
+        /// The repository (default: the -C directory).
+        path: Option<PathBuf>,
+        /// Your actor name (default: `HAL_ACTOR`, then `git config hal.actor`, then derived from user.name).
+        #[arg(long)]
+        actor: Option<String>,
+    },
+    /// Work with threads: branches whose commits are the steps of an agent's work.
+    #[command(subcommand)]
+    Thread(ThreadCommand),
+}
+
+/// `hal thread …`
+#[derive(Debug, Subcommand)]
+pub enum ThreadCommand {
+    /// Start a new thread and print its id.
+    New {
+        /// Start from this thread, branch or commit instead of `main`.
+        #[arg(long, value_name = "THREAD-OR-REF")]
+        from: Option<String>,
+        /// A title for the thread.
+        #[arg(long)]
+        title: Option<String>,
+    },
+    /// List threads: id, status, step count, last activity and title.
+    List,
+    /// Show a thread's steps, newest last.
+    Log {
+        /// Thread id, unique prefix or branch.
+        id: String,
+        /// Show only the newest <COUNT> steps.
+        #[arg(short = 'n', value_name = "COUNT")]
+        count: Option<usize>,
+    },
+    /// Add a user message to a thread (`-` reads the message from stdin).
+    Say {
+        /// Thread id, unique prefix or branch.
+        id: String,
+        /// The message; several words are joined with spaces.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        text: Vec<String>,
+    },
+    /// Write stdin to a file in the thread's tree, as one step.
+    Write {
+        /// Thread id, unique prefix or branch.
+        id: String,
+        /// Path of the file inside the thread's tree.
+        path: String,
+        /// Describe the change (default: "write <path> (<n> bytes)").
+        #[arg(short, long)]
+        message: Option<String>,
+    },
+    /// Start a new thread that continues another one from its tip or from one of its steps.
+    Fork {
+        /// Thread id, unique prefix or branch to fork.
+        id: String,
+        /// The step (commit id or prefix) to fork at.
+        #[arg(long, value_name = "COMMIT")]
+        at: Option<String>,
+    },
+    /// Accept a thread's work into `main`. Exit code 1 and the conflicting paths when it cannot merge cleanly.
+    Merge {
+        /// Thread id, unique prefix or branch.
+        id: String,
+    },
+}

@@ -1,0 +1,27 @@
+//! What each command does. Each one opens the home repo, calls the store, and prints the result.
+
+mod init;
+mod thread;
+
+use anyhow::Result;
+
+use crate::cli::{Args, Command};
+
+/// Exit code of `hal thread merge` when the thread conflicts with `main`.
+pub const EXIT_CONFLICT: u8 = 1;
+
+/// How a command ended, when it did not fail.
+pub enum Outcome {
+    /// It did what was asked.
+    Done,
+    /// A merge found conflicts and changed nothing.
+    Conflict,
+}
+
+/// Run the command `args` asks for.
+pub fn run(args: &Args) -> Result<Outcome> {
+    match &args.command {
+        Command::Init { path, actor } => init::run(args, path.as_deref(), actor.as_deref()),
+        Command::Thread(command) => thread::run(args, command),
+    }
+}

@@ -1,0 +1,95 @@
+//! Accepting work: `hal thread merge`.
+
+use crate::support::{Sandbox, all_refs, assert_fsck_clean, new_thread, rev, tree_paths};
+
+#[test]
+fn merge_fast_forwards_and_brings_only_work_files() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let id = new_thread(&sandbox, &repo, "report");
+    sandbox.hal(&repo, &["thread", "say", &id, "write the report"]).ok();
+    sandbox.hal_with_input(&repo, &["thread", "write", &id, "reports/q1.md"], b"# Q1\n").ok();
+
+    let run = sandbox.hal(&repo, &["thread", "merge", &id]).ok();
+    assert!(run.stdout.contains("fast-forward"), "{}", run.stdout);
+    let branch = format!("threads/alice-example/{id}");
+    assert_eq!(rev(&sandbox, &repo, "main"), rev(&sandbox, &repo, &branch), "main is the thread's merged step");
+    // Work files arrive; no bookkeeping does.
+    assert_eq!(tree_paths(&sandbox, &repo, "main"), ["hal.yaml", "reports/q1.md"]);
+    // The checked-out work tree followed.
+    assert_eq!(std::fs::read_to_string(repo.join("reports/q1.md")).expect("file"), "# Q1\n");
+    assert_eq!(sandbox.git(&repo, &["status", "--porcelain"]).out(), "");
+
+    let list = sandbox.hal(&repo, &["thread", "list", "--json"]).ok().json();
+    assert_eq!(list[0]["status"], "merged");
+    let log = sandbox.hal(&repo, &["thread", "log", &id, "-n", "1", "--json"]).ok().json();
+    assert_eq!(log[0]["kind"], "merged");
+
+    let again = sandbox.hal(&repo, &["thread", "merge", &id]).ok();
+    assert!(again.stdout.contains("already merged"), "{}", again.stdout);
+    assert_fsck_clean(&sandbox, &repo);
+}
+
+#[test]
+fn merge_makes_a_merge_commit_when_main_moved_on() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let first = new_thread(&sandbox, &repo, "first");
+    let second = new_thread(&sandbox, &repo, "second");
+    sandbox.hal_with_input(&repo, &["thread", "write", &first, "a.txt"], b"a\n").ok();
+    sandbox.hal_with_input(&repo, &["thread", "write", &second, "b.txt"], b"b\n").ok();
+    sandbox.hal(&repo, &["thread", "merge", &first]).ok();
+    let main_before = rev(&sandbox, &repo, "main");
+
+    let run = sandbox.hal(&repo, &["thread", "merge", &second, "--json"]).ok().json();
+    assert_eq!(run["outcome"], "merged");
+    let merge = rev(&sandbox, &repo, "main");
+    assert_eq!(run["commit"], merge.as_str());
+    assert_eq!(rev(&sandbox, &repo, "main^1"), main_before);
+    assert_eq!(rev(&sandbox, &repo, "main^2"), rev(&sandbox, &repo, &format!("threads/alice-example/{second}")));
+    assert_eq!(tree_paths(&sandbox, &repo, "main"), ["a.txt", "b.txt", "hal.yaml"]);
+    assert_eq!(sandbox.git(&repo, &["status", "--porcelain"]).out(), "");
+    let subject = sandbox.git(&repo, &["log", "-1", "--format=%s", "main"]).ok();
+    assert!(subject.out().starts_with(&format!("Merge thread {second}")), "{}", subject.out());
+    assert_fsck_clean(&sandbox, &repo);
+}
+
+#[test]
+fn a_conflict_lists_the_paths_and_leaves_everything_untouched() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let first = new_thread(&sandbox, &repo, "first");
+    let second = new_thread(&sandbox, &repo, "second");
+    sandbox.hal_with_input(&repo, &["thread", "write", &first, "shared/plan.md"], b"plan A\n").ok();
+    sandbox.hal_with_input(&repo, &["thread", "write", &second, "shared/plan.md"], b"plan B\n").ok();
+    sandbox.hal(&repo, &["thread", "merge", &first]).ok();
+    let before = all_refs(&sandbox, &repo);
+
+    let run = sandbox.hal(&repo, &["thread", "merge", &second]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("shared/plan.md") && run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    assert_eq!(all_refs(&sandbox, &repo), before, "no ref moved");
+    assert_eq!(std::fs::read_to_string(repo.join("shared/plan.md")).expect("file"), "plan A\n");
+    assert_eq!(sandbox.git(&repo, &["status", "--porcelain"]).out(), "");
+
+    let json = sandbox.hal(&repo, &["thread", "merge", &second, "--json"]);
+    assert_eq!(json.code, 1);
+    assert_eq!(json.json()["paths"], serde_json::json!(["shared/plan.md"]));
+    assert_fsck_clean(&sandbox, &repo);
+}
+
+#[test]
+fn a_local_edit_in_the_way_stops_the_merge_and_main_is_put_back() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let id = new_thread(&sandbox, &repo, "edit hal.yaml");
+    sandbox.hal_with_input(&repo, &["thread", "write", &id, "hal.yaml"], b"version: 1\n# changed by a thread\n").ok();
+    std::fs::write(repo.join("hal.yaml"), "version: 1\n# my uncommitted edit\n").expect("edit");
+    let before = all_refs(&sandbox, &repo);
+
+    let run = sandbox.hal(&repo, &["thread", "merge", &id]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("working tree") && run.stderr.contains("hal.yaml"), "{}", run.stderr);
+    assert_eq!(all_refs(&sandbox, &repo), before, "main was put back");
+    assert_eq!(std::fs::read_to_string(repo.join("hal.yaml")).expect("file"), "version: 1\n# my uncommitted edit\n");
+}
