@@ -5,6 +5,7 @@
 
 mod concurrency;
 mod crash;
+mod demo;
 mod init;
 mod interop;
 mod merge;

@@ -89,7 +89,7 @@ impl Home {
         let home = Home::from_repo(repo);
         report.path = home.path().to_owned();
         report.actor = home.resolve_actor(actor)?;
-        report.committed_config = home.ensure_config()?;
+        report.committed_config = home.ensure_config(&report.actor)?;
         if actor.is_some() || home.config_string(ACTOR_CONFIG_KEY).is_none() {
             home.set_local_config(ACTOR_CONFIG_KEY, &report.actor)?;
         }
@@ -219,7 +219,7 @@ impl Home {
     }
 
     /// Commit `hal.yaml` on `main` unless it is there. Returns whether a commit was made.
-    fn ensure_config(&self) -> Result<bool> {
+    fn ensure_config(&self, actor: &str) -> Result<bool> {
         let main = refs::full_name(MAIN_REF)?;
         let head = self.repo.head_name().git_context(|| "reading HEAD".to_owned())?;
         let main_tip = refs::read(&self.repo, &main)?;
@@ -250,9 +250,8 @@ impl Home {
         {
             return Ok(false);
         }
-        let actor = self.resolve_actor(None)?;
         let blob = self.repo.write_blob(DEFAULT_CONFIG).git_context(|| "writing hal.yaml".to_owned())?.detach();
-        let signature = self.signature(&actor);
+        let signature = self.signature(actor);
         let message = "hal: initialise home repo\n\nAdd hal.yaml, the settings HAL reads from `main`.\n";
         let base_tree = match main_tip {
             Some(tip) => self.tree_of(tip)?.id,

@@ -46,6 +46,12 @@ pub enum Command {
         #[arg(long)]
         actor: Option<String>,
     },
+    /// A tour in a fresh home repo: start a thread, write to it, fork it, merge it, and show the history.
+    Demo {
+        /// Where to make the demo repo (default: a new directory under the system's temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Work with threads: branches whose commits are the steps of an agent's work.
     #[command(subcommand)]
     Thread(ThreadCommand),

@@ -1,5 +1,6 @@
 //! What each command does. Each one opens the home repo, calls the store, and prints the result.
 
+mod demo;
 mod init;
 mod thread;
 
@@ -21,6 +22,7 @@ pub enum Outcome {
 /// Run the command `args` asks for.
 pub fn run(args: &Args) -> Result<Outcome> {
     match &args.command {
+        Command::Demo { dir } => demo::run(args, dir.as_deref()),
         Command::Init { path, actor } => init::run(args, path.as_deref(), actor.as_deref()),
         Command::Thread(command) => thread::run(args, command),
     }
