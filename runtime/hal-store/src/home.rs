@@ -93,6 +93,10 @@ impl Home {
         if actor.is_some() || home.config_string(ACTOR_CONFIG_KEY).is_none() {
             home.set_local_config(ACTOR_CONFIG_KEY, &report.actor)?;
         }
+        // The settings just written are not in the opened repository's configuration snapshot.
+        let home = Home::from_repo(
+            gix::discover(&report.path).git_context(|| format!("reopening {}", report.path.display()))?,
+        );
         report.adopted_branches = home.adopt_remote_branches()?;
         for (name, kind) in [(report.actor.as_str(), ActorKind::Human), (identity::HAL_ACTOR, ActorKind::Machine)] {
             if home.ensure_actor(name, kind)? {

@@ -30,6 +30,7 @@ mod merge;
 mod refs;
 pub mod step;
 mod thread;
+mod tip_cache;
 pub mod thread_id;
 pub mod tree_path;
 mod worktree;

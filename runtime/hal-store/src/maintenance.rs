@@ -1,23 +1,24 @@
 //! Keeping the object store healthy, off the hot path.
 //!
 //! gix writes loose objects only (one file per object). Left alone, a busy home repo collects hundreds of
-//! thousands of small files and every `git` command slows down. Every [`CHECK_EVERY`] steps HAL starts
-//! `git gc --auto` in the background: it returns at once when there is little to do, and otherwise packs
-//! objects and refs in a detached process while HAL carries on. Set `HAL_MAINTENANCE=off` to leave it to the
-//! user (benchmarks do, to measure the repo before and after).
+//! thousands of small files and every `git` command slows down. After a write, with a chance of one in
+//! [`CHECK_EVERY`], HAL starts `git gc --auto` in the background: it returns at once when there is little to
+//! do, and otherwise packs objects and refs in a detached process while HAL carries on. A chance rather than a
+//! counter keeps it stateless and fair across many short threads and many processes. Set
+//! `HAL_MAINTENANCE=off` to leave it to the user (benchmarks do, to measure the repo before and after).
 
 use std::process::{Command, Stdio};
 
 use crate::home::Home;
 
-/// Steps between two background checks.
+/// One write in this many (on average) starts a background check.
 pub const CHECK_EVERY: u64 = 200;
 /// Environment variable that turns background maintenance off when set to `off`.
 pub const MAINTENANCE_ENV: &str = "HAL_MAINTENANCE";
 
-/// Called after step number `step` landed.
-pub(crate) fn after_step(home: &Home, step: u64) {
-    if step % CHECK_EVERY != 0 || std::env::var(MAINTENANCE_ENV).is_ok_and(|v| v == "off") {
+/// Called after a write landed.
+pub(crate) fn after_write(home: &Home) {
+    if fastrand::u64(..CHECK_EVERY) != 0 || std::env::var(MAINTENANCE_ENV).is_ok_and(|v| v == "off") {
         return;
     }
     let spawned = Command::new("git")

@@ -186,3 +186,50 @@ pub(crate) fn full_name(name: &str) -> Result<FullName> {
         source: gix::Error::from_error(source),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use crate::Home;
+
+    fn home() -> (tempfile::TempDir, Home, String) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (home, _) = Home::init(&dir.path().join("home"), Some("tester")).expect("init");
+        let thread = home.new_thread("tester", None, None).expect("thread");
+        (dir, home, thread.branch)
+    }
+
+    fn lock_file(home: &Home, branch: &str) -> std::path::PathBuf {
+        home.repo().common_dir().join(format!("refs/heads/{branch}.lock"))
+    }
+
+    #[test]
+    fn a_lock_left_by_a_killed_writer_is_cleared() {
+        let (_dir, home, branch) = home();
+        let lock = lock_file(&home, &branch);
+        let file = std::fs::File::create(&lock).expect("create lock");
+        file.set_modified(SystemTime::now() - Duration::from_secs(60)).expect("age the lock");
+        drop(file);
+        let appended = home.say("tester", &branch, "after a crash").expect("append despite the stale lock");
+        assert_eq!(appended.step, 2);
+        assert!(!lock.exists(), "the stale lock is gone");
+    }
+
+    #[test]
+    fn a_live_lock_is_waited_for_not_broken() {
+        let (_dir, home, branch) = home();
+        let lock = lock_file(&home, &branch);
+        std::fs::write(&lock, b"").expect("create lock");
+        let holder = {
+            let lock = lock.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(700));
+                std::fs::remove_file(lock).expect("release lock");
+            })
+        };
+        let appended = home.say("tester", &branch, "waited").expect("append after the lock is released");
+        holder.join().expect("holder");
+        assert_eq!(appended.step, 2);
+    }
+}

@@ -122,7 +122,7 @@ impl ThreadStatus {
         }
     }
 
-    fn parse(text: &str) -> ThreadStatus {
+    pub(crate) fn parse(text: &str) -> ThreadStatus {
         match text {
             "open" => ThreadStatus::Open,
             "merged" => ThreadStatus::Merged,
@@ -249,9 +249,9 @@ fn summary_of(text: &str) -> String {
     }
 }
 
-/// Trailer values are one line: newlines become spaces.
+/// Trailer values are one line without control characters: runs of them become one space.
 fn single_line(value: &str) -> String {
-    value.split(['\n', '\r']).filter(|part| !part.is_empty()).collect::<Vec<_>>().join(" ")
+    value.split(char::is_control).filter(|part| !part.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -314,11 +314,11 @@ mod tests {
     #[test]
     fn titles_with_newlines_stay_on_one_trailer_line() {
         let mut step = record("hi");
-        step.title = "two\nlines".into();
+        step.title = "two\nlines\tand a tab".into();
         let back = StepRecord::from_message(&step.to_message().expect("valid"))
             .expect("step")
             .expect("parses");
-        assert_eq!(back.title, "two lines");
+        assert_eq!(back.title, "two lines and a tab");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::error::GixContext;
 use crate::home::{ActorKind, Home, MAIN_REF, THREADS_PREFIX};
 use crate::refs::{self, Expect};
 use crate::step::{StepKind, StepRecord, ThreadStatus};
+use crate::tip_cache::{TipCache, TipFacts};
 use crate::{Result, StoreError, maintenance, thread_id, tree_path};
 
 /// How far back from a thread's tip HAL looks for a step when the tip is a plain git commit.
@@ -109,6 +110,8 @@ pub struct Appended {
 #[derive(Debug, Clone)]
 pub(crate) struct ThreadState {
     pub(crate) steps: u64,
+    /// Commit time of the commit the state was asked for.
+    pub(crate) time: i64,
     pub(crate) title: String,
     pub(crate) status: ThreadStatus,
 }
@@ -166,6 +169,9 @@ impl Home {
         if query.is_empty() {
             return Err(StoreError::UnknownThread(query.to_owned()));
         }
+        if let Some(thread) = self.find_full_id(query)? {
+            return Ok(thread);
+        }
         let threads = self.threads()?;
         let exact: Vec<_> = threads.iter().filter(|t| t.id == query).collect();
         let matches: Vec<_> = if exact.is_empty() {
@@ -183,25 +189,57 @@ impl Home {
         }
     }
 
-    /// Summaries of every thread, sorted by id. Reads one commit per thread.
+    /// A full id in the local actor's or HAL's namespace, found without listing every thread (a repo may have
+    /// tens of thousands).
+    fn find_full_id(&self, query: &str) -> Result<Option<ThreadRef>> {
+        if query.len() != thread_id::ID_LEN || !thread_id::is_id_like(query) {
+            return Ok(None);
+        }
+        let local = self.resolve_actor(None).ok();
+        for actor in local.iter().map(String::as_str).chain([crate::identity::HAL_ACTOR]) {
+            let branch = format!("threads/{actor}/{query}");
+            if let Some(tip) = refs::read(self.repo(), &refs::full_name(&format!("refs/heads/{branch}"))?)? {
+                return Ok(Some(ThreadRef { id: query.to_owned(), actor: actor.to_owned(), branch, tip }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Summaries of every thread, sorted by id. Reads one commit per thread whose tip is not in the tip cache
+    /// (see [`crate::tip_cache`]).
     pub fn list_threads(&self) -> Result<Vec<ThreadSummary>> {
-        self.threads()?
+        let threads = self.threads()?;
+        let cache = TipCache::load(self.repo().common_dir());
+        let mut missed = false;
+        let mut current = Vec::with_capacity(threads.len());
+        for thread in &threads {
+            let facts = match cache.get(&thread.tip) {
+                Some(facts) => facts.clone(),
+                None => {
+                    missed = true;
+                    let state = self.state_at(thread.tip, &thread.branch)?;
+                    TipFacts { steps: state.steps, time: state.time, status: state.status, title: state.title }
+                }
+            };
+            current.push((thread.tip, facts));
+        }
+        if missed || current.len() != cache.len() {
+            cache.store(&current);
+        }
+        Ok(threads
             .into_iter()
-            .map(|thread| {
-                let state = self.state_at(thread.tip, &thread.branch)?;
-                let last_activity = self.commit_time(thread.tip)?;
-                Ok(ThreadSummary {
-                    id: thread.id,
-                    branch: thread.branch,
-                    actor: thread.actor,
-                    title: state.title,
-                    status: state.status,
-                    steps: state.steps,
-                    last_activity,
-                    tip: thread.tip,
-                })
+            .zip(current)
+            .map(|(thread, (_, facts))| ThreadSummary {
+                id: thread.id,
+                branch: thread.branch,
+                actor: thread.actor,
+                title: facts.title,
+                status: facts.status,
+                steps: facts.steps,
+                last_activity: facts.time,
+                tip: thread.tip,
             })
-            .collect()
+            .collect())
     }
 
     /// Start a new thread for `actor` from `from` (a thread, a ref or a commit; `main` when `None`).
@@ -280,6 +318,7 @@ impl Home {
             match self.refs().swap_once(&name, Expect::Absent, Target::Object(commit), None) {
                 Ok(()) => {
                     tracing::debug!(target: "hal_store::thread", %branch, "created thread");
+                    maintenance::after_write(self);
                     return Ok(ThreadRef { id, actor: actor.to_owned(), branch, tip: commit });
                 }
                 // Only a clash of ids leaves the branch existing; anything else is reported after the retries.
@@ -351,7 +390,7 @@ impl Home {
             Ok(Some((commit, record.number)))
         })?;
         let (commit, step) = landed.expect("the builder never declines");
-        maintenance::after_step(self, step);
+        maintenance::after_write(self);
         Ok(Appended { thread: thread.id.clone(), step, commit })
     }
 
@@ -445,12 +484,14 @@ impl Home {
     /// git commits.
     pub(crate) fn state_at(&self, commit: ObjectId, branch: &str) -> Result<ThreadState> {
         let mut next = Some(commit);
+        let mut time = None;
         for _ in 0..MAX_PLAIN_COMMITS {
             let Some(id) = next else { break };
             let object = self.repo().find_commit(id).git_context(|| format!("reading commit {id}"))?;
+            let time = *time.get_or_insert_with(|| object.time().map(|t| t.seconds).unwrap_or_default());
             match StepRecord::from_message(&object.message_raw_sloppy().to_str_lossy()) {
                 Some(Ok(record)) => {
-                    return Ok(ThreadState { steps: record.number, title: record.title, status: record.status });
+                    return Ok(ThreadState { steps: record.number, time, title: record.title, status: record.status });
                 }
                 Some(Err(reason)) => {
                     return Err(StoreError::MalformedStep { commit: id.to_string(), branch: branch.to_owned(), reason });
@@ -489,12 +530,6 @@ impl Home {
         let id = self.repo().rev_parse_single(spec).map_err(|e| unknown(e.into()))?;
         let commit = id.object().and_then(|o| o.peel_to_commit()).map_err(|e| unknown(e.into()))?;
         Ok(commit.id)
-    }
-
-    /// Seconds since the epoch at which `commit` was committed.
-    fn commit_time(&self, commit: ObjectId) -> Result<i64> {
-        let object = self.repo().find_commit(commit).git_context(|| format!("reading commit {commit}"))?;
-        Ok(object.time().map(|t| t.seconds).unwrap_or_default())
     }
 
     /// A short form of a commit id for messages.

@@ -1,0 +1,184 @@
+//! Storage benchmark: what a step costs as threads grow, and what listing costs as threads multiply.
+//!
+//! `cargo bench -p hal-store --bench store` (set `HAL_BENCH_SCALE=0.1` for a quick run). Prints a Markdown
+//! report for BENCHMARKS.md. Background maintenance is off so that sizes before and after `git gc` can be
+//! compared; the figures are for the library (no process start-up).
+
+#![allow(unsafe_code)] // clock_gettime and set_var; see the SAFETY comments.
+#![allow(missing_docs)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hal_store::Home;
+
+const ACTOR: &str = "bench";
+/// Steps averaged around each checkpoint.
+const WINDOW: u64 = 500;
+
+/// CPU time used by this process so far.
+fn cpu_time() -> Duration {
+    let mut spec = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `spec` is a valid, writable timespec and CLOCK_PROCESS_CPUTIME_ID is supported on Linux.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut spec) };
+    assert_eq!(status, 0, "clock_gettime failed");
+    Duration::new(spec.tv_sec as u64, spec.tv_nsec as u32)
+}
+
+/// CPU and wall time of a stretch of work.
+struct Cost {
+    cpu: Duration,
+    wall: Duration,
+}
+
+fn measure(work: impl FnOnce()) -> Cost {
+    let (cpu, wall) = (cpu_time(), Instant::now());
+    work();
+    Cost { cpu: cpu_time() - cpu, wall: wall.elapsed() }
+}
+
+fn per(cost: &Cost, count: u64) -> (f64, f64) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0 / count as f64;
+    (ms(cost.cpu), ms(cost.wall))
+}
+
+fn git(repo: &Path, args: &[&str]) {
+    let status = Command::new("git").arg("-C").arg(repo).args(args).status().expect("run git");
+    assert!(status.success(), "git {args:?} failed");
+}
+
+fn disk_usage(path: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+fn fresh_home(root: &Path, name: &str) -> Home {
+    let dir = root.join(name);
+    Home::init(&dir, Some(ACTOR)).expect("init");
+    Home::open(&dir).expect("open")
+}
+
+/// A 200-byte message, like a short chat turn.
+fn message(n: u64) -> String {
+    let mut text = format!("message {n}: ");
+    while text.len() < 200 {
+        text.push_str("lorem ipsum ");
+    }
+    text.truncate(200);
+    text
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn main() {
+    // SAFETY: no other threads exist yet.
+    unsafe { std::env::set_var(hal_store::MAINTENANCE_ENV, "off") };
+    let scale: f64 = std::env::var("HAL_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    let scaled = |n: u64| ((n as f64 * scale) as u64).max(WINDOW);
+    let root = tempfile::Builder::new().prefix("hal-bench-").tempdir().expect("temp dir");
+    println!("| measurement | figure |\n| --- | --- |");
+
+    // 1. One thread growing to 100k steps: cost per step near 1k, 10k and 100k.
+    let home = fresh_home(root.path(), "long");
+    let thread = home.new_thread(ACTOR, None, Some("long thread")).expect("thread");
+    let mut checkpoints: Vec<u64> = [1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000].into_iter().map(scaled).collect();
+    checkpoints.dedup();
+    let mut step = 1; // the start step
+    let mut results = Vec::new();
+    for &checkpoint in &checkpoints {
+        while step + WINDOW < checkpoint {
+            step = home.say(ACTOR, &thread.id, &message(step)).expect("say").step;
+        }
+        let cost = measure(|| {
+            while step < checkpoint {
+                step = home.say(ACTOR, &thread.id, &message(step)).expect("say").step;
+            }
+        });
+        let (cpu, wall) = per(&cost, WINDOW);
+        println!("| one thread, step {checkpoint}: per-step CPU / wall | {cpu:.3} ms / {wall:.3} ms |");
+        results.push(cpu);
+    }
+    let growth = results.last().expect("checkpoints") / results[0];
+    let last = checkpoints.last().expect("checkpoints");
+    println!("| one thread: CPU per step at step {last} / at step {} | {growth:.2}x |", checkpoints[0]);
+    let long_dir = home.path().to_owned();
+    drop(home);
+    let before = disk_usage(&long_dir.join(".git"));
+    git(&long_dir, &["gc", "--quiet"]);
+    let after = disk_usage(&long_dir.join(".git"));
+    println!(
+        "| one thread, {last} steps: .git size before / after `git gc` | {:.1} MB / {:.1} MB |",
+        before as f64 / 1e6,
+        after as f64 / 1e6
+    );
+
+    // 2. 100 threads appended round-robin, 10k steps in all.
+    let home = fresh_home(root.path(), "round-robin");
+    let threads: Vec<_> = (0..100)
+        .map(|n| home.new_thread(ACTOR, None, Some(&format!("thread {n}"))).expect("thread"))
+        .collect();
+    let total = scaled(10_000);
+    let cost = measure(|| {
+        for n in 0..total {
+            let thread = &threads[(n % 100) as usize];
+            home.say(ACTOR, &thread.id, &message(n)).expect("say");
+        }
+    });
+    let (cpu, wall) = per(&cost, total);
+    println!("| 100 threads round-robin, {total} steps: per-step CPU / wall | {cpu:.3} ms / {wall:.3} ms |");
+    let rr_dir = home.path().to_owned();
+    drop(home);
+    let before = disk_usage(&rr_dir.join(".git"));
+    git(&rr_dir, &["gc", "--quiet"]);
+    let after = disk_usage(&rr_dir.join(".git"));
+    println!(
+        "| 100 threads, {total} steps: .git size before / after `git gc` | {:.1} MB / {:.1} MB |",
+        before as f64 / 1e6,
+        after as f64 / 1e6
+    );
+
+    // 3. Listing 10,000 threads.
+    let home = fresh_home(root.path(), "many");
+    let count = scaled(10_000);
+    let cost = measure(|| {
+        for n in 0..count {
+            home.new_thread(ACTOR, None, Some(&format!("thread {n}"))).expect("thread");
+        }
+    });
+    let (cpu, wall) = per(&cost, count);
+    println!("| creating {count} threads: per-thread CPU / wall | {cpu:.3} ms / {wall:.3} ms |");
+    let many_dir = home.path().to_owned();
+    drop(home);
+    let list = |label: &str| {
+        let home = Home::open(&many_dir).expect("open");
+        let runs: Vec<Duration> = (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                let listed = home.list_threads().expect("list");
+                assert_eq!(listed.len() as u64, count);
+                started.elapsed()
+            })
+            .collect();
+        println!("| listing {count} threads, {label}: median of 5 | {:.1} ms |", median(runs).as_secs_f64() * 1000.0);
+    };
+    list("loose refs and objects");
+    git(&many_dir, &["pack-refs", "--all"]);
+    list("after `git pack-refs --all`");
+    git(&many_dir, &["gc", "--quiet"]);
+    list("after `git gc`");
+}

@@ -1,0 +1,124 @@
+//! A cache of what `hal thread list` shows for each thread tip.
+//!
+//! Listing reads one commit per thread; with tens of thousands of threads that is most of the time it takes.
+//! What a tip shows (step count, status, title, time) is a fact about that commit and never changes, so it can
+//! be cached by commit id with no invalidation: a thread that moved simply has a new tip that is not cached yet.
+//! The file lives at `.git/hal/cache/thread-tips`, is rewritten atomically (temporary file + rename) after a
+//! listing that found new tips, holds only the current tips, and may be deleted at any time.
+//!
+//! Format: a header line, then one line per tip: `<commit>\t<steps>\t<time>\t<status>\t<title>`. Trailer values
+//! never contain tabs or newlines (see [`crate::step`]), so the title can safely come last.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use gix::ObjectId;
+
+use crate::step::ThreadStatus;
+
+const HEADER: &str = "hal thread-tips v1";
+
+/// What a thread tip shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TipFacts {
+    pub(crate) steps: u64,
+    pub(crate) time: i64,
+    pub(crate) status: ThreadStatus,
+    pub(crate) title: String,
+}
+
+/// The loaded cache.
+pub(crate) struct TipCache {
+    path: PathBuf,
+    entries: HashMap<ObjectId, TipFacts>,
+}
+
+impl TipCache {
+    /// Load the cache of the repository whose common git dir is `common_dir`; an absent or unreadable file
+    /// gives an empty cache.
+    pub(crate) fn load(common_dir: &std::path::Path) -> TipCache {
+        let path = common_dir.join("hal/cache/thread-tips");
+        let entries = std::fs::read_to_string(&path).ok().map(|text| parse(&text)).unwrap_or_default();
+        TipCache { path, entries }
+    }
+
+    /// The facts of `tip`, if cached.
+    pub(crate) fn get(&self, tip: &ObjectId) -> Option<&TipFacts> {
+        self.entries.get(tip)
+    }
+
+    /// How many tips are cached.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Replace the file with exactly `current` (the tips of all threads now). Failing to write a cache is not
+    /// an error worth failing a listing for; it is logged.
+    pub(crate) fn store(&self, current: &[(ObjectId, TipFacts)]) {
+        let mut text = String::with_capacity(64 * (current.len() + 1));
+        text.push_str(HEADER);
+        text.push('\n');
+        for (tip, facts) in current {
+            text.push_str(&format!("{tip}\t{}\t{}\t{}\t{}\n", facts.steps, facts.time, facts.status, facts.title));
+        }
+        if let Err(error) = self.write_atomically(text.as_bytes()) {
+            tracing::debug!(target: "hal_store::cache", path = %self.path.display(), %error, "could not write the thread cache");
+        }
+    }
+
+    fn write_atomically(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let dir = self.path.parent().expect("the cache path has a parent");
+        std::fs::create_dir_all(dir)?;
+        let mut temp = tempfile_in(dir)?;
+        temp.1.write_all(bytes)?;
+        std::fs::rename(&temp.0, &self.path)
+    }
+}
+
+/// A new file next to the cache with a name no other process uses.
+fn tempfile_in(dir: &std::path::Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    loop {
+        let path = dir.join(format!(".thread-tips.{}.{:08x}", std::process::id(), fastrand::u32(..)));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(file) => return Ok((path, file)),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn parse(text: &str) -> HashMap<ObjectId, TipFacts> {
+    let mut lines = text.lines();
+    if lines.next() != Some(HEADER) {
+        return HashMap::new();
+    }
+    lines
+        .filter_map(|line| {
+            let mut fields = line.splitn(5, '\t');
+            let tip = ObjectId::from_hex(fields.next()?.as_bytes()).ok()?;
+            let steps = fields.next()?.parse().ok()?;
+            let time = fields.next()?.parse().ok()?;
+            let status = ThreadStatus::parse(fields.next()?);
+            let title = fields.next()?.to_owned();
+            Some((tip, TipFacts { steps, time, status, title }))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_tolerates_garbage() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tip = ObjectId::from_hex(b"0123456789abcdef0123456789abcdef01234567").expect("hex");
+        let facts = TipFacts { steps: 7, time: 1_800_000_000, status: ThreadStatus::Merged, title: "a: b c".into() };
+        TipCache::load(dir.path()).store(&[(tip, facts.clone())]);
+        assert_eq!(TipCache::load(dir.path()).get(&tip), Some(&facts));
+
+        std::fs::write(dir.path().join("hal/cache/thread-tips"), "something else\nzzz\n").expect("write");
+        assert!(TipCache::load(dir.path()).get(&tip).is_none());
+    }
+}
