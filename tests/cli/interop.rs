@@ -16,7 +16,8 @@ fn a_clone_brings_every_thread_and_hal_init_adopts_them() {
 
     let init = sandbox.hal(&clone, &["init", "--json"]).ok().json();
     assert_eq!(init["committed_config"], false, "hal.yaml came with the clone");
-    let adopted: Vec<&str> = init["adopted_branches"].as_array().expect("array").iter().map(|v| v.as_str().expect("str")).collect();
+    let adopted: Vec<&str> =
+        init["adopted_branches"].as_array().expect("array").iter().map(|v| v.as_str().expect("str")).collect();
     assert!(adopted.contains(&format!("threads/alice-example/{id}").as_str()), "{adopted:?}");
     assert!(adopted.contains(&"actors/hal"), "{adopted:?}");
 

@@ -144,7 +144,8 @@ fn fork_continues_a_conversation_without_touching_the_original() {
     let fork = sandbox.hal(&repo, &["thread", "fork", &id, "--at", &at]).ok().out().to_owned();
     sandbox.hal(&repo, &["thread", "say", &fork, "a different three"]).ok();
     let forked = sandbox.hal(&repo, &["thread", "log", &fork, "--json"]).ok().json();
-    let texts: Vec<&str> = forked.as_array().expect("array").iter().map(|s| s["text"].as_str().expect("text")).collect();
+    let texts: Vec<&str> =
+        forked.as_array().expect("array").iter().map(|s| s["text"].as_str().expect("text")).collect();
     assert_eq!(texts[1..3], ["one", "two"]);
     assert!(texts[3].starts_with(&format!("forked thread {id} at step 3")), "{texts:?}");
     assert_eq!(texts[4], "a different three");

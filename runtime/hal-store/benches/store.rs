@@ -66,6 +66,20 @@ fn disk_usage(path: &Path) -> u64 {
     total
 }
 
+/// Close `home`, run `git gc` on it and print the size of `.git` before and after.
+fn gc_and_report_size(home: Home, label: &str) {
+    let dir = home.path().to_owned();
+    drop(home);
+    let before = disk_usage(&dir.join(".git"));
+    git(&dir, &["gc", "--quiet"]);
+    let after = disk_usage(&dir.join(".git"));
+    println!(
+        "| {label}: .git size before / after `git gc` | {:.1} MB / {:.1} MB |",
+        before as f64 / 1e6,
+        after as f64 / 1e6
+    );
+}
+
 fn fresh_home(root: &Path, name: &str) -> Home {
     let dir = root.join(name);
     Home::init(&dir, Some(ACTOR)).expect("init");
@@ -98,7 +112,8 @@ fn main() {
     // 1. One thread growing to 100k steps: cost per step near 1k, 10k and 100k.
     let home = fresh_home(root.path(), "long");
     let thread = home.new_thread(ACTOR, None, Some("long thread")).expect("thread");
-    let mut checkpoints: Vec<u64> = [1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000].into_iter().map(scaled).collect();
+    let mut checkpoints: Vec<u64> =
+        [1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000].into_iter().map(scaled).collect();
     checkpoints.dedup();
     let mut step = 1; // the start step
     let mut results = Vec::new();
@@ -118,22 +133,12 @@ fn main() {
     let growth = results.last().expect("checkpoints") / results[0];
     let last = checkpoints.last().expect("checkpoints");
     println!("| one thread: CPU per step at step {last} / at step {} | {growth:.2}x |", checkpoints[0]);
-    let long_dir = home.path().to_owned();
-    drop(home);
-    let before = disk_usage(&long_dir.join(".git"));
-    git(&long_dir, &["gc", "--quiet"]);
-    let after = disk_usage(&long_dir.join(".git"));
-    println!(
-        "| one thread, {last} steps: .git size before / after `git gc` | {:.1} MB / {:.1} MB |",
-        before as f64 / 1e6,
-        after as f64 / 1e6
-    );
+    gc_and_report_size(home, &format!("one thread, {last} steps"));
 
     // 2. 100 threads appended round-robin, 10k steps in all.
     let home = fresh_home(root.path(), "round-robin");
-    let threads: Vec<_> = (0..100)
-        .map(|n| home.new_thread(ACTOR, None, Some(&format!("thread {n}"))).expect("thread"))
-        .collect();
+    let threads: Vec<_> =
+        (0..100).map(|n| home.new_thread(ACTOR, None, Some(&format!("thread {n}"))).expect("thread")).collect();
     let total = scaled(10_000);
     let cost = measure(|| {
         for n in 0..total {
@@ -143,16 +148,7 @@ fn main() {
     });
     let (cpu, wall) = per(&cost, total);
     println!("| 100 threads round-robin, {total} steps: per-step CPU / wall | {cpu:.3} ms / {wall:.3} ms |");
-    let rr_dir = home.path().to_owned();
-    drop(home);
-    let before = disk_usage(&rr_dir.join(".git"));
-    git(&rr_dir, &["gc", "--quiet"]);
-    let after = disk_usage(&rr_dir.join(".git"));
-    println!(
-        "| 100 threads, {total} steps: .git size before / after `git gc` | {:.1} MB / {:.1} MB |",
-        before as f64 / 1e6,
-        after as f64 / 1e6
-    );
+    gc_and_report_size(home, &format!("100 threads, {total} steps"));
 
     // 3. Listing 10,000 threads.
     let home = fresh_home(root.path(), "many");
@@ -184,7 +180,9 @@ fn main() {
             median(runs).as_secs_f64() * 1000.0
         };
         let (cold, warm) = (time(true), time(false));
-        println!("| listing {count} threads, {label}: cold cache / warm cache (median of 5) | {cold:.1} ms / {warm:.1} ms |");
+        println!(
+            "| listing {count} threads, {label}: cold cache / warm cache (median of 5) | {cold:.1} ms / {warm:.1} ms |"
+        );
     };
     list("loose refs and objects");
     git(&many_dir, &["pack-refs", "--all"]);

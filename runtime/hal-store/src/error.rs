@@ -37,9 +37,7 @@ pub enum StoreError {
         reason: &'static str,
     },
     /// No actor could be determined for the person running the command.
-    #[error(
-        "cannot tell who you are: set `git config user.name`, or `HAL_ACTOR`, or run `hal init --actor <name>`"
-    )]
+    #[error("cannot tell who you are: set `git config user.name`, or `HAL_ACTOR`, or run `hal init --actor <name>`")]
     UnknownActor,
     /// No thread matches an id or prefix.
     #[error("no thread matches {0:?} (see `hal thread list`)")]
@@ -101,7 +99,9 @@ pub enum StoreError {
         reason: String,
     },
     /// Syncing a checked-out `main` with its new commit failed; the ref was put back.
-    #[error("main is checked out in {workdir} and its working tree could not be updated, so nothing changed:\n{detail}")]
+    #[error(
+        "main is checked out in {workdir} and its working tree could not be updated, so nothing changed:\n{detail}"
+    )]
     WorktreeSync {
         /// The work tree.
         workdir: PathBuf,

@@ -9,7 +9,7 @@ use gix::refs::{FullName, Target};
 
 use crate::error::{GixContext, IoContext};
 use crate::refs::{self, Expect, RefWriter};
-use crate::{Result, StoreError, identity, worktree};
+use crate::{Result, StoreError, git_cli, identity, worktree};
 
 /// The branch that holds accepted work and the repo's configuration.
 pub const MAIN_REF: &str = "refs/heads/main";
@@ -64,8 +64,8 @@ pub enum ActorKind {
 impl Home {
     /// Open the home repo that contains `path` (searching upwards like git).
     pub fn open(path: &Path) -> Result<Home> {
-        let repo = gix::discover(path)
-            .map_err(|source| StoreError::NotARepository { path: path.to_owned(), source: source.into() })?;
+        let repo =
+            gix::discover(path).map_err(|source| StoreError::NotARepository { path: path.to_owned(), source })?;
         let home = Home::from_repo(repo);
         let main = home.main_tip()?.ok_or_else(|| home.not_home("it has no `main` branch"))?;
         if home.file_at(main, CONFIG_FILE)?.is_none() {
@@ -139,9 +139,7 @@ impl Home {
     /// The blob at `path` in `commit`'s tree, if there is one.
     pub fn file_at(&self, commit: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
         let tree = self.tree_of(commit)?;
-        let entry = tree
-            .lookup_entry_by_path(path)
-            .git_context(|| format!("looking up {path} in {commit}"))?;
+        let entry = tree.lookup_entry_by_path(path).git_context(|| format!("looking up {path} in {commit}"))?;
         match entry {
             Some(entry) if entry.mode().is_blob() => {
                 let blob = entry.object().git_context(|| format!("reading {path} in {commit}"))?;
@@ -166,20 +164,7 @@ impl Home {
 
     /// Write `key = value` into the repository's own (local) git configuration.
     fn set_local_config(&self, key: &str, value: &str) -> Result<()> {
-        let output = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(self.repo.git_dir())
-            .args(["config", "--local", key, value])
-            .output()
-            .map_err(|error| StoreError::GitCommand { args: format!("config {key}"), detail: error.to_string() })?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(StoreError::GitCommand {
-                args: format!("config {key}"),
-                detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            })
-        }
+        git_cli::run(git_cli::in_git_dir(self.repo.git_dir()), &["config", "--local", key, value])
     }
 
     /// The local human's actor name: `explicit`, else `HAL_ACTOR`, else `hal.actor` from git config, else
@@ -271,20 +256,7 @@ impl Home {
 
     /// Point a HEAD that names some other unborn branch at `main`.
     fn point_head_at_main(&self) -> Result<()> {
-        let output = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(self.repo.git_dir())
-            .args(["symbolic-ref", "HEAD", MAIN_REF])
-            .output()
-            .map_err(|error| StoreError::GitCommand { args: "symbolic-ref".into(), detail: error.to_string() })?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(StoreError::GitCommand {
-                args: "symbolic-ref HEAD".into(),
-                detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-            })
-        }
+        git_cli::run(git_cli::in_git_dir(self.repo.git_dir()), &["symbolic-ref", "HEAD", MAIN_REF])
     }
 
     /// Write a commit object.
@@ -374,7 +346,8 @@ impl Home {
         editor.upsert(ACTOR_FILE, EntryKind::Blob, blob).git_context(|| "adding actor.yaml".to_owned())?;
         let tree = editor.write().git_context(|| "writing the actor tree".to_owned())?.detach();
         let signature = self.signature(name);
-        let commit = self.write_commit(tree, Vec::new(), &signature, &format!("{name}: joined as a {kind_text} actor\n"))?;
+        let commit =
+            self.write_commit(tree, Vec::new(), &signature, &format!("{name}: joined as a {kind_text} actor\n"))?;
         match self.refs.swap_once(&branch, Expect::Absent, Target::Object(commit), None) {
             Ok(()) => Ok(true),
             // Another process created it at the same moment: that is the outcome we wanted.

@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod git_cli;
 mod home;
 pub mod identity;
 mod maintenance;
@@ -30,8 +31,8 @@ mod merge;
 mod refs;
 pub mod step;
 mod thread;
-mod tip_cache;
 pub mod thread_id;
+mod tip_cache;
 pub mod tree_path;
 mod worktree;
 

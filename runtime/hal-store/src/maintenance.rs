@@ -7,8 +7,9 @@
 //! counter keeps it stateless and fair across many short threads and many processes. Set
 //! `HAL_MAINTENANCE=off` to leave it to the user (benchmarks do, to measure the repo before and after).
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
+use crate::git_cli;
 use crate::home::Home;
 
 /// One write in this many (on average) starts a background check.
@@ -21,9 +22,7 @@ pub(crate) fn after_write(home: &Home) {
     if fastrand::u64(..CHECK_EVERY) != 0 || std::env::var(MAINTENANCE_ENV).is_ok_and(|v| v == "off") {
         return;
     }
-    let spawned = Command::new("git")
-        .arg("--git-dir")
-        .arg(home.repo().common_dir())
+    let spawned = git_cli::in_git_dir(home.repo().common_dir())
         .args(["gc", "--auto", "--quiet"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

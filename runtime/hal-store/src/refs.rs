@@ -25,6 +25,8 @@ use crate::{Result, StoreError};
 const LOCK_WAIT: Duration = Duration::from_millis(500);
 /// How long a compare-and-swap keeps retrying before it gives up.
 const RETRY_DEADLINE: Duration = Duration::from_secs(60);
+/// Failed edits of an unmoved, unlocked ref tolerated before giving up.
+const MAX_UNEXPLAINED_FAILURES: u32 = 3;
 /// A ref lock file older than this is a leftover of a killed writer.
 pub const STALE_LOCK_AGE: Duration = Duration::from_secs(5);
 
@@ -87,10 +89,8 @@ impl RefWriter {
         let lock = gix::lock::acquire::Fail::AfterDurationWithBackoff(LOCK_WAIT);
         let mut time = gix::date::parse::TimeBuf::default();
         let committer = reflog.map(|(signature, _)| signature.to_ref(&mut time));
-        let result = store
-            .transaction()
-            .prepare(Some(edit), lock, lock)
-            .and_then(|prepared| prepared.commit(committer));
+        let result =
+            store.transaction().prepare(Some(edit), lock, lock).and_then(|prepared| prepared.commit(committer));
         result.map(drop).git_context(|| format!("updating {}", name.as_bstr()))
     }
 
@@ -108,6 +108,7 @@ impl RefWriter {
     ) -> Result<Option<(ObjectId, T)>> {
         let started = Instant::now();
         let mut attempts = 0u32;
+        let mut unexplained = 0u32;
         loop {
             attempts += 1;
             let tip = read(repo, name)?;
@@ -121,14 +122,22 @@ impl RefWriter {
                 tracing::debug!(target: "hal_store::refs", ref_name = %name.as_bstr(), attempts, "lost a race, rebuilding on the new tip");
                 continue;
             }
-            if started.elapsed() > RETRY_DEADLINE {
+            // Unmoved ref: either another writer holds its lock (wait, clearing a stale leftover), or the edit
+            // cannot succeed (permissions, a broken ref), which a few quick retries will not change.
+            let contended = self.lock_path(name).exists();
+            if !contended {
+                unexplained += 1;
+            }
+            if started.elapsed() > RETRY_DEADLINE || unexplained > MAX_UNEXPLAINED_FAILURES {
                 return Err(StoreError::RefUpdateFailed {
                     name: name.as_bstr().to_string(),
                     attempts,
                     reason: format!("{error:#}"),
                 });
             }
-            self.break_stale_lock(name);
+            if contended {
+                self.break_stale_lock(name);
+            }
             std::thread::sleep(Duration::from_millis(u64::from(attempts.min(50))));
         }
     }
@@ -173,9 +182,7 @@ fn is_stale(path: &Path) -> bool {
 
 /// The commit `name` points at, or `None` if it does not exist.
 pub(crate) fn read(repo: &gix::Repository, name: &FullName) -> Result<Option<ObjectId>> {
-    let reference = repo
-        .try_find_reference(name.as_ref())
-        .git_context(|| format!("reading {}", name.as_bstr()))?;
+    let reference = repo.try_find_reference(name.as_ref()).git_context(|| format!("reading {}", name.as_bstr()))?;
     Ok(reference.and_then(|r| r.target().try_id().map(ToOwned::to_owned)))
 }
 

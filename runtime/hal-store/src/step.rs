@@ -200,13 +200,11 @@ impl StepRecord {
     pub fn from_message(message: &str) -> Option<std::result::Result<StepRecord, String>> {
         let trimmed = message.strip_suffix('\n').unwrap_or(message);
         let (head, trailer_block) = trimmed.rsplit_once("\n\n")?;
-        let trailers: Vec<(&str, &str)> =
-            trailer_block.lines().filter_map(|line| line.split_once(": ")).collect();
+        let trailers: Vec<(&str, &str)> = trailer_block.lines().filter_map(|line| line.split_once(": ")).collect();
         let get = |wanted: &str| trailers.iter().rev().find(|(k, _)| *k == wanted).map(|(_, v)| *v);
         let number = get(key::STEP)?;
         Some((|| {
-            let number: u64 =
-                number.parse().map_err(|_| format!("{} is {number:?}, not a number", key::STEP))?;
+            let number: u64 = number.parse().map_err(|_| format!("{} is {number:?}, not a number", key::STEP))?;
             let thread = get(key::THREAD).ok_or(format!("no {} trailer", key::THREAD))?.to_owned();
             let kind = StepKind::parse(get(key::KIND).ok_or(format!("no {} trailer", key::KIND))?);
             let actor = get(key::ACTOR).ok_or(format!("no {} trailer", key::ACTOR))?.to_owned();
@@ -315,9 +313,7 @@ mod tests {
     fn titles_with_newlines_stay_on_one_trailer_line() {
         let mut step = record("hi");
         step.title = "two\nlines\tand a tab".into();
-        let back = StepRecord::from_message(&step.to_message().expect("valid"))
-            .expect("step")
-            .expect("parses");
+        let back = StepRecord::from_message(&step.to_message().expect("valid")).expect("step").expect("parses");
         assert_eq!(back.title, "two lines and a tab");
     }
 
@@ -347,9 +343,7 @@ mod tests {
     }
 
     fn round_trip_record(step: StepRecord) {
-        let back = StepRecord::from_message(&step.to_message().expect("valid"))
-            .expect("step")
-            .expect("parses");
+        let back = StepRecord::from_message(&step.to_message().expect("valid")).expect("step").expect("parses");
         assert_eq!(back, step);
     }
 }

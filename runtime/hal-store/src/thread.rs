@@ -10,9 +10,9 @@
 use std::time::SystemTime;
 
 use gix::ObjectId;
-use gix::prelude::ObjectIdExt;
 use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
+use gix::prelude::ObjectIdExt;
 use gix::refs::Target;
 use serde::Serialize;
 
@@ -161,8 +161,9 @@ impl Home {
             let name = refs::full_name(&format!("refs/heads/{branch}"))
                 .map_err(|_| StoreError::UnknownThread(query.to_owned()))?;
             let tip = refs::read(self.repo(), &name)?.ok_or_else(|| StoreError::UnknownThread(query.to_owned()))?;
-            let (actor, id) = branch["threads/".len()..]
-                .split_once('/')
+            let (actor, id) = branch
+                .strip_prefix("threads/")
+                .and_then(|rest| rest.split_once('/'))
                 .ok_or_else(|| StoreError::UnknownThread(query.to_owned()))?;
             return Ok(ThreadRef { id: id.to_owned(), actor: actor.to_owned(), branch: branch.to_owned(), tip });
         }
@@ -174,11 +175,8 @@ impl Home {
         }
         let threads = self.threads()?;
         let exact: Vec<_> = threads.iter().filter(|t| t.id == query).collect();
-        let matches: Vec<_> = if exact.is_empty() {
-            threads.iter().filter(|t| t.id.starts_with(query)).collect()
-        } else {
-            exact
-        };
+        let matches: Vec<_> =
+            if exact.is_empty() { threads.iter().filter(|t| t.id.starts_with(query)).collect() } else { exact };
         match matches.as_slice() {
             [] => Err(StoreError::UnknownThread(query.to_owned())),
             [one] => Ok((*one).clone()),
@@ -245,10 +243,13 @@ impl Home {
     /// Start a new thread for `actor` from `from` (a thread, a ref or a commit; `main` when `None`).
     pub fn new_thread(&self, actor: &str, from: Option<&str>, title: Option<&str>) -> Result<ThreadRef> {
         let (base, from_text) = match from {
-            None => (self.main_tip()?.ok_or_else(|| StoreError::UnknownRevision {
-                spec: "main".into(),
-                source: gix::Error::from_error(std::io::Error::other("main has no commits")),
-            })?, "main".to_owned()),
+            None => (
+                self.main_tip()?.ok_or_else(|| StoreError::UnknownRevision {
+                    spec: "main".into(),
+                    source: gix::Error::from_error(std::io::Error::other("main has no commits")),
+                })?,
+                "main".to_owned(),
+            ),
             Some(spec) => match self.resolve_thread(spec) {
                 Ok(thread) => (thread.tip, format!("thread {}", thread.id)),
                 Err(StoreError::UnknownThread(_)) => (self.resolve_commit(spec)?, spec.to_owned()),
@@ -494,7 +495,11 @@ impl Home {
                     return Ok(ThreadState { steps: record.number, time, title: record.title, status: record.status });
                 }
                 Some(Err(reason)) => {
-                    return Err(StoreError::MalformedStep { commit: id.to_string(), branch: branch.to_owned(), reason });
+                    return Err(StoreError::MalformedStep {
+                        commit: id.to_string(),
+                        branch: branch.to_owned(),
+                        reason,
+                    });
                 }
                 None => next = object.parent_ids().next().map(|p| p.detach()),
             }
@@ -527,8 +532,8 @@ impl Home {
     /// Resolve a revision (ref name, commit id or prefix, `main~2`, …) to a commit.
     pub fn resolve_commit(&self, spec: &str) -> Result<ObjectId> {
         let unknown = |source| StoreError::UnknownRevision { spec: spec.to_owned(), source };
-        let id = self.repo().rev_parse_single(spec).map_err(|e| unknown(e.into()))?;
-        let commit = id.object().and_then(|o| o.peel_to_commit()).map_err(|e| unknown(e.into()))?;
+        let id = self.repo().rev_parse_single(spec).map_err(unknown)?;
+        let commit = id.object().and_then(|o| o.peel_to_commit()).map_err(unknown)?;
         Ok(commit.id)
     }
 

@@ -20,9 +20,7 @@ const EPOCH_2020: u64 = 1_577_836_800;
 
 /// Make a new thread id for the given moment.
 pub fn generate(now: SystemTime) -> String {
-    let since_2020 = now
-        .duration_since(UNIX_EPOCH + Duration::from_secs(EPOCH_2020))
-        .unwrap_or(Duration::ZERO);
+    let since_2020 = now.duration_since(UNIX_EPOCH + Duration::from_secs(EPOCH_2020)).unwrap_or(Duration::ZERO);
     let millis = u64::try_from(since_2020.as_millis()).unwrap_or(u64::MAX);
     let mut id = String::with_capacity(ID_LEN);
     push_base32(&mut id, millis, TIME_CHARS);

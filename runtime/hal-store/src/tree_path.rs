@@ -53,7 +53,9 @@ mod tests {
 
     #[test]
     fn refuses_escapes_and_oddities() {
-        for bad in ["", "/etc/passwd", "../x", "a/../b", "a//b", "a/./b", "dir/", ".git/config", "x/.GIT/y", "a\\b", "a\nb"] {
+        for bad in
+            ["", "/etc/passwd", "../x", "a/../b", "a//b", "a/./b", "dir/", ".git/config", "x/.GIT/y", "a\\b", "a\nb"]
+        {
             let error = normalize(bad).expect_err(bad).to_string();
             assert!(error.contains("invalid path"), "{bad}: {error}");
         }

@@ -7,12 +7,11 @@
 //! when a local edit or an untracked file is in the way. gix has no such checkout, hence the `git` program.
 
 use std::path::Path;
-use std::process::Command;
 
 use gix::ObjectId;
 use gix::refs::FullName;
 
-use crate::{Result, StoreError};
+use crate::{Result, StoreError, git_cli};
 
 /// The work tree in which `branch` is checked out, if any.
 pub(crate) fn checked_out_at<'r>(repo: &'r gix::Repository, branch: &FullName) -> Option<&'r Path> {
@@ -23,20 +22,9 @@ pub(crate) fn checked_out_at<'r>(repo: &'r gix::Repository, branch: &FullName) -
 
 /// Update the index and files in `workdir` from tree `old` to tree `new`.
 pub(crate) fn update(workdir: &Path, old: ObjectId, new: ObjectId) -> Result<()> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(workdir)
-        .args(["read-tree", "-m", "-u"])
-        .arg(old.to_string())
-        .arg(new.to_string())
-        .output()
-        .map_err(|error| StoreError::GitCommand { args: "read-tree".into(), detail: error.to_string() })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(StoreError::WorktreeSync {
-            workdir: workdir.to_owned(),
-            detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        })
-    }
+    let (old, new) = (old.to_string(), new.to_string());
+    git_cli::run(git_cli::in_work_tree(workdir), &["read-tree", "-m", "-u", &old, &new]).map_err(|error| match error {
+        StoreError::GitCommand { detail, .. } => StoreError::WorktreeSync { workdir: workdir.to_owned(), detail },
+        other => other,
+    })
 }

@@ -34,13 +34,25 @@ pub fn run(args: &Args, dir: Option<&Path>) -> Result<Outcome> {
     let thread = home.new_thread(&actor, None, Some("write a greeting"))?;
     println!("\n== thread {} ({})", thread.id, thread.branch);
     home.say(&actor, &thread.id, "Please write a short greeting into greeting.md.")?;
-    home.write_file(&actor, &thread.id, "greeting.md", b"# Hello\n\nHello from the first HAL thread.\n", Some("Write greeting.md"))?;
+    home.write_file(
+        &actor,
+        &thread.id,
+        "greeting.md",
+        b"# Hello\n\nHello from the first HAL thread.\n",
+        Some("Write greeting.md"),
+    )?;
     print_log(&home, &thread.id)?;
 
     let log = home.thread_log(&thread.id, None)?;
     let ask = &log[1];
     let fork = home.fork_thread(&actor, &thread.id, Some(&ask.commit.to_string()))?;
-    home.write_file(&actor, &fork.id, "greeting.md", b"# Hi\n\nA different greeting, from a fork.\n", Some("Write a different greeting.md"))?;
+    home.write_file(
+        &actor,
+        &fork.id,
+        "greeting.md",
+        b"# Hi\n\nA different greeting, from a fork.\n",
+        Some("Write a different greeting.md"),
+    )?;
     println!("\n== fork {} of step {} ({})", fork.id, ask.step.unwrap_or_default(), fork.branch);
     print_log(&home, &fork.id)?;
 
@@ -61,12 +73,17 @@ pub fn run(args: &Args, dir: Option<&Path>) -> Result<Outcome> {
         .output()
         .context("running `git log`")?;
     print!("{}", String::from_utf8_lossy(&graph.stdout));
-    println!("\nThe demo repo stays in {}: explore it with `git log` or `hal -C {} thread list`.", dir.display(), dir.display());
+    println!(
+        "\nThe demo repo stays in {}: explore it with `git log` or `hal -C {} thread list`.",
+        dir.display(),
+        dir.display()
+    );
     Ok(Outcome::Done)
 }
 
 fn fresh_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("hal-demo-{}", hal_store::thread_id::generate(std::time::SystemTime::now())));
+    let dir =
+        std::env::temp_dir().join(format!("hal-demo-{}", hal_store::thread_id::generate(std::time::SystemTime::now())));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }
@@ -95,7 +112,9 @@ fn print_log(home: &Home, thread: &str) -> Result<()> {
 
 fn report_merge(outcome: &MergeOutcome, branch: &str) {
     match outcome {
-        MergeOutcome::FastForward { commit } => println!("   merged {branch} into main (fast-forward to {})", output::short(commit)),
+        MergeOutcome::FastForward { commit } => {
+            println!("   merged {branch} into main (fast-forward to {})", output::short(commit))
+        }
         MergeOutcome::Merged { commit } => println!("   merged {branch} into main ({})", output::short(commit)),
         MergeOutcome::AlreadyMerged => println!("   {branch} was already merged"),
         MergeOutcome::Conflict { paths } => {

@@ -32,7 +32,10 @@ pub fn run(args: &Args, path: Option<&Path>, actor: Option<&str>) -> Result<Outc
         changes.push(format!("created actor branches: {}", report.created_actors.join(", ")));
     }
     if !report.adopted_branches.is_empty() {
-        changes.push(format!("created {} local branches for threads and actors of remotes", report.adopted_branches.len()));
+        changes.push(format!(
+            "created {} local branches for threads and actors of remotes",
+            report.adopted_branches.len()
+        ));
     }
     if changes.is_empty() {
         println!("{} is already a HAL home repo (you are `{}`)", report.path.display(), report.actor);

@@ -50,7 +50,9 @@ fn read_stdin_text() -> Result<String> {
 }
 
 fn print_thread(args: &Args, thread: &hal_store::ThreadRef) -> Result<()> {
-    if args.json { output::json(thread) } else {
+    if args.json {
+        output::json(thread)
+    } else {
         println!("{}", thread.id);
         Ok(())
     }
@@ -128,7 +130,10 @@ fn merge(args: &Args, home: &Home, id: &str) -> Result<Outcome> {
             }
             MergeOutcome::AlreadyMerged => println!("{} is already merged into main", thread.branch),
             MergeOutcome::Conflict { paths } => {
-                eprintln!("cannot merge {}: it conflicts with main in these paths (nothing was changed):", thread.branch);
+                eprintln!(
+                    "cannot merge {}: it conflicts with main in these paths (nothing was changed):",
+                    thread.branch
+                );
                 for path in paths {
                     eprintln!("  {path}");
                 }
