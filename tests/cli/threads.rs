@@ -79,6 +79,16 @@ fn list_shows_every_thread_with_its_state() {
     assert_eq!(list[1]["steps"], 2);
     assert!(list[1]["last_activity"].as_i64().expect("time") > 1_700_000_000);
 
+    // The listing cache is keyed by tip: a new step shows at once, and a damaged cache file is ignored.
+    sandbox.hal(&repo, &["thread", "say", &first, "more"]).ok();
+    let cache = repo.join(".git/hal/cache/thread-tips");
+    assert!(cache.is_file(), "listing wrote its cache");
+    let relisted = sandbox.hal(&repo, &["thread", "list", "--json"]).ok().json();
+    assert_eq!(relisted[0]["steps"], 2);
+    std::fs::write(&cache, "hal thread-tips v1\nnot a line\n").expect("damage the cache");
+    let repaired = sandbox.hal(&repo, &["thread", "list", "--json"]).ok().json();
+    assert_eq!(repaired, relisted);
+
     let text = sandbox.hal(&repo, &["thread", "list"]).ok().stdout;
     assert!(text.lines().next().expect("header").starts_with("ID"), "{text}");
     assert!(text.contains(&second) && text.contains("second"), "{text}");

@@ -96,26 +96,23 @@ impl RefWriter {
 
     /// Compare-and-swap `name` to a commit made by `build` from the ref's current value, retrying on a lost
     /// race until it lands or [`RETRY_DEADLINE`] passes. `build` gets the current tip (`None` if the ref does
-    /// not exist) and returns the new commit, or `Ok(None)` to stop without changing anything.
-    ///
-    /// Returns the tip the change was built on and the new commit.
+    /// not exist) and returns the new commit with a value to hand back. No reflog is written.
     pub(crate) fn update_with_retry<T>(
         &self,
         repo: &gix::Repository,
         name: &FullName,
-        reflog: Option<(&gix::actor::Signature, &str)>,
-        mut build: impl FnMut(Option<ObjectId>) -> Result<Option<(ObjectId, T)>>,
-    ) -> Result<Option<(ObjectId, T)>> {
+        mut build: impl FnMut(Option<ObjectId>) -> Result<(ObjectId, T)>,
+    ) -> Result<(ObjectId, T)> {
         let started = Instant::now();
         let mut attempts = 0u32;
         let mut unexplained = 0u32;
         loop {
             attempts += 1;
             let tip = read(repo, name)?;
-            let Some((new, extra)) = build(tip)? else { return Ok(None) };
+            let (new, extra) = build(tip)?;
             let expect = tip.map_or(Expect::Absent, Expect::At);
-            let error = match self.swap_once(name, expect, Target::Object(new), reflog) {
-                Ok(()) => return Ok(Some((new, extra))),
+            let error = match self.swap_once(name, expect, Target::Object(new), None) {
+                Ok(()) => return Ok((new, extra)),
                 Err(error) => error,
             };
             if read(repo, name)? != tip {

@@ -369,7 +369,7 @@ impl Home {
     ) -> Result<Appended> {
         let name = thread.full_name()?;
         let signature = self.signature(actor);
-        let landed = self.refs().update_with_retry(self.repo(), &name, None, |tip| {
+        let (commit, step) = self.refs().update_with_retry(self.repo(), &name, |tip| {
             let tip = tip.ok_or_else(|| StoreError::UnknownThread(thread.id.clone()))?;
             let state = self.state_at(tip, &thread.branch)?;
             let mut tree = self.tree_of(tip)?.id;
@@ -388,9 +388,8 @@ impl Home {
                 forked_from: None,
             };
             let commit = self.write_commit(tree, vec![tip], &signature, &record.to_message()?)?;
-            Ok(Some((commit, record.number)))
+            Ok((commit, record.number))
         })?;
-        let (commit, step) = landed.expect("the builder never declines");
         maintenance::after_write(self);
         Ok(Appended { thread: thread.id.clone(), step, commit })
     }

@@ -40,7 +40,8 @@ pub enum Command {
     /// Prepare a git repository as a HAL home repo (creating it if needed). Safe to run again, and after a
     /// `git clone` it creates local branches for the threads and actors of the clone's remotes.
     Init {
-        /// The repository (default: the -C directory).
+        /// The repository (default: the -C directory). A directory inside an existing repository means that
+        /// repository; a directory that is in none gets a new one.
         path: Option<PathBuf>,
         /// Your actor name (default: `HAL_ACTOR`, then `git config hal.actor`, then derived from user.name).
         #[arg(long)]
