@@ -1,0 +1,30 @@
+//! HAL's help and agent files.
+//!
+//! A *help* is a YAML invocation spec (how to call a model so that it reliably does one kind of job); an
+//! *agent* says who is working on a thread. Both are validated against the JSON Schemas in `schemas/`, which
+//! are the single source of truth for their formats. Every problem is reported with the file, line, column
+//! and field, and unknown fields are errors, so a typo never silently does nothing.
+//!
+//! YAML is read with `saphyr`, a maintained YAML 1.2 parser whose marked nodes keep the position of every
+//! value and key (`serde_yaml` is archived).
+//!
+//! ```
+//! let help = hal_spec::Help::parse("helps/summary.yaml", "description: Summarise a text\ninstructions:\n  - Be brief.\n")
+//!     .expect("valid");
+//! assert_eq!(help.system_prompt(), "Be brief.");
+//! let error = hal_spec::Help::parse("helps/bad.yaml", "runner:\n  tempreature: 0.2\n").expect_err("typo");
+//! assert!(error.to_string().starts_with("helps/bad.yaml:2:3: runner.tempreature: unknown field"));
+//! ```
+
+#![deny(missing_docs)]
+
+mod agent;
+pub mod builtin;
+mod document;
+mod help;
+mod problem;
+mod validate;
+
+pub use agent::{AGENT_SCHEMA, Agent};
+pub use help::{Done, Example, HELP_SCHEMA, Help, HelpTest, OutputCheck, Runner};
+pub use problem::{Problem, SpecError};

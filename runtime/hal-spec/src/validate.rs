@@ -1,0 +1,97 @@
+//! Loading a YAML file against a JSON Schema into a typed value, with every problem located.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::document::Document;
+use crate::problem::{Problem, SpecError, field_of};
+
+/// A compiled schema together with its source (for listing the fields an object allows).
+pub(crate) struct Schema {
+    source: Value,
+    validator: jsonschema::Validator,
+}
+
+impl Schema {
+    /// Compile a schema shipped with HAL.
+    pub(crate) fn new(text: &str) -> Schema {
+        let source: Value = serde_json::from_str(text).expect("the schemas shipped with HAL are valid JSON");
+        let validator = jsonschema::validator_for(&source).expect("the schemas shipped with HAL are valid JSON Schema");
+        Schema { source, validator }
+    }
+
+    /// Parse `text` (named `file` in errors), validate it, and deserialize it.
+    pub(crate) fn load<T: DeserializeOwned>(&self, file: &str, text: &str) -> Result<T, SpecError> {
+        let fail = |problems| SpecError { file: file.to_owned(), problems };
+        let document = Document::parse(text).map_err(|problem| fail(vec![problem]))?;
+        let mut problems = Vec::new();
+        for error in self.validator.iter_errors(&document.value) {
+            let pointer = error.instance_path().as_str().to_owned();
+            match error.kind() {
+                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                    let allowed = self.allowed_fields(error.schema_path().as_str());
+                    for name in unexpected {
+                        let child = format!("{pointer}/{}", name.replace('~', "~0").replace('/', "~1"));
+                        let (line, column) =
+                            document.key_position(&child).unwrap_or_else(|| document.value_position(&pointer));
+                        problems.push(Problem {
+                            line,
+                            column,
+                            field: field_of(&child),
+                            message: format!("unknown field `{name}`; expected one of: {}", allowed.join(", ")),
+                        });
+                    }
+                }
+                _ => {
+                    let (line, column) = document.value_position(&pointer);
+                    problems.push(Problem { line, column, field: field_of(&pointer), message: error.to_string() });
+                }
+            }
+        }
+        if !problems.is_empty() {
+            problems.sort_by_key(|p| (p.line, p.column));
+            return Err(fail(problems));
+        }
+        serde_json::from_value(document.value).map_err(|error| {
+            fail(vec![Problem { line: 1, column: 1, field: String::new(), message: error.to_string() }])
+        })
+    }
+
+    /// The property names of the schema object that holds the keyword at `schema_path`.
+    fn allowed_fields(&self, schema_path: &str) -> Vec<String> {
+        let parent = schema_path.rsplit_once('/').map_or("", |(parent, _)| parent);
+        let mut fields: Vec<String> = self
+            .source
+            .pointer(parent)
+            .and_then(|object| object.get("properties"))
+            .and_then(Value::as_object)
+            .map(|properties| properties.keys().cloned().collect())
+            .unwrap_or_default();
+        fields.sort();
+        fields
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every file in `fixtures/helps/invalid/` starts with `# expect: <line>:<column>: <field>: <message…>`;
+    /// the first problem reported must start with exactly that.
+    #[test]
+    fn broken_helps_are_reported_at_the_exact_place() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/helps/invalid");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).expect("fixture dir").map(|e| e.expect("entry").path()).collect();
+        files.sort();
+        assert!(files.len() >= 10, "at least ten broken helps");
+        for path in files {
+            let text = std::fs::read_to_string(&path).expect("read fixture");
+            let expected = text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).expect("expect line");
+            let name = format!("helps/{}", path.file_name().expect("name").to_string_lossy());
+            let error = crate::Help::parse(&name, &text).expect_err(&name);
+            let first = error.to_string().lines().next().expect("a problem").to_owned();
+            let wanted = format!("{name}:{expected}");
+            assert!(first.starts_with(&wanted), "\n  got: {first}\n want: {wanted}");
+        }
+    }
+}
