@@ -6,6 +6,7 @@
 mod concurrency;
 mod crash;
 mod demo;
+mod helps;
 mod init;
 mod interop;
 mod merge;

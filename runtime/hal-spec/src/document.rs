@@ -29,7 +29,8 @@ impl Document {
             field: String::new(),
             message: format!("not valid YAML: {}", error.info()),
         })?;
-        let mut document = Document { value: Value::Object(Default::default()), values: HashMap::new(), keys: HashMap::new() };
+        let mut document =
+            Document { value: Value::Object(Default::default()), values: HashMap::new(), keys: HashMap::new() };
         match docs.as_slice() {
             [] => {
                 document.values.insert(String::new(), (1, 1));
@@ -116,7 +117,9 @@ impl Document {
                 }
                 Value::Object(out)
             }
-            YamlData::Tagged(tag, _) => return Err(problem(format!("YAML tags such as `!{}` are not supported", tag.suffix))),
+            YamlData::Tagged(tag, _) => {
+                return Err(problem(format!("YAML tags such as `!{}` are not supported", tag.suffix)));
+            }
             YamlData::Alias(_) => return Err(problem("YAML aliases (`*name`) are not supported".into())),
             YamlData::BadValue => return Err(problem("this value could not be read".into())),
         })

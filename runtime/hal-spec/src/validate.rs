@@ -81,7 +81,8 @@ mod tests {
     #[test]
     fn broken_helps_are_reported_at_the_exact_place() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/helps/invalid");
-        let mut files: Vec<_> = std::fs::read_dir(&dir).expect("fixture dir").map(|e| e.expect("entry").path()).collect();
+        let mut files: Vec<_> =
+            std::fs::read_dir(&dir).expect("fixture dir").map(|e| e.expect("entry").path()).collect();
         files.sort();
         assert!(files.len() >= 10, "at least ten broken helps");
         for path in files {

@@ -149,6 +149,31 @@ impl Home {
         }
     }
 
+    /// The files directly inside directory `dir` of `commit`'s tree (not its subdirectories), sorted by name.
+    /// An absent directory has no files.
+    pub fn files_in(&self, commit: ObjectId, dir: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let tree = self.tree_of(commit)?;
+        let Some(entry) = tree.lookup_entry_by_path(dir).git_context(|| format!("looking up {dir} in {commit}"))?
+        else {
+            return Ok(Vec::new());
+        };
+        if !entry.mode().is_tree() {
+            return Ok(Vec::new());
+        }
+        let subtree = entry.object().git_context(|| format!("reading {dir} in {commit}"))?.into_tree();
+        let mut files = Vec::new();
+        for item in subtree.iter() {
+            let item = item.git_context(|| format!("reading {dir} in {commit}"))?;
+            if item.mode().is_blob() {
+                let name = item.filename().to_str_lossy().into_owned();
+                let blob = self.repo.find_blob(item.oid()).git_context(|| format!("reading {dir}/{name}"))?;
+                files.push((name, blob.detach().data));
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
     /// The tree of `commit`.
     pub(crate) fn tree_of(&self, commit: ObjectId) -> Result<gix::Tree<'_>> {
         self.repo

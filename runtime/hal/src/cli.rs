@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// HAL: a git-native agent runtime. Everything agents know, do and decide is a commit in this repository.
 #[derive(Debug, Parser)]
-#[command(name = "hal", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "hal", version, propagate_version = true, max_term_width = 100, disable_help_subcommand = true)]
 pub struct Args {
     /// Run as if hal was started in <PATH> (like `git -C`).
     #[arg(short = 'C', value_name = "PATH", global = true, default_value = ".")]
@@ -53,6 +53,9 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Helps: YAML invocation specs, built in or committed as helps/<name>.yaml on main.
+    #[command(subcommand)]
+    Help(HelpCommand),
     /// Work with threads: branches whose commits are the steps of an agent's work.
     #[command(subcommand)]
     Thread(ThreadCommand),
@@ -110,5 +113,24 @@ pub enum ThreadCommand {
     Merge {
         /// Thread id, unique prefix or branch.
         id: String,
+    },
+}
+
+/// `hal help …`
+#[derive(Debug, Subcommand)]
+pub enum HelpCommand {
+    /// List the helps: built-in ones and those on main (which override built-ins of the same name).
+    List,
+    /// Show one help: where it comes from and its text.
+    Show {
+        /// The help's name.
+        name: String,
+    },
+    /// Check help files (and agent files, under an `agents/` directory) against their schemas. Exit code 1 if
+    /// any is invalid.
+    Validate {
+        /// The files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }

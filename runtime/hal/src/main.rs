@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     match commands::run(&args) {
         Ok(commands::Outcome::Done) => ExitCode::from(EXIT_OK),
         Ok(commands::Outcome::Conflict) => ExitCode::from(commands::EXIT_CONFLICT),
+        Ok(commands::Outcome::Invalid) => ExitCode::from(commands::EXIT_INVALID),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(EXIT_ERROR)

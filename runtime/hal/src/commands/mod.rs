@@ -1,6 +1,7 @@
 //! What each command does. Each one opens the home repo, calls the store, and prints the result.
 
 mod demo;
+mod help;
 mod init;
 mod thread;
 
@@ -10,6 +11,8 @@ use crate::cli::{Args, Command};
 
 /// Exit code of `hal thread merge` when the thread conflicts with `main`.
 pub const EXIT_CONFLICT: u8 = 1;
+/// Exit code of `hal help validate` when a file is invalid.
+pub const EXIT_INVALID: u8 = 1;
 
 /// How a command ended, when it did not fail.
 pub enum Outcome {
@@ -17,6 +20,8 @@ pub enum Outcome {
     Done,
     /// A merge found conflicts and changed nothing.
     Conflict,
+    /// A file checked by `hal help validate` is invalid.
+    Invalid,
 }
 
 /// Run the command `args` asks for.
@@ -24,6 +29,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
     match &args.command {
         Command::Demo { dir } => demo::run(args, dir.as_deref()),
         Command::Init { path, actor } => init::run(args, path.as_deref(), actor.as_deref()),
+        Command::Help(command) => help::run(args, command),
         Command::Thread(command) => thread::run(args, command),
     }
 }

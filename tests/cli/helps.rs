@@ -1,0 +1,63 @@
+//! `hal help list/show/validate`: built-in helps, helps committed on main, and located errors.
+
+use crate::support::Sandbox;
+
+#[test]
+fn the_catalogue_has_built_ins_and_the_helps_committed_on_main() {
+    let sandbox = Sandbox::new();
+    let outside = sandbox.path("");
+    let builtins = sandbox.hal(&outside, &["help", "list", "--json"]).ok().json();
+    let names: Vec<&str> =
+        builtins.as_array().expect("array").iter().map(|e| e["name"].as_str().expect("name")).collect();
+    assert_eq!(names, ["goalie", "hal"]);
+
+    let repo = sandbox.home("home");
+    std::fs::create_dir(repo.join("helps")).expect("helps dir");
+    std::fs::write(repo.join("helps/summary.yaml"), "description: Summarise a text\ninstructions:\n  - Be brief.\n")
+        .expect("write");
+    std::fs::write(repo.join("helps/hal.yaml"), "description: Our own HAL\n").expect("write");
+    std::fs::write(repo.join("helps/broken.yaml"), "runner:\n  tempreature: 1\n").expect("write");
+    sandbox.git(&repo, &["add", "helps"]).ok();
+    sandbox.git(&repo, &["commit", "-q", "-m", "Add helps"]).ok();
+
+    let list = sandbox.hal(&repo, &["help", "list", "--json"]).ok().json();
+    let find = |name: &str| list.as_array().expect("array").iter().find(|e| e["name"] == name).cloned().expect(name);
+    assert_eq!(find("summary")["source"], "main:helps/summary.yaml");
+    assert_eq!(find("summary")["help"]["instructions"][0], "Be brief.");
+    assert_eq!(find("hal")["overrides_builtin"], true);
+    assert_eq!(find("hal")["help"]["description"], "Our own HAL");
+    assert_eq!(find("goalie")["source"], "built-in");
+    let error = find("broken")["error"].as_str().expect("error").to_owned();
+    assert!(error.starts_with("main:helps/broken.yaml:2:3: runner.tempreature: unknown field"), "{error}");
+
+    let text = sandbox.hal(&repo, &["help", "list"]).ok().stdout;
+    assert!(text.contains("INVALID: main:helps/broken.yaml:2:3"), "{text}");
+    let shown = sandbox.hal(&repo, &["help", "show", "summary"]).ok().stdout;
+    assert!(shown.contains("Summarise a text"), "{shown}");
+    let missing = sandbox.hal(&repo, &["help", "show", "nope"]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("no help named \"nope\""), "{}", missing.stderr);
+}
+
+#[test]
+fn validate_reports_every_problem_with_its_place_and_exits_1() {
+    let sandbox = Sandbox::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let good = sandbox.hal(&root, &["help", "validate", "helps/hal.yaml", "helps/goalie.yaml", "agents/hal.yaml"]).ok();
+    assert_eq!(good.stdout.lines().count(), 3, "{}", good.stdout);
+
+    let bad = sandbox.hal(
+        &root,
+        &["help", "validate", "helps/hal.yaml", "fixtures/helps/invalid/03-wrong-type.yaml", "no/such/file.yaml"],
+    );
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(bad.stdout.contains("ok helps/hal.yaml"), "{}", bad.stdout);
+    assert!(
+        bad.stderr.contains(
+            "fixtures/helps/invalid/03-wrong-type.yaml:3:16: runner.temperature: \"hot\" is not of type \"number\""
+        ),
+        "{}",
+        bad.stderr
+    );
+    assert!(bad.stderr.contains("no/such/file.yaml: cannot read"), "{}", bad.stderr);
+}
