@@ -82,7 +82,7 @@ impl Home {
                 path: None,
                 forked_from: None,
             };
-            let step = self.write_commit(self.tree_of(tip)?.id, vec![tip], &signature, &record.to_message()?)?;
+            let step = self.write_commit(state.tree, vec![tip], &signature, &record.to_message()?)?;
             let (new_main, outcome) = match merged_tree {
                 None => (step, MergeOutcome::FastForward { commit: step }),
                 Some(tree) => {

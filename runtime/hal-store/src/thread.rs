@@ -112,6 +112,8 @@ pub(crate) struct ThreadState {
     pub(crate) steps: u64,
     /// Commit time of the commit the state was asked for.
     pub(crate) time: i64,
+    /// Tree of the commit the state was asked for.
+    pub(crate) tree: ObjectId,
     pub(crate) title: String,
     pub(crate) status: ThreadStatus,
 }
@@ -372,7 +374,7 @@ impl Home {
         let (commit, step) = self.refs().update_with_retry(self.repo(), &name, |tip| {
             let tip = tip.ok_or_else(|| StoreError::UnknownThread(thread.id.clone()))?;
             let state = self.state_at(tip, &thread.branch)?;
-            let mut tree = self.tree_of(tip)?.id;
+            let mut tree = state.tree;
             if let Some(write) = &write {
                 tree = self.tree_with_file(tree, write)?;
             }
@@ -484,14 +486,24 @@ impl Home {
     /// git commits.
     pub(crate) fn state_at(&self, commit: ObjectId, branch: &str) -> Result<ThreadState> {
         let mut next = Some(commit);
-        let mut time = None;
+        let mut asked = None;
         for _ in 0..MAX_PLAIN_COMMITS {
             let Some(id) = next else { break };
             let object = self.repo().find_commit(id).git_context(|| format!("reading commit {id}"))?;
-            let time = *time.get_or_insert_with(|| object.time().map(|t| t.seconds).unwrap_or_default());
+            if asked.is_none() {
+                let tree = object.tree_id().git_context(|| format!("reading the tree of commit {id}"))?.detach();
+                asked = Some((object.time().map(|t| t.seconds).unwrap_or_default(), tree));
+            }
+            let (time, tree) = asked.expect("set on the first commit read");
             match StepRecord::from_message(&object.message_raw_sloppy().to_str_lossy()) {
                 Some(Ok(record)) => {
-                    return Ok(ThreadState { steps: record.number, time, title: record.title, status: record.status });
+                    return Ok(ThreadState {
+                        steps: record.number,
+                        time,
+                        tree,
+                        title: record.title,
+                        status: record.status,
+                    });
                 }
                 Some(Err(reason)) => {
                     return Err(StoreError::MalformedStep {
