@@ -127,7 +127,8 @@ impl Home {
         self.repo.workdir().unwrap_or_else(|| self.repo.git_dir())
     }
 
-    fn not_home(&self, reason: &str) -> StoreError {
+    /// The error for a repository that is not (or no longer) a home repo.
+    pub(crate) fn not_home(&self, reason: &str) -> StoreError {
         StoreError::NotAHomeRepo { path: self.path().to_owned(), reason: reason.to_owned() }
     }
 

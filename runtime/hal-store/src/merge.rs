@@ -11,10 +11,10 @@ use gix::refs::Target;
 use serde::Serialize;
 
 use crate::error::GixContext;
-use crate::home::Home;
+use crate::home::{Home, MAIN_REF};
 use crate::refs::{self, Expect};
 use crate::step::{StepKind, StepRecord, ThreadStatus};
-use crate::thread::{main_ref, serialize_id};
+use crate::thread::serialize_id;
 use crate::{Result, StoreError};
 
 /// How often a merge is rebuilt when `main` keeps moving under it.
@@ -50,13 +50,10 @@ impl Home {
     pub fn merge_thread(&self, actor: &str, query: &str) -> Result<MergeOutcome> {
         let thread = self.resolve_thread(query)?;
         let thread_name = refs::full_name(&format!("refs/heads/{}", thread.branch))?;
-        let main = main_ref()?;
+        let main = refs::full_name(MAIN_REF)?;
         let signature = self.signature(actor);
         for _ in 0..MAX_ATTEMPTS {
-            let main_tip = self.main_tip()?.ok_or_else(|| StoreError::NotAHomeRepo {
-                path: self.path().to_owned(),
-                reason: "it has no `main` branch".into(),
-            })?;
+            let main_tip = self.main_tip()?.ok_or_else(|| self.not_home("it has no `main` branch"))?;
             let tip = refs::read(self.repo(), &thread_name)?.ok_or_else(|| StoreError::UnknownThread(query.into()))?;
             if self.is_ancestor(tip, main_tip)? {
                 return Ok(MergeOutcome::AlreadyMerged);

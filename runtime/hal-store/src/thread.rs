@@ -17,7 +17,7 @@ use gix::refs::Target;
 use serde::Serialize;
 
 use crate::error::GixContext;
-use crate::home::{ActorKind, Home, MAIN_REF, THREADS_PREFIX};
+use crate::home::{ActorKind, Home, THREADS_PREFIX};
 use crate::refs::{self, Expect};
 use crate::step::{StepKind, StepRecord, ThreadStatus};
 use crate::tip_cache::{TipCache, TipFacts};
@@ -245,13 +245,7 @@ impl Home {
     /// Start a new thread for `actor` from `from` (a thread, a ref or a commit; `main` when `None`).
     pub fn new_thread(&self, actor: &str, from: Option<&str>, title: Option<&str>) -> Result<ThreadRef> {
         let (base, from_text) = match from {
-            None => (
-                self.main_tip()?.ok_or_else(|| StoreError::UnknownRevision {
-                    spec: "main".into(),
-                    source: gix::Error::from_error(std::io::Error::other("main has no commits")),
-                })?,
-                "main".to_owned(),
-            ),
+            None => (self.main_tip()?.ok_or_else(|| self.not_home("it has no `main` branch"))?, "main".to_owned()),
             Some(spec) => match self.resolve_thread(spec) {
                 Ok(thread) => (thread.tip, format!("thread {}", thread.id)),
                 Err(StoreError::UnknownThread(_)) => (self.resolve_commit(spec)?, spec.to_owned()),
@@ -549,12 +543,7 @@ impl Home {
     }
 
     /// A short form of a commit id for messages.
-    pub(crate) fn short_id(&self, id: ObjectId) -> String {
+    fn short_id(&self, id: ObjectId) -> String {
         id.attach(self.repo()).shorten_or_id().to_string()
     }
-}
-
-/// The ref `main` lives on, parsed.
-pub(crate) fn main_ref() -> Result<gix::refs::FullName> {
-    refs::full_name(MAIN_REF)
 }
