@@ -293,6 +293,22 @@ impl Home {
         signature: &gix::actor::Signature,
         message: &str,
     ) -> Result<ObjectId> {
+        self.write_commit_with_data(tree, parents, signature, message, None)
+    }
+
+    /// [`Home::write_commit`] with a step's machine data in the commit's `hal-data` header (one line).
+    pub(crate) fn write_commit_with_data(
+        &self,
+        tree: ObjectId,
+        parents: Vec<ObjectId>,
+        signature: &gix::actor::Signature,
+        message: &str,
+        data: Option<&str>,
+    ) -> Result<ObjectId> {
+        let extra_headers = match data {
+            Some(data) => vec![(crate::step::DATA_HEADER.into(), data.into())],
+            None => Vec::new(),
+        };
         let commit = gix::objs::Commit {
             tree,
             parents: parents.into(),
@@ -300,7 +316,7 @@ impl Home {
             committer: signature.clone(),
             encoding: None,
             message: message.into(),
-            extra_headers: Vec::new(),
+            extra_headers,
         };
         Ok(self.repo.write_object(&commit).git_context(|| "writing a commit".to_owned())?.detach())
     }

@@ -78,6 +78,7 @@ impl Home {
                 text: "merged the thread's work into main".to_owned(),
                 path: None,
                 forked_from: None,
+                facts: Vec::new(),
             };
             let step = self.write_commit(state.tree, vec![tip], &signature, &record.to_message()?)?;
             let (new_main, outcome) = match merged_tree {

@@ -47,7 +47,18 @@ pub(crate) mod key {
     pub const PATH: &str = "Hal-Path";
     /// `<thread>@<commit>` a forked thread started from.
     pub const FORKED_FROM: &str = "Hal-Forked-From";
+    /// Every trailer key HAL reads into a [`StepRecord`](super::StepRecord) field; other `Hal-*` trailers are
+    /// its `facts`.
+    pub const CORE: [&str; 8] = [THREAD, STEP, KIND, ACTOR, STATUS, TITLE, PATH, FORKED_FROM];
 }
+
+/// The commit header that carries a step's machine data (see [`crate::NewStep::data`]). Git keeps unknown
+/// headers intact through clone, fetch and push, and `git log` does not show them, so the message stays a
+/// readable transcript.
+pub const DATA_HEADER: &str = "hal-data";
+
+/// The prefix of every trailer key HAL writes.
+pub const FACT_PREFIX: &str = "Hal-";
 
 /// What a step did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,6 +74,12 @@ pub enum StepKind {
     Write,
     /// The thread's work was merged into `main`.
     Merged,
+    /// A model's reply in a run of a help.
+    Reply,
+    /// A tool call made by a model, with its result.
+    Tool,
+    /// The end of a run: its status and output.
+    Finish,
     /// A kind this version of HAL does not know (written by a newer one).
     #[serde(untagged)]
     Other(String),
@@ -77,6 +94,9 @@ impl StepKind {
             StepKind::Message => "message",
             StepKind::Write => "write",
             StepKind::Merged => "merged",
+            StepKind::Reply => "reply",
+            StepKind::Tool => "tool",
+            StepKind::Finish => "finish",
             StepKind::Other(other) => other,
         }
     }
@@ -88,6 +108,9 @@ impl StepKind {
             "message" => StepKind::Message,
             "write" => StepKind::Write,
             "merged" => StepKind::Merged,
+            "reply" => StepKind::Reply,
+            "tool" => StepKind::Tool,
+            "finish" => StepKind::Finish,
             other => StepKind::Other(other.to_owned()),
         }
     }
@@ -107,6 +130,16 @@ pub enum ThreadStatus {
     Open,
     /// Its work has been merged into `main` (a later step reopens it).
     Merged,
+    /// A run is in progress: a model or tool step was the last one written.
+    Running,
+    /// The last run finished its job.
+    Done,
+    /// The last run needs information from a person; the next message resumes it.
+    Pending,
+    /// The last run failed.
+    Error,
+    /// The last run found the job outside what it can do.
+    Nocando,
     /// A status this version of HAL does not know.
     #[serde(untagged)]
     Other(String),
@@ -118,14 +151,25 @@ impl ThreadStatus {
         match self {
             ThreadStatus::Open => "open",
             ThreadStatus::Merged => "merged",
+            ThreadStatus::Running => "running",
+            ThreadStatus::Done => "done",
+            ThreadStatus::Pending => "pending",
+            ThreadStatus::Error => "error",
+            ThreadStatus::Nocando => "nocando",
             ThreadStatus::Other(other) => other,
         }
     }
 
-    pub(crate) fn parse(text: &str) -> ThreadStatus {
+    /// Read a status name; unknown names are kept as [`ThreadStatus::Other`].
+    pub fn parse(text: &str) -> ThreadStatus {
         match text {
             "open" => ThreadStatus::Open,
             "merged" => ThreadStatus::Merged,
+            "running" => ThreadStatus::Running,
+            "done" => ThreadStatus::Done,
+            "pending" => ThreadStatus::Pending,
+            "error" => ThreadStatus::Error,
+            "nocando" => ThreadStatus::Nocando,
             other => ThreadStatus::Other(other.to_owned()),
         }
     }
@@ -158,6 +202,9 @@ pub struct StepRecord {
     pub path: Option<String>,
     /// `<thread>@<commit>` for a fork's first step.
     pub forked_from: Option<String>,
+    /// Further `Hal-*` trailers (key with its `Hal-` prefix, value on one line), in order: what a runner records
+    /// about a step (help, model, tokens, …).
+    pub facts: Vec<(String, String)>,
 }
 
 impl StepRecord {
@@ -191,6 +238,12 @@ impl StepRecord {
         }
         if let Some(from) = &self.forked_from {
             trailer(key::FORKED_FROM, from);
+        }
+        for (name, value) in &self.facts {
+            if !valid_fact_key(name) {
+                return Err(StoreError::InvalidText("a fact's key must be `Hal-` and letters, digits or dashes"));
+            }
+            trailer(name, value);
         }
         Ok(message)
     }
@@ -230,9 +283,28 @@ impl StepRecord {
                 text,
                 path: get(key::PATH).map(str::to_owned),
                 forked_from: get(key::FORKED_FROM).map(str::to_owned),
+                facts: trailers
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(FACT_PREFIX) && !key::CORE.contains(k))
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
             })
         })())
     }
+}
+
+impl StepRecord {
+    /// The value of the fact `name` (e.g. `Hal-Model`), if the step has it.
+    pub fn fact(&self, name: &str) -> Option<&str> {
+        self.facts.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A fact key is `Hal-` followed by letters, digits and dashes, and not one of the core keys.
+fn valid_fact_key(name: &str) -> bool {
+    name.strip_prefix(FACT_PREFIX)
+        .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        && !key::CORE.contains(&name)
 }
 
 /// The subject line's summary of `text`: its first non-blank line, trimmed and shortened.
@@ -267,6 +339,7 @@ mod tests {
             text: text.into(),
             path: None,
             forked_from: None,
+            facts: Vec::new(),
         }
     }
 
@@ -315,6 +388,25 @@ mod tests {
         step.title = "two\nlines\tand a tab".into();
         let back = StepRecord::from_message(&step.to_message().expect("valid")).expect("step").expect("parses");
         assert_eq!(back.title, "two lines and a tab");
+    }
+
+    #[test]
+    fn facts_round_trip_in_order_and_core_keys_are_not_facts() {
+        let mut step = record("reply text");
+        step.kind = StepKind::Reply;
+        step.status = ThreadStatus::Running;
+        step.facts = vec![
+            ("Hal-Help".into(), "goalie".into()),
+            ("Hal-Model".into(), "gpt-4.1-mini".into()),
+            ("Hal-Tokens-In".into(), "120".into()),
+        ];
+        let back = StepRecord::from_message(&step.to_message().expect("valid")).expect("step").expect("parses");
+        assert_eq!(back, step);
+        assert_eq!(back.fact("Hal-Tokens-In"), Some("120"));
+        step.facts = vec![("Hal-Step".into(), "1".into())];
+        assert!(step.to_message().is_err(), "a fact may not shadow a core trailer");
+        step.facts = vec![("Model".into(), "x".into())];
+        assert!(step.to_message().is_err(), "facts are Hal-* trailers");
     }
 
     #[test]

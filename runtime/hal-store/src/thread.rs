@@ -92,6 +92,50 @@ pub struct Step {
     pub path: Option<String>,
     /// Commit time, seconds since the Unix epoch.
     pub time: i64,
+    /// Further `Hal-*` trailers (help, model, tokens, …), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub facts: Vec<(String, String)>,
+    /// The step's machine data (the `hal-data` commit header), if it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+}
+
+impl Step {
+    /// The value of the fact `name` (e.g. `Hal-Model`), if the step has it.
+    pub fn fact(&self, name: &str) -> Option<&str> {
+        self.facts.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A step to append with [`Home::append_step`].
+#[derive(Debug, Clone)]
+pub struct NewStep {
+    /// What the step does.
+    pub kind: StepKind,
+    /// Its text, recorded exactly (the commit message body).
+    pub text: String,
+    /// The thread's status after it.
+    pub status: ThreadStatus,
+    /// Further `Hal-*` trailers.
+    pub facts: Vec<(String, String)>,
+    /// Machine data kept in the commit's `hal-data` header: one line (compact JSON, say), never shown by
+    /// `git log`. A model's exact reply lives here.
+    pub data: Option<String>,
+    /// Files written into the thread's tree by this step, as (path, content).
+    pub writes: Vec<(String, Vec<u8>)>,
+}
+
+impl NewStep {
+    /// A step of `kind` with `text`, leaving the thread `status`, with no facts, data or writes.
+    pub fn new(kind: StepKind, text: impl Into<String>, status: ThreadStatus) -> NewStep {
+        NewStep { kind, text: text.into(), status, facts: Vec::new(), data: None, writes: Vec::new() }
+    }
+
+    /// Add a `Hal-*` trailer.
+    pub fn fact(mut self, name: &str, value: impl ToString) -> NewStep {
+        self.facts.push((name.to_owned(), value.to_string()));
+        self
+    }
 }
 
 /// The result of appending a step.
@@ -252,6 +296,18 @@ impl Home {
                 Err(other) => return Err(other),
             },
         };
+        self.start_thread_at(actor, base, title, &from_text)
+    }
+
+    /// Start a new thread for `actor` on the commit `base`; `from_text` says in its first step where that
+    /// commit came from (`main`, `thread <id>`, …).
+    pub fn start_thread_at(
+        &self,
+        actor: &str,
+        base: ObjectId,
+        title: Option<&str>,
+        from_text: &str,
+    ) -> Result<ThreadRef> {
         let title = title.map(str::trim).unwrap_or_default();
         let text = if title.is_empty() {
             format!("started a thread from {from_text}")
@@ -268,6 +324,7 @@ impl Home {
             text: text.clone(),
             path: None,
             forked_from: None,
+            facts: Vec::new(),
         })
     }
 
@@ -297,6 +354,7 @@ impl Home {
             text: format!("forked thread {} at step {} ({short})", source.id, state.steps),
             path: None,
             forked_from: Some(format!("{}@{point}", source.id)),
+            facts: Vec::new(),
         })
     }
 
@@ -363,27 +421,72 @@ impl Home {
         text: &str,
         write: Option<FileWrite<'_>>,
     ) -> Result<Appended> {
+        let writes: Vec<FileWrite<'_>> = write.into_iter().collect();
+        let path = writes.first().map(|w| w.path.to_owned());
+        self.append_record(thread, actor, &writes, None, |state| StepRecord {
+            thread: thread.id.clone(),
+            number: state.steps + 1,
+            kind: kind.clone(),
+            actor: actor.to_owned(),
+            status: ThreadStatus::Open,
+            title: state.title.clone(),
+            text: text.to_owned(),
+            path: path.clone(),
+            forked_from: None,
+            facts: Vec::new(),
+        })
+    }
+
+    /// Append `step` to `thread` as `actor`: one commit carrying its text, facts, data and file writes, made
+    /// with a compare-and-swap (rebuilt on the new tip if another writer got there first).
+    pub fn append_step(&self, actor: &str, thread: &ThreadRef, step: &NewStep) -> Result<Appended> {
+        if step.data.as_deref().is_some_and(|data| data.contains(['\n', '\r', '\0'])) {
+            return Err(StoreError::InvalidText("a step's data must be one line"));
+        }
+        let mut blobs = Vec::with_capacity(step.writes.len());
+        for (path, content) in &step.writes {
+            let path = tree_path::normalize(path)?;
+            let blob = self.repo().write_blob(content).git_context(|| format!("storing the content of {path}"))?;
+            blobs.push((path, blob.detach()));
+        }
+        let writes: Vec<FileWrite<'_>> = blobs.iter().map(|(path, blob)| FileWrite { path, blob: *blob }).collect();
+        self.append_record(thread, actor, &writes, step.data.as_deref(), |state| StepRecord {
+            thread: thread.id.clone(),
+            number: state.steps + 1,
+            kind: step.kind.clone(),
+            actor: actor.to_owned(),
+            status: step.status.clone(),
+            title: state.title.clone(),
+            text: step.text.clone(),
+            path: match writes.as_slice() {
+                [one] => Some(one.path.to_owned()),
+                _ => None,
+            },
+            forked_from: None,
+            facts: step.facts.clone(),
+        })
+    }
+
+    /// The commit-and-swap loop behind every append.
+    fn append_record(
+        &self,
+        thread: &ThreadRef,
+        actor: &str,
+        writes: &[FileWrite<'_>],
+        data: Option<&str>,
+        record: impl Fn(&ThreadState) -> StepRecord,
+    ) -> Result<Appended> {
         let name = thread.full_name()?;
         let signature = self.signature(actor);
         let (commit, step) = self.refs().update_with_retry(self.repo(), &name, |tip| {
             let tip = tip.ok_or_else(|| StoreError::UnknownThread(thread.id.clone()))?;
             let state = self.state_at(tip, &thread.branch)?;
             let mut tree = state.tree;
-            if let Some(write) = &write {
+            for write in writes {
                 tree = self.tree_with_file(tree, write)?;
             }
-            let record = StepRecord {
-                thread: thread.id.clone(),
-                number: state.steps + 1,
-                kind: kind.clone(),
-                actor: actor.to_owned(),
-                status: ThreadStatus::Open,
-                title: state.title,
-                text: text.to_owned(),
-                path: write.as_ref().map(|w| w.path.to_owned()),
-                forked_from: None,
-            };
-            let commit = self.write_commit(tree, vec![tip], &signature, &record.to_message()?)?;
+            let record = record(&state);
+            let commit = self.write_commit_with_data(tree, vec![tip], &signature, &record.to_message()?, data)?;
             Ok((commit, record.number))
         })?;
         maintenance::after_write(self);
@@ -426,54 +529,81 @@ impl Home {
     pub fn thread_log(&self, thread: &str, limit: Option<usize>) -> Result<Vec<Step>> {
         let thread = self.resolve_thread(thread)?;
         let mut steps = Vec::new();
-        let mut next = Some(thread.tip);
-        while let Some(id) = next {
+        for step in self.steps_back(&thread) {
             if limit.is_some_and(|limit| steps.len() >= limit) {
                 break;
             }
-            let commit = self.repo().find_commit(id).git_context(|| format!("reading commit {id}"))?;
-            let message = commit.message_raw_sloppy().to_str_lossy().into_owned();
-            let time = commit.time().map(|t| t.seconds).unwrap_or_default();
-            next = commit.parent_ids().next().map(|p| p.detach());
-            match StepRecord::from_message(&message) {
-                Some(Ok(record)) => {
-                    let first = record.number <= 1;
-                    steps.push(Step {
-                        commit: id,
-                        step: Some(record.number),
-                        thread: Some(record.thread),
-                        kind: record.kind.as_str().to_owned(),
-                        actor: record.actor,
-                        status: Some(record.status),
-                        text: record.text,
-                        path: record.path,
-                        time,
-                    });
-                    if first {
-                        break;
-                    }
-                }
-                Some(Err(reason)) => {
-                    return Err(StoreError::MalformedStep { commit: id.to_string(), branch: thread.branch, reason });
-                }
-                None => {
-                    let author = commit.author().map(|a| a.name.to_str_lossy().into_owned()).unwrap_or_default();
-                    steps.push(Step {
-                        commit: id,
-                        step: None,
-                        thread: None,
-                        kind: "commit".to_owned(),
-                        actor: author,
-                        status: None,
-                        text: message,
-                        path: None,
-                        time,
-                    });
-                }
-            }
+            steps.push(step?);
         }
         steps.reverse();
         Ok(steps)
+    }
+
+    /// The steps of `thread`'s conversation from its tip back to its first step, newest first, read lazily: a
+    /// caller that needs only the recent ones reads only those commits.
+    pub fn steps_back<'a>(&'a self, thread: &ThreadRef) -> impl Iterator<Item = Result<Step>> + 'a {
+        let branch = thread.branch.clone();
+        let mut next = Some(thread.tip);
+        std::iter::from_fn(move || {
+            let id = next.take()?;
+            let step = self.read_step(id, &branch);
+            match &step {
+                Ok((step, parent)) if step.step.is_none_or(|number| number > 1) => next = *parent,
+                _ => {}
+            }
+            Some(step.map(|(step, _)| step))
+        })
+    }
+
+    /// One commit of a thread as a [`Step`], with its first parent.
+    fn read_step(&self, id: ObjectId, branch: &str) -> Result<(Step, Option<ObjectId>)> {
+        let commit = self.repo().find_commit(id).git_context(|| format!("reading commit {id}"))?;
+        let message = commit.message_raw_sloppy().to_str_lossy().into_owned();
+        let time = commit.time().map(|t| t.seconds).unwrap_or_default();
+        let parent = commit.parent_ids().next().map(|p| p.detach());
+        let step = match StepRecord::from_message(&message) {
+            Some(Ok(record)) => {
+                let decoded = commit.decode().git_context(|| format!("decoding commit {id}"))?;
+                let data = decoded
+                    .extra_headers
+                    .iter()
+                    .find(|(name, _)| *name == crate::step::DATA_HEADER)
+                    .map(|(_, value)| value.to_str_lossy().into_owned());
+                Step {
+                    commit: id,
+                    step: Some(record.number),
+                    thread: Some(record.thread),
+                    kind: record.kind.as_str().to_owned(),
+                    actor: record.actor,
+                    status: Some(record.status),
+                    text: record.text,
+                    path: record.path,
+                    time,
+                    facts: record.facts,
+                    data,
+                }
+            }
+            Some(Err(reason)) => {
+                return Err(StoreError::MalformedStep { commit: id.to_string(), branch: branch.to_owned(), reason });
+            }
+            None => {
+                let author = commit.author().map(|a| a.name.to_str_lossy().into_owned()).unwrap_or_default();
+                Step {
+                    commit: id,
+                    step: None,
+                    thread: None,
+                    kind: "commit".to_owned(),
+                    actor: author,
+                    status: None,
+                    text: message,
+                    path: None,
+                    time,
+                    facts: Vec::new(),
+                    data: None,
+                }
+            }
+        };
+        Ok((step, parent))
     }
 
     /// The thread's state as of `commit`: from its own trailers, or from the newest step below a few plain
@@ -545,5 +675,43 @@ impl Home {
     /// A short form of a commit id for messages.
     fn short_id(&self, id: ObjectId) -> String {
         id.attach(self.repo()).shorten_or_id().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_step_records_facts_data_and_several_files_in_one_commit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (home, _) = Home::init(dir.path(), Some("alice")).expect("init");
+        let thread = home.new_thread("alice", None, Some("t")).expect("thread");
+        let mut step = NewStep::new(StepKind::Tool, "wrote two files", ThreadStatus::Running)
+            .fact("Hal-Tool", "files.write")
+            .fact("Hal-Call", "call_1");
+        step.data = Some(r#"{"exact":"bytes \u00e9"}"#.to_owned());
+        step.writes = vec![("a/one.txt".to_owned(), b"1".to_vec()), ("two.txt".to_owned(), b"2".to_vec())];
+        let appended = home.append_step("hal", &thread, &step).expect("append");
+        assert_eq!(appended.step, 2);
+
+        let thread = home.resolve_thread(&thread.id).expect("resolve");
+        let newest = home.steps_back(&thread).next().expect("a step").expect("readable");
+        assert_eq!(newest.kind, "tool");
+        assert_eq!(newest.status, Some(ThreadStatus::Running));
+        assert_eq!(newest.fact("Hal-Tool"), Some("files.write"));
+        assert_eq!(newest.data.as_deref(), step.data.as_deref());
+        assert_eq!(home.file_at(appended.commit, "a/one.txt").expect("read"), Some(b"1".to_vec()));
+        assert_eq!(home.file_at(appended.commit, "two.txt").expect("read"), Some(b"2".to_vec()));
+        assert_eq!(home.steps_back(&thread).count(), 2, "the walk stops at the first step");
+
+        step.data = Some("two\nlines".to_owned());
+        assert!(home.append_step("hal", &thread, &step).is_err());
+        let fsck = std::process::Command::new("git")
+            .args(["fsck", "--strict", "--no-progress"])
+            .current_dir(dir.path())
+            .output()
+            .expect("git fsck runs");
+        assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stderr));
     }
 }
