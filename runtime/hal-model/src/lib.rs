@@ -1,0 +1,40 @@
+//! HAL's model clients.
+//!
+//! Two wire formats cover the servers people run: OpenAI-compatible chat completions (OpenAI, Ollama, vLLM,
+//! llama.cpp server, LM Studio, OpenRouter) and Anthropic messages. Both are streamed (server-sent events) and
+//! both carry tool calls. The client is a thin layer over `reqwest` that keeps the exact bytes exchanged, so a
+//! run can record precisely what the model said.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), hal_model::ModelError> {
+//! use hal_model::{Client, ClientOptions, Endpoint, Message, Provider, Request};
+//! let client = Client::new(ClientOptions::default())?;
+//! let endpoint = Endpoint {
+//!     name: "local".into(),
+//!     provider: Provider::OpenAi,
+//!     base_url: "http://127.0.0.1:11434/v1".into(),
+//!     model: "qwen2.5".into(),
+//!     api_key: None,
+//!     key_name: None,
+//!     max_output_tokens: None,
+//! };
+//! let request = Request { messages: vec![Message::User { text: "hello".into() }], ..Request::default() };
+//! let exchange = client.complete(&endpoint, &request, &mut |text| print!("{text}")).await?;
+//! println!("\n{} tokens in, {} out", exchange.reply.usage.input, exchange.reply.usage.output);
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod anthropic;
+mod client;
+mod endpoint;
+mod error;
+pub mod openai;
+pub mod sse;
+mod types;
+
+pub use client::{Client, ClientOptions, Exchange};
+pub use endpoint::{Endpoint, Provider};
+pub use error::ModelError;
+pub use types::{Message, Reply, Request, ToolCall, ToolSpec, Usage};

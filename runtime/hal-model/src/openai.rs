@@ -1,0 +1,280 @@
+//! The OpenAI-compatible chat completions format (`POST {base}/chat/completions`), spoken by OpenAI, Ollama,
+//! vLLM, llama.cpp server, LM Studio and OpenRouter.
+//!
+//! Servers differ: some send a tool call's id and name only in its first fragment, some repeat them, some leave
+//! out `index`; some send usage in a final chunk with no choices, some not at all; some ignore `stream` and answer
+//! with one JSON body. Unknown fields and enum values are ignored or kept as text, never an error.
+
+use serde_json::{Value, json};
+
+use crate::types::{Message, Reply, Request, ToolCall, ToolNames, Usage};
+
+/// The path below the base URL.
+pub const PATH: &str = "/chat/completions";
+
+/// The JSON body for `request` to `model`.
+pub(crate) fn encode(request: &Request, model: &str, max_output_tokens: Option<u32>, names: &ToolNames) -> Value {
+    let mut messages = Vec::with_capacity(request.messages.len() + 1);
+    if !request.system.is_empty() {
+        messages.push(json!({"role": "system", "content": request.system}));
+    }
+    for message in &request.messages {
+        messages.push(match message {
+            Message::User { text } => json!({"role": "user", "content": text}),
+            Message::Assistant { text, tool_calls } => {
+                let mut turn = json!({"role": "assistant", "content": text});
+                if !tool_calls.is_empty() {
+                    turn["tool_calls"] = tool_calls
+                        .iter()
+                        .map(|call| {
+                            json!({
+                                "id": call.id,
+                                "type": "function",
+                                "function": {"name": names.to_wire(&call.name), "arguments": call.arguments},
+                            })
+                        })
+                        .collect();
+                }
+                turn
+            }
+            Message::Tool { call_id, content, .. } => {
+                json!({"role": "tool", "tool_call_id": call_id, "content": content})
+            }
+        });
+    }
+    let mut body = json!({
+        "model": model,
+        "messages": messages,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    if !request.tools.is_empty() {
+        body["tools"] = request
+            .tools
+            .iter()
+            .map(|tool| {
+                json!({
+                    "type": "function",
+                    "function": {
+                        "name": names.to_wire(&tool.name),
+                        "description": tool.description,
+                        "parameters": tool.parameters,
+                    },
+                })
+            })
+            .collect();
+    }
+    if let Some(temperature) = request.temperature {
+        body["temperature"] = json!(temperature);
+    }
+    if let Some(max) = max_output_tokens {
+        body["max_tokens"] = json!(max);
+    }
+    body
+}
+
+/// Builds a [`Reply`] from streamed chunks (or from one whole response body).
+#[derive(Debug, Default)]
+pub(crate) struct Decoder {
+    reply: Reply,
+    /// Tool calls by the server's `index`, in order of first appearance.
+    calls: Vec<(u64, ToolCall)>,
+    done: bool,
+}
+
+impl Decoder {
+    /// Take one `data:` payload. Returns the new text it carried, for live display.
+    pub(crate) fn chunk(&mut self, data: &str, names: &ToolNames) -> Result<String, String> {
+        if data.trim() == "[DONE]" {
+            self.done = true;
+            return Ok(String::new());
+        }
+        let chunk: Value = serde_json::from_str(data).map_err(|e| format!("a chunk is not JSON ({e}): {data}"))?;
+        if let Some(error) = chunk.get("error") {
+            return Err(format!("the server sent an error in the stream: {}", error_text(error)));
+        }
+        self.common(&chunk);
+        let mut new_text = String::new();
+        for choice in chunk.get("choices").and_then(Value::as_array).into_iter().flatten() {
+            // A whole (non-streamed) response has `message` where a chunk has `delta`.
+            let delta = choice.get("delta").or_else(|| choice.get("message"));
+            if let Some(delta) = delta {
+                if let Some(text) = delta.get("content").and_then(Value::as_str) {
+                    self.reply.text.push_str(text);
+                    new_text.push_str(text);
+                }
+                for (position, call) in
+                    delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate()
+                {
+                    self.tool_call_fragment(position, call, names);
+                }
+            }
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                self.reply.stop_reason = Some(reason.to_owned());
+            }
+        }
+        Ok(new_text)
+    }
+
+    /// A response that was not streamed: one JSON object.
+    pub(crate) fn whole(&mut self, body: &str, names: &ToolNames) -> Result<(), String> {
+        self.chunk(body, names)?;
+        self.done = true;
+        Ok(())
+    }
+
+    fn common(&mut self, chunk: &Value) {
+        if let Some(model) = chunk.get("model").and_then(Value::as_str) {
+            self.reply.model = Some(model.to_owned());
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            let number = |key: &str| usage.get(key).and_then(Value::as_u64);
+            self.reply.usage = Usage {
+                input: number("prompt_tokens").unwrap_or(self.reply.usage.input),
+                output: number("completion_tokens").unwrap_or(self.reply.usage.output),
+            };
+        }
+    }
+
+    fn tool_call_fragment(&mut self, position: usize, fragment: &Value, names: &ToolNames) {
+        let index = fragment.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
+        let slot = match self.calls.iter().position(|(i, _)| *i == index) {
+            Some(slot) => slot,
+            None => {
+                self.calls.push((index, ToolCall { id: String::new(), name: String::new(), arguments: String::new() }));
+                self.calls.len() - 1
+            }
+        };
+        let call = &mut self.calls[slot].1;
+        if let Some(id) = fragment.get("id").and_then(Value::as_str).filter(|id| !id.is_empty()) {
+            call.id = id.to_owned();
+        }
+        let function = fragment.get("function");
+        if let Some(name) = function.and_then(|f| f.get("name")).and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            call.name = names.from_wire(name);
+        }
+        match function.and_then(|f| f.get("arguments")) {
+            Some(Value::String(piece)) => call.arguments.push_str(piece),
+            // A few servers send the arguments as an object rather than a JSON string.
+            Some(object @ Value::Object(_)) => call.arguments = object.to_string(),
+            _ => {}
+        }
+    }
+
+    /// The finished reply. A stream that ended without `[DONE]` is accepted when it carried a finish reason.
+    pub(crate) fn finish(mut self) -> Result<Reply, String> {
+        if !self.done && self.reply.stop_reason.is_none() {
+            return Err("the stream ended before the reply was complete".to_owned());
+        }
+        for (n, (_, mut call)) in self.calls.into_iter().enumerate() {
+            if call.id.is_empty() {
+                call.id = format!("call_{n}");
+            }
+            self.reply.tool_calls.push(call);
+        }
+        Ok(self.reply)
+    }
+}
+
+/// The human part of an `error` object: its `message`, or the whole value.
+pub(crate) fn error_text(error: &Value) -> String {
+    error.get("message").and_then(Value::as_str).map_or_else(|| error.to_string(), str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::ToolSpec;
+
+    fn names() -> ToolNames {
+        ToolNames::for_tools(&[ToolSpec {
+            name: "files.read".into(),
+            description: "read".into(),
+            parameters: json!({"type": "object"}),
+        }])
+    }
+
+    #[test]
+    fn split_arguments_and_several_calls_are_assembled() {
+        let names = names();
+        let mut decoder = Decoder::default();
+        let chunks = [
+            r#"{"id":"c1","model":"m-1","choices":[{"index":0,"delta":{"role":"assistant","content":"Let me "}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"look."},"logprobs":null,"new_field":[1]}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"files_read","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"pa"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","function":{"name":"files_read","arguments":"{\"path\":"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"th\":\"a.txt\"}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"\"b.txt\"}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls_v2_unknown"}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":31,"completion_tokens":9,"total_tokens":40}}"#,
+            "[DONE]",
+        ];
+        let mut shown = String::new();
+        for chunk in chunks {
+            shown.push_str(&decoder.chunk(chunk, &names).expect("valid chunk"));
+        }
+        let reply = decoder.finish().expect("complete");
+        assert_eq!(shown, "Let me look.");
+        assert_eq!(reply.text, "Let me look.");
+        assert_eq!(reply.model.as_deref(), Some("m-1"));
+        assert_eq!(reply.stop_reason.as_deref(), Some("tool_calls_v2_unknown"));
+        assert_eq!(reply.usage, Usage { input: 31, output: 9 });
+        assert_eq!(
+            reply.tool_calls,
+            vec![
+                ToolCall { id: "call_a".into(), name: "files.read".into(), arguments: r#"{"path":"a.txt"}"#.into() },
+                ToolCall { id: "call_b".into(), name: "files.read".into(), arguments: r#"{"path":"b.txt"}"#.into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_whole_response_body_is_read_too() {
+        let mut decoder = Decoder::default();
+        let body = r#"{"model":"llama","choices":[{"index":0,"message":{"role":"assistant","content":"hi","tool_calls":[{"id":"x","type":"function","function":{"name":"files.read","arguments":{"path":"a"}}}]},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+        decoder.whole(body, &names()).expect("valid");
+        let reply = decoder.finish().expect("complete");
+        assert_eq!(reply.text, "hi");
+        assert_eq!(reply.tool_calls[0].name, "files.read");
+        assert_eq!(reply.tool_calls[0].arguments, r#"{"path":"a"}"#);
+    }
+
+    #[test]
+    fn a_cut_stream_and_an_error_chunk_are_errors() {
+        let mut decoder = Decoder::default();
+        decoder.chunk(r#"{"choices":[{"delta":{"content":"par"}}]}"#, &names()).expect("valid");
+        assert!(decoder.finish().is_err());
+        let mut decoder = Decoder::default();
+        let error = decoder.chunk(r#"{"error":{"message":"overloaded"}}"#, &names()).expect_err("error");
+        assert!(error.contains("overloaded"), "{error}");
+    }
+
+    #[test]
+    fn requests_carry_history_tools_and_wire_names() {
+        let request = Request {
+            system: "be brief".into(),
+            messages: vec![
+                Message::User { text: "read a".into() },
+                Message::Assistant {
+                    text: String::new(),
+                    tool_calls: vec![ToolCall { id: "c".into(), name: "files.read".into(), arguments: "{}".into() }],
+                },
+                Message::Tool { call_id: "c".into(), name: "files.read".into(), content: "A".into(), is_error: false },
+            ],
+            tools: vec![ToolSpec {
+                name: "files.read".into(),
+                description: "read".into(),
+                parameters: json!({"type": "object"}),
+            }],
+            temperature: Some(0.0),
+        };
+        let body = encode(&request, "gpt-x", Some(100), &ToolNames::for_tools(&request.tools));
+        assert_eq!(body["messages"][0], json!({"role": "system", "content": "be brief"}));
+        assert_eq!(body["messages"][2]["tool_calls"][0]["function"]["name"], "files_read");
+        assert_eq!(body["messages"][3]["tool_call_id"], "c");
+        assert_eq!(body["tools"][0]["function"]["name"], "files_read");
+        assert_eq!(body["max_tokens"], 100);
+        assert_eq!(body["stream"], true);
+    }
+}
