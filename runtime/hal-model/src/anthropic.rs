@@ -34,7 +34,7 @@ pub(crate) fn encode(request: &Request, model: &str, max_output_tokens: Option<u
                         _ => json!({"arguments": call.arguments}),
                     };
                     blocks.push(
-                        json!({"type": "tool_use", "id": call.id, "name": names.to_wire(&call.name), "input": input}),
+                        json!({"type": "tool_use", "id": call.id, "name": names.wire_name(&call.name), "input": input}),
                     );
                 }
                 ("assistant", blocks)
@@ -73,7 +73,7 @@ pub(crate) fn encode(request: &Request, model: &str, max_output_tokens: Option<u
             .iter()
             .map(|tool| {
                 json!({
-                    "name": names.to_wire(&tool.name),
+                    "name": names.wire_name(&tool.name),
                     "description": tool.description,
                     "input_schema": tool.parameters,
                 })
@@ -205,7 +205,7 @@ impl Decoder {
                 };
                 let call = ToolCall {
                     id: block.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                    name: names.from_wire(block.get("name").and_then(Value::as_str).unwrap_or_default()),
+                    name: names.hal_name(block.get("name").and_then(Value::as_str).unwrap_or_default()),
                     arguments,
                 };
                 (Block::Tool(call), String::new())

@@ -30,7 +30,7 @@ pub(crate) fn encode(request: &Request, model: &str, max_output_tokens: Option<u
                             json!({
                                 "id": call.id,
                                 "type": "function",
-                                "function": {"name": names.to_wire(&call.name), "arguments": call.arguments},
+                                "function": {"name": names.wire_name(&call.name), "arguments": call.arguments},
                             })
                         })
                         .collect();
@@ -56,7 +56,7 @@ pub(crate) fn encode(request: &Request, model: &str, max_output_tokens: Option<u
                 json!({
                     "type": "function",
                     "function": {
-                        "name": names.to_wire(&tool.name),
+                        "name": names.wire_name(&tool.name),
                         "description": tool.description,
                         "parameters": tool.parameters,
                     },
@@ -151,7 +151,7 @@ impl Decoder {
         }
         let function = fragment.get("function");
         if let Some(name) = function.and_then(|f| f.get("name")).and_then(Value::as_str).filter(|n| !n.is_empty()) {
-            call.name = names.from_wire(name);
+            call.name = names.hal_name(name);
         }
         match function.and_then(|f| f.get("arguments")) {
             Some(Value::String(piece)) => call.arguments.push_str(piece),

@@ -130,12 +130,12 @@ impl ToolNames {
     }
 
     /// The wire name of a HAL tool name (itself when unknown).
-    pub(crate) fn to_wire<'a>(&'a self, name: &'a str) -> &'a str {
+    pub(crate) fn wire_name<'a>(&'a self, name: &'a str) -> &'a str {
         self.pairs.iter().find(|(hal, _)| hal == name).map_or(name, |(_, wire)| wire)
     }
 
     /// The HAL name of a wire name; a HAL name sent back as is (some servers do), or an unknown name, is kept.
-    pub(crate) fn from_wire(&self, wire: &str) -> String {
+    pub(crate) fn hal_name(&self, wire: &str) -> String {
         self.pairs.iter().find(|(_, w)| w == wire).map_or_else(|| wire.to_owned(), |(hal, _)| hal.clone())
     }
 }
@@ -151,13 +151,13 @@ mod tests {
     #[test]
     fn wire_names_are_safe_unique_and_reversible() {
         let names = ToolNames::for_tools(&[spec("files.read"), spec("files_read"), spec("units@v2"), spec("finish")]);
-        assert_eq!(names.to_wire("files.read"), "files_read");
-        assert_eq!(names.to_wire("files_read"), "files_read2");
-        assert_eq!(names.to_wire("units@v2"), "units_v2");
-        assert_eq!(names.from_wire("files_read"), "files.read");
-        assert_eq!(names.from_wire("files_read2"), "files_read");
-        assert_eq!(names.from_wire("units_v2"), "units@v2");
-        assert_eq!(names.from_wire("files.read"), "files.read");
-        assert_eq!(names.from_wire("unknown"), "unknown");
+        assert_eq!(names.wire_name("files.read"), "files_read");
+        assert_eq!(names.wire_name("files_read"), "files_read2");
+        assert_eq!(names.wire_name("units@v2"), "units_v2");
+        assert_eq!(names.hal_name("files_read"), "files.read");
+        assert_eq!(names.hal_name("files_read2"), "files_read");
+        assert_eq!(names.hal_name("units_v2"), "units@v2");
+        assert_eq!(names.hal_name("files.read"), "files.read");
+        assert_eq!(names.hal_name("unknown"), "unknown");
     }
 }
