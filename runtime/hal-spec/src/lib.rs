@@ -23,8 +23,10 @@ pub mod builtin;
 mod document;
 mod help;
 mod problem;
+mod settings;
 mod validate;
 
 pub use agent::{AGENT_SCHEMA, Agent};
 pub use help::{Done, Example, HELP_SCHEMA, Help, HelpTest, OutputCheck, Runner};
 pub use problem::{Problem, SpecError};
+pub use settings::{DEFAULT_TASK, Limits, ModelSettings, SETTINGS_SCHEMA, Settings};

@@ -22,6 +22,17 @@ impl Schema {
 
     /// Parse `text` (named `file` in errors), validate it, and deserialize it.
     pub(crate) fn load<T: DeserializeOwned>(&self, file: &str, text: &str) -> Result<T, SpecError> {
+        self.load_checked(file, text, |_| Vec::new())
+    }
+
+    /// [`Schema::load`], then `check` the typed value for what a schema cannot say (a name that must refer to
+    /// another entry, say); it returns (JSON pointer, message) pairs, located like schema errors.
+    pub(crate) fn load_checked<T: DeserializeOwned>(
+        &self,
+        file: &str,
+        text: &str,
+        check: impl FnOnce(&T) -> Vec<(String, String)>,
+    ) -> Result<T, SpecError> {
         let fail = |problems| SpecError { file: file.to_owned(), problems };
         let document = Document::parse(text).map_err(|problem| fail(vec![problem]))?;
         let mut problems = Vec::new();
@@ -52,9 +63,17 @@ impl Schema {
             problems.sort_by_key(|p| (p.line, p.column));
             return Err(fail(problems));
         }
-        serde_json::from_value(document.value).map_err(|error| {
+        let value: T = serde_json::from_value(document.value.clone()).map_err(|error| {
             fail(vec![Problem { line: 1, column: 1, field: String::new(), message: error.to_string() }])
-        })
+        })?;
+        let problems: Vec<Problem> = check(&value)
+            .into_iter()
+            .map(|(pointer, message)| {
+                let (line, column) = document.value_position(&pointer);
+                Problem { line, column, field: field_of(&pointer), message }
+            })
+            .collect();
+        if problems.is_empty() { Ok(value) } else { Err(fail(problems)) }
     }
 
     /// The property names of the schema object that holds the keyword at `schema_path`.

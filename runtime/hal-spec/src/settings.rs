@@ -1,0 +1,151 @@
+//! `hal.yaml`: the home repo's settings (models, task routing, run limits).
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::problem::SpecError;
+use crate::validate::Schema;
+
+/// The schema `hal.yaml` is validated against (`schemas/hal.schema.json`).
+pub const SETTINGS_SCHEMA: &str = include_str!("../../../schemas/hal.schema.json");
+
+/// The task class a help without `runner.model` or `runner.task` uses.
+pub const DEFAULT_TASK: &str = "default";
+
+/// A validated `hal.yaml`. The fields mirror `schemas/hal.schema.json`, which documents them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The format version.
+    pub version: Option<u32>,
+    /// Models by name.
+    pub models: BTreeMap<String, ModelSettings>,
+    /// Task classes routed to model names.
+    pub tasks: BTreeMap<String, String>,
+    /// Default limits of a run.
+    pub limits: Limits,
+}
+
+/// One entry of `models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// `openai` or `anthropic`.
+    pub provider: String,
+    /// Everything before `/chat/completions` or `/messages`.
+    pub base_url: Option<String>,
+    /// The model id sent to the server.
+    pub model: String,
+    /// The name of the secret holding the API key.
+    pub key: Option<String>,
+    /// Most tokens in one reply.
+    pub max_output_tokens: Option<u32>,
+    /// The model's context window, in tokens.
+    pub context_tokens: Option<u64>,
+}
+
+/// The `limits` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Most model turns in one run.
+    pub max_steps: Option<u32>,
+    /// Most tokens in and out over one run.
+    pub max_tokens: Option<u64>,
+    /// Wall time of one run, in seconds.
+    pub max_seconds: Option<f64>,
+    /// How deep helps may call helps.
+    pub max_depth: Option<u32>,
+}
+
+impl Settings {
+    /// Parse and validate `hal.yaml`. `file` names it in errors. Task routes must name a model of `models`.
+    pub fn parse(file: &str, text: &str) -> Result<Settings, SpecError> {
+        static SCHEMA: OnceLock<Schema> = OnceLock::new();
+        SCHEMA.get_or_init(|| Schema::new(SETTINGS_SCHEMA)).load_checked(file, text, |settings: &Settings| {
+            settings
+                .tasks
+                .iter()
+                .filter(|(_, model)| !settings.models.contains_key(*model))
+                .map(|(task, model)| {
+                    let known: Vec<&str> = settings.models.keys().map(String::as_str).collect();
+                    let known = if known.is_empty() { "none are defined".to_owned() } else { known.join(", ") };
+                    (format!("/tasks/{task}"), format!("no model named `{model}` in `models` ({known})"))
+                })
+                .collect()
+        })
+    }
+
+    /// The model name a run uses: the help's or agent's `model`, else its `task` routed by `tasks`, else the
+    /// `default` task, else the only model when there is exactly one. `None` when nothing is configured.
+    pub fn route(&self, model: Option<&str>, task: Option<&str>) -> Option<String> {
+        if let Some(model) = model {
+            return Some(model.to_owned());
+        }
+        let task = task.unwrap_or(DEFAULT_TASK);
+        if let Some(model) = self.tasks.get(task).or_else(|| self.tasks.get(DEFAULT_TASK)) {
+            return Some(model.clone());
+        }
+        match self.models.keys().collect::<Vec<_>>().as_slice() {
+            [only] => Some((*only).clone()),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_settings_file_parses_and_routes() {
+        let text = "version: 1\nmodels:\n  gpt:\n    provider: openai\n    model: gpt-4.1-mini\n    key: OPENAI_API_KEY\n  \
+                    local:\n    provider: openai\n    base_url: http://127.0.0.1:11434/v1\n    model: qwen\ntasks:\n  \
+                    default: gpt\n  code: local\nlimits:\n  max_steps: 12\n";
+        let settings = Settings::parse("hal.yaml", text).expect("valid");
+        assert_eq!(settings.route(None, Some("code")).as_deref(), Some("local"));
+        assert_eq!(settings.route(None, Some("summary")).as_deref(), Some("gpt"), "unknown tasks use the default");
+        assert_eq!(settings.route(Some("x"), None).as_deref(), Some("x"));
+        assert_eq!(settings.limits.max_steps, Some(12));
+    }
+
+    #[test]
+    fn a_task_routed_to_a_missing_model_is_located() {
+        let text = "version: 1\nmodels:\n  gpt:\n    provider: openai\n    model: m\ntasks:\n  default: gtp\n";
+        let error = Settings::parse("hal.yaml", text).expect_err("invalid").to_string();
+        assert_eq!(error, "hal.yaml:7:12: tasks.default: no model named `gtp` in `models` (gpt)");
+    }
+
+    #[test]
+    fn a_bad_provider_is_located() {
+        let text = "models:\n  gpt:\n    provider: openia\n    model: m\n";
+        let error = Settings::parse("hal.yaml", text).expect_err("invalid").to_string();
+        assert!(error.starts_with("hal.yaml:3:15: models.gpt.provider:"), "{error}");
+    }
+
+    #[test]
+    fn the_file_hal_init_writes_is_valid_and_routes_nowhere() {
+        let text = include_str!("../../hal-store/src/default-hal.yaml");
+        let settings = Settings::parse("hal.yaml", text).expect("valid");
+        assert_eq!(settings.route(None, None), None);
+        // Uncomment the example: lines `# key:` or `#   key: value`, without their trailing comments.
+        let is_yaml = |line: &str| {
+            let rest = line.trim_start();
+            let key: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+            !key.is_empty() && rest[key.len()..].starts_with(':')
+        };
+        let mut uncommented = String::new();
+        for line in text.lines() {
+            let line = match line.strip_prefix("# ") {
+                Some(rest) if is_yaml(rest) => rest,
+                _ => line,
+            };
+            uncommented.push_str(line.split("  #").next().unwrap_or(line));
+            uncommented.push('\n');
+        }
+        let example = Settings::parse("hal.yaml", &uncommented).map_err(|e| format!("{e}\n{uncommented}"));
+        assert_eq!(example.expect("the commented example is valid once uncommented").models.len(), 3);
+    }
+}
