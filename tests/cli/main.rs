@@ -10,5 +10,6 @@ mod helps;
 mod init;
 mod interop;
 mod merge;
+mod runs;
 mod support;
 mod threads;

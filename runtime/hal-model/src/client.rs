@@ -95,11 +95,7 @@ impl Client {
         on_text: &mut (dyn FnMut(&str) + Send),
     ) -> Result<Exchange, ModelError> {
         let names = ToolNames::for_tools(&request.tools);
-        let body = match endpoint.provider {
-            Provider::OpenAi => openai::encode(request, &endpoint.model, endpoint.max_output_tokens, &names),
-            Provider::Anthropic => anthropic::encode(request, &endpoint.model, endpoint.max_output_tokens, &names),
-        };
-        let request_body = serde_json::to_vec(&body).map_err(|e| ModelError::Setup(e.to_string()))?;
+        let request_body = encode_request(endpoint, request);
         let started = Instant::now();
         let mut attempts = 0;
         loop {
@@ -231,6 +227,16 @@ impl Client {
             Err(detail) => Attempt::Fail(protocol(endpoint, detail)),
         }
     }
+}
+
+/// The exact body [`Client::complete`] sends for `request` to `endpoint`.
+pub fn encode_request(endpoint: &Endpoint, request: &Request) -> Vec<u8> {
+    let names = ToolNames::for_tools(&request.tools);
+    let body = match endpoint.provider {
+        Provider::OpenAi => openai::encode(request, &endpoint.model, endpoint.max_output_tokens, &names),
+        Provider::Anthropic => anthropic::encode(request, &endpoint.model, endpoint.max_output_tokens, &names),
+    };
+    body.to_string().into_bytes()
 }
 
 /// Either format's decoder.

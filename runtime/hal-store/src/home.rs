@@ -175,6 +175,30 @@ impl Home {
         Ok(files)
     }
 
+    /// Every file path in `commit`'s tree (recursively, sorted) with its size in bytes.
+    pub fn list_files(&self, commit: ObjectId) -> Result<Vec<(String, u64)>> {
+        let tree = self.tree_of(commit)?;
+        let mut files = Vec::new();
+        self.collect_files(tree, String::new(), &mut files)?;
+        files.sort();
+        Ok(files)
+    }
+
+    fn collect_files(&self, tree: gix::Tree<'_>, prefix: String, files: &mut Vec<(String, u64)>) -> Result<()> {
+        for item in tree.iter() {
+            let item = item.git_context(|| format!("reading tree {prefix}"))?;
+            let path = format!("{prefix}{}", item.filename().to_str_lossy());
+            if item.mode().is_tree() {
+                let subtree = self.repo.find_tree(item.oid()).git_context(|| format!("reading {path}"))?;
+                self.collect_files(subtree, format!("{path}/"), files)?;
+            } else if item.mode().is_blob() {
+                let header = self.repo.find_header(item.oid()).git_context(|| format!("reading {path}"))?;
+                files.push((path, header.size()));
+            }
+        }
+        Ok(())
+    }
+
     /// The tree of `commit`.
     pub(crate) fn tree_of(&self, commit: ObjectId) -> Result<gix::Tree<'_>> {
         self.repo

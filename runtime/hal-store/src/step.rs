@@ -101,7 +101,8 @@ impl StepKind {
         }
     }
 
-    fn parse(text: &str) -> StepKind {
+    /// Read a kind name; unknown names are kept as [`StepKind::Other`].
+    pub fn parse_name(text: &str) -> StepKind {
         match text {
             "start" => StepKind::Start,
             "fork" => StepKind::Fork,
@@ -259,7 +260,7 @@ impl StepRecord {
         Some((|| {
             let number: u64 = number.parse().map_err(|_| format!("{} is {number:?}, not a number", key::STEP))?;
             let thread = get(key::THREAD).ok_or(format!("no {} trailer", key::THREAD))?.to_owned();
-            let kind = StepKind::parse(get(key::KIND).ok_or(format!("no {} trailer", key::KIND))?);
+            let kind = StepKind::parse_name(get(key::KIND).ok_or(format!("no {} trailer", key::KIND))?);
             let actor = get(key::ACTOR).ok_or(format!("no {} trailer", key::ACTOR))?.to_owned();
             let status = ThreadStatus::parse(get(key::STATUS).unwrap_or("open"));
             let (subject, body) = match head.split_once("\n\n") {

@@ -114,6 +114,15 @@ pub enum ThreadCommand {
         /// Thread id, unique prefix or branch.
         id: String,
     },
+    /// Run a thread's requests again on a new thread, playing back its recorded model replies, and report
+    /// where the new run differs (a different tool call or result). Exit code 1 when it differs.
+    Replay {
+        /// Thread id, unique prefix or branch.
+        id: String,
+        /// Start the replay from this commit or ref instead of where the original started.
+        #[arg(long, value_name = "REF")]
+        from: Option<String>,
+    },
 }
 
 /// `hal help …`
@@ -132,5 +141,23 @@ pub enum HelpCommand {
         /// The files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Run a help on a new thread (or resume a thread) and print its status and output. Exit code 0 DONE,
+    /// 3 PENDING, 4 NOCANDO, 1 ERROR.
+    Run {
+        /// The help's name.
+        name: String,
+        /// The request; several words are joined with spaces (`-` reads it from stdin; put `--` before a
+        /// request that starts with `-`).
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+        /// Run on this thread (its history is the context; a PENDING thread resumes).
+        #[arg(long, value_name = "ID")]
+        thread: Option<String>,
+    },
+    /// Run a help's `tests` section and report each case. Exit code 1 when any fails.
+    Test {
+        /// The help's name.
+        name: String,
     },
 }

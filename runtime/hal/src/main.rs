@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Ok(commands::Outcome::Done) => ExitCode::from(EXIT_OK),
         Ok(commands::Outcome::Conflict) => ExitCode::from(commands::EXIT_CONFLICT),
         Ok(commands::Outcome::Invalid) => ExitCode::from(commands::EXIT_INVALID),
+        Ok(commands::Outcome::Exit(code)) => ExitCode::from(code),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(EXIT_ERROR)

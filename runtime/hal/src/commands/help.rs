@@ -2,37 +2,15 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use hal_runner::Catalog;
+use hal_runner::catalog::HelpEntry;
 use hal_spec::{Agent, Help, SpecError};
 use hal_store::Home;
-use serde::Serialize;
 
 use super::Outcome;
 use crate::cli::{Args, HelpCommand};
 use crate::output;
-
-/// Directory on `main` that holds a home repo's helps.
-const HELPS_DIR: &str = "helps";
-
-/// One help of the catalogue.
-#[derive(Serialize)]
-struct Entry {
-    /// The help's name.
-    name: String,
-    /// `built-in`, or the path on main.
-    source: String,
-    /// Whether a repo file of this name replaces a built-in.
-    overrides_builtin: bool,
-    /// The parsed help, when valid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    help: Option<Help>,
-    /// Why it is invalid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    /// The YAML text.
-    #[serde(skip)]
-    text: String,
-}
 
 /// Run one help command.
 pub fn run(args: &Args, command: &HelpCommand) -> Result<Outcome> {
@@ -40,40 +18,21 @@ pub fn run(args: &Args, command: &HelpCommand) -> Result<Outcome> {
         HelpCommand::List => list(args),
         HelpCommand::Show { name } => show(args, name),
         HelpCommand::Validate { files } => validate(args, files),
+        HelpCommand::Run { name, text, thread } => {
+            let text =
+                if text.len() == 1 && text[0] == "-" { super::thread::read_stdin_text()? } else { text.join(" ") };
+            super::run::help_run(args, name, &text, thread.as_deref())
+        }
+        HelpCommand::Test { name } => super::run::help_test(args, name),
     }
 }
 
 /// The built-in helps, replaced by those committed on main when run in a home repo.
-fn catalogue(args: &Args) -> Result<Vec<Entry>> {
-    let mut entries: Vec<Entry> = hal_spec::builtin::HELPS
-        .iter()
-        .map(|(name, text)| entry((*name).to_owned(), "built-in".to_owned(), text.to_string()))
-        .collect();
-    let Ok(home) = Home::open(&args.directory) else { return Ok(entries) };
-    let main = home.main_tip()?.context("main has no commits")?;
-    for (file, bytes) in home.files_in(main, HELPS_DIR)? {
-        let Some(name) = file.strip_suffix(".yaml") else { continue };
-        let source = format!("main:{HELPS_DIR}/{file}");
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let mut repo_entry = entry(name.to_owned(), source, text);
-        if let Some(existing) = entries.iter_mut().find(|e| e.name == name) {
-            repo_entry.overrides_builtin = true;
-            *existing = repo_entry;
-        } else {
-            entries.push(repo_entry);
-        }
+fn catalogue(args: &Args) -> Result<Vec<HelpEntry>> {
+    match Home::open(&args.directory) {
+        Ok(home) => Ok(Catalog::load(&home)?.helps),
+        Err(_) => Ok(Catalog::builtin().helps),
     }
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(entries)
-}
-
-fn entry(name: String, source: String, text: String) -> Entry {
-    let file = if source == "built-in" { format!("built-in {HELPS_DIR}/{name}.yaml") } else { source.clone() };
-    let (help, error) = match Help::parse(&file, &text) {
-        Ok(help) => (Some(help), None),
-        Err(error) => (None, Some(error.to_string())),
-    };
-    Entry { name, source, overrides_builtin: false, help, error, text }
 }
 
 fn list(args: &Args) -> Result<Outcome> {
@@ -89,7 +48,7 @@ fn list(args: &Args) -> Result<Outcome> {
             (None, Some(error)) => format!("INVALID: {}", error.lines().next().unwrap_or_default()),
             (None, None) => String::new(),
         };
-        println!("{:<width$}  {:<24}  {about}", entry.name, entry.source);
+        println!("{:<width$}  {:<24}  {about}", entry.name, entry.source.to_string());
     }
     Ok(Outcome::Done)
 }

@@ -3,6 +3,7 @@
 mod demo;
 mod help;
 mod init;
+mod run;
 mod thread;
 
 use anyhow::Result;
@@ -22,6 +23,8 @@ pub enum Outcome {
     Conflict,
     /// A file checked by `hal help validate` is invalid.
     Invalid,
+    /// The command ends with this exit code (a run's status, a failed test, a diverging replay).
+    Exit(u8),
 }
 
 /// Run the command `args` asks for.

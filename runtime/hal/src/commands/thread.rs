@@ -39,11 +39,15 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
             print_appended(args, &appended)?;
         }
         ThreadCommand::Merge { id } => return merge(args, &home, id),
+        ThreadCommand::Replay { id, from } => {
+            drop(home);
+            return super::run::thread_replay(args, id, from.as_deref());
+        }
     }
     Ok(Outcome::Done)
 }
 
-fn read_stdin_text() -> Result<String> {
+pub(super) fn read_stdin_text() -> Result<String> {
     let mut text = String::new();
     std::io::stdin().read_to_string(&mut text).context("reading the message from stdin (it must be UTF-8)")?;
     Ok(text)

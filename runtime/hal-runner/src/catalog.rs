@@ -1,0 +1,177 @@
+//! What a home repo offers: its helps (built-ins, replaced by files on `main`) and its settings (`hal.yaml`).
+
+use gix::ObjectId;
+use hal_spec::{Help, Settings};
+use hal_store::{CONFIG_FILE, Home};
+use serde::Serialize;
+
+use crate::error::RunError;
+
+/// Directory on `main` that holds a home repo's helps.
+pub const HELPS_DIR: &str = "helps";
+
+/// Where a help came from; shown (and serialized) as `built-in` or `main:<path>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Compiled into HAL.
+    Builtin,
+    /// A file on `main`.
+    Main {
+        /// Its path in the tree.
+        path: String,
+    },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Builtin => f.write_str("built-in"),
+            Source::Main { path } => write!(f, "main:{path}"),
+        }
+    }
+}
+
+/// One help of the catalogue, valid or not.
+#[derive(Debug, Clone, Serialize)]
+pub struct HelpEntry {
+    /// Its name.
+    pub name: String,
+    /// Where it came from.
+    #[serde(serialize_with = "as_text")]
+    pub source: Source,
+    /// Whether a file on `main` replaces a built-in of this name.
+    pub overrides_builtin: bool,
+    /// The git blob id of its text: the exact version.
+    #[serde(serialize_with = "as_hex")]
+    pub blob: ObjectId,
+    /// The parsed help, when valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<Help>,
+    /// Why it is invalid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The YAML text.
+    #[serde(skip)]
+    pub text: String,
+}
+
+fn as_text<S: serde::Serializer>(source: &Source, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(source)
+}
+
+fn as_hex<S: serde::Serializer>(id: &ObjectId, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(id)
+}
+
+impl HelpEntry {
+    fn new(name: String, source: Source, text: String) -> HelpEntry {
+        let file = match &source {
+            Source::Builtin => format!("built-in {HELPS_DIR}/{name}.yaml"),
+            Source::Main { path } => format!("main:{path}"),
+        };
+        let (help, error) = match Help::parse(&file, &text) {
+            Ok(help) => (Some(help), None),
+            Err(error) => (None, Some(error.to_string())),
+        };
+        let blob = blob_id(text.as_bytes());
+        HelpEntry { name, source, overrides_builtin: false, blob, help, error, text }
+    }
+}
+
+/// The git blob id of `bytes`.
+fn blob_id(bytes: &[u8]) -> ObjectId {
+    gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, bytes)
+        .unwrap_or_else(|_| gix::hash::Kind::Sha1.null())
+}
+
+/// The helps and settings in force at one commit of `main`.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Every help, sorted by name.
+    pub helps: Vec<HelpEntry>,
+    /// `hal.yaml`, or the defaults when it is absent.
+    pub settings: Settings,
+    /// Why `hal.yaml` is invalid, if it is (the defaults are used meanwhile).
+    pub settings_error: Option<String>,
+}
+
+impl Catalog {
+    /// Only what is compiled into HAL (outside a home repo).
+    pub fn builtin() -> Catalog {
+        let mut helps: Vec<HelpEntry> = hal_spec::builtin::HELPS
+            .iter()
+            .map(|(name, text)| HelpEntry::new((*name).to_owned(), Source::Builtin, (*text).to_owned()))
+            .collect();
+        helps.sort_by(|a, b| a.name.cmp(&b.name));
+        Catalog { helps, settings: Settings::default(), settings_error: None }
+    }
+
+    /// The built-ins replaced by the helps committed on `main`, and `main`'s `hal.yaml`.
+    pub fn load(home: &Home) -> Result<Catalog, RunError> {
+        let mut catalog = Catalog::builtin();
+        let Some(main) = home.main_tip()? else { return Ok(catalog) };
+        for (file, bytes) in home.files_in(main, HELPS_DIR)? {
+            let Some(name) = file.strip_suffix(".yaml") else { continue };
+            let source = Source::Main { path: format!("{HELPS_DIR}/{file}") };
+            let mut entry = HelpEntry::new(name.to_owned(), source, String::from_utf8_lossy(&bytes).into_owned());
+            match catalog.helps.iter_mut().find(|e| e.name == name) {
+                Some(existing) => {
+                    entry.overrides_builtin = true;
+                    *existing = entry;
+                }
+                None => catalog.helps.push(entry),
+            }
+        }
+        catalog.helps.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(bytes) = home.file_at(main, CONFIG_FILE)? {
+            match Settings::parse(CONFIG_FILE, &String::from_utf8_lossy(&bytes)) {
+                Ok(settings) => catalog.settings = settings,
+                Err(error) => catalog.settings_error = Some(error.to_string()),
+            }
+        }
+        Ok(catalog)
+    }
+
+    /// The help named `name`, if it exists (valid or not).
+    pub fn entry(&self, name: &str) -> Option<&HelpEntry> {
+        self.helps.iter().find(|e| e.name == name)
+    }
+
+    /// The valid help named `name`, or an error saying why it cannot run.
+    pub fn help(&self, name: &str) -> Result<(&HelpEntry, &Help), RunError> {
+        let entry = self.entry(name).ok_or_else(|| RunError::UnknownHelp {
+            name: name.to_owned(),
+            known: self.helps.iter().map(|e| e.name.clone()).collect(),
+        })?;
+        match (&entry.help, &entry.error) {
+            (Some(help), _) => Ok((entry, help)),
+            (None, error) => {
+                Err(RunError::InvalidHelp { name: name.to_owned(), error: error.clone().unwrap_or_default() })
+            }
+        }
+    }
+
+    /// The catalogue as text for a model choosing a help: each valid help's name, description and examples.
+    pub fn describe_helps(&self) -> String {
+        let mut text = String::new();
+        for entry in &self.helps {
+            let Some(help) = &entry.help else { continue };
+            text.push_str(&format!("- {}: {}\n", entry.name, help.description.trim()));
+            for example in &help.examples {
+                text.push_str(&format!("    example request: {}\n", example.request.trim()));
+            }
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_ids_match_git() {
+        // `printf 'hello\n' | git hash-object --stdin`
+        assert_eq!(blob_id(b"hello\n").to_string(), "ce013625030ba8dba906f756967f9e9ca394464a");
+    }
+}

@@ -1,0 +1,206 @@
+//! A thread's conversation as model messages, rebuilt from its steps, and the window of it sent to the model.
+//!
+//! Only the newest steps that fit the model's context are read: a long thread costs no more per turn than a
+//! short one once the window is full.
+
+use hal_model::Message;
+use hal_store::{Home, Step, StepKind, ThreadRef};
+
+use crate::error::RunError;
+use crate::record::{FinishData, ReplyData, ToolData, fact};
+
+/// Characters per token assumed when fitting messages into a context window (conservative for English).
+const CHARS_PER_TOKEN: u64 = 3;
+/// Room kept for the system prompt, the tool schemas and the reply, in tokens.
+const RESERVED_TOKENS: u64 = 8_000;
+
+/// The note that opens a window that leaves out older messages.
+pub const LEFT_OUT: &str = "[Earlier steps of this thread are left out to fit the model's context.]";
+
+/// The messages of a conversation with their sizes, and how many characters a request may carry.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    messages: std::collections::VecDeque<(Message, usize)>,
+    /// Sum of the sizes of `messages`.
+    total: usize,
+    budget: usize,
+    /// Older messages exist that were never loaded.
+    truncated: bool,
+}
+
+/// Characters a message costs in the window.
+fn size_of(message: &Message) -> usize {
+    match message {
+        Message::User { text } => text.len() + 16,
+        Message::Assistant { text, tool_calls } => {
+            text.len()
+                + tool_calls.iter().map(|c| c.name.len() + c.arguments.len() + c.id.len() + 32).sum::<usize>()
+                + 16
+        }
+        Message::Tool { call_id, name, content, .. } => call_id.len() + name.len() + content.len() + 32,
+    }
+}
+
+impl Conversation {
+    /// An empty conversation for a model with `context_tokens`.
+    pub fn new(context_tokens: u64) -> Conversation {
+        let tokens = context_tokens.saturating_sub(RESERVED_TOKENS).max(1_000);
+        let budget = usize::try_from(tokens.saturating_mul(CHARS_PER_TOKEN)).unwrap_or(usize::MAX);
+        Conversation { messages: std::collections::VecDeque::new(), total: 0, budget, truncated: false }
+    }
+
+    /// The conversation of `thread`, newest steps first until the window is full.
+    pub fn load(home: &Home, thread: &ThreadRef, context_tokens: u64) -> Result<Conversation, RunError> {
+        let mut conversation = Conversation::new(context_tokens);
+        let mut newest_first = Vec::new();
+        let mut used = 0;
+        for step in home.steps_back(thread) {
+            let step = step?;
+            let messages = messages_of(&step)?;
+            used += messages.iter().map(size_of).sum::<usize>();
+            newest_first.extend(messages.into_iter().rev());
+            if used > conversation.budget {
+                conversation.truncated = true;
+                break;
+            }
+        }
+        for message in newest_first.into_iter().rev() {
+            conversation.push(message);
+        }
+        Ok(conversation)
+    }
+
+    /// Add a message at the end. Messages far outside the window are forgotten, so memory stays bounded
+    /// however long the thread grows.
+    pub fn push(&mut self, message: Message) {
+        let size = size_of(&message);
+        self.total += size;
+        self.messages.push_back((message, size));
+        if self.total > self.budget.saturating_mul(2) {
+            while self.total > self.budget && self.messages.len() > 1 {
+                if let Some((_, size)) = self.messages.pop_front() {
+                    self.total -= size;
+                    self.truncated = true;
+                }
+            }
+        }
+    }
+
+    /// The newest messages that fit the budget, starting at a message a model accepts first (not a tool result),
+    /// after a note when older ones are left out.
+    pub fn window(&self) -> Vec<Message> {
+        let mut used = 0;
+        let mut start = self.messages.len();
+        while start > 0 {
+            let size = self.messages[start - 1].1;
+            if used + size > self.budget && start < self.messages.len() {
+                break;
+            }
+            used += size;
+            start -= 1;
+        }
+        while start < self.messages.len() && matches!(self.messages[start].0, Message::Tool { .. }) {
+            start += 1;
+        }
+        let mut window = Vec::with_capacity(self.messages.len() - start + 1);
+        if start > 0 || self.truncated {
+            window.push(Message::User { text: LEFT_OUT.to_owned() });
+        }
+        window.extend(self.messages.range(start..).map(|(message, _)| message.clone()));
+        window
+    }
+
+    /// How many messages it holds.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+}
+
+/// The messages one step contributes to the conversation, in order.
+pub fn messages_of(step: &Step) -> Result<Vec<Message>, RunError> {
+    let bad = |reason: String| RunError::BadRecord { commit: step.commit.to_string(), reason };
+    let data = || step.data.as_deref().ok_or_else(|| bad(format!("a {} step has no hal-data", step.kind)));
+    let kind = StepKind::parse_name(&step.kind);
+    Ok(match kind {
+        StepKind::Message => vec![Message::User { text: step.text.clone() }],
+        StepKind::Reply => {
+            let data: ReplyData = serde_json::from_str(data()?).map_err(|e| bad(e.to_string()))?;
+            vec![data.reply.to_message()]
+        }
+        StepKind::Tool => {
+            let data: ToolData = serde_json::from_str(data()?).map_err(|e| bad(e.to_string()))?;
+            vec![Message::Tool {
+                call_id: data.call.id,
+                name: data.call.name,
+                content: step.text.clone(),
+                is_error: step.fact(fact::OUTCOME) == Some("error"),
+            }]
+        }
+        StepKind::Finish => {
+            let data: FinishData = step
+                .data
+                .as_deref()
+                .map_or(Ok(FinishData::default()), |d| serde_json::from_str(d).map_err(|e| bad(e.to_string())))?;
+            match data.call_id {
+                Some(call_id) => vec![finish_result(call_id, step.fact(fact::RESULT).unwrap_or("?"), &step.text)],
+                None => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
+    })
+}
+
+/// The tool result that answers the `finish` call which ended a run, so a resumed conversation is complete.
+pub fn finish_result(call_id: String, status: &str, output: &str) -> Message {
+    Message::Tool {
+        call_id,
+        name: crate::run::FINISH.to_owned(),
+        content: format!("The run ended with status {status}. Output: {output}"),
+        is_error: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(text: &str) -> Message {
+        Message::User { text: text.into() }
+    }
+
+    #[test]
+    fn the_window_keeps_the_newest_messages_and_never_starts_with_a_tool_result() {
+        let mut conversation = Conversation::new(0);
+        conversation.budget = 100;
+        conversation.push(user(&"a".repeat(60)));
+        conversation.push(Message::Assistant {
+            text: String::new(),
+            tool_calls: vec![hal_model::ToolCall { id: "1".into(), name: "t".into(), arguments: "{}".into() }],
+        });
+        conversation.push(Message::Tool {
+            call_id: "1".into(),
+            name: "t".into(),
+            content: "x".repeat(20),
+            is_error: false,
+        });
+        conversation.push(user("b"));
+        let window = conversation.window();
+        assert_eq!(window[0], user(LEFT_OUT));
+        assert_eq!(window[1], user("b"), "the orphaned tool result is dropped: {window:?}");
+        conversation.budget = 10_000;
+        assert_eq!(conversation.window().len(), 4, "everything fits, no note");
+    }
+
+    #[test]
+    fn a_single_message_larger_than_the_budget_is_still_sent() {
+        let mut conversation = Conversation::new(0);
+        conversation.budget = 10;
+        conversation.push(user(&"z".repeat(50)));
+        assert_eq!(conversation.window(), vec![user(&"z".repeat(50))]);
+    }
+}

@@ -1,0 +1,29 @@
+//! Shared access to the home repo for a run and the runs it starts.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use hal_store::Home;
+
+/// The home repo, shared by the runs of one process. Each store call holds the lock only for that call, never
+/// across a model or tool call, so concurrent runs interleave their steps freely.
+#[derive(Clone)]
+pub struct Journal(Arc<Mutex<Home>>);
+
+impl Journal {
+    /// Share `home`.
+    pub fn new(home: Home) -> Journal {
+        Journal(Arc::new(Mutex::new(home)))
+    }
+
+    /// Run `f` with the home repo.
+    pub fn with<R>(&self, f: impl FnOnce(&Home) -> R) -> R {
+        let home = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&home)
+    }
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Journal")
+    }
+}

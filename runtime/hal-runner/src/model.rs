@@ -1,0 +1,257 @@
+//! Where a run's model turns come from: a live model named in `hal.yaml`, or a recording (replay, demo).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hal_model::{Client, Endpoint, Provider, Reply, Request};
+use hal_spec::{Help, Settings};
+
+use crate::error::RunError;
+use crate::tools::BoxFuture;
+
+/// Context window assumed for a model whose settings give none, in tokens.
+pub const DEFAULT_CONTEXT_TOKENS: u64 = 64_000;
+
+/// One model turn as the runner records it.
+#[derive(Debug, Clone)]
+pub struct ModelTurn {
+    /// What the model said.
+    pub reply: Reply,
+    /// The response body exactly as received, when there was one.
+    pub response: Option<Vec<u8>>,
+    /// Size of the request body.
+    pub request_bytes: usize,
+    /// How long the call took.
+    pub latency: Duration,
+}
+
+/// A model the runner can call.
+pub trait Model: Send + Sync {
+    /// Its name for the step record (`Hal-Model`).
+    fn name(&self) -> &str;
+
+    /// Its context window in tokens.
+    fn context_tokens(&self) -> u64 {
+        DEFAULT_CONTEXT_TOKENS
+    }
+
+    /// One turn: the reply to `request`, with its text passed to `on_text` as it arrives. An error is a
+    /// plain-language reason that ends the run.
+    fn complete<'a>(
+        &'a self,
+        request: &'a Request,
+        on_text: &'a mut (dyn FnMut(&str) + Send),
+    ) -> BoxFuture<'a, Result<ModelTurn, String>>;
+}
+
+/// Chooses the model of each run.
+pub trait Models: Send + Sync {
+    /// The model a run of `help` uses.
+    fn for_help(&self, help: &Help) -> Result<Arc<dyn Model>, RunError>;
+
+    /// The models for the next sub-run started by a run using these.
+    fn subrun(&self) -> Arc<dyn Models>;
+}
+
+/// Looks up a secret's value by its name.
+pub type SecretLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Live models: routed by `hal.yaml`, keys read from the environment by the secret names it gives.
+pub struct LiveModels {
+    client: Client,
+    settings: Settings,
+    secret: SecretLookup,
+}
+
+/// What to tell someone who has no model configured.
+pub const NO_MODEL_HELP: &str = "no model is configured: add one under `models` in hal.yaml on main and commit it, \
+for example\n\
+\n  models:\
+\n    gpt:      {provider: openai, model: gpt-4.1-mini, key: OPENAI_API_KEY}        # export OPENAI_API_KEY=...\
+\n    claude:   {provider: anthropic, model: claude-sonnet-4-5, key: ANTHROPIC_API_KEY}\
+\n    local:    {provider: openai, base_url: 'http://127.0.0.1:11434/v1', model: qwen2.5-coder}   # Ollama, no key\
+\n  tasks:\
+\n    default: gpt\n";
+
+impl LiveModels {
+    /// Models from `settings`, called with `client`; keys come from `secret(name)`.
+    pub fn new(client: Client, settings: Settings, secret: SecretLookup) -> LiveModels {
+        LiveModels { client, settings, secret }
+    }
+
+    /// Models from `settings` with keys from environment variables.
+    pub fn from_env(client: Client, settings: Settings) -> LiveModels {
+        LiveModels::new(client, settings, Arc::new(|name| std::env::var(name).ok().filter(|v| !v.is_empty())))
+    }
+
+    /// The endpoint of the model named `name`.
+    pub fn endpoint(&self, name: &str) -> Result<(Endpoint, u64), RunError> {
+        let Some(model) = self.settings.models.get(name) else {
+            if self.settings.models.is_empty() {
+                return Err(RunError::NoModel(NO_MODEL_HELP.to_owned()));
+            }
+            let known: Vec<&str> = self.settings.models.keys().map(String::as_str).collect();
+            return Err(RunError::NoModel(format!(
+                "no model named `{name}` in hal.yaml (models: {})",
+                known.join(", ")
+            )));
+        };
+        let provider = match model.provider.as_str() {
+            "anthropic" => Provider::Anthropic,
+            _ => Provider::OpenAi,
+        };
+        let api_key = match &model.key {
+            Some(key_name) => Some((self.secret)(key_name).ok_or_else(|| {
+                RunError::NoModel(format!(
+                    "model `{name}` needs its API key in the secret {key_name}: set it in the environment \
+                     (export {key_name}=...) and run again"
+                ))
+            })?),
+            None => None,
+        };
+        let endpoint = Endpoint {
+            name: name.to_owned(),
+            provider,
+            base_url: model.base_url.clone().unwrap_or_else(|| provider.default_base_url().to_owned()),
+            model: model.model.clone(),
+            api_key,
+            key_name: model.key.clone(),
+            max_output_tokens: model.max_output_tokens,
+        };
+        Ok((endpoint, model.context_tokens.unwrap_or(DEFAULT_CONTEXT_TOKENS)))
+    }
+}
+
+impl Models for LiveModels {
+    fn for_help(&self, help: &Help) -> Result<Arc<dyn Model>, RunError> {
+        let name = self
+            .settings
+            .route(help.runner.model.as_deref(), help.runner.task.as_deref())
+            .ok_or_else(|| RunError::NoModel(NO_MODEL_HELP.to_owned()))?;
+        let (endpoint, context_tokens) = self.endpoint(&name)?;
+        Ok(Arc::new(LiveModel { client: self.client.clone(), endpoint, context_tokens }))
+    }
+
+    fn subrun(&self) -> Arc<dyn Models> {
+        Arc::new(LiveModels {
+            client: self.client.clone(),
+            settings: self.settings.clone(),
+            secret: self.secret.clone(),
+        })
+    }
+}
+
+/// A model reached over HTTP.
+struct LiveModel {
+    client: Client,
+    endpoint: Endpoint,
+    context_tokens: u64,
+}
+
+impl Model for LiveModel {
+    fn name(&self) -> &str {
+        &self.endpoint.name
+    }
+
+    fn context_tokens(&self) -> u64 {
+        self.context_tokens
+    }
+
+    fn complete<'a>(
+        &'a self,
+        request: &'a Request,
+        on_text: &'a mut (dyn FnMut(&str) + Send),
+    ) -> BoxFuture<'a, Result<ModelTurn, String>> {
+        Box::pin(async move {
+            let exchange =
+                self.client.complete(&self.endpoint, request, on_text).await.map_err(|error| error.to_string())?;
+            Ok(ModelTurn {
+                reply: exchange.reply,
+                response: Some(exchange.response_body),
+                request_bytes: exchange.request_body.len(),
+                latency: exchange.latency,
+            })
+        })
+    }
+}
+
+/// Model turns played back from a recording, in order; sub-runs get the recordings of their own threads.
+#[derive(Debug, Default)]
+pub struct Recording {
+    replies: Mutex<VecDeque<Reply>>,
+    subruns: Mutex<VecDeque<Arc<Recording>>>,
+    /// The requests made of it, when asked to keep them.
+    requests: Mutex<Option<Vec<Request>>>,
+}
+
+/// The name recorded replies go by in `Hal-Model`.
+pub const RECORDING_MODEL: &str = "recording";
+
+impl Recording {
+    /// A recording of `replies`, whose sub-runs (in the order they start) play `subruns`.
+    pub fn new(replies: Vec<Reply>, subruns: Vec<Arc<Recording>>) -> Recording {
+        Recording {
+            replies: Mutex::new(replies.into()),
+            subruns: Mutex::new(subruns.into()),
+            requests: Mutex::new(None),
+        }
+    }
+
+    /// Keep every request made of this recording (see [`Recording::requests`]).
+    pub fn keeping_requests(self) -> Recording {
+        *self.requests.lock().unwrap_or_else(PoisonError::into_inner) = Some(Vec::new());
+        self
+    }
+
+    /// The requests made so far, when kept.
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap_or_else(PoisonError::into_inner).clone().unwrap_or_default()
+    }
+
+    /// How many replies have not been played.
+    pub fn remaining(&self) -> usize {
+        self.replies.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+impl Models for Arc<Recording> {
+    fn for_help(&self, _help: &Help) -> Result<Arc<dyn Model>, RunError> {
+        Ok(Arc::new(RecordedModel(self.clone())))
+    }
+
+    fn subrun(&self) -> Arc<dyn Models> {
+        let next = self.subruns.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
+        Arc::new(next.unwrap_or_default())
+    }
+}
+
+struct RecordedModel(Arc<Recording>);
+
+impl Model for RecordedModel {
+    fn name(&self) -> &str {
+        RECORDING_MODEL
+    }
+
+    fn complete<'a>(
+        &'a self,
+        request: &'a Request,
+        on_text: &'a mut (dyn FnMut(&str) + Send),
+    ) -> BoxFuture<'a, Result<ModelTurn, String>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            if let Some(kept) = self.0.requests.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
+                kept.push(request.clone());
+            }
+            let reply = self.0.replies.lock().unwrap_or_else(PoisonError::into_inner).pop_front().ok_or_else(|| {
+                "the recording has no more model replies: this run asked the model more often than the original"
+                    .to_owned()
+            })?;
+            if !reply.text.is_empty() {
+                on_text(&reply.text);
+            }
+            let request_bytes = serde_json::to_vec(request).map(|b| b.len()).unwrap_or_default();
+            Ok(ModelTurn { reply, response: None, request_bytes, latency: started.elapsed() })
+        })
+    }
+}

@@ -1,0 +1,67 @@
+//! What the runner writes into each step: trailer keys and the machine data of the `hal-data` header.
+
+use hal_model::{Reply, ToolCall};
+use serde::{Deserialize, Serialize};
+
+/// Trailer keys the runner adds to steps.
+pub mod fact {
+    /// The help being run.
+    pub const HELP: &str = "Hal-Help";
+    /// The git blob id of the help file used: the exact version.
+    pub const HELP_BLOB: &str = "Hal-Help-Blob";
+    /// The model's name in `hal.yaml` (or `recording` for a replay).
+    pub const MODEL: &str = "Hal-Model";
+    /// Prompt tokens of a model call.
+    pub const TOKENS_IN: &str = "Hal-Tokens-In";
+    /// Completion tokens of a model call.
+    pub const TOKENS_OUT: &str = "Hal-Tokens-Out";
+    /// Milliseconds a model call took, retries included.
+    pub const LATENCY_MS: &str = "Hal-Latency-Ms";
+    /// The tool called.
+    pub const TOOL: &str = "Hal-Tool";
+    /// The id the model gave the call.
+    pub const CALL: &str = "Hal-Call";
+    /// `ok` or `error`: how a tool call went.
+    pub const OUTCOME: &str = "Hal-Outcome";
+    /// The thread a sub-help ran on.
+    pub const SUBTHREAD: &str = "Hal-Subthread";
+    /// The final status of a run (`DONE`, …).
+    pub const RESULT: &str = "Hal-Result";
+    /// The confidence the model gave with `finish`.
+    pub const CONFIDENCE: &str = "Hal-Confidence";
+    /// Model turns in the run.
+    pub const TURNS: &str = "Hal-Turns";
+    /// How deep in helps calling helps this run is (0 for a run started by a person).
+    pub const DEPTH: &str = "Hal-Depth";
+}
+
+/// The data of a `reply` step: what the model said, exactly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplyData {
+    /// The reply as decoded: text and tool calls with their arguments byte for byte.
+    pub reply: Reply,
+    /// The response body as received (the event stream), when it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+    /// Size of the request body sent.
+    #[serde(default)]
+    pub request_bytes: usize,
+}
+
+/// The data of a `tool` step: the call as the model made it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToolData {
+    /// The call.
+    pub call: ToolCall,
+}
+
+/// The data of a `finish` step.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FinishData {
+    /// The id of the `finish` tool call, when the model ended the run with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+}
+
+/// Responses larger than this are not kept in the step (the decoded reply always is).
+pub const MAX_KEPT_RESPONSE: usize = 256 * 1024;

@@ -1,0 +1,246 @@
+//! Replaying a thread: its requests run again on a new thread through the real runner, tools and store, with
+//! the model's turns played back from the original's records instead of calling a model. The report says whether
+//! the replay did what the original did and, if not, where it first went another way (a different tool call or
+//! result, a different ending).
+
+use std::sync::Arc;
+
+use hal_store::{Home, Step, StepKind, ThreadRef};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::RunError;
+use crate::model::Recording;
+use crate::record::{ReplyData, ToolData, fact};
+use crate::run::Runner;
+
+/// One request of the original thread that started a run.
+#[derive(Debug, Clone)]
+struct RunInput {
+    actor: String,
+    help: String,
+    blob: Option<String>,
+    text: String,
+}
+
+/// What a thread's runs did, step by step, in a form two runs can be compared in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trace {
+    /// A tool call and its result.
+    Tool {
+        /// The tool.
+        name: String,
+        /// Its arguments.
+        arguments: String,
+        /// Its result (for a sub-help, without the sub-thread's id).
+        result: String,
+        /// `ok` or `error`.
+        outcome: String,
+    },
+    /// The end of a run.
+    Finish {
+        /// `DONE`, …
+        status: String,
+        /// Its output.
+        output: String,
+    },
+}
+
+/// Where a replay first differed from the original.
+#[derive(Debug, Clone, Serialize)]
+pub struct Divergence {
+    /// The step number on the original thread (`None` when the original had no step there).
+    pub original_step: Option<u64>,
+    /// The step number on the replay thread (`None` when the replay had no step there).
+    pub replay_step: Option<u64>,
+    /// What the original did.
+    pub expected: Option<Trace>,
+    /// What the replay did.
+    pub got: Option<Trace>,
+}
+
+/// The result of a replay.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplayReport {
+    /// The thread replayed.
+    pub original: String,
+    /// The new thread the replay ran on.
+    pub replay: String,
+    /// How many runs were replayed.
+    pub runs: usize,
+    /// How many tool calls and endings were compared.
+    pub compared: usize,
+    /// The first difference, if any.
+    pub divergence: Option<Divergence>,
+    /// Things worth knowing (a help that changed since the original, replies left unplayed).
+    pub notes: Vec<String>,
+}
+
+impl ReplayReport {
+    /// Whether the replay did exactly what the original did.
+    pub fn matches(&self) -> bool {
+        self.divergence.is_none()
+    }
+}
+
+/// The steps of a thread's conversation, oldest first.
+fn steps_of(home: &Home, thread: &ThreadRef) -> Result<Vec<Step>, RunError> {
+    let mut steps: Vec<Step> = home.steps_back(thread).collect::<Result<_, _>>()?;
+    steps.reverse();
+    Ok(steps)
+}
+
+/// The recorded model turns of `thread` and, in order, of the sub-threads its help calls ran on.
+pub fn recording_of(home: &Home, thread: &ThreadRef) -> Result<Recording, RunError> {
+    let mut replies = Vec::new();
+    let mut subruns = Vec::new();
+    for step in steps_of(home, thread)? {
+        match StepKind::parse_name(&step.kind) {
+            StepKind::Reply => {
+                let data = step.data.as_deref().ok_or_else(|| bad(&step, "a reply step without hal-data"))?;
+                let data: ReplyData = serde_json::from_str(data).map_err(|e| bad(&step, &e.to_string()))?;
+                replies.push(data.reply);
+            }
+            StepKind::Tool => {
+                if let Some(sub) = step.fact(fact::SUBTHREAD) {
+                    let sub = home.resolve_thread(sub)?;
+                    subruns.push(Arc::new(recording_of(home, &sub)?));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Recording::new(replies, subruns))
+}
+
+fn bad(step: &Step, reason: &str) -> RunError {
+    RunError::BadRecord { commit: step.commit.to_string(), reason: reason.to_owned() }
+}
+
+/// The comparable trace of a thread's runs, with the step number of each item.
+pub fn trace_of(steps: &[Step]) -> Result<Vec<(u64, Trace)>, RunError> {
+    let mut trace = Vec::new();
+    for step in steps {
+        let number = step.step.unwrap_or_default();
+        match StepKind::parse_name(&step.kind) {
+            StepKind::Tool => {
+                let data = step.data.as_deref().ok_or_else(|| bad(step, "a tool step without hal-data"))?;
+                let data: ToolData = serde_json::from_str(data).map_err(|e| bad(step, &e.to_string()))?;
+                let mut result = step.text.clone();
+                if step.fact(fact::SUBTHREAD).is_some()
+                    && let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(&result)
+                {
+                    object.remove("thread");
+                    result = Value::Object(object).to_string();
+                }
+                trace.push((
+                    number,
+                    Trace::Tool {
+                        name: data.call.name,
+                        arguments: data.call.arguments,
+                        result,
+                        outcome: step.fact(fact::OUTCOME).unwrap_or_default().to_owned(),
+                    },
+                ));
+            }
+            StepKind::Finish => trace.push((
+                number,
+                Trace::Finish {
+                    status: step.fact(fact::RESULT).unwrap_or_default().to_owned(),
+                    output: step.text.clone(),
+                },
+            )),
+            _ => {}
+        }
+    }
+    Ok(trace)
+}
+
+/// Replay `original` on a new thread of `actor` started from `base` (the original's starting commit when
+/// `None`).
+pub async fn replay(
+    runner: &Runner,
+    actor: &str,
+    original: &ThreadRef,
+    base: Option<gix::ObjectId>,
+) -> Result<ReplayReport, RunError> {
+    let journal = runner.journal().clone();
+    let (steps, recording) =
+        journal.with(|home| Ok::<_, RunError>((steps_of(home, original)?, recording_of(home, original)?)))?;
+    let recording = Arc::new(recording);
+    let inputs: Vec<RunInput> = steps
+        .iter()
+        .filter(|step| step.kind == StepKind::Message.as_str() && step.actor != hal_store::identity::HAL_ACTOR)
+        .filter_map(|step| {
+            Some(RunInput {
+                actor: step.actor.clone(),
+                help: step.fact(fact::HELP)?.to_owned(),
+                blob: step.fact(fact::HELP_BLOB).map(str::to_owned),
+                text: step.text.clone(),
+            })
+        })
+        .collect();
+    let base = match base {
+        Some(base) => base,
+        None => journal.with(|home| start_parent(home, &steps))?,
+    };
+    let title = format!("replay of {}", original.id);
+    let from = format!("the start of thread {}", original.id);
+    let mut thread = journal.with(|home| home.start_thread_at(actor, base, Some(&title), &from))?;
+    let mut notes = Vec::new();
+    for input in &inputs {
+        if let (Some(entry), Some(blob)) = (runner.catalog().entry(&input.help), &input.blob)
+            && !blob.eq_ignore_ascii_case(&entry.blob.to_hex().to_string())
+        {
+            notes.push(format!(
+                "help `{}` has changed since the original run ({} → {})",
+                input.help,
+                short(blob),
+                short(&entry.blob.to_string())
+            ));
+        }
+        let models: Arc<dyn crate::model::Models> = Arc::new(recording.clone());
+        if let Err(error) = runner.run(models, &thread, &input.actor, &input.help, &input.text).await {
+            notes.push(format!("a run could not start: {error}"));
+            break;
+        }
+        thread = journal.with(|home| home.resolve_thread(&thread.branch))?;
+    }
+    if recording.remaining() > 0 {
+        notes.push(format!("{} recorded model replies were not played", recording.remaining()));
+    }
+    let replayed = journal.with(|home| steps_of(home, &thread))?;
+    let (expected, got) = (trace_of(&steps)?, trace_of(&replayed)?);
+    let compared = expected.len().max(got.len());
+    let divergence = (0..compared).find_map(|i| {
+        let (a, b) = (expected.get(i), got.get(i));
+        (a.map(|(_, t)| t) != b.map(|(_, t)| t)).then(|| Divergence {
+            original_step: a.map(|(n, _)| *n),
+            replay_step: b.map(|(n, _)| *n),
+            expected: a.map(|(_, t)| t.clone()),
+            got: b.map(|(_, t)| t.clone()),
+        })
+    });
+    Ok(ReplayReport {
+        original: original.id.clone(),
+        replay: thread.id,
+        runs: inputs.len(),
+        compared,
+        divergence,
+        notes,
+    })
+}
+
+/// The commit the thread's first step was made on.
+fn start_parent(home: &Home, steps: &[Step]) -> Result<gix::ObjectId, RunError> {
+    let first = steps
+        .first()
+        .ok_or_else(|| RunError::BadRecord { commit: String::new(), reason: "the thread has no steps".to_owned() })?;
+    let commit = home.resolve_commit(&format!("{}^", first.commit))?;
+    Ok(commit)
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(10)]
+}

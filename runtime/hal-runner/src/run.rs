@@ -1,0 +1,701 @@
+//! The standard runner: one loop that executes any help.
+//!
+//! A run takes one text and ends with a [`Status`] and an output. Each model turn is a `reply` step, each tool
+//! call a `tool` step (its file writes in the same commit), and the end a `finish` step; the request itself is a
+//! `message` step. The model ends the run by calling the built-in `finish` tool, or by answering with plain text,
+//! which means `DONE`. Helps named in `commands` run as sub-threads: a new branch started from the caller's
+//! current step, whose `{status, output}` comes back as the tool result.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gix::ObjectId;
+use hal_model::{Message, Reply, Request, ToolCall, ToolSpec, Usage};
+use hal_spec::Help;
+use hal_store::{NewStep, StepKind, ThreadRef, ThreadStatus, identity::HAL_ACTOR};
+use serde_json::{Value, json};
+
+use crate::catalog::{Catalog, HelpEntry};
+use crate::conversation::{Conversation, finish_result};
+use crate::error::RunError;
+use crate::journal::Journal;
+use crate::model::{Model, Models};
+use crate::record::{FinishData, MAX_KEPT_RESPONSE, ReplyData, ToolData, fact};
+use crate::status::Status;
+use crate::tools::{BoxFuture, Tool, ToolContext, ToolResult, Toolbox};
+
+/// The built-in tool that ends a run.
+pub const FINISH: &str = "finish";
+/// The placeholder in a help's instructions replaced by the catalogue of helps.
+pub const HELPS_PLACEHOLDER: &str = "{{helps}}";
+
+/// Limits of one run when neither the help nor `hal.yaml` sets them.
+pub const DEFAULT_LIMITS: Limits = Limits { max_steps: 30, max_tokens: 200_000, max_seconds: 600.0, max_depth: 4 };
+
+/// How far one run may go.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Model turns.
+    pub max_steps: u32,
+    /// Tokens in and out.
+    pub max_tokens: u64,
+    /// Wall time in seconds.
+    pub max_seconds: f64,
+    /// Depth of helps calling helps.
+    pub max_depth: u32,
+}
+
+impl Limits {
+    /// The help's limits, else `hal.yaml`'s, else the defaults.
+    pub fn for_help(help: &Help, settings: &hal_spec::Limits) -> Limits {
+        Limits {
+            max_steps: help.runner.max_steps.or(settings.max_steps).unwrap_or(DEFAULT_LIMITS.max_steps),
+            max_tokens: help.runner.max_tokens.or(settings.max_tokens).unwrap_or(DEFAULT_LIMITS.max_tokens),
+            max_seconds: help.runner.max_seconds.or(settings.max_seconds).unwrap_or(DEFAULT_LIMITS.max_seconds),
+            max_depth: settings.max_depth.unwrap_or(DEFAULT_LIMITS.max_depth),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    /// Its status.
+    pub status: Status,
+    /// The result, the question (`PENDING`) or the reason (`ERROR`, `NOCANDO`).
+    pub output: String,
+    /// The thread it ran on.
+    pub thread: String,
+    /// The commit of its `finish` step.
+    #[serde(serialize_with = "as_hex")]
+    pub commit: ObjectId,
+    /// Model turns taken.
+    pub turns: u32,
+    /// Tokens used by its own model turns.
+    pub usage: Usage,
+    /// The confidence the model gave, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+}
+
+fn as_hex<S: serde::Serializer>(id: &ObjectId, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(id)
+}
+
+/// What a run reports while it goes.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Text of a model reply as it streams in.
+    Text {
+        /// The thread.
+        thread: &'a str,
+        /// The new text.
+        delta: &'a str,
+    },
+    /// A step was committed.
+    Step {
+        /// The thread.
+        thread: &'a str,
+        /// Its kind.
+        kind: &'a StepKind,
+        /// One line about it.
+        summary: &'a str,
+        /// How deep in sub-helps.
+        depth: u32,
+    },
+}
+
+/// Receives [`Event`]s.
+pub type Observer = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
+
+/// How many threads' conversations a runner keeps in memory between runs.
+const CACHED_CONVERSATIONS: usize = 64;
+
+/// Runs helps on threads of one home repo.
+#[derive(Clone)]
+pub struct Runner {
+    journal: Journal,
+    catalog: Arc<Catalog>,
+    toolbox: Toolbox,
+    observer: Option<Observer>,
+    /// Conversations of recent runs by branch, with the tip they are current at: the next run on the same
+    /// thread continues from memory instead of reading its steps again.
+    conversations: Arc<std::sync::Mutex<Vec<(String, ObjectId, Conversation)>>>,
+}
+
+/// A help ready to run: checked, with its model and tools.
+struct Prepared {
+    entry: HelpEntry,
+    help: Help,
+    model: Arc<dyn Model>,
+    tools: Vec<Arc<dyn Tool>>,
+    helps: Vec<String>,
+    limits: Limits,
+}
+
+/// One run's moving parts.
+struct RunState<'a> {
+    prepared: &'a Prepared,
+    models: Arc<dyn Models>,
+    thread: ThreadRef,
+    actor: String,
+    depth: u32,
+    deadline: Instant,
+    tip: ObjectId,
+    turns: u32,
+    usage: Usage,
+}
+
+impl Runner {
+    /// A runner over `journal` with the helps and settings of `catalog` and the tools of `toolbox`.
+    pub fn new(journal: Journal, catalog: Arc<Catalog>, toolbox: Toolbox) -> Runner {
+        Runner { journal, catalog, toolbox, observer: None, conversations: Arc::default() }
+    }
+
+    /// Report events to `observer`.
+    pub fn with_observer(mut self, observer: Observer) -> Runner {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The home repo.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// The catalogue in force.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Run help `help` on `thread` with `input`, asked by `actor`. The input is appended to the thread as a
+    /// message; a thread waiting on `PENDING` is resumed with its whole history.
+    pub async fn run(
+        &self,
+        models: Arc<dyn Models>,
+        thread: &ThreadRef,
+        actor: &str,
+        help: &str,
+        input: &str,
+    ) -> Result<Outcome, RunError> {
+        let prepared = self.prepare(models.as_ref(), help)?;
+        let deadline = Instant::now() + Duration::from_secs_f64(prepared.limits.max_seconds);
+        self.execute(&prepared, models, thread.clone(), actor, input, 0, deadline).await
+    }
+
+    /// Check that help `name` can run with `models` (it exists, is valid, its commands exist, a model is
+    /// configured for it), without writing anything.
+    pub fn check(&self, models: &dyn Models, name: &str) -> Result<(), RunError> {
+        self.prepare(models, name).map(drop)
+    }
+
+    /// Check that `help` can run and choose its model and tools, before anything is written.
+    fn prepare(&self, models: &dyn Models, name: &str) -> Result<Prepared, RunError> {
+        let (entry, help) = self.catalog.help(name)?;
+        let mut tools = Vec::new();
+        let mut helps = Vec::new();
+        for command in &help.commands {
+            let selected = self.toolbox.select(command);
+            if !selected.is_empty() {
+                tools.extend(selected);
+            } else if self.catalog.entry(command).is_some() {
+                helps.push(command.clone());
+            } else {
+                return Err(RunError::UnknownCommand {
+                    help: name.to_owned(),
+                    command: command.clone(),
+                    tools: self.toolbox.names(),
+                });
+            }
+        }
+        let model = models.for_help(help)?;
+        let limits = Limits::for_help(help, &self.catalog.settings.limits);
+        Ok(Prepared { entry: entry.clone(), help: help.clone(), model, tools, helps, limits })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn execute<'a>(
+        &'a self,
+        prepared: &'a Prepared,
+        models: Arc<dyn Models>,
+        thread: ThreadRef,
+        actor: &'a str,
+        input: &'a str,
+        depth: u32,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<Outcome, RunError>> {
+        Box::pin(async move {
+            let mut request = NewStep::new(StepKind::Message, input, ThreadStatus::Running)
+                .fact(fact::HELP, &prepared.entry.name)
+                .fact(fact::HELP_BLOB, prepared.entry.blob);
+            if depth > 0 {
+                request = request.fact(fact::DEPTH, depth);
+            }
+            let appended = self.journal.with(|home| home.append_step(actor, &thread, &request))?;
+            self.step_event(&thread.id, &StepKind::Message, input, depth);
+            let thread = ThreadRef { tip: appended.commit, ..thread };
+            let context_tokens = prepared.model.context_tokens();
+            let parent = self.journal.with(|home| {
+                home.repo().find_commit(appended.commit).ok().and_then(|c| c.parent_ids().next().map(|p| p.detach()))
+            });
+            let mut conversation = match self.cached_conversation(&thread.branch, parent) {
+                Some(mut conversation) => {
+                    conversation.push(Message::User { text: input.to_owned() });
+                    conversation
+                }
+                None => self.journal.with(|home| Conversation::load(home, &thread, context_tokens))?,
+            };
+            let mut state = RunState {
+                prepared,
+                models,
+                tip: appended.commit,
+                thread,
+                actor: actor.to_owned(),
+                depth,
+                deadline,
+                turns: 0,
+                usage: Usage::default(),
+            };
+            let outcome = self.run_loop(&mut state, &mut conversation).await?;
+            self.cache_conversation(&state.thread.branch, state.tip, conversation);
+            Ok(outcome)
+        })
+    }
+
+    /// The cached conversation of `branch`, if it is current at `tip`.
+    fn cached_conversation(&self, branch: &str, tip: Option<ObjectId>) -> Option<Conversation> {
+        let mut cache = self.conversations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let position = cache.iter().position(|(b, _, _)| b == branch)?;
+        let (_, cached_tip, conversation) = cache.remove(position);
+        (Some(cached_tip) == tip).then_some(conversation)
+    }
+
+    fn cache_conversation(&self, branch: &str, tip: ObjectId, conversation: Conversation) {
+        let mut cache = self.conversations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.retain(|(b, _, _)| b != branch);
+        if cache.len() >= CACHED_CONVERSATIONS {
+            cache.remove(0);
+        }
+        cache.push((branch.to_owned(), tip, conversation));
+    }
+
+    async fn run_loop(&self, state: &mut RunState<'_>, conversation: &mut Conversation) -> Result<Outcome, RunError> {
+        let prepared = state.prepared;
+        let system = self.system_prompt(&prepared.help);
+        let tools = self.tool_specs(prepared);
+        loop {
+            if let Some(reason) = self.limit_reached(state) {
+                return self.finish(state, Status::Error, &reason, None, None);
+            }
+            let request = Request {
+                system: system.clone(),
+                messages: conversation.window(),
+                tools: tools.clone(),
+                temperature: prepared.help.runner.temperature,
+            };
+            let remaining = state.deadline.saturating_duration_since(Instant::now());
+            let thread_id = state.thread.id.clone();
+            let observer = self.observer.clone();
+            let mut on_text = move |delta: &str| {
+                if let Some(observer) = &observer {
+                    observer(&Event::Text { thread: &thread_id, delta });
+                }
+            };
+            let turn = match tokio::time::timeout(remaining, prepared.model.complete(&request, &mut on_text)).await {
+                Err(_) => {
+                    let reason = format!(
+                        "stopped: the run took longer than its limit of {} s (runner.max_seconds in the help, or \
+                         limits.max_seconds in hal.yaml)",
+                        prepared.limits.max_seconds
+                    );
+                    return self.finish(state, Status::Error, &reason, None, None);
+                }
+                Ok(Err(reason)) => return self.finish(state, Status::Error, &reason, None, None),
+                Ok(Ok(turn)) => turn,
+            };
+            state.turns += 1;
+            state.usage.input += turn.reply.usage.input;
+            state.usage.output += turn.reply.usage.output;
+            self.record_reply(state, &turn)?;
+            let reply = turn.reply;
+            conversation.push(reply.to_message());
+
+            let (finishes, calls): (Vec<&ToolCall>, Vec<&ToolCall>) =
+                reply.tool_calls.iter().partition(|call| call.name == FINISH);
+            for call in calls {
+                let result = self.call_tool(state, call).await?;
+                conversation.push(Message::Tool {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    content: result.content,
+                    is_error: result.is_error,
+                });
+            }
+            let ending = match finishes.first() {
+                Some(call) => Some(parse_finish(call)),
+                None if reply.tool_calls.is_empty() => Some(plain_reply(&reply)),
+                None => None,
+            };
+            let Some(ending) = ending else { continue };
+            let (status, output, confidence, call_id) = match ending {
+                Ok(ending) => ending,
+                Err((call_id, problem)) => {
+                    // A malformed finish goes back to the model like any failing tool call.
+                    let call =
+                        ToolCall { id: call_id, name: FINISH.to_owned(), arguments: finishes[0].arguments.clone() };
+                    let result = self.record_tool(state, &call, ToolResult::error(problem), Vec::new(), None)?;
+                    conversation.push(Message::Tool {
+                        call_id: call.id,
+                        name: FINISH.to_owned(),
+                        content: result.content,
+                        is_error: true,
+                    });
+                    continue;
+                }
+            };
+            if status == Status::Done
+                && let Some(problem) = self.completion_problem(state, &output)?
+            {
+                if state.turns < prepared.limits.max_steps {
+                    let note = format!(
+                        "The result does not pass this help's completion check: {problem}. Fix it, then finish again."
+                    );
+                    match &call_id {
+                        Some(call_id) => {
+                            let call = finishes[0].clone();
+                            self.record_tool(state, &call, ToolResult::error(note.clone()), Vec::new(), None)?;
+                            conversation.push(Message::Tool {
+                                call_id: call_id.clone(),
+                                name: FINISH.to_owned(),
+                                content: note,
+                                is_error: true,
+                            });
+                        }
+                        None => {
+                            self.note(state, &note)?;
+                            conversation.push(Message::User { text: note });
+                        }
+                    }
+                    continue;
+                }
+                let reason = format!("the result does not pass the completion check: {problem}");
+                if let Some(call_id) = &call_id {
+                    conversation.push(finish_result(call_id.clone(), Status::Error.as_str(), &reason));
+                }
+                return self.finish(state, Status::Error, &reason, None, call_id);
+            }
+            if let Some(call_id) = &call_id {
+                conversation.push(finish_result(call_id.clone(), status.as_str(), &output));
+            }
+            return self.finish(state, status, &output, confidence, call_id);
+        }
+    }
+
+    /// The system prompt: the help's instructions (with the catalogue where it asks for it) and how to finish.
+    fn system_prompt(&self, help: &Help) -> String {
+        let mut prompt = help.system_prompt();
+        if prompt.contains(HELPS_PLACEHOLDER) {
+            prompt = prompt.replace(HELPS_PLACEHOLDER, self.catalog.describe_helps().trim_end());
+        }
+        if !prompt.is_empty() {
+            prompt.push_str("\n\n");
+        }
+        prompt.push_str(
+            "When the job is done, answer with the result, or call `finish` with status DONE and the result. \
+             If you need information only the person can give, call `finish` with status PENDING and one clear \
+             question. If the job cannot be done with what you have, call `finish` with NOCANDO and say why; if \
+             something failed, ERROR and what failed.",
+        );
+        prompt
+    }
+
+    fn tool_specs(&self, prepared: &Prepared) -> Vec<ToolSpec> {
+        let mut specs: Vec<ToolSpec> = prepared.tools.iter().map(|tool| tool.spec().clone()).collect();
+        for name in &prepared.helps {
+            let description = self
+                .catalog
+                .entry(name)
+                .and_then(|e| e.help.as_ref())
+                .map(|h| h.description.trim().to_owned())
+                .unwrap_or_default();
+            specs.push(ToolSpec {
+                name: name.clone(),
+                description: format!(
+                    "Run the help `{name}` on a sub-thread and get its status and output. {description}"
+                ),
+                parameters: json!({"type": "object", "required": ["input"], "additionalProperties": false,
+                    "properties": {"input": {"type": "string", "description": "The request for the help"}}}),
+            });
+        }
+        specs.push(ToolSpec {
+            name: FINISH.to_owned(),
+            description: "End this run with a status and its output.".to_owned(),
+            parameters: json!({"type": "object", "required": ["status", "output"],
+                "properties": {
+                    "status": {"enum": ["DONE", "PENDING", "ERROR", "NOCANDO"]},
+                    "output": {"type": "string", "description": "The result, the question (PENDING) or the reason"},
+                    "confidence": {"type": "number", "minimum": 0, "maximum": 1}}}),
+        });
+        specs
+    }
+
+    fn limit_reached(&self, state: &RunState<'_>) -> Option<String> {
+        let limits = state.prepared.limits;
+        if state.turns >= limits.max_steps {
+            return Some(format!(
+                "stopped after {} model turns, the limit (runner.max_steps in the help, or limits.max_steps in hal.yaml)",
+                state.turns
+            ));
+        }
+        let used = state.usage.input + state.usage.output;
+        if used >= limits.max_tokens {
+            return Some(format!(
+                "stopped after using {used} tokens, over the limit of {} (runner.max_tokens in the help, or \
+                 limits.max_tokens in hal.yaml)",
+                limits.max_tokens
+            ));
+        }
+        if Instant::now() >= state.deadline {
+            return Some(format!(
+                "stopped: the run took longer than its limit of {} s (runner.max_seconds in the help, or \
+                 limits.max_seconds in hal.yaml)",
+                limits.max_seconds
+            ));
+        }
+        None
+    }
+
+    fn record_reply(&self, state: &mut RunState<'_>, turn: &crate::model::ModelTurn) -> Result<(), RunError> {
+        let reply = &turn.reply;
+        let response = turn
+            .response
+            .as_ref()
+            .filter(|bytes| bytes.len() <= MAX_KEPT_RESPONSE)
+            .map(|bytes| String::from_utf8_lossy(bytes).into_owned());
+        let data = ReplyData { reply: reply.clone(), response, request_bytes: turn.request_bytes };
+        let mut step = NewStep::new(StepKind::Reply, reply_text(reply), ThreadStatus::Running)
+            .fact(fact::HELP, &state.prepared.entry.name)
+            .fact(fact::HELP_BLOB, state.prepared.entry.blob)
+            .fact(fact::MODEL, state.prepared.model.name())
+            .fact(fact::TOKENS_IN, reply.usage.input)
+            .fact(fact::TOKENS_OUT, reply.usage.output)
+            .fact(fact::LATENCY_MS, turn.latency.as_millis());
+        step.data = Some(serde_json::to_string(&data).map_err(|e| RunError::BadRecord {
+            commit: String::new(),
+            reason: format!("cannot encode a reply: {e}"),
+        })?);
+        self.append(state, HAL_ACTOR, &step)
+    }
+
+    async fn call_tool(&self, state: &mut RunState<'_>, call: &ToolCall) -> Result<ToolResult, RunError> {
+        let mut subthread = None;
+        let result = if state.prepared.helps.contains(&call.name) {
+            let (result, thread) = self.call_help(state, call).await?;
+            subthread = thread;
+            result
+        } else if state.prepared.tools.iter().any(|tool| tool.spec().name == call.name) {
+            let mut context = ToolContext::new(self.journal.clone(), &state.thread.id, state.tip);
+            let remaining = state.deadline.saturating_duration_since(Instant::now());
+            let result = tokio::time::timeout(remaining, self.toolbox.call(&call.name, &call.arguments, &mut context))
+                .await
+                .unwrap_or_else(|_| ToolResult::error("the tool did not finish before the run's time limit"));
+            let writes = context.into_writes();
+            return self.record_tool(state, call, result, writes, None);
+        } else {
+            let mut offered: Vec<&str> = state.prepared.tools.iter().map(|t| t.spec().name.as_str()).collect();
+            offered.extend(state.prepared.helps.iter().map(String::as_str));
+            offered.push(FINISH);
+            ToolResult::error(format!("there is no tool `{}`; this help offers: {}", call.name, offered.join(", ")))
+        };
+        self.record_tool(state, call, result, Vec::new(), subthread)
+    }
+
+    /// Run a help named in `commands` on a new sub-thread started from the caller's current step.
+    async fn call_help(
+        &self,
+        state: &mut RunState<'_>,
+        call: &ToolCall,
+    ) -> Result<(ToolResult, Option<String>), RunError> {
+        if state.depth + 1 > state.prepared.limits.max_depth {
+            let reason = format!(
+                "helps may call helps only {} deep (limits.max_depth in hal.yaml)",
+                state.prepared.limits.max_depth
+            );
+            return Ok((ToolResult::error(reason), None));
+        }
+        let input = match serde_json::from_str::<Value>(&call.arguments) {
+            Ok(args) => match args.get("input").and_then(Value::as_str) {
+                Some(input) if !input.trim().is_empty() => input.to_owned(),
+                _ => return Ok((ToolResult::error("the arguments need a non-empty `input` text"), None)),
+            },
+            Err(error) => return Ok((ToolResult::error(format!("the arguments are not valid JSON: {error}")), None)),
+        };
+        let models = state.models.subrun();
+        let prepared = match self.prepare(models.as_ref(), &call.name) {
+            Ok(prepared) => prepared,
+            Err(error) => return Ok((ToolResult::error(error.to_string()), None)),
+        };
+        let title = format!("{}: {}", call.name, input.lines().next().unwrap_or_default());
+        let from = format!("thread {}", state.thread.id);
+        let sub = self.journal.with(|home| home.start_thread_at(&state.actor, state.tip, Some(&title), &from))?;
+        let own_deadline = Instant::now() + Duration::from_secs_f64(prepared.limits.max_seconds);
+        let deadline = own_deadline.min(state.deadline);
+        let outcome =
+            self.execute(&prepared, models, sub.clone(), &state.actor, &input, state.depth + 1, deadline).await?;
+        let content = json!({"status": outcome.status, "output": outcome.output, "thread": sub.id}).to_string();
+        let result = ToolResult { content, is_error: outcome.status == Status::Error };
+        Ok((result, Some(sub.id)))
+    }
+
+    fn record_tool(
+        &self,
+        state: &mut RunState<'_>,
+        call: &ToolCall,
+        result: ToolResult,
+        writes: Vec<(String, Vec<u8>)>,
+        subthread: Option<String>,
+    ) -> Result<ToolResult, RunError> {
+        let mut step = NewStep::new(StepKind::Tool, result.content.clone(), ThreadStatus::Running)
+            .fact(fact::HELP, &state.prepared.entry.name)
+            .fact(fact::TOOL, &call.name)
+            .fact(fact::CALL, &call.id)
+            .fact(fact::OUTCOME, if result.is_error { "error" } else { "ok" });
+        if let Some(thread) = subthread {
+            step = step.fact(fact::SUBTHREAD, thread);
+        }
+        step.data = Some(serde_json::to_string(&ToolData { call: call.clone() }).unwrap_or_default());
+        step.writes = writes;
+        self.append(state, HAL_ACTOR, &step)?;
+        Ok(result)
+    }
+
+    /// A runner note to the model (a failed completion check, a refused finish), recorded as a message.
+    fn note(&self, state: &mut RunState<'_>, text: &str) -> Result<(), RunError> {
+        let step =
+            NewStep::new(StepKind::Message, text, ThreadStatus::Running).fact(fact::HELP, &state.prepared.entry.name);
+        self.append(state, HAL_ACTOR, &step)
+    }
+
+    fn completion_problem(&self, state: &RunState<'_>, output: &str) -> Result<Option<String>, RunError> {
+        let Some(done) = &state.prepared.help.done else { return Ok(None) };
+        let mut problems = Vec::new();
+        if let Some(pattern) = &done.output_matches {
+            match regex::Regex::new(pattern) {
+                Ok(regex) if regex.is_match(output) => {}
+                Ok(_) => problems.push(format!("the output does not match /{pattern}/")),
+                Err(error) => problems.push(format!("done.output_matches is not a valid pattern: {error}")),
+            }
+        }
+        for path in &done.files {
+            let exists = self.journal.with(|home| home.file_at(state.tip, path))?.is_some();
+            if !exists {
+                problems.push(format!("the file {path} does not exist in the thread"));
+            }
+        }
+        Ok((!problems.is_empty()).then(|| problems.join("; ")))
+    }
+
+    fn finish(
+        &self,
+        state: &mut RunState<'_>,
+        status: Status,
+        output: &str,
+        confidence: Option<f64>,
+        call_id: Option<String>,
+    ) -> Result<Outcome, RunError> {
+        let mut step = NewStep::new(StepKind::Finish, output, status.thread_status())
+            .fact(fact::HELP, &state.prepared.entry.name)
+            .fact(fact::HELP_BLOB, state.prepared.entry.blob)
+            .fact(fact::RESULT, status)
+            .fact(fact::TURNS, state.turns)
+            .fact(fact::TOKENS_IN, state.usage.input)
+            .fact(fact::TOKENS_OUT, state.usage.output);
+        if let Some(confidence) = confidence {
+            step = step.fact(fact::CONFIDENCE, confidence);
+        }
+        if call_id.is_some() {
+            step.data = Some(serde_json::to_string(&FinishData { call_id }).unwrap_or_default());
+        }
+        self.append(state, HAL_ACTOR, &step)?;
+        Ok(Outcome {
+            status,
+            output: output.to_owned(),
+            thread: state.thread.id.clone(),
+            commit: state.tip,
+            turns: state.turns,
+            usage: state.usage,
+            confidence,
+        })
+    }
+
+    fn append(&self, state: &mut RunState<'_>, actor: &str, step: &NewStep) -> Result<(), RunError> {
+        let appended = self.journal.with(|home| home.append_step(actor, &state.thread, step))?;
+        state.tip = appended.commit;
+        let summary = match step.kind {
+            StepKind::Tool => format!(
+                "{} → {}",
+                step.facts.iter().find(|(k, _)| k == fact::TOOL).map_or("", |(_, v)| v),
+                first_line(&step.text)
+            ),
+            StepKind::Finish => format!(
+                "{} {}",
+                step.facts.iter().find(|(k, _)| k == fact::RESULT).map_or("", |(_, v)| v),
+                first_line(&step.text)
+            ),
+            _ => first_line(&step.text).to_owned(),
+        };
+        self.step_event(&state.thread.id, &step.kind, &summary, state.depth);
+        Ok(())
+    }
+
+    fn step_event(&self, thread: &str, kind: &StepKind, summary: &str, depth: u32) {
+        if let Some(observer) = &self.observer {
+            observer(&Event::Step { thread, kind, summary, depth });
+        }
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().find(|line| !line.trim().is_empty()).unwrap_or_default()
+}
+
+/// The text of a reply step: what the model said, or the calls it made.
+fn reply_text(reply: &Reply) -> String {
+    let mut text = reply.text.clone();
+    for call in &reply.tool_calls {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!("calls {} {}", call.name, call.arguments));
+    }
+    if text.is_empty() { "(an empty reply)".to_owned() } else { text }
+}
+
+type Ending = (Status, String, Option<f64>, Option<String>);
+
+/// The ending a `finish` call asks for, or why it is refused (with the call id).
+fn parse_finish(call: &ToolCall) -> Result<Ending, (String, String)> {
+    let refuse = |problem: String| (call.id.clone(), problem);
+    let args: Value = serde_json::from_str(&call.arguments)
+        .map_err(|e| refuse(format!("the arguments of finish are not valid JSON: {e}")))?;
+    let status = args
+        .get("status")
+        .and_then(Value::as_str)
+        .and_then(Status::parse)
+        .ok_or_else(|| refuse("finish needs `status`: one of DONE, PENDING, ERROR, NOCANDO".to_owned()))?;
+    let output = match args.get("output") {
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let confidence = args.get("confidence").and_then(Value::as_f64).filter(|c| (0.0..=1.0).contains(c));
+    Ok((status, output, confidence, Some(call.id.clone())))
+}
+
+/// A reply without tool calls: its text is the result.
+fn plain_reply(reply: &Reply) -> Result<Ending, (String, String)> {
+    if reply.text.trim().is_empty() {
+        return Ok((Status::Error, "the model replied with nothing".to_owned(), None, None));
+    }
+    Ok((Status::Done, reply.text.clone(), None, None))
+}

@@ -1,0 +1,166 @@
+//! Tools: what a model may call. A tool describes itself (name, purpose, JSON Schema of its arguments: exactly
+//! what the model is shown) and is called with arguments that already match that schema. It works on the
+//! thread through a [`ToolContext`]: reads see the thread's tree as of the call plus the call's own writes, and
+//! the writes land in the tool step's commit and nowhere else.
+//!
+//! Native Rust tools implement [`Tool`] directly; WebAssembly isolates plug in behind the same trait.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use gix::ObjectId;
+use hal_model::ToolSpec;
+
+use crate::journal::Journal;
+
+/// A boxed future, as [`Tool::call`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a tool call gives back to the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolResult {
+    /// The result as text (often JSON).
+    pub content: String,
+    /// Whether the call failed; the content says why.
+    pub is_error: bool,
+}
+
+impl ToolResult {
+    /// A successful result.
+    pub fn ok(content: impl Into<String>) -> ToolResult {
+        ToolResult { content: content.into(), is_error: false }
+    }
+
+    /// A failed call, with the reason.
+    pub fn error(reason: impl Into<String>) -> ToolResult {
+        ToolResult { content: reason.into(), is_error: true }
+    }
+}
+
+/// Something a model may call.
+pub trait Tool: Send + Sync {
+    /// Its name (`files.read`), purpose and argument schema.
+    fn spec(&self) -> &ToolSpec;
+
+    /// Call it with `arguments` (valid against the schema) on the thread of `context`.
+    fn call<'a>(&'a self, arguments: serde_json::Value, context: &'a mut ToolContext) -> BoxFuture<'a, ToolResult>;
+}
+
+/// The thread a tool call works on.
+pub struct ToolContext {
+    journal: Journal,
+    thread: String,
+    base: ObjectId,
+    writes: Vec<(String, Vec<u8>)>,
+}
+
+impl ToolContext {
+    /// A context on `thread` whose tree is that of commit `base`.
+    pub fn new(journal: Journal, thread: &str, base: ObjectId) -> ToolContext {
+        ToolContext { journal, thread: thread.to_owned(), base, writes: Vec::new() }
+    }
+
+    /// The thread's id.
+    pub fn thread(&self) -> &str {
+        &self.thread
+    }
+
+    /// The file at `path`, as this call sees it.
+    pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        let path = hal_store::tree_path::normalize(path).map_err(|e| e.to_string())?;
+        if let Some((_, bytes)) = self.writes.iter().rev().find(|(p, _)| *p == path) {
+            return Ok(Some(bytes.clone()));
+        }
+        self.journal.with(|home| home.file_at(self.base, &path)).map_err(|e| e.to_string())
+    }
+
+    /// Every file with its size, as this call sees them, sorted by path.
+    pub fn list(&self) -> Result<Vec<(String, u64)>, String> {
+        let mut files: BTreeMap<String, u64> =
+            self.journal.with(|home| home.list_files(self.base)).map_err(|e| e.to_string())?.into_iter().collect();
+        for (path, bytes) in &self.writes {
+            files.insert(path.clone(), bytes.len() as u64);
+        }
+        Ok(files.into_iter().collect())
+    }
+
+    /// Write `content` to `path`; it lands in this call's step.
+    pub fn write(&mut self, path: &str, content: Vec<u8>) -> Result<(), String> {
+        let path = hal_store::tree_path::normalize(path).map_err(|e| e.to_string())?;
+        self.writes.retain(|(p, _)| *p != path);
+        self.writes.push((path, content));
+        Ok(())
+    }
+
+    /// The writes made, in order, for the step's commit.
+    pub fn into_writes(self) -> Vec<(String, Vec<u8>)> {
+        self.writes
+    }
+}
+
+/// The tools a runner can offer, by name, each with its compiled argument schema.
+#[derive(Clone, Default)]
+pub struct Toolbox {
+    tools: BTreeMap<String, (Arc<dyn Tool>, Arc<jsonschema::Validator>)>,
+}
+
+impl Toolbox {
+    /// An empty toolbox.
+    pub fn new() -> Toolbox {
+        Toolbox::default()
+    }
+
+    /// Add `tool`. A tool whose schema is not valid JSON Schema is refused with the reason.
+    pub fn add(&mut self, tool: Arc<dyn Tool>) -> Result<(), String> {
+        let name = tool.spec().name.clone();
+        let validator = jsonschema::validator_for(&tool.spec().parameters)
+            .map_err(|e| format!("tool `{name}` has an invalid argument schema: {e}"))?;
+        self.tools.insert(name, (tool, Arc::new(validator)));
+        Ok(())
+    }
+
+    /// The names of every tool.
+    pub fn names(&self) -> Vec<String> {
+        self.tools.keys().cloned().collect()
+    }
+
+    /// The tools a help's command selects: `files.read` is one tool, `files` every `files.*` tool. Empty when
+    /// it selects none.
+    pub fn select(&self, command: &str) -> Vec<Arc<dyn Tool>> {
+        if let Some((tool, _)) = self.tools.get(command) {
+            return vec![tool.clone()];
+        }
+        let prefix = format!("{command}.");
+        self.tools.iter().filter(|(name, _)| name.starts_with(&prefix)).map(|(_, (tool, _))| tool.clone()).collect()
+    }
+
+    /// Call the tool `name` with `arguments` (raw text from the model), checking them against its schema.
+    pub async fn call(&self, name: &str, arguments: &str, context: &mut ToolContext) -> ToolResult {
+        let Some((tool, validator)) = self.tools.get(name) else {
+            return ToolResult::error(format!("there is no tool `{name}`"));
+        };
+        let arguments: serde_json::Value = match arguments.trim() {
+            "" => serde_json::json!({}),
+            text => match serde_json::from_str(text) {
+                Ok(value) => value,
+                Err(error) => return ToolResult::error(format!("the arguments are not valid JSON: {error}")),
+            },
+        };
+        let problems: Vec<String> = validator
+            .iter_errors(&arguments)
+            .map(|e| {
+                let at = e.instance_path().as_str().to_owned();
+                if at.is_empty() { e.to_string() } else { format!("{at}: {e}") }
+            })
+            .collect();
+        if !problems.is_empty() {
+            return ToolResult::error(format!(
+                "the arguments do not match the schema of `{name}`: {}",
+                problems.join("; ")
+            ));
+        }
+        tool.call(arguments, context).await
+    }
+}

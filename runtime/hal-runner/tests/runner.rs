@@ -1,0 +1,137 @@
+//! The runner in-process on a real home repo, with recorded model replies.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use hal_model::{Reply, ToolCall};
+use hal_runner::model::{Models, Recording};
+use hal_runner::tools::Toolbox;
+use hal_runner::{Catalog, Journal, Runner, Status};
+use hal_store::Home;
+
+fn git(dir: &Path, args: &[&str]) {
+    let output = Command::new("git")
+        .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// A home repo with `helps` committed on main.
+fn home_with(dir: &Path, helps: &[(&str, &str)]) -> Home {
+    Home::init(dir, Some("alice")).expect("init");
+    std::fs::create_dir_all(dir.join("helps")).expect("dir");
+    for (name, text) in helps {
+        std::fs::write(dir.join(format!("helps/{name}.yaml")), text).expect("write");
+    }
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "helps"]);
+    Home::open(dir).expect("open")
+}
+
+fn runner(dir: &Path) -> Runner {
+    let home = Home::open(dir).expect("open");
+    let catalog = Catalog::load(&home).expect("catalog");
+    let mut toolbox = Toolbox::new();
+    hal_runner::files::add_files_tools(&mut toolbox).expect("files tools");
+    Runner::new(Journal::new(home), Arc::new(catalog), toolbox)
+}
+
+fn call(id: &str, name: &str, arguments: &str) -> Reply {
+    Reply {
+        tool_calls: vec![ToolCall { id: id.into(), name: name.into(), arguments: arguments.into() }],
+        ..Reply::default()
+    }
+}
+
+fn text(text: &str) -> Reply {
+    Reply { text: text.into(), ..Reply::default() }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+/// The conversation a runner continues from memory is exactly the one it would rebuild from the commits: a
+/// refused finish, a failed completion check, a file write and a PENDING pause included.
+#[test]
+fn the_conversation_kept_in_memory_equals_the_one_read_back_from_the_thread() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let help = "description: Writes\ncommands: [files]\ndone:\n  files: [out.txt]\n";
+    let home = home_with(dir.path(), &[("writer", help)]);
+    let thread = home.new_thread("alice", None, Some("t")).expect("thread");
+    drop(home);
+    let first = Arc::new(Recording::new(
+        vec![
+            call("c1", "finish", r#"{"status": "MAYBE"}"#),
+            call("c2", "finish", r#"{"status": "DONE", "output": "done"}"#),
+            call("c3", "files.write", r#"{"path": "out.txt", "content": "hello"}"#),
+            call("c4", "finish", r#"{"status": "PENDING", "output": "Shall I go on?"}"#),
+        ],
+        vec![],
+    ));
+    let cached = runner(dir.path());
+    let outcome = runtime()
+        .block_on(cached.run(Arc::new(first.clone()) as Arc<dyn Models>, &thread, "alice", "writer", "write out.txt"))
+        .expect("run");
+    assert_eq!(outcome.status, Status::Pending);
+    assert_eq!(outcome.output, "Shall I go on?");
+    assert_eq!(first.remaining(), 0);
+
+    let home = Home::open(dir.path()).expect("open");
+    let paused = home.resolve_thread(&thread.id).expect("thread");
+    let fork = home.fork_thread("alice", &thread.id, None).expect("fork");
+    drop(home);
+
+    let second = |recording: &Arc<Recording>, runner: &Runner, thread| {
+        runtime()
+            .block_on(runner.run(Arc::new(recording.clone()) as Arc<dyn Models>, thread, "alice", "writer", "yes"))
+            .expect("run")
+    };
+    let from_memory = Arc::new(Recording::new(vec![text("finished")], vec![]).keeping_requests());
+    assert_eq!(second(&from_memory, &cached, &paused).status, Status::Done);
+    let from_commits = Arc::new(Recording::new(vec![text("finished")], vec![]).keeping_requests());
+    assert_eq!(second(&from_commits, &runner(dir.path()), &fork).status, Status::Done);
+
+    let (memory, commits) = (from_memory.requests(), from_commits.requests());
+    assert_eq!(memory[0].messages, commits[0].messages);
+    assert_eq!(memory[0].messages.len(), 10, "{:#?}", memory[0].messages);
+}
+
+#[test]
+fn a_recursive_help_stops_at_the_depth_limit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = home_with(dir.path(), &[("loop", "description: Calls itself\ncommands: [loop]\n")]);
+    let thread = home.new_thread("alice", None, None).expect("thread");
+    drop(home);
+    // Each level calls itself once; the fifth call is refused, then every level finishes.
+    let level = |n: usize, inner: Vec<Arc<Recording>>| {
+        Arc::new(Recording::new(vec![call("c", "loop", r#"{"input": "again"}"#), text(&format!("level {n}"))], inner))
+    };
+    let mut recording = level(4, vec![]);
+    for n in (0..4).rev() {
+        recording = level(n, vec![recording]);
+    }
+    let outcome = runtime()
+        .block_on(runner(dir.path()).run(Arc::new(recording) as Arc<dyn Models>, &thread, "alice", "loop", "go"))
+        .expect("run");
+    assert_eq!(outcome.status, Status::Done);
+    assert_eq!(outcome.output, "level 0");
+    let home = Home::open(dir.path()).expect("open");
+    let threads = home.list_threads().expect("threads");
+    assert_eq!(threads.len(), 5, "the caller and four nested sub-threads");
+    let deepest = threads.iter().find(|t| t.title.starts_with("loop:")).expect("a sub-thread");
+    assert_eq!(deepest.status, hal_store::ThreadStatus::Done);
+    let refused = home
+        .thread_log(&threads.iter().map(|t| t.id.clone()).max().expect("newest"), None)
+        .expect("log")
+        .into_iter()
+        .find(|s| s.kind == "tool")
+        .expect("the deepest level's call");
+    assert!(refused.text.contains("only 4 deep"), "{}", refused.text);
+}

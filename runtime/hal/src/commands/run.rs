@@ -1,0 +1,280 @@
+//! Running helps from the command line: `hal help run`, `hal help test`, `hal thread replay`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use hal_model::{Client, ClientOptions};
+use hal_runner::model::{LiveModels, Models};
+use hal_runner::replay::{self, ReplayReport, Trace};
+use hal_runner::tools::Toolbox;
+use hal_runner::{Catalog, Event, Journal, Outcome as RunOutcome, RunError, Runner, Status};
+use hal_spec::HelpTest;
+use hal_store::{Home, StepKind, ThreadRef};
+
+use super::Outcome;
+use crate::cli::Args;
+use crate::output;
+
+/// Exit code of a run that ended `PENDING`.
+pub const EXIT_PENDING: u8 = 3;
+/// Exit code of a run that ended `NOCANDO`.
+pub const EXIT_NOCANDO: u8 = 4;
+/// Exit code of a run that ended `ERROR`, a failing help test, or a replay that differs.
+pub const EXIT_FAILED: u8 = 1;
+
+/// The exit code for a run's status.
+fn exit_code(status: Status) -> u8 {
+    match status {
+        Status::Done => 0,
+        Status::Pending => EXIT_PENDING,
+        Status::Nocando => EXIT_NOCANDO,
+        Status::Error => EXIT_FAILED,
+    }
+}
+
+/// Everything a command needs to run helps in the home repo.
+struct Session {
+    runner: Runner,
+    actor: String,
+}
+
+impl Session {
+    fn open(args: &Args) -> Result<Session> {
+        let home = Home::open(&args.directory)?;
+        let actor = home.resolve_actor(None)?;
+        let catalog = Catalog::load(&home)?;
+        if let Some(error) = &catalog.settings_error {
+            return Err(RunError::InvalidSettings(error.clone()).into());
+        }
+        let mut toolbox = Toolbox::new();
+        hal_runner::files::add_files_tools(&mut toolbox).map_err(anyhow::Error::msg)?;
+        let mut runner = Runner::new(Journal::new(home), Arc::new(catalog), toolbox);
+        if !args.json {
+            runner = runner.with_observer(Arc::new(print_event));
+        }
+        Ok(Session { runner, actor })
+    }
+
+    fn live_models(&self) -> Result<Arc<dyn Models>> {
+        let client = Client::new(ClientOptions::default())?;
+        Ok(Arc::new(LiveModels::from_env(client, self.runner.catalog().settings.clone())))
+    }
+
+    fn thread(&self, id: &str) -> Result<ThreadRef> {
+        Ok(self.runner.journal().with(|home| home.resolve_thread(id))?)
+    }
+
+    fn new_thread(&self, title: &str) -> Result<ThreadRef> {
+        Ok(self.runner.journal().with(|home| home.new_thread(&self.actor, None, Some(title)))?)
+    }
+}
+
+/// Progress on stderr: one line per step, indented for sub-helps.
+fn print_event(event: &Event<'_>) {
+    if let Event::Step { kind, summary, depth, thread } = event {
+        let indent = "  ".repeat(*depth as usize + 1);
+        let kind = match kind {
+            StepKind::Message if *depth > 0 => format!("sub-thread {thread}"),
+            other => other.to_string(),
+        };
+        let mut line: String = summary.chars().take(160).collect();
+        if line.len() < summary.len() {
+            line.push('…');
+        }
+        let _ = writeln!(std::io::stderr(), "{indent}{kind}: {line}");
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
+}
+
+/// The first line of `text`, shortened, as a thread title.
+fn title_of(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    if line.chars().count() > 60 {
+        format!("{}…", line.chars().take(59).collect::<String>())
+    } else {
+        line.to_owned()
+    }
+}
+
+/// `hal help run <name> <text> [--thread <id>]`
+pub fn help_run(args: &Args, name: &str, text: &str, thread: Option<&str>) -> Result<Outcome> {
+    let session = Session::open(args)?;
+    let models = session.live_models()?;
+    session.runner.check(models.as_ref(), name)?;
+    let thread = match thread {
+        Some(id) => session.thread(id)?,
+        None => session.new_thread(&format!("{name}: {}", title_of(text)))?,
+    };
+    let outcome = runtime()?.block_on(session.runner.run(models, &thread, &session.actor, name, text))?;
+    print_outcome(args, &outcome)?;
+    Ok(Outcome::Exit(exit_code(outcome.status)))
+}
+
+fn print_outcome(args: &Args, outcome: &RunOutcome) -> Result<()> {
+    if args.json {
+        return output::json(outcome);
+    }
+    println!(
+        "{}  (thread {}, {} model turn{}, {} tokens)",
+        outcome.status,
+        outcome.thread,
+        outcome.turns,
+        if outcome.turns == 1 { "" } else { "s" },
+        outcome.usage.input + outcome.usage.output
+    );
+    println!("{}", outcome.output);
+    Ok(())
+}
+
+/// The result of one test case.
+#[derive(serde::Serialize)]
+struct CaseReport {
+    name: String,
+    passed: bool,
+    status: Option<Status>,
+    thread: Option<String>,
+    problems: Vec<String>,
+}
+
+/// `hal help test <name>`
+pub fn help_test(args: &Args, name: &str) -> Result<Outcome> {
+    let session = Session::open(args)?;
+    let (_, help) = session.runner.catalog().help(name)?;
+    let cases = help.tests.clone();
+    if cases.is_empty() {
+        anyhow::bail!("help `{name}` has no `tests` section");
+    }
+    let models = session.live_models()?;
+    session.runner.check(models.as_ref(), name)?;
+    let runtime = runtime()?;
+    let mut reports = Vec::new();
+    for (n, case) in cases.iter().enumerate() {
+        let case_name = case.name.clone().unwrap_or_else(|| format!("case {}", n + 1));
+        let thread = session.new_thread(&format!("test {name}: {case_name}"))?;
+        let report =
+            match runtime.block_on(session.runner.run(models.clone(), &thread, &session.actor, name, &case.input)) {
+                Ok(outcome) => {
+                    let problems = check_case(case, &outcome);
+                    CaseReport {
+                        name: case_name,
+                        passed: problems.is_empty(),
+                        status: Some(outcome.status),
+                        thread: Some(outcome.thread),
+                        problems,
+                    }
+                }
+                Err(error) => CaseReport {
+                    name: case_name,
+                    passed: false,
+                    status: None,
+                    thread: Some(thread.id),
+                    problems: vec![error.to_string()],
+                },
+            };
+        if !args.json {
+            match report.passed {
+                true => println!("PASS  {}", report.name),
+                false => println!("FAIL  {}: {}", report.name, report.problems.join("; ")),
+            }
+        }
+        reports.push(report);
+    }
+    let failed = reports.iter().filter(|r| !r.passed).count();
+    if args.json {
+        output::json(&reports)?;
+    } else {
+        println!("{} passed, {failed} failed", reports.len() - failed);
+    }
+    Ok(if failed == 0 { Outcome::Done } else { Outcome::Exit(EXIT_FAILED) })
+}
+
+/// What is wrong with `outcome` for `case`.
+fn check_case(case: &HelpTest, outcome: &RunOutcome) -> Vec<String> {
+    let mut problems = Vec::new();
+    let expected = case.status.as_deref().and_then(Status::parse).unwrap_or(Status::Done);
+    if outcome.status != expected {
+        problems.push(format!("expected {expected}, got {}: {}", outcome.status, outcome.output.trim()));
+    }
+    if let Some(check) = &case.output {
+        let output = &outcome.output;
+        if let Some(equals) = &check.equals
+            && output.trim() != equals.trim()
+        {
+            problems.push(format!("output is {output:?}, expected {equals:?}"));
+        }
+        for needle in &check.contains {
+            if !output.contains(needle.as_str()) {
+                problems.push(format!("output does not contain {needle:?}"));
+            }
+        }
+        if let Some(pattern) = &check.matches {
+            match regex::Regex::new(pattern) {
+                Ok(regex) if regex.is_match(output) => {}
+                Ok(_) => problems.push(format!("output does not match /{pattern}/")),
+                Err(error) => problems.push(format!("tests.output.matches is not a valid pattern: {error}")),
+            }
+        }
+    }
+    problems
+}
+
+/// `hal thread replay <id> [--from <ref>]`
+pub fn thread_replay(args: &Args, id: &str, from: Option<&str>) -> Result<Outcome> {
+    let session = Session::open(args)?;
+    let original = session.thread(id)?;
+    let base = match from {
+        Some(spec) => Some(session.runner.journal().with(|home| home.resolve_commit(spec))?),
+        None => None,
+    };
+    let report = runtime()?.block_on(replay::replay(&session.runner, &session.actor, &original, base))?;
+    if args.json {
+        output::json(&report)?;
+    } else {
+        print_report(&report);
+    }
+    Ok(if report.matches() { Outcome::Done } else { Outcome::Exit(EXIT_FAILED) })
+}
+
+fn print_report(report: &ReplayReport) {
+    for note in &report.notes {
+        println!("note: {note}");
+    }
+    match &report.divergence {
+        None => println!(
+            "replay {} matches {}: {} run{}, {} steps compared",
+            report.replay,
+            report.original,
+            report.runs,
+            if report.runs == 1 { "" } else { "s" },
+            report.compared
+        ),
+        Some(divergence) => {
+            let step = |n: Option<u64>| n.map_or("-".to_owned(), |n| n.to_string());
+            println!(
+                "replay {} differs from {} at original step {} (replay step {}):",
+                report.replay,
+                report.original,
+                step(divergence.original_step),
+                step(divergence.replay_step)
+            );
+            println!("  original: {}", describe(divergence.expected.as_ref()));
+            println!("  replay:   {}", describe(divergence.got.as_ref()));
+        }
+    }
+}
+
+fn describe(trace: Option<&Trace>) -> String {
+    match trace {
+        None => "(nothing: the run ended before)".to_owned(),
+        Some(Trace::Tool { name, arguments, result, outcome }) => {
+            format!("{name} {arguments} → {outcome}: {}", result.lines().next().unwrap_or_default())
+        }
+        Some(Trace::Finish { status, output }) => {
+            format!("finished {status}: {}", output.lines().next().unwrap_or_default())
+        }
+    }
+}

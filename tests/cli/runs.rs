@@ -1,0 +1,372 @@
+//! `hal help run`, `hal help test` and `hal thread replay` against the scripted model server: real HTTP on
+//! loopback, both wire formats, replies streamed in small pieces.
+
+use std::path::Path;
+
+use hal_testmodel::{Scripted, ScriptedServer};
+use serde_json::json;
+
+use crate::support::{Run, Sandbox, assert_fsck_clean};
+
+/// The environment variable the tests' `hal.yaml` names as the key's secret.
+const KEY_VAR: &str = "HAL_TEST_MODEL_KEY";
+const KEY: &str = "sk-hal-test-0123456789-secret";
+
+/// Commit `files` to main with plain git.
+fn commit(sandbox: &Sandbox, repo: &Path, files: &[(&str, &str)]) {
+    for (path, content) in files {
+        let path = repo.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        std::fs::write(&path, content).expect("write");
+    }
+    sandbox.git(repo, &["add", "-A"]).ok();
+    sandbox.git(repo, &["commit", "-q", "-m", "configure"]).ok();
+}
+
+/// A home repo whose default model is the scripted server, speaking `provider`.
+fn home_with_model(sandbox: &Sandbox, server: &ScriptedServer, provider: &str) -> std::path::PathBuf {
+    let repo = sandbox.home("home");
+    let settings = format!(
+        "version: 1\nmodels:\n  scripted:\n    provider: {provider}\n    base_url: {}\n    model: scripted-1\n    \
+         key: {KEY_VAR}\ntasks:\n  default: scripted\n",
+        server.base_url()
+    );
+    commit(sandbox, &repo, &[("hal.yaml", &settings)]);
+    repo
+}
+
+fn hal(sandbox: &Sandbox, repo: &Path, args: &[&str]) -> Run {
+    let mut command = sandbox.hal_command(repo, args);
+    command.env(KEY_VAR, KEY);
+    Run::from(command.output().expect("run hal"))
+}
+
+/// The thread id from `hal help run --json`.
+fn thread_of(run: &Run) -> String {
+    run.json()["thread"].as_str().expect("thread id").to_owned()
+}
+
+fn log(sandbox: &Sandbox, repo: &Path, thread: &str) -> Vec<serde_json::Value> {
+    sandbox.hal(repo, &["thread", "log", thread, "--json"]).ok().json().as_array().expect("steps").clone()
+}
+
+fn fact<'a>(step: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    step["facts"].as_array()?.iter().rev().find(|f| f[0] == key).and_then(|f| f[1].as_str())
+}
+
+const WRITER: &str = "description: Writes notes\ncommands:\n  - files\ninstructions:\n  - Write what you are asked.\n";
+
+#[test]
+fn a_tool_loop_in_both_wire_formats_records_every_step() {
+    for provider in ["openai", "anthropic"] {
+        let sandbox = Sandbox::new();
+        let server = ScriptedServer::start(vec![
+            Scripted::tool(
+                "files.write",
+                json!({"path": "notes/plan.md", "content": "# Plan\n\nStep one: ünïcode ✓\n"}),
+            )
+            .with_text("I will write the plan.")
+            .usage(100, 20),
+            Scripted::tools(&[("files.read", json!({"path": "notes/plan.md"})), ("files.list", json!({}))])
+                .usage(150, 10),
+            Scripted::finish("DONE", "Wrote notes/plan.md").usage(200, 5),
+        ]);
+        server.set_piece(1);
+        let repo = home_with_model(&sandbox, &server, provider);
+        commit(&sandbox, &repo, &[("helps/writer.yaml", WRITER)]);
+
+        let run = hal(&sandbox, &repo, &["help", "run", "writer", "Write", "a", "plan", "--json"]);
+        assert_eq!(run.code, 0, "{provider}: {}{}", run.stdout, run.stderr);
+        let outcome = run.json();
+        assert_eq!(outcome["status"], "DONE");
+        assert_eq!(outcome["output"], "Wrote notes/plan.md");
+        assert_eq!(outcome["turns"], 3);
+        assert_eq!(outcome["usage"]["input"], 450);
+        let thread = thread_of(&run);
+
+        let steps = log(&sandbox, &repo, &thread);
+        let kinds: Vec<&str> = steps.iter().map(|s| s["kind"].as_str().expect("kind")).collect();
+        assert_eq!(
+            kinds,
+            ["start", "message", "reply", "tool", "reply", "tool", "tool", "reply", "finish"],
+            "{provider}"
+        );
+        let blob = sandbox.git(&repo, &["rev-parse", "main:helps/writer.yaml"]).ok().stdout.trim().to_owned();
+        let request = &steps[1];
+        assert_eq!(request["text"], "Write a plan");
+        assert_eq!(fact(request, "Hal-Help"), Some("writer"));
+        assert_eq!(fact(request, "Hal-Help-Blob"), Some(blob.as_str()), "the exact help version");
+        let reply = &steps[2];
+        assert_eq!(fact(reply, "Hal-Model"), Some("scripted"));
+        assert_eq!(fact(reply, "Hal-Tokens-In"), Some("100"));
+        assert_eq!(fact(reply, "Hal-Tokens-Out"), Some("20"));
+        assert!(fact(reply, "Hal-Latency-Ms").is_some());
+        let data: serde_json::Value = serde_json::from_str(reply["data"].as_str().expect("data")).expect("json");
+        assert_eq!(data["reply"]["text"], "I will write the plan.");
+        let raw = data["response"].as_str().expect("the raw response is kept");
+        let marker = if provider == "openai" { "data: [DONE]" } else { "event: message_stop" };
+        assert!(raw.contains(marker), "{raw}");
+        let read = &steps[5];
+        assert_eq!(fact(read, "Hal-Tool"), Some("files.read"));
+        assert_eq!(read["text"], "# Plan\n\nStep one: ünïcode ✓\n", "tool results are recorded exactly");
+        let listing = steps[6]["text"].as_str().expect("text");
+        let size = "# Plan\n\nStep one: ünïcode ✓\n".len();
+        assert!(listing.contains(&format!("notes/plan.md ({size} bytes)")), "{listing}");
+        assert_eq!(fact(&steps[8], "Hal-Result"), Some("DONE"));
+        assert_eq!(steps[8]["status"], "done");
+
+        let tip = outcome["commit"].as_str().expect("finish commit");
+        let written = sandbox.git(&repo, &["show", &format!("{tip}:notes/plan.md")]).ok().stdout;
+        assert_eq!(written, "# Plan\n\nStep one: ünïcode ✓\n");
+        let changed = sandbox.git(&repo, &["log", "--format=%s", tip, "--", "notes/plan.md"]).ok().stdout;
+        assert_eq!(changed.lines().count(), 1, "only the tool step wrote the file: {changed}");
+
+        let requests = server.requests();
+        assert_eq!(requests.len(), 3);
+        let last = &requests[2].body.to_string();
+        assert!(last.contains("Step one"), "the model saw the tool results: {last}");
+        assert!(last.contains("Write what you are asked."), "the help's instructions are the system prompt");
+        assert_fsck_clean(&sandbox, &repo);
+    }
+}
+
+#[test]
+fn a_help_calls_a_sub_help_on_a_sub_thread() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::tool("worker", json!({"input": "What is six times seven?"})),
+        Scripted::text("42"),
+        Scripted::finish("DONE", "The worker says 42").usage(10, 3),
+    ]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    commit(
+        &sandbox,
+        &repo,
+        &[
+            ("helps/boss.yaml", "description: Delegates\ncommands: [worker]\n"),
+            ("helps/worker.yaml", "description: Does arithmetic\ninstructions: [Answer with a number.]\n"),
+        ],
+    );
+    let run = hal(&sandbox, &repo, &["help", "run", "boss", "Ask the worker", "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let thread = thread_of(&run);
+    let steps = log(&sandbox, &repo, &thread);
+    let tool = steps.iter().find(|s| s["kind"] == "tool").expect("a tool step");
+    let sub = fact(tool, "Hal-Subthread").expect("sub-thread recorded").to_owned();
+    let result: serde_json::Value = serde_json::from_str(tool["text"].as_str().expect("text")).expect("json result");
+    assert_eq!(result, json!({"status": "DONE", "output": "42", "thread": sub}));
+
+    let sub_steps = log(&sandbox, &repo, &sub);
+    let kinds: Vec<&str> = sub_steps.iter().map(|s| s["kind"].as_str().expect("kind")).collect();
+    assert_eq!(kinds, ["start", "message", "reply", "finish"]);
+    assert_eq!(fact(&sub_steps[1], "Hal-Depth"), Some("1"));
+    // The sub-thread branches off the caller's step that made the call.
+    let base =
+        sandbox.git(&repo, &["rev-parse", &format!("{}^", sub_steps[0]["commit"].as_str().expect("commit"))]).ok();
+    let reply_before_call = &steps[2];
+    assert_eq!(base.stdout.trim(), reply_before_call["commit"].as_str().expect("commit"));
+    let worker_request = &server.requests()[1].body;
+    assert_eq!(worker_request["messages"][1]["content"], "What is six times seven?");
+    assert!(worker_request["messages"][0]["content"].as_str().expect("system").contains("Answer with a number."));
+}
+
+#[test]
+fn pending_pauses_and_the_next_message_resumes_with_the_whole_history() {
+    let sandbox = Sandbox::new();
+    let server =
+        ScriptedServer::start(vec![Scripted::finish("PENDING", "Which city?"), Scripted::text("Paris it is: sunny.")]);
+    let repo = home_with_model(&sandbox, &server, "anthropic");
+    commit(&sandbox, &repo, &[("helps/weather.yaml", "description: Weather\n")]);
+    let run = hal(&sandbox, &repo, &["help", "run", "weather", "What is the weather?"]);
+    assert_eq!(run.code, 3, "PENDING exits 3: {}{}", run.stdout, run.stderr);
+    assert!(run.stdout.starts_with("PENDING"), "{}", run.stdout);
+    assert!(run.stdout.contains("Which city?"));
+    let thread = run.stdout.split("thread ").nth(1).and_then(|s| s.split(',').next()).expect("thread id").to_owned();
+    let listed = sandbox.hal(&repo, &["thread", "list", "--json"]).ok().json();
+    assert_eq!(listed[0]["status"], "pending");
+
+    let resumed = hal(&sandbox, &repo, &["help", "run", "weather", "Paris", "--thread", &thread, "--json"]);
+    assert_eq!(resumed.code, 0, "{}{}", resumed.stdout, resumed.stderr);
+    assert_eq!(resumed.json()["output"], "Paris it is: sunny.");
+    let body = &server.requests()[1].body;
+    let messages = body["messages"].as_array().expect("messages");
+    let text = serde_json::to_string(messages).expect("json");
+    assert!(text.contains("What is the weather?") && text.contains("Which city?") && text.contains("Paris"), "{text}");
+    assert_eq!(messages.last().expect("last")["role"], "user");
+}
+
+#[test]
+fn goalie_says_nocando_when_no_help_fits() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![Scripted::finish("NOCANDO", "No help launches satellites.")]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    commit(
+        &sandbox,
+        &repo,
+        &[("helps/summary.yaml", "description: Summarise a text\nexamples:\n  - request: Summarise these notes\n")],
+    );
+    let run = hal(&sandbox, &repo, &["help", "run", "goalie", "Launch a satellite into orbit."]);
+    assert_eq!(run.code, 4, "NOCANDO exits 4: {}{}", run.stdout, run.stderr);
+    assert!(run.stdout.starts_with("NOCANDO"));
+    let system = server.requests()[0].body["messages"][0]["content"].as_str().expect("system").to_owned();
+    assert!(system.contains("- summary: Summarise a text"), "the goalie sees the catalogue: {system}");
+    assert!(system.contains("example request: Summarise these notes"), "{system}");
+}
+
+#[test]
+fn each_limit_ends_the_run_with_error_and_a_committed_reason() {
+    let cases: [(&str, Vec<Scripted>, &str); 3] = [
+        (
+            "runner:\n  max_steps: 2\ncommands: [files]\n",
+            vec![
+                Scripted::tool("files.list", json!({})),
+                Scripted::tool("files.list", json!({})),
+                Scripted::text("never"),
+            ],
+            "stopped after 2 model turns",
+        ),
+        (
+            "runner:\n  max_tokens: 300\ncommands: [files]\n",
+            vec![Scripted::tool("files.list", json!({})).usage(200, 150), Scripted::text("never")],
+            "stopped after using 350 tokens, over the limit of 300",
+        ),
+        (
+            "runner:\n  max_seconds: 0.5\n",
+            vec![Scripted::text("too late").delayed(std::time::Duration::from_secs(3))],
+            "longer than its limit of 0.5 s",
+        ),
+    ];
+    for (help, script, reason) in cases {
+        let sandbox = Sandbox::new();
+        let server = ScriptedServer::start(script);
+        let repo = home_with_model(&sandbox, &server, "openai");
+        commit(&sandbox, &repo, &[("helps/limited.yaml", help)]);
+        let run = hal(&sandbox, &repo, &["help", "run", "limited", "go", "--json"]);
+        assert_eq!(run.code, 1, "ERROR exits 1: {}{}", run.stdout, run.stderr);
+        let outcome = run.json();
+        assert_eq!(outcome["status"], "ERROR");
+        assert!(outcome["output"].as_str().expect("output").contains(reason), "{outcome}");
+        let steps = log(&sandbox, &repo, &thread_of(&run));
+        let last = steps.last().expect("a step");
+        assert_eq!(last["kind"], "finish");
+        assert_eq!(fact(last, "Hal-Result"), Some("ERROR"));
+        assert!(last["text"].as_str().expect("text").contains(reason));
+    }
+}
+
+#[test]
+fn a_429_is_retried_and_a_401_names_the_model_but_never_the_key() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::status(429, "rate limited").retry_after("1"),
+        Scripted::text("after the wait"),
+        Scripted::status(401, &format!("Incorrect API key provided: {KEY}")),
+    ]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    let run = hal(&sandbox, &repo, &["help", "run", "hal", "hello", "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["output"], "after the wait");
+    assert_eq!(server.requests().len(), 2);
+    assert_eq!(server.requests()[0].header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+
+    let refused = hal(&sandbox, &repo, &["help", "run", "hal", "hello again"]);
+    assert_eq!(refused.code, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stdout.contains("model `scripted`"), "{}", refused.stdout);
+    assert!(refused.stdout.contains(&server.base_url()), "{}", refused.stdout);
+    assert!(refused.stdout.contains(KEY_VAR), "names the secret: {}", refused.stdout);
+    assert!(!refused.stdout.contains("0123456789") && !refused.stderr.contains("0123456789"));
+    let objects = sandbox.git(&repo, &["cat-file", "--batch-all-objects", "--batch"]).ok().stdout;
+    assert!(!objects.contains("0123456789"), "the key is in no object of the repo");
+}
+
+#[test]
+fn a_missing_model_or_key_says_exactly_what_to_configure() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let run = sandbox.hal(&repo, &["help", "run", "hal", "hello"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("no model is configured") && run.stderr.contains("provider: anthropic"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sandbox.hal(&repo, &["thread", "list", "--json"]).ok().json(), json!([]), "nothing was written");
+
+    let server = ScriptedServer::start(vec![]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    let run = sandbox.hal(&repo, &["help", "run", "hal", "hello"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains(&format!("export {KEY_VAR}=")), "{}", run.stderr);
+}
+
+#[test]
+fn replay_matches_then_diverges_when_the_tree_changed() {
+    let sandbox = Sandbox::new();
+    let script = || {
+        vec![
+            Scripted::tool("files.read", json!({"path": "facts.txt"})),
+            Scripted::tool("worker", json!({"input": "check it"})),
+            Scripted::text("checked"),
+            Scripted::finish("DONE", "facts are fine"),
+        ]
+    };
+    let server = ScriptedServer::start(script());
+    let repo = home_with_model(&sandbox, &server, "openai");
+    commit(
+        &sandbox,
+        &repo,
+        &[
+            ("facts.txt", "the sky is blue\n"),
+            ("helps/checker.yaml", "description: Checks facts\ncommands: [files, worker]\n"),
+            ("helps/worker.yaml", "description: Checks one thing\n"),
+        ],
+    );
+    let run = hal(&sandbox, &repo, &["help", "run", "checker", "check facts.txt", "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let original = thread_of(&run);
+    let requests_before = server.requests().len();
+
+    let same = sandbox.hal(&repo, &["thread", "replay", &original, "--json"]);
+    assert_eq!(same.code, 0, "{}{}", same.stdout, same.stderr);
+    let report = same.json();
+    assert_eq!(report["divergence"], serde_json::Value::Null, "{report}");
+    assert_eq!(report["compared"], 3, "two tool calls and the finish: {report}");
+    assert_eq!(server.requests().len(), requests_before, "a replay never calls the model");
+    let replayed = log(&sandbox, &repo, report["replay"].as_str().expect("replay thread"));
+    assert!(replayed.iter().any(|s| fact(s, "Hal-Model") == Some("recording")));
+
+    commit(&sandbox, &repo, &[("facts.txt", "the sky is green\n")]);
+    let differs = sandbox.hal(&repo, &["thread", "replay", &original, "--from", "main"]);
+    assert_eq!(differs.code, 1, "{}{}", differs.stdout, differs.stderr);
+    assert!(differs.stdout.contains("differs from"), "{}", differs.stdout);
+    assert!(
+        differs.stdout.contains("original: files.read") && differs.stdout.contains("the sky is blue"),
+        "{}",
+        differs.stdout
+    );
+    assert!(
+        differs.stdout.contains("replay:   files.read") && differs.stdout.contains("the sky is green"),
+        "{}",
+        differs.stdout
+    );
+}
+
+#[test]
+fn help_test_reports_each_case() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::text("Bonjour"),
+        Scripted::text("Hallo"),
+        Scripted::finish("NOCANDO", "no"),
+    ]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    let help = "description: Translates to French\ntests:\n  - name: greeting\n    input: Hello\n    output:\n      equals: Bonjour\n  \
+                - name: second\n    input: Good day\n    output:\n      contains: [Bonjour]\n  - name: refuses\n    input: Fly\n    status: NOCANDO\n";
+    commit(&sandbox, &repo, &[("helps/french.yaml", help)]);
+    let run = hal(&sandbox, &repo, &["help", "test", "french"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("PASS  greeting"), "{}", run.stdout);
+    assert!(run.stdout.contains("FAIL  second: output does not contain \"Bonjour\""), "{}", run.stdout);
+    assert!(run.stdout.contains("PASS  refuses"), "{}", run.stdout);
+    assert!(run.stdout.contains("2 passed, 1 failed"), "{}", run.stdout);
+}
