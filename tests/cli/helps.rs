@@ -23,9 +23,9 @@ fn the_catalogue_has_built_ins_and_the_helps_committed_on_main() {
     let list = sandbox.hal(&repo, &["help", "list", "--json"]).ok().json();
     let find = |name: &str| list.as_array().expect("array").iter().find(|e| e["name"] == name).cloned().expect(name);
     assert_eq!(find("summary")["source"], "main:helps/summary.yaml");
-    assert_eq!(find("summary")["help"]["instructions"][0], "Be brief.");
+    assert_eq!(find("summary")["spec"]["instructions"][0], "Be brief.");
     assert_eq!(find("hal")["overrides_builtin"], true);
-    assert_eq!(find("hal")["help"]["description"], "Our own HAL");
+    assert_eq!(find("hal")["spec"]["description"], "Our own HAL");
     assert_eq!(find("goalie")["source"], "built-in");
     let error = find("broken")["error"].as_str().expect("error").to_owned();
     assert!(error.starts_with("main:helps/broken.yaml:2:3: runner.tempreature: unknown field"), "{error}");

@@ -173,8 +173,12 @@ fn a_help_calls_a_sub_help_on_a_sub_thread() {
 #[test]
 fn pending_pauses_and_the_next_message_resumes_with_the_whole_history() {
     let sandbox = Sandbox::new();
-    let server =
-        ScriptedServer::start(vec![Scripted::finish("PENDING", "Which city?"), Scripted::text("Paris it is: sunny.")]);
+    let server = ScriptedServer::start(vec![
+        Scripted::finish("PENDING", "Which city?"),
+        Scripted::text("Paris it is: sunny."),
+        Scripted::finish("PENDING", "Celsius or Fahrenheit?"),
+        Scripted::text("21 °C"),
+    ]);
     let repo = home_with_model(&sandbox, &server, "anthropic");
     commit(&sandbox, &repo, &[("helps/weather.yaml", "description: Weather\n")]);
     let run = hal(&sandbox, &repo, &["help", "run", "weather", "What is the weather?"]);
@@ -193,6 +197,44 @@ fn pending_pauses_and_the_next_message_resumes_with_the_whole_history() {
     let text = serde_json::to_string(messages).expect("json");
     assert!(text.contains("What is the weather?") && text.contains("Which city?") && text.contains("Paris"), "{text}");
     assert_eq!(messages.last().expect("last")["role"], "user");
+
+    // A plain `hal thread say` on a waiting thread is the answer too: the run resumes.
+    let asked = hal(&sandbox, &repo, &["help", "run", "weather", "And tomorrow?", "--thread", &thread]);
+    assert_eq!(asked.code, 3, "{}{}", asked.stdout, asked.stderr);
+    let answered = hal(&sandbox, &repo, &["thread", "say", &thread, "Celsius"]);
+    assert_eq!(answered.code, 0, "{}{}", answered.stdout, answered.stderr);
+    assert!(answered.stdout.starts_with("DONE") && answered.stdout.contains("21 °C"), "{}", answered.stdout);
+    let steps = log(&sandbox, &repo, &thread);
+    let answer = steps.iter().rev().find(|s| s["text"] == "Celsius").expect("the answer is a step");
+    assert_eq!(fact(answer, "Hal-Help"), Some("weather"));
+    // On a thread that waits for nothing, `say` only records the message.
+    let plain = hal(&sandbox, &repo, &["thread", "say", &thread, "thanks", "--json"]);
+    assert_eq!(plain.code, 0);
+    assert_eq!(server.requests().len(), 4, "no model call for an ordinary message");
+}
+
+#[test]
+fn an_empty_help_is_a_plain_call_and_the_agent_persona_opens_the_prompt() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![Scripted::text("plain answer"), Scripted::text("as Zed")]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    commit(&sandbox, &repo, &[("helps/empty.yaml", "{}\n")]);
+    let run = hal(&sandbox, &repo, &["help", "run", "empty", "hi", "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["output"], "plain answer");
+    let body = &server.requests()[0].body;
+    assert_eq!(body["model"], "scripted-1");
+    assert_eq!(body["tools"][0]["function"]["name"], "finish", "only finish is offered");
+    assert!(body["messages"][0]["content"].as_str().expect("system").starts_with("You are HAL"));
+
+    commit(&sandbox, &repo, &[("agents/zed.yaml", "description: Zed\npersona: ['You are Zed, terse.']\n")]);
+    let run = hal(&sandbox, &repo, &["help", "run", "empty", "hi", "--agent", "zed"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let system = server.requests()[1].body["messages"][0]["content"].as_str().expect("system").to_owned();
+    assert!(system.starts_with("You are Zed, terse."), "{system}");
+    let missing = hal(&sandbox, &repo, &["help", "run", "empty", "hi", "--agent", "nobody"]);
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("no agent named `nobody`"), "{}", missing.stderr);
 }
 
 #[test]

@@ -51,7 +51,10 @@ fn replies(run: u64) -> Vec<Reply> {
             tool_calls: vec![ToolCall { id: format!("call_{run}"), name: "files.write".into(), arguments }],
             ..Reply::default()
         },
-        Reply { text: format!("Noted as notes/{}.md. {}", run % 100, "dolor sit amet ".repeat(12)), ..Reply::default() },
+        Reply {
+            text: format!("Noted as notes/{}.md. {}", run % 100, "dolor sit amet ".repeat(12)),
+            ..Reply::default()
+        },
     ]
 }
 
@@ -77,10 +80,8 @@ impl Bench {
         let (cpu, wall) = (thread_cpu(), Instant::now());
         for run in self.next_run..self.next_run + runs {
             let input = format!("Please note item {run} for me.");
-            let outcome = self
-                .runtime
-                .block_on(runner.run(models.clone(), &self.thread, "bench", "noter", &input))
-                .expect("run");
+            let outcome =
+                self.runtime.block_on(runner.run(models.clone(), &self.thread, "bench", "noter", &input)).expect("run");
             assert_eq!(outcome.status, hal_runner::Status::Done);
         }
         self.next_run += runs;
@@ -113,7 +114,9 @@ fn main() {
         .map(|&steps| if steps > 10 { ((steps as f64 * scale) as u64).max(100) } else { steps })
         .collect();
 
-    println!("| thread length (steps) | warm runner: CPU ms/step | wall ms/step | cold run (new runner): wall ms/run |");
+    println!(
+        "| thread length (steps) | warm runner: CPU ms/step | wall ms/step | cold run (new runner): wall ms/run |"
+    );
     println!("|---:|---:|---:|---:|");
     let mut steps = 1; // the start step
     for checkpoint in checkpoints {
@@ -140,5 +143,7 @@ fn main() {
         );
         steps += (MEASURED_RUNS + cold_runs) * STEPS_PER_RUN;
     }
-    println!("\nThread length is counted before each measured batch of {MEASURED_RUNS} runs ({STEPS_PER_RUN} steps each).");
+    println!(
+        "\nThread length is counted before each measured batch of {MEASURED_RUNS} runs ({STEPS_PER_RUN} steps each)."
+    );
 }

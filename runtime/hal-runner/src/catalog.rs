@@ -1,7 +1,7 @@
 //! What a home repo offers: its helps (built-ins, replaced by files on `main`) and its settings (`hal.yaml`).
 
 use gix::ObjectId;
-use hal_spec::{Help, Settings};
+use hal_spec::{Agent, Help, Settings, SpecError};
 use hal_store::{CONFIG_FILE, Home};
 use serde::Serialize;
 
@@ -9,6 +9,10 @@ use crate::error::RunError;
 
 /// Directory on `main` that holds a home repo's helps.
 pub const HELPS_DIR: &str = "helps";
+/// Directory on `main` that holds a home repo's agents.
+pub const AGENTS_DIR: &str = "agents";
+/// The agent a run uses when none is named: HAL, the base agent.
+pub const DEFAULT_AGENT: &str = "hal";
 
 /// Where a help came from; shown (and serialized) as `built-in` or `main:<path>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +35,9 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// One help of the catalogue, valid or not.
+/// One file of the catalogue (a help or an agent), valid or not.
 #[derive(Debug, Clone, Serialize)]
-pub struct HelpEntry {
+pub struct Entry<T> {
     /// Its name.
     pub name: String,
     /// Where it came from.
@@ -44,9 +48,9 @@ pub struct HelpEntry {
     /// The git blob id of its text: the exact version.
     #[serde(serialize_with = "as_hex")]
     pub blob: ObjectId,
-    /// The parsed help, when valid.
+    /// The parsed file, when valid.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub help: Option<Help>,
+    pub spec: Option<T>,
     /// Why it is invalid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -54,6 +58,11 @@ pub struct HelpEntry {
     #[serde(skip)]
     pub text: String,
 }
+
+/// A help of the catalogue.
+pub type HelpEntry = Entry<Help>;
+/// An agent of the catalogue.
+pub type AgentEntry = Entry<Agent>;
 
 fn as_text<S: serde::Serializer>(source: &Source, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(source)
@@ -63,19 +72,55 @@ fn as_hex<S: serde::Serializer>(id: &ObjectId, serializer: S) -> Result<S::Ok, S
     serializer.collect_str(id)
 }
 
-impl HelpEntry {
-    fn new(name: String, source: Source, text: String) -> HelpEntry {
+impl<T> Entry<T> {
+    fn new(
+        dir: &str,
+        name: String,
+        source: Source,
+        text: String,
+        parse: impl Fn(&str, &str) -> Result<T, SpecError>,
+    ) -> Entry<T> {
         let file = match &source {
-            Source::Builtin => format!("built-in {HELPS_DIR}/{name}.yaml"),
+            Source::Builtin => format!("built-in {dir}/{name}.yaml"),
             Source::Main { path } => format!("main:{path}"),
         };
-        let (help, error) = match Help::parse(&file, &text) {
-            Ok(help) => (Some(help), None),
+        let (spec, error) = match parse(&file, &text) {
+            Ok(spec) => (Some(spec), None),
             Err(error) => (None, Some(error.to_string())),
         };
         let blob = blob_id(text.as_bytes());
-        HelpEntry { name, source, overrides_builtin: false, blob, help, error, text }
+        Entry { name, source, overrides_builtin: false, blob, spec, error, text }
     }
+}
+
+/// Built-in entries, replaced or joined by the files of `dir` on `main`, sorted by name.
+fn merged<T>(
+    home: Option<(&Home, ObjectId)>,
+    dir: &str,
+    builtins: &[(&str, &str)],
+    parse: impl Fn(&str, &str) -> Result<T, SpecError> + Copy,
+) -> Result<Vec<Entry<T>>, RunError> {
+    let mut entries: Vec<Entry<T>> = builtins
+        .iter()
+        .map(|(name, text)| Entry::new(dir, (*name).to_owned(), Source::Builtin, (*text).to_owned(), parse))
+        .collect();
+    if let Some((home, main)) = home {
+        for (file, bytes) in home.files_in(main, dir)? {
+            let Some(name) = file.strip_suffix(".yaml") else { continue };
+            let source = Source::Main { path: format!("{dir}/{file}") };
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let mut entry = Entry::new(dir, name.to_owned(), source, text, parse);
+            match entries.iter_mut().find(|e| e.name == name) {
+                Some(existing) => {
+                    entry.overrides_builtin = true;
+                    *existing = entry;
+                }
+                None => entries.push(entry),
+            }
+        }
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
 }
 
 /// The git blob id of `bytes`.
@@ -84,11 +129,13 @@ fn blob_id(bytes: &[u8]) -> ObjectId {
         .unwrap_or_else(|_| gix::hash::Kind::Sha1.null())
 }
 
-/// The helps and settings in force at one commit of `main`.
+/// The helps, agents and settings in force at one commit of `main`.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     /// Every help, sorted by name.
     pub helps: Vec<HelpEntry>,
+    /// Every agent, sorted by name.
+    pub agents: Vec<AgentEntry>,
     /// `hal.yaml`, or the defaults when it is absent.
     pub settings: Settings,
     /// Why `hal.yaml` is invalid, if it is (the defaults are used meanwhile).
@@ -98,38 +145,45 @@ pub struct Catalog {
 impl Catalog {
     /// Only what is compiled into HAL (outside a home repo).
     pub fn builtin() -> Catalog {
-        let mut helps: Vec<HelpEntry> = hal_spec::builtin::HELPS
-            .iter()
-            .map(|(name, text)| HelpEntry::new((*name).to_owned(), Source::Builtin, (*text).to_owned()))
-            .collect();
-        helps.sort_by(|a, b| a.name.cmp(&b.name));
-        Catalog { helps, settings: Settings::default(), settings_error: None }
+        Catalog::at(None).unwrap_or_default()
     }
 
-    /// The built-ins replaced by the helps committed on `main`, and `main`'s `hal.yaml`.
+    /// The built-ins replaced by the helps and agents committed on `main`, and `main`'s `hal.yaml`.
     pub fn load(home: &Home) -> Result<Catalog, RunError> {
-        let mut catalog = Catalog::builtin();
-        let Some(main) = home.main_tip()? else { return Ok(catalog) };
-        for (file, bytes) in home.files_in(main, HELPS_DIR)? {
-            let Some(name) = file.strip_suffix(".yaml") else { continue };
-            let source = Source::Main { path: format!("{HELPS_DIR}/{file}") };
-            let mut entry = HelpEntry::new(name.to_owned(), source, String::from_utf8_lossy(&bytes).into_owned());
-            match catalog.helps.iter_mut().find(|e| e.name == name) {
-                Some(existing) => {
-                    entry.overrides_builtin = true;
-                    *existing = entry;
-                }
-                None => catalog.helps.push(entry),
-            }
-        }
-        catalog.helps.sort_by(|a, b| a.name.cmp(&b.name));
-        if let Some(bytes) = home.file_at(main, CONFIG_FILE)? {
+        let main = home.main_tip()?;
+        let mut catalog = Catalog::at(main.map(|main| (home, main)))?;
+        if let Some(main) = main
+            && let Some(bytes) = home.file_at(main, CONFIG_FILE)?
+        {
             match Settings::parse(CONFIG_FILE, &String::from_utf8_lossy(&bytes)) {
                 Ok(settings) => catalog.settings = settings,
                 Err(error) => catalog.settings_error = Some(error.to_string()),
             }
         }
         Ok(catalog)
+    }
+
+    fn at(home: Option<(&Home, ObjectId)>) -> Result<Catalog, RunError> {
+        Ok(Catalog {
+            helps: merged(home, HELPS_DIR, hal_spec::builtin::HELPS, Help::parse)?,
+            agents: merged(home, AGENTS_DIR, hal_spec::builtin::AGENTS, Agent::parse)?,
+            settings: Settings::default(),
+            settings_error: None,
+        })
+    }
+
+    /// The valid agent named `name`, or an error saying why it cannot work.
+    pub fn agent(&self, name: &str) -> Result<(&AgentEntry, &Agent), RunError> {
+        let entry = self.agents.iter().find(|e| e.name == name).ok_or_else(|| RunError::UnknownAgent {
+            name: name.to_owned(),
+            known: self.agents.iter().map(|e| e.name.clone()).collect(),
+        })?;
+        match (&entry.spec, &entry.error) {
+            (Some(agent), _) => Ok((entry, agent)),
+            (None, error) => {
+                Err(RunError::InvalidAgent { name: name.to_owned(), error: error.clone().unwrap_or_default() })
+            }
+        }
     }
 
     /// The help named `name`, if it exists (valid or not).
@@ -143,7 +197,7 @@ impl Catalog {
             name: name.to_owned(),
             known: self.helps.iter().map(|e| e.name.clone()).collect(),
         })?;
-        match (&entry.help, &entry.error) {
+        match (&entry.spec, &entry.error) {
             (Some(help), _) => Ok((entry, help)),
             (None, error) => {
                 Err(RunError::InvalidHelp { name: name.to_owned(), error: error.clone().unwrap_or_default() })
@@ -155,7 +209,7 @@ impl Catalog {
     pub fn describe_helps(&self) -> String {
         let mut text = String::new();
         for entry in &self.helps {
-            let Some(help) = &entry.help else { continue };
+            let Some(help) = &entry.spec else { continue };
             text.push_str(&format!("- {}: {}\n", entry.name, help.description.trim()));
             for example in &help.examples {
                 text.push_str(&format!("    example request: {}\n", example.request.trim()));

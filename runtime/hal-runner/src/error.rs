@@ -20,6 +20,22 @@ pub enum RunError {
         /// The located problems.
         error: String,
     },
+    /// No agent of that name.
+    #[error("no agent named `{name}` (known: {})", known.join(", "))]
+    UnknownAgent {
+        /// The name asked for.
+        name: String,
+        /// The agents there are.
+        known: Vec<String>,
+    },
+    /// The agent's file does not validate.
+    #[error("agent `{name}` is invalid:\n{error}")]
+    InvalidAgent {
+        /// The agent.
+        name: String,
+        /// The located problems.
+        error: String,
+    },
     /// The help names a command that is neither a tool nor a help.
     #[error("help `{help}` lists the command `{command}`, which is neither a tool nor a help (tools: {})", tools.join(", "))]
     UnknownCommand {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use hal_model::{Client, Endpoint, Provider, Reply, Request};
-use hal_spec::{Help, Settings};
+use hal_spec::Settings;
 
 use crate::error::RunError;
 use crate::tools::BoxFuture;
@@ -47,8 +47,8 @@ pub trait Model: Send + Sync {
 
 /// Chooses the model of each run.
 pub trait Models: Send + Sync {
-    /// The model a run of `help` uses.
-    fn for_help(&self, help: &Help) -> Result<Arc<dyn Model>, RunError>;
+    /// The model a run uses: the one named `model`, else the one `hal.yaml` routes the task class `task` to.
+    fn choose(&self, model: Option<&str>, task: Option<&str>) -> Result<Arc<dyn Model>, RunError>;
 
     /// The models for the next sub-run started by a run using these.
     fn subrun(&self) -> Arc<dyn Models>;
@@ -124,11 +124,8 @@ impl LiveModels {
 }
 
 impl Models for LiveModels {
-    fn for_help(&self, help: &Help) -> Result<Arc<dyn Model>, RunError> {
-        let name = self
-            .settings
-            .route(help.runner.model.as_deref(), help.runner.task.as_deref())
-            .ok_or_else(|| RunError::NoModel(NO_MODEL_HELP.to_owned()))?;
+    fn choose(&self, model: Option<&str>, task: Option<&str>) -> Result<Arc<dyn Model>, RunError> {
+        let name = self.settings.route(model, task).ok_or_else(|| RunError::NoModel(NO_MODEL_HELP.to_owned()))?;
         let (endpoint, context_tokens) = self.endpoint(&name)?;
         Ok(Arc::new(LiveModel { client: self.client.clone(), endpoint, context_tokens }))
     }
@@ -216,7 +213,7 @@ impl Recording {
 }
 
 impl Models for Arc<Recording> {
-    fn for_help(&self, _help: &Help) -> Result<Arc<dyn Model>, RunError> {
+    fn choose(&self, _model: Option<&str>, _task: Option<&str>) -> Result<Arc<dyn Model>, RunError> {
         Ok(Arc::new(RecordedModel(self.clone())))
     }
 

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 pub mod fact {
     /// The help being run.
     pub const HELP: &str = "Hal-Help";
+    /// The agent the run works as.
+    pub const AGENT: &str = "Hal-Agent";
     /// The git blob id of the help file used: the exact version.
     pub const HELP_BLOB: &str = "Hal-Help-Blob";
     /// The model's name in `hal.yaml` (or `recording` for a replay).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use gix::ObjectId;
 use hal_model::{Message, Reply, Request, ToolCall, ToolSpec, Usage};
-use hal_spec::Help;
+use hal_spec::{Agent, Help};
 use hal_store::{NewStep, StepKind, ThreadRef, ThreadStatus, identity::HAL_ACTOR};
 use serde_json::{Value, json};
 
@@ -118,6 +118,8 @@ pub struct Runner {
     catalog: Arc<Catalog>,
     toolbox: Toolbox,
     observer: Option<Observer>,
+    /// The agent runs work as.
+    agent: String,
     /// Conversations of recent runs by branch, with the tip they are current at: the next run on the same
     /// thread continues from memory instead of reading its steps again.
     conversations: Arc<std::sync::Mutex<Vec<(String, ObjectId, Conversation)>>>,
@@ -127,6 +129,7 @@ pub struct Runner {
 struct Prepared {
     entry: HelpEntry,
     help: Help,
+    agent: Agent,
     model: Arc<dyn Model>,
     tools: Vec<Arc<dyn Tool>>,
     helps: Vec<String>,
@@ -149,7 +152,21 @@ struct RunState<'a> {
 impl Runner {
     /// A runner over `journal` with the helps and settings of `catalog` and the tools of `toolbox`.
     pub fn new(journal: Journal, catalog: Arc<Catalog>, toolbox: Toolbox) -> Runner {
-        Runner { journal, catalog, toolbox, observer: None, conversations: Arc::default() }
+        Runner {
+            journal,
+            catalog,
+            toolbox,
+            observer: None,
+            agent: crate::catalog::DEFAULT_AGENT.to_owned(),
+            conversations: Arc::default(),
+        }
+    }
+
+    /// Work as the agent `name` (default: `hal`): its persona opens the system prompt, and its model or task
+    /// class is used by helps that name none.
+    pub fn with_agent(mut self, name: &str) -> Runner {
+        name.clone_into(&mut self.agent);
+        self
     }
 
     /// Report events to `observer`.
@@ -208,9 +225,14 @@ impl Runner {
                 });
             }
         }
-        let model = models.for_help(help)?;
+        let (_, agent) = self.catalog.agent(&self.agent)?;
+        let model = if help.runner.model.is_some() || help.runner.task.is_some() {
+            models.choose(help.runner.model.as_deref(), help.runner.task.as_deref())?
+        } else {
+            models.choose(agent.model.as_deref(), agent.task.as_deref())?
+        };
         let limits = Limits::for_help(help, &self.catalog.settings.limits);
-        Ok(Prepared { entry: entry.clone(), help: help.clone(), model, tools, helps, limits })
+        Ok(Prepared { entry: entry.clone(), help: help.clone(), agent: agent.clone(), model, tools, helps, limits })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -227,7 +249,8 @@ impl Runner {
         Box::pin(async move {
             let mut request = NewStep::new(StepKind::Message, input, ThreadStatus::Running)
                 .fact(fact::HELP, &prepared.entry.name)
-                .fact(fact::HELP_BLOB, prepared.entry.blob);
+                .fact(fact::HELP_BLOB, prepared.entry.blob)
+                .fact(fact::AGENT, &self.agent);
             if depth > 0 {
                 request = request.fact(fact::DEPTH, depth);
             }
@@ -281,7 +304,7 @@ impl Runner {
 
     async fn run_loop(&self, state: &mut RunState<'_>, conversation: &mut Conversation) -> Result<Outcome, RunError> {
         let prepared = state.prepared;
-        let system = self.system_prompt(&prepared.help);
+        let system = self.system_prompt(&prepared.agent, &prepared.help);
         let tools = self.tool_specs(prepared);
         loop {
             if let Some(reason) = self.limit_reached(state) {
@@ -391,9 +414,15 @@ impl Runner {
         }
     }
 
-    /// The system prompt: the help's instructions (with the catalogue where it asks for it) and how to finish.
-    fn system_prompt(&self, help: &Help) -> String {
-        let mut prompt = help.system_prompt();
+    /// The system prompt: the agent's persona, the help's instructions (with the catalogue where it asks for
+    /// it) and how to finish.
+    fn system_prompt(&self, agent: &Agent, help: &Help) -> String {
+        let mut prompt = agent.persona.join("\n");
+        let instructions = help.system_prompt();
+        if !prompt.is_empty() && !instructions.is_empty() {
+            prompt.push_str("\n\n");
+        }
+        prompt.push_str(&instructions);
         if prompt.contains(HELPS_PLACEHOLDER) {
             prompt = prompt.replace(HELPS_PLACEHOLDER, self.catalog.describe_helps().trim_end());
         }
@@ -415,7 +444,7 @@ impl Runner {
             let description = self
                 .catalog
                 .entry(name)
-                .and_then(|e| e.help.as_ref())
+                .and_then(|e| e.spec.as_ref())
                 .map(|h| h.description.trim().to_owned())
                 .unwrap_or_default();
             specs.push(ToolSpec {
@@ -605,6 +634,7 @@ impl Runner {
     ) -> Result<Outcome, RunError> {
         let mut step = NewStep::new(StepKind::Finish, output, status.thread_status())
             .fact(fact::HELP, &state.prepared.entry.name)
+            .fact(fact::AGENT, &self.agent)
             .fact(fact::HELP_BLOB, state.prepared.entry.blob)
             .fact(fact::RESULT, status)
             .fact(fact::TURNS, state.turns)

@@ -83,7 +83,9 @@ pub enum ThreadCommand {
         #[arg(short = 'n', value_name = "COUNT")]
         count: Option<usize>,
     },
-    /// Add a user message to a thread (`-` reads the message from stdin).
+    /// Add a user message to a thread (`-` reads the message from stdin). On a thread whose last run ended
+    /// PENDING, the message is the answer: the run resumes and its status and output are printed, with the
+    /// exit codes of `hal help run`.
     Say {
         /// Thread id, unique prefix or branch.
         id: String,
@@ -154,10 +156,16 @@ pub enum HelpCommand {
         /// Run on this thread (its history is the context; a PENDING thread resumes).
         #[arg(long, value_name = "ID")]
         thread: Option<String>,
+        /// Work as this agent (default: hal): its persona opens the system prompt.
+        #[arg(long, value_name = "NAME", default_value = "hal")]
+        agent: String,
     },
     /// Run a help's `tests` section and report each case. Exit code 1 when any fails.
     Test {
         /// The help's name.
         name: String,
+        /// Work as this agent (default: hal).
+        #[arg(long, value_name = "NAME", default_value = "hal")]
+        agent: String,
     },
 }

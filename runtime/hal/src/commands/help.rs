@@ -18,12 +18,12 @@ pub fn run(args: &Args, command: &HelpCommand) -> Result<Outcome> {
         HelpCommand::List => list(args),
         HelpCommand::Show { name } => show(args, name),
         HelpCommand::Validate { files } => validate(args, files),
-        HelpCommand::Run { name, text, thread } => {
+        HelpCommand::Run { name, text, thread, agent } => {
             let text =
                 if text.len() == 1 && text[0] == "-" { super::thread::read_stdin_text()? } else { text.join(" ") };
-            super::run::help_run(args, name, &text, thread.as_deref())
+            super::run::help_run(args, agent, name, &text, thread.as_deref())
         }
-        HelpCommand::Test { name } => super::run::help_test(args, name),
+        HelpCommand::Test { name, agent } => super::run::help_test(args, agent, name),
     }
 }
 
@@ -43,7 +43,7 @@ fn list(args: &Args) -> Result<Outcome> {
     }
     let width = entries.iter().map(|e| e.name.len()).max().unwrap_or(4).max(4);
     for entry in &entries {
-        let about = match (&entry.help, &entry.error) {
+        let about = match (&entry.spec, &entry.error) {
             (Some(help), _) => help.description.clone(),
             (None, Some(error)) => format!("INVALID: {}", error.lines().next().unwrap_or_default()),
             (None, None) => String::new(),

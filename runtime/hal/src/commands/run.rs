@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use hal_model::{Client, ClientOptions};
+use hal_runner::catalog::DEFAULT_AGENT;
 use hal_runner::model::{LiveModels, Models};
+use hal_runner::record::fact;
 use hal_runner::replay::{self, ReplayReport, Trace};
 use hal_runner::tools::Toolbox;
 use hal_runner::{Catalog, Event, Journal, Outcome as RunOutcome, RunError, Runner, Status};
 use hal_spec::HelpTest;
-use hal_store::{Home, StepKind, ThreadRef};
+use hal_store::{Home, StepKind, ThreadRef, ThreadStatus};
 
 use super::Outcome;
 use crate::cli::Args;
@@ -40,7 +42,7 @@ struct Session {
 }
 
 impl Session {
-    fn open(args: &Args) -> Result<Session> {
+    fn open(args: &Args, agent: &str) -> Result<Session> {
         let home = Home::open(&args.directory)?;
         let actor = home.resolve_actor(None)?;
         let catalog = Catalog::load(&home)?;
@@ -49,7 +51,8 @@ impl Session {
         }
         let mut toolbox = Toolbox::new();
         hal_runner::files::add_files_tools(&mut toolbox).map_err(anyhow::Error::msg)?;
-        let mut runner = Runner::new(Journal::new(home), Arc::new(catalog), toolbox);
+        catalog.agent(agent)?;
+        let mut runner = Runner::new(Journal::new(home), Arc::new(catalog), toolbox).with_agent(agent);
         if !args.json {
             runner = runner.with_observer(Arc::new(print_event));
         }
@@ -101,8 +104,8 @@ fn title_of(text: &str) -> String {
 }
 
 /// `hal help run <name> <text> [--thread <id>]`
-pub fn help_run(args: &Args, name: &str, text: &str, thread: Option<&str>) -> Result<Outcome> {
-    let session = Session::open(args)?;
+pub fn help_run(args: &Args, agent: &str, name: &str, text: &str, thread: Option<&str>) -> Result<Outcome> {
+    let session = Session::open(args, agent)?;
     let models = session.live_models()?;
     session.runner.check(models.as_ref(), name)?;
     let thread = match thread {
@@ -140,9 +143,23 @@ struct CaseReport {
     problems: Vec<String>,
 }
 
+/// `hal thread say` on a thread whose last run ended PENDING: the message resumes that run. `None` when the
+/// thread is not waiting, and the message is an ordinary one.
+pub fn resume_if_pending(args: &Args, home: &Home, id: &str, text: &str) -> Result<Option<Outcome>> {
+    let thread = home.resolve_thread(id)?;
+    let Some(tip) = home.steps_back(&thread).next().transpose()? else { return Ok(None) };
+    if tip.status != Some(ThreadStatus::Pending) {
+        return Ok(None);
+    }
+    let (Some(help), agent) = (tip.fact(fact::HELP), tip.fact(fact::AGENT).unwrap_or(DEFAULT_AGENT)) else {
+        return Ok(None);
+    };
+    help_run(args, agent, help, text, Some(&thread.branch)).map(Some)
+}
+
 /// `hal help test <name>`
-pub fn help_test(args: &Args, name: &str) -> Result<Outcome> {
-    let session = Session::open(args)?;
+pub fn help_test(args: &Args, agent: &str, name: &str) -> Result<Outcome> {
+    let session = Session::open(args, agent)?;
     let (_, help) = session.runner.catalog().help(name)?;
     let cases = help.tests.clone();
     if cases.is_empty() {
@@ -224,7 +241,7 @@ fn check_case(case: &HelpTest, outcome: &RunOutcome) -> Vec<String> {
 
 /// `hal thread replay <id> [--from <ref>]`
 pub fn thread_replay(args: &Args, id: &str, from: Option<&str>) -> Result<Outcome> {
-    let session = Session::open(args)?;
+    let session = Session::open(args, DEFAULT_AGENT)?;
     let original = session.thread(id)?;
     let base = match from {
         Some(spec) => Some(session.runner.journal().with(|home| home.resolve_commit(spec))?),

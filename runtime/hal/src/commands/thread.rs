@@ -28,6 +28,11 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
         ThreadCommand::Say { id, text } => {
             let actor = home.resolve_actor(None)?;
             let text = if text.len() == 1 && text[0] == "-" { read_stdin_text()? } else { text.join(" ") };
+            if !text.trim().is_empty()
+                && let Some(outcome) = super::run::resume_if_pending(args, &home, id, &text)?
+            {
+                return Ok(outcome);
+            }
             let appended = home.say(&actor, id, &text)?;
             print_appended(args, &appended)?;
         }
