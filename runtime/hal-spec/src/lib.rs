@@ -22,11 +22,13 @@ mod agent;
 pub mod builtin;
 mod document;
 mod help;
+mod isolate;
 mod problem;
 mod settings;
 mod validate;
 
 pub use agent::{AGENT_SCHEMA, Agent};
 pub use help::{Done, Example, HELP_SCHEMA, Help, HelpTest, OutputCheck, Runner};
+pub use isolate::{Capabilities, ISOLATE_SCHEMA, IsolateManifest, SandboxLimits, TreeAccess};
 pub use problem::{Problem, SpecError};
-pub use settings::{DEFAULT_TASK, Limits, ModelSettings, SETTINGS_SCHEMA, Settings};
+pub use settings::{DEFAULT_TASK, IsolatePolicy, Limits, ModelSettings, SETTINGS_SCHEMA, Sandbox, Settings};

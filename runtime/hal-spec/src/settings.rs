@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+use crate::isolate::{SandboxLimits, TreeAccess};
 use crate::problem::SpecError;
 use crate::validate::Schema;
 
@@ -26,6 +27,32 @@ pub struct Settings {
     pub tasks: BTreeMap<String, String>,
     /// Default limits of a run.
     pub limits: Limits,
+    /// The sandbox policy.
+    pub sandbox: Sandbox,
+}
+
+/// The `sandbox` section: default limits of an isolate call and what each isolate is granted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sandbox {
+    /// Default limits.
+    pub limits: SandboxLimits,
+    /// Grants and limits by isolate name.
+    pub isolates: BTreeMap<String, IsolatePolicy>,
+}
+
+/// What one isolate is granted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IsolatePolicy {
+    /// Access to the working tree (when `None`, built-in isolates get what they ask for, others nothing).
+    pub tree: Option<TreeAccess>,
+    /// Hosts it may fetch from.
+    pub http: Vec<String>,
+    /// Secrets it may read.
+    pub secrets: Vec<String>,
+    /// Its limits.
+    pub limits: SandboxLimits,
 }
 
 /// One entry of `models`.
@@ -116,6 +143,20 @@ mod tests {
         let text = "version: 1\nmodels:\n  gpt:\n    provider: openai\n    model: m\ntasks:\n  default: gtp\n";
         let error = Settings::parse("hal.yaml", text).expect_err("invalid").to_string();
         assert_eq!(error, "hal.yaml:7:12: tasks.default: no model named `gtp` in `models` (gpt)");
+    }
+
+    #[test]
+    fn the_sandbox_section_parses_and_shares_its_limits_with_the_manifest_schema() {
+        let text = "sandbox:\n  limits:\n    wall_ms: 500\n  isolates:\n    http:\n      http: [api.example.com]\n      limits: {fuel: 10}\n";
+        let settings = Settings::parse("hal.yaml", text).expect("valid");
+        assert_eq!(settings.sandbox.limits.wall_ms, Some(500));
+        assert_eq!(settings.sandbox.isolates["http"].http, ["api.example.com"]);
+        assert_eq!(settings.sandbox.isolates["http"].limits.fuel, Some(10));
+        let error = Settings::parse("hal.yaml", "sandbox:\n  limits:\n    wall_sec: 1\n").expect_err("invalid");
+        assert!(error.to_string().starts_with("hal.yaml:3:5: sandbox.limits.wall_sec: unknown field"), "{error}");
+        let ours: serde_json::Value = serde_json::from_str(SETTINGS_SCHEMA).expect("json");
+        let theirs: serde_json::Value = serde_json::from_str(crate::isolate::ISOLATE_SCHEMA).expect("json");
+        assert_eq!(ours["$defs"]["limits"], theirs["$defs"]["limits"]);
     }
 
     #[test]
