@@ -73,12 +73,7 @@ enum Attempt {
 impl Client {
     /// A client with `options`.
     pub fn new(options: ClientOptions) -> Result<Client, ModelError> {
-        static PROVIDER: Once = Once::new();
-        PROVIDER.call_once(|| {
-            // Another part of the process may have installed one already; either is fine.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
-        let http = reqwest::Client::builder()
+        let http = http_builder()
             .connect_timeout(options.connect_timeout)
             .read_timeout(options.idle_timeout)
             .user_agent(concat!("hal/", env!("CARGO_PKG_VERSION")))
@@ -227,6 +222,17 @@ impl Client {
             Err(detail) => Attempt::Fail(protocol(endpoint, detail)),
         }
     }
+}
+
+/// A `reqwest` client builder with TLS ready (HAL uses rustls with the `ring` provider, installed once per
+/// process). Every HTTP client in HAL starts here.
+pub fn http_builder() -> reqwest::ClientBuilder {
+    static PROVIDER: Once = Once::new();
+    PROVIDER.call_once(|| {
+        // Another part of the process may have installed one already; either is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
 }
 
 /// The exact body [`Client::complete`] sends for `request` to `endpoint`.

@@ -34,7 +34,7 @@ pub mod openai;
 pub mod sse;
 mod types;
 
-pub use client::{Client, ClientOptions, Exchange, encode_request};
+pub use client::{Client, ClientOptions, Exchange, encode_request, http_builder};
 pub use endpoint::{Endpoint, Provider};
 pub use error::ModelError;
 pub use types::{Message, Reply, Request, ToolCall, ToolSpec, Usage};

@@ -67,6 +67,12 @@ impl ToolContext {
         &self.thread
     }
 
+    /// A new context on the same thread and tree, without this one's writes: for work done elsewhere (another
+    /// thread of the process) whose writes are then applied here.
+    pub fn fork(&self) -> ToolContext {
+        ToolContext::new(self.journal.clone(), &self.thread, self.base)
+    }
+
     /// The file at `path`, as this call sees it.
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
         let path = hal_store::tree_path::normalize(path).map_err(|e| e.to_string())?;

@@ -1,0 +1,230 @@
+//! The sandbox: one engine, a compiled component and an `InstancePre` per isolate, a fresh store per call.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hal_runner::model::SecretLookup;
+use hal_runner::tools::ToolContext;
+use hal_spec::IsolateManifest;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+
+use crate::capabilities::Granted;
+use crate::limits::Limits;
+use crate::state::{HostState, IsolatePre};
+
+/// How often the epoch advances: the granularity of wall-time limits.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The isolate ran and answered with an error.
+    #[error("{0}")]
+    Guest(String),
+    /// The isolate was stopped: a limit, a crash, a panic.
+    #[error("{0}")]
+    Trap(String),
+    /// The host failed (not the isolate's fault).
+    #[error("the sandbox failed: {0}")]
+    Host(String),
+}
+
+/// A loaded isolate, ready for calls.
+pub struct Isolate {
+    /// Its manifest.
+    pub manifest: IsolateManifest,
+    /// What it may do.
+    pub granted: Granted,
+    /// Its limits.
+    pub limits: Limits,
+    /// Whether it is built into HAL.
+    pub builtin: bool,
+    /// Whether its compiled form came from the cache.
+    pub from_cache: bool,
+    /// Its functions: name, description, JSON Schema of the arguments.
+    pub functions: Vec<(String, String, serde_json::Value)>,
+    pre: IsolatePre<HostState>,
+}
+
+/// What a successful call gives back.
+pub struct CallOutput {
+    /// The result text.
+    pub result: String,
+    /// The thread access it was given, with the writes it made.
+    pub tree: Option<ToolContext>,
+    /// Log lines the isolate wrote.
+    pub logs: Vec<String>,
+}
+
+/// What a call needs from its caller.
+pub struct CallContext {
+    /// The thread's tree, when the call is made on a thread.
+    pub tree: Option<ToolContext>,
+    /// A runtime to make HTTP requests on, when HTTP may be used.
+    pub http: Option<tokio::runtime::Handle>,
+    /// Looks up secrets by name.
+    pub secret: SecretLookup,
+}
+
+/// Runs isolates. One per process is enough; calls from many threads share it.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    http: reqwest::Client,
+    stop: Arc<AtomicBool>,
+}
+
+impl Sandbox {
+    /// A sandbox whose compiled components are cached in `cache_dir` (none: compile every time), with a
+    /// WebAssembly stack of `stack_kb` KiB.
+    pub fn new(cache_dir: Option<PathBuf>, stack_kb: u64) -> Result<Sandbox, String> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.consume_fuel(true);
+        config.epoch_interruption(true);
+        config.max_wasm_stack(usize::try_from(stack_kb.saturating_mul(1024)).unwrap_or(usize::MAX));
+        let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("linking WASI: {e}"))?;
+        crate::state::Isolate::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(|e| format!("linking HAL's imports: {e}"))?;
+        let http = hal_model::http_builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("hal-isolate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot set up HTTP: {e}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.weak();
+        let ticker_stop = stop.clone();
+        std::thread::Builder::new()
+            .name("hal-sandbox-epoch".to_owned())
+            .spawn(move || {
+                while !ticker_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    match ticker_engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
+        Ok(Sandbox { engine, linker, cache_dir, http, stop })
+    }
+
+    /// Compile (or load from the cache) the component `bytes`, check it is an isolate, and read its functions.
+    pub fn load(
+        &self,
+        bytes: &[u8],
+        manifest: IsolateManifest,
+        granted: Granted,
+        limits: Limits,
+        builtin: bool,
+    ) -> Result<Isolate, String> {
+        let name = manifest.name.clone();
+        let (component, from_cache) = crate::cache::load(&self.engine, bytes, self.cache_dir.as_deref())
+            .map_err(|e| format!("isolate `{name}` is not a valid WebAssembly component: {e}"))?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| format!("isolate `{name}` imports something HAL does not offer: {e}"))?;
+        let pre = IsolatePre::new(instance_pre).map_err(|e| format!("isolate `{name}` is not a HAL isolate: {e}"))?;
+        let mut isolate = Isolate { manifest, granted, limits, builtin, from_cache, functions: Vec::new(), pre };
+        let context = CallContext { tree: None, http: None, secret: Arc::new(|_| None) };
+        let (specs, _) = self.run(&isolate, context, |bindings, store| bindings.call_describe(store))?;
+        for spec in specs {
+            let schema: serde_json::Value = serde_json::from_str(&spec.parameters).map_err(|e| {
+                format!("isolate `{name}` describes `{}` with a schema that is not JSON: {e}", spec.name)
+            })?;
+            isolate.functions.push((spec.name, spec.description, schema));
+        }
+        Ok(isolate)
+    }
+
+    /// Call `function` of `isolate` with `arguments` (JSON text). Blocks until the call ends or a limit stops it.
+    pub fn call(
+        &self,
+        isolate: &Isolate,
+        function: &str,
+        arguments: &str,
+        context: CallContext,
+    ) -> Result<CallOutput, CallError> {
+        let (result, state) = self
+            .run(isolate, context, |bindings, store| bindings.call_call(store, function, arguments))
+            .map_err(CallError::Trap)?;
+        let result = result.map_err(CallError::Guest)?;
+        if result.len() > isolate.limits.output {
+            return Err(CallError::Trap(format!(
+                "the result is {} bytes, more than the limit of {} bytes (output_kb)",
+                result.len(),
+                isolate.limits.output
+            )));
+        }
+        Ok(CallOutput { result, tree: state.tree, logs: state.logs })
+    }
+
+    /// Instantiate `isolate` in a fresh store and run `body`; a trap is explained in plain words.
+    fn run<R>(
+        &self,
+        isolate: &Isolate,
+        context: CallContext,
+        body: impl FnOnce(&crate::state::Isolate, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<(R, HostState), String> {
+        let limits = isolate.limits;
+        let deadline = Instant::now() + limits.wall;
+        let http = context.http.map(|handle| (self.http.clone(), handle));
+        let state =
+            HostState::new(isolate.granted.clone(), limits.memory, context.tree, http, context.secret, deadline);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| state);
+        store.set_fuel(limits.fuel).map_err(|e| format!("the sandbox failed: {e}"))?;
+        let ticks = limits.wall.as_millis().div_ceil(TICK.as_millis()) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        let outcome = isolate.pre.instantiate(&mut store).and_then(|bindings| body(&bindings, &mut store));
+        match outcome {
+            Ok(value) => Ok((value, store.into_data())),
+            Err(error) => Err(explain(&error, store.data(), &isolate.manifest.name, &limits)),
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A plain-language reason for a failed call.
+fn explain(error: &wasmtime::Error, state: &HostState, isolate: &str, limits: &Limits) -> String {
+    let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
+    let lines: Vec<&str> =
+        stderr.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note: ")).collect();
+    // A Rust panic prints `thread '…' panicked at <place>:` and then the message.
+    let last_words = match lines.iter().rposition(|l| l.contains("panicked at")) {
+        Some(at) => lines[at..].iter().take(2).copied().collect::<Vec<_>>().join(" "),
+        None => lines.last().copied().unwrap_or_default().to_owned(),
+    };
+    let reason = match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => format!("ran longer than its limit of {} ms (wall_ms)", limits.wall.as_millis()),
+        Some(Trap::OutOfFuel) => format!("did more work than its limit of {} units of fuel (fuel)", limits.fuel),
+        Some(Trap::StackOverflow) => "recursed too deep: its WebAssembly stack is exhausted (stack_kb)".to_owned(),
+        Some(Trap::MemoryOutOfBounds) => {
+            "crashed: it accessed memory out of bounds, as a program whose stack overflowed by recursing too deep does"
+                .to_owned()
+        }
+        Some(_) if state.memory_denied => {
+            format!("ran out of memory: it asked for more than its limit of {} MiB (memory_mb)", limits.memory >> 20)
+        }
+        Some(Trap::UnreachableCodeReached) if !last_words.is_empty() => format!("crashed: {last_words}"),
+        Some(Trap::UnreachableCodeReached) => "crashed (a panic or an abort)".to_owned(),
+        Some(trap) => format!("crashed: {trap}"),
+        None if state.memory_denied => {
+            format!("ran out of memory: it asked for more than its limit of {} MiB (memory_mb)", limits.memory >> 20)
+        }
+        None => format!("failed: {error:#}"),
+    };
+    format!("isolate `{isolate}` {reason}")
+}

@@ -1,0 +1,23 @@
+//! HAL's sandbox: isolates are WebAssembly components run by wasmtime with nothing they were not granted.
+//!
+//! An isolate (the WIT world `hal:isolate/isolate` in `schemas/wit/`) describes its functions and answers
+//! calls. Each call gets a fresh store: a WASI context with no files, no environment and no network, the imports
+//! its manifest asks for and `hal.yaml` grants (the thread's tree, HTTP to named hosts, named secrets, log lines),
+//! an epoch deadline (wall time), fuel (work), a memory limit, and a result-size limit. A trap in the guest
+//! becomes an error with a plain-language reason; the host carries on. Compiled components are cached on disk,
+//! keyed by the bytes' hash and the engine's compatibility hash, so a restart never recompiles.
+
+#![deny(missing_docs)]
+
+pub mod builtin;
+mod cache;
+mod capabilities;
+mod host;
+mod limits;
+mod state;
+mod tool;
+
+pub use capabilities::Granted;
+pub use host::{CallContext, CallError, CallOutput, Isolate, Sandbox};
+pub use limits::Limits;
+pub use tool::add_isolate_tools;

@@ -1,0 +1,172 @@
+//! The host side of one call: the WASI context (empty), the limits' bookkeeping, and the imports an isolate may
+//! use, each checked against what it was granted.
+
+use std::time::Instant;
+
+use hal_runner::model::SecretLookup;
+use hal_runner::tools::ToolContext;
+use hal_spec::TreeAccess;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::capabilities::Granted;
+
+wasmtime::component::bindgen!({ world: "isolate", path: "../../schemas/wit" });
+
+/// Most bytes of an HTTP response body read into the guest.
+const MAX_HTTP_BODY: usize = 8 << 20;
+/// Most bytes a guest may write to its stderr (kept for error messages).
+pub(crate) const STDERR_CAPACITY: usize = 64 << 10;
+
+/// Everything one call's store holds.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// The guest's stderr, for panic messages.
+    pub(crate) stderr: MemoryOutputPipe,
+    /// Linear memory allowed, in bytes.
+    memory_limit: usize,
+    /// A memory growth was refused.
+    pub(crate) memory_denied: bool,
+    granted: Granted,
+    /// The thread's tree, when the call is made on a thread.
+    pub(crate) tree: Option<ToolContext>,
+    http: Option<(reqwest::Client, tokio::runtime::Handle)>,
+    secret: SecretLookup,
+    deadline: Instant,
+    /// Log lines the guest wrote.
+    pub(crate) logs: Vec<String>,
+}
+
+impl HostState {
+    pub(crate) fn new(
+        granted: Granted,
+        memory_limit: usize,
+        tree: Option<ToolContext>,
+        http: Option<(reqwest::Client, tokio::runtime::Handle)>,
+        secret: SecretLookup,
+        deadline: Instant,
+    ) -> HostState {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        // Nothing is granted through WASI: no preopened directories, no environment, no arguments, no sockets.
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+            memory_limit,
+            memory_denied: false,
+            granted,
+            tree,
+            http,
+            secret,
+            deadline,
+            logs: Vec::new(),
+        }
+    }
+
+    fn tree(&mut self, access: TreeAccess) -> Result<&mut ToolContext, String> {
+        self.granted.check_tree(access)?;
+        self.tree.as_mut().ok_or_else(|| "this call is not made on a thread, so there are no files".to_owned())
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wasmtime::ResourceLimiter for HostState {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}
+
+impl hal::isolate::types::Host for HostState {}
+
+impl hal::isolate::tree::Host for HostState {
+    fn read(&mut self, path: String) -> Result<Option<Vec<u8>>, String> {
+        self.tree(TreeAccess::Read)?.read(&path)
+    }
+
+    fn list_files(&mut self, prefix: String) -> Result<Vec<(String, u64)>, String> {
+        let files = self.tree(TreeAccess::Read)?.list()?;
+        Ok(files.into_iter().filter(|(path, _)| path.starts_with(&prefix)).collect())
+    }
+
+    fn write(&mut self, path: String, content: Vec<u8>) -> Result<(), String> {
+        self.tree(TreeAccess::Write)?.write(&path, content)
+    }
+}
+
+impl hal::isolate::http::Host for HostState {
+    fn fetch(
+        &mut self,
+        method: String,
+        url: String,
+        body: Option<String>,
+    ) -> Result<hal::isolate::http::Response, String> {
+        let parsed = reqwest::Url::parse(&url).map_err(|e| format!("not a URL: {url}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("only http and https URLs can be fetched, not {}", parsed.scheme()));
+        }
+        let host = parsed.host_str().unwrap_or_default().to_owned();
+        self.granted.check_host(&host)?;
+        let (client, handle) = self.http.clone().ok_or_else(|| "HTTP is not available to this call".to_owned())?;
+        let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("not an HTTP method: {method}"))?;
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        handle.block_on(async move {
+            let mut request = client.request(method, parsed).timeout(remaining);
+            if let Some(body) = body {
+                request = request.body(body);
+            }
+            let mut response = request.send().await.map_err(|e| format!("fetching {url} failed: {e}"))?;
+            let status = response.status().as_u16();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading {url} failed: {e}"))? {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() > MAX_HTTP_BODY {
+                    bytes.truncate(MAX_HTTP_BODY);
+                    break;
+                }
+            }
+            Ok(hal::isolate::http::Response { status, body: String::from_utf8_lossy(&bytes).into_owned() })
+        })
+    }
+}
+
+impl hal::isolate::secrets::Host for HostState {
+    fn get(&mut self, name: String) -> Result<String, String> {
+        self.granted.check_secret(&name)?;
+        (self.secret)(&name).ok_or_else(|| format!("the secret {name} is not set"))
+    }
+}
+
+impl hal::isolate::log::Host for HostState {
+    fn write(&mut self, level: String, message: String) {
+        tracing::info!(target: "hal_sandbox::guest", isolate = %self.granted.isolate, %level, %message);
+        if self.logs.len() < 1000 {
+            self.logs.push(format!("{level}: {message}"));
+        }
+    }
+
+    fn progress(&mut self, done: u64, total: u64, message: String) {
+        tracing::debug!(target: "hal_sandbox::guest", isolate = %self.granted.isolate, done, total, %message, "progress");
+    }
+}
