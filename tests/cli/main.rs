@@ -9,6 +9,7 @@ mod demo;
 mod helps;
 mod init;
 mod interop;
+mod isolates;
 mod merge;
 mod runs;
 mod support;

@@ -3,7 +3,8 @@
 //! `cargo bench -p hal-runner --bench runner` (set `HAL_BENCH_SCALE=0.1` for a quick run, `HAL_BENCH_DIR` to
 //! choose the file system). The model is a recording that answers at once, so the figures are everything else:
 //! building the prompt from the thread's window, encoding the request, committing each step, dispatching the
-//! tool call (a real `files.write` into the thread's tree). Each run is five steps: the request, a reply calling
+//! tool call (an in-process `files.write` into the thread's tree; the sandbox's own cost is measured by
+//! `cargo bench -p hal-sandbox`). Each run is five steps: the request, a reply calling
 //! `files.write`, the tool step, a reply with the answer, and the finish. Prints a Markdown report.
 
 #![allow(unsafe_code)] // set_var before any thread starts; see the SAFETY comment.
@@ -16,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use hal_model::{Reply, ToolCall};
 use hal_runner::model::{Models, Recording};
-use hal_runner::tools::Toolbox;
+
+#[path = "../tests/support/write_tool.rs"]
+mod write_tool;
 use hal_runner::{Catalog, Journal, Runner};
 use hal_store::{Home, ThreadRef};
 
@@ -61,9 +64,7 @@ fn replies(run: u64) -> Vec<Reply> {
 fn runner(dir: &Path) -> Runner {
     let home = Home::open(dir).expect("open");
     let catalog = Catalog::load(&home).expect("catalog");
-    let mut toolbox = Toolbox::new();
-    hal_runner::files::add_files_tools(&mut toolbox).expect("tools");
-    Runner::new(Journal::new(home), Arc::new(catalog), toolbox)
+    Runner::new(Journal::new(home), Arc::new(catalog), write_tool::toolbox())
 }
 
 struct Bench {

@@ -10,7 +10,6 @@
 pub mod catalog;
 pub mod conversation;
 mod error;
-pub mod files;
 mod journal;
 pub mod model;
 pub mod record;

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use hal_model::{Reply, ToolCall};
 use hal_runner::model::{Models, Recording};
-use hal_runner::tools::Toolbox;
+
+#[path = "support/write_tool.rs"]
+mod write_tool;
 use hal_runner::{Catalog, Journal, Runner, Status};
 use hal_store::Home;
 
@@ -37,9 +39,7 @@ fn home_with(dir: &Path, helps: &[(&str, &str)]) -> Home {
 fn runner(dir: &Path) -> Runner {
     let home = Home::open(dir).expect("open");
     let catalog = Catalog::load(&home).expect("catalog");
-    let mut toolbox = Toolbox::new();
-    hal_runner::files::add_files_tools(&mut toolbox).expect("files tools");
-    Runner::new(Journal::new(home), Arc::new(catalog), toolbox)
+    Runner::new(Journal::new(home), Arc::new(catalog), write_tool::toolbox())
 }
 
 fn call(id: &str, name: &str, arguments: &str) -> Reply {

@@ -12,6 +12,7 @@
 pub mod builtin;
 mod cache;
 mod capabilities;
+pub mod catalog;
 mod host;
 mod limits;
 mod state;

@@ -59,6 +59,34 @@ pub enum Command {
     /// Work with threads: branches whose commits are the steps of an agent's work.
     #[command(subcommand)]
     Thread(ThreadCommand),
+    /// Isolates: WebAssembly components a model may call, run in the sandbox.
+    #[command(subcommand)]
+    Isolate(IsolateCommand),
+}
+
+/// `hal isolate …`
+#[derive(Debug, Subcommand)]
+pub enum IsolateCommand {
+    /// List the isolates: built-in ones and those committed under isolates/<name>/ on main.
+    List,
+    /// Show one isolate: its functions with their argument schemas, what it asks for and is granted, its limits.
+    Show {
+        /// The isolate's name.
+        name: String,
+    },
+    /// Call one function in the sandbox, for debugging. Exit code 1 when the call fails.
+    Call {
+        /// The isolate's name.
+        name: String,
+        /// The function.
+        function: String,
+        /// The arguments, a JSON object.
+        #[arg(default_value = "{}")]
+        arguments: String,
+        /// Run against this thread's files; writes become one step on it.
+        #[arg(long, value_name = "ID")]
+        thread: Option<String>,
+    },
 }
 
 /// `hal thread …`

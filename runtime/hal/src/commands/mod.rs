@@ -3,6 +3,7 @@
 mod demo;
 mod help;
 mod init;
+mod isolate;
 mod run;
 mod thread;
 
@@ -34,5 +35,6 @@ pub fn run(args: &Args) -> Result<Outcome> {
         Command::Init { path, actor } => init::run(args, path.as_deref(), actor.as_deref()),
         Command::Help(command) => help::run(args, command),
         Command::Thread(command) => thread::run(args, command),
+        Command::Isolate(command) => isolate::run(args, command),
     }
 }

@@ -50,7 +50,7 @@ impl Session {
             return Err(RunError::InvalidSettings(error.clone()).into());
         }
         let mut toolbox = Toolbox::new();
-        hal_runner::files::add_files_tools(&mut toolbox).map_err(anyhow::Error::msg)?;
+        super::isolate::add_tools(&mut toolbox, &home, &catalog.settings)?;
         catalog.agent(agent)?;
         let mut runner = Runner::new(Journal::new(home), Arc::new(catalog), toolbox).with_agent(agent);
         if !args.json {

@@ -1,0 +1,198 @@
+//! `hal isolate …`: the isolates a home repo offers, and calling one by hand.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use hal_runner::Catalog;
+use hal_runner::model::SecretLookup;
+use hal_runner::tools::{ToolContext, Toolbox};
+use hal_sandbox::catalog::{IsolateEntry, load_isolates, sandbox_for};
+use hal_sandbox::{CallContext, Sandbox};
+use hal_spec::Settings;
+use hal_store::{Home, NewStep, StepKind, ThreadStatus};
+use serde_json::json;
+
+use super::Outcome;
+use crate::cli::{Args, IsolateCommand};
+use crate::output;
+
+/// Secrets come from the environment, by name, for now.
+fn env_secrets() -> SecretLookup {
+    Arc::new(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
+/// Offer every loadable isolate's functions as tools; isolates that fail to load are logged and left out.
+pub fn add_tools(toolbox: &mut Toolbox, home: &Home, settings: &Settings) -> Result<()> {
+    let sandbox = Arc::new(sandbox_for(Some(home), settings).map_err(anyhow::Error::msg)?);
+    let mut isolates = Vec::new();
+    for entry in load_isolates(&sandbox, settings, Some(home)) {
+        match (entry.isolate, entry.error) {
+            (Some(isolate), _) => isolates.push(isolate),
+            (None, error) => {
+                tracing::warn!(target: "hal", isolate = %entry.name, error = %error.unwrap_or_default(), "isolate left out")
+            }
+        }
+    }
+    hal_sandbox::add_isolate_tools(toolbox, &sandbox, &isolates, &env_secrets()).map_err(anyhow::Error::msg)
+}
+
+/// Run one isolate command.
+pub fn run(args: &Args, command: &IsolateCommand) -> Result<Outcome> {
+    let home = Home::open(&args.directory).ok();
+    let settings = match &home {
+        Some(home) => {
+            let catalog = Catalog::load(home)?;
+            if let Some(error) = catalog.settings_error {
+                anyhow::bail!("hal.yaml on main is invalid, fix it first:\n{error}");
+            }
+            catalog.settings
+        }
+        None => Settings::default(),
+    };
+    let sandbox = sandbox_for(home.as_ref(), &settings).map_err(anyhow::Error::msg)?;
+    let entries = load_isolates(&sandbox, &settings, home.as_ref());
+    match command {
+        IsolateCommand::List => list(args, &entries),
+        IsolateCommand::Show { name } => show(args, &entries, name),
+        IsolateCommand::Call { name, function, arguments, thread } => {
+            call(args, &sandbox, home, &entries, name, function, arguments, thread.as_deref())
+        }
+    }
+}
+
+fn describe(entry: &IsolateEntry) -> serde_json::Value {
+    match &entry.isolate {
+        Some(isolate) => json!({
+            "name": entry.name,
+            "source": entry.source,
+            "version": isolate.manifest.version,
+            "description": isolate.manifest.description,
+            "functions": isolate.functions.iter().map(|(name, description, parameters)| json!({
+                "name": format!("{}.{name}", entry.name), "description": description, "parameters": parameters,
+            })).collect::<Vec<_>>(),
+            "granted": {"tree": isolate.granted.tree, "http": isolate.granted.hosts, "secrets": isolate.granted.secrets},
+            "asked": isolate.manifest.capabilities,
+            "limits": {
+                "wall_ms": isolate.limits.wall.as_millis() as u64, "fuel": isolate.limits.fuel,
+                "memory_mb": isolate.limits.memory >> 20, "output_kb": isolate.limits.output >> 10,
+            },
+        }),
+        None => json!({"name": entry.name, "source": entry.source, "error": entry.error}),
+    }
+}
+
+fn list(args: &Args, entries: &[IsolateEntry]) -> Result<Outcome> {
+    if args.json {
+        output::json(&entries.iter().map(describe).collect::<Vec<_>>())?;
+        return Ok(Outcome::Done);
+    }
+    for entry in entries {
+        match (&entry.isolate, &entry.error) {
+            (Some(isolate), _) => {
+                let functions: Vec<&str> = isolate.functions.iter().map(|(name, _, _)| name.as_str()).collect();
+                println!(
+                    "{:<10} v{:<3} {:<22} {} ({})",
+                    entry.name,
+                    isolate.manifest.version,
+                    entry.source,
+                    isolate.manifest.description,
+                    functions.join(", ")
+                );
+            }
+            (None, error) => {
+                println!("{:<10} {:<27} INVALID: {}", entry.name, entry.source, error.as_deref().unwrap_or(""))
+            }
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+fn find<'a>(entries: &'a [IsolateEntry], name: &str) -> Result<&'a IsolateEntry> {
+    entries.iter().find(|e| e.name == name).with_context(|| {
+        let known: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        format!("no isolate named {name:?} (known: {})", known.join(", "))
+    })
+}
+
+fn show(args: &Args, entries: &[IsolateEntry], name: &str) -> Result<Outcome> {
+    let entry = find(entries, name)?;
+    let description = describe(entry);
+    if args.json {
+        output::json(&description)?;
+    } else {
+        println!("{}", serde_json::to_string_pretty(&description)?);
+    }
+    Ok(Outcome::Done)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn call(
+    args: &Args,
+    sandbox: &Sandbox,
+    home: Option<Home>,
+    entries: &[IsolateEntry],
+    name: &str,
+    function: &str,
+    arguments: &str,
+    thread: Option<&str>,
+) -> Result<Outcome> {
+    let entry = find(entries, name)?;
+    let isolate = entry
+        .isolate
+        .as_ref()
+        .with_context(|| format!("isolate {name:?} is invalid: {}", entry.error.as_deref().unwrap_or("")))?;
+    serde_json::from_str::<serde_json::Value>(arguments).context("the arguments must be a JSON object")?;
+    let (journal, thread) = match (home, thread) {
+        (Some(home), Some(id)) => {
+            let thread = home.resolve_thread(id)?;
+            (Some(hal_runner::Journal::new(home)), Some(thread))
+        }
+        (None, Some(_)) => anyhow::bail!("--thread needs a home repo (run `hal init`)"),
+        _ => (None, None),
+    };
+    let tree = match (&journal, &thread) {
+        (Some(journal), Some(thread)) => Some(ToolContext::new(journal.clone(), &thread.id, thread.tip)),
+        _ => None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let context = CallContext { tree, http: Some(runtime.handle().clone()), secret: env_secrets() };
+    let outcome = {
+        let _entered = runtime.enter();
+        sandbox.call(isolate, function, arguments, context)
+    };
+    match outcome {
+        Ok(output) => {
+            let mut commit = None;
+            if let (Some(journal), Some(thread), Some(tree)) = (&journal, &thread, output.tree) {
+                let writes = tree.into_writes();
+                if !writes.is_empty() {
+                    let actor = journal.with(|home| home.resolve_actor(None))?;
+                    let mut step = NewStep::new(StepKind::Tool, output.result.clone(), ThreadStatus::Open)
+                        .fact("Hal-Tool", format!("{name}.{function}"))
+                        .fact("Hal-Outcome", "ok");
+                    step.writes = writes;
+                    commit = Some(journal.with(|home| home.append_step(&actor, thread, &step))?.commit);
+                }
+            }
+            if args.json {
+                output::json(
+                    &json!({"ok": true, "result": output.result, "logs": output.logs, "commit": commit.map(|c| c.to_string())}),
+                )?;
+            } else {
+                println!("{}", output.result);
+                if let Some(commit) = commit {
+                    eprintln!("the call's writes are step {commit}");
+                }
+            }
+            Ok(Outcome::Done)
+        }
+        Err(error) => {
+            if args.json {
+                output::json(&json!({"ok": false, "error": error.to_string()}))?;
+            } else {
+                eprintln!("ERROR: {error}");
+            }
+            Ok(Outcome::Exit(super::run::EXIT_FAILED))
+        }
+    }
+}

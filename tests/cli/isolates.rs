@@ -1,0 +1,96 @@
+//! `hal isolate list/show/call`: the built-in isolates, a prebuilt one committed on main, grants in hal.yaml.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{Sandbox, assert_fsck_clean, new_thread};
+
+/// The hostile guest built by hal-sandbox's build script, found beside this test binary.
+fn hostile_wasm() -> PathBuf {
+    let deps = std::env::current_exe().expect("test binary").parent().expect("deps dir").to_owned();
+    let build = deps.parent().expect("profile dir").join("build");
+    std::fs::read_dir(&build)
+        .expect("build dir")
+        .flatten()
+        .map(|entry| entry.path().join("out/hostile.wasm"))
+        .find(|path| path.exists())
+        .expect("hal-sandbox's build script built the hostile guest")
+}
+
+fn commit(sandbox: &Sandbox, repo: &Path, message: &str) {
+    sandbox.git(repo, &["add", "-A"]).ok();
+    sandbox.git(repo, &["commit", "-q", "-m", message]).ok();
+}
+
+#[test]
+fn built_in_isolates_are_listed_and_files_writes_become_a_step() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let list = sandbox.hal(&repo, &["isolate", "list", "--json"]).ok().json();
+    let names: Vec<&str> = list.as_array().expect("array").iter().map(|e| e["name"].as_str().expect("name")).collect();
+    assert_eq!(names, ["files", "http"]);
+    let files = sandbox.hal(&repo, &["isolate", "show", "files", "--json"]).ok().json();
+    let functions: Vec<&str> =
+        files["functions"].as_array().expect("functions").iter().map(|f| f["name"].as_str().expect("name")).collect();
+    assert_eq!(functions, ["files.read", "files.list", "files.write", "files.search"]);
+    assert_eq!(files["functions"][0]["parameters"]["required"][0], "path");
+    assert_eq!(files["granted"]["tree"], "write");
+
+    let thread = new_thread(&sandbox, &repo, "scratch");
+    let wrote = sandbox
+        .hal(
+            &repo,
+            &["isolate", "call", "files", "write", r#"{"path": "a/b.txt", "content": "hello"}"#, "--thread", &thread],
+        )
+        .ok();
+    assert_eq!(wrote.out(), "wrote a/b.txt (5 bytes)");
+    let read =
+        sandbox.hal(&repo, &["isolate", "call", "files", "read", r#"{"path": "a/b.txt"}"#, "--thread", &thread]).ok();
+    assert_eq!(read.out(), "hello");
+    let log = sandbox.hal(&repo, &["thread", "log", &thread, "--json"]).ok().json();
+    let steps = log.as_array().expect("steps");
+    assert_eq!(steps.len(), 2, "the write is one step, the read none: {log}");
+    assert_eq!(steps[1]["kind"], "tool");
+    assert_eq!(sandbox.git(&repo, &["status", "--porcelain"]).ok().stdout, "", "main's work tree is untouched");
+    let missing = sandbox.hal(&repo, &["isolate", "call", "files", "read", r#"{"path": "nope"}"#, "--thread", &thread]);
+    assert_eq!(missing.code, 1);
+    assert!(missing.stderr.contains("there is no file nope"), "{}", missing.stderr);
+    assert_fsck_clean(&sandbox, &repo);
+}
+
+#[test]
+fn a_prebuilt_isolate_on_main_gets_only_what_hal_yaml_grants() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let dir = repo.join("isolates/hostile");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::copy(hostile_wasm(), dir.join("hostile.wasm")).expect("copy");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/isolates/hostile/isolate.yaml");
+    std::fs::copy(manifest, dir.join("isolate.yaml")).expect("copy manifest");
+    let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
+    std::fs::write(repo.join("hal.yaml"), format!("{settings}\nsandbox:\n  limits:\n    wall_ms: 200\n"))
+        .expect("write");
+    commit(&sandbox, &repo, "add the hostile isolate");
+
+    let list = sandbox.hal(&repo, &["isolate", "list"]).ok().stdout;
+    assert!(list.contains("hostile") && list.contains("main:isolates/hostile"), "{list}");
+    let spin = sandbox.hal(&repo, &["isolate", "call", "hostile", "spin"]);
+    assert_eq!(spin.code, 1);
+    assert!(spin.stderr.contains("ran longer than its limit of 200 ms"), "{}", spin.stderr);
+    let passwd = sandbox.hal(&repo, &["isolate", "call", "hostile", "passwd", "--json"]);
+    assert_eq!(passwd.code, 1);
+    assert!(passwd.json()["error"].as_str().expect("error").contains("cannot read /etc/passwd"));
+
+    let thread = new_thread(&sandbox, &repo, "t");
+    let refused = sandbox.hal(&repo, &["isolate", "call", "hostile", "write", "--thread", &thread]);
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("sandbox.isolates.hostile.tree: write"), "{}", refused.stderr);
+
+    let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
+    std::fs::write(repo.join("hal.yaml"), format!("{settings}  isolates:\n    hostile:\n      tree: write\n"))
+        .expect("write");
+    commit(&sandbox, &repo, "grant the tree");
+    sandbox.hal(&repo, &["isolate", "call", "hostile", "write", "--thread", &thread]).ok();
+    let written = sandbox.git(&repo, &["show", &format!("threads/alice-example/{thread}:escape.txt")]).ok().stdout;
+    assert_eq!(written, "written by the guest");
+    assert!(!repo.join("escape.txt").exists());
+}
