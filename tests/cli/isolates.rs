@@ -94,3 +94,33 @@ fn a_prebuilt_isolate_on_main_gets_only_what_hal_yaml_grants() {
     assert_eq!(written, "written by the guest");
     assert!(!repo.join("escape.txt").exists());
 }
+
+#[test]
+fn the_http_isolate_reaches_granted_hosts_only() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let server = hal_testmodel::ScriptedServer::start(vec![hal_testmodel::Scripted::text("hello from loopback")]);
+    let url = format!("{}/chat/completions", server.base_url());
+    let arguments = serde_json::json!({"url": url, "method": "POST", "body": "{}"}).to_string();
+
+    let refused = sandbox.hal(&repo, &["isolate", "call", "http", "fetch", &arguments]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("may not fetch from 127.0.0.1: add it to `sandbox.isolates.http.http`"),
+        "{}",
+        refused.stderr
+    );
+    assert!(server.requests().is_empty(), "nothing left the sandbox");
+
+    let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
+    let grant = "\nsandbox:\n  isolates:\n    http:\n      http: [127.0.0.1]\n";
+    std::fs::write(repo.join("hal.yaml"), format!("{settings}{grant}")).expect("write");
+    commit(&sandbox, &repo, "grant loopback");
+    let fetched = sandbox.hal(&repo, &["isolate", "call", "http", "fetch", &arguments]).ok().json();
+    assert_eq!(fetched["status"], 200);
+    assert!(fetched["body"].as_str().expect("body").contains("chat.completion.chunk"), "{fetched}");
+    assert_eq!(server.requests().len(), 1);
+    let other = serde_json::json!({"url": "http://localhost:9/"}).to_string();
+    let refused = sandbox.hal(&repo, &["isolate", "call", "http", "fetch", &other]);
+    assert!(refused.stderr.contains("may not fetch from localhost"), "{}", refused.stderr);
+}

@@ -412,3 +412,28 @@ fn help_test_reports_each_case() {
     assert!(run.stdout.contains("PASS  refuses"), "{}", run.stdout);
     assert!(run.stdout.contains("2 passed, 1 failed"), "{}", run.stdout);
 }
+
+#[test]
+fn a_model_fetches_through_the_http_isolate_from_a_granted_host() {
+    let sandbox = Sandbox::new();
+    let site = ScriptedServer::start(vec![Scripted::text("the page")]);
+    let url = format!("{}/chat/completions", site.base_url());
+    let server = ScriptedServer::start(vec![
+        Scripted::tool("http.fetch", json!({"url": url, "method": "POST", "body": "{}"})),
+        Scripted::text("fetched it"),
+    ]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
+    let grant = "sandbox:\n  isolates:\n    http:\n      http: [127.0.0.1]\n";
+    commit(
+        &sandbox,
+        &repo,
+        &[("hal.yaml", &format!("{settings}{grant}")), ("helps/web.yaml", "description: Web\ncommands: [http]\n")],
+    );
+    let run = hal(&sandbox, &repo, &["help", "run", "web", "fetch the page", "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(site.requests().len(), 1, "the isolate reached the granted host");
+    let tool = log(&sandbox, &repo, &thread_of(&run)).into_iter().find(|s| s["kind"] == "tool").expect("tool step");
+    assert_eq!(fact(&tool, "Hal-Outcome"), Some("ok"));
+    assert!(tool["text"].as_str().expect("text").contains("\"status\":200"), "{tool}");
+}

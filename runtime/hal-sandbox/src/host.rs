@@ -63,8 +63,8 @@ pub struct CallOutput {
 pub struct CallContext {
     /// The thread's tree, when the call is made on a thread.
     pub tree: Option<ToolContext>,
-    /// A runtime to make HTTP requests on, when HTTP may be used.
-    pub http: Option<tokio::runtime::Handle>,
+    /// Whether the call may use HTTP at all (its grants still decide which hosts).
+    pub http: bool,
     /// Looks up secrets by name.
     pub secret: SecretLookup,
 }
@@ -75,6 +75,9 @@ pub struct Sandbox {
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     http: reqwest::Client,
+    /// The runtime HTTP imports run on: its own worker drives the I/O, so a guest blocked in an import never
+    /// depends on the caller's runtime making progress.
+    http_runtime: Option<tokio::runtime::Runtime>,
     stop: Arc<AtomicBool>,
 }
 
@@ -97,6 +100,12 @@ impl Sandbox {
             .user_agent(concat!("hal-isolate/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot set up HTTP: {e}"))?;
+        let http_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("hal-sandbox-http")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let ticker_engine = engine.weak();
         let ticker_stop = stop.clone();
@@ -112,7 +121,7 @@ impl Sandbox {
                 }
             })
             .map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
-        Ok(Sandbox { engine, linker, cache_dir, http, stop })
+        Ok(Sandbox { engine, linker, cache_dir, http, http_runtime: Some(http_runtime), stop })
     }
 
     /// Compile (or load from the cache) the component `bytes`, check it is an isolate, and read its functions.
@@ -133,7 +142,7 @@ impl Sandbox {
             .map_err(|e| format!("isolate `{name}` imports something HAL does not offer: {e}"))?;
         let pre = IsolatePre::new(instance_pre).map_err(|e| format!("isolate `{name}` is not a HAL isolate: {e}"))?;
         let mut isolate = Isolate { manifest, granted, limits, builtin, from_cache, functions: Vec::new(), pre };
-        let context = CallContext { tree: None, http: None, secret: Arc::new(|_| None) };
+        let context = CallContext { tree: None, http: false, secret: Arc::new(|_| None) };
         let (specs, _) = self.run(&isolate, context, |bindings, store| bindings.call_describe(store))?;
         for spec in specs {
             let schema: serde_json::Value = serde_json::from_str(&spec.parameters).map_err(|e| {
@@ -175,7 +184,10 @@ impl Sandbox {
     ) -> Result<(R, HostState), String> {
         let limits = isolate.limits;
         let deadline = Instant::now() + limits.wall;
-        let http = context.http.map(|handle| (self.http.clone(), handle));
+        let http = match (&self.http_runtime, context.http) {
+            (Some(runtime), true) => Some((self.http.clone(), runtime.handle().clone())),
+            _ => None,
+        };
         let state =
             HostState::new(isolate.granted.clone(), limits.memory, context.tree, http, context.secret, deadline);
         let mut store = Store::new(&self.engine, state);
@@ -194,6 +206,10 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Shutting down in the background never blocks, so a sandbox may be dropped anywhere, async code included.
+        if let Some(runtime) = self.http_runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

@@ -38,7 +38,7 @@ fn thread(dir: &Path) -> Thread {
 fn call(sandbox: &Sandbox, isolate: &Isolate, thread: &Thread, function: &str) -> Result<String, CallError> {
     let context = hal_sandbox::CallContext {
         tree: Some(ToolContext::new(thread.journal.clone(), &thread.id, thread.tip)),
-        http: None,
+        http: false,
         secret: Arc::new(|name| (name == "UNDECLARED_SECRET").then(|| "top secret value".to_owned())),
     };
     sandbox.call(isolate, function, "{}", context).map(|output| output.result)
@@ -91,7 +91,7 @@ fn every_escape_is_contained_and_the_host_serves_the_next_call() {
     let writer = load(&sandbox, SandboxLimits::default(), Some(&policy));
     let context = hal_sandbox::CallContext {
         tree: Some(ToolContext::new(thread.journal.clone(), &thread.id, thread.tip)),
-        http: None,
+        http: false,
         secret: Arc::new(|_| None),
     };
     let output = sandbox.call(&writer, "write", "{}", context).expect("granted write");

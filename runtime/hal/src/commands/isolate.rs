@@ -154,12 +154,8 @@ fn call(
         (Some(journal), Some(thread)) => Some(ToolContext::new(journal.clone(), &thread.id, thread.tip)),
         _ => None,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let context = CallContext { tree, http: Some(runtime.handle().clone()), secret: env_secrets() };
-    let outcome = {
-        let _entered = runtime.enter();
-        sandbox.call(isolate, function, arguments, context)
-    };
+    let context = CallContext { tree, http: true, secret: env_secrets() };
+    let outcome = sandbox.call(isolate, function, arguments, context);
     match outcome {
         Ok(output) => {
             let mut commit = None;
