@@ -124,3 +124,62 @@ fn the_http_isolate_reaches_granted_hosts_only() {
     let refused = sandbox.hal(&repo, &["isolate", "call", "http", "fetch", &other]);
     assert!(refused.stderr.contains("may not fetch from localhost"), "{}", refused.stderr);
 }
+
+const NOTES_CARGO: &str = r#"[package]
+name = "notes-isolate"
+version = "0.1.0"
+edition = "2024"
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+wit-bindgen = { version = "=0.61.1", default-features = false, features = ["macros", "realloc"] }
+
+[profile.release]
+opt-level = "s"
+panic = "abort"
+"#;
+
+const NOTES_LIB: &str = r##"wit_bindgen::generate!({ world: "isolate", path: "wit" });
+
+struct Notes;
+
+impl Guest for Notes {
+    fn describe() -> Vec<FunctionSpec> {
+        vec![FunctionSpec {
+            name: "shout".to_owned(),
+            description: "Upper-cases its arguments".to_owned(),
+            parameters: r#"{"type":"object"}"#.to_owned(),
+        }]
+    }
+
+    fn call(_function: String, arguments: String) -> Result<String, String> {
+        Ok(arguments.to_uppercase())
+    }
+}
+
+export!(Notes);
+"##;
+
+#[test]
+fn a_rust_isolate_committed_as_source_is_built_by_hal() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let dir = repo.join("isolates/notes");
+    std::fs::create_dir_all(dir.join("src")).expect("dir");
+    std::fs::write(dir.join("Cargo.toml"), NOTES_CARGO).expect("write");
+    std::fs::write(dir.join("src/lib.rs"), NOTES_LIB).expect("write");
+    std::fs::write(dir.join("isolate.yaml"), "name: notes\nversion: 1\ndescription: Shouts\n").expect("write");
+    commit(&sandbox, &repo, "add the notes isolate");
+    let shout = sandbox.hal(&repo, &["isolate", "call", "notes", "shout", r#"{"text": "quiet please"}"#]).ok();
+    assert_eq!(shout.out(), r#"{"TEXT": "QUIET PLEASE"}"#);
+
+    std::fs::write(dir.join("src/lib.rs"), NOTES_LIB.replace("to_uppercase()", "to_uppercase(")).expect("write");
+    commit(&sandbox, &repo, "break it");
+    let list = sandbox.hal(&repo, &["isolate", "list"]).ok().stdout;
+    let line = list.lines().find(|l| l.starts_with("notes")).expect("listed");
+    assert!(line.contains("INVALID: building isolate `notes` failed"), "{list}");
+    let shown = sandbox.hal(&repo, &["isolate", "show", "notes", "--json"]).ok().json();
+    assert!(shown["error"].as_str().expect("error").contains("error"), "the compiler's words are kept: {shown}");
+}

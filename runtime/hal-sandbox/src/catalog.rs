@@ -75,7 +75,7 @@ pub fn load_isolates(sandbox: &Sandbox, settings: &Settings, home: Option<&Home>
         })
         .collect();
     if let Some(home) = home {
-        match repo_isolates(home) {
+        match repo_isolates(home, sandbox.cache_dir()) {
             Ok(found) => {
                 for isolate in found {
                     sources.retain(|existing| existing.name != isolate.name);
@@ -118,13 +118,14 @@ fn load_one(
     sandbox.load(wasm, manifest, granted, limits, builtin)
 }
 
-/// Each `isolates/<name>/` on main with an `isolate.yaml`, with its component if it has one.
-fn repo_isolates(home: &Home) -> Result<Vec<Found>, hal_store::StoreError> {
+/// Each `isolates/<name>/` on main with an `isolate.yaml`: its prebuilt component, or the one built from its
+/// Rust source.
+fn repo_isolates(home: &Home, cache: Option<&std::path::Path>) -> Result<Vec<Found>, hal_store::StoreError> {
     let Some(main) = home.main_tip()? else { return Ok(Vec::new()) };
     let prefix = format!("{ISOLATES_DIR}/");
-    let mut names: Vec<String> = home
-        .list_files(main)?
-        .into_iter()
+    let all = home.list_files(main)?;
+    let mut names: Vec<String> = all
+        .iter()
         .filter_map(|(path, _)| path.strip_prefix(&prefix)?.strip_suffix("/isolate.yaml").map(str::to_owned))
         .filter(|name| !name.contains('/'))
         .collect();
@@ -132,16 +133,31 @@ fn repo_isolates(home: &Home) -> Result<Vec<Found>, hal_store::StoreError> {
     let mut found = Vec::new();
     for name in names {
         let dir = format!("{ISOLATES_DIR}/{name}");
-        let files = home.files_in(main, &dir)?;
-        let manifest = files
+        let top = home.files_in(main, &dir)?;
+        let manifest = top
             .iter()
             .find(|(file, _)| file == "isolate.yaml")
-            .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned());
-        let wasm = files.iter().find(|(file, _)| file.ends_with(".wasm")).map(|(_, bytes)| bytes.clone());
-        let files = match (wasm, manifest) {
-            (Some(wasm), Some(manifest)) => Ok((wasm, manifest)),
-            _ => Err(format!(
-                "main:{dir} has no prebuilt component: commit the `.wasm` built for wasm32-wasip2 beside isolate.yaml"
+            .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+            .unwrap_or_default();
+        let prebuilt = top.iter().find(|(file, _)| file.ends_with(".wasm")).map(|(_, bytes)| bytes.clone());
+        let has_source = top.iter().any(|(file, _)| file == "Cargo.toml");
+        let files = match (prebuilt, has_source, cache) {
+            (Some(wasm), _, _) => Ok((wasm, manifest)),
+            (None, true, Some(cache)) => {
+                let crate_prefix = format!("{dir}/");
+                let mut sources = Vec::new();
+                for (path, _) in all.iter().filter(|(path, _)| path.starts_with(&crate_prefix)) {
+                    if let Some(content) = home.file_at(main, path)? {
+                        sources.push((path[crate_prefix.len()..].to_owned(), content));
+                    }
+                }
+                crate::source::build(&name, &sources, cache).map(|wasm| (wasm, manifest))
+            }
+            (None, true, None) => {
+                Err(format!("main:{dir} is Rust source, and there is no cache directory to build it in"))
+            }
+            (None, false, _) => Err(format!(
+                "main:{dir} has neither a component (`.wasm`) nor Rust source (`Cargo.toml`) beside its isolate.yaml"
             )),
         };
         found.push(Found { name, source: format!("main:{dir}"), files, builtin: false });

@@ -124,6 +124,11 @@ impl Sandbox {
         Ok(Sandbox { engine, linker, cache_dir, http, http_runtime: Some(http_runtime), stop })
     }
 
+    /// Where compiled components (and built isolates) are cached, if anywhere.
+    pub fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.cache_dir.as_deref()
+    }
+
     /// Compile (or load from the cache) the component `bytes`, check it is an isolate, and read its functions.
     pub fn load(
         &self,

@@ -15,6 +15,7 @@ mod capabilities;
 pub mod catalog;
 mod host;
 mod limits;
+pub mod source;
 mod state;
 mod tool;
 

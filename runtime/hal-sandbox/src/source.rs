@@ -1,0 +1,113 @@
+//! A home repo's own Rust isolates: `isolates/<name>/` on main with a `Cargo.toml` and no prebuilt `.wasm` is
+//! compiled by HAL for `wasm32-wasip2`, the same way the built-ins are.
+//!
+//! The crate gets HAL's interface as `wit/isolate.wit` beside its `Cargo.toml` (so it says
+//! `wit_bindgen::generate!({ world: "isolate", path: "wit" })`). A build is keyed by the blake3 hash of every
+//! file of the directory and of the interface, and its component is kept in the cache: the same source is never
+//! built twice, on any home repo of the user.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The target isolates are built for.
+pub const TARGET: &str = "wasm32-wasip2";
+/// HAL's isolate interface, given to every crate it builds.
+pub const WIT: &str = include_str!("../../../schemas/wit/isolate.wit");
+/// Lines of compiler output kept in a build error.
+const ERROR_LINES: usize = 40;
+
+/// The component built from `files` (paths relative to the crate directory, with their contents), from the
+/// cache when this exact source was built before.
+pub fn build(name: &str, files: &[(String, Vec<u8>)], cache: &Path) -> Result<Vec<u8>, String> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(WIT.as_bytes());
+    hasher.update(TARGET.as_bytes());
+    for (path, content) in files {
+        hasher.update(&(path.len() as u64).to_le_bytes());
+        hasher.update(path.as_bytes());
+        hasher.update(&(content.len() as u64).to_le_bytes());
+        hasher.update(content);
+    }
+    let key = hasher.finalize().to_hex();
+    let builds = cache.join("builds");
+    let built = builds.join(format!("{name}-{key}.wasm"));
+    if let Ok(bytes) = std::fs::read(&built) {
+        return Ok(bytes);
+    }
+    let fail = |what: &str, error: std::io::Error| format!("building isolate `{name}`: {what}: {error}");
+    std::fs::create_dir_all(&builds).map_err(|e| fail("creating the build cache", e))?;
+    let source = tempfile::Builder::new()
+        .prefix(&format!("{name}-src-"))
+        .tempdir_in(&builds)
+        .map_err(|e| fail("creating a build directory", e))?;
+    for (path, content) in files {
+        let target = source.path().join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fail("writing the source", e))?;
+        }
+        let mut content = content.clone();
+        // The build directory may lie inside some cargo workspace (a cache under a project's target/): an empty
+        // `[workspace]` table makes the crate its own workspace wherever it is built.
+        if path == "Cargo.toml" && !String::from_utf8_lossy(&content).lines().any(|l| l.trim() == "[workspace]") {
+            content.extend_from_slice(b"\n[workspace]\n");
+        }
+        std::fs::write(&target, content).map_err(|e| fail("writing the source", e))?;
+    }
+    std::fs::create_dir_all(source.path().join("wit")).map_err(|e| fail("writing the interface", e))?;
+    std::fs::write(source.path().join("wit/isolate.wit"), WIT).map_err(|e| fail("writing the interface", e))?;
+    let target_dir = builds.join("target");
+    let component = compile(name, source.path(), &target_dir)?;
+    let bytes = std::fs::read(&component).map_err(|e| fail("reading the component", e))?;
+    let temporary = built.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&temporary, &bytes).map_err(|e| fail("caching the component", e))?;
+    std::fs::rename(&temporary, &built).map_err(|e| fail("caching the component", e))?;
+    Ok(bytes)
+}
+
+/// Run cargo in `crate_dir`; the path of the component it built.
+fn compile(name: &str, crate_dir: &Path, target_dir: &Path) -> Result<PathBuf, String> {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command
+        .args(["build", "--release", "--quiet", "--message-format", "short", "--target", TARGET, "--target-dir"])
+        .arg(target_dir)
+        .current_dir(crate_dir);
+    for variable in ["CARGO_TARGET_DIR", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
+        command.env_remove(variable);
+    }
+    let output = command.output().map_err(|e| {
+        format!(
+            "building isolate `{name}` needs cargo and the {TARGET} target (install Rust with rustup, then \
+             `rustup target add {TARGET}`): {e}"
+        )
+    })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        let tail = lines[lines.len().saturating_sub(ERROR_LINES)..].join("\n");
+        return Err(format!("building isolate `{name}` failed:\n{tail}"));
+    }
+    let package = package_name(crate_dir).unwrap_or_else(|| name.to_owned()).replace('-', "_");
+    let component = target_dir.join(TARGET).join("release").join(format!("{package}.wasm"));
+    if component.exists() {
+        Ok(component)
+    } else {
+        Err(format!(
+            "building isolate `{name}` made no {package}.wasm: its Cargo.toml needs `[lib] crate-type = [\"cdylib\"]`"
+        ))
+    }
+}
+
+/// The `name` of the `[package]` section of the crate's Cargo.toml.
+fn package_name(crate_dir: &Path) -> Option<String> {
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).ok()?;
+    let mut in_package = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package && let Some(value) = line.strip_prefix("name").map(str::trim_start) {
+            let value = value.strip_prefix('=')?.trim().trim_matches('"');
+            return Some(value.to_owned());
+        }
+    }
+    None
+}
