@@ -437,3 +437,33 @@ fn a_model_fetches_through_the_http_isolate_from_a_granted_host() {
     assert_eq!(fact(&tool, "Hal-Outcome"), Some("ok"));
     assert!(tool["text"].as_str().expect("text").contains("\"status\":200"), "{tool}");
 }
+
+#[test]
+fn nul_bytes_and_extra_finishes_from_a_model_do_not_break_the_thread() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::tool("files.write", json!({"path": "bin.dat", "content": "a\u{0}b"})),
+        Scripted::tools(&[
+            ("files.read", json!({"path": "bin.dat"})),
+            ("finish", json!({"status": "PENDING", "output": "one?"})),
+            ("finish", json!({"status": "DONE", "output": "two"})),
+        ]),
+        Scripted::text("resumed fine"),
+    ]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    commit(&sandbox, &repo, &[("helps/bin.yaml", WRITER)]);
+    let run = hal(&sandbox, &repo, &["help", "run", "bin", "go", "--json"]);
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    let thread = thread_of(&run);
+    let steps = log(&sandbox, &repo, &thread);
+    let read = steps.iter().find(|s| fact(s, "Hal-Tool") == Some("files.read")).expect("the read");
+    assert_eq!(read["text"], "a\u{fffd}b", "NUL is replaced in what is committed");
+    let ignored = steps.iter().filter(|s| fact(s, "Hal-Tool") == Some("finish")).count();
+    assert_eq!(ignored, 1, "the second finish got its own refusal");
+    let resumed = hal(&sandbox, &repo, &["thread", "say", &thread, "yes"]);
+    assert_eq!(resumed.code, 0, "{}{}", resumed.stdout, resumed.stderr);
+    let body = &server.requests()[2].body;
+    let ids: Vec<&str> =
+        body["messages"].as_array().expect("messages").iter().filter_map(|m| m["tool_call_id"].as_str()).collect();
+    assert_eq!(ids, ["call_0", "call_0", "call_2", "call_1"], "every call has its answer: {body}");
+}

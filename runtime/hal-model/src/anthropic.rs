@@ -182,8 +182,8 @@ impl Decoder {
             let cached = ["cache_read_input_tokens", "cache_creation_input_tokens"]
                 .iter()
                 .filter_map(|key| usage.get(key).and_then(Value::as_u64))
-                .sum::<u64>();
-            self.reply.usage.input = input + cached;
+                .fold(0u64, u64::saturating_add);
+            self.reply.usage.input = input.saturating_add(cached);
         }
         if let Some(output) = usage.get("output_tokens").and_then(Value::as_u64) {
             self.reply.usage.output = output;

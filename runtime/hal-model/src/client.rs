@@ -178,7 +178,7 @@ impl Client {
             let piece = match piece {
                 Ok(piece) => piece,
                 Err(error) => {
-                    let reason = format!("the reply broke off: {}", describe(&error));
+                    let reason = endpoint.scrub(&format!("the reply broke off: {}", describe(&error)));
                     return if shown_any {
                         Attempt::Fail(protocol(endpoint, reason))
                     } else {
@@ -205,7 +205,7 @@ impl Client {
             if let Some(event) = parser.finish()
                 && let Err(detail) = decoder.event(event.event.as_deref(), &event.data, names)
             {
-                return Attempt::Fail(protocol(endpoint, detail));
+                return Attempt::Fail(protocol(endpoint, endpoint.scrub(&detail)));
             }
             decoder.finish()
         } else {
@@ -216,7 +216,7 @@ impl Client {
                 }
             })
         };
-        match finished {
+        match finished.map_err(|detail| endpoint.scrub(&detail)) {
             Ok(reply) => Attempt::Done(reply, raw),
             Err(detail) if !shown_any => Attempt::Retry(None, detail),
             Err(detail) => Attempt::Fail(protocol(endpoint, detail)),

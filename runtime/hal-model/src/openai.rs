@@ -137,7 +137,19 @@ impl Decoder {
     }
 
     fn tool_call_fragment(&mut self, position: usize, fragment: &Value, names: &ToolNames) {
-        let index = fragment.get("index").and_then(Value::as_u64).unwrap_or(position as u64);
+        let id = fragment.get("id").and_then(Value::as_str).filter(|id| !id.is_empty());
+        let index = match fragment.get("index").and_then(Value::as_u64) {
+            Some(index) => index,
+            // Without `index`: a new id starts a call, a known id continues it, no id continues the last one.
+            None => match (id, self.calls.last()) {
+                (Some(id), _) => match self.calls.iter().find(|(_, call)| call.id == id) {
+                    Some((index, _)) => *index,
+                    None => self.calls.iter().map(|(i, _)| i + 1).max().unwrap_or(0).max(position as u64),
+                },
+                (None, Some((index, _))) => *index,
+                (None, None) => position as u64,
+            },
+        };
         let slot = match self.calls.iter().position(|(i, _)| *i == index) {
             Some(slot) => slot,
             None => {
@@ -227,6 +239,23 @@ mod tests {
                 ToolCall { id: "call_b".into(), name: "files.read".into(), arguments: r#"{"path":"b.txt"}"#.into() },
             ]
         );
+    }
+
+    #[test]
+    fn calls_without_index_are_told_apart_by_id() {
+        let names = names();
+        let mut decoder = Decoder::default();
+        for chunk in [
+            r#"{"choices":[{"delta":{"tool_calls":[{"id":"a","function":{"name":"files.read","arguments":"{\"path\":"}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"function":{"arguments":"\"x\"}"}}]}}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"id":"b","function":{"name":"files.read","arguments":"{}"}}]}}]}"#,
+            "[DONE]",
+        ] {
+            decoder.chunk(chunk, &names).expect("valid");
+        }
+        let reply = decoder.finish().expect("complete");
+        let calls: Vec<(&str, &str)> = reply.tool_calls.iter().map(|c| (c.id.as_str(), c.arguments.as_str())).collect();
+        assert_eq!(calls, [("a", r#"{"path":"x"}"#), ("b", "{}")]);
     }
 
     #[test]

@@ -73,6 +73,7 @@ impl Conversation {
     /// Add a message at the end. Messages far outside the window are forgotten, so memory stays bounded
     /// however long the thread grows.
     pub fn push(&mut self, message: Message) {
+        let message = shortened(message, self.budget / 2);
         let size = size_of(&message);
         self.total += size;
         self.messages.push_back((message, size));
@@ -99,6 +100,11 @@ impl Conversation {
             used += size;
             start -= 1;
         }
+        // A tool result needs the call before it: reach back to the reply that made the call (over the budget if
+        // need be); a result whose call was never loaded is dropped instead.
+        while start > 0 && start < self.messages.len() && matches!(self.messages[start].0, Message::Tool { .. }) {
+            start -= 1;
+        }
         while start < self.messages.len() && matches!(self.messages[start].0, Message::Tool { .. }) {
             start += 1;
         }
@@ -118,6 +124,28 @@ impl Conversation {
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
+    }
+}
+
+/// `message` with its text cut to about `max` bytes (at a character boundary), saying how much was left out, so
+/// that one huge tool result or message never pushes everything else out of the window.
+fn shortened(message: Message, max: usize) -> Message {
+    let cut = |text: String| -> String {
+        if text.len() <= max {
+            return text;
+        }
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}\n[… {} more bytes left out to fit the model's context]", &text[..end], text.len() - end)
+    };
+    match message {
+        Message::User { text } => Message::User { text: cut(text) },
+        Message::Assistant { text, tool_calls } => Message::Assistant { text: cut(text), tool_calls },
+        Message::Tool { call_id, name, content, is_error } => {
+            Message::Tool { call_id, name, content: cut(content), is_error }
+        }
     }
 }
 
@@ -174,33 +202,41 @@ mod tests {
     }
 
     #[test]
-    fn the_window_keeps_the_newest_messages_and_never_starts_with_a_tool_result() {
-        let mut conversation = Conversation::new(0);
-        conversation.budget = 100;
-        conversation.push(user(&"a".repeat(60)));
-        conversation.push(Message::Assistant {
+    fn the_window_keeps_the_newest_messages_and_a_tool_result_keeps_its_call() {
+        let call = Message::Assistant {
             text: String::new(),
             tool_calls: vec![hal_model::ToolCall { id: "1".into(), name: "t".into(), arguments: "{}".into() }],
-        });
-        conversation.push(Message::Tool {
-            call_id: "1".into(),
-            name: "t".into(),
-            content: "x".repeat(20),
-            is_error: false,
-        });
-        conversation.push(user("b"));
-        let window = conversation.window();
-        assert_eq!(window[0], user(LEFT_OUT));
-        assert_eq!(window[1], user("b"), "the orphaned tool result is dropped: {window:?}");
-        conversation.budget = 10_000;
-        assert_eq!(conversation.window().len(), 4, "everything fits, no note");
+        };
+        let result = Message::Tool { call_id: "1".into(), name: "t".into(), content: "x".repeat(20), is_error: false };
+        let fill = |conversation: &mut Conversation| {
+            conversation.push(user(&"a".repeat(60)));
+            conversation.push(call.clone());
+            conversation.push(result.clone());
+            conversation.push(user("b"));
+        };
+        let mut tight = Conversation::new(0);
+        tight.budget = 110;
+        fill(&mut tight);
+        assert_eq!(tight.window(), vec![user(LEFT_OUT), call.clone(), result.clone(), user("b")]);
+        let mut roomy = Conversation::new(0);
+        fill(&mut roomy);
+        assert_eq!(roomy.window().len(), 4, "everything fits, no note");
     }
 
     #[test]
-    fn a_single_message_larger_than_the_budget_is_still_sent() {
+    fn a_huge_message_is_shortened_so_the_request_keeps_its_context() {
         let mut conversation = Conversation::new(0);
-        conversation.budget = 10;
-        conversation.push(user(&"z".repeat(50)));
-        assert_eq!(conversation.window(), vec![user(&"z".repeat(50))]);
+        conversation.budget = 200;
+        conversation.push(user("the task"));
+        conversation.push(Message::Tool {
+            call_id: "1".into(),
+            name: "t".into(),
+            content: "é".repeat(500),
+            is_error: false,
+        });
+        let window = conversation.window();
+        assert_eq!(window[0], user("the task"), "the task is still there: {window:?}");
+        let Message::Tool { content, .. } = &window[1] else { panic!("a tool result: {window:?}") };
+        assert!(content.len() < 200 && content.contains("more bytes left out"), "{content}");
     }
 }

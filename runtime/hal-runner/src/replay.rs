@@ -241,6 +241,6 @@ fn start_parent(home: &Home, steps: &[Step]) -> Result<gix::ObjectId, RunError> 
     Ok(commit)
 }
 
-fn short(id: &str) -> &str {
-    &id[..id.len().min(10)]
+fn short(id: &str) -> String {
+    id.chars().take(10).collect()
 }

@@ -196,7 +196,7 @@ impl Runner {
         input: &str,
     ) -> Result<Outcome, RunError> {
         let prepared = self.prepare(models.as_ref(), help)?;
-        let deadline = Instant::now() + Duration::from_secs_f64(prepared.limits.max_seconds);
+        let deadline = deadline_after(prepared.limits.max_seconds);
         self.execute(&prepared, models, thread.clone(), actor, input, 0, deadline).await
     }
 
@@ -337,8 +337,8 @@ impl Runner {
                 Ok(Ok(turn)) => turn,
             };
             state.turns += 1;
-            state.usage.input += turn.reply.usage.input;
-            state.usage.output += turn.reply.usage.output;
+            state.usage.input = state.usage.input.saturating_add(turn.reply.usage.input);
+            state.usage.output = state.usage.output.saturating_add(turn.reply.usage.output);
             self.record_reply(state, &turn)?;
             let reply = turn.reply;
             conversation.push(reply.to_message());
@@ -352,6 +352,17 @@ impl Runner {
                     name: call.name.clone(),
                     content: result.content,
                     is_error: result.is_error,
+                });
+            }
+            // Every call needs an answer in the conversation: a second `finish` in one reply is refused.
+            for extra in finishes.iter().skip(1) {
+                let refused = ToolResult::error("only the first `finish` of a reply counts; this one was ignored");
+                let result = self.record_tool(state, extra, refused, Vec::new(), None)?;
+                conversation.push(Message::Tool {
+                    call_id: extra.id.clone(),
+                    name: FINISH.to_owned(),
+                    content: result.content,
+                    is_error: true,
                 });
             }
             let ending = match finishes.first() {
@@ -476,7 +487,7 @@ impl Runner {
                 state.turns
             ));
         }
-        let used = state.usage.input + state.usage.output;
+        let used = state.usage.input.saturating_add(state.usage.output);
         if used >= limits.max_tokens {
             return Some(format!(
                 "stopped after using {used} tokens, over the limit of {} (runner.max_tokens in the help, or \
@@ -502,7 +513,7 @@ impl Runner {
             .filter(|bytes| bytes.len() <= MAX_KEPT_RESPONSE)
             .map(|bytes| String::from_utf8_lossy(bytes).into_owned());
         let data = ReplyData { reply: reply.clone(), response, request_bytes: turn.request_bytes };
-        let mut step = NewStep::new(StepKind::Reply, reply_text(reply), ThreadStatus::Running)
+        let mut step = NewStep::new(StepKind::Reply, without_nul(reply_text(reply)), ThreadStatus::Running)
             .fact(fact::HELP, &state.prepared.entry.name)
             .fact(fact::HELP_BLOB, state.prepared.entry.blob)
             .fact(fact::MODEL, state.prepared.model.name())
@@ -545,6 +556,9 @@ impl Runner {
         state: &mut RunState<'_>,
         call: &ToolCall,
     ) -> Result<(ToolResult, Option<String>), RunError> {
+        if Instant::now() >= state.deadline {
+            return Ok((ToolResult::error("not started: the run is out of time"), None));
+        }
         if state.depth + 1 > state.prepared.limits.max_depth {
             let reason = format!(
                 "helps may call helps only {} deep (limits.max_depth in hal.yaml)",
@@ -567,10 +581,13 @@ impl Runner {
         let title = format!("{}: {}", call.name, input.lines().next().unwrap_or_default());
         let from = format!("thread {}", state.thread.id);
         let sub = self.journal.with(|home| home.start_thread_at(&state.actor, state.tip, Some(&title), &from))?;
-        let own_deadline = Instant::now() + Duration::from_secs_f64(prepared.limits.max_seconds);
+        let own_deadline = deadline_after(prepared.limits.max_seconds);
         let deadline = own_deadline.min(state.deadline);
         let outcome =
             self.execute(&prepared, models, sub.clone(), &state.actor, &input, state.depth + 1, deadline).await?;
+        // What a sub-help spends counts against the caller's token limit too.
+        state.usage.input = state.usage.input.saturating_add(outcome.usage.input);
+        state.usage.output = state.usage.output.saturating_add(outcome.usage.output);
         let content = json!({"status": outcome.status, "output": outcome.output, "thread": sub.id}).to_string();
         let result = ToolResult { content, is_error: outcome.status == Status::Error };
         Ok((result, Some(sub.id)))
@@ -584,6 +601,8 @@ impl Runner {
         writes: Vec<(String, Vec<u8>)>,
         subthread: Option<String>,
     ) -> Result<ToolResult, RunError> {
+        // A commit message cannot hold NUL: the model and the record both get the same, replaced, text.
+        let result = ToolResult { content: without_nul(result.content), is_error: result.is_error };
         let mut step = NewStep::new(StepKind::Tool, result.content.clone(), ThreadStatus::Running)
             .fact(fact::HELP, &state.prepared.entry.name)
             .fact(fact::TOOL, &call.name)
@@ -632,7 +651,8 @@ impl Runner {
         confidence: Option<f64>,
         call_id: Option<String>,
     ) -> Result<Outcome, RunError> {
-        let mut step = NewStep::new(StepKind::Finish, output, status.thread_status())
+        let output = &without_nul(output.to_owned());
+        let mut step = NewStep::new(StepKind::Finish, output.as_str(), status.thread_status())
             .fact(fact::HELP, &state.prepared.entry.name)
             .fact(fact::AGENT, &self.agent)
             .fact(fact::HELP_BLOB, state.prepared.entry.blob)
@@ -685,6 +705,18 @@ impl Runner {
     }
 }
 
+/// `text` with NUL characters (which a commit message cannot hold) replaced by U+FFFD.
+fn without_nul(text: String) -> String {
+    if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text }
+}
+
+/// A deadline `seconds` from now; absurdly large values mean "no deadline" rather than an overflow.
+fn deadline_after(seconds: f64) -> Instant {
+    let now = Instant::now();
+    let far = now + Duration::from_secs(100 * 365 * 24 * 3600);
+    Duration::try_from_secs_f64(seconds).ok().and_then(|d| now.checked_add(d)).map_or(far, |d| d.min(far))
+}
+
 fn first_line(text: &str) -> &str {
     text.lines().find(|line| !line.trim().is_empty()).unwrap_or_default()
 }
@@ -724,6 +756,10 @@ fn parse_finish(call: &ToolCall) -> Result<Ending, (String, String)> {
 
 /// A reply without tool calls: its text is the result.
 fn plain_reply(reply: &Reply) -> Result<Ending, (String, String)> {
+    if matches!(reply.stop_reason.as_deref(), Some("length" | "max_tokens")) {
+        let reason = "the model's answer was cut off at its output limit (max_output_tokens in hal.yaml)";
+        return Ok((Status::Error, reason.to_owned(), None, None));
+    }
     if reply.text.trim().is_empty() {
         return Ok((Status::Error, "the model replied with nothing".to_owned(), None, None));
     }

@@ -111,6 +111,10 @@ fn load_one(
 ) -> Result<Isolate, String> {
     let file = if builtin { "built-in isolate.yaml".to_owned() } else { format!("{source}/isolate.yaml") };
     let manifest = IsolateManifest::parse(&file, manifest).map_err(|e| e.to_string())?;
+    // Grants follow the name, so an isolate may not borrow another's.
+    if !builtin && source.rsplit('/').next() != Some(manifest.name.as_str()) {
+        return Err(format!("{file}: name `{}` must be the directory's name, as grants follow it", manifest.name));
+    }
     let policy = settings.sandbox.isolates.get(&manifest.name);
     let granted = Granted::new(&manifest.name, &manifest.capabilities, policy, builtin);
     let limits =

@@ -169,7 +169,8 @@ impl Sandbox {
         let (result, state) = self
             .run(isolate, context, |bindings, store| bindings.call_call(store, function, arguments))
             .map_err(CallError::Trap)?;
-        let result = result.map_err(CallError::Guest)?;
+        // Whatever the isolate says goes to the model and into a commit: no secret value it was given may.
+        let result = result.map(|text| state.scrub(text)).map_err(|text| CallError::Guest(state.scrub(text)))?;
         if result.len() > isolate.limits.output {
             return Err(CallError::Trap(format!(
                 "the result is {} bytes, more than the limit of {} bytes (output_kb)",
@@ -247,5 +248,5 @@ fn explain(error: &wasmtime::Error, state: &HostState, isolate: &str, limits: &L
         }
         None => format!("failed: {error:#}"),
     };
-    format!("isolate `{isolate}` {reason}")
+    state.scrub(format!("isolate `{isolate}` {reason}"))
 }

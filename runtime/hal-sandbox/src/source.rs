@@ -55,7 +55,8 @@ pub fn build(name: &str, files: &[(String, Vec<u8>)], cache: &Path) -> Result<Ve
     }
     std::fs::create_dir_all(source.path().join("wit")).map_err(|e| fail("writing the interface", e))?;
     std::fs::write(source.path().join("wit/isolate.wit"), WIT).map_err(|e| fail("writing the interface", e))?;
-    let target_dir = builds.join("target");
+    // A target directory of its own: a shared one could hand back another build's component.
+    let target_dir = source.path().join("target");
     let component = compile(name, source.path(), &target_dir)?;
     let bytes = std::fs::read(&component).map_err(|e| fail("reading the component", e))?;
     let temporary = built.with_extension(format!("tmp{}", std::process::id()));
@@ -71,8 +72,13 @@ fn compile(name: &str, crate_dir: &Path, target_dir: &Path) -> Result<PathBuf, S
         .args(["build", "--release", "--quiet", "--message-format", "short", "--target", TARGET, "--target-dir"])
         .arg(target_dir)
         .current_dir(crate_dir);
-    for variable in ["CARGO_TARGET_DIR", "RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
-        command.env_remove(variable);
+    // The build runs the crate's build scripts and macros on this machine: give it only what cargo and rustup
+    // need, never the caller's environment (API keys live there).
+    command.env_clear();
+    for variable in ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "TMPDIR", "LANG"] {
+        if let Some(value) = std::env::var_os(variable) {
+            command.env(variable, value);
+        }
     }
     let output = command.output().map_err(|e| {
         format!(

@@ -16,6 +16,10 @@ wasmtime::component::bindgen!({ world: "isolate", path: "../../schemas/wit" });
 
 /// Most bytes of an HTTP response body read into the guest.
 const MAX_HTTP_BODY: usize = 8 << 20;
+/// Log lines kept from one call.
+const MAX_LOG_LINES: usize = 100;
+/// Characters kept of one log line.
+const MAX_LOG_LINE: usize = 2000;
 /// Most bytes a guest may write to its stderr (kept for error messages).
 pub(crate) const STDERR_CAPACITY: usize = 64 << 10;
 
@@ -29,6 +33,12 @@ pub(crate) struct HostState {
     memory_limit: usize,
     /// A memory growth was refused.
     pub(crate) memory_denied: bool,
+    /// Bytes of linear memory of all the store's memories.
+    memory_used: usize,
+    /// Bytes written to the tree by this call.
+    written: usize,
+    /// Secret values handed to the guest, to be scrubbed from what it returns.
+    pub(crate) handed_out: Vec<(String, String)>,
     granted: Granted,
     /// The thread's tree, when the call is made on a thread.
     pub(crate) tree: Option<ToolContext>,
@@ -40,6 +50,13 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
+    /// `text` with every secret value handed to the guest replaced by `<secret NAME>`.
+    pub(crate) fn scrub(&self, text: String) -> String {
+        self.handed_out
+            .iter()
+            .fold(text, |text, (name, value)| text.replace(value.as_str(), &format!("<secret {name}>")))
+    }
+
     pub(crate) fn new(
         granted: Granted,
         memory_limit: usize,
@@ -62,6 +79,9 @@ impl HostState {
             stderr,
             memory_limit,
             memory_denied: false,
+            memory_used: 0,
+            written: 0,
+            handed_out: Vec::new(),
             granted,
             tree,
             http,
@@ -84,12 +104,27 @@ impl WasiView for HostState {
 }
 
 impl wasmtime::ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // The limit is on all the store's memories together: a component may hold several.
+        let total = self.memory_used.saturating_add(desired.saturating_sub(current));
+        if total > self.memory_limit {
             self.memory_denied = true;
             return Ok(false);
         }
+        self.memory_used = total;
         Ok(true)
+    }
+
+    fn memories(&self) -> usize {
+        64
+    }
+
+    fn instances(&self) -> usize {
+        256
+    }
+
+    fn tables(&self) -> usize {
+        256
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
@@ -110,7 +145,14 @@ impl hal::isolate::tree::Host for HostState {
     }
 
     fn write(&mut self, path: String, content: Vec<u8>) -> Result<(), String> {
-        self.tree(TreeAccess::Write)?.write(&path, content)
+        // What a call writes is held by the host until the step is committed: bounded like the guest's memory.
+        let written = self.written.saturating_add(content.len());
+        if written > self.memory_limit {
+            return Err(format!("a call may write at most {} MiB in all", self.memory_limit >> 20));
+        }
+        self.tree(TreeAccess::Write)?.write(&path, content)?;
+        self.written = written;
+        Ok(())
     }
 }
 
@@ -136,10 +178,13 @@ impl hal::isolate::http::Host for HostState {
             if let Some(body) = body {
                 request = request.body(body);
             }
-            let mut response = request.send().await.map_err(|e| format!("fetching {url} failed: {e}"))?;
+            // Errors leave the URL out: it may carry a secret the isolate put there.
+            let mut response = request.send().await.map_err(|e| format!("the request failed: {}", e.without_url()))?;
             let status = response.status().as_u16();
             let mut bytes = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading {url} failed: {e}"))? {
+            while let Some(chunk) =
+                response.chunk().await.map_err(|e| format!("reading the response failed: {}", e.without_url()))?
+            {
                 bytes.extend_from_slice(&chunk);
                 if bytes.len() > MAX_HTTP_BODY {
                     bytes.truncate(MAX_HTTP_BODY);
@@ -154,14 +199,22 @@ impl hal::isolate::http::Host for HostState {
 impl hal::isolate::secrets::Host for HostState {
     fn get(&mut self, name: String) -> Result<String, String> {
         self.granted.check_secret(&name)?;
-        (self.secret)(&name).ok_or_else(|| format!("the secret {name} is not set"))
+        let value = (self.secret)(&name).ok_or_else(|| format!("the secret {name} is not set"))?;
+        if !value.is_empty() {
+            self.handed_out.push((name, value.clone()));
+        }
+        Ok(value)
     }
 }
 
 impl hal::isolate::log::Host for HostState {
     fn write(&mut self, level: String, message: String) {
+        let mut message: String = message.chars().take(MAX_LOG_LINE).collect();
+        for (name, value) in &self.handed_out {
+            message = message.replace(value.as_str(), &format!("<secret {name}>"));
+        }
         tracing::info!(target: "hal_sandbox::guest", isolate = %self.granted.isolate, %level, %message);
-        if self.logs.len() < 1000 {
+        if self.logs.len() < MAX_LOG_LINES {
             self.logs.push(format!("{level}: {message}"));
         }
     }

@@ -86,6 +86,18 @@ fn every_escape_is_contained_and_the_host_serves_the_next_call() {
     let error = call(&sandbox, &roomy, &thread, "huge").expect_err("too big").to_string();
     assert!(error.contains("104857600 bytes, more than the limit of 1048576 bytes"), "{error}");
 
+    // A granted secret reaches the guest, but never what the guest returns.
+    let policy = IsolatePolicy { secrets: vec!["DECLARED_SECRET".into()], ..IsolatePolicy::default() };
+    let keeper = load(&sandbox, SandboxLimits::default(), Some(&policy));
+    let context = hal_sandbox::CallContext {
+        tree: None,
+        http: false,
+        secret: Arc::new(|name| (name == "DECLARED_SECRET").then(|| "hunter2-value".to_owned())),
+    };
+    let Err(leaked) = sandbox.call(&keeper, "leak", "{}", context) else { panic!("the guest returns an error") };
+    let leaked = leaked.to_string();
+    assert_eq!(leaked, "the secret is <secret DECLARED_SECRET>, see?");
+
     // Granted, the write is staged for the step's commit and goes nowhere else.
     let policy = IsolatePolicy { tree: Some(TreeAccess::Write), ..IsolatePolicy::default() };
     let writer = load(&sandbox, SandboxLimits::default(), Some(&policy));
