@@ -16,10 +16,22 @@ fn the_demo_runs_without_a_git_identity_and_leaves_a_healthy_repo() {
         .expect("run demo");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    for expected in ["#3 write", "fast-forward", "refused:", "conflicts with main in greeting.md", "git log --graph"] {
+    for expected in [
+        "#3 write",
+        "fast-forward",
+        "refused:",
+        "conflicts with main in greeting.md",
+        "a recording shipped with HAL",
+        "tool: files.write → wrote notes/welcome.md",
+        "DONE: Wrote a welcome note",
+        "git log --graph",
+    ] {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
     }
-    assert_eq!(tree_paths(&sandbox, &dir, "main"), ["greeting.md", "hal.yaml"]);
+    assert_eq!(
+        tree_paths(&sandbox, &dir, "main"),
+        ["greeting.md", "hal.yaml", "helps/welcome.yaml", "notes/welcome.md"]
+    );
     assert_fsck_clean(&sandbox, &dir);
 
     let again = sandbox.hal(&sandbox.path(""), &["demo", "--dir", "demo"]);

@@ -1,18 +1,30 @@
 //! `hal demo`: a guided tour of a home repo, made in a fresh directory.
 //!
-//! It drives the same store the other commands use: a home repo is created, a thread is started, written to,
-//! forked and merged, a conflicting merge is refused, and the resulting history is printed. No model is
-//! involved yet; every step is labelled with who made it.
+//! It drives the same store, runner and sandbox the other commands use: a home repo is created, a thread is
+//! started, written to, forked and merged, a conflicting merge is refused; then a help is committed and run on a
+//! thread, its model turns played from a recording shipped in `fixtures/demo/` (so no API key is needed, and the
+//! output says so), its file written through the sandboxed `files` isolate, and its work merged. The resulting
+//! history is printed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use hal_model::Reply;
+use hal_runner::model::{Models, Recording};
+use hal_runner::tools::Toolbox;
+use hal_runner::{Catalog, Journal, Runner};
 use hal_store::{Home, MergeOutcome};
 
 use super::Outcome;
 use crate::cli::Args;
 use crate::output;
+
+/// The help the demo commits and runs.
+const WELCOME_HELP: &str = include_str!("../../../../fixtures/demo/welcome.yaml");
+/// The model turns of the demo's run, recorded.
+const RECORDING: &str = include_str!("../../../../fixtures/demo/recording.json");
 
 /// The actor the demo acts as when git has no `user.name`.
 const FALLBACK_ACTOR: &str = "you";
@@ -61,6 +73,8 @@ pub fn run(args: &Args, dir: Option<&Path>) -> Result<Outcome> {
     println!("\n== try to accept the fork too");
     report_merge(&home.merge_thread(&actor, &fork.id)?, &fork.branch);
 
+    run_recorded_help(&dir, &home, &actor)?;
+
     println!("\n== hal thread list");
     for summary in home.list_threads()? {
         println!("   {}  {:<7} {:>2} steps  {}", summary.id, summary.status.as_str(), summary.steps, summary.title);
@@ -79,6 +93,33 @@ pub fn run(args: &Args, dir: Option<&Path>) -> Result<Outcome> {
         dir.display()
     );
     Ok(Outcome::Done)
+}
+
+/// Commit a help, run it on a new thread with the recorded model turns, and merge its work.
+fn run_recorded_help(dir: &Path, home: &Home, actor: &str) -> Result<()> {
+    println!("\n== commit helps/welcome.yaml on main, then run it");
+    std::fs::create_dir_all(dir.join("helps")).context("creating helps/")?;
+    std::fs::write(dir.join("helps/welcome.yaml"), WELCOME_HELP).context("writing helps/welcome.yaml")?;
+    let identity = ["-c", "user.name=HAL demo", "-c", "user.email=demo@hal.invalid"];
+    for command in [&["add", "helps/welcome.yaml"][..], &["commit", "-q", "-m", "Add the welcome help"][..]] {
+        let status = Command::new("git").arg("-C").arg(dir).args(identity).args(command).status()?;
+        anyhow::ensure!(status.success(), "git {} failed in the demo repo", command.join(" "));
+    }
+    let catalog = Catalog::load(home)?;
+    let mut toolbox = Toolbox::new();
+    super::isolate::add_tools(&mut toolbox, home, &catalog.settings)?;
+    let runner = Runner::new(Journal::new(Home::open(dir)?), Arc::new(catalog), toolbox)
+        .with_observer(Arc::new(|event| super::run::print_event_to(&mut std::io::stdout(), event)));
+    let replies: Vec<Reply> = serde_json::from_str(RECORDING).context("reading the demo's recording")?;
+    let models: Arc<dyn Models> = Arc::new(Arc::new(Recording::new(replies, Vec::new())));
+    let thread = home.new_thread(actor, None, Some("welcome note"))?;
+    println!("   thread {} ({}); model: a recording shipped with HAL, not a live model", thread.id, thread.branch);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let request = "Write a welcome note for people new to this repo.";
+    let outcome = runtime.block_on(runner.run(models, &thread, actor, "welcome", request))?;
+    println!("   {}: {}", outcome.status, outcome.output);
+    report_merge(&home.merge_thread(actor, &thread.id)?, &thread.branch);
+    Ok(())
 }
 
 fn fresh_dir() -> Result<PathBuf> {

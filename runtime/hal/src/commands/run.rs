@@ -75,6 +75,11 @@ impl Session {
 
 /// Progress on stderr: one line per step, indented for sub-helps.
 fn print_event(event: &Event<'_>) {
+    print_event_to(&mut std::io::stderr(), event);
+}
+
+/// One line per step to `out`, indented for sub-helps.
+pub fn print_event_to(out: &mut dyn Write, event: &Event<'_>) {
     if let Event::Step { kind, summary, depth, thread } = event {
         let indent = "  ".repeat(*depth as usize + 1);
         let kind = match kind {
@@ -85,7 +90,7 @@ fn print_event(event: &Event<'_>) {
         if line.len() < summary.len() {
             line.push('…');
         }
-        let _ = writeln!(std::io::stderr(), "{indent}{kind}: {line}");
+        let _ = writeln!(out, "{indent}{kind}: {line}");
     }
 }
 
