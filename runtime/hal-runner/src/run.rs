@@ -108,6 +108,9 @@ pub enum Event<'a> {
 /// Receives [`Event`]s.
 pub type Observer = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
 
+/// Tool calls run from one model reply; further calls in the same reply get an error result instead.
+pub const MAX_CALLS_PER_REPLY: usize = 32;
+
 /// How many threads' conversations a runner keeps in memory between runs.
 const CACHED_CONVERSATIONS: usize = 64;
 
@@ -345,8 +348,13 @@ impl Runner {
 
             let (finishes, calls): (Vec<&ToolCall>, Vec<&ToolCall>) =
                 reply.tool_calls.iter().partition(|call| call.name == FINISH);
-            for call in calls {
-                let result = self.call_tool(state, call).await?;
+            for (n, call) in calls.into_iter().enumerate() {
+                let result = if n < MAX_CALLS_PER_REPLY {
+                    self.call_tool(state, call).await?
+                } else {
+                    let refused = format!("not run: a reply may make at most {MAX_CALLS_PER_REPLY} tool calls");
+                    self.record_tool(state, call, ToolResult::error(refused), Vec::new(), None)?
+                };
                 conversation.push(Message::Tool {
                     call_id: call.id.clone(),
                     name: call.name.clone(),

@@ -135,3 +135,30 @@ fn a_recursive_help_stops_at_the_depth_limit() {
         .expect("the deepest level's call");
     assert!(refused.text.contains("only 4 deep"), "{}", refused.text);
 }
+
+#[test]
+fn a_reply_may_make_at_most_so_many_tool_calls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = home_with(dir.path(), &[("many", "description: Writes\ncommands: [files]\n")]);
+    let thread = home.new_thread("alice", None, None).expect("thread");
+    drop(home);
+    let calls: Vec<ToolCall> = (0..hal_runner::run::MAX_CALLS_PER_REPLY + 2)
+        .map(|n| ToolCall {
+            id: format!("c{n}"),
+            name: "files.write".into(),
+            arguments: format!(r#"{{"path": "f{n}.txt", "content": "x"}}"#),
+        })
+        .collect();
+    let recording =
+        Arc::new(Recording::new(vec![Reply { tool_calls: calls, ..Reply::default() }, text("done")], vec![]));
+    let outcome = runtime()
+        .block_on(runner(dir.path()).run(Arc::new(recording) as Arc<dyn Models>, &thread, "alice", "many", "go"))
+        .expect("run");
+    assert_eq!(outcome.status, Status::Done);
+    let home = Home::open(dir.path()).expect("open");
+    let steps = home.thread_log(&thread.id, None).expect("log");
+    let refused: Vec<_> = steps.iter().filter(|s| s.kind == "tool" && s.text.starts_with("not run")).collect();
+    assert_eq!(refused.len(), 2);
+    assert_eq!(home.file_at(outcome.commit, "f31.txt").expect("read").as_deref(), Some(&b"x"[..]));
+    assert_eq!(home.file_at(outcome.commit, "f32.txt").expect("read"), None);
+}
