@@ -467,3 +467,32 @@ fn nul_bytes_and_extra_finishes_from_a_model_do_not_break_the_thread() {
         body["messages"].as_array().expect("messages").iter().filter_map(|m| m["tool_call_id"].as_str()).collect();
     assert_eq!(ids, ["call_0", "call_0", "call_2", "call_1"], "every call has its answer: {body}");
 }
+
+#[test]
+fn status_shows_models_invalid_files_and_threads_waiting_for_a_person() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let bare = sandbox.hal(&repo, &["status"]).ok().stdout;
+    assert!(bare.contains("models:   none configured"), "{bare}");
+    assert!(bare.contains("isolate:  files (built-in)"), "{bare}");
+
+    let server = ScriptedServer::start(vec![Scripted::finish("PENDING", "Which colour?")]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    commit(
+        &sandbox,
+        &repo,
+        &[("helps/paint.yaml", "description: Paints\n"), ("helps/broken.yaml", "runner: {steps: 3}\n")],
+    );
+    let run = hal(&sandbox, &repo, &["help", "run", "paint", "paint the shed", "--json"]);
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    let thread = thread_of(&run);
+
+    let text = sandbox.hal(&repo, &["status"]).ok().stdout;
+    assert!(text.contains(&format!("key {KEY_VAR} is NOT set")), "the key is not in this environment: {text}");
+    assert!(text.contains("invalid help: main:helps/broken.yaml:1:10: runner.steps: unknown field"), "{text}");
+    assert!(text.contains(&format!("waiting:  {thread}")) && text.contains("Which colour?"), "{text}");
+    let report = hal(&sandbox, &repo, &["status", "--json"]).ok().json();
+    assert_eq!(report["models"][0]["key"]["set"], true);
+    assert_eq!(report["waiting_for_you"][0]["id"], thread.as_str());
+    assert!(report["helps"].as_array().expect("helps").iter().any(|h| h == "paint"));
+}

@@ -62,6 +62,9 @@ pub enum Command {
     /// Isolates: WebAssembly components a model may call, run in the sandbox.
     #[command(subcommand)]
     Isolate(IsolateCommand),
+    /// What this home repo offers (models and whether their keys are set, helps, agents, isolates), which files
+    /// are invalid and why, and which threads wait for a person.
+    Status,
 }
 
 /// `hal isolate …`

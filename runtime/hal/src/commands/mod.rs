@@ -5,6 +5,7 @@ mod help;
 mod init;
 mod isolate;
 mod run;
+mod status;
 mod thread;
 
 use anyhow::Result;
@@ -36,5 +37,6 @@ pub fn run(args: &Args) -> Result<Outcome> {
         Command::Help(command) => help::run(args, command),
         Command::Thread(command) => thread::run(args, command),
         Command::Isolate(command) => isolate::run(args, command),
+        Command::Status => status::run(args),
     }
 }

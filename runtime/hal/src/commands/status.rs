@@ -1,0 +1,126 @@
+//! `hal status`: what this home repo offers and what waits for a person.
+
+use anyhow::Result;
+use hal_runner::Catalog;
+use hal_sandbox::catalog::{load_isolates, sandbox_for};
+use hal_store::{Home, ThreadStatus};
+use serde_json::{Value, json};
+
+use super::Outcome;
+use crate::cli::Args;
+use crate::output;
+
+/// The status report.
+pub fn run(args: &Args) -> Result<Outcome> {
+    let home = Home::open(&args.directory)?;
+    let catalog = Catalog::load(&home)?;
+    let actor = home.resolve_actor(None).ok();
+    let invalid_files: Vec<Value> = catalog
+        .helps
+        .iter()
+        .filter_map(|e| e.error.as_ref().map(|error| json!({"kind": "help", "name": e.name, "error": error})))
+        .chain(
+            catalog
+                .agents
+                .iter()
+                .filter_map(|e| e.error.as_ref().map(|error| json!({"kind": "agent", "name": e.name, "error": error}))),
+        )
+        .chain(
+            catalog.settings_error.iter().map(|error| json!({"kind": "settings", "name": "hal.yaml", "error": error})),
+        )
+        .collect();
+    let models: Vec<Value> = catalog
+        .settings
+        .models
+        .iter()
+        .map(|(name, model)| {
+            let key = model.key.as_ref().map(|key| json!({"secret": key, "set": std::env::var(key).is_ok_and(|v| !v.is_empty())}));
+            json!({"name": name, "provider": model.provider, "model": model.model, "base_url": model.base_url, "key": key})
+        })
+        .collect();
+    let sandbox = sandbox_for(Some(&home), &catalog.settings).map_err(anyhow::Error::msg)?;
+    let isolates: Vec<Value> = load_isolates(&sandbox, &catalog.settings, Some(&home))
+        .iter()
+        .map(|entry| json!({"name": entry.name, "source": entry.source, "error": entry.error}))
+        .collect();
+    let mut waiting = Vec::new();
+    let mut interrupted = Vec::new();
+    for thread in home.list_threads()? {
+        let list = match thread.status {
+            ThreadStatus::Pending => &mut waiting,
+            ThreadStatus::Running => &mut interrupted,
+            _ => continue,
+        };
+        let reference = home.resolve_thread(&thread.branch)?;
+        let question = home.steps_back(&reference).next().transpose()?.map(|step| step.text).unwrap_or_default();
+        list.push(json!({"id": thread.id, "branch": thread.branch, "title": thread.title, "text": question}));
+    }
+    let report = json!({
+        "home": home.path(),
+        "actor": actor,
+        "daemon": "not running (the daemon is not built yet)",
+        "models": models,
+        "tasks": catalog.settings.tasks,
+        "helps": catalog.helps.iter().filter(|e| e.spec.is_some()).map(|e| e.name.clone()).collect::<Vec<_>>(),
+        "agents": catalog.agents.iter().filter(|e| e.spec.is_some()).map(|e| e.name.clone()).collect::<Vec<_>>(),
+        "isolates": isolates,
+        "invalid_files": invalid_files,
+        "waiting_for_you": waiting,
+        "interrupted": interrupted,
+    });
+    if args.json {
+        output::json(&report)?;
+    } else {
+        print_report(&report);
+    }
+    Ok(Outcome::Done)
+}
+
+fn names(value: &Value) -> String {
+    let list: Vec<&str> = value.as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    if list.is_empty() { "none".to_owned() } else { list.join(", ") }
+}
+
+fn print_report(report: &Value) {
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    println!("home:     {}", text(&report["home"]));
+    println!("actor:    {}", text(&report["actor"]));
+    println!("daemon:   {}", text(&report["daemon"]));
+    let models = report["models"].as_array().cloned().unwrap_or_default();
+    if models.is_empty() {
+        println!("models:   none configured (see `models` in hal.yaml on main)");
+    }
+    for model in &models {
+        let key = match &model["key"] {
+            Value::Null => "no key needed".to_owned(),
+            key if key["set"] == true => format!("key {} is set", text(&key["secret"])),
+            key => format!("key {} is NOT set", text(&key["secret"])),
+        };
+        println!("model:    {} ({} {}, {key})", text(&model["name"]), text(&model["provider"]), text(&model["model"]));
+    }
+    println!("helps:    {}", names(&report["helps"]));
+    println!("agents:   {}", names(&report["agents"]));
+    for isolate in report["isolates"].as_array().into_iter().flatten() {
+        match isolate["error"].as_str() {
+            None => println!("isolate:  {} ({})", text(&isolate["name"]), text(&isolate["source"])),
+            Some(error) => {
+                println!("isolate:  {} INVALID: {}", text(&isolate["name"]), error.lines().next().unwrap_or_default())
+            }
+        }
+    }
+    for file in report["invalid_files"].as_array().into_iter().flatten() {
+        println!("invalid {}: {}", text(&file["kind"]), text(&file["error"]));
+    }
+    for thread in report["waiting_for_you"].as_array().into_iter().flatten() {
+        let question = text(&thread["text"]);
+        println!(
+            "waiting:  {} {}: {}",
+            text(&thread["id"]),
+            text(&thread["title"]),
+            question.lines().next().unwrap_or_default()
+        );
+    }
+    for thread in report["interrupted"].as_array().into_iter().flatten() {
+        println!("interrupted or running: {} {}", text(&thread["id"]), text(&thread["title"]));
+    }
+}
