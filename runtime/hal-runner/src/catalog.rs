@@ -46,7 +46,7 @@ pub struct Entry<T> {
     /// Whether a file on `main` replaces a built-in of this name.
     pub overrides_builtin: bool,
     /// The git blob id of its text: the exact version.
-    #[serde(serialize_with = "as_hex")]
+    #[serde(serialize_with = "hal_store::serialize_id")]
     pub blob: ObjectId,
     /// The parsed file, when valid.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,10 +66,6 @@ pub type AgentEntry = Entry<Agent>;
 
 fn as_text<S: serde::Serializer>(source: &Source, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(source)
-}
-
-fn as_hex<S: serde::Serializer>(id: &ObjectId, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(id)
 }
 
 impl<T> Entry<T> {

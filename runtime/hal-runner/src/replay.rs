@@ -93,13 +93,18 @@ fn steps_of(home: &Home, thread: &ThreadRef) -> Result<Vec<Step>, RunError> {
 
 /// The recorded model turns of `thread` and, in order, of the sub-threads its help calls ran on.
 pub fn recording_of(home: &Home, thread: &ThreadRef) -> Result<Recording, RunError> {
+    recording_from(home, &steps_of(home, thread)?)
+}
+
+/// The recording in a thread's `steps` (oldest first), reading its sub-threads from `home`.
+fn recording_from(home: &Home, steps: &[Step]) -> Result<Recording, RunError> {
     let mut replies = Vec::new();
     let mut subruns = Vec::new();
-    for step in steps_of(home, thread)? {
+    for step in steps {
         match StepKind::parse_name(&step.kind) {
             StepKind::Reply => {
-                let data = step.data.as_deref().ok_or_else(|| bad(&step, "a reply step without hal-data"))?;
-                let data: ReplyData = serde_json::from_str(data).map_err(|e| bad(&step, &e.to_string()))?;
+                let data = step.data.as_deref().ok_or_else(|| bad(step, "a reply step without hal-data"))?;
+                let data: ReplyData = serde_json::from_str(data).map_err(|e| bad(step, &e.to_string()))?;
                 replies.push(data.reply);
             }
             StepKind::Tool => {
@@ -166,8 +171,11 @@ pub async fn replay(
     base: Option<gix::ObjectId>,
 ) -> Result<ReplayReport, RunError> {
     let journal = runner.journal().clone();
-    let (steps, recording) =
-        journal.with(|home| Ok::<_, RunError>((steps_of(home, original)?, recording_of(home, original)?)))?;
+    let (steps, recording) = journal.with(|home| {
+        let steps = steps_of(home, original)?;
+        let recording = recording_from(home, &steps)?;
+        Ok::<_, RunError>((steps, recording))
+    })?;
     let recording = Arc::new(recording);
     let inputs: Vec<RunInput> = steps
         .iter()

@@ -67,7 +67,7 @@ pub struct Outcome {
     /// The thread it ran on.
     pub thread: String,
     /// The commit of its `finish` step.
-    #[serde(serialize_with = "as_hex")]
+    #[serde(serialize_with = "hal_store::serialize_id")]
     pub commit: ObjectId,
     /// Model turns taken.
     pub turns: u32,
@@ -76,10 +76,6 @@ pub struct Outcome {
     /// The confidence the model gave, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
-}
-
-fn as_hex<S: serde::Serializer>(id: &ObjectId, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(id)
 }
 
 /// What a run reports while it goes.

@@ -85,7 +85,7 @@ impl ToolContext {
     /// Every file with its size, as this call sees them, sorted by path.
     pub fn list(&self) -> Result<Vec<(String, u64)>, String> {
         let mut files: BTreeMap<String, u64> =
-            self.journal.with(|home| home.list_files(self.base)).map_err(|e| e.to_string())?.into_iter().collect();
+            self.journal.with(|home| home.list_files(self.base, "")).map_err(|e| e.to_string())?.into_iter().collect();
         for (path, bytes) in &self.writes {
             files.insert(path.clone(), bytes.len() as u64);
         }

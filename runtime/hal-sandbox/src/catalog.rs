@@ -127,7 +127,7 @@ fn load_one(
 fn repo_isolates(home: &Home, cache: Option<&std::path::Path>) -> Result<Vec<Found>, hal_store::StoreError> {
     let Some(main) = home.main_tip()? else { return Ok(Vec::new()) };
     let prefix = format!("{ISOLATES_DIR}/");
-    let all = home.list_files(main)?;
+    let all = home.list_files(main, ISOLATES_DIR)?;
     let mut names: Vec<String> = all
         .iter()
         .filter_map(|(path, _)| path.strip_prefix(&prefix)?.strip_suffix("/isolate.yaml").map(str::to_owned))

@@ -30,15 +30,15 @@ impl Limits {
     /// The limits for an isolate: `hal.yaml`'s for that isolate, else its manifest's, else `hal.yaml`'s
     /// defaults, else HAL's.
     pub fn resolve(policy: SandboxLimits, manifest: SandboxLimits, defaults: SandboxLimits) -> Limits {
+        // With HAL's defaults last, every field is set.
         let limits = policy.or(manifest).or(defaults).or(DEFAULT_LIMITS);
-        let get = |value: Option<u64>, fallback: Option<u64>| value.or(fallback).unwrap_or(1);
+        let get = |value: Option<u64>| value.unwrap_or_default();
+        let bytes = |value: u64, shift: u32| usize::try_from(value.saturating_mul(1 << shift)).unwrap_or(usize::MAX);
         Limits {
-            wall: Duration::from_millis(get(limits.wall_ms, DEFAULT_LIMITS.wall_ms)),
-            fuel: get(limits.fuel, DEFAULT_LIMITS.fuel),
-            memory: usize::try_from(get(limits.memory_mb, DEFAULT_LIMITS.memory_mb).saturating_mul(1 << 20))
-                .unwrap_or(usize::MAX),
-            output: usize::try_from(get(limits.output_kb, DEFAULT_LIMITS.output_kb).saturating_mul(1 << 10))
-                .unwrap_or(usize::MAX),
+            wall: Duration::from_millis(get(limits.wall_ms)),
+            fuel: get(limits.fuel),
+            memory: bytes(get(limits.memory_mb), 20),
+            output: bytes(get(limits.output_kb), 10),
         }
     }
 }

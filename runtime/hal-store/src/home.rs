@@ -175,11 +175,23 @@ impl Home {
         Ok(files)
     }
 
-    /// Every file path in `commit`'s tree (recursively, sorted) with its size in bytes.
-    pub fn list_files(&self, commit: ObjectId) -> Result<Vec<(String, u64)>> {
-        let tree = self.tree_of(commit)?;
+    /// Every file under directory `dir` of `commit`'s tree (`""` for the whole tree), recursively, as full paths
+    /// with their sizes in bytes, sorted. An absent directory has no files.
+    pub fn list_files(&self, commit: ObjectId, dir: &str) -> Result<Vec<(String, u64)>> {
+        let mut tree = self.tree_of(commit)?;
+        let mut prefix = String::new();
+        if !dir.is_empty() {
+            let entry = tree.lookup_entry_by_path(dir).git_context(|| format!("looking up {dir} in {commit}"))?;
+            match entry {
+                Some(entry) if entry.mode().is_tree() => {
+                    tree = entry.object().git_context(|| format!("reading {dir} in {commit}"))?.into_tree();
+                    prefix = format!("{dir}/");
+                }
+                _ => return Ok(Vec::new()),
+            }
+        }
         let mut files = Vec::new();
-        self.collect_files(tree, String::new(), &mut files)?;
+        self.collect_files(tree, prefix, &mut files)?;
         files.sort();
         Ok(files)
     }

@@ -168,7 +168,8 @@ struct FileWrite<'a> {
     blob: ObjectId,
 }
 
-pub(crate) fn serialize_id<S: serde::Serializer>(id: &ObjectId, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+/// Serialize a git object id as its hex text (for `#[serde(serialize_with)]`).
+pub fn serialize_id<S: serde::Serializer>(id: &ObjectId, serializer: S) -> std::result::Result<S::Ok, S::Error> {
     serializer.collect_str(id)
 }
 
@@ -389,7 +390,7 @@ impl Home {
             return Err(StoreError::InvalidText("the message is empty"));
         }
         let thread = self.resolve_thread(thread)?;
-        self.append(&thread, actor, StepKind::Message, text, None)
+        self.append_step(actor, &thread, &NewStep::new(StepKind::Message, text, ThreadStatus::Open))
     }
 
     /// Write `content` to `path` in a thread's tree as one step. `message` describes the change (default:
@@ -404,37 +405,13 @@ impl Home {
     ) -> Result<Appended> {
         let path = tree_path::normalize(path)?;
         let thread = self.resolve_thread(thread)?;
-        let blob = self.repo().write_blob(content).git_context(|| format!("storing the content of {path}"))?.detach();
         let text = match message.map(str::trim) {
             Some(message) if !message.is_empty() => message.to_owned(),
             _ => format!("write {path} ({} bytes)", content.len()),
         };
-        self.append(&thread, actor, StepKind::Write, &text, Some(FileWrite { path: &path, blob }))
-    }
-
-    /// Append one step to `thread`, rebuilding it on the new tip if another writer got there first.
-    fn append(
-        &self,
-        thread: &ThreadRef,
-        actor: &str,
-        kind: StepKind,
-        text: &str,
-        write: Option<FileWrite<'_>>,
-    ) -> Result<Appended> {
-        let writes: Vec<FileWrite<'_>> = write.into_iter().collect();
-        let path = writes.first().map(|w| w.path.to_owned());
-        self.append_record(thread, actor, &writes, None, |state| StepRecord {
-            thread: thread.id.clone(),
-            number: state.steps + 1,
-            kind: kind.clone(),
-            actor: actor.to_owned(),
-            status: ThreadStatus::Open,
-            title: state.title.clone(),
-            text: text.to_owned(),
-            path: path.clone(),
-            forked_from: None,
-            facts: Vec::new(),
-        })
+        let mut step = NewStep::new(StepKind::Write, text, ThreadStatus::Open);
+        step.writes = vec![(path, content.to_vec())];
+        self.append_step(actor, &thread, &step)
     }
 
     /// Append `step` to `thread` as `actor`: one commit carrying its text, facts, data and file writes, made
@@ -450,47 +427,36 @@ impl Home {
             blobs.push((path, blob.detach()));
         }
         let writes: Vec<FileWrite<'_>> = blobs.iter().map(|(path, blob)| FileWrite { path, blob: *blob }).collect();
-        self.append_record(thread, actor, &writes, step.data.as_deref(), |state| StepRecord {
-            thread: thread.id.clone(),
-            number: state.steps + 1,
-            kind: step.kind.clone(),
-            actor: actor.to_owned(),
-            status: step.status.clone(),
-            title: state.title.clone(),
-            text: step.text.clone(),
-            path: match writes.as_slice() {
-                [one] => Some(one.path.to_owned()),
-                _ => None,
-            },
-            forked_from: None,
-            facts: step.facts.clone(),
-        })
-    }
-
-    /// The commit-and-swap loop behind every append.
-    fn append_record(
-        &self,
-        thread: &ThreadRef,
-        actor: &str,
-        writes: &[FileWrite<'_>],
-        data: Option<&str>,
-        record: impl Fn(&ThreadState) -> StepRecord,
-    ) -> Result<Appended> {
         let name = thread.full_name()?;
         let signature = self.signature(actor);
-        let (commit, step) = self.refs().update_with_retry(self.repo(), &name, |tip| {
+        let (commit, step_number) = self.refs().update_with_retry(self.repo(), &name, |tip| {
             let tip = tip.ok_or_else(|| StoreError::UnknownThread(thread.id.clone()))?;
             let state = self.state_at(tip, &thread.branch)?;
             let mut tree = state.tree;
-            for write in writes {
+            for write in &writes {
                 tree = self.tree_with_file(tree, write)?;
             }
-            let record = record(&state);
-            let commit = self.write_commit_with_data(tree, vec![tip], &signature, &record.to_message()?, data)?;
+            let record = StepRecord {
+                thread: thread.id.clone(),
+                number: state.steps + 1,
+                kind: step.kind.clone(),
+                actor: actor.to_owned(),
+                status: step.status.clone(),
+                title: state.title.clone(),
+                text: step.text.clone(),
+                path: match writes.as_slice() {
+                    [one] => Some(one.path.to_owned()),
+                    _ => None,
+                },
+                forked_from: None,
+                facts: step.facts.clone(),
+            };
+            let message = record.to_message()?;
+            let commit = self.write_commit_with_data(tree, vec![tip], &signature, &message, step.data.as_deref())?;
             Ok((commit, record.number))
         })?;
         maintenance::after_write(self);
-        Ok(Appended { thread: thread.id.clone(), step, commit })
+        Ok(Appended { thread: thread.id.clone(), step: step_number, commit })
     }
 
     /// `tree` with `write` applied; refuses to turn a file into a directory or the other way round.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use hal_runner::Catalog;
-use hal_runner::model::SecretLookup;
+use hal_runner::model::{SecretLookup, env_secret};
 use hal_runner::tools::{ToolContext, Toolbox};
 use hal_sandbox::catalog::{IsolateEntry, load_isolates, sandbox_for};
 use hal_sandbox::{CallContext, Sandbox};
@@ -18,7 +18,7 @@ use crate::output;
 
 /// Secrets come from the environment, by name, for now.
 fn env_secrets() -> SecretLookup {
-    Arc::new(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    Arc::new(env_secret)
 }
 
 /// Offer every loadable isolate's functions as tools; isolates that fail to load are logged and left out.
@@ -43,7 +43,7 @@ pub fn run(args: &Args, command: &IsolateCommand) -> Result<Outcome> {
         Some(home) => {
             let catalog = Catalog::load(home)?;
             if let Some(error) = catalog.settings_error {
-                anyhow::bail!("hal.yaml on main is invalid, fix it first:\n{error}");
+                return Err(hal_runner::RunError::InvalidSettings(error).into());
             }
             catalog.settings
         }

@@ -34,7 +34,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
         .models
         .iter()
         .map(|(name, model)| {
-            let key = model.key.as_ref().map(|key| json!({"secret": key, "set": std::env::var(key).is_ok_and(|v| !v.is_empty())}));
+            let key = model.key.as_ref().map(|key| json!({"secret": key, "set": hal_runner::model::env_secret(key).is_some()}));
             json!({"name": name, "provider": model.provider, "model": model.model, "base_url": model.base_url, "key": key})
         })
         .collect();
