@@ -345,29 +345,18 @@ impl Runner {
             let (finishes, calls): (Vec<&ToolCall>, Vec<&ToolCall>) =
                 reply.tool_calls.iter().partition(|call| call.name == FINISH);
             for (n, call) in calls.into_iter().enumerate() {
-                let result = if n < MAX_CALLS_PER_REPLY {
-                    self.call_tool(state, call).await?
+                if n < MAX_CALLS_PER_REPLY {
+                    let result = self.call_tool(state, call).await?;
+                    conversation.push(tool_message(call, result));
                 } else {
-                    let refused = format!("not run: a reply may make at most {MAX_CALLS_PER_REPLY} tool calls");
-                    self.record_tool(state, call, ToolResult::error(refused), Vec::new(), None)?
-                };
-                conversation.push(Message::Tool {
-                    call_id: call.id.clone(),
-                    name: call.name.clone(),
-                    content: result.content,
-                    is_error: result.is_error,
-                });
+                    let reason = format!("not run: a reply may make at most {MAX_CALLS_PER_REPLY} tool calls");
+                    self.refuse(state, conversation, call, reason)?;
+                }
             }
             // Every call needs an answer in the conversation: a second `finish` in one reply is refused.
             for extra in finishes.iter().skip(1) {
-                let refused = ToolResult::error("only the first `finish` of a reply counts; this one was ignored");
-                let result = self.record_tool(state, extra, refused, Vec::new(), None)?;
-                conversation.push(Message::Tool {
-                    call_id: extra.id.clone(),
-                    name: FINISH.to_owned(),
-                    content: result.content,
-                    is_error: true,
-                });
+                let reason = "only the first `finish` of a reply counts; this one was ignored".to_owned();
+                self.refuse(state, conversation, extra, reason)?;
             }
             let ending = match finishes.first() {
                 Some(call) => Some(parse_finish(call)),
@@ -377,17 +366,9 @@ impl Runner {
             let Some(ending) = ending else { continue };
             let (status, output, confidence, call_id) = match ending {
                 Ok(ending) => ending,
-                Err((call_id, problem)) => {
+                Err(problem) => {
                     // A malformed finish goes back to the model like any failing tool call.
-                    let call =
-                        ToolCall { id: call_id, name: FINISH.to_owned(), arguments: finishes[0].arguments.clone() };
-                    let result = self.record_tool(state, &call, ToolResult::error(problem), Vec::new(), None)?;
-                    conversation.push(Message::Tool {
-                        call_id: call.id,
-                        name: FINISH.to_owned(),
-                        content: result.content,
-                        is_error: true,
-                    });
+                    self.refuse(state, conversation, finishes[0], problem)?;
                     continue;
                 }
             };
@@ -398,17 +379,8 @@ impl Runner {
                     let note = format!(
                         "The result does not pass this help's completion check: {problem}. Fix it, then finish again."
                     );
-                    match &call_id {
-                        Some(call_id) => {
-                            let call = finishes[0].clone();
-                            self.record_tool(state, &call, ToolResult::error(note.clone()), Vec::new(), None)?;
-                            conversation.push(Message::Tool {
-                                call_id: call_id.clone(),
-                                name: FINISH.to_owned(),
-                                content: note,
-                                is_error: true,
-                            });
-                        }
+                    match call_id {
+                        Some(_) => self.refuse(state, conversation, finishes[0], note)?,
                         None => {
                             self.note(state, &note)?;
                             conversation.push(Message::User { text: note });
@@ -621,6 +593,19 @@ impl Runner {
         Ok(result)
     }
 
+    /// Answer `call` with an error instead of running it: recorded as its tool step and added to the conversation.
+    fn refuse(
+        &self,
+        state: &mut RunState<'_>,
+        conversation: &mut Conversation,
+        call: &ToolCall,
+        reason: String,
+    ) -> Result<(), RunError> {
+        let result = self.record_tool(state, call, ToolResult::error(reason), Vec::new(), None)?;
+        conversation.push(tool_message(call, result));
+        Ok(())
+    }
+
     /// A runner note to the model (a failed completion check, a refused finish), recorded as a message.
     fn note(&self, state: &mut RunState<'_>, text: &str) -> Result<(), RunError> {
         let step =
@@ -721,6 +706,16 @@ fn deadline_after(seconds: f64) -> Instant {
     Duration::try_from_secs_f64(seconds).ok().and_then(|d| now.checked_add(d)).map_or(far, |d| d.min(far))
 }
 
+/// The conversation message answering `call` with `result`.
+fn tool_message(call: &ToolCall, result: ToolResult) -> Message {
+    Message::Tool {
+        call_id: call.id.clone(),
+        name: call.name.clone(),
+        content: result.content,
+        is_error: result.is_error,
+    }
+}
+
 fn first_line(text: &str) -> &str {
     text.lines().find(|line| !line.trim().is_empty()).unwrap_or_default()
 }
@@ -739,16 +734,15 @@ fn reply_text(reply: &Reply) -> String {
 
 type Ending = (Status, String, Option<f64>, Option<String>);
 
-/// The ending a `finish` call asks for, or why it is refused (with the call id).
-fn parse_finish(call: &ToolCall) -> Result<Ending, (String, String)> {
-    let refuse = |problem: String| (call.id.clone(), problem);
+/// The ending a `finish` call asks for, or why it is refused.
+fn parse_finish(call: &ToolCall) -> Result<Ending, String> {
     let args: Value = serde_json::from_str(&call.arguments)
-        .map_err(|e| refuse(format!("the arguments of finish are not valid JSON: {e}")))?;
+        .map_err(|e| format!("the arguments of finish are not valid JSON: {e}"))?;
     let status = args
         .get("status")
         .and_then(Value::as_str)
         .and_then(Status::parse)
-        .ok_or_else(|| refuse("finish needs `status`: one of DONE, PENDING, ERROR, NOCANDO".to_owned()))?;
+        .ok_or_else(|| "finish needs `status`: one of DONE, PENDING, ERROR, NOCANDO".to_owned())?;
     let output = match args.get("output") {
         Some(Value::String(text)) => text.clone(),
         Some(other) => other.to_string(),
@@ -759,7 +753,7 @@ fn parse_finish(call: &ToolCall) -> Result<Ending, (String, String)> {
 }
 
 /// A reply without tool calls: its text is the result.
-fn plain_reply(reply: &Reply) -> Result<Ending, (String, String)> {
+fn plain_reply(reply: &Reply) -> Result<Ending, String> {
     if matches!(reply.stop_reason.as_deref(), Some("length" | "max_tokens")) {
         let reason = "the model's answer was cut off at its output limit (max_output_tokens in hal.yaml)";
         return Ok((Status::Error, reason.to_owned(), None, None));
