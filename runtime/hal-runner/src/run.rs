@@ -196,7 +196,23 @@ impl Runner {
     ) -> Result<Outcome, RunError> {
         let prepared = self.prepare(models.as_ref(), help)?;
         let deadline = deadline_after(prepared.limits.max_seconds);
-        self.execute(&prepared, models, thread.clone(), actor, input, 0, deadline).await
+        self.execute(&prepared, models, thread.clone(), actor, Some(input), 0, deadline).await
+    }
+
+    /// Continue help `help` on `thread` from what is already committed, without a new input: the tip is a
+    /// person's message (a `message` step, or a plain git commit whose message is the text) or a step of a run
+    /// that was interrupted. Tool calls of the newest reply that have no result yet are run first; a reply that
+    /// ended the run without its `finish` step is finished. A resumed run gets fresh limits.
+    pub async fn resume(
+        &self,
+        models: Arc<dyn Models>,
+        thread: &ThreadRef,
+        actor: &str,
+        help: &str,
+    ) -> Result<Outcome, RunError> {
+        let prepared = self.prepare(models.as_ref(), help)?;
+        let deadline = deadline_after(prepared.limits.max_seconds);
+        self.execute(&prepared, models, thread.clone(), actor, None, 0, deadline).await
     }
 
     /// Check that help `name` can run with `models` (it exists, is valid, its commands exist, a model is
@@ -241,36 +257,50 @@ impl Runner {
         models: Arc<dyn Models>,
         thread: ThreadRef,
         actor: &'a str,
-        input: &'a str,
+        input: Option<&'a str>,
         depth: u32,
         deadline: Instant,
     ) -> BoxFuture<'a, Result<Outcome, RunError>> {
         Box::pin(async move {
-            let mut request = NewStep::new(StepKind::Message, input, ThreadStatus::Running)
-                .fact(fact::HELP, &prepared.entry.name)
-                .fact(fact::HELP_BLOB, prepared.entry.blob)
-                .fact(fact::AGENT, &self.agent);
-            if depth > 0 {
-                request = request.fact(fact::DEPTH, depth);
-            }
-            let appended = self.journal.with(|home| home.append_step(actor, &thread, &request))?;
-            self.step_event(&thread.id, &StepKind::Message, input, depth);
-            let thread = ThreadRef { tip: appended.commit, ..thread };
             let context_tokens = prepared.model.context_tokens();
-            let parent = self.journal.with(|home| {
-                home.repo().find_commit(appended.commit).ok().and_then(|c| c.parent_ids().next().map(|p| p.detach()))
-            });
-            let mut conversation = match self.cached_conversation(&thread.branch, parent) {
-                Some(mut conversation) => {
-                    conversation.push(Message::User { text: input.to_owned() });
-                    conversation
+            let (thread, mut conversation, pending) = match input {
+                Some(input) => {
+                    let mut request = NewStep::new(StepKind::Message, input, ThreadStatus::Running)
+                        .fact(fact::HELP, &prepared.entry.name)
+                        .fact(fact::HELP_BLOB, prepared.entry.blob)
+                        .fact(fact::AGENT, &self.agent);
+                    if depth > 0 {
+                        request = request.fact(fact::DEPTH, depth);
+                    }
+                    let appended = self.journal.with(|home| home.append_step(actor, &thread, &request))?;
+                    self.step_event(&thread.id, &StepKind::Message, input, depth);
+                    let parent = self.journal.with(|home| {
+                        let commit = home.repo().find_commit(appended.commit).ok();
+                        commit.and_then(|c| c.parent_ids().next().map(|p| p.detach()))
+                    });
+                    let thread = ThreadRef { tip: appended.commit, ..thread };
+                    let conversation = match self.cached_conversation(&thread.branch, parent) {
+                        Some(mut conversation) => {
+                            conversation.push(Message::User { text: input.to_owned() });
+                            conversation
+                        }
+                        None => self.journal.with(|home| Conversation::load(home, &thread, context_tokens))?,
+                    };
+                    (thread, conversation, None)
                 }
-                None => self.journal.with(|home| Conversation::load(home, &thread, context_tokens))?,
+                None => {
+                    let conversation = match self.cached_conversation(&thread.branch, Some(thread.tip)) {
+                        Some(conversation) => conversation,
+                        None => self.journal.with(|home| Conversation::load(home, &thread, context_tokens))?,
+                    };
+                    let pending = self.journal.with(|home| unanswered_reply(home, &thread))?;
+                    (thread, conversation, pending)
+                }
             };
             let mut state = RunState {
                 prepared,
                 models,
-                tip: appended.commit,
+                tip: thread.tip,
                 thread,
                 actor: actor.to_owned(),
                 depth,
@@ -278,7 +308,7 @@ impl Runner {
                 turns: 0,
                 usage: Usage::default(),
             };
-            let outcome = self.run_loop(&mut state, &mut conversation).await?;
+            let outcome = self.run_loop(&mut state, &mut conversation, pending).await?;
             self.cache_conversation(&state.thread.branch, state.tip, conversation);
             Ok(outcome)
         })
@@ -301,50 +331,32 @@ impl Runner {
         cache.push((branch.to_owned(), tip, conversation));
     }
 
-    async fn run_loop(&self, state: &mut RunState<'_>, conversation: &mut Conversation) -> Result<Outcome, RunError> {
+    /// Model turns and tool calls until the run ends. `pending` is a committed reply (with the ids of its calls
+    /// already answered) that is processed before the model is asked again.
+    async fn run_loop(
+        &self,
+        state: &mut RunState<'_>,
+        conversation: &mut Conversation,
+        mut pending: Option<PendingReply>,
+    ) -> Result<Outcome, RunError> {
         let prepared = state.prepared;
         let system = self.system_prompt(&prepared.agent, &prepared.help);
         let tools = self.tool_specs(prepared);
         loop {
-            if let Some(reason) = self.limit_reached(state) {
-                return self.finish(state, Status::Error, &reason, None, None);
-            }
-            let request = Request {
-                system: system.clone(),
-                messages: conversation.window(),
-                tools: tools.clone(),
-                temperature: prepared.help.runner.temperature,
+            let (reply, answered) = match pending.take() {
+                Some(pending) => (pending.reply, pending.answered),
+                None => match self.next_reply(state, conversation, &system, &tools).await? {
+                    Ok(reply) => (reply, Vec::new()),
+                    Err(ended) => return Ok(ended),
+                },
             };
-            let remaining = state.deadline.saturating_duration_since(Instant::now());
-            let thread_id = state.thread.id.clone();
-            let observer = self.observer.clone();
-            let mut on_text = move |delta: &str| {
-                if let Some(observer) = &observer {
-                    observer(&Event::Text { thread: &thread_id, delta });
-                }
-            };
-            let turn = match tokio::time::timeout(remaining, prepared.model.complete(&request, &mut on_text)).await {
-                Err(_) => {
-                    let reason = format!(
-                        "stopped: the run took longer than its limit of {} s (runner.max_seconds in the help, or \
-                         limits.max_seconds in hal.yaml)",
-                        prepared.limits.max_seconds
-                    );
-                    return self.finish(state, Status::Error, &reason, None, None);
-                }
-                Ok(Err(reason)) => return self.finish(state, Status::Error, &reason, None, None),
-                Ok(Ok(turn)) => turn,
-            };
-            state.turns += 1;
-            state.usage.input = state.usage.input.saturating_add(turn.reply.usage.input);
-            state.usage.output = state.usage.output.saturating_add(turn.reply.usage.output);
-            self.record_reply(state, &turn)?;
-            let reply = turn.reply;
-            conversation.push(reply.to_message());
-
+            let is_answered = |call: &&ToolCall| answered.contains(&call.id);
             let (finishes, calls): (Vec<&ToolCall>, Vec<&ToolCall>) =
                 reply.tool_calls.iter().partition(|call| call.name == FINISH);
             for (n, call) in calls.into_iter().enumerate() {
+                if is_answered(&call) {
+                    continue;
+                }
                 if n < MAX_CALLS_PER_REPLY {
                     let result = self.call_tool(state, call).await?;
                     conversation.push(tool_message(call, result));
@@ -354,11 +366,13 @@ impl Runner {
                 }
             }
             // Every call needs an answer in the conversation: a second `finish` in one reply is refused.
-            for extra in finishes.iter().skip(1) {
+            for extra in finishes.iter().skip(1).filter(|call| !is_answered(call)) {
                 let reason = "only the first `finish` of a reply counts; this one was ignored".to_owned();
                 self.refuse(state, conversation, extra, reason)?;
             }
             let ending = match finishes.first() {
+                // A finish that was refused (malformed, or failing the completion check) has its answer.
+                Some(call) if is_answered(call) => None,
                 Some(call) => Some(parse_finish(call)),
                 None if reply.tool_calls.is_empty() => Some(plain_reply(&reply)),
                 None => None,
@@ -399,6 +413,54 @@ impl Runner {
             }
             return self.finish(state, status, &output, confidence, call_id);
         }
+    }
+
+    /// Ask the model for the next reply and record it; `Err` with the run's outcome when a limit, the deadline
+    /// or the model ends the run instead.
+    async fn next_reply(
+        &self,
+        state: &mut RunState<'_>,
+        conversation: &mut Conversation,
+        system: &str,
+        tools: &[ToolSpec],
+    ) -> Result<Result<Reply, Outcome>, RunError> {
+        let prepared = state.prepared;
+        if let Some(reason) = self.limit_reached(state) {
+            return self.finish(state, Status::Error, &reason, None, None).map(Err);
+        }
+        let request = Request {
+            system: system.to_owned(),
+            messages: conversation.window(),
+            tools: tools.to_vec(),
+            temperature: prepared.help.runner.temperature,
+        };
+        let remaining = state.deadline.saturating_duration_since(Instant::now());
+        let thread_id = state.thread.id.clone();
+        let observer = self.observer.clone();
+        let mut on_text = move |delta: &str| {
+            if let Some(observer) = &observer {
+                observer(&Event::Text { thread: &thread_id, delta });
+            }
+        };
+        let turn = match tokio::time::timeout(remaining, prepared.model.complete(&request, &mut on_text)).await {
+            Err(_) => {
+                let reason = format!(
+                    "stopped: the run took longer than its limit of {} s (runner.max_seconds in the help, or \
+                         limits.max_seconds in hal.yaml)",
+                    prepared.limits.max_seconds
+                );
+                return self.finish(state, Status::Error, &reason, None, None).map(Err);
+            }
+            Ok(Err(reason)) => return self.finish(state, Status::Error, &reason, None, None).map(Err),
+            Ok(Ok(turn)) => turn,
+        };
+        state.turns += 1;
+        state.usage.input = state.usage.input.saturating_add(turn.reply.usage.input);
+        state.usage.output = state.usage.output.saturating_add(turn.reply.usage.output);
+        self.record_reply(state, &turn)?;
+        let reply = turn.reply;
+        conversation.push(reply.to_message());
+        Ok(Ok(reply))
     }
 
     /// The system prompt: the agent's persona, the help's instructions (with the catalogue where it asks for
@@ -560,7 +622,7 @@ impl Runner {
         let own_deadline = deadline_after(prepared.limits.max_seconds);
         let deadline = own_deadline.min(state.deadline);
         let outcome =
-            self.execute(&prepared, models, sub.clone(), &state.actor, &input, state.depth + 1, deadline).await?;
+            self.execute(&prepared, models, sub.clone(), &state.actor, Some(&input), state.depth + 1, deadline).await?;
         // What a sub-help spends counts against the caller's token limit too.
         state.usage.input = state.usage.input.saturating_add(outcome.usage.input);
         state.usage.output = state.usage.output.saturating_add(outcome.usage.output);
@@ -692,6 +754,35 @@ impl Runner {
             observer(&Event::Step { thread, kind, summary, depth });
         }
     }
+}
+
+/// A committed reply a resumed run still has to act on.
+struct PendingReply {
+    reply: Reply,
+    /// Ids of its tool calls that already have a result step.
+    answered: Vec<String>,
+}
+
+/// The newest reply of `thread` if the run stopped before acting on all of it: some of its tool calls have no
+/// result step, or it ended the run (plain text, or a `finish` call) without a `finish` step.
+fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option<PendingReply>, RunError> {
+    let mut answered = Vec::new();
+    for step in home.steps_back(thread) {
+        let step = step?;
+        match StepKind::parse_name(&step.kind) {
+            StepKind::Tool => answered.extend(step.fact(fact::CALL).map(str::to_owned)),
+            StepKind::Reply => {
+                let bad = |reason: String| RunError::BadRecord { commit: step.commit.to_string(), reason };
+                let data = step.data.as_deref().ok_or_else(|| bad("a reply step has no hal-data".to_owned()))?;
+                let data: ReplyData = serde_json::from_str(data).map_err(|e| bad(e.to_string()))?;
+                let reply = data.reply;
+                let open = reply.tool_calls.is_empty() || reply.tool_calls.iter().any(|c| !answered.contains(&c.id));
+                return Ok(open.then_some(PendingReply { reply, answered }));
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
 }
 
 /// `text` with NUL characters (which a commit message cannot hold) replaced by U+FFFD.

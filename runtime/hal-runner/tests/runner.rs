@@ -162,3 +162,67 @@ fn a_reply_may_make_at_most_so_many_tool_calls() {
     assert_eq!(home.file_at(outcome.commit, "f31.txt").expect("read").as_deref(), Some(&b"x"[..]));
     assert_eq!(home.file_at(outcome.commit, "f32.txt").expect("read"), None);
 }
+
+/// A run cut off after its reply was committed (a killed process) resumes from the commits: the unanswered
+/// call runs once, the answered one is not repeated, and the run finishes; a plain git commit pushed to the
+/// thread afterwards is the next message.
+#[test]
+fn an_interrupted_run_resumes_from_its_commits_without_repeating_a_step() {
+    use hal_runner::record::{ReplyData, fact};
+    use hal_store::{NewStep, StepKind, ThreadStatus};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = home_with(dir.path(), &[("writer", "description: Writes\ncommands: [files]\n")]);
+    let thread = home.new_thread("alice", None, None).expect("thread");
+    // What a killed run leaves: its request, a reply with two calls, and the result of the first only.
+    let request = NewStep::new(StepKind::Message, "write two files", ThreadStatus::Running).fact(fact::HELP, "writer");
+    home.append_step("alice", &thread, &request).expect("request");
+    let reply = Reply {
+        tool_calls: vec![
+            ToolCall { id: "c1".into(), name: "files.write".into(), arguments: r#"{"path":"a","content":"1"}"#.into() },
+            ToolCall { id: "c2".into(), name: "files.write".into(), arguments: r#"{"path":"b","content":"2"}"#.into() },
+        ],
+        ..Reply::default()
+    };
+    let mut step = NewStep::new(StepKind::Reply, "calls", ThreadStatus::Running).fact(fact::HELP, "writer");
+    step.data = Some(serde_json::to_string(&ReplyData { reply, response: None, request_bytes: 0 }).expect("json"));
+    home.append_step("hal", &thread, &step).expect("reply");
+    let mut first = NewStep::new(StepKind::Tool, "wrote a", ThreadStatus::Running)
+        .fact(fact::HELP, "writer")
+        .fact(fact::CALL, "c1");
+    first.data = Some(r#"{"call":{"id":"c1","name":"files.write","arguments":"{}"}}"#.to_owned());
+    first.writes = vec![("a".to_owned(), b"1".to_vec())];
+    home.append_step("hal", &thread, &first).expect("tool");
+    let thread = home.resolve_thread(&thread.id).expect("thread");
+    drop(home);
+
+    let recording = Arc::new(Recording::new(vec![text("both written")], vec![]).keeping_requests());
+    let outcome = runtime()
+        .block_on(runner(dir.path()).resume(Arc::new(recording.clone()) as Arc<dyn Models>, &thread, "alice", "writer"))
+        .expect("resume");
+    assert_eq!(outcome.status, Status::Done);
+    let home = Home::open(dir.path()).expect("open");
+    let kinds: Vec<String> = home.thread_log(&thread.id, None).expect("log").into_iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, ["start", "message", "reply", "tool", "tool", "reply", "finish"]);
+    assert_eq!(home.file_at(outcome.commit, "b").expect("read").as_deref(), Some(&b"2"[..]));
+    assert_eq!(recording.requests().len(), 1, "the model was asked once, after both calls had results");
+
+    // A person pushes a plain commit to the thread: its message is the next request.
+    let tip = outcome.commit.to_string();
+    let plain = Command::new("git")
+        .args(["-c", "user.name=Alice", "-c", "user.email=a@example.com", "commit-tree", &format!("{tip}^{{tree}}")])
+        .args(["-p", &tip, "-m", "Now a third one, please."])
+        .current_dir(dir.path())
+        .output()
+        .expect("git commit-tree");
+    let plain = String::from_utf8(plain.stdout).expect("utf-8").trim().to_owned();
+    git(dir.path(), &["update-ref", &format!("refs/heads/{}", thread.branch), &plain, &tip]);
+    let thread = home.resolve_thread(&thread.id).expect("thread");
+    drop(home);
+    let recording = Arc::new(Recording::new(vec![text("third written")], vec![]).keeping_requests());
+    let outcome = runtime()
+        .block_on(runner(dir.path()).resume(Arc::new(recording.clone()) as Arc<dyn Models>, &thread, "alice", "writer"))
+        .expect("resume");
+    assert_eq!(outcome.output, "third written");
+    let messages = &recording.requests()[0].messages;
+    assert_eq!(messages.last(), Some(&hal_model::Message::User { text: "Now a third one, please.".into() }));
+}
