@@ -168,6 +168,27 @@ impl Catalog {
         })
     }
 
+    /// This catalogue with the previous valid version kept in force for every help and agent that is invalid
+    /// now, and `previous`'s settings when `hal.yaml` is invalid now. The errors stay recorded, so they are
+    /// still reported; a file that was never valid stays unusable.
+    pub fn keeping_valid_from(mut self, previous: &Catalog) -> Catalog {
+        fn keep<T: Clone>(now: &mut [Entry<T>], before: &[Entry<T>]) {
+            for entry in now.iter_mut().filter(|e| e.spec.is_none()) {
+                if let Some(old) = before.iter().find(|old| old.name == entry.name && old.spec.is_some()) {
+                    entry.spec.clone_from(&old.spec);
+                    entry.blob = old.blob;
+                    entry.text.clone_from(&old.text);
+                }
+            }
+        }
+        keep(&mut self.helps, &previous.helps);
+        keep(&mut self.agents, &previous.agents);
+        if self.settings_error.is_some() {
+            self.settings = previous.settings.clone();
+        }
+        self
+    }
+
     /// The valid agent named `name`, or an error saying why it cannot work.
     pub fn agent(&self, name: &str) -> Result<(&AgentEntry, &Agent), RunError> {
         let entry = self.agents.iter().find(|e| e.name == name).ok_or_else(|| RunError::UnknownAgent {

@@ -179,6 +179,7 @@ pub fn messages_of(step: &Step) -> Result<Vec<Message>, RunError> {
                 None => Vec::new(),
             }
         }
+        StepKind::System => vec![Message::User { text: format!("[a note from the HAL runtime] {}", step.text) }],
         // A plain git commit on a thread is a person's message: its commit message is the text.
         _ if step.step.is_none() && !step.text.trim().is_empty() => {
             vec![Message::User { text: step.text.trim().to_owned() }]

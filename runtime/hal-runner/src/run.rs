@@ -98,6 +98,8 @@ pub enum Event<'a> {
         summary: &'a str,
         /// How deep in sub-helps.
         depth: u32,
+        /// Its `Hal-*` facts (help, model, tokens, latency, tool, outcome…).
+        facts: &'a [(String, String)],
     },
 }
 
@@ -273,7 +275,7 @@ impl Runner {
                         request = request.fact(fact::DEPTH, depth);
                     }
                     let appended = self.journal.with(|home| home.append_step(actor, &thread, &request))?;
-                    self.step_event(&thread.id, &StepKind::Message, input, depth);
+                    self.step_event(&thread.id, &StepKind::Message, input, depth, &request.facts);
                     let parent = self.journal.with(|home| {
                         let commit = home.repo().find_commit(appended.commit).ok();
                         commit.and_then(|c| c.parent_ids().next().map(|p| p.detach()))
@@ -572,7 +574,8 @@ impl Runner {
             subthread = thread;
             result
         } else if state.prepared.tools.iter().any(|tool| tool.spec().name == call.name) {
-            let mut context = ToolContext::new(self.journal.clone(), &state.thread.id, state.tip);
+            let mut context =
+                ToolContext::new(self.journal.clone(), &state.thread.id, state.tip).with_actor(&state.actor);
             let remaining = state.deadline.saturating_duration_since(Instant::now());
             let result = tokio::time::timeout(remaining, self.toolbox.call(&call.name, &call.arguments, &mut context))
                 .await
@@ -745,13 +748,13 @@ impl Runner {
             ),
             _ => first_line(&step.text).to_owned(),
         };
-        self.step_event(&state.thread.id, &step.kind, &summary, state.depth);
+        self.step_event(&state.thread.id, &step.kind, &summary, state.depth, &step.facts);
         Ok(())
     }
 
-    fn step_event(&self, thread: &str, kind: &StepKind, summary: &str, depth: u32) {
+    fn step_event(&self, thread: &str, kind: &StepKind, summary: &str, depth: u32, facts: &[(String, String)]) {
         if let Some(observer) = &self.observer {
-            observer(&Event::Step { thread, kind, summary, depth });
+            observer(&Event::Step { thread, kind, summary, depth, facts });
         }
     }
 }

@@ -52,6 +52,7 @@ pub trait Tool: Send + Sync {
 pub struct ToolContext {
     journal: Journal,
     thread: String,
+    actor: String,
     base: ObjectId,
     writes: Vec<(String, Vec<u8>)>,
 }
@@ -59,7 +60,23 @@ pub struct ToolContext {
 impl ToolContext {
     /// A context on `thread` whose tree is that of commit `base`.
     pub fn new(journal: Journal, thread: &str, base: ObjectId) -> ToolContext {
-        ToolContext { journal, thread: thread.to_owned(), base, writes: Vec::new() }
+        ToolContext { journal, thread: thread.to_owned(), actor: String::new(), base, writes: Vec::new() }
+    }
+
+    /// The same context, for a run on behalf of `actor`.
+    pub fn with_actor(mut self, actor: &str) -> ToolContext {
+        actor.clone_into(&mut self.actor);
+        self
+    }
+
+    /// On whose behalf the run works (empty when not known).
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// The home repo.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     /// The thread's id.
@@ -70,7 +87,7 @@ impl ToolContext {
     /// A new context on the same thread and tree, without this one's writes: for work done elsewhere (another
     /// thread of the process) whose writes are then applied here.
     pub fn fork(&self) -> ToolContext {
-        ToolContext::new(self.journal.clone(), &self.thread, self.base)
+        ToolContext::new(self.journal.clone(), &self.thread, self.base).with_actor(&self.actor)
     }
 
     /// The file at `path`, as this call sees it.

@@ -168,3 +168,24 @@ fn repo_isolates(home: &Home, cache: Option<&std::path::Path>) -> Result<Vec<Fou
     }
     Ok(found)
 }
+
+/// Offer the functions of every isolate that loads (built-in ones and those on `main`) as tools in `toolbox`,
+/// with `secrets` for those granted some. Returns the isolates left out, with why, by name.
+pub fn add_repo_tools(
+    toolbox: &mut hal_runner::tools::Toolbox,
+    home: &Home,
+    settings: &Settings,
+    secrets: &hal_runner::model::SecretLookup,
+) -> Result<Vec<(String, String)>, String> {
+    let sandbox = std::sync::Arc::new(sandbox_for(Some(home), settings)?);
+    let mut isolates = Vec::new();
+    let mut left_out = Vec::new();
+    for entry in load_isolates(&sandbox, settings, Some(home)) {
+        match (entry.isolate, entry.error) {
+            (Some(isolate), _) => isolates.push(isolate),
+            (None, error) => left_out.push((entry.name, error.unwrap_or_default())),
+        }
+    }
+    crate::add_isolate_tools(toolbox, &sandbox, &isolates, secrets)?;
+    Ok(left_out)
+}

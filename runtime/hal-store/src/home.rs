@@ -211,6 +211,27 @@ impl Home {
         Ok(())
     }
 
+    /// Every file of `commit`'s tree with its git blob id, sorted by path: what a diff between two commits
+    /// compares.
+    pub fn file_ids(&self, commit: ObjectId) -> Result<Vec<(String, ObjectId)>> {
+        let mut files = Vec::new();
+        let mut pending = vec![(self.tree_of(commit)?, String::new())];
+        while let Some((tree, prefix)) = pending.pop() {
+            for item in tree.iter() {
+                let item = item.git_context(|| format!("reading tree {prefix}"))?;
+                let path = format!("{prefix}{}", item.filename().to_str_lossy());
+                if item.mode().is_tree() {
+                    let subtree = self.repo.find_tree(item.oid()).git_context(|| format!("reading {path}"))?;
+                    pending.push((subtree, format!("{path}/")));
+                } else if item.mode().is_blob() {
+                    files.push((path, item.oid().to_owned()));
+                }
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
     /// The tree of `commit`.
     pub(crate) fn tree_of(&self, commit: ObjectId) -> Result<gix::Tree<'_>> {
         self.repo

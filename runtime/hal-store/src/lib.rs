@@ -45,4 +45,4 @@ pub use maintenance::{CHECK_EVERY, MAINTENANCE_ENV};
 pub use merge::MergeOutcome;
 pub use refs::STALE_LOCK_AGE;
 pub use step::{StepKind, ThreadStatus};
-pub use thread::{Appended, NewStep, Step, ThreadRef, ThreadSummary, serialize_id};
+pub use thread::{Appended, BACKCHAT, NewStep, Step, ThreadRef, ThreadSummary, deserialize_id, serialize_id};

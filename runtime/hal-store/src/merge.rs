@@ -14,26 +14,26 @@ use crate::error::GixContext;
 use crate::home::{Home, MAIN_REF};
 use crate::refs::{self, Expect};
 use crate::step::{StepKind, StepRecord, ThreadStatus};
-use crate::thread::serialize_id;
+use crate::thread::{deserialize_id, serialize_id};
 use crate::{Result, StoreError};
 
 /// How often a merge is rebuilt when `main` keeps moving under it.
 const MAX_ATTEMPTS: u32 = 20;
 
 /// What `hal thread merge` did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum MergeOutcome {
     /// `main` was behind the thread and now points at its `merged` step.
     FastForward {
         /// The new tip of `main`.
-        #[serde(serialize_with = "serialize_id")]
+        #[serde(serialize_with = "serialize_id", deserialize_with = "deserialize_id")]
         commit: ObjectId,
     },
     /// `main` had moved on; a merge commit joins both.
     Merged {
         /// The merge commit, the new tip of `main`.
-        #[serde(serialize_with = "serialize_id")]
+        #[serde(serialize_with = "serialize_id", deserialize_with = "deserialize_id")]
         commit: ObjectId,
     },
     /// Everything on the thread is already in `main`.

@@ -61,7 +61,7 @@ pub const DATA_HEADER: &str = "hal-data";
 pub const FACT_PREFIX: &str = "Hal-";
 
 /// What a step did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepKind {
     /// The thread was created.
@@ -80,6 +80,9 @@ pub enum StepKind {
     Tool,
     /// The end of a run: its status and output.
     Finish,
+    /// A note from the runtime to the thread's people: a file on `main` that does not load, a run that could
+    /// not start or was interrupted.
+    System,
     /// A kind this version of HAL does not know (written by a newer one).
     #[serde(untagged)]
     Other(String),
@@ -97,6 +100,7 @@ impl StepKind {
             StepKind::Reply => "reply",
             StepKind::Tool => "tool",
             StepKind::Finish => "finish",
+            StepKind::System => "system",
             StepKind::Other(other) => other,
         }
     }
@@ -112,6 +116,7 @@ impl StepKind {
             "reply" => StepKind::Reply,
             "tool" => StepKind::Tool,
             "finish" => StepKind::Finish,
+            "system" => StepKind::System,
             other => StepKind::Other(other.to_owned()),
         }
     }
@@ -124,7 +129,7 @@ impl std::fmt::Display for StepKind {
 }
 
 /// Where a thread stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ThreadStatus {
     /// Open for more steps.

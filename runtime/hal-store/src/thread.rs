@@ -25,11 +25,13 @@ use crate::{Result, StoreError, maintenance, thread_id, tree_path};
 
 /// How far back from a thread's tip HAL looks for a step when the tip is a plain git commit.
 const MAX_PLAIN_COMMITS: usize = 1000;
+/// The id of every actor's backchat thread with HAL.
+pub const BACKCHAT: &str = "backchat";
 /// How many ambiguous candidates an error lists.
 const MAX_CANDIDATES: usize = 5;
 
 /// A thread branch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ThreadRef {
     /// The thread's id (the last component of its branch).
     pub id: String,
@@ -38,7 +40,7 @@ pub struct ThreadRef {
     /// The branch name without `refs/heads/`, e.g. `threads/alice/0h2k7f3m9q1`.
     pub branch: String,
     /// The commit the branch points at.
-    #[serde(serialize_with = "serialize_id")]
+    #[serde(serialize_with = "serialize_id", deserialize_with = "deserialize_id")]
     pub tip: ObjectId,
 }
 
@@ -49,7 +51,7 @@ impl ThreadRef {
 }
 
 /// One line of `hal thread list`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ThreadSummary {
     /// The thread's id.
     pub id: String,
@@ -66,15 +68,15 @@ pub struct ThreadSummary {
     /// Time of its last commit, seconds since the Unix epoch.
     pub last_activity: i64,
     /// The tip commit.
-    #[serde(serialize_with = "serialize_id")]
+    #[serde(serialize_with = "serialize_id", deserialize_with = "deserialize_id")]
     pub tip: ObjectId,
 }
 
 /// One step as shown by `hal thread log`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Step {
     /// The step's commit.
-    #[serde(serialize_with = "serialize_id")]
+    #[serde(serialize_with = "serialize_id", deserialize_with = "deserialize_id")]
     pub commit: ObjectId,
     /// Its number in the conversation; `None` for a plain git commit on the thread.
     pub step: Option<u64>,
@@ -139,14 +141,14 @@ impl NewStep {
 }
 
 /// The result of appending a step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Appended {
     /// The thread.
     pub thread: String,
     /// The new step's number.
     pub step: u64,
     /// The new step's commit.
-    #[serde(serialize_with = "serialize_id")]
+    #[serde(serialize_with = "serialize_id", deserialize_with = "deserialize_id")]
     pub commit: ObjectId,
 }
 
@@ -166,6 +168,12 @@ pub(crate) struct ThreadState {
 struct FileWrite<'a> {
     path: &'a str,
     blob: ObjectId,
+}
+
+/// Read a git object id from its hex text (for `#[serde(deserialize_with)]`).
+pub fn deserialize_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<ObjectId, D::Error> {
+    let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
+    ObjectId::from_hex(text.as_bytes()).map_err(serde::de::Error::custom)
 }
 
 /// Serialize a git object id as its hex text (for `#[serde(serialize_with)]`).
@@ -327,6 +335,40 @@ impl Home {
             forked_from: None,
             facts: Vec::new(),
         })
+    }
+
+    /// The backchat of `actor`: the thread `threads/<actor>/backchat` in which it talks to HAL, started from
+    /// `main` the first time it is asked for.
+    pub fn backchat(&self, actor: &str) -> Result<ThreadRef> {
+        let branch = format!("threads/{actor}/{BACKCHAT}");
+        if let Ok(thread) = self.resolve_thread(&branch) {
+            return Ok(thread);
+        }
+        self.ensure_actor(actor, ActorKind::Human)?;
+        let base = self.main_tip()?.ok_or_else(|| self.not_home("it has no `main` branch"))?;
+        let tree = self.tree_of(base)?.id;
+        let record = StepRecord {
+            thread: BACKCHAT.to_owned(),
+            number: 1,
+            kind: StepKind::Start,
+            actor: actor.to_owned(),
+            status: ThreadStatus::Open,
+            title: format!("backchat of {actor} with HAL"),
+            text: format!("started the backchat of {actor} with HAL from main"),
+            path: None,
+            forked_from: None,
+            facts: Vec::new(),
+        };
+        let commit = self.write_commit(tree, vec![base], &self.signature(actor), &record.to_message()?)?;
+        let name = refs::full_name(&format!("refs/heads/{branch}"))?;
+        match self.refs().swap_once(&name, Expect::Absent, Target::Object(commit), None) {
+            Ok(()) => {
+                maintenance::after_write(self);
+                Ok(ThreadRef { id: BACKCHAT.to_owned(), actor: actor.to_owned(), branch, tip: commit })
+            }
+            // Another writer created it first: theirs is the backchat.
+            Err(error) => self.resolve_thread(&branch).map_err(|_| error),
+        }
     }
 
     /// Fork `source` at its tip, or at the step `at` (a commit id or prefix): a new thread for `actor` that

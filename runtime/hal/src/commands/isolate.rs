@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use hal_runner::Catalog;
 use hal_runner::model::{SecretLookup, env_secret};
 use hal_runner::tools::{ToolContext, Toolbox};
-use hal_sandbox::catalog::{IsolateEntry, load_isolates, sandbox_for};
+use hal_sandbox::catalog::{IsolateEntry, add_repo_tools, load_isolates, sandbox_for};
 use hal_sandbox::{CallContext, Sandbox};
 use hal_spec::Settings;
 use hal_store::{Home, NewStep, StepKind, ThreadStatus};
@@ -23,17 +23,11 @@ fn env_secrets() -> SecretLookup {
 
 /// Offer every loadable isolate's functions as tools; isolates that fail to load are logged and left out.
 pub fn add_tools(toolbox: &mut Toolbox, home: &Home, settings: &Settings) -> Result<()> {
-    let sandbox = Arc::new(sandbox_for(Some(home), settings).map_err(anyhow::Error::msg)?);
-    let mut isolates = Vec::new();
-    for entry in load_isolates(&sandbox, settings, Some(home)) {
-        match (entry.isolate, entry.error) {
-            (Some(isolate), _) => isolates.push(isolate),
-            (None, error) => {
-                tracing::warn!(target: "hal", isolate = %entry.name, error = %error.unwrap_or_default(), "isolate left out")
-            }
-        }
+    let left_out = add_repo_tools(toolbox, home, settings, &env_secrets()).map_err(anyhow::Error::msg)?;
+    for (isolate, error) in left_out {
+        tracing::warn!(target: "hal", %isolate, %error, "isolate left out");
     }
-    hal_sandbox::add_isolate_tools(toolbox, &sandbox, &isolates, &env_secrets()).map_err(anyhow::Error::msg)
+    Ok(())
 }
 
 /// Run one isolate command.

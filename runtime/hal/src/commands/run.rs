@@ -80,7 +80,7 @@ fn print_event(event: &Event<'_>) {
 
 /// One line per step to `out`, indented for sub-helps.
 pub fn print_event_to(out: &mut dyn Write, event: &Event<'_>) {
-    if let Event::Step { kind, summary, depth, thread } = event {
+    if let Event::Step { kind, summary, depth, thread, .. } = event {
         let indent = "  ".repeat(*depth as usize + 1);
         let kind = match kind {
             StepKind::Message if *depth > 0 => format!("sub-thread {thread}"),

@@ -1,0 +1,398 @@
+//! HAL's built-in commands: the tools the `hal` help uses in the backchat to navigate and steer. They read
+//! threads, commits and files at any ref, start threads that run a help, send messages, and propose merges
+//! (a person accepts with `hal thread merge` or `git merge`). Nothing here merges.
+
+use std::sync::Arc;
+
+use hal_model::ToolSpec;
+use hal_runner::Journal;
+use hal_runner::tools::{BoxFuture, Tool, ToolContext, ToolResult, Toolbox};
+use hal_store::{Home, StepKind, ThreadStatus};
+use serde_json::{Value, json};
+
+use crate::command::{self, Command, Response};
+
+/// Wakes whoever runs turns (the daemon) after a command added work; does nothing without a daemon.
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// Longest file text `git.read` returns.
+const MAX_READ: usize = 64 * 1024;
+/// Most threads `threads.list` returns.
+const MAX_LISTED: usize = 100;
+/// Most lines of a changed file `threads.diff` shows.
+const DIFF_LINES: usize = 40;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    List,
+    Summary,
+    Show,
+    Read,
+    Diff,
+    Start,
+    Say,
+    ProposeMerge,
+}
+
+struct HalCommand {
+    spec: ToolSpec,
+    kind: Kind,
+    wake: Wake,
+}
+
+fn spec(name: &str, description: &str, parameters: Value) -> ToolSpec {
+    ToolSpec { name: name.to_owned(), description: description.to_owned(), parameters }
+}
+
+/// Add HAL's commands (`threads.*`, `git.*`) to `toolbox`; `wake` is called after one adds work.
+pub fn add_tools(toolbox: &mut Toolbox, wake: Wake) -> Result<(), String> {
+    let thread = json!({"type": "string", "description": "Thread id, unique prefix, or branch threads/<actor>/<id>"});
+    let commands = [
+        (
+            Kind::List,
+            spec(
+                "threads.list",
+                "List threads, newest first: id, status, steps, title. Filter by status (open, running, done, \
+                 pending, error, nocando, merged) and by words in the title or id.",
+                json!({"type": "object", "additionalProperties": false, "properties": {
+                    "status": {"type": "string"}, "text": {"type": "string"}}}),
+            ),
+        ),
+        (
+            Kind::Summary,
+            spec(
+                "threads.summary",
+                "Summarise a thread: title, status, its steps (newest 30, one line each) and the files it changed \
+                 against main.",
+                json!({"type": "object", "required": ["thread"], "additionalProperties": false,
+                    "properties": {"thread": thread}}),
+            ),
+        ),
+        (
+            Kind::Show,
+            spec(
+                "git.show",
+                "Show a commit: its message, author, parents and the files it changed.",
+                json!({"type": "object", "required": ["commit"], "additionalProperties": false,
+                    "properties": {"commit": {"type": "string", "description": "Commit id, prefix or ref"}}}),
+            ),
+        ),
+        (
+            Kind::Read,
+            spec(
+                "git.read",
+                "Read a file at any ref: main, a thread's branch, a commit id.",
+                json!({"type": "object", "required": ["ref", "path"], "additionalProperties": false,
+                    "properties": {"ref": {"type": "string"}, "path": {"type": "string"}}}),
+            ),
+        ),
+        (
+            Kind::Diff,
+            spec(
+                "threads.diff",
+                "The files a thread adds, changes or deletes compared with main, with the start of each new text.",
+                json!({"type": "object", "required": ["thread"], "additionalProperties": false,
+                    "properties": {"thread": thread}}),
+            ),
+        ),
+        (
+            Kind::Start,
+            spec(
+                "threads.start",
+                "Start a new thread from main that runs a help on an input. Returns the thread id; the thread \
+                 runs on its own, follow it with threads.summary.",
+                json!({"type": "object", "required": ["help", "input"], "additionalProperties": false,
+                    "properties": {"help": {"type": "string"}, "input": {"type": "string"},
+                        "title": {"type": "string"}}}),
+            ),
+        ),
+        (
+            Kind::Say,
+            spec(
+                "threads.say",
+                "Send a message to a thread on the person's behalf; the thread answers it with its next turn.",
+                json!({"type": "object", "required": ["thread", "text"], "additionalProperties": false,
+                    "properties": {"thread": thread, "text": {"type": "string"}}}),
+            ),
+        ),
+        (
+            Kind::ProposeMerge,
+            spec(
+                "threads.propose_merge",
+                "Propose merging a thread's work into main: records the proposal on the thread and returns the \
+                 command a person runs to accept it. It does not merge.",
+                json!({"type": "object", "required": ["thread"], "additionalProperties": false,
+                    "properties": {"thread": thread, "reason": {"type": "string"}}}),
+            ),
+        ),
+    ];
+    for (kind, spec) in commands {
+        toolbox.add(Arc::new(HalCommand { spec, kind, wake: wake.clone() }))?;
+    }
+    Ok(())
+}
+
+impl Tool for HalCommand {
+    fn spec(&self) -> &ToolSpec {
+        &self.spec
+    }
+
+    fn call<'a>(&'a self, arguments: Value, context: &'a mut ToolContext) -> BoxFuture<'a, ToolResult> {
+        Box::pin(async move {
+            let journal = context.journal().clone();
+            let actor = context.actor().to_owned();
+            let kind = self.kind;
+            let result = tokio::task::spawn_blocking(move || {
+                let text = |key: &str| arguments.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
+                run(&journal, kind, &actor, &text)
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the command failed: {e}")));
+            match result {
+                Ok(content) => {
+                    if matches!(kind, Kind::Start | Kind::Say) {
+                        (self.wake)();
+                    }
+                    ToolResult::ok(content)
+                }
+                Err(reason) => ToolResult::error(reason),
+            }
+        })
+    }
+}
+
+fn run(journal: &Journal, kind: Kind, actor: &str, arg: &dyn Fn(&str) -> String) -> Result<String, String> {
+    journal.with(|home| match kind {
+        Kind::List => list(home, &arg("status"), &arg("text")),
+        Kind::Summary => summary(home, &arg("thread")),
+        Kind::Show => show(home, &arg("commit")),
+        Kind::Read => read(home, &arg("ref"), &arg("path")),
+        Kind::Diff => diff(home, &arg("thread")),
+        Kind::Start => {
+            let (help, input, title) = (arg("help"), arg("input"), arg("title"));
+            home.resolve_actor(None).map_err(|e| e.to_string())?;
+            let title = if title.trim().is_empty() { format!("{help}: {}", first_line(&input)) } else { title };
+            let started = command::apply(
+                home,
+                &Command::NewThread {
+                    actor: Some(actor.to_owned()).filter(|a| !a.is_empty()),
+                    from: None,
+                    title: Some(title),
+                    help: Some(help.clone()),
+                    agent: None,
+                    input: Some(input),
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            let Response::Started { thread, .. } = started else { return Err("unexpected answer".to_owned()) };
+            Ok(format!("started thread {} ({}) running help `{help}`", thread.id, thread.branch))
+        }
+        Kind::Say => {
+            let said = command::apply(
+                home,
+                &Command::Say {
+                    actor: Some(actor.to_owned()).filter(|a| !a.is_empty()),
+                    thread: arg("thread"),
+                    text: arg("text"),
+                    help: None,
+                    agent: None,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            let Response::Said { thread, .. } = said else { return Err("unexpected answer".to_owned()) };
+            Ok(format!("sent; thread {} will answer with its next turn", thread.id))
+        }
+        Kind::ProposeMerge => propose_merge(home, actor, &arg("thread"), &arg("reason")),
+    })
+}
+
+fn first_line(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    line.chars().take(60).collect()
+}
+
+fn list(home: &Home, status: &str, text: &str) -> Result<String, String> {
+    let mut threads = home.list_threads().map_err(|e| e.to_string())?;
+    threads.reverse();
+    let text = text.to_lowercase();
+    let matching: Vec<_> = threads
+        .iter()
+        .filter(|t| status.is_empty() || t.status.as_str().eq_ignore_ascii_case(status))
+        .filter(|t| text.is_empty() || t.title.to_lowercase().contains(&text) || t.id.contains(&text))
+        .collect();
+    if matching.is_empty() {
+        return Ok("no threads match".to_owned());
+    }
+    let mut out = String::new();
+    for thread in matching.iter().take(MAX_LISTED) {
+        out.push_str(&format!(
+            "{} [{}] {} steps, actor {}: {}\n",
+            thread.id, thread.status, thread.steps, thread.actor, thread.title
+        ));
+    }
+    if matching.len() > MAX_LISTED {
+        out.push_str(&format!("… and {} more; narrow with status or text\n", matching.len() - MAX_LISTED));
+    }
+    Ok(out)
+}
+
+fn summary(home: &Home, query: &str) -> Result<String, String> {
+    let thread = home.resolve_thread(query).map_err(|e| e.to_string())?;
+    let steps = home.thread_log(&thread.branch, Some(30)).map_err(|e| e.to_string())?;
+    let listed = home.list_threads().map_err(|e| e.to_string())?;
+    let summary = listed.iter().find(|t| t.branch == thread.branch);
+    let mut out = format!("thread {} ({})\n", thread.id, thread.branch);
+    if let Some(summary) = summary {
+        out.push_str(&format!("title: {}\nstatus: {}\nsteps: {}\n", summary.title, summary.status, summary.steps));
+    }
+    out.push_str("newest steps:\n");
+    for step in &steps {
+        let number = step.step.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        let line: String = step.text.lines().next().unwrap_or_default().chars().take(160).collect();
+        out.push_str(&format!("  #{number} {} by {}: {line}\n", step.kind, step.actor));
+    }
+    if let Some(last) = steps.iter().rev().find(|s| StepKind::parse_name(&s.kind) == StepKind::Finish) {
+        out.push_str(&format!("last result:\n{}\n", clip(&last.text, 4000)));
+    }
+    out.push_str(&changes(home, thread.tip)?);
+    Ok(out)
+}
+
+fn show(home: &Home, spec: &str) -> Result<String, String> {
+    let id = home.resolve_commit(spec).map_err(|e| e.to_string())?;
+    let commit = home.repo().find_commit(id).map_err(|e| e.to_string())?;
+    let message = commit.message_raw_sloppy().to_string();
+    let author = commit.author().map(|a| format!("{} <{}>", a.name, a.email)).unwrap_or_default();
+    let parents: Vec<_> = commit.parent_ids().map(|p| p.detach()).collect();
+    let mut out = format!("commit {id}\nauthor {author}\n");
+    for parent in &parents {
+        out.push_str(&format!("parent {parent}\n"));
+    }
+    out.push_str(&format!("\n{}\n", clip(message.trim_end(), 8000)));
+    let now = home.file_ids(id).map_err(|e| e.to_string())?;
+    let before = match parents.first() {
+        Some(parent) => home.file_ids(*parent).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    out.push_str("\nfiles changed:\n");
+    let changed = compare(&before, &now);
+    if changed.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for (mark, path) in changed {
+        out.push_str(&format!("  {mark} {path}\n"));
+    }
+    Ok(out)
+}
+
+fn read(home: &Home, spec: &str, path: &str) -> Result<String, String> {
+    let commit = match home.resolve_thread(spec) {
+        Ok(thread) if spec.starts_with("threads/") || !spec.contains('/') && spec != "main" => thread.tip,
+        _ => home.resolve_commit(spec).map_err(|e| e.to_string())?,
+    };
+    match home.file_at(commit, path).map_err(|e| e.to_string())? {
+        Some(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Ok(clip(&text, MAX_READ)),
+            Err(error) => Ok(format!("(a binary file of {} bytes)", error.as_bytes().len())),
+        },
+        None => Err(format!("there is no file {path} at {spec}")),
+    }
+}
+
+fn diff(home: &Home, query: &str) -> Result<String, String> {
+    let thread = home.resolve_thread(query).map_err(|e| e.to_string())?;
+    let mut out = format!("thread {} against main\n", thread.id);
+    out.push_str(&changes(home, thread.tip)?);
+    let main = main_tip(home)?;
+    let now = home.file_ids(thread.tip).map_err(|e| e.to_string())?;
+    let before = home.file_ids(main).map_err(|e| e.to_string())?;
+    for (mark, path) in compare(&before, &now) {
+        if mark == 'D' {
+            continue;
+        }
+        let Some(bytes) = home.file_at(thread.tip, &path).map_err(|e| e.to_string())? else { continue };
+        let Ok(text) = String::from_utf8(bytes) else { continue };
+        out.push_str(&format!("\n--- {path} ({}):\n", if mark == 'A' { "new" } else { "changed" }));
+        for line in text.lines().take(DIFF_LINES) {
+            out.push_str(&format!("+ {line}\n"));
+        }
+        if text.lines().count() > DIFF_LINES {
+            out.push_str("+ …\n");
+        }
+    }
+    Ok(out)
+}
+
+fn main_tip(home: &Home) -> Result<gix::ObjectId, String> {
+    home.main_tip().map_err(|e| e.to_string())?.ok_or_else(|| "this repo has no main branch".to_owned())
+}
+
+/// The files `tip` adds (A), changes (M) or deletes (D) against `main`, as lines.
+fn changes(home: &Home, tip: gix::ObjectId) -> Result<String, String> {
+    let main = main_tip(home)?;
+    let now = home.file_ids(tip).map_err(|e| e.to_string())?;
+    let before = home.file_ids(main).map_err(|e| e.to_string())?;
+    let changed = compare(&before, &now);
+    if changed.is_empty() {
+        return Ok("files against main: no differences\n".to_owned());
+    }
+    let mut out = String::from("files against main:\n");
+    for (mark, path) in changed {
+        out.push_str(&format!("  {mark} {path}\n"));
+    }
+    Ok(out)
+}
+
+/// Paths added, modified or deleted going from `before` to `now` (both sorted by path).
+fn compare(before: &[(String, gix::ObjectId)], now: &[(String, gix::ObjectId)]) -> Vec<(char, String)> {
+    let old: std::collections::BTreeMap<&str, gix::ObjectId> = before.iter().map(|(p, id)| (p.as_str(), *id)).collect();
+    let new: std::collections::BTreeMap<&str, gix::ObjectId> = now.iter().map(|(p, id)| (p.as_str(), *id)).collect();
+    let mut out = Vec::new();
+    for (path, id) in &new {
+        match old.get(path) {
+            None => out.push(('A', (*path).to_owned())),
+            Some(previous) if previous != id => out.push(('M', (*path).to_owned())),
+            Some(_) => {}
+        }
+    }
+    out.extend(old.keys().filter(|p| !new.contains_key(*p)).map(|p| ('D', (*p).to_owned())));
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}
+
+fn propose_merge(home: &Home, actor: &str, query: &str, reason: &str) -> Result<String, String> {
+    let thread = home.resolve_thread(query).map_err(|e| e.to_string())?;
+    let main = main_tip(home)?;
+    let changed = changes(home, thread.tip)?;
+    let moved = home.repo().merge_base(main, thread.tip).ok().flatten().is_none_or(|base| base.detach() != main);
+    let mut text = format!(
+        "HAL proposes merging this thread into main{}.\nAccept with `hal thread merge {}` or `git merge {}`.\n{changed}",
+        if reason.trim().is_empty() { String::new() } else { format!(": {}", reason.trim()) },
+        thread.id,
+        thread.branch
+    );
+    if moved {
+        text.push_str("main has moved on since the thread started: the merge makes a merge commit.\n");
+    }
+    // Recorded on the thread without changing its status.
+    let mut note = hal_store::NewStep::new(StepKind::System, text.clone(), ThreadStatus::Open)
+        .fact("Hal-Proposed-For", if actor.is_empty() { "hal" } else { actor });
+    if let Some(tip) = home.steps_back(&thread).next().and_then(Result::ok)
+        && let Some(status) = tip.status
+    {
+        note.status = status;
+    }
+    home.append_step(hal_store::identity::HAL_ACTOR, &thread, &note).map_err(|e| e.to_string())?;
+    Ok(text)
+}
+
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n[… {} more bytes]", &text[..end], text.len() - end)
+}

@@ -1,0 +1,162 @@
+//! Talking to the daemon of a home repo over its local HTTP API.
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use hal_model::sse::SseParser;
+
+use crate::api::ThreadEvent;
+use crate::command::{Command, Response};
+use crate::daemon::StatusReport;
+use crate::error::DaemonError;
+use crate::files::{self, DaemonInfo};
+
+pub use crate::api::ThreadEvent as Event;
+
+/// A connection to a running daemon.
+#[derive(Clone)]
+pub struct Client {
+    info: DaemonInfo,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// The daemon of the repo whose git directory is `common_dir`, or `None` when none runs.
+    pub fn for_repo(common_dir: &Path) -> Result<Option<Client>, DaemonError> {
+        let dir = files::hal_dir(common_dir);
+        if crate::lock::holder(&dir)?.is_none() {
+            return Ok(None);
+        }
+        // The lock is taken before the API listens: wait briefly for a daemon that is still starting.
+        let mut info = DaemonInfo::read(&dir);
+        for _ in 0..50 {
+            if info.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            info = DaemonInfo::read(&dir);
+        }
+        let info = info?;
+        let token = files::read_token(&dir)?;
+        let http = hal_model::http_builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| DaemonError::Other(format!("cannot make an HTTP client: {e}")))?;
+        Ok(Some(Client { info, token, http }))
+    }
+
+    /// What the daemon published about itself.
+    pub fn info(&self) -> &DaemonInfo {
+        &self.info
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.info.address)
+    }
+
+    fn unreachable(&self, reason: impl ToString) -> DaemonError {
+        DaemonError::Unreachable { address: self.info.address.clone(), reason: reason.to_string() }
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T, DaemonError> {
+        let response = request.bearer_auth(&self.token).send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(DaemonError::Remote(message));
+        }
+        serde_json::from_slice(&body).map_err(|e| self.unreachable(format!("an answer that is not understood: {e}")))
+    }
+
+    /// Send `command`.
+    pub async fn command(&self, command: &Command) -> Result<Response, DaemonError> {
+        let body = serde_json::to_vec(command).map_err(|e| DaemonError::Other(e.to_string()))?;
+        let request = self.http.post(self.url("/v1/command")).header(reqwest::header::CONTENT_TYPE, "application/json");
+        self.json(request.body(body)).await
+    }
+
+    /// The daemon's state.
+    pub async fn status(&self) -> Result<StatusReport, DaemonError> {
+        self.json(self.http.get(self.url("/v1/status"))).await
+    }
+
+    /// The metrics text.
+    pub async fn metrics(&self) -> Result<String, DaemonError> {
+        let response = self
+            .http
+            .get(self.url("/metrics"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        response.text().await.map_err(|e| self.unreachable(e))
+    }
+
+    /// Follow `thread` (id, prefix, branch or `backchat`): its new steps (after `after`, default its tip),
+    /// streamed text and turn ends. Subscribed when this returns: nothing that happens afterwards is missed.
+    pub async fn follow(&self, thread: &str, after: Option<&str>) -> Result<EventStream, DaemonError> {
+        let encoded: String = thread
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+                other => format!("%{other:02X}"),
+            })
+            .collect();
+        let query = after.map(|after| format!("?after={}", after.trim())).unwrap_or_default();
+        let request = self.http.get(self.url(&format!("/v1/threads/{encoded}/events{query}")));
+        let response = request.bearer_auth(&self.token).send().await.map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            let text = response.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or(text);
+            return Err(DaemonError::Remote(message));
+        }
+        Ok(EventStream {
+            response,
+            parser: SseParser::new(),
+            pending: VecDeque::new(),
+            address: self.info.address.clone(),
+        })
+    }
+}
+
+/// The events of one thread, as they happen.
+pub struct EventStream {
+    response: reqwest::Response,
+    parser: SseParser,
+    pending: VecDeque<ThreadEvent>,
+    address: String,
+}
+
+impl EventStream {
+    /// The next event; `None` when the daemon closed the stream (it stopped).
+    pub async fn next(&mut self) -> Result<Option<ThreadEvent>, DaemonError> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(Some(event));
+            }
+            let chunk = self
+                .response
+                .chunk()
+                .await
+                .map_err(|e| DaemonError::Unreachable { address: self.address.clone(), reason: e.to_string() })?;
+            let Some(chunk) = chunk else { return Ok(None) };
+            for event in self.parser.feed(&chunk) {
+                if event.data.is_empty() {
+                    continue;
+                }
+                match serde_json::from_str(&event.data) {
+                    Ok(event) => self.pending.push_back(event),
+                    Err(error) => tracing::warn!(target: "hal_daemon", %error, "an event that is not understood"),
+                }
+            }
+        }
+    }
+}

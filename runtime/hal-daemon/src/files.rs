@@ -1,0 +1,83 @@
+//! The daemon's files under `.git/hal/`: where it listens (`daemon.json`) and the API token (`daemon.token`,
+//! mode 0600, new at every start).
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DaemonError;
+
+/// Where a running daemon listens.
+const INFO_FILE: &str = "daemon.json";
+/// The API token.
+const TOKEN_FILE: &str = "daemon.token";
+
+/// `.git/hal/` of the home repo whose git directory is `common_dir`.
+pub fn hal_dir(common_dir: &Path) -> PathBuf {
+    common_dir.join("hal")
+}
+
+/// What a running daemon publishes about itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// Its process id.
+    pub pid: u32,
+    /// `127.0.0.1:<port>` of its HTTP API.
+    pub address: String,
+    /// When it started, seconds since the Unix epoch.
+    pub started: u64,
+    /// HAL's version.
+    pub version: String,
+}
+
+impl DaemonInfo {
+    /// Write `daemon.json` in `dir` (complete or not at all).
+    pub(crate) fn write(&self, dir: &Path) -> Result<(), DaemonError> {
+        let path = dir.join(INFO_FILE);
+        let temp = dir.join(format!("{INFO_FILE}.{}", std::process::id()));
+        let text = serde_json::to_string_pretty(self).map_err(|e| DaemonError::Other(e.to_string()))?;
+        std::fs::write(&temp, text).map_err(|e| DaemonError::io("writing", &temp, e))?;
+        std::fs::rename(&temp, &path).map_err(|e| DaemonError::io("renaming", &path, e))
+    }
+
+    /// Read `daemon.json` from `dir`.
+    pub fn read(dir: &Path) -> Result<DaemonInfo, DaemonError> {
+        let path = dir.join(INFO_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| DaemonError::io("reading", &path, e))?;
+        serde_json::from_str(&text).map_err(|e| DaemonError::Other(format!("{}: {e}", path.display())))
+    }
+
+    /// Remove `daemon.json` from `dir` (when the daemon stops).
+    pub(crate) fn remove(dir: &Path) {
+        let _ = std::fs::remove_file(dir.join(INFO_FILE));
+    }
+}
+
+/// Make a new random token and write it to `daemon.token` in `dir`, readable by the owner only.
+pub(crate) fn new_token(dir: &Path) -> Result<String, DaemonError> {
+    let mut bytes = [0u8; 32];
+    let random = Path::new("/dev/urandom");
+    std::fs::File::open(random)
+        .and_then(|mut file| file.read_exact(&mut bytes))
+        .map_err(|e| DaemonError::io("reading", random, e))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(TOKEN_FILE);
+    let _ = std::fs::remove_file(&path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| file.write_all(token.as_bytes()))
+        .map_err(|e| DaemonError::io("writing", &path, e))?;
+    Ok(token)
+}
+
+/// The token in `dir`.
+pub(crate) fn read_token(dir: &Path) -> Result<String, DaemonError> {
+    let path = dir.join(TOKEN_FILE);
+    let token = std::fs::read_to_string(&path).map_err(|e| DaemonError::io("reading", &path, e))?;
+    Ok(token.trim().to_owned())
+}

@@ -1,0 +1,72 @@
+//! What a thread needs from the daemon, read from its newest steps.
+
+use hal_runner::catalog::DEFAULT_AGENT;
+use hal_runner::record::fact;
+use hal_store::identity::HAL_ACTOR;
+use hal_store::{BACKCHAT, Home, StepKind, ThreadRef, ThreadStatus};
+
+/// The help that answers a message on a thread that never ran one, and every backchat message.
+pub const DEFAULT_HELP: &str = "hal";
+
+/// How far back the daemon looks for the help a thread runs.
+const LOOK_BACK: usize = 200;
+
+/// What to do with a thread whose tip changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Nothing: the thread is finished, idle, or someone else is writing it.
+    Nothing,
+    /// Run the next turn: answer the person's message at the tip, or continue an interrupted run.
+    Turn {
+        /// The help to run.
+        help: String,
+        /// As which agent.
+        agent: String,
+        /// On whose behalf (the thread's actor).
+        actor: String,
+    },
+    /// A sub-help's thread whose run was cut off: its caller runs the help again when it resumes, so this one
+    /// is only marked.
+    Abandon,
+}
+
+/// The plan for `thread`. Runs left `running` are continued only at `startup` (later, a `running` tip belongs to
+/// whoever is writing it).
+pub(crate) fn plan_for(home: &Home, thread: &ThreadRef, startup: bool) -> hal_store::Result<Plan> {
+    let mut steps = home.steps_back(thread).take(LOOK_BACK);
+    let Some(tip) = steps.next().transpose()? else { return Ok(Plan::Nothing) };
+    let kind = StepKind::parse_name(&tip.kind);
+    let plain_commit = tip.step.is_none();
+    let message = kind == StepKind::Message && tip.actor != HAL_ACTOR && tip.status != Some(ThreadStatus::Running);
+    let interrupted = tip.status == Some(ThreadStatus::Running);
+    if !(plain_commit || message || (interrupted && startup)) {
+        return Ok(Plan::Nothing);
+    }
+    let mut help = tip.fact(fact::HELP).map(str::to_owned);
+    let mut agent = tip.fact(fact::AGENT).map(str::to_owned);
+    let mut depth = tip.fact(fact::DEPTH).and_then(|d| d.parse::<u32>().ok());
+    let backchat = thread.id == BACKCHAT;
+    // The help in force is the one of the newest run (or request); the backchat always talks to HAL.
+    // An interrupted run reads back to its request, which says how deep in sub-helps it is.
+    if (help.is_none() && !backchat) || interrupted {
+        for step in steps {
+            let step = step?;
+            if let Some(name) = step.fact(fact::HELP) {
+                help = help.or_else(|| Some(name.to_owned()));
+                agent = agent.or_else(|| step.fact(fact::AGENT).map(str::to_owned));
+                depth = depth.or_else(|| step.fact(fact::DEPTH).and_then(|d| d.parse().ok()));
+                if StepKind::parse_name(&step.kind) == StepKind::Message {
+                    break;
+                }
+            }
+        }
+    }
+    if interrupted && !plain_commit && depth.is_some_and(|d| d > 0) {
+        return Ok(Plan::Abandon);
+    }
+    Ok(Plan::Turn {
+        help: help.unwrap_or_else(|| DEFAULT_HELP.to_owned()),
+        agent: agent.unwrap_or_else(|| DEFAULT_AGENT.to_owned()),
+        actor: thread.actor.clone(),
+    })
+}
