@@ -28,3 +28,4 @@ pub use error::DaemonError;
 pub use files::{DaemonInfo, hal_dir};
 pub use loaded::Problem;
 pub use lock::holder;
+pub use plan::{DEFAULT_HELP, next_turn};

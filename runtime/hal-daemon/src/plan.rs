@@ -70,3 +70,11 @@ pub(crate) fn plan_for(home: &Home, thread: &ThreadRef, startup: bool) -> hal_st
         actor: thread.actor.clone(),
     })
 }
+
+/// The help and agent the next message on `thread` would run, when it is a message that needs a turn.
+pub fn next_turn(home: &Home, thread: &ThreadRef) -> hal_store::Result<Option<(String, String)>> {
+    Ok(match plan_for(home, thread, false)? {
+        Plan::Turn { help, agent, .. } => Some((help, agent)),
+        Plan::Nothing | Plan::Abandon => None,
+    })
+}

@@ -95,10 +95,10 @@ pub struct Step {
     /// Commit time, seconds since the Unix epoch.
     pub time: i64,
     /// Further `Hal-*` trailers (help, model, tokens, …), in order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub facts: Vec<(String, String)>,
     /// The step's machine data (the `hal-data` commit header), if it has any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
 }
 

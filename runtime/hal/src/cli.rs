@@ -63,8 +63,30 @@ pub enum Command {
     #[command(subcommand)]
     Isolate(IsolateCommand),
     /// What this home repo offers (models and whether their keys are set, helps, agents, isolates), which files
-    /// are invalid and why, and which threads wait for a person.
+    /// are invalid and why, which threads wait for a person, and whether a daemon runs.
     Status,
+    /// Run the daemon in this home repo until Ctrl-C or SIGTERM: it answers messages on threads (pushed by
+    /// plain git or sent with `hal thread say`), reloads helps, agents, isolates and hal.yaml when main moves,
+    /// resumes interrupted runs, and serves the local HTTP API the other commands use while it runs.
+    Daemon {
+        /// Port of the HTTP API on 127.0.0.1 (default: any free port; see .git/hal/daemon.json).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Play model turns from this recording (a JSON list of replies) instead of calling the models in
+        /// hal.yaml: for demos and tests without an API key.
+        #[arg(long, value_name = "FILE")]
+        recording: Option<PathBuf>,
+    },
+    /// Talk to HAL in your backchat (or to a thread): interactive, with line editing and history, or one
+    /// message with -m.
+    Chat {
+        /// Send this one message, print the answer and exit (exit codes of `hal help run`).
+        #[arg(short, long, value_name = "TEXT")]
+        message: Option<String>,
+        /// Talk to this thread instead of the backchat.
+        #[arg(long, value_name = "ID")]
+        thread: Option<String>,
+    },
 }
 
 /// `hal isolate …`

@@ -1,9 +1,12 @@
 //! What each command does. Each one opens the home repo, calls the store, and prints the result.
 
+mod chat;
+mod daemon;
 mod demo;
 mod help;
 mod init;
 mod isolate;
+mod remote;
 mod run;
 mod status;
 mod thread;
@@ -38,5 +41,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
         Command::Thread(command) => thread::run(args, command),
         Command::Isolate(command) => isolate::run(args, command),
         Command::Status => status::run(args),
+        Command::Daemon { port, recording } => daemon::run(args, *port, recording.as_deref()),
+        Command::Chat { message, thread } => chat::run(args, message.as_deref(), thread.as_deref()),
     }
 }

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use hal_daemon::command::{Command, Response};
 use hal_model::{Client, ClientOptions};
 use hal_runner::catalog::DEFAULT_AGENT;
 use hal_runner::model::{LiveModels, Models};
@@ -26,7 +27,7 @@ pub const EXIT_NOCANDO: u8 = 4;
 pub const EXIT_FAILED: u8 = 1;
 
 /// The exit code for a run's status.
-fn exit_code(status: Status) -> u8 {
+pub(super) fn exit_code(status: Status) -> u8 {
     match status {
         Status::Done => 0,
         Status::Pending => EXIT_PENDING,
@@ -36,13 +37,13 @@ fn exit_code(status: Status) -> u8 {
 }
 
 /// Everything a command needs to run helps in the home repo.
-struct Session {
-    runner: Runner,
-    actor: String,
+pub(super) struct Session {
+    pub(super) runner: Runner,
+    pub(super) actor: String,
 }
 
 impl Session {
-    fn open(args: &Args, agent: &str) -> Result<Session> {
+    pub(super) fn open(args: &Args, agent: &str) -> Result<Session> {
         let home = Home::open(&args.directory)?;
         let actor = home.resolve_actor(None)?;
         let catalog = Catalog::load(&home)?;
@@ -51,6 +52,8 @@ impl Session {
         }
         let mut toolbox = Toolbox::new();
         super::isolate::add_tools(&mut toolbox, &home, &catalog.settings)?;
+        // HAL's own commands; without a daemon, threads they start run when one starts.
+        hal_daemon::backchat::add_tools(&mut toolbox, Arc::new(|| {})).map_err(anyhow::Error::msg)?;
         catalog.agent(agent)?;
         let mut runner = Runner::new(Journal::new(home), Arc::new(catalog), toolbox).with_agent(agent);
         if !args.json {
@@ -59,7 +62,7 @@ impl Session {
         Ok(Session { runner, actor })
     }
 
-    fn live_models(&self) -> Result<Arc<dyn Models>> {
+    pub(super) fn live_models(&self) -> Result<Arc<dyn Models>> {
         let client = Client::new(ClientOptions::default())?;
         Ok(Arc::new(LiveModels::from_env(client, self.runner.catalog().settings.clone())))
     }
@@ -110,6 +113,11 @@ fn title_of(text: &str) -> String {
 
 /// `hal help run <name> <text> [--thread <id>]`
 pub fn help_run(args: &Args, agent: &str, name: &str, text: &str, thread: Option<&str>) -> Result<Outcome> {
+    let home = Home::open(&args.directory)?;
+    if let Some(client) = super::remote::daemon(&home)? {
+        return help_run_by_daemon(args, &home, &client, agent, name, text, thread);
+    }
+    drop(home);
     let session = Session::open(args, agent)?;
     let models = session.live_models()?;
     session.runner.check(models.as_ref(), name)?;
@@ -120,6 +128,55 @@ pub fn help_run(args: &Args, agent: &str, name: &str, text: &str, thread: Option
     let outcome = runtime()?.block_on(session.runner.run(models, &thread, &session.actor, name, text))?;
     print_outcome(args, &outcome)?;
     Ok(Outcome::Exit(exit_code(outcome.status)))
+}
+
+/// `hal help run` while a daemon runs: the daemon runs the help (it is the one writer of the thread), this
+/// command follows the thread until the turn ends.
+fn help_run_by_daemon(
+    args: &Args,
+    home: &Home,
+    client: &hal_daemon::client::Client,
+    agent: &str,
+    name: &str,
+    text: &str,
+    thread: Option<&str>,
+) -> Result<Outcome> {
+    let catalog = Catalog::load(home)?;
+    catalog.help(name)?;
+    catalog.agent(agent)?;
+    let thread = match thread {
+        Some(id) => home.resolve_thread(id)?.branch,
+        None => {
+            let command = Command::NewThread {
+                actor: None,
+                from: None,
+                title: Some(format!("{name}: {}", title_of(text))),
+                help: None,
+                agent: None,
+                input: None,
+            };
+            match super::remote::apply(home, Some(client), &command)? {
+                Response::Started { thread, .. } => thread.branch,
+                other => anyhow::bail!("the daemon answered {other:?}"),
+            }
+        }
+    };
+    let say = Command::Say {
+        actor: None,
+        thread: thread.clone(),
+        text: text.to_owned(),
+        help: Some(name.to_owned()),
+        agent: Some(agent.to_owned()),
+    };
+    let display = super::remote::Display { steps: !args.json, text: false };
+    let end = super::remote::talk(client, &thread, &say, &display)?;
+    if args.json {
+        output::json(&end)?;
+    } else {
+        println!("{}  (thread {}, run by the daemon)", end.status, end.thread);
+        println!("{}", end.output);
+    }
+    Ok(Outcome::Exit(super::remote::exit_code(&end.status)))
 }
 
 fn print_outcome(args: &Args, outcome: &RunOutcome) -> Result<()> {

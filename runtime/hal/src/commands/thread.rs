@@ -3,38 +3,69 @@
 use std::io::Read;
 
 use anyhow::{Context, Result};
+use hal_daemon::command::{Command, Response};
 use hal_store::{Home, MergeOutcome};
 
-use super::Outcome;
+use super::{Outcome, remote};
 use crate::cli::{Args, ThreadCommand};
 use crate::output;
 
 /// Run one thread command.
 pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
     let home = Home::open(&args.directory)?;
+    let client = remote::daemon(&home)?;
     match command {
         ThreadCommand::New { from, title } => {
-            let actor = home.resolve_actor(None)?;
-            let thread = home.new_thread(&actor, from.as_deref(), title.as_deref())?;
-            print_thread(args, &thread)?;
+            let command = Command::NewThread {
+                actor: None,
+                from: from.clone(),
+                title: title.clone(),
+                help: None,
+                agent: None,
+                input: None,
+            };
+            if let Response::Started { thread, .. } = remote::apply(&home, client.as_ref(), &command)? {
+                print_thread(args, &thread)?;
+            }
         }
         ThreadCommand::Fork { id, at } => {
             let actor = home.resolve_actor(None)?;
             let thread = home.fork_thread(&actor, id, at.as_deref())?;
             print_thread(args, &thread)?;
         }
-        ThreadCommand::List => list(args, &home)?,
+        ThreadCommand::List => {
+            if let Response::Threads { threads } = remote::apply(&home, client.as_ref(), &Command::ListThreads)? {
+                list(args, &threads)?;
+            }
+        }
         ThreadCommand::Log { id, count } => log(args, &home, id, *count)?,
         ThreadCommand::Say { id, text } => {
-            let actor = home.resolve_actor(None)?;
             let text = if text.len() == 1 && text[0] == "-" { read_stdin_text()? } else { text.join(" ") };
+            let say = Command::Say { actor: None, thread: id.clone(), text: text.clone(), help: None, agent: None };
+            if let Some(client) = &client {
+                if text.trim().is_empty() {
+                    anyhow::bail!("the message is empty");
+                }
+                // The daemon answers every message with the thread's next turn: follow it to its end.
+                let thread = home.resolve_thread(id)?.branch;
+                let display = remote::Display { steps: !args.json, text: false };
+                let end = remote::talk(client, &thread, &say, &display)?;
+                if args.json {
+                    output::json(&end)?;
+                } else {
+                    println!("{}  (thread {}, answered by the daemon)", end.status, end.thread);
+                    println!("{}", end.output);
+                }
+                return Ok(Outcome::Exit(remote::exit_code(&end.status)));
+            }
             if !text.trim().is_empty()
                 && let Some(outcome) = super::run::resume_if_pending(args, &home, id, &text)?
             {
                 return Ok(outcome);
             }
-            let appended = home.say(&actor, id, &text)?;
-            print_appended(args, &appended)?;
+            if let Response::Said { message: Some(appended), .. } = remote::apply(&home, None, &say)? {
+                print_appended(args, &appended)?;
+            }
         }
         ThreadCommand::Write { id, path, message } => {
             let actor = home.resolve_actor(None)?;
@@ -43,7 +74,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
             let appended = home.write_file(&actor, id, path, &content, message.as_deref())?;
             print_appended(args, &appended)?;
         }
-        ThreadCommand::Merge { id } => return merge(args, &home, id),
+        ThreadCommand::Merge { id } => return merge(args, &home, client.as_ref(), id),
         ThreadCommand::Replay { id, from } => {
             drop(home);
             return super::run::thread_replay(args, id, from.as_deref());
@@ -76,8 +107,7 @@ fn print_appended(args: &Args, appended: &hal_store::Appended) -> Result<()> {
     }
 }
 
-fn list(args: &Args, home: &Home) -> Result<()> {
-    let threads = home.list_threads()?;
+fn list(args: &Args, threads: &[hal_store::ThreadSummary]) -> Result<()> {
     if args.json {
         return output::json(&threads);
     }
@@ -87,7 +117,7 @@ fn list(args: &Args, home: &Home) -> Result<()> {
     }
     let id_width = threads.iter().map(|t| t.id.len()).max().unwrap_or(2).max(2);
     println!("{:<id_width$}  {:<7}  {:>5}  {:<16}  {:<10}  TITLE", "ID", "STATUS", "STEPS", "LAST ACTIVITY", "ACTOR");
-    for thread in &threads {
+    for thread in threads {
         println!(
             "{:<id_width$}  {:<7}  {:>5}  {:<16}  {:<10}  {}",
             thread.id,
@@ -123,10 +153,11 @@ fn log(args: &Args, home: &Home, id: &str, count: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-fn merge(args: &Args, home: &Home, id: &str) -> Result<Outcome> {
-    let actor = home.resolve_actor(None)?;
-    let thread = home.resolve_thread(id)?;
-    let outcome = home.merge_thread(&actor, &thread.branch)?;
+fn merge(args: &Args, home: &Home, client: Option<&hal_daemon::client::Client>, id: &str) -> Result<Outcome> {
+    let command = Command::Merge { actor: None, thread: id.to_owned() };
+    let Response::Merged { thread, outcome } = remote::apply(home, client, &command)? else {
+        anyhow::bail!("the daemon answered something other than a merge");
+    };
     if args.json {
         output::json(&outcome)?;
     } else {
