@@ -5,6 +5,7 @@
 
 mod concurrency;
 mod crash;
+mod daemon;
 mod demo;
 mod helps;
 mod init;

@@ -9,11 +9,11 @@ use serde_json::json;
 use crate::support::{Run, Sandbox, assert_fsck_clean};
 
 /// The environment variable the tests' `hal.yaml` names as the key's secret.
-const KEY_VAR: &str = "HAL_TEST_MODEL_KEY";
-const KEY: &str = "sk-hal-test-0123456789-secret";
+pub(crate) const KEY_VAR: &str = "HAL_TEST_MODEL_KEY";
+pub(crate) const KEY: &str = "sk-hal-test-0123456789-secret";
 
 /// Commit `files` to main with plain git.
-fn commit(sandbox: &Sandbox, repo: &Path, files: &[(&str, &str)]) {
+pub(crate) fn commit(sandbox: &Sandbox, repo: &Path, files: &[(&str, &str)]) {
     for (path, content) in files {
         let path = repo.join(path);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
@@ -24,7 +24,7 @@ fn commit(sandbox: &Sandbox, repo: &Path, files: &[(&str, &str)]) {
 }
 
 /// A home repo whose default model is the scripted server, speaking `provider`.
-fn home_with_model(sandbox: &Sandbox, server: &ScriptedServer, provider: &str) -> std::path::PathBuf {
+pub(crate) fn home_with_model(sandbox: &Sandbox, server: &ScriptedServer, provider: &str) -> std::path::PathBuf {
     let repo = sandbox.home("home");
     let settings = format!(
         "version: 1\nmodels:\n  scripted:\n    provider: {provider}\n    base_url: {}\n    model: scripted-1\n    \
@@ -54,7 +54,8 @@ fn fact<'a>(step: &'a serde_json::Value, key: &str) -> Option<&'a str> {
     step["facts"].as_array()?.iter().rev().find(|f| f[0] == key).and_then(|f| f[1].as_str())
 }
 
-const WRITER: &str = "description: Writes notes\ncommands:\n  - files\ninstructions:\n  - Write what you are asked.\n";
+pub(crate) const WRITER: &str =
+    "description: Writes notes\ncommands:\n  - files\ninstructions:\n  - Write what you are asked.\n";
 
 #[test]
 fn a_tool_loop_in_both_wire_formats_records_every_step() {

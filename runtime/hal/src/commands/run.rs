@@ -141,9 +141,12 @@ fn help_run_by_daemon(
     text: &str,
     thread: Option<&str>,
 ) -> Result<Outcome> {
-    let catalog = Catalog::load(home)?;
-    catalog.help(name)?;
-    catalog.agent(agent)?;
+    // The daemon's catalogue is the one in force (it keeps the last valid version of a file that broke).
+    let status = super::remote::block_on(client.status())??;
+    if !status.helps.iter().any(|help| help == name) {
+        Catalog::load(home)?.help(name)?;
+        anyhow::bail!("the daemon has no valid help `{name}` (see `hal status`)");
+    }
     let thread = match thread {
         Some(id) => home.resolve_thread(id)?.branch,
         None => {

@@ -55,10 +55,27 @@ pub fn run(args: &Args) -> Result<Outcome> {
         let question = home.steps_back(&reference).next().transpose()?.map(|step| step.text).unwrap_or_default();
         list.push(json!({"id": thread.id, "branch": thread.branch, "title": thread.title, "text": question}));
     }
+    let daemon = match super::remote::daemon(&home)? {
+        Some(client) => match super::remote::block_on(client.status())? {
+            Ok(status) => json!({
+                "running": true,
+                "pid": status.info.pid,
+                "address": status.info.address,
+                "started": status.info.started,
+                "main": status.main,
+                "helps": status.helps,
+                "isolates": status.isolates,
+                "problems": status.problems,
+                "turns_running": status.running,
+            }),
+            Err(error) => json!({"running": true, "pid": client.info().pid, "error": error.to_string()}),
+        },
+        None => json!({"running": false}),
+    };
     let report = json!({
         "home": home.path(),
         "actor": actor,
-        "daemon": "not running (the daemon is not built yet)",
+        "daemon": daemon,
         "models": models,
         "tasks": catalog.settings.tasks,
         "helps": catalog.helps.iter().filter(|e| e.spec.is_some()).map(|e| e.name.clone()).collect::<Vec<_>>(),
@@ -85,7 +102,24 @@ fn print_report(report: &Value) {
     let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
     println!("home:     {}", text(&report["home"]));
     println!("actor:    {}", text(&report["actor"]));
-    println!("daemon:   {}", text(&report["daemon"]));
+    let daemon = &report["daemon"];
+    match (daemon["running"].as_bool(), daemon["error"].as_str()) {
+        (Some(true), None) => {
+            println!(
+                "daemon:   running (pid {}, http://{}), main {}, {} turn(s) running",
+                daemon["pid"],
+                text(&daemon["address"]),
+                output::short(&text(&daemon["main"])),
+                daemon["turns_running"].as_array().map_or(0, Vec::len)
+            );
+            for problem in daemon["problems"].as_array().into_iter().flatten() {
+                let kept = if problem["previous_in_force"] == true { " (previous version in force)" } else { "" };
+                println!("daemon reports {}: {}{kept}", text(&problem["file"]), text(&problem["error"]));
+            }
+        }
+        (Some(true), Some(error)) => println!("daemon:   running (pid {}) but not answering: {error}", daemon["pid"]),
+        _ => println!("daemon:   not running (start it with `hal daemon`)"),
+    }
     let models = report["models"].as_array().cloned().unwrap_or_default();
     if models.is_empty() {
         println!("models:   none configured (see `models` in hal.yaml on main)");

@@ -1,0 +1,329 @@
+//! The daemon end to end: the real `hal daemon` process on a real repo (a clone, in the first test), the
+//! scripted model server over HTTP, and the CLI and plain git as its clients.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use hal_testmodel::{Scripted, ScriptedServer};
+use serde_json::{Value, json};
+
+use crate::runs::{KEY, KEY_VAR, WRITER, commit, home_with_model};
+use crate::support::{Run, Sandbox, assert_fsck_clean, rev, tree_paths};
+
+/// A `hal daemon` child process, stopped when dropped.
+struct DaemonProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl DaemonProcess {
+    /// Start `hal daemon` in `repo` and wait until it serves.
+    fn start(sandbox: &Sandbox, repo: &Path) -> DaemonProcess {
+        let log = sandbox.path(&format!("daemon-{}.log", fastrand::u32(..)));
+        let mut command = sandbox.hal_command(repo, &["daemon"]);
+        command
+            .env(KEY_VAR, KEY)
+            .env("RUST_LOG", "hal_daemon=debug,hal=info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        let mut child = command.spawn().expect("spawn hal daemon");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = sender.send(line);
+            }
+        });
+        let line = receiver.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            panic!("the daemon did not start:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
+        });
+        assert!(line.contains("serving"), "unexpected first line: {line}");
+        DaemonProcess { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, and the exit code.
+    fn stop(mut self) -> i32 {
+        let status = std::process::Command::new("kill").arg(self.child.id().to_string()).status().expect("kill");
+        assert!(status.success());
+        self.child.wait().expect("wait").code().unwrap_or(-1)
+    }
+
+    /// SIGKILL: no chance to clean up.
+    fn kill(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hal(sandbox: &Sandbox, repo: &Path, args: &[&str]) -> Run {
+    let mut command = sandbox.hal_command(repo, args);
+    command.env(KEY_VAR, KEY);
+    Run::from(command.output().expect("run hal"))
+}
+
+/// Wait up to 20 s for `check` to return something.
+#[track_caller]
+fn eventually<T>(what: &str, daemon: &DaemonProcess, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}\ndaemon log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn threads(sandbox: &Sandbox, repo: &Path) -> Vec<Value> {
+    hal(sandbox, repo, &["thread", "list", "--json"]).ok().json().as_array().expect("threads").clone()
+}
+
+fn steps(sandbox: &Sandbox, repo: &Path, thread: &str) -> Vec<Value> {
+    hal(sandbox, repo, &["thread", "log", thread, "--json"]).ok().json().as_array().expect("steps").clone()
+}
+
+fn kinds(steps: &[Value]) -> Vec<String> {
+    steps.iter().map(|s| s["kind"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+/// Flows 1, 3 and 4: clone a home repo, run the daemon on the clone, talk to HAL in the backchat (list threads,
+/// start a thread running a help), follow the thread to DONE, and accept it with `hal thread merge`.
+#[test]
+fn a_clone_runs_the_daemon_and_hal_in_the_backchat_starts_a_thread_that_is_merged() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![]);
+    let origin = home_with_model(&sandbox, &server, "openai");
+    commit(&sandbox, &origin, &[("helps/writer.yaml", WRITER)]);
+    sandbox.git(sandbox.path("").as_path(), &["clone", "-q", origin.to_str().expect("utf-8"), "clone"]).ok();
+    let repo = sandbox.path("clone");
+    hal(&sandbox, &repo, &["init"]).ok();
+
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    let second = hal(&sandbox, &repo, &["daemon"]);
+    assert_eq!(second.code, 2, "{second:?}");
+    assert!(second.stderr.contains("already running") && second.stderr.contains("pid"), "{}", second.stderr);
+    let token = repo.join(".git/hal/daemon.token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&token).expect("token").permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    // (3) What threads are there? HAL calls threads.list and answers.
+    server.push([Scripted::tool("threads.list", json!({})), Scripted::text("Only your backchat so far.")]);
+    let run = hal(&sandbox, &repo, &["chat", "-m", "What threads are there?"]).ok();
+    assert!(run.stdout.contains("Only your backchat so far."), "{run:?}");
+    let listed = server.requests().last().expect("a request").body.clone();
+    assert!(listed.to_string().contains("backchat"), "threads.list's result reached the model: {listed}");
+
+    // HAL starts a thread running `writer`, and finishes its own turn in the same reply.
+    server.push([Scripted::tools(&[
+        ("threads.start", json!({"help": "writer", "input": "Write notes/hello.md saying hello."})),
+        ("finish", json!({"status": "DONE", "output": "Started a writer thread."})),
+    ])]);
+    // The started thread's turns.
+    server.push([
+        Scripted::tool("files.write", json!({"path": "notes/hello.md", "content": "hello\n"})),
+        Scripted::finish("DONE", "Wrote notes/hello.md"),
+    ]);
+    let run = hal(&sandbox, &repo, &["chat", "-m", "Please have notes/hello.md written."]).ok();
+    assert!(run.stdout.contains("Started a writer thread."), "{run:?}");
+    let thread = eventually("the writer thread to finish", &daemon, || {
+        threads(&sandbox, &repo)
+            .into_iter()
+            .find(|t| t["title"].as_str().is_some_and(|title| title.starts_with("writer:")) && t["status"] == "done")
+    });
+    let id = thread["id"].as_str().expect("id").to_owned();
+    assert_eq!(kinds(&steps(&sandbox, &repo, &id)), ["start", "message", "reply", "tool", "reply", "finish"]);
+
+    // (4) Accept it through the daemon.
+    let merged = hal(&sandbox, &repo, &["thread", "merge", &id]).ok();
+    assert!(merged.stdout.contains("merged"), "{merged:?}");
+    assert!(tree_paths(&sandbox, &repo, "main").contains(&"notes/hello.md".to_owned()));
+    let backchat = steps(&sandbox, &repo, "backchat");
+    assert!(kinds(&backchat).iter().filter(|k| *k == "finish").count() == 2, "{backchat:#?}");
+
+    let metrics = hal(&sandbox, &repo, &["status", "--json"]).ok().json();
+    assert_eq!(metrics["daemon"]["running"], true, "{metrics}");
+    assert_eq!(daemon.stop(), 0);
+    assert!(!repo.join(".git/hal/daemon.json").exists(), "a stopped daemon removes what it published");
+    assert_fsck_clean(&sandbox, &repo);
+}
+
+const GREETER: &str = "description: Greets people\ninstructions:\n  - Greet whoever asks.\n";
+
+/// Flow 2: a help committed with plain git is used within seconds; a broken one is reported (backchat, status,
+/// log) while the daemon keeps serving, and a help that breaks keeps its previous version in force.
+#[test]
+fn helps_committed_to_main_are_loaded_and_broken_ones_reported_while_the_daemon_keeps_serving() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![]);
+    let repo = home_with_model(&sandbox, &server, "anthropic");
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+
+    commit(&sandbox, &repo, &[("helps/greeter.yaml", GREETER)]);
+    eventually("greeter to be loaded", &daemon, || {
+        let status = hal(&sandbox, &repo, &["status", "--json"]).ok().json();
+        status["daemon"]["helps"].as_array()?.iter().any(|h| h == "greeter").then_some(())
+    });
+    server.push([Scripted::text("Hello, Alice!")]);
+    let run = hal(&sandbox, &repo, &["help", "run", "greeter", "Hi, I am Alice"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("Hello, Alice!") && run.stdout.contains("run by the daemon"), "{run:?}");
+
+    // A broken new help, and the greeter broken too.
+    commit(
+        &sandbox,
+        &repo,
+        &[
+            ("helps/broken.yaml", "description: Broken\ncommands: files\n"),
+            ("helps/greeter.yaml", "description: Greets people\ninstructions: 42\n"),
+        ],
+    );
+    let report = eventually("the problems in the backchat", &daemon, || {
+        let steps = hal(&sandbox, &repo, &["thread", "log", "backchat", "--json"]);
+        if steps.code != 0 {
+            return None;
+        }
+        let steps = steps.json();
+        steps
+            .as_array()?
+            .iter()
+            .rev()
+            .find(|s| s["kind"] == "system")
+            .map(|s| s["text"].as_str().unwrap_or("").to_owned())
+    });
+    assert!(report.contains("helps/broken.yaml") && report.contains("commands"), "{report}");
+    assert!(report.contains("helps/greeter.yaml") && report.contains("previous valid version"), "{report}");
+    assert!(report.contains(":2:"), "the line is named: {report}");
+    let status = hal(&sandbox, &repo, &["status", "--json"]).ok().json();
+    let problems = status["daemon"]["problems"].as_array().expect("problems").clone();
+    assert_eq!(problems.len(), 2, "{status}");
+    assert!(daemon.log().contains("helps/broken.yaml"), "the log names the file");
+
+    // Still serving, with the greeter's previous version.
+    server.push([Scripted::text("Hello again!")]);
+    let run = hal(&sandbox, &repo, &["help", "run", "greeter", "Hi again"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let system = server.requests().last().expect("request").body["system"].to_string();
+    assert!(system.contains("Greet whoever asks"), "the previous greeter ran: {system}");
+
+    // Fixing both is reported too.
+    commit(&sandbox, &repo, &[("helps/greeter.yaml", GREETER)]);
+    sandbox.git(&repo, &["rm", "-q", "helps/broken.yaml"]).ok();
+    sandbox.git(&repo, &["commit", "-q", "-m", "remove the broken help"]).ok();
+    eventually("the fixes in the backchat", &daemon, || {
+        let log = hal(&sandbox, &repo, &["thread", "log", "backchat"]).ok().stdout;
+        (log.contains("helps/greeter.yaml on main loads again")
+            && log.contains("helps/broken.yaml on main loads again"))
+        .then_some(())
+    });
+    assert_eq!(daemon.stop(), 0);
+}
+
+/// Plain git is a full client: a message pushed to a thread as a plain commit gets an answer, and `git merge`
+/// accepts the work.
+#[test]
+fn a_plain_git_commit_on_a_thread_is_answered_and_plain_git_merge_accepts_the_work() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    commit(&sandbox, &repo, &[("helps/writer.yaml", WRITER)]);
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    server.push([
+        Scripted::tool("files.write", json!({"path": "a.txt", "content": "a\n"})),
+        Scripted::finish("DONE", "wrote a.txt"),
+    ]);
+    let run = hal(&sandbox, &repo, &["help", "run", "writer", "write a.txt", "--json"]).ok();
+    let id = run.json()["thread"].as_str().expect("thread").to_owned();
+    let thread = threads(&sandbox, &repo).into_iter().find(|t| t["id"] == id.as_str()).expect("the thread");
+    let short_branch = thread["branch"].as_str().expect("branch").to_owned();
+    let branch = format!("refs/heads/{short_branch}");
+
+    // A plain commit on the thread branch, as a push would make it.
+    server.push([
+        Scripted::tool("files.write", json!({"path": "b.txt", "content": "b\n"})),
+        Scripted::finish("DONE", "wrote b.txt"),
+    ]);
+    let tip = rev(&sandbox, &repo, &branch);
+    let message = sandbox
+        .git(&repo, &["commit-tree", &format!("{tip}^{{tree}}"), "-p", &tip, "-m", "Also write b.txt, please."])
+        .ok()
+        .out()
+        .to_owned();
+    sandbox.git(&repo, &["update-ref", &branch, &message, &tip]).ok();
+    eventually("the answer to the plain commit", &daemon, || {
+        let steps = steps(&sandbox, &repo, &id);
+        (steps.last()?["text"] == "wrote b.txt").then_some(())
+    });
+    let request = server.requests().last().expect("request").body.clone();
+    assert!(request.to_string().contains("Also write b.txt, please."), "{request}");
+
+    let merged = sandbox.git(&repo, &["merge", "--no-edit", &short_branch]).ok();
+    assert!(merged.code == 0);
+    let files = tree_paths(&sandbox, &repo, "main");
+    assert!(files.contains(&"a.txt".to_owned()) && files.contains(&"b.txt".to_owned()), "{files:?}");
+    assert_eq!(daemon.stop(), 0);
+    assert_fsck_clean(&sandbox, &repo);
+}
+
+/// SIGKILL in the middle of a multi-step run, a restart, and the run finishes with no step lost or repeated.
+#[test]
+fn a_run_cut_by_sigkill_resumes_at_restart_without_losing_or_repeating_a_step() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    commit(&sandbox, &repo, &[("helps/writer.yaml", WRITER)]);
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    // The second reply never arrives before the kill; the restarted daemon asks again.
+    server.push([
+        Scripted::tool("files.write", json!({"path": "one.txt", "content": "1\n"})),
+        Scripted::tool("files.write", json!({"path": "two.txt", "content": "2\n"})).delayed(Duration::from_secs(30)),
+        Scripted::tool("files.write", json!({"path": "two.txt", "content": "2\n"})),
+        Scripted::finish("DONE", "wrote both"),
+    ]);
+    let mut run = sandbox.hal_command(&repo, &["help", "run", "writer", "write one.txt and two.txt"]);
+    run.env(KEY_VAR, KEY).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut client = run.spawn().expect("spawn hal help run");
+    let id = eventually("the first tool step", &daemon, || {
+        let thread = threads(&sandbox, &repo)
+            .into_iter()
+            .find(|t| t["title"].as_str().is_some_and(|title| title.starts_with("writer:")))?;
+        let id = thread["id"].as_str()?.to_owned();
+        kinds(&steps(&sandbox, &repo, &id)).contains(&"tool".to_owned()).then_some(id)
+    });
+    eventually("the second model call", &daemon, || (server.requests().len() >= 2).then_some(()));
+    daemon.kill();
+    let _ = client.wait();
+    let before = kinds(&steps(&sandbox, &repo, &id));
+    assert_eq!(before, ["start", "message", "reply", "tool"], "the cut run stopped mid-way");
+
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    eventually("the resumed run to finish", &daemon, || {
+        threads(&sandbox, &repo).into_iter().find(|t| t["id"] == id.as_str() && t["status"] == "done")
+    });
+    let after = steps(&sandbox, &repo, &id);
+    assert_eq!(kinds(&after), ["start", "message", "reply", "tool", "reply", "tool", "reply", "finish"]);
+    let numbers: Vec<u64> = after.iter().filter_map(|s| s["step"].as_u64()).collect();
+    assert_eq!(numbers, (1..=8).collect::<Vec<u64>>());
+    let tip = after.last().expect("tip")["commit"].as_str().expect("commit").to_owned();
+    let files = tree_paths(&sandbox, &repo, &tip);
+    assert!(files.contains(&"one.txt".to_owned()) && files.contains(&"two.txt".to_owned()), "{files:?}");
+    assert_eq!(daemon.stop(), 0);
+    assert_fsck_clean(&sandbox, &repo);
+}
