@@ -22,8 +22,13 @@ fn the_demo_runs_without_a_git_identity_and_leaves_a_healthy_repo() {
         "refused:",
         "conflicts with main in greeting.md",
         "a recording shipped with HAL",
-        "tool: files.write → wrote notes/welcome.md",
-        "DONE: Wrote a welcome note",
+        "hal daemon serving on http://127.0.0.1:",
+        "the daemon loaded it",
+        "tool    hal: started thread",
+        "run by the daemon, step by step",
+        "tool    hal: wrote notes/welcome.md",
+        "finish  hal: Wrote a welcome note",
+        "(fast-forward to",
         "git log --graph",
     ] {
         assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");

@@ -47,11 +47,16 @@ pub enum Command {
         #[arg(long)]
         actor: Option<String>,
     },
-    /// A tour in a fresh home repo: start a thread, write to it, fork it, merge it, and show the history.
+    /// A tour in a fresh home repo: threads, forks and merges in the store; then a daemon, a help committed
+    /// with git, HAL in the backchat starting a thread that runs it, and the thread merged.
     Demo {
         /// Where to make the demo repo (default: a new directory under the system's temp dir).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Use the models of this home repo's hal.yaml (keys from the environment) instead of the recording
+        /// shipped with HAL.
+        #[arg(long)]
+        live: bool,
     },
     /// Helps: YAML invocation specs, built in or committed as helps/<name>.yaml on main.
     #[command(subcommand)]

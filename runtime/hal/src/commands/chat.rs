@@ -87,7 +87,10 @@ fn interactive(args: &Args, home: &Home, client: Option<&Client>, target: &str) 
 fn exchange(args: &Args, home: &Home, client: Option<&Client>, target: &str, text: &str) -> Result<Answer> {
     let say = Command::Say { actor: None, thread: target.to_owned(), text: text.to_owned(), help: None, agent: None };
     if let Some(client) = client {
-        let display = remote::Display { steps: args.verbose > 0, text: !args.json };
+        let display = remote::Display {
+            steps: (args.verbose > 0).then_some(&remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
+            text: !args.json,
+        };
         let end = remote::talk(client, target, &say, &display)?;
         return Ok(Answer { status: end.status, output: end.output, streamed: end.streamed });
     }

@@ -1,20 +1,19 @@
 //! `hal demo`: a guided tour of a home repo, made in a fresh directory.
 //!
-//! It drives the same store, runner and sandbox the other commands use: a home repo is created, a thread is
-//! started, written to, forked and merged, a conflicting merge is refused; then a help is committed and run on a
-//! thread, its model turns played from a recording shipped in `fixtures/demo/` (so no API key is needed, and the
-//! output says so), its file written through the sandboxed `files` isolate, and its work merged. The resulting
-//! history is printed.
+//! It drives the same store, runner, sandbox and daemon the other commands use. First the store: a thread is
+//! started, written to, forked and merged, and a conflicting merge is refused. Then the product's main job: a
+//! daemon starts on the repo, a help is committed with plain git and loaded, HAL is asked in the backchat for
+//! work that needs the help and starts a thread running it, the thread's steps are printed as the daemon
+//! commits them, and the thread is merged. The model turns come from a recording shipped in `fixtures/demo/`
+//! (no API key needed, and the output says so), or from the models of the current home repo with `--live`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use hal_daemon::{Daemon, DaemonOptions};
 use hal_model::Reply;
-use hal_runner::model::{Models, Recording};
-use hal_runner::tools::Toolbox;
-use hal_runner::{Catalog, Journal, Runner};
 use hal_store::{Home, MergeOutcome};
 
 use super::Outcome;
@@ -30,7 +29,7 @@ const RECORDING: &str = include_str!("../../../../fixtures/demo/recording.json")
 const FALLBACK_ACTOR: &str = "you";
 
 /// Run the tour in `dir` (a new directory under the system's temp dir when `None`).
-pub fn run(args: &Args, dir: Option<&Path>) -> Result<Outcome> {
+pub fn run(args: &Args, dir: Option<&Path>, live: bool) -> Result<Outcome> {
     let dir = match dir {
         Some(dir) => args.directory.join(dir),
         None => fresh_dir()?,
@@ -38,6 +37,7 @@ pub fn run(args: &Args, dir: Option<&Path>) -> Result<Outcome> {
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         anyhow::bail!("{} is not empty: give `hal demo` a new or empty directory", dir.display());
     }
+    let live_settings = if live { Some(live_settings(args)?) } else { None };
     let actor = default_actor(&dir);
     println!("== HAL demo in {}", dir.display());
     let (home, report) = Home::init(&dir, Some(&actor)).context("creating the demo home repo")?;
@@ -73,7 +73,13 @@ pub fn run(args: &Args, dir: Option<&Path>) -> Result<Outcome> {
     println!("\n== try to accept the fork too");
     report_merge(&home.merge_thread(&actor, &fork.id)?, &fork.branch);
 
-    run_recorded_help(&dir, &home, &actor)?;
+    if let Some(settings) = &live_settings {
+        std::fs::write(dir.join(hal_store::CONFIG_FILE), settings).context("writing hal.yaml")?;
+        git_commit(&dir, &[hal_store::CONFIG_FILE], "Use the models of the home repo the demo was started in")?;
+    }
+    drop(home);
+    run_with_daemon(&dir, &actor, live)?;
+    let home = Home::open(&dir)?;
 
     println!("\n== hal thread list");
     for summary in home.list_threads()? {
@@ -95,31 +101,140 @@ pub fn run(args: &Args, dir: Option<&Path>) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// Commit a help, run it on a new thread with the recorded model turns, and merge its work.
-fn run_recorded_help(dir: &Path, home: &Home, actor: &str) -> Result<()> {
-    println!("\n== commit helps/welcome.yaml on main, then run it");
+/// Start the daemon, commit a help, ask HAL in the backchat for work that needs it, follow the thread HAL starts,
+/// and merge it: all through the daemon's API, the way `hal chat` and `hal thread merge` work.
+fn run_with_daemon(dir: &Path, actor: &str, live: bool) -> Result<()> {
+    let models = if live {
+        println!("\n== model: live, as configured in hal.yaml");
+        None
+    } else {
+        let replies: Vec<Reply> = serde_json::from_str(RECORDING).context("reading the demo's recording")?;
+        println!("\n== model: a recording shipped with HAL (fixtures/demo/recording.json), not a live model");
+        Some(super::daemon::recording_models(replies))
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let daemon_dir = dir.to_owned();
+    let daemon = std::thread::spawn(move || {
+        let options = DaemonOptions { models, ..DaemonOptions::default() };
+        let stop = async move {
+            let _ = stopped.await;
+        };
+        Daemon::run_until(&daemon_dir, options, |info| drop(ready_tx.send(info.clone())), stop)
+    });
+    let Ok(info) = ready_rx.recv_timeout(Duration::from_secs(120)) else {
+        return Err(match daemon.join() {
+            Ok(Err(error)) => anyhow::Error::new(error).context("the daemon did not start"),
+            _ => anyhow::anyhow!("the daemon did not start"),
+        });
+    };
+    println!("== hal daemon serving on http://{} (pid {})", info.address, info.pid);
+    let result = demo_through_daemon(dir, actor);
+    let _ = stop.send(());
+    match daemon.join() {
+        Ok(stopped) => stopped.context("the daemon failed")?,
+        Err(_) => anyhow::bail!("the daemon thread panicked"),
+    }
+    result
+}
+
+fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
+    println!("\n== commit helps/welcome.yaml on main with plain git");
     std::fs::create_dir_all(dir.join("helps")).context("creating helps/")?;
     std::fs::write(dir.join("helps/welcome.yaml"), WELCOME_HELP).context("writing helps/welcome.yaml")?;
+    git_commit(dir, &["helps/welcome.yaml"], "Add the welcome help")?;
+    let home = Home::open(dir)?;
+    let client = super::remote::daemon(&home)?.context("the demo's daemon is not reachable")?;
+    let started = Instant::now();
+    loop {
+        let status = super::remote::block_on(client.status())??;
+        if status.helps.iter().any(|h| h == "welcome") {
+            println!("   the daemon loaded it ({} ms after the commit)", started.elapsed().as_millis());
+            break;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "the daemon did not load helps/welcome.yaml");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let request = "Please have a welcome note written for people new to this repo.";
+    println!("\n== hal chat -m {request:?}");
+    let before: Vec<String> = home.list_threads()?.into_iter().map(|t| t.branch).collect();
+    let say = hal_daemon::command::Command::Say {
+        actor: Some(actor.to_owned()),
+        thread: hal_store::BACKCHAT.to_owned(),
+        text: request.to_owned(),
+        help: None,
+        agent: None,
+    };
+    let display = super::remote::Display { steps: Some(&print_step), text: false };
+    let end = super::remote::talk(&client, hal_store::BACKCHAT, &say, &display)?;
+    println!("   HAL: {} ({})", end.output, end.status);
+
+    let Some(thread) = home.list_threads()?.into_iter().find(|t| !before.contains(&t.branch)) else {
+        println!("   HAL started no thread; nothing to merge");
+        return Ok(());
+    };
+    println!("\n== thread {} ({}), run by the daemon, step by step", thread.id, thread.branch);
+    follow_to_finish(&client, &thread.branch)?;
+
+    println!("\n== hal thread merge {}", thread.id);
+    let merge = hal_daemon::command::Command::Merge { actor: Some(actor.to_owned()), thread: thread.branch.clone() };
+    match super::remote::block_on(client.command(&merge))?? {
+        hal_daemon::command::Response::Merged { outcome, thread } => report_merge(&outcome, &thread.branch),
+        other => anyhow::bail!("unexpected answer to the merge: {other:?}"),
+    }
+    Ok(())
+}
+
+/// Print each step of `branch` as the daemon commits it, from its first, until its run finishes.
+fn follow_to_finish(client: &hal_daemon::client::Client, branch: &str) -> Result<()> {
+    super::remote::block_on(async {
+        let mut events = client.follow(branch, Some(&"0".repeat(40))).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+        loop {
+            let event = tokio::time::timeout_at(deadline, events.next())
+                .await
+                .context("the thread did not finish within 10 minutes")??;
+            match event {
+                Some(hal_daemon::client::Event::Step { step }) => {
+                    print_step(&step);
+                    if step.kind == "finish" {
+                        return Ok(());
+                    }
+                }
+                Some(_) => {}
+                None => anyhow::bail!("the daemon stopped"),
+            }
+        }
+    })?
+}
+
+/// One line for a step, as the demo prints them.
+fn print_step(step: &hal_store::Step) {
+    let number = step.step.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    let line: String = step.text.lines().next().unwrap_or_default().chars().take(120).collect();
+    println!("   #{number} {:<7} {}: {line}", step.kind, step.actor);
+}
+
+/// `git add` `paths` and commit them with `message`, as the demo's author.
+fn git_commit(dir: &Path, paths: &[&str], message: &str) -> Result<()> {
     let identity = ["-c", "user.name=HAL demo", "-c", "user.email=demo@hal.invalid"];
-    for command in [&["add", "helps/welcome.yaml"][..], &["commit", "-q", "-m", "Add the welcome help"][..]] {
+    let add: Vec<&str> = ["add", "--"].into_iter().chain(paths.iter().copied()).collect();
+    for command in [&add[..], &["commit", "-q", "-m", message][..]] {
         let status = Command::new("git").arg("-C").arg(dir).args(identity).args(command).status()?;
         anyhow::ensure!(status.success(), "git {} failed in the demo repo", command.join(" "));
     }
-    let catalog = Catalog::load(home)?;
-    let mut toolbox = Toolbox::new();
-    super::isolate::add_tools(&mut toolbox, home, &catalog.settings)?;
-    let runner = Runner::new(Journal::new(Home::open(dir)?), Arc::new(catalog), toolbox)
-        .with_observer(Arc::new(|event| super::run::print_event_to(&mut std::io::stdout(), event)));
-    let replies: Vec<Reply> = serde_json::from_str(RECORDING).context("reading the demo's recording")?;
-    let models: Arc<dyn Models> = Arc::new(Arc::new(Recording::new(replies, Vec::new())));
-    let thread = home.new_thread(actor, None, Some("welcome note"))?;
-    println!("   thread {} ({}); model: a recording shipped with HAL, not a live model", thread.id, thread.branch);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let request = "Write a welcome note for people new to this repo.";
-    let outcome = runtime.block_on(runner.run(models, &thread, actor, "welcome", request))?;
-    println!("   {}: {}", outcome.status, outcome.output);
-    report_merge(&home.merge_thread(actor, &thread.id)?, &thread.branch);
     Ok(())
+}
+
+/// `hal.yaml` of the home repo `hal demo --live` runs in, which must configure a model.
+fn live_settings(args: &Args) -> Result<Vec<u8>> {
+    let home = Home::open(&args.directory).context("`hal demo --live` takes the models of the home repo it runs in")?;
+    let main = home.main_tip()?.context("the home repo has no main branch")?;
+    let bytes = home.file_at(main, hal_store::CONFIG_FILE)?.context("the home repo has no hal.yaml on main")?;
+    let settings = hal_spec::Settings::parse(hal_store::CONFIG_FILE, &String::from_utf8_lossy(&bytes))?;
+    anyhow::ensure!(!settings.models.is_empty(), "{}", hal_runner::model::NO_MODEL_HELP);
+    Ok(bytes)
 }
 
 fn fresh_dir() -> Result<PathBuf> {

@@ -35,7 +35,7 @@ pub enum Outcome {
 /// Run the command `args` asks for.
 pub fn run(args: &Args) -> Result<Outcome> {
     match &args.command {
-        Command::Demo { dir } => demo::run(args, dir.as_deref()),
+        Command::Demo { dir, live } => demo::run(args, dir.as_deref(), *live),
         Command::Init { path, actor } => init::run(args, path.as_deref(), actor.as_deref()),
         Command::Help(command) => help::run(args, command),
         Command::Thread(command) => thread::run(args, command),

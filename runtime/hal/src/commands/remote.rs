@@ -43,15 +43,21 @@ pub struct TurnEnd {
 }
 
 /// Where the events of a followed turn go.
-pub struct Display {
-    /// Print each step's line on stderr.
-    pub steps: bool,
+pub struct Display<'a> {
+    /// Called with each new step.
+    pub steps: Option<&'a dyn Fn(&hal_store::Step)>,
     /// Stream model text to stdout as it comes.
     pub text: bool,
 }
 
+/// One line per step on stderr: what `hal help run` and `hal thread say` show while the daemon works.
+pub fn step_to_stderr(step: &hal_store::Step) {
+    let line: String = step.text.lines().next().unwrap_or_default().chars().take(160).collect();
+    eprintln!("  {}: {line}", step.kind);
+}
+
 /// Send `command` (a message) to the daemon and follow `thread` until the turn it starts ends.
-pub fn talk(client: &Client, thread: &str, command: &Command, display: &Display) -> Result<TurnEnd> {
+pub fn talk(client: &Client, thread: &str, command: &Command, display: &Display<'_>) -> Result<TurnEnd> {
     block_on(async {
         let mut events = client.follow(thread, None).await?;
         let response = client.command(command).await?;
@@ -69,9 +75,10 @@ pub fn talk(client: &Client, thread: &str, command: &Command, display: &Display)
                     let _ = std::io::stdout().flush();
                     streamed.push_str(&delta);
                 }
-                Event::Step { step } if display.steps => {
-                    let line: String = step.text.lines().next().unwrap_or_default().chars().take(160).collect();
-                    eprintln!("  {}: {line}", step.kind);
+                Event::Step { step } => {
+                    if let Some(show) = display.steps {
+                        show(&step);
+                    }
                 }
                 // A turn that was already running when the message came (it was queued) ends first.
                 Event::TurnEnded { status, output } if started => {

@@ -171,7 +171,10 @@ fn help_run_by_daemon(
         help: Some(name.to_owned()),
         agent: Some(agent.to_owned()),
     };
-    let display = super::remote::Display { steps: !args.json, text: false };
+    let display = super::remote::Display {
+        steps: (!args.json).then_some(&super::remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
+        text: false,
+    };
     let end = super::remote::talk(client, &thread, &say, &display)?;
     if args.json {
         output::json(&end)?;

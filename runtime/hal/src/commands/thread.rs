@@ -48,7 +48,10 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
                 }
                 // The daemon answers every message with the thread's next turn: follow it to its end.
                 let thread = home.resolve_thread(id)?.branch;
-                let display = remote::Display { steps: !args.json, text: false };
+                let display = remote::Display {
+                    steps: (!args.json).then_some(&remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
+                    text: false,
+                };
                 let end = remote::talk(client, &thread, &say, &display)?;
                 if args.json {
                     output::json(&end)?;
