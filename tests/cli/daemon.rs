@@ -327,3 +327,94 @@ fn a_run_cut_by_sigkill_resumes_at_restart_without_losing_or_repeating_a_step() 
     assert_eq!(daemon.stop(), 0);
     assert_fsck_clean(&sandbox, &repo);
 }
+
+/// One HTTP/1.1 request to the daemon, by hand: (status code, body).
+fn http(repo: &Path, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo.join(".git/hal/daemon.json")).expect("daemon.json"))
+            .expect("json");
+    let address = info["address"].as_str().expect("address");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let code = answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (code, body)
+}
+
+/// The API wants the token; `/metrics` counts what ran; `hal chat` without a model says how to configure one,
+/// with and without a daemon, and writes nothing when it cannot run.
+#[test]
+fn the_api_needs_the_token_metrics_count_the_work_and_chat_without_a_model_says_what_to_do() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let refs_before = crate::support::all_refs(&sandbox, &repo);
+    let local = hal(&sandbox, &repo, &["chat", "-m", "hello"]);
+    assert_eq!(local.code, 2, "{local:?}");
+    assert!(local.stderr.contains("no model is configured") && local.stderr.contains("hal.yaml"), "{local:?}");
+    assert_eq!(crate::support::all_refs(&sandbox, &repo), refs_before, "nothing was written");
+
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    let remote = hal(&sandbox, &repo, &["chat", "-m", "hello"]);
+    assert_eq!(remote.code, 1, "ERROR: {remote:?}");
+    assert!(remote.stdout.contains("no model is configured"), "{remote:?}");
+    let backchat = steps(&sandbox, &repo, "backchat");
+    assert_eq!(backchat.last().expect("a step")["kind"], "system", "the reason is in the backchat: {backchat:#?}");
+
+    let (code, _) = http(&repo, "GET", "/v1/threads", None);
+    assert_eq!(code, 401);
+    let (code, _) = http(&repo, "GET", "/metrics", Some("wrong"));
+    assert_eq!(code, 401);
+    let token = std::fs::read_to_string(repo.join(".git/hal/daemon.token")).expect("token");
+    let (code, metrics) = http(&repo, "GET", "/metrics", Some(token.trim()));
+    assert_eq!(code, 200, "{metrics}");
+    for expected in [
+        "# TYPE hal_model_latency_seconds histogram",
+        "hal_turns_total{status=\"ERROR\"} 1",
+        "hal_threads{status=\"error\"} 1",
+        "hal_tool_calls_total",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected:?} in:\n{metrics}");
+    }
+    let (code, body) = http(&repo, "POST", "/v1/threads/nosuchthread/merge", Some(token.trim()));
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(daemon.stop(), 0);
+}
+
+/// `hal thread say` through the daemon is answered by the thread's next turn, and a message sent while a turn
+/// runs waits for it and is answered after it.
+#[test]
+fn messages_to_a_busy_thread_wait_for_its_turn_to_end() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    commit(&sandbox, &repo, &[("helps/greeter.yaml", GREETER)]);
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    server.push([Scripted::text("first answer")]);
+    let run = hal(&sandbox, &repo, &["help", "run", "greeter", "hello", "--json"]).ok();
+    let id = run.json()["thread"].as_str().expect("thread").to_owned();
+
+    server.push([Scripted::text("slow answer").delayed(Duration::from_millis(1500)), Scripted::text("queued answer")]);
+    let mut slow = sandbox.hal_command(&repo, &["thread", "say", &id, "take your time"]);
+    slow.env(KEY_VAR, KEY).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let slow = slow.spawn().expect("spawn");
+    eventually("the slow turn to start", &daemon, || (server.requests().len() >= 2).then_some(()));
+    let queued = hal(&sandbox, &repo, &["thread", "say", &id, "and this too"]);
+    assert_eq!(queued.code, 0, "{queued:?}");
+    assert!(queued.stdout.contains("queued answer"), "{queued:?}");
+    let slow = Run::from(slow.wait_with_output().expect("wait"));
+    assert!(slow.stdout.contains("slow answer"), "{slow:?}");
+    let texts: Vec<String> =
+        steps(&sandbox, &repo, &id).iter().map(|s| s["text"].as_str().unwrap_or_default().to_owned()).collect();
+    let order: Vec<&str> = texts
+        .iter()
+        .map(String::as_str)
+        .filter(|t| ["take your time", "slow answer", "and this too", "queued answer"].contains(t))
+        .collect();
+    assert_eq!(order, ["take your time", "slow answer", "slow answer", "and this too", "queued answer", "queued answer"]);
+    assert_eq!(daemon.stop(), 0);
+}

@@ -23,6 +23,9 @@ use crate::lock::DaemonLock;
 use crate::metrics::Metrics;
 use crate::plan::{Plan, plan_for};
 
+/// How long the scanner waits after a wake-up for more of the same burst.
+const COALESCE: Duration = Duration::from_millis(10);
+
 /// How the daemon is set up.
 #[derive(Clone)]
 pub struct DaemonOptions {
@@ -374,7 +377,9 @@ impl Shared {
                 Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             }
-            // Many events in a burst make one scan.
+            // A burst of events (every commit is one) makes one scan: the daemon's own commits alone would
+            // otherwise scan the refs a thousand times a second under load.
+            std::thread::sleep(COALESCE);
             while wake.try_recv().is_ok() {}
             if self.stopping.load(Ordering::SeqCst) {
                 return;

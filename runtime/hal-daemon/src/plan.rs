@@ -71,10 +71,20 @@ pub(crate) fn plan_for(home: &Home, thread: &ThreadRef, startup: bool) -> hal_st
     })
 }
 
-/// The help and agent the next message on `thread` would run, when it is a message that needs a turn.
-pub fn next_turn(home: &Home, thread: &ThreadRef) -> hal_store::Result<Option<(String, String)>> {
-    Ok(match plan_for(home, thread, false)? {
-        Plan::Turn { help, agent, .. } => Some((help, agent)),
-        Plan::Nothing | Plan::Abandon => None,
-    })
+/// The help and agent a new message on `thread` would run: the backchat's are HAL's; elsewhere, those of the
+/// newest run or request on the thread, else HAL's.
+pub fn next_turn(home: &Home, thread: &ThreadRef) -> hal_store::Result<(String, String)> {
+    let mut help = None;
+    let mut agent = None;
+    if thread.id != BACKCHAT {
+        for step in home.steps_back(thread).take(LOOK_BACK) {
+            let step = step?;
+            help = help.or_else(|| step.fact(fact::HELP).map(str::to_owned));
+            agent = agent.or_else(|| step.fact(fact::AGENT).map(str::to_owned));
+            if help.is_some() && agent.is_some() {
+                break;
+            }
+        }
+    }
+    Ok((help.unwrap_or_else(|| DEFAULT_HELP.to_owned()), agent.unwrap_or_else(|| DEFAULT_AGENT.to_owned())))
 }

@@ -96,9 +96,16 @@ fn exchange(args: &Args, home: &Home, client: Option<&Client>, target: &str, tex
     }
     // No daemon: check that the turn can run before writing the message, then run it here.
     let actor = home.resolve_actor(None)?;
-    let thread = hal_daemon::command::thread_of(home, &actor, target)?;
-    let (help, agent) = hal_daemon::next_turn(home, &thread)?
-        .unwrap_or_else(|| (hal_daemon::DEFAULT_HELP.to_owned(), hal_runner::catalog::DEFAULT_AGENT.to_owned()));
+    let defaults = || (hal_daemon::DEFAULT_HELP.to_owned(), hal_runner::catalog::DEFAULT_AGENT.to_owned());
+    // A backchat not made yet is made with the message, once the turn is known to be able to run.
+    let existing = match target {
+        BACKCHAT => home.resolve_thread(&format!("threads/{actor}/{BACKCHAT}")).ok(),
+        _ => Some(home.resolve_thread(target)?),
+    };
+    let (help, agent) = match &existing {
+        Some(thread) => hal_daemon::next_turn(home, thread)?,
+        None => defaults(),
+    };
     let mut session = Session::open(args, &agent)?;
     let models = session.live_models()?;
     session.runner.check(models.as_ref(), &help)?;
