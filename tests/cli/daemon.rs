@@ -337,8 +337,11 @@ fn http(repo: &Path, method: &str, path: &str, token: Option<&str>) -> (u16, Str
     let address = info["address"].as_str().expect("address");
     let mut stream = std::net::TcpStream::connect(address).expect("connect");
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
-        .expect("send");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("read");
     let code = answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -415,6 +418,9 @@ fn messages_to_a_busy_thread_wait_for_its_turn_to_end() {
         .map(String::as_str)
         .filter(|t| ["take your time", "slow answer", "and this too", "queued answer"].contains(t))
         .collect();
-    assert_eq!(order, ["take your time", "slow answer", "slow answer", "and this too", "queued answer", "queued answer"]);
+    assert_eq!(
+        order,
+        ["take your time", "slow answer", "slow answer", "and this too", "queued answer", "queued answer"]
+    );
     assert_eq!(daemon.stop(), 0);
 }
