@@ -424,3 +424,23 @@ fn messages_to_a_busy_thread_wait_for_its_turn_to_end() {
     );
     assert_eq!(daemon.stop(), 0);
 }
+
+/// `hal chat` without `-m` reads one message per line (here from a pipe; on a terminal with line editing and
+/// history) and prints each answer as it streams.
+#[test]
+fn interactive_chat_answers_each_line_through_the_daemon() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![Scripted::text("Hello Alice."), Scripted::text("Nothing waits for you.")]);
+    let repo = home_with_model(&sandbox, &server, "anthropic");
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    let run = sandbox.hal_with_input(&repo, &["chat"], b"hello\n\nWhat waits for me?\n/exit\nnot sent\n");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("through the daemon"), "{run:?}");
+    let hello = run.stdout.find("Hello Alice.").expect("first answer");
+    let second = run.stdout.find("Nothing waits for you.").expect("second answer");
+    assert!(hello < second, "{}", run.stdout);
+    let messages: Vec<Value> =
+        steps(&sandbox, &repo, "backchat").into_iter().filter(|s| s["kind"] == "message").collect();
+    assert_eq!(messages.len(), 2, "the empty line and what follows /exit are not sent: {messages:#?}");
+    assert_eq!(daemon.stop(), 0);
+}
