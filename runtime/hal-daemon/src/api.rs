@@ -69,6 +69,7 @@ impl From<DaemonError> for ApiError {
                 | StoreError::InvalidPath { .. }
                 | StoreError::NotAStep { .. },
             ) => StatusCode::BAD_REQUEST,
+            DaemonError::Busy(_) => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, error.to_string())
@@ -219,6 +220,9 @@ pub enum ThreadEvent {
     TurnStarted {
         /// The help it runs.
         help: String,
+        /// The tickets of the messages it answers (see `Response::Said`).
+        #[serde(default)]
+        tickets: Vec<u64>,
     },
     /// A turn ended.
     TurnEnded {
@@ -226,21 +230,28 @@ pub enum ThreadEvent {
         status: String,
         /// The result, question or reason.
         output: String,
+        /// The tickets of the messages it answered.
+        #[serde(default)]
+        tickets: Vec<u64>,
     },
 }
 
 /// The query of the events route.
 #[derive(Deserialize)]
 struct EventsQuery {
+    /// Send the steps after this commit first.
     #[serde(default)]
     after: Option<String>,
+    /// Whose `backchat` (default: the daemon's owner).
+    #[serde(default)]
+    actor: Option<String>,
 }
 
 /// One subscriber's position in a thread.
 struct Follower {
     shared: Arc<Shared>,
     notices: broadcast::Receiver<Notice>,
-    id: String,
+    shutdown: tokio::sync::watch::Receiver<bool>,
     branch: String,
     last: ObjectId,
     out: VecDeque<ThreadEvent>,
@@ -279,20 +290,37 @@ impl Follower {
             if let Some(event) = self.out.pop_front() {
                 return Some(event);
             }
-            match self.notices.recv().await {
-                Ok(Notice::Text { thread, delta }) if thread == self.id => {
+            if *self.shutdown.borrow() {
+                return None;
+            }
+            let notice = tokio::select! {
+                notice = self.notices.recv() => notice,
+                _ = self.shutdown.changed() => return None,
+            };
+            match notice {
+                Ok(Notice::Text { branch, delta }) if branch == self.branch => {
                     self.out.push_back(ThreadEvent::Text { delta });
                 }
-                Ok(Notice::Tip { thread, .. }) if thread == self.id => self.catch_up(),
-                Ok(Notice::TurnStarted { branch, help, .. }) if branch == self.branch => {
-                    self.out.push_back(ThreadEvent::TurnStarted { help });
+                Ok(Notice::Tip { branch, .. }) if branch == self.branch => self.catch_up(),
+                Ok(Notice::TurnStarted { branch, help, tickets }) if branch == self.branch => {
+                    self.out.push_back(ThreadEvent::TurnStarted { help, tickets });
                 }
-                Ok(Notice::TurnEnded { branch, status, output, .. }) if branch == self.branch => {
+                Ok(Notice::TurnEnded { branch, status, output, tickets }) if branch == self.branch => {
                     self.catch_up();
-                    self.out.push_back(ThreadEvent::TurnEnded { status, output });
+                    self.out.push_back(ThreadEvent::TurnEnded { status, output, tickets });
                 }
                 Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up(),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    // Notices were lost; the commits were not. A turn end that may be among the lost is sent again.
+                    tracing::warn!(target: "hal_daemon", branch = %self.branch, missed, "an event stream fell behind");
+                    self.catch_up();
+                    if !self.shared.is_active(&self.branch)
+                        && let Some(Notice::TurnEnded { status, output, tickets, .. }) =
+                            self.shared.last_end(&self.branch)
+                    {
+                        self.out.push_back(ThreadEvent::TurnEnded { status, output, tickets });
+                    }
+                }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
@@ -306,10 +334,10 @@ async fn events(
     Query(query): Query<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let notices = shared.notices.subscribe();
-    let owner = shared.owner.clone();
+    let actor = query.actor.clone().unwrap_or_else(|| shared.owner.clone());
     let journal = shared.journal.clone();
     let target =
-        tokio::task::spawn_blocking(move || journal.with(|home| crate::command::thread_of(home, &owner, &thread)))
+        tokio::task::spawn_blocking(move || journal.with(|home| crate::command::thread_of(home, &actor, &thread)))
             .await
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     let last = match query.after.as_deref() {
@@ -317,7 +345,8 @@ async fn events(
             .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("after={hex} is not a commit id: {e}")))?,
         None => target.tip,
     };
-    let mut follower = Follower { shared, notices, id: target.id, branch: target.branch, last, out: VecDeque::new() };
+    let shutdown = shared.shutdown.clone();
+    let mut follower = Follower { shared, notices, shutdown, branch: target.branch, last, out: VecDeque::new() };
     follower.catch_up();
     let stream = futures_util::stream::unfold(follower, |mut follower| async move {
         let event = follower.next().await?;

@@ -12,8 +12,16 @@ use serde_json::{Value, json};
 
 use crate::command::{self, Command, Response};
 
-/// Wakes whoever runs turns (the daemon) after a command added work; does nothing without a daemon.
-pub type Wake = Arc<dyn Fn() + Send + Sync>;
+/// How HAL's commands change threads: through the daemon (which queues a message to a busy thread and runs
+/// the turns), or, without one, by applying the command to the repo of the journal.
+pub type Dispatch = Arc<dyn Fn(&Journal, &Command) -> Result<Response, String> + Send + Sync>;
+
+/// The dispatch without a daemon: apply to the repo directly (turns run when a daemon starts).
+pub fn direct() -> Dispatch {
+    Arc::new(|journal: &Journal, command: &Command| {
+        journal.with(|home| command::apply(home, command)).map_err(|e| e.to_string())
+    })
+}
 
 /// Longest file text `git.read` returns.
 const MAX_READ: usize = 64 * 1024;
@@ -37,15 +45,15 @@ enum Kind {
 struct HalCommand {
     spec: ToolSpec,
     kind: Kind,
-    wake: Wake,
+    dispatch: Dispatch,
 }
 
 fn spec(name: &str, description: &str, parameters: Value) -> ToolSpec {
     ToolSpec { name: name.to_owned(), description: description.to_owned(), parameters }
 }
 
-/// Add HAL's commands (`threads.*`, `git.*`) to `toolbox`; `wake` is called after one adds work.
-pub fn add_tools(toolbox: &mut Toolbox, wake: Wake) -> Result<(), String> {
+/// Add HAL's commands (`threads.*`, `git.*`) to `toolbox`; those that change threads go through `dispatch`.
+pub fn add_tools(toolbox: &mut Toolbox, dispatch: Dispatch) -> Result<(), String> {
     let thread = json!({"type": "string", "description": "Thread id, unique prefix, or branch threads/<actor>/<id>"});
     let commands = [
         (
@@ -127,7 +135,7 @@ pub fn add_tools(toolbox: &mut Toolbox, wake: Wake) -> Result<(), String> {
         ),
     ];
     for (kind, spec) in commands {
-        toolbox.add(Arc::new(HalCommand { spec, kind, wake: wake.clone() }))?;
+        toolbox.add(Arc::new(HalCommand { spec, kind, dispatch: dispatch.clone() }))?;
     }
     Ok(())
 }
@@ -142,66 +150,65 @@ impl Tool for HalCommand {
             let journal = context.journal().clone();
             let actor = context.actor().to_owned();
             let kind = self.kind;
+            let dispatch = self.dispatch.clone();
             let result = tokio::task::spawn_blocking(move || {
                 let text = |key: &str| arguments.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
-                run(&journal, kind, &actor, &text)
+                run(&journal, &dispatch, kind, &actor, &text)
             })
             .await
             .unwrap_or_else(|e| Err(format!("the command failed: {e}")));
             match result {
-                Ok(content) => {
-                    if matches!(kind, Kind::Start | Kind::Say) {
-                        (self.wake)();
-                    }
-                    ToolResult::ok(content)
-                }
+                Ok(content) => ToolResult::ok(content),
                 Err(reason) => ToolResult::error(reason),
             }
         })
     }
 }
 
-fn run(journal: &Journal, kind: Kind, actor: &str, arg: &dyn Fn(&str) -> String) -> Result<String, String> {
+fn run(
+    journal: &Journal,
+    dispatch: &Dispatch,
+    kind: Kind,
+    actor: &str,
+    arg: &dyn Fn(&str) -> String,
+) -> Result<String, String> {
+    let actor = Some(actor.to_owned()).filter(|a| !a.is_empty());
+    match kind {
+        Kind::Start => {
+            let (help, input, title) = (arg("help"), arg("input"), arg("title"));
+            let title = if title.trim().is_empty() { format!("{help}: {}", first_line(&input)) } else { title };
+            let command = Command::NewThread {
+                actor,
+                from: None,
+                title: Some(title),
+                help: Some(help.clone()),
+                agent: None,
+                input: Some(input),
+            };
+            let Response::Started { thread, .. } = dispatch(journal, &command)? else {
+                return Err("unexpected answer".to_owned());
+            };
+            return Ok(format!("started thread {} ({}) running help `{help}`", thread.id, thread.branch));
+        }
+        Kind::Say => {
+            let command = Command::Say { actor, thread: arg("thread"), text: arg("text"), help: None, agent: None };
+            let Response::Said { thread, queued, .. } = dispatch(journal, &command)? else {
+                return Err("unexpected answer".to_owned());
+            };
+            let when = if queued { "after the turn it is running" } else { "with its next turn" };
+            return Ok(format!("sent; thread {} answers it {when}", thread.id));
+        }
+        _ => {}
+    }
+    let actor = actor.unwrap_or_default();
+    let actor = actor.as_str();
     journal.with(|home| match kind {
         Kind::List => list(home, &arg("status"), &arg("text")),
         Kind::Summary => summary(home, &arg("thread")),
         Kind::Show => show(home, &arg("commit")),
         Kind::Read => read(home, &arg("ref"), &arg("path")),
         Kind::Diff => diff(home, &arg("thread")),
-        Kind::Start => {
-            let (help, input, title) = (arg("help"), arg("input"), arg("title"));
-            home.resolve_actor(None).map_err(|e| e.to_string())?;
-            let title = if title.trim().is_empty() { format!("{help}: {}", first_line(&input)) } else { title };
-            let started = command::apply(
-                home,
-                &Command::NewThread {
-                    actor: Some(actor.to_owned()).filter(|a| !a.is_empty()),
-                    from: None,
-                    title: Some(title),
-                    help: Some(help.clone()),
-                    agent: None,
-                    input: Some(input),
-                },
-            )
-            .map_err(|e| e.to_string())?;
-            let Response::Started { thread, .. } = started else { return Err("unexpected answer".to_owned()) };
-            Ok(format!("started thread {} ({}) running help `{help}`", thread.id, thread.branch))
-        }
-        Kind::Say => {
-            let said = command::apply(
-                home,
-                &Command::Say {
-                    actor: Some(actor.to_owned()).filter(|a| !a.is_empty()),
-                    thread: arg("thread"),
-                    text: arg("text"),
-                    help: None,
-                    agent: None,
-                },
-            )
-            .map_err(|e| e.to_string())?;
-            let Response::Said { thread, .. } = said else { return Err("unexpected answer".to_owned()) };
-            Ok(format!("sent; thread {} will answer with its next turn", thread.id))
-        }
+        Kind::Start | Kind::Say => Err("dispatched above".to_owned()),
         Kind::ProposeMerge => propose_merge(home, actor, &arg("thread"), &arg("reason")),
     })
 }

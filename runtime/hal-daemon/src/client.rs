@@ -38,6 +38,14 @@ impl Client {
             info = DaemonInfo::read(&dir);
         }
         let info = info?;
+        let holder = crate::lock::holder(&dir)?;
+        if holder.as_deref() != Some(info.pid.to_string().as_str()) {
+            return Err(DaemonError::Other(format!(
+                "{} belongs to another daemon than the one running (pid {}); it is starting or stopping: try again",
+                dir.join("daemon.json").display(),
+                holder.unwrap_or_default()
+            )));
+        }
         let token = files::read_token(&dir)?;
         let http = hal_model::http_builder()
             .no_proxy()
@@ -97,18 +105,23 @@ impl Client {
         response.text().await.map_err(|e| self.unreachable(e))
     }
 
-    /// Follow `thread` (id, prefix, branch or `backchat`): its new steps (after `after`, default its tip),
-    /// streamed text and turn ends. Subscribed when this returns: nothing that happens afterwards is missed.
-    pub async fn follow(&self, thread: &str, after: Option<&str>) -> Result<EventStream, DaemonError> {
-        let encoded: String = thread
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-                other => format!("%{other:02X}"),
-            })
-            .collect();
-        let query = after.map(|after| format!("?after={}", after.trim())).unwrap_or_default();
-        let request = self.http.get(self.url(&format!("/v1/threads/{encoded}/events{query}")));
+    /// Follow `thread` (id, prefix, branch, or `backchat`: the backchat of `actor`): its new steps (after `after`,
+    /// default its tip), streamed text and turn ends. Subscribed when this returns: nothing that happens
+    /// afterwards is missed.
+    pub async fn follow(&self, thread: &str, after: Option<&str>, actor: &str) -> Result<EventStream, DaemonError> {
+        let encode = |text: &str| -> String {
+            text.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+                    other => format!("%{other:02X}"),
+                })
+                .collect()
+        };
+        let mut query = format!("?actor={}", encode(actor));
+        if let Some(after) = after {
+            query.push_str(&format!("&after={}", encode(after.trim())));
+        }
+        let request = self.http.get(self.url(&format!("/v1/threads/{}/events{query}", encode(thread))));
         let response = request.bearer_auth(&self.token).send().await.map_err(|e| self.unreachable(e))?;
         if !response.status().is_success() {
             let text = response.text().await.unwrap_or_default();

@@ -82,6 +82,9 @@ pub enum Response {
         message: Option<Appended>,
         /// Whether it waits for the thread's current turn to end.
         queued: bool,
+        /// What the daemon's turn-ended event carries for the turn that answers it (none without a daemon).
+        #[serde(default)]
+        ticket: Option<u64>,
     },
     /// The result of a merge.
     Merged {
@@ -134,7 +137,7 @@ pub fn apply(home: &Home, command: &Command) -> hal_store::Result<Response> {
             let thread = thread_of(home, &who, thread)?;
             let appended = home.append_step(&who, &thread, &message_step(text, help.as_deref(), agent.as_deref()))?;
             let thread = ThreadRef { tip: appended.commit, ..thread };
-            Ok(Response::Said { thread, message: Some(appended), queued: false })
+            Ok(Response::Said { thread, message: Some(appended), queued: false, ticket: None })
         }
         Command::Merge { actor: who, thread } => {
             let who = actor(who)?;

@@ -1,8 +1,8 @@
 //! The daemon's life: lock, load, scan, run turns, serve, stop.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,7 +13,7 @@ use hal_runner::{Event, Journal, Observer};
 use hal_store::identity::HAL_ACTOR;
 use hal_store::{Home, NewStep, StepKind, ThreadRef, ThreadStatus, ThreadSummary};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::command::{self, Command, Response};
 use crate::error::DaemonError;
@@ -25,6 +25,8 @@ use crate::plan::{Plan, plan_for};
 
 /// How long the scanner waits after a wake-up for more of the same burst.
 const COALESCE: Duration = Duration::from_millis(10);
+/// Notices kept for slow event-stream readers.
+const NOTICE_BUFFER: usize = 65_536;
 
 /// How the daemon is set up.
 #[derive(Clone)]
@@ -67,30 +69,30 @@ pub enum Notice {
     },
     /// Text of a model reply streaming in.
     Text {
-        /// The thread's id.
-        thread: String,
+        /// The thread's branch.
+        branch: String,
         /// The new text.
         delta: String,
     },
     /// A turn started.
     TurnStarted {
-        /// The thread's id.
-        thread: String,
         /// Its branch.
         branch: String,
         /// The help it runs.
         help: String,
+        /// The tickets of the messages it answers.
+        tickets: Vec<u64>,
     },
     /// A turn ended.
     TurnEnded {
-        /// The thread's id.
-        thread: String,
         /// Its branch.
         branch: String,
         /// `DONE`, `PENDING`, `ERROR` or `NOCANDO`.
         status: String,
         /// The result, question or reason.
         output: String,
+        /// The tickets of the messages it answered.
+        tickets: Vec<u64>,
     },
 }
 
@@ -119,6 +121,7 @@ struct Queued {
     text: String,
     help: Option<String>,
     agent: Option<String>,
+    ticket: u64,
 }
 
 /// State shared by the watcher, the turns and the API.
@@ -129,13 +132,21 @@ pub(crate) struct Shared {
     pub(crate) info: DaemonInfo,
     pub(crate) notices: broadcast::Sender<Notice>,
     pub(crate) metrics: Metrics,
+    /// Becomes `true` when the daemon stops: event streams end.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    root: PathBuf,
     loaded: RwLock<Arc<Loaded>>,
     /// Branches with a turn in progress, with the messages queued behind it.
     active: Mutex<HashMap<String, Vec<Queued>>>,
     /// Abort handles of the turns in progress.
     turns: Mutex<HashMap<String, tokio::task::AbortHandle>>,
-    /// The tip each branch had when last scanned.
+    /// The tip each idle branch had when last scanned.
     seen: Mutex<HashMap<String, ObjectId>>,
+    /// Tickets of messages committed and not answered yet, by branch.
+    tickets: Mutex<HashMap<String, Vec<u64>>>,
+    next_ticket: AtomicU64,
+    /// The end of the last turn of each branch, for a reader that missed it.
+    last_end: Mutex<HashMap<String, Notice>>,
     /// Problems already reported in the owner's backchat.
     reported: Mutex<Vec<Problem>>,
     wake: Mutex<Sender<()>>,
@@ -156,7 +167,7 @@ impl Daemon {
     /// Run the daemon for the home repo at `path` until SIGINT or SIGTERM. `ready` is called once the API
     /// listens, with what the daemon published in `.git/hal/daemon.json`.
     pub fn run(path: &Path, options: DaemonOptions, ready: impl FnOnce(&DaemonInfo)) -> Result<(), DaemonError> {
-        Daemon::run_until(path, options, ready, stop_signal())
+        Daemon::run_until(path, options, ready, std::future::pending())
     }
 
     /// [`Daemon::run`] until `stop` resolves (or a signal comes).
@@ -167,9 +178,12 @@ impl Daemon {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), DaemonError> {
         let home = Home::open(path)?;
+        let root = home.path().to_owned();
         let hal_dir = files::hal_dir(home.repo().common_dir());
         let git_dir = home.repo().common_dir().to_owned();
         let _lock = DaemonLock::acquire(&hal_dir)?;
+        // What a daemon that died left is wrong now: no client may use it.
+        DaemonInfo::remove(&hal_dir);
         let owner = home.resolve_actor(None)?;
         let mut builder = tokio::runtime::Builder::new_multi_thread();
         if options.workers > 0 {
@@ -195,9 +209,9 @@ impl Daemon {
             ),
         };
         let (wake_tx, wake_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, shutdown) = watch::channel(false);
         let journal = Journal::new(home);
-        let (notices, _) = broadcast::channel(4096);
-        let secrets: SecretLookup = Arc::new(env_secret);
+        let (notices, _) = broadcast::channel(NOTICE_BUFFER);
         let shared = Arc::new(Shared {
             journal: journal.clone(),
             owner,
@@ -205,25 +219,27 @@ impl Daemon {
             info: info.clone(),
             notices,
             metrics: Metrics::default(),
-            loaded: RwLock::new(Arc::new(empty_loaded(&journal))),
+            shutdown,
+            root,
+            loaded: RwLock::new(Arc::new(loaded::empty(&journal))),
             active: Mutex::default(),
             turns: Mutex::default(),
             seen: Mutex::default(),
+            tickets: Mutex::default(),
+            next_ticket: AtomicU64::new(1),
+            last_end: Mutex::default(),
             reported: Mutex::default(),
             wake: Mutex::new(wake_tx.clone()),
             models,
-            secrets,
+            secrets: Arc::new(env_secret),
             runtime: runtime.handle().clone(),
             stopping: AtomicBool::new(false),
         });
-        shared.reload()?;
+        info.write(&hal_dir)?;
+        shared.reload();
         shared.scan(true);
-        let _watcher = crate::watch::watch_refs(&git_dir, wake_tx);
-        let poll = if _watcher.is_some() {
-            options.poll.max(Duration::from_millis(100))
-        } else {
-            options.poll.min(Duration::from_millis(250))
-        };
+        let watcher = crate::watch::watch_refs(&git_dir, wake_tx);
+        let poll = if watcher.is_some() { options.poll } else { options.poll.min(Duration::from_millis(250)) };
         let scanner = {
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -231,18 +247,23 @@ impl Daemon {
                 .spawn(move || shared.scan_loop(&wake_rx, poll))
                 .map_err(|e| DaemonError::Other(format!("cannot start the scanner: {e}")))?
         };
-        info.write(&hal_dir)?;
         tracing::info!(target: "hal_daemon", address = %info.address, pid = info.pid, "daemon ready");
         ready(&info);
+        let stopper = shared.clone();
         let stop = async move {
             tokio::select! {
                 () = stop => {}
                 () = stop_signal() => {}
             }
+            // No new turns, and every event stream ends, so the server can close its connections.
+            stopper.stopping.store(true, Ordering::SeqCst);
+            let _ = shutdown_tx.send(true);
         };
         let served = runtime.block_on(crate::api::serve(shared.clone(), listener, stop));
         shared.stop(options.grace);
+        shared.wake();
         let _ = scanner.join();
+        drop(watcher);
         DaemonInfo::remove(&hal_dir);
         runtime.shutdown_timeout(Duration::from_secs(1));
         served
@@ -266,19 +287,21 @@ async fn stop_signal() {
     tracing::info!(target: "hal_daemon", "stopping");
 }
 
-/// Before the first load: only the built-ins, no tools.
-fn empty_loaded(journal: &Journal) -> Loaded {
-    let runner = hal_runner::Runner::new(
-        journal.clone(),
-        Arc::new(hal_runner::Catalog::builtin()),
-        hal_runner::tools::Toolbox::new(),
-    );
-    Loaded {
-        main: None,
-        runner,
-        models: Arc::new(Arc::new(hal_runner::model::Recording::new(Vec::new(), Vec::new()))),
-        problems: Vec::new(),
-        isolates: Vec::new(),
+/// Ends a turn however its task ends (finished, failed, panicked or cut off by a stop): the branch is released
+/// and the messages queued behind the turn are committed, so none is lost.
+struct TurnGuard {
+    shared: Arc<Shared>,
+    branch: String,
+    tickets: Vec<u64>,
+    ended: Option<(String, String)>,
+}
+
+impl Drop for TurnGuard {
+    fn drop(&mut self) {
+        let (status, output) = self.ended.take().unwrap_or_else(|| {
+            ("ERROR".to_owned(), "the turn was cut off; the daemon resumes it when it starts again".to_owned())
+        });
+        self.shared.end_turn(&self.branch, std::mem::take(&mut self.tickets), status, output);
     }
 }
 
@@ -292,18 +315,31 @@ impl Shared {
         let _ = lock(&self.wake).send(());
     }
 
+    /// Whether a turn runs on `branch`.
+    pub(crate) fn is_active(&self, branch: &str) -> bool {
+        lock(&self.active).contains_key(branch)
+    }
+
+    /// How the last turn of `branch` ended, if one did since the start.
+    pub(crate) fn last_end(&self, branch: &str) -> Option<Notice> {
+        lock(&self.last_end).get(branch).cloned()
+    }
+
     fn observer(self: &Arc<Self>) -> Observer {
         let weak = Arc::downgrade(self);
         Arc::new(move |event: &Event<'_>| {
             let Some(shared) = weak.upgrade() else { return };
             match event {
-                Event::Text { thread, delta } => {
-                    let _ =
-                        shared.notices.send(Notice::Text { thread: (*thread).to_owned(), delta: (*delta).to_owned() });
+                Event::Text { branch, delta, .. } => {
+                    if shared.notices.receiver_count() > 0 {
+                        let (branch, delta) = ((*branch).to_owned(), (*delta).to_owned());
+                        let _ = shared.notices.send(Notice::Text { branch, delta });
+                    }
                 }
-                Event::Step { thread, kind, facts, .. } => {
+                Event::Step { thread, branch, kind, facts, .. } => {
                     shared.metrics.step(kind, facts);
-                    let _ = shared.notices.send(Notice::Tip { thread: (*thread).to_owned(), branch: String::new() });
+                    let (thread, branch) = ((*thread).to_owned(), (*branch).to_owned());
+                    let _ = shared.notices.send(Notice::Tip { thread, branch });
                 }
             }
         })
@@ -311,16 +347,29 @@ impl Shared {
 
     /// Load helps, agents, isolates and settings from `main`, keeping valid versions of files that broke, and
     /// report problems that are new in the owner's backchat and the log.
-    fn reload(self: &Arc<Self>) -> Result<(), DaemonError> {
+    fn reload(self: &Arc<Self>) {
         let previous = self.loaded();
         let previous = previous.main.is_some().then_some(previous.as_ref());
         let weak = Arc::downgrade(self);
-        let wake: crate::backchat::Wake = Arc::new(move || {
-            if let Some(shared) = weak.upgrade() {
-                shared.wake();
-            }
+        let dispatch: crate::backchat::Dispatch = Arc::new(move |_: &Journal, command: &Command| {
+            let shared = weak.upgrade().ok_or("the daemon is stopping")?;
+            shared.command(command).map_err(|e| e.to_string())
         });
-        let loaded = loaded::load(&self.journal, previous, &self.models, wake, self.observer(), &self.secrets)?;
+        let loaded = match loaded::load(
+            &self.root,
+            &self.journal,
+            previous,
+            &self.models,
+            dispatch,
+            self.observer(),
+            &self.secrets,
+        ) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::error!(target: "hal_daemon", %error, "cannot load main; what was loaded stays in force");
+                return;
+            }
+        };
         tracing::info!(
             target: "hal_daemon",
             main = ?loaded.main,
@@ -333,7 +382,6 @@ impl Shared {
         let problems = loaded.problems.clone();
         *self.loaded.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(loaded);
         self.report(&problems);
-        Ok(())
     }
 
     /// Tell the owner, in their backchat, about problems not reported yet, and about fixed ones.
@@ -357,14 +405,22 @@ impl Shared {
         }
         *reported = problems.to_vec();
         drop(reported);
+        let text = text.trim_end();
         if text.is_empty() {
             return;
         }
-        let result = self.journal.with(|home| {
+        let result = self.journal.with(|home| -> hal_store::Result<()> {
             let backchat = home.backchat(&self.owner)?;
-            let status =
-                home.steps_back(&backchat).next().transpose()?.and_then(|s| s.status).unwrap_or(ThreadStatus::Open);
-            home.append_step(HAL_ACTOR, &backchat, &NewStep::new(StepKind::System, text.trim_end(), status))
+            // A restart finds the same problems: the backchat already says so.
+            let said = home.steps_back(&backchat).take(50).filter_map(Result::ok).any(|step| {
+                StepKind::parse_name(&step.kind) == StepKind::System && step.actor == HAL_ACTOR && step.text == text
+            });
+            if said {
+                return Ok(());
+            }
+            let status = home.steps_back(&backchat).next().transpose()?.and_then(|s| s.status);
+            let status = status.filter(|s| *s != ThreadStatus::Running).unwrap_or(ThreadStatus::Open);
+            home.append_step(HAL_ACTOR, &backchat, &NewStep::new(StepKind::System, text, status)).map(drop)
         });
         if let Err(error) = result {
             tracing::error!(target: "hal_daemon", %error, "cannot report in the backchat");
@@ -377,18 +433,18 @@ impl Shared {
                 Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             }
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
             // A burst of events (every commit is one) makes one scan: the daemon's own commits alone would
             // otherwise scan the refs a thousand times a second under load.
             std::thread::sleep(COALESCE);
             while wake.try_recv().is_ok() {}
-            if self.stopping.load(Ordering::SeqCst) {
-                return;
-            }
             self.scan(false);
         }
     }
 
-    /// Look at every ref: reload when `main` moved; plan every thread whose tip moved.
+    /// Look at every ref: reload when `main` moved; plan every idle thread whose tip moved.
     fn scan(self: &Arc<Self>, startup: bool) {
         let refs = self.journal.with(|home| -> hal_store::Result<_> { Ok((home.main_tip()?, home.threads()?)) });
         let (main, threads) = match refs {
@@ -398,12 +454,14 @@ impl Shared {
                 return;
             }
         };
-        if main != self.loaded().main
-            && let Err(error) = self.reload()
-        {
-            tracing::error!(target: "hal_daemon", %error, "cannot load main");
+        if main != self.loaded().main {
+            self.reload();
         }
         for thread in threads {
+            // A busy branch is looked at again when its turn ends.
+            if self.is_active(&thread.branch) {
+                continue;
+            }
             {
                 let mut seen = lock(&self.seen);
                 if seen.get(&thread.branch) == Some(&thread.tip) {
@@ -412,12 +470,12 @@ impl Shared {
                 seen.insert(thread.branch.clone(), thread.tip);
             }
             let _ = self.notices.send(Notice::Tip { thread: thread.id.clone(), branch: thread.branch.clone() });
-            if self.stopping.load(Ordering::SeqCst) || lock(&self.active).contains_key(&thread.branch) {
+            if self.stopping.load(Ordering::SeqCst) {
                 continue;
             }
             match self.journal.with(|home| plan_for(home, &thread, startup)) {
                 Ok(Plan::Nothing) => {}
-                Ok(Plan::Turn { help, agent, actor }) => self.start_turn(thread, help, agent, actor),
+                Ok(Plan::Turn { .. }) => self.start_turn(thread.branch, startup),
                 Ok(Plan::Abandon) => self.note(
                     &thread,
                     "interrupted: the daemon stopped during this sub-help's run; its caller runs the help again \
@@ -439,74 +497,98 @@ impl Shared {
         }
     }
 
-    fn start_turn(self: &Arc<Self>, thread: ThreadRef, help: String, agent: String, actor: String) {
-        lock(&self.active).insert(thread.branch.clone(), Vec::new());
-        let shared = self.clone();
-        let branch = thread.branch.clone();
+    /// Start a turn on `branch` unless one runs there already.
+    fn start_turn(self: &Arc<Self>, branch: String, startup: bool) {
+        {
+            let mut active = lock(&self.active);
+            if active.contains_key(&branch) || self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            active.insert(branch.clone(), Vec::new());
+        }
+        let guard = TurnGuard { shared: self.clone(), branch: branch.clone(), tickets: Vec::new(), ended: None };
         let mut turns = lock(&self.turns);
-        let handle = self.runtime.spawn(async move { shared.turn(thread, help, agent, actor).await });
+        let handle = self.runtime.spawn(async move { turn(guard, startup).await });
         turns.insert(branch, handle.abort_handle());
     }
 
-    async fn turn(self: Arc<Self>, thread: ThreadRef, help: String, agent: String, actor: String) {
-        let _ = self.notices.send(Notice::TurnStarted {
-            thread: thread.id.clone(),
-            branch: thread.branch.clone(),
-            help: help.clone(),
-        });
-        tracing::info!(target: "hal_daemon", branch = %thread.branch, %help, %agent, "turn starts");
-        let started = Instant::now();
-        let loaded = self.loaded();
-        let runner = loaded.runner.clone().with_agent(&agent);
-        let (status, output) = match runner.resume(loaded.models.clone(), &thread, &actor, &help).await {
-            Ok(outcome) => (outcome.status.as_str().to_owned(), outcome.output),
-            Err(error) => {
-                let text = format!("could not run help `{help}` as agent `{agent}`: {error}");
-                tracing::warn!(target: "hal_daemon", branch = %thread.branch, %error, "turn failed");
-                let thread = self.journal.with(|home| home.resolve_thread(&thread.branch)).unwrap_or(thread.clone());
-                self.note(&thread, &text, ThreadStatus::Error);
-                ("ERROR".to_owned(), text)
-            }
-        };
-        self.metrics.turn(&status, started.elapsed().as_secs_f64());
-        tracing::info!(target: "hal_daemon", branch = %thread.branch, %status, "turn ends");
-        // Release the branch, then add the messages that waited for it: the scan answers them.
-        lock(&self.turns).remove(&thread.branch);
-        let queued = lock(&self.active).remove(&thread.branch).unwrap_or_default();
-        for message in queued {
-            let step = command::message_step(&message.text, message.help.as_deref(), message.agent.as_deref());
-            let result = self.journal.with(|home| {
-                let current = home.resolve_thread(&thread.branch)?;
-                home.append_step(&message.actor, &current, &step)
-            });
-            if let Err(error) = result {
-                tracing::error!(target: "hal_daemon", branch = %thread.branch, %error, "cannot add a queued message");
+    /// Release `branch` after a turn: commit the messages queued behind it, announce the end, and look again.
+    fn end_turn(self: &Arc<Self>, branch: &str, tickets: Vec<u64>, status: String, output: String) {
+        {
+            let mut active = lock(&self.active);
+            let queued = active.remove(branch).unwrap_or_default();
+            for message in queued {
+                let step = command::message_step(&message.text, message.help.as_deref(), message.agent.as_deref());
+                let result = self.journal.with(|home| {
+                    let current = home.resolve_thread(branch)?;
+                    home.append_step(&message.actor, &current, &step)
+                });
+                match result {
+                    Ok(_) => lock(&self.tickets).entry(branch.to_owned()).or_default().push(message.ticket),
+                    Err(error) => {
+                        tracing::error!(target: "hal_daemon", %branch, %error, "cannot add a queued message")
+                    }
+                }
             }
         }
-        let _ = self.notices.send(Notice::TurnEnded { thread: thread.id, branch: thread.branch, status, output });
+        lock(&self.turns).remove(branch);
+        lock(&self.seen).remove(branch);
+        self.metrics.turn_ended(&status);
+        tracing::info!(target: "hal_daemon", %branch, %status, "turn ends");
+        let end = Notice::TurnEnded { branch: branch.to_owned(), status, output, tickets };
+        lock(&self.last_end).insert(branch.to_owned(), end.clone());
+        let _ = self.notices.send(end);
         self.wake();
     }
 
-    /// Apply a command from the API: a message to a thread in the middle of a turn waits for the turn's end.
+    /// Apply a command from the API or from HAL's own tools. A message to a thread in the middle of a turn
+    /// waits for the turn's end; a merge of it is refused until then.
     pub(crate) fn command(&self, command: &Command) -> Result<Response, DaemonError> {
-        if let Command::Say { actor, thread, text, help, agent } = command {
-            if text.trim().is_empty() {
-                return Err(hal_store::StoreError::InvalidText("the message is empty").into());
-            }
-            let (who, target) = self.journal.with(|home| -> hal_store::Result<_> {
+        let branch_of = |actor: &Option<String>, thread: &str| {
+            self.journal.with(|home| -> hal_store::Result<(String, ThreadRef)> {
                 let who = home.resolve_actor(actor.as_deref())?;
                 let target = command::thread_of(home, &who, thread)?;
                 Ok((who, target))
-            })?;
-            let mut active = lock(&self.active);
-            if let Some(queue) = active.get_mut(&target.branch) {
-                queue.push(Queued { actor: who, text: text.clone(), help: help.clone(), agent: agent.clone() });
-                return Ok(Response::Said { thread: target, message: None, queued: true });
+            })
+        };
+        match command {
+            Command::Say { actor, thread, text, help, agent } => {
+                if text.trim().is_empty() {
+                    return Err(hal_store::StoreError::InvalidText("the message is empty").into());
+                }
+                let (who, target) = branch_of(actor, thread)?;
+                let ticket = self.next_ticket.fetch_add(1, Ordering::SeqCst);
+                // Held while the message is committed: a turn starting now sees it, one running queues it.
+                let mut active = lock(&self.active);
+                if let Some(queue) = active.get_mut(&target.branch) {
+                    let queued =
+                        Queued { actor: who, text: text.clone(), help: help.clone(), agent: agent.clone(), ticket };
+                    queue.push(queued);
+                    return Ok(Response::Said { thread: target, message: None, queued: true, ticket: Some(ticket) });
+                }
+                let step = command::message_step(text, help.as_deref(), agent.as_deref());
+                let appended = self.journal.with(|home| home.append_step(&who, &target, &step))?;
+                lock(&self.tickets).entry(target.branch.clone()).or_default().push(ticket);
+                drop(active);
+                self.wake();
+                let thread = ThreadRef { tip: appended.commit, ..target };
+                Ok(Response::Said { thread, message: Some(appended), queued: false, ticket: Some(ticket) })
+            }
+            Command::Merge { actor, thread } => {
+                let (_, target) = branch_of(actor, thread)?;
+                if self.is_active(&target.branch) {
+                    return Err(DaemonError::Busy(target.branch));
+                }
+                let response = self.journal.with(|home| command::apply(home, command))?;
+                self.wake();
+                Ok(response)
+            }
+            Command::ListThreads | Command::NewThread { .. } => {
+                let response = self.journal.with(|home| command::apply(home, command))?;
+                self.wake();
+                Ok(response)
             }
         }
-        let response = self.journal.with(|home| command::apply(home, command))?;
-        self.wake();
-        Ok(response)
     }
 
     /// The state `hal status` shows.
@@ -533,10 +615,9 @@ impl Shared {
     }
 
     /// Stop: no new turns; wait up to `grace` for those in progress, then cut them off at their next await (a
-    /// cut turn's committed steps stay, and the next start resumes it).
+    /// cut turn's committed steps stay, its queued messages are committed, and the next start resumes it).
     fn stop(&self, grace: Duration) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.wake();
         let deadline = Instant::now() + grace;
         while !lock(&self.active).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -545,5 +626,83 @@ impl Shared {
             tracing::warn!(target: "hal_daemon", %branch, "turn cut off by the stop; it resumes at the next start");
             handle.abort();
         }
+        // The cut turns' guards release their branches as their tasks are dropped.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !lock(&self.active).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
+}
+
+/// One turn on the guard's branch: re-read the tip (messages committed since the scan planned it are part of
+/// this turn), run the help, and if a person's commit landed in the middle of the turn, answer it too.
+async fn turn(mut guard: TurnGuard, startup: bool) {
+    let shared = guard.shared.clone();
+    let branch = guard.branch.clone();
+    let planned = shared.journal.with(|home| -> hal_store::Result<_> {
+        let thread = home.resolve_thread(&branch)?;
+        let plan = plan_for(home, &thread, startup)?;
+        Ok((thread, plan))
+    });
+    let (thread, help, agent, actor) = match planned {
+        Ok((thread, Plan::Turn { help, agent, actor })) => (thread, help, agent, actor),
+        Ok(_) => {
+            guard.ended = Some(("DONE".to_owned(), "nothing to answer".to_owned()));
+            return;
+        }
+        Err(error) => {
+            guard.ended = Some(("ERROR".to_owned(), error.to_string()));
+            return;
+        }
+    };
+    guard.tickets = lock(&shared.tickets).remove(&branch).unwrap_or_default();
+    let _ = shared.notices.send(Notice::TurnStarted {
+        branch: branch.clone(),
+        help: help.clone(),
+        tickets: guard.tickets.clone(),
+    });
+    tracing::info!(target: "hal_daemon", %branch, %help, %agent, "turn starts");
+    let started = Instant::now();
+    let loaded = shared.loaded();
+    let runner = loaded.runner.clone().with_agent(&agent);
+    let (status, output, end) = match runner.resume(loaded.models.clone(), &thread, &actor, &help).await {
+        Ok(outcome) => (outcome.status.as_str().to_owned(), outcome.output, Some(outcome.commit)),
+        Err(error) => {
+            let text = format!("could not run help `{help}` as agent `{agent}`: {error}");
+            tracing::warn!(target: "hal_daemon", %branch, %error, "turn failed");
+            let current = shared.journal.with(|home| home.resolve_thread(&branch)).unwrap_or(thread.clone());
+            shared.note(&current, &text, ThreadStatus::Error);
+            ("ERROR".to_owned(), text, None)
+        }
+    };
+    shared.metrics.turn_seconds(started.elapsed().as_secs_f64());
+    let pushed = end.is_some_and(|end| {
+        shared.journal.with(|home| persons_commit_between(home, &branch, thread.tip, end)).unwrap_or(false)
+    });
+    guard.ended = Some((status, output));
+    if pushed {
+        // The turn did not see it: read the thread again from its commits and answer in a follow-up turn.
+        runner.forget(&branch);
+        drop(guard);
+        shared.start_turn(branch, false);
+    }
+}
+
+/// Whether a person's message or plain commit sits between `from` (exclusive) and `to` on `branch`: something
+/// pushed while a turn ran.
+fn persons_commit_between(home: &Home, branch: &str, from: ObjectId, to: ObjectId) -> hal_store::Result<bool> {
+    let thread = ThreadRef { id: String::new(), actor: String::new(), branch: branch.to_owned(), tip: to };
+    for step in home.steps_back(&thread).take(10_000) {
+        let step = step?;
+        if step.commit == from {
+            return Ok(false);
+        }
+        let message = StepKind::parse_name(&step.kind) == StepKind::Message
+            && step.actor != HAL_ACTOR
+            && step.status != Some(ThreadStatus::Running);
+        if message || step.step.is_none() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

@@ -25,6 +25,9 @@ pub enum DaemonError {
     /// The runner refused something.
     #[error(transparent)]
     Run(#[from] hal_runner::RunError),
+    /// The thread runs a turn; the command must wait for its end.
+    #[error("{0} is running a turn; try again when it ends")]
+    Busy(String),
     /// The daemon answered with an error.
     #[error("the daemon says: {0}")]
     Remote(String),

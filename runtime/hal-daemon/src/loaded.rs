@@ -1,5 +1,6 @@
 //! What the daemon has in force: the catalogue, tools and models of one commit of `main`, reloaded when `main`
-//! moves. A file that stops being valid keeps its previous valid version in force and becomes a [`Problem`].
+//! moves. A help or agent that stops being valid keeps its previous valid version in force, and `hal.yaml` its
+//! previous settings; an isolate that stops loading is left out. Each becomes a [`Problem`].
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use hal_runner::{Catalog, Journal, Observer, Runner};
 use hal_store::Home;
 use serde::Serialize;
 
-use crate::backchat::{self, Wake};
+use crate::backchat::{self, Dispatch};
 use crate::error::DaemonError;
 
 /// A file on `main` that does not load, and why.
@@ -48,27 +49,37 @@ pub(crate) struct Loaded {
     pub(crate) isolates: Vec<String>,
 }
 
-/// Load what `main` holds now. `previous` supplies the versions kept in force for files that are invalid now.
+/// Before the first load: only the built-ins, no tools, no models.
+pub(crate) fn empty(journal: &Journal) -> Loaded {
+    let runner = Runner::new(journal.clone(), Arc::new(Catalog::builtin()), Toolbox::new());
+    let models: Arc<dyn Models> = Arc::new(Arc::new(hal_runner::model::Recording::new(Vec::new(), Vec::new())));
+    Loaded { main: None, runner, models, problems: Vec::new(), isolates: Vec::new() }
+}
+
+/// Load what `main` of the repo at `root` holds now. `previous` supplies the versions kept in force for files
+/// that are invalid now. The repo is opened afresh, so building and compiling isolates never holds the journal
+/// (every turn and API call waits on it).
 pub(crate) fn load(
+    root: &std::path::Path,
     journal: &Journal,
     previous: Option<&Loaded>,
     models: &ModelSource,
-    wake: Wake,
+    dispatch: Dispatch,
     observer: Observer,
     secrets: &SecretLookup,
 ) -> Result<Loaded, DaemonError> {
-    let (main, catalog, left_out, toolbox) = journal.with(|home: &Home| -> Result<_, DaemonError> {
-        let main = home.main_tip()?;
-        let mut catalog = Catalog::load(home)?;
-        if let Some(previous) = previous {
-            catalog = catalog.keeping_valid_from(previous.runner.catalog());
-        }
-        let mut toolbox = Toolbox::new();
-        backchat::add_tools(&mut toolbox, wake).map_err(DaemonError::Other)?;
-        let left_out = hal_sandbox::catalog::add_repo_tools(&mut toolbox, home, &catalog.settings, secrets)
-            .map_err(DaemonError::Other)?;
-        Ok((main, catalog, left_out, toolbox))
-    })?;
+    let home = Home::open(root)?;
+    let main = home.main_tip()?;
+    let mut catalog = Catalog::load(&home)?;
+    if let Some(previous) = previous {
+        catalog = catalog.keeping_valid_from(previous.runner.catalog());
+    }
+    let mut toolbox = Toolbox::new();
+    backchat::add_tools(&mut toolbox, dispatch).map_err(DaemonError::Other)?;
+    let left_out = match hal_sandbox::catalog::add_repo_tools(&mut toolbox, &home, &catalog.settings, secrets) {
+        Ok(left_out) => left_out,
+        Err(error) => vec![("(the sandbox)".to_owned(), error)],
+    };
     let mut problems = Vec::new();
     let file_of = |source: &hal_runner::catalog::Source| source.to_string().trim_start_matches("main:").to_owned();
     for entry in &catalog.helps {
@@ -93,7 +104,7 @@ pub(crate) fn load(
         problems.push(Problem {
             file: hal_store::CONFIG_FILE.to_owned(),
             error: error.clone(),
-            previous_in_force: previous.is_some(),
+            previous_in_force: previous.is_some_and(|p| p.runner.catalog().settings_error.is_none()),
         });
     }
     for (name, error) in left_out {

@@ -40,10 +40,18 @@ impl DaemonLock {
     /// Take the lock in `dir`, or say which process holds it.
     pub(crate) fn acquire(dir: &Path) -> Result<DaemonLock, DaemonError> {
         let (mut file, path) = open(dir)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(DaemonError::AlreadyRunning { pid: pid_in(&mut file) }),
-            Err(TryLockError::Error(error)) => return Err(DaemonError::io("locking", &path, error)),
+        // A client checking whether a daemon runs holds the lock for an instant: try a few times.
+        let mut attempts = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if attempts < 10 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(TryLockError::WouldBlock) => return Err(DaemonError::AlreadyRunning { pid: pid_in(&mut file) }),
+                Err(TryLockError::Error(error)) => return Err(DaemonError::io("locking", &path, error)),
+            }
         }
         file.set_len(0)
             .and_then(|()| file.rewind())

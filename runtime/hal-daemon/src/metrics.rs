@@ -91,12 +91,14 @@ impl Metrics {
         });
     }
 
-    /// A turn ended with `status` after `seconds`.
-    pub(crate) fn turn(&self, status: &str, seconds: f64) {
-        self.with(|c| {
-            *c.runs.entry(status.to_owned()).or_default() += 1;
-            c.turn_seconds.observe(seconds);
-        });
+    /// A turn ended with `status`.
+    pub(crate) fn turn_ended(&self, status: &str) {
+        self.with(|c| *c.runs.entry(status.to_owned()).or_default() += 1);
+    }
+
+    /// A turn that ran took `seconds`.
+    pub(crate) fn turn_seconds(&self, seconds: f64) {
+        self.with(|c| c.turn_seconds.observe(seconds));
     }
 
     /// `main` was reloaded with `problems` files that do not load.

@@ -47,15 +47,21 @@ pub(crate) fn plan_for(home: &Home, thread: &ThreadRef, startup: bool) -> hal_st
     let mut depth = tip.fact(fact::DEPTH).and_then(|d| d.parse::<u32>().ok());
     let backchat = thread.id == BACKCHAT;
     // The help in force is the one of the newest run (or request); the backchat always talks to HAL.
-    // An interrupted run reads back to its request, which says how deep in sub-helps it is.
+    // An interrupted run reads back to its request, which says how deep in sub-helps it is; a person's
+    // message reads back to the newest run.
     if (help.is_none() && !backchat) || interrupted {
         for step in steps {
             let step = step?;
+            let is_message = StepKind::parse_name(&step.kind) == StepKind::Message;
+            if interrupted && is_message && step.status != Some(ThreadStatus::Running) {
+                // A person's message before the run's request: the run answered it, depth 0.
+                break;
+            }
             if let Some(name) = step.fact(fact::HELP) {
                 help = help.or_else(|| Some(name.to_owned()));
                 agent = agent.or_else(|| step.fact(fact::AGENT).map(str::to_owned));
-                depth = depth.or_else(|| step.fact(fact::DEPTH).and_then(|d| d.parse().ok()));
-                if StepKind::parse_name(&step.kind) == StepKind::Message {
+                if is_message {
+                    depth = depth.or_else(|| step.fact(fact::DEPTH).and_then(|d| d.parse().ok()));
                     break;
                 }
             }

@@ -64,7 +64,7 @@ impl Conversation {
                 break;
             }
         }
-        for message in newest_first.into_iter().rev() {
+        for message in in_call_order(newest_first.into_iter().rev().collect()) {
             conversation.push(message);
         }
         Ok(conversation)
@@ -125,6 +125,35 @@ impl Conversation {
     pub fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
+}
+
+/// `messages` with any user text that sits between a reply's tool calls and their results (a note or a message
+/// committed while the run was between the two) moved after the results: models accept a call's results only
+/// right after the call.
+fn in_call_order(messages: Vec<Message>) -> Vec<Message> {
+    let mut ordered = Vec::with_capacity(messages.len());
+    let mut waiting: Vec<String> = Vec::new();
+    let mut deferred = Vec::new();
+    for message in messages {
+        match &message {
+            Message::Assistant { tool_calls, .. } => {
+                ordered.append(&mut deferred);
+                waiting = tool_calls.iter().map(|call| call.id.clone()).collect();
+                ordered.push(message);
+            }
+            Message::Tool { call_id, .. } => {
+                waiting.retain(|id| id != call_id);
+                ordered.push(message);
+                if waiting.is_empty() {
+                    ordered.append(&mut deferred);
+                }
+            }
+            Message::User { .. } if !waiting.is_empty() => deferred.push(message),
+            Message::User { .. } => ordered.push(message),
+        }
+    }
+    ordered.append(&mut deferred);
+    ordered
 }
 
 /// `message` with its text cut to about `max` bytes (at a character boundary), saying how much was left out, so
@@ -226,6 +255,17 @@ mod tests {
         let mut roomy = Conversation::new(0);
         fill(&mut roomy);
         assert_eq!(roomy.window().len(), 4, "everything fits, no note");
+    }
+
+    #[test]
+    fn a_note_between_a_call_and_its_result_moves_after_the_result() {
+        let call = Message::Assistant {
+            text: String::new(),
+            tool_calls: vec![hal_model::ToolCall { id: "1".into(), name: "t".into(), arguments: "{}".into() }],
+        };
+        let result = Message::Tool { call_id: "1".into(), name: "t".into(), content: "x".into(), is_error: false };
+        let ordered = in_call_order(vec![user("a"), call.clone(), user("note"), result.clone(), user("b")]);
+        assert_eq!(ordered, vec![user("a"), call, result, user("note"), user("b")]);
     }
 
     #[test]

@@ -83,15 +83,19 @@ pub struct Outcome {
 pub enum Event<'a> {
     /// Text of a model reply as it streams in.
     Text {
-        /// The thread.
+        /// The thread's id.
         thread: &'a str,
+        /// Its branch.
+        branch: &'a str,
         /// The new text.
         delta: &'a str,
     },
     /// A step was committed.
     Step {
-        /// The thread.
+        /// The thread's id.
         thread: &'a str,
+        /// Its branch.
+        branch: &'a str,
         /// Its kind.
         kind: &'a StepKind,
         /// One line about it.
@@ -275,7 +279,7 @@ impl Runner {
                         request = request.fact(fact::DEPTH, depth);
                     }
                     let appended = self.journal.with(|home| home.append_step(actor, &thread, &request))?;
-                    self.step_event(&thread.id, &StepKind::Message, input, depth, &request.facts);
+                    self.step_event(&thread, &StepKind::Message, input, depth, &request.facts);
                     let parent = self.journal.with(|home| {
                         let commit = home.repo().find_commit(appended.commit).ok();
                         commit.and_then(|c| c.parent_ids().next().map(|p| p.detach()))
@@ -291,7 +295,22 @@ impl Runner {
                     (thread, conversation, None)
                 }
                 None => {
-                    let conversation = match self.cached_conversation(&thread.branch, Some(thread.tip)) {
+                    // A person's message on top of the tip a kept conversation is current at continues it.
+                    let (tip_message, parent) = self.journal.with(|home| -> Result<_, RunError> {
+                        let tip = home.steps_back(&thread).next().transpose()?;
+                        let commit = home.repo().find_commit(thread.tip).ok();
+                        let parent = commit.and_then(|c| c.parent_ids().next().map(|p| p.detach()));
+                        let message = tip.filter(is_persons_message).map(|step| step.text.trim().to_owned());
+                        Ok((message, parent))
+                    })?;
+                    let cached = match &tip_message {
+                        Some(text) => self.cached_conversation(&thread.branch, parent).map(|mut conversation| {
+                            conversation.push(Message::User { text: text.clone() });
+                            conversation
+                        }),
+                        None => self.cached_conversation(&thread.branch, Some(thread.tip)),
+                    };
+                    let conversation = match cached {
                         Some(conversation) => conversation,
                         None => self.journal.with(|home| Conversation::load(home, &thread, context_tokens))?,
                     };
@@ -314,6 +333,13 @@ impl Runner {
             self.cache_conversation(&state.thread.branch, state.tip, conversation);
             Ok(outcome)
         })
+    }
+
+    /// Forget the conversation kept for `branch`: its thread changed in a way the runner did not see (a commit
+    /// pushed in the middle of a run), so the next run reads it back from the commits.
+    pub fn forget(&self, branch: &str) {
+        let mut cache = self.conversations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.retain(|(b, _, _)| b != branch);
     }
 
     /// The cached conversation of `branch`, if it is current at `tip`.
@@ -437,11 +463,11 @@ impl Runner {
             temperature: prepared.help.runner.temperature,
         };
         let remaining = state.deadline.saturating_duration_since(Instant::now());
-        let thread_id = state.thread.id.clone();
+        let (thread_id, branch) = (state.thread.id.clone(), state.thread.branch.clone());
         let observer = self.observer.clone();
         let mut on_text = move |delta: &str| {
             if let Some(observer) = &observer {
-                observer(&Event::Text { thread: &thread_id, delta });
+                observer(&Event::Text { thread: &thread_id, branch: &branch, delta });
             }
         };
         let turn = match tokio::time::timeout(remaining, prepared.model.complete(&request, &mut on_text)).await {
@@ -748,15 +774,24 @@ impl Runner {
             ),
             _ => first_line(&step.text).to_owned(),
         };
-        self.step_event(&state.thread.id, &step.kind, &summary, state.depth, &step.facts);
+        self.step_event(&state.thread, &step.kind, &summary, state.depth, &step.facts);
         Ok(())
     }
 
-    fn step_event(&self, thread: &str, kind: &StepKind, summary: &str, depth: u32, facts: &[(String, String)]) {
+    fn step_event(&self, thread: &ThreadRef, kind: &StepKind, summary: &str, depth: u32, facts: &[(String, String)]) {
         if let Some(observer) = &self.observer {
-            observer(&Event::Step { thread, kind, summary, depth, facts });
+            observer(&Event::Step { thread: &thread.id, branch: &thread.branch, kind, summary, depth, facts });
         }
     }
+}
+
+/// Whether `step` is a person's message (not the runner's own request, which is `running`): a `message` step by
+/// someone other than HAL, or a plain git commit.
+fn is_persons_message(step: &hal_store::Step) -> bool {
+    let message = StepKind::parse_name(&step.kind) == StepKind::Message
+        && step.actor != HAL_ACTOR
+        && step.status != Some(ThreadStatus::Running);
+    message || (step.step.is_none() && !step.text.trim().is_empty())
 }
 
 /// A committed reply a resumed run still has to act on.
@@ -774,6 +809,8 @@ fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option
         let step = step?;
         match StepKind::parse_name(&step.kind) {
             StepKind::Tool => answered.extend(step.fact(fact::CALL).map(str::to_owned)),
+            // Notes written beside a run (a runtime note, a merge) do not end it.
+            StepKind::System | StepKind::Merged => {}
             StepKind::Reply => {
                 let bad = |reason: String| RunError::BadRecord { commit: step.commit.to_string(), reason };
                 let data = step.data.as_deref().ok_or_else(|| bad("a reply step has no hal-data".to_owned()))?;

@@ -85,17 +85,23 @@ fn interactive(args: &Args, home: &Home, client: Option<&Client>, target: &str) 
 
 /// Send `text` to `target` and wait for the turn that answers it.
 fn exchange(args: &Args, home: &Home, client: Option<&Client>, target: &str, text: &str) -> Result<Answer> {
-    let say = Command::Say { actor: None, thread: target.to_owned(), text: text.to_owned(), help: None, agent: None };
+    let actor = home.resolve_actor(None)?;
+    let say = Command::Say {
+        actor: Some(actor.clone()),
+        thread: target.to_owned(),
+        text: text.to_owned(),
+        help: None,
+        agent: None,
+    };
     if let Some(client) = client {
         let display = remote::Display {
             steps: (args.verbose > 0).then_some(&remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
             text: !args.json,
         };
-        let end = remote::talk(client, target, &say, &display)?;
+        let end = remote::talk(client, &actor, target, &say, &display)?;
         return Ok(Answer { status: end.status, output: end.output, streamed: end.streamed });
     }
     // No daemon: check that the turn can run before writing the message, then run it here.
-    let actor = home.resolve_actor(None)?;
     let defaults = || (hal_daemon::DEFAULT_HELP.to_owned(), hal_runner::catalog::DEFAULT_AGENT.to_owned());
     // A backchat not made yet is made with the message, once the turn is known to be able to run.
     let existing = match target {

@@ -167,7 +167,7 @@ fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
         agent: None,
     };
     let display = super::remote::Display { steps: Some(&print_step), text: false };
-    let end = super::remote::talk(&client, hal_store::BACKCHAT, &say, &display)?;
+    let end = super::remote::talk(&client, actor, hal_store::BACKCHAT, &say, &display)?;
     println!("   HAL: {} ({})", end.output, end.status);
 
     let Some(thread) = home.list_threads()?.into_iter().find(|t| !before.contains(&t.branch)) else {
@@ -175,7 +175,7 @@ fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
         return Ok(());
     };
     println!("\n== thread {} ({}), run by the daemon, step by step", thread.id, thread.branch);
-    follow_to_finish(&client, &thread.branch)?;
+    follow_to_finish(&client, &thread.branch, actor)?;
 
     println!("\n== hal thread merge {}", thread.id);
     let merge = hal_daemon::command::Command::Merge { actor: Some(actor.to_owned()), thread: thread.branch.clone() };
@@ -187,9 +187,9 @@ fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
 }
 
 /// Print each step of `branch` as the daemon commits it, from its first, until its run finishes.
-fn follow_to_finish(client: &hal_daemon::client::Client, branch: &str) -> Result<()> {
+fn follow_to_finish(client: &hal_daemon::client::Client, branch: &str, actor: &str) -> Result<()> {
     super::remote::block_on(async {
-        let mut events = client.follow(branch, Some(&"0".repeat(40))).await?;
+        let mut events = client.follow(branch, Some(&"0".repeat(40)), actor).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
         loop {
             let event = tokio::time::timeout_at(deadline, events.next())

@@ -56,20 +56,28 @@ pub fn step_to_stderr(step: &hal_store::Step) {
     eprintln!("  {}: {line}", step.kind);
 }
 
-/// Send `command` (a message) to the daemon and follow `thread` until the turn it starts ends.
-pub fn talk(client: &Client, thread: &str, command: &Command, display: &Display<'_>) -> Result<TurnEnd> {
+/// Send `command` (a message from `actor`) to the daemon and follow `thread` until the turn that answers it
+/// ends.
+pub fn talk(client: &Client, actor: &str, thread: &str, command: &Command, display: &Display<'_>) -> Result<TurnEnd> {
     block_on(async {
-        let mut events = client.follow(thread, None).await?;
+        let mut events = client.follow(thread, None, actor).await?;
         let response = client.command(command).await?;
-        let id = match &response {
-            Response::Said { thread, .. } | Response::Started { thread, .. } => thread.id.clone(),
-            _ => thread.to_owned(),
+        let (id, ticket) = match &response {
+            Response::Said { thread, ticket, .. } => (thread.id.clone(), *ticket),
+            Response::Started { thread, .. } => (thread.id.clone(), None),
+            _ => (thread.to_owned(), None),
+        };
+        // The turn that answers this message carries its ticket; a daemon without tickets: the first turn that
+        // starts after the message (a turn already running when it came ends first).
+        let answers = |tickets: &[u64], started: bool| match ticket {
+            Some(ticket) => tickets.contains(&ticket),
+            None => started,
         };
         let mut started = false;
         let mut streamed = String::new();
         while let Some(event) = events.next().await? {
             match event {
-                Event::TurnStarted { .. } => started = true,
+                Event::TurnStarted { tickets, .. } => started |= answers(&tickets, true),
                 Event::Text { delta } if display.text => {
                     print!("{delta}");
                     let _ = std::io::stdout().flush();
@@ -80,8 +88,7 @@ pub fn talk(client: &Client, thread: &str, command: &Command, display: &Display<
                         show(&step);
                     }
                 }
-                // A turn that was already running when the message came (it was queued) ends first.
-                Event::TurnEnded { status, output } if started => {
+                Event::TurnEnded { status, output, tickets } if answers(&tickets, started) => {
                     if !streamed.is_empty() {
                         println!();
                     }

@@ -53,7 +53,7 @@ impl Session {
         let mut toolbox = Toolbox::new();
         super::isolate::add_tools(&mut toolbox, &home, &catalog.settings)?;
         // HAL's own commands; without a daemon, threads they start run when one starts.
-        hal_daemon::backchat::add_tools(&mut toolbox, Arc::new(|| {})).map_err(anyhow::Error::msg)?;
+        hal_daemon::backchat::add_tools(&mut toolbox, hal_daemon::backchat::direct()).map_err(anyhow::Error::msg)?;
         catalog.agent(agent)?;
         let mut runner = Runner::new(Journal::new(home), Arc::new(catalog), toolbox).with_agent(agent);
         if !args.json {
@@ -143,6 +143,7 @@ fn help_run_by_daemon(
 ) -> Result<Outcome> {
     // The daemon's catalogue is the one in force (it keeps the last valid version of a file that broke).
     let status = super::remote::block_on(client.status())??;
+    let actor = home.resolve_actor(None)?;
     if !status.helps.iter().any(|help| help == name) {
         Catalog::load(home)?.help(name)?;
         anyhow::bail!("the daemon has no valid help `{name}` (see `hal status`)");
@@ -151,7 +152,7 @@ fn help_run_by_daemon(
         Some(id) => home.resolve_thread(id)?.branch,
         None => {
             let command = Command::NewThread {
-                actor: None,
+                actor: Some(actor.clone()),
                 from: None,
                 title: Some(format!("{name}: {}", title_of(text))),
                 help: None,
@@ -165,7 +166,7 @@ fn help_run_by_daemon(
         }
     };
     let say = Command::Say {
-        actor: None,
+        actor: Some(actor.clone()),
         thread: thread.clone(),
         text: text.to_owned(),
         help: Some(name.to_owned()),
@@ -175,7 +176,7 @@ fn help_run_by_daemon(
         steps: (!args.json).then_some(&super::remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
         text: false,
     };
-    let end = super::remote::talk(client, &thread, &say, &display)?;
+    let end = super::remote::talk(client, &actor, &thread, &say, &display)?;
     if args.json {
         output::json(&end)?;
     } else {

@@ -17,7 +17,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
     match command {
         ThreadCommand::New { from, title } => {
             let command = Command::NewThread {
-                actor: None,
+                actor: Some(home.resolve_actor(None)?),
                 from: from.clone(),
                 title: title.clone(),
                 help: None,
@@ -41,7 +41,14 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
         ThreadCommand::Log { id, count } => log(args, &home, id, *count)?,
         ThreadCommand::Say { id, text } => {
             let text = if text.len() == 1 && text[0] == "-" { read_stdin_text()? } else { text.join(" ") };
-            let say = Command::Say { actor: None, thread: id.clone(), text: text.clone(), help: None, agent: None };
+            let actor = home.resolve_actor(None)?;
+            let say = Command::Say {
+                actor: Some(actor.clone()),
+                thread: id.clone(),
+                text: text.clone(),
+                help: None,
+                agent: None,
+            };
             if let Some(client) = &client {
                 if text.trim().is_empty() {
                     anyhow::bail!("the message is empty");
@@ -52,7 +59,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
                     steps: (!args.json).then_some(&remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
                     text: false,
                 };
-                let end = remote::talk(client, &thread, &say, &display)?;
+                let end = remote::talk(client, &actor, &thread, &say, &display)?;
                 if args.json {
                     output::json(&end)?;
                 } else {
@@ -157,7 +164,7 @@ fn log(args: &Args, home: &Home, id: &str, count: Option<usize>) -> Result<()> {
 }
 
 fn merge(args: &Args, home: &Home, client: Option<&hal_daemon::client::Client>, id: &str) -> Result<Outcome> {
-    let command = Command::Merge { actor: None, thread: id.to_owned() };
+    let command = Command::Merge { actor: Some(home.resolve_actor(None)?), thread: id.to_owned() };
     let Response::Merged { thread, outcome } = remote::apply(home, client, &command)? else {
         anyhow::bail!("the daemon answered something other than a merge");
     };
