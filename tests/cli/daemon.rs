@@ -444,3 +444,64 @@ fn interactive_chat_answers_each_line_through_the_daemon() {
     assert_eq!(messages.len(), 2, "the empty line and what follows /exit are not sent: {messages:#?}");
     assert_eq!(daemon.stop(), 0);
 }
+
+/// While a turn runs: a merge of its thread is refused, a plain git commit pushed to the thread is answered by a
+/// follow-up turn, and SIGTERM with a client still following the turn stops the daemon within its grace time;
+/// the cut turn resumes at the next start.
+#[test]
+fn a_busy_thread_refuses_merges_answers_pushes_afterwards_and_a_stop_does_not_wait_for_clients() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    commit(&sandbox, &repo, &[("helps/greeter.yaml", GREETER)]);
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    server.push([Scripted::text("first")]);
+    let run = hal(&sandbox, &repo, &["help", "run", "greeter", "hello", "--json"]).ok();
+    let id = run.json()["thread"].as_str().expect("thread").to_owned();
+    let branch = threads(&sandbox, &repo).into_iter().find(|t| t["id"] == id.as_str()).expect("thread")["branch"]
+        .as_str()
+        .expect("branch")
+        .to_owned();
+
+    server.push([Scripted::text("slow").delayed(Duration::from_millis(1500)), Scripted::text("saw the push")]);
+    let mut slow = sandbox.hal_command(&repo, &["thread", "say", &id, "slowly"]);
+    slow.env(KEY_VAR, KEY).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let slow = slow.spawn().expect("spawn");
+    eventually("the slow turn to start", &daemon, || (server.requests().len() >= 2).then_some(()));
+    let merge = hal(&sandbox, &repo, &["thread", "merge", &id]);
+    assert_eq!(merge.code, 2, "{merge:?}");
+    assert!(merge.stderr.contains("running a turn"), "{merge:?}");
+    let full = format!("refs/heads/{branch}");
+    let tip = rev(&sandbox, &repo, &full);
+    let pushed = sandbox
+        .git(&repo, &["commit-tree", &format!("{tip}^{{tree}}"), "-p", &tip, "-m", "pushed mid-turn"])
+        .ok()
+        .out()
+        .to_owned();
+    sandbox.git(&repo, &["update-ref", &full, &pushed, &tip]).ok();
+    let slow = Run::from(slow.wait_with_output().expect("wait"));
+    assert!(slow.stdout.contains("slow"), "{slow:?}");
+    eventually("the follow-up turn", &daemon, || {
+        (steps(&sandbox, &repo, &id).last()?["text"] == "saw the push").then_some(())
+    });
+    let request = server.requests().last().expect("request").body.to_string();
+    assert!(request.contains("pushed mid-turn"), "the follow-up read the thread again: {request}");
+
+    // A turn that outlives the stop's grace is cut off, with a client still following it.
+    server.push([Scripted::text("never heard").delayed(Duration::from_secs(60)), Scripted::text("resumed")]);
+    let mut waiting = sandbox.hal_command(&repo, &["thread", "say", &id, "one more"]);
+    waiting.env(KEY_VAR, KEY).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let waiting = waiting.spawn().expect("spawn");
+    let asked = server.requests().len();
+    eventually("the long turn to start", &daemon, || (server.requests().len() > asked).then_some(()));
+    let stopping = Instant::now();
+    assert_eq!(daemon.stop(), 0);
+    assert!(stopping.elapsed() < Duration::from_secs(15), "the stop took {:?}", stopping.elapsed());
+    let waiting = Run::from(waiting.wait_with_output().expect("wait"));
+    assert_ne!(waiting.code, 0, "the client learns the daemon stopped: {waiting:?}");
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    eventually("the cut turn to resume", &daemon, || {
+        (steps(&sandbox, &repo, &id).last()?["text"] == "resumed").then_some(())
+    });
+    assert_eq!(daemon.stop(), 0);
+}

@@ -475,7 +475,7 @@ impl Shared {
             }
             match self.journal.with(|home| plan_for(home, &thread, startup)) {
                 Ok(Plan::Nothing) => {}
-                Ok(Plan::Turn { .. }) => self.start_turn(thread.branch, startup),
+                Ok(Plan::Turn { .. }) => self.start_turn(thread.branch, Why::Scan { startup }),
                 Ok(Plan::Abandon) => self.note(
                     &thread,
                     "interrupted: the daemon stopped during this sub-help's run; its caller runs the help again \
@@ -498,7 +498,7 @@ impl Shared {
     }
 
     /// Start a turn on `branch` unless one runs there already.
-    fn start_turn(self: &Arc<Self>, branch: String, startup: bool) {
+    fn start_turn(self: &Arc<Self>, branch: String, why: Why) {
         {
             let mut active = lock(&self.active);
             if active.contains_key(&branch) || self.stopping.load(Ordering::SeqCst) {
@@ -508,7 +508,7 @@ impl Shared {
         }
         let guard = TurnGuard { shared: self.clone(), branch: branch.clone(), tickets: Vec::new(), ended: None };
         let mut turns = lock(&self.turns);
-        let handle = self.runtime.spawn(async move { turn(guard, startup).await });
+        let handle = self.runtime.spawn(async move { turn(guard, why).await });
         turns.insert(branch, handle.abort_handle());
     }
 
@@ -634,14 +634,32 @@ impl Shared {
     }
 }
 
+/// Why a turn starts.
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    /// A scan found a message (or, at startup, an interrupted run) at the tip.
+    Scan {
+        /// Whether this is the first scan after the start.
+        startup: bool,
+    },
+    /// A person's commit landed in the middle of the previous turn, which did not see it.
+    FollowUp,
+}
+
 /// One turn on the guard's branch: re-read the tip (messages committed since the scan planned it are part of
 /// this turn), run the help, and if a person's commit landed in the middle of the turn, answer it too.
-async fn turn(mut guard: TurnGuard, startup: bool) {
+async fn turn(mut guard: TurnGuard, why: Why) {
     let shared = guard.shared.clone();
     let branch = guard.branch.clone();
     let planned = shared.journal.with(|home| -> hal_store::Result<_> {
         let thread = home.resolve_thread(&branch)?;
-        let plan = plan_for(home, &thread, startup)?;
+        let plan = match why {
+            Why::Scan { startup } => plan_for(home, &thread, startup)?,
+            Why::FollowUp => {
+                let (help, agent) = crate::plan::next_turn(home, &thread)?;
+                Plan::Turn { help, agent, actor: thread.actor.clone() }
+            }
+        };
         Ok((thread, plan))
     });
     let (thread, help, agent, actor) = match planned {
@@ -684,7 +702,7 @@ async fn turn(mut guard: TurnGuard, startup: bool) {
         // The turn did not see it: read the thread again from its commits and answer in a follow-up turn.
         runner.forget(&branch);
         drop(guard);
-        shared.start_turn(branch, false);
+        shared.start_turn(branch, Why::FollowUp);
     }
 }
 
