@@ -26,7 +26,7 @@ use crate::plan::{Plan, plan_for};
 /// How long the scanner waits after a wake-up for more of the same burst.
 const COALESCE: Duration = Duration::from_millis(10);
 /// Notices kept for slow event-stream readers.
-const NOTICE_BUFFER: usize = 65_536;
+const NOTICE_BUFFER: usize = 16_384;
 
 /// How the daemon is set up.
 #[derive(Clone)]
