@@ -4,15 +4,18 @@ use std::path::{Path, PathBuf};
 
 use crate::support::{Sandbox, assert_fsck_clean, new_thread};
 
-/// The hostile guest built by hal-sandbox's build script, found beside this test binary.
-fn hostile_wasm() -> PathBuf {
+/// The hostile guest built by hal-sandbox's build script, found beside this test binary (the newest, when
+/// several builds of hal-sandbox left one).
+pub(crate) fn hostile_wasm() -> PathBuf {
     let deps = std::env::current_exe().expect("test binary").parent().expect("deps dir").to_owned();
     let build = deps.parent().expect("profile dir").join("build");
     std::fs::read_dir(&build)
         .expect("build dir")
         .flatten()
         .map(|entry| entry.path().join("out/hostile.wasm"))
-        .find(|path| path.exists())
+        .filter_map(|path| Some((std::fs::metadata(&path).ok()?.modified().ok()?, path)))
+        .max()
+        .map(|(_, path)| path)
         .expect("hal-sandbox's build script built the hostile guest")
 }
 

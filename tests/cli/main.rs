@@ -13,5 +13,6 @@ mod interop;
 mod isolates;
 mod merge;
 mod runs;
+mod secrets;
 mod support;
 mod threads;

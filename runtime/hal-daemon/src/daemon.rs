@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gix::ObjectId;
-use hal_runner::model::{Models, SecretLookup, env_secret};
+use hal_runner::model::{Models, SecretLookup};
 use hal_runner::{Event, Journal, Observer};
 use hal_store::identity::HAL_ACTOR;
 use hal_store::{Home, NewStep, StepKind, ThreadRef, ThreadStatus, ThreadSummary};
@@ -231,7 +231,7 @@ impl Daemon {
             reported: Mutex::default(),
             wake: Mutex::new(wake_tx.clone()),
             models,
-            secrets: Arc::new(env_secret),
+            secrets: hal_runner::secrets::lookup(),
             runtime: runtime.handle().clone(),
             stopping: AtomicBool::new(false),
         });

@@ -15,6 +15,7 @@ pub mod model;
 pub mod record;
 pub mod replay;
 pub mod run;
+pub mod secrets;
 mod status;
 pub mod tools;
 

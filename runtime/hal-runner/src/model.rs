@@ -57,12 +57,7 @@ pub trait Models: Send + Sync {
 /// Looks up a secret's value by its name.
 pub type SecretLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
-/// The value of the secret `name` from the environment (where secrets live for now); unset or empty is none.
-pub fn env_secret(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.is_empty())
-}
-
-/// Live models: routed by `hal.yaml`, keys read from the environment by the secret names it gives.
+/// Live models: routed by `hal.yaml`, keys read from the secret store by the secret names it gives.
 pub struct LiveModels {
     client: Client,
     settings: Settings,
@@ -85,9 +80,9 @@ impl LiveModels {
         LiveModels { client, settings, secret }
     }
 
-    /// Models from `settings` with keys from environment variables.
-    pub fn from_env(client: Client, settings: Settings) -> LiveModels {
-        LiveModels::new(client, settings, Arc::new(env_secret))
+    /// Models from `settings` with keys from the secret store (or the environment).
+    pub fn from_store(client: Client, settings: Settings) -> LiveModels {
+        LiveModels::new(client, settings, crate::secrets::lookup())
     }
 
     /// The endpoint of the model named `name`.

@@ -368,6 +368,9 @@ impl Runner {
         mut pending: Option<PendingReply>,
     ) -> Result<Outcome, RunError> {
         let prepared = state.prepared;
+        if let Some(question) = missing_secrets(&prepared.tools) {
+            return self.finish(state, Status::Pending, &question, None, None);
+        }
         let system = self.system_prompt(&prepared.agent, &prepared.help);
         let tools = self.tool_specs(prepared);
         loop {
@@ -783,6 +786,36 @@ impl Runner {
             observer(&Event::Step { thread: &thread.id, branch: &thread.branch, kind, summary, depth, facts });
         }
     }
+}
+
+/// What to ask when a tool the run offers needs secrets that are not set: each name once, with the tools that
+/// need it and the command that sets it (secrets are typed in a terminal, never sent in a chat).
+fn missing_secrets(tools: &[Arc<dyn Tool>]) -> Option<String> {
+    let mut missing: Vec<(String, Vec<String>)> = Vec::new();
+    for tool in tools {
+        for name in tool.needs_secrets() {
+            if crate::secrets::get(&name).is_some() {
+                continue;
+            }
+            match missing.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, users)) => users.push(tool.spec().name.clone()),
+                None => missing.push((name, vec![tool.spec().name.clone()])),
+            }
+        }
+    }
+    if missing.is_empty() {
+        return None;
+    }
+    let mut text = String::from("This help needs secrets that are not set:\n");
+    for (name, users) in &missing {
+        text.push_str(&format!("- {name} (for {})\n", users.join(", ")));
+    }
+    text.push_str("Set each in a terminal, never in a chat:\n");
+    for (name, _) in &missing {
+        text.push_str(&format!("  hal secret set {name}\n"));
+    }
+    text.push_str("then answer this thread to go on.");
+    Some(text)
 }
 
 /// Whether `step` is a person's message (not the runner's own request, which is `running`): a `message` step by

@@ -44,6 +44,11 @@ pub trait Tool: Send + Sync {
     /// Its name (`files.read`), purpose and argument schema.
     fn spec(&self) -> &ToolSpec;
 
+    /// The secrets it reads (by name): a run that offers the tool waits (`PENDING`) until each is set.
+    fn needs_secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Call it with `arguments` (valid against the schema) on the thread of `context`.
     fn call<'a>(&'a self, arguments: serde_json::Value, context: &'a mut ToolContext) -> BoxFuture<'a, ToolResult>;
 }

@@ -47,6 +47,10 @@ impl Tool for IsolateFunction {
         &self.spec
     }
 
+    fn needs_secrets(&self) -> Vec<String> {
+        self.isolate.granted.secrets.clone()
+    }
+
     fn call<'a>(&'a self, arguments: serde_json::Value, context: &'a mut ToolContext) -> BoxFuture<'a, ToolResult> {
         Box::pin(async move {
             let tree = context.fork();

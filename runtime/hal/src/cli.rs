@@ -82,6 +82,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         recording: Option<PathBuf>,
     },
+    /// Secrets (API keys, tokens): kept outside git in a file only you can read; the repo only names them.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Talk to HAL in your backchat (or to a thread): interactive, with line editing and history, or one
     /// message with -m.
     Chat {
@@ -91,6 +94,24 @@ pub enum Command {
         /// Talk to this thread instead of the backchat.
         #[arg(long, value_name = "ID")]
         thread: Option<String>,
+    },
+}
+
+/// `hal secret …`
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Store a secret's value, typed at a hidden prompt (or read from standard input when it is not a
+    /// terminal). Never put a secret on the command line or in a chat.
+    Set {
+        /// The secret's name, as hal.yaml and isolate manifests name it (e.g. OPENAI_API_KEY).
+        name: String,
+    },
+    /// The secrets this repo needs, whether each is set, and who needs it (values are never shown).
+    List,
+    /// Remove a secret from the store.
+    Unset {
+        /// The secret's name.
+        name: String,
     },
 }
 

@@ -1,10 +1,7 @@
 //! `hal isolate …`: the isolates a home repo offers, and calling one by hand.
 
-use std::sync::Arc;
-
 use anyhow::{Context, Result};
 use hal_runner::Catalog;
-use hal_runner::model::{SecretLookup, env_secret};
 use hal_runner::tools::{ToolContext, Toolbox};
 use hal_sandbox::catalog::{IsolateEntry, add_repo_tools, load_isolates, sandbox_for};
 use hal_sandbox::{CallContext, Sandbox};
@@ -16,14 +13,10 @@ use super::Outcome;
 use crate::cli::{Args, IsolateCommand};
 use crate::output;
 
-/// Secrets come from the environment, by name, for now.
-fn env_secrets() -> SecretLookup {
-    Arc::new(env_secret)
-}
-
 /// Offer every loadable isolate's functions as tools; isolates that fail to load are logged and left out.
 pub fn add_tools(toolbox: &mut Toolbox, home: &Home, settings: &Settings) -> Result<()> {
-    let left_out = add_repo_tools(toolbox, home, settings, &env_secrets()).map_err(anyhow::Error::msg)?;
+    let left_out =
+        add_repo_tools(toolbox, home, settings, &hal_runner::secrets::lookup()).map_err(anyhow::Error::msg)?;
     for (isolate, error) in left_out {
         tracing::warn!(target: "hal", %isolate, %error, "isolate left out");
     }
@@ -148,7 +141,7 @@ fn call(
         (Some(journal), Some(thread)) => Some(ToolContext::new(journal.clone(), &thread.id, thread.tip)),
         _ => None,
     };
-    let context = CallContext { tree, http: true, secret: env_secrets() };
+    let context = CallContext { tree, http: true, secret: hal_runner::secrets::lookup() };
     let outcome = sandbox.call(isolate, function, arguments, context);
     match outcome {
         Ok(output) => {

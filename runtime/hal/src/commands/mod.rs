@@ -8,6 +8,7 @@ mod init;
 mod isolate;
 mod remote;
 mod run;
+mod secret;
 mod status;
 mod thread;
 
@@ -41,6 +42,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
         Command::Thread(command) => thread::run(args, command),
         Command::Isolate(command) => isolate::run(args, command),
         Command::Status => status::run(args),
+        Command::Secret(command) => secret::run(args, command),
         Command::Daemon { port, recording } => daemon::run(args, *port, recording.as_deref()),
         Command::Chat { message, thread } => chat::run(args, message.as_deref(), thread.as_deref()),
     }

@@ -64,7 +64,7 @@ impl Session {
 
     pub(super) fn live_models(&self) -> Result<Arc<dyn Models>> {
         let client = Client::new(ClientOptions::default())?;
-        Ok(Arc::new(LiveModels::from_env(client, self.runner.catalog().settings.clone())))
+        Ok(Arc::new(LiveModels::from_store(client, self.runner.catalog().settings.clone())))
     }
 
     fn thread(&self, id: &str) -> Result<ThreadRef> {

@@ -34,7 +34,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
         .models
         .iter()
         .map(|(name, model)| {
-            let key = model.key.as_ref().map(|key| json!({"secret": key, "set": hal_runner::model::env_secret(key).is_some()}));
+            let key = model.key.as_ref().map(|key| json!({"secret": key, "set": hal_runner::secrets::get(key).is_some()}));
             json!({"name": name, "provider": model.provider, "model": model.model, "base_url": model.base_url, "key": key})
         })
         .collect();

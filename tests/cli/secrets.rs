@@ -1,0 +1,77 @@
+//! Secrets: kept outside git in a 0600 file, set from stdin or a hidden prompt, asked for by a run that needs
+//! one (PENDING with the exact command), read by the isolate they are granted to, and never in any git object.
+
+use std::path::Path;
+
+use hal_testmodel::{Scripted, ScriptedServer};
+use serde_json::json;
+
+use crate::isolates::hostile_wasm;
+use crate::runs::{KEY, KEY_VAR, commit, home_with_model};
+use crate::support::{Run, Sandbox};
+
+/// A value nobody would write by chance: every git object is searched for it.
+const VALUE: &str = "hal-test-secret-7f3a9c2e5b1d";
+
+fn hal(sandbox: &Sandbox, repo: &Path, args: &[&str]) -> Run {
+    let mut command = sandbox.hal_command(repo, args);
+    command.env(KEY_VAR, KEY);
+    Run::from(command.output().expect("run hal"))
+}
+
+#[test]
+fn a_run_waits_for_an_unset_secret_and_the_value_never_reaches_git() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    let dir = repo.join("isolates/hostile");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::copy(hostile_wasm(), dir.join("hostile.wasm")).expect("copy");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/isolates/hostile/isolate.yaml");
+    std::fs::copy(manifest, dir.join("isolate.yaml")).expect("copy manifest");
+    let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
+    let grant = "sandbox:\n  isolates:\n    hostile:\n      secrets: [DECLARED_SECRET]\n";
+    commit(
+        &sandbox,
+        &repo,
+        &[
+            ("hal.yaml", &format!("{settings}{grant}")),
+            ("helps/leaky.yaml", "description: Reads a secret\ncommands: [hostile.leak]\n"),
+        ],
+    );
+
+    // Unset: the run asks for it before calling the model, with the command to run.
+    let first = hal(&sandbox, &repo, &["help", "run", "leaky", "use the secret", "--json"]);
+    assert_eq!(first.code, 3, "PENDING: {first:?}");
+    let outcome = first.json();
+    let question = outcome["output"].as_str().expect("output");
+    assert!(question.contains("hal secret set DECLARED_SECRET") && question.contains("hostile.leak"), "{question}");
+    assert_eq!(server.requests().len(), 0, "the model is not asked while a secret is missing");
+    let thread = outcome["thread"].as_str().expect("thread").to_owned();
+
+    let list = hal(&sandbox, &repo, &["secret", "list"]).ok().stdout;
+    assert!(list.contains("DECLARED_SECRET") && list.contains("NO") && list.contains("isolate hostile"), "{list}");
+    let bad = sandbox.hal_with_input(&repo, &["secret", "set", "lower-case"], b"x\n");
+    assert_eq!(bad.code, 2);
+    sandbox.hal_with_input(&repo, &["secret", "set", "DECLARED_SECRET"], format!("{VALUE}\n").as_bytes()).ok();
+    let store = sandbox.path(".user-home/.config/hal/secrets.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&store).expect("store").permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let list = hal(&sandbox, &repo, &["secret", "list", "--json"]).ok().json();
+    let row = list.as_array().expect("rows").iter().find(|r| r["name"] == "DECLARED_SECRET").expect("row").clone();
+    assert_eq!(row["set"], true, "{list}");
+
+    // Set: answering the thread resumes the run; the isolate reads the value, which is scrubbed from its result.
+    server.push([Scripted::tool("hostile.leak", json!({})), Scripted::finish("DONE", "used it")]);
+    let resumed = hal(&sandbox, &repo, &["thread", "say", &thread, "done, go on", "--json"]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    let log = hal(&sandbox, &repo, &["thread", "log", &thread]).ok().stdout;
+    assert!(log.contains("<secret DECLARED_SECRET>"), "the isolate got the value, the record has its name: {log}");
+    let request = server.requests().last().expect("request").body.to_string();
+    assert!(!request.contains(VALUE), "the model never sees the value");
+
+    // No object in the repository holds the value.
+    let objects = sandbox.git(&repo, &["cat-file", "--batch-all-objects", "--batch"]).ok();
+    assert!(!objects.stdout.contains(VALUE), "a git object holds the secret");
+    assert!(objects.stdout.len() > 1000, "the scan read the objects");
+}
