@@ -12,6 +12,7 @@ mod init;
 mod interop;
 mod isolates;
 mod merge;
+mod plugins;
 mod runs;
 mod secrets;
 mod support;

@@ -603,8 +603,9 @@ impl Runner {
             subthread = thread;
             result
         } else if state.prepared.tools.iter().any(|tool| tool.spec().name == call.name) {
-            let mut context =
-                ToolContext::new(self.journal.clone(), &state.thread.id, state.tip).with_actor(&state.actor);
+            let mut context = ToolContext::new(self.journal.clone(), &state.thread.id, state.tip)
+                .with_actor(&state.actor)
+                .with_config(&state.prepared.help.config);
             let remaining = state.deadline.saturating_duration_since(Instant::now());
             let result = tokio::time::timeout(remaining, self.toolbox.call(&call.name, &call.arguments, &mut context))
                 .await

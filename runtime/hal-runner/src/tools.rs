@@ -58,6 +58,7 @@ pub struct ToolContext {
     journal: Journal,
     thread: String,
     actor: String,
+    config: serde_json::Map<String, serde_json::Value>,
     base: ObjectId,
     writes: Vec<(String, Vec<u8>)>,
 }
@@ -65,13 +66,31 @@ pub struct ToolContext {
 impl ToolContext {
     /// A context on `thread` whose tree is that of commit `base`.
     pub fn new(journal: Journal, thread: &str, base: ObjectId) -> ToolContext {
-        ToolContext { journal, thread: thread.to_owned(), actor: String::new(), base, writes: Vec::new() }
+        ToolContext {
+            journal,
+            thread: thread.to_owned(),
+            actor: String::new(),
+            config: serde_json::Map::new(),
+            base,
+            writes: Vec::new(),
+        }
     }
 
     /// The same context, for a run on behalf of `actor`.
     pub fn with_actor(mut self, actor: &str) -> ToolContext {
         actor.clone_into(&mut self.actor);
         self
+    }
+
+    /// The same context, for a run of a help whose `config` section is `config`.
+    pub fn with_config(mut self, config: &serde_json::Map<String, serde_json::Value>) -> ToolContext {
+        self.config.clone_from(config);
+        self
+    }
+
+    /// The `config` section of the help the run executes (empty outside a run).
+    pub fn config(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.config
     }
 
     /// On whose behalf the run works (empty when not known).
@@ -92,7 +111,9 @@ impl ToolContext {
     /// A new context on the same thread and tree, without this one's writes: for work done elsewhere (another
     /// thread of the process) whose writes are then applied here.
     pub fn fork(&self) -> ToolContext {
-        ToolContext::new(self.journal.clone(), &self.thread, self.base).with_actor(&self.actor)
+        ToolContext::new(self.journal.clone(), &self.thread, self.base)
+            .with_actor(&self.actor)
+            .with_config(&self.config)
     }
 
     /// The file at `path`, as this call sees it.

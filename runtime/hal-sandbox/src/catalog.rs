@@ -85,6 +85,7 @@ pub fn load_isolates(sandbox: &Sandbox, settings: &Settings, home: Option<&Home>
             Err(error) => tracing::warn!(target: "hal_sandbox", %error, "cannot list the isolates on main"),
         }
     }
+    let plugins = home.map(|home| crate::plugins::repo_plugins(home, sandbox.cache_dir())).unwrap_or_default();
     let mut entries: Vec<IsolateEntry> = sources
         .into_iter()
         .map(|found| {
@@ -97,6 +98,17 @@ pub fn load_isolates(sandbox: &Sandbox, settings: &Settings, home: Option<&Home>
             }
         })
         .collect();
+    for (name, source, built) in plugins {
+        let loaded = if entries.iter().any(|e| e.name == name) {
+            Err(format!("an isolate is named `{name}` too: rename the plugin"))
+        } else {
+            built.and_then(|(wasm, manifest)| crate::plugins::load_plugin(sandbox, settings, &manifest, &name, &wasm))
+        };
+        entries.push(match loaded {
+            Ok(isolate) => IsolateEntry { name, source, isolate: Some(Arc::new(isolate)), error: None },
+            Err(error) => IsolateEntry { name, source, isolate: None, error: Some(error) },
+        });
+    }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     entries
 }
@@ -187,5 +199,6 @@ pub fn add_repo_tools(
         }
     }
     crate::add_isolate_tools(toolbox, &sandbox, &isolates, secrets)?;
+    crate::plugins::add_plugin_tools(toolbox, &sandbox, settings, secrets)?;
     Ok(left_out)
 }

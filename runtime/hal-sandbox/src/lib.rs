@@ -15,6 +15,8 @@ mod capabilities;
 pub mod catalog;
 mod host;
 mod limits;
+pub mod plugins;
+pub mod python;
 pub mod source;
 mod state;
 mod tool;

@@ -2,8 +2,11 @@
 //! name on `main` (`helps/<name>.yaml`, `agents/<name>.yaml`).
 
 /// Built-in helps: name and YAML text.
-pub const HELPS: &[(&str, &str)] =
-    &[("goalie", include_str!("../../../helps/goalie.yaml")), ("hal", include_str!("../../../helps/hal.yaml"))];
+pub const HELPS: &[(&str, &str)] = &[
+    ("goalie", include_str!("../../../helps/goalie.yaml")),
+    ("hal", include_str!("../../../helps/hal.yaml")),
+    ("plugin-author", include_str!("../../../helps/plugin-author.yaml")),
+];
 
 /// Built-in agents: name and YAML text.
 pub const AGENTS: &[(&str, &str)] = &[("hal", include_str!("../../../agents/hal.yaml"))];

@@ -1,0 +1,308 @@
+//! Plugins in the sandbox: the versions on `main` offered as isolates (the newest as `<name>`, each as
+//! `<name>@v<N>`), and the tools a help uses to build and test a plugin on its own thread (`plugins.build`,
+//! `plugins.test`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hal_model::ToolSpec;
+use hal_runner::model::SecretLookup;
+use hal_runner::tools::{BoxFuture, Tool, ToolContext, ToolResult, Toolbox};
+use hal_spec::{PluginManifest, PluginTest, Settings};
+use hal_store::{Home, StepKind};
+use serde_json::{Value, json};
+
+use crate::capabilities::Granted;
+use crate::host::{CallContext, Isolate, Sandbox};
+use crate::limits::Limits;
+
+/// Where plugins live in a tree.
+pub const PLUGINS_DIR: &str = "plugins";
+/// Failed test runs of one plugin version on a thread before `plugins.test` refuses to go on, unless the help's
+/// `config.attempts` says otherwise.
+pub const DEFAULT_ATTEMPTS: u64 = 3;
+
+/// Files of a plugin version: paths relative to its directory, with their contents.
+pub type PluginFiles = Vec<(String, Vec<u8>)>;
+
+/// A plugin on `main` to offer: its isolate name, where it comes from, and its component and manifest (or why
+/// it cannot be offered).
+pub(crate) type FoundPlugin = (String, String, Result<(Vec<u8>, PluginManifest), String>);
+
+/// One plugin version in a tree: `plugins/<name>/v<version>/`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PluginVersion {
+    /// The plugin's name.
+    pub name: String,
+    /// Its version.
+    pub version: u32,
+}
+
+impl PluginVersion {
+    /// Its directory.
+    pub fn dir(&self) -> String {
+        format!("{PLUGINS_DIR}/{}/v{}", self.name, self.version)
+    }
+}
+
+/// The plugin versions among `files` (paths of a tree), sorted by name, then version.
+pub fn versions_in<'a>(files: impl Iterator<Item = &'a str>) -> Vec<PluginVersion> {
+    let mut versions: Vec<PluginVersion> = files
+        .filter_map(|path| {
+            let rest = path.strip_prefix(&format!("{PLUGINS_DIR}/"))?.strip_suffix("/plugin.yaml")?;
+            let (name, version) = rest.split_once('/')?;
+            let version = version.strip_prefix('v')?.parse().ok()?;
+            (!name.contains('/')).then(|| PluginVersion { name: name.to_owned(), version })
+        })
+        .collect();
+    versions.sort();
+    versions.dedup();
+    versions
+}
+
+/// A plugin version's manifest and files (paths relative to its directory), checked against its place.
+pub fn read_plugin(version: &PluginVersion, files: PluginFiles) -> Result<(PluginManifest, PluginFiles), String> {
+    let dir = version.dir();
+    let text = files
+        .iter()
+        .find(|(path, _)| path == "plugin.yaml")
+        .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+        .ok_or_else(|| format!("{dir} has no plugin.yaml"))?;
+    let manifest = PluginManifest::parse(&format!("{dir}/plugin.yaml"), &text).map_err(|e| e.to_string())?;
+    if manifest.name != version.name || manifest.version != version.version {
+        return Err(format!(
+            "{dir}/plugin.yaml says name `{}`, version {}: they must be the directory's ({}, {})",
+            manifest.name, manifest.version, version.name, version.version
+        ));
+    }
+    Ok((manifest, files))
+}
+
+/// Load a built plugin into `sandbox` as the isolate `isolate` (its name, or `<name>@v<N>`), with what
+/// `settings` grants the plugin's name.
+pub fn load_plugin(
+    sandbox: &Sandbox,
+    settings: &Settings,
+    manifest: &PluginManifest,
+    isolate: &str,
+    wasm: &[u8],
+) -> Result<Isolate, String> {
+    let policy = settings.sandbox.isolates.get(&manifest.name);
+    let granted = Granted::new(&manifest.name, &manifest.capabilities, policy, false);
+    let limits =
+        Limits::resolve(policy.map(|p| p.limits).unwrap_or_default(), manifest.limits, settings.sandbox.limits);
+    sandbox.load(wasm, manifest.as_isolate(isolate), granted, limits, false)
+}
+
+/// Progress of slow plugin work, for the person watching.
+fn progress(message: &str) {
+    tracing::info!(target: "hal_sandbox", "{message}");
+    eprintln!("hal: {message}");
+}
+
+/// The plugins on `main` as isolates to load: `(isolate name, source, component and manifest or why not)`.
+pub(crate) fn repo_plugins(home: &Home, cache: Option<&std::path::Path>) -> Vec<FoundPlugin> {
+    let Ok(Some(main)) = home.main_tip() else { return Vec::new() };
+    let Ok(files) = home.list_files(main, PLUGINS_DIR) else { return Vec::new() };
+    let versions = versions_in(files.iter().map(|(path, _)| path.as_str()));
+    let mut found = Vec::new();
+    for (index, version) in versions.iter().enumerate() {
+        let newest = versions.get(index + 1).is_none_or(|next| next.name != version.name);
+        let built = (|| {
+            let cache = cache.ok_or("there is no cache directory to build plugins in")?;
+            let files = home.files_in(main, &version.dir()).map_err(|e| e.to_string())?;
+            let (manifest, files) = read_plugin(version, files)?;
+            let wasm = crate::python::build(&manifest, &files, cache, &progress)?;
+            Ok::<_, String>((wasm, manifest))
+        })();
+        let source = format!("main:{}", version.dir());
+        if newest {
+            found.push((version.name.clone(), source.clone(), built.clone()));
+        }
+        found.push((format!("{}@v{}", version.name, version.version), source, built));
+    }
+    found
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Build,
+    Test,
+}
+
+struct PluginTool {
+    spec: ToolSpec,
+    kind: Kind,
+    sandbox: Arc<Sandbox>,
+    settings: Settings,
+    cache: Option<PathBuf>,
+    secret: SecretLookup,
+}
+
+/// Offer `plugins.build` and `plugins.test`: build, and build and test, a plugin version in the thread's tree.
+pub fn add_plugin_tools(
+    toolbox: &mut Toolbox,
+    sandbox: &Arc<Sandbox>,
+    settings: &Settings,
+    secret: &SecretLookup,
+) -> Result<(), String> {
+    let parameters = json!({"type": "object", "required": ["name", "version"], "additionalProperties": false,
+        "properties": {"name": {"type": "string", "description": "The plugin's name (plugins/<name>/)"},
+            "version": {"type": "integer", "minimum": 1, "description": "Its version N (plugins/<name>/v<N>/)"}}});
+    let tools = [
+        (
+            Kind::Build,
+            "plugins.build",
+            "Build the plugin plugins/<name>/v<version>/ of this thread (plugin.yaml, plugin.py) into a WebAssembly \
+             component. Returns what it offers, or the build's errors (Python syntax and import errors included).",
+        ),
+        (
+            Kind::Test,
+            "plugins.test",
+            "Build the plugin plugins/<name>/v<version>/ of this thread and run its tests.yaml in the sandbox. \
+             Returns each case that failed and why, or that all passed.",
+        ),
+    ];
+    for (kind, name, description) in tools {
+        toolbox.add(Arc::new(PluginTool {
+            spec: ToolSpec {
+                name: name.to_owned(),
+                description: description.to_owned(),
+                parameters: parameters.clone(),
+            },
+            kind,
+            sandbox: sandbox.clone(),
+            settings: settings.clone(),
+            cache: sandbox.cache_dir().map(std::path::Path::to_owned),
+            secret: secret.clone(),
+        }))?;
+    }
+    Ok(())
+}
+
+impl Tool for PluginTool {
+    fn spec(&self) -> &ToolSpec {
+        &self.spec
+    }
+
+    fn call<'a>(&'a self, arguments: Value, context: &'a mut ToolContext) -> BoxFuture<'a, ToolResult> {
+        Box::pin(async move {
+            let name = arguments.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let version = arguments.get("version").and_then(Value::as_u64).unwrap_or_default();
+            let version = PluginVersion { name, version: u32::try_from(version).unwrap_or(u32::MAX) };
+            let limit = context.config().get("attempts").and_then(Value::as_u64).unwrap_or(DEFAULT_ATTEMPTS);
+            if matches!(self.kind, Kind::Test) {
+                let failed = failed_tests(context, &version);
+                if failed >= limit {
+                    return ToolResult::error(format!(
+                        "{} failed its tests {failed} times, the limit (config.attempts of the help, default \
+                         {DEFAULT_ATTEMPTS}): finish with ERROR and the last failure",
+                        version.dir()
+                    ));
+                }
+            }
+            let files = match plugin_files(context, &version) {
+                Ok(files) => files,
+                Err(error) => return ToolResult::error(error),
+            };
+            let fork = context.fork();
+            let (kind, sandbox, settings, cache, secret) =
+                (self.kind, self.sandbox.clone(), self.settings.clone(), self.cache.clone(), self.secret.clone());
+            let work = tokio::task::spawn_blocking(move || {
+                build_and_test(kind, &sandbox, &settings, cache.as_deref(), &secret, &version, files, fork)
+            });
+            match work.await {
+                Ok(Ok(report)) => ToolResult::ok(report),
+                Ok(Err(report)) => ToolResult::error(report),
+                Err(error) => ToolResult::error(format!("the build's worker failed: {error}")),
+            }
+        })
+    }
+}
+
+/// The files of `version` as the call sees the thread's tree (its own writes included).
+fn plugin_files(context: &ToolContext, version: &PluginVersion) -> Result<PluginFiles, String> {
+    let prefix = format!("{}/", version.dir());
+    let mut files = Vec::new();
+    for (path, _) in context.list()? {
+        if let Some(relative) = path.strip_prefix(&prefix)
+            && let Some(content) = context.read(&path)?
+        {
+            files.push((relative.to_owned(), content));
+        }
+    }
+    if files.is_empty() {
+        return Err(format!(
+            "this thread has no {}/: write plugin.yaml, plugin.py and tests.yaml there first",
+            version.dir()
+        ));
+    }
+    Ok(files)
+}
+
+/// How many earlier `plugins.test` calls on this thread failed for `version`.
+fn failed_tests(context: &ToolContext, version: &PluginVersion) -> u64 {
+    let marker = format!("{} ", version.dir());
+    context.journal().with(|home| {
+        let Ok(thread) = home.resolve_thread(context.thread()) else { return 0 };
+        home.steps_back(&thread)
+            .take(2000)
+            .filter_map(Result::ok)
+            .filter(|step| {
+                StepKind::parse_name(&step.kind) == StepKind::Tool
+                    && step.fact("Hal-Tool") == Some("plugins.test")
+                    && step.fact("Hal-Outcome") == Some("error")
+                    && step.text.starts_with(&marker)
+            })
+            .count() as u64
+    })
+}
+
+/// Build `version` (and for [`Kind::Test`] run its tests): the report, `Err` when the build or a test fails.
+#[allow(clippy::too_many_arguments)]
+fn build_and_test(
+    kind: Kind,
+    sandbox: &Sandbox,
+    settings: &Settings,
+    cache: Option<&std::path::Path>,
+    secret: &SecretLookup,
+    version: &PluginVersion,
+    files: PluginFiles,
+    tree: ToolContext,
+) -> Result<String, String> {
+    let dir = version.dir();
+    let fail = |what: String| format!("{dir} {what}");
+    let cache = cache.ok_or_else(|| fail("cannot be built: there is no cache directory".to_owned()))?;
+    let (manifest, files) = read_plugin(version, files).map_err(|e| fail(format!("is invalid: {e}")))?;
+    let tests_text =
+        files.iter().find(|(path, _)| path == "tests.yaml").map(|(_, b)| String::from_utf8_lossy(b).into_owned());
+    let wasm =
+        crate::python::build(&manifest, &files, cache, &progress).map_err(|e| fail(format!("does not build:\n{e}")))?;
+    let isolate = load_plugin(sandbox, settings, &manifest, &version.name, &wasm)
+        .map_err(|e| fail(format!("built, but does not load: {e}")))?;
+    let offers: Vec<&str> = isolate.functions.iter().map(|(name, _, _)| name.as_str()).collect();
+    let built = format!("built: {} MB, offers {}", wasm.len() / 1_000_000, offers.join(", "));
+    if matches!(kind, Kind::Build) {
+        return Ok(format!("{dir} {built}"));
+    }
+    let text = tests_text.ok_or_else(|| fail("has no tests.yaml: write at least one case".to_owned()))?;
+    let cases = PluginTest::parse_all(&format!("{dir}/tests.yaml"), &text)
+        .map_err(|e| fail(format!("has invalid tests: {e}")))?;
+    let mut failures = Vec::new();
+    for (n, case) in cases.iter().enumerate() {
+        let context = CallContext { tree: Some(tree.fork()), http: true, secret: secret.clone() };
+        let outcome = sandbox
+            .call(&isolate, &case.call, &case.arguments.to_string(), context)
+            .map(|output| output.result)
+            .map_err(|error| error.to_string());
+        if let Some(problem) = case.check(&outcome) {
+            let label = case.name.clone().unwrap_or_else(|| format!("case {}", n + 1));
+            failures.push(format!("- {label}: {}({}) {problem}", case.call, case.arguments));
+        }
+    }
+    if failures.is_empty() {
+        Ok(format!("{dir} {built}; all {} tests pass", cases.len()))
+    } else {
+        Err(format!("{dir} {built}; {} of {} tests fail:\n{}", failures.len(), cases.len(), failures.join("\n")))
+    }
+}

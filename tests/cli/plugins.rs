@@ -1,0 +1,93 @@
+//! Plugins end to end: `plugin-author` writes a Python plugin on its thread, the first version fails a test,
+//! the model fixes it, the second passes; the thread is merged; a help that lists the plugin calls it. The model
+//! is the scripted server; componentize-py, the sandbox and git are real.
+
+use std::path::Path;
+
+use hal_testmodel::{Scripted, ScriptedServer};
+use serde_json::json;
+
+use crate::runs::{KEY, KEY_VAR, commit, home_with_model};
+use crate::support::{Run, Sandbox, assert_fsck_clean, tree_paths};
+
+fn hal(sandbox: &Sandbox, repo: &Path, args: &[&str]) -> Run {
+    let mut command = sandbox.hal_command(repo, args);
+    command.env(KEY_VAR, KEY);
+    Run::from(command.output().expect("run hal"))
+}
+
+const MANIFEST: &str = "name: convert\nversion: 1\ndescription: Converts lengths.\nfunctions:\n  - name: convert\n    \
+                        description: Convert a length between m, km, mi and ft.\n    parameters:\n      type: object\n      \
+                        required: [value, unit_from, unit_to]\n";
+
+const TESTS: &str = "- call: convert\n  arguments: {value: 2, unit_from: km, unit_to: m}\n  expect: {value: 2000, unit: m}\n\
+                     - call: convert\n  arguments: {value: 1, unit_from: km, unit_to: parsec}\n  expect_error: unknown unit\n";
+
+/// A plugin with a wrong factor for kilometres.
+const BUGGY: &str = "FACTORS = {\"m\": 1.0, \"km\": 100.0, \"mi\": 1609.344, \"ft\": 0.3048}\n\n\ndef convert(value, unit_from, \
+                     unit_to):\n    for unit in (unit_from, unit_to):\n        if unit not in FACTORS:\n            raise \
+                     ValueError(\"unknown unit %s\" % unit)\n    return {\"value\": value * FACTORS[unit_from] / \
+                     FACTORS[unit_to], \"unit\": unit_to}\n";
+
+fn fixed() -> String {
+    BUGGY.replace("\"km\": 100.0", "\"km\": 1000.0")
+}
+
+#[test]
+fn plugin_author_writes_a_plugin_that_passes_its_tests_on_the_second_try_and_a_help_calls_it_after_the_merge() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    let dir = "plugins/convert/v1";
+    server.push([
+        Scripted::tools(&[
+            ("files.write", json!({"path": format!("{dir}/plugin.yaml"), "content": MANIFEST})),
+            ("files.write", json!({"path": format!("{dir}/plugin.py"), "content": BUGGY})),
+            ("files.write", json!({"path": format!("{dir}/tests.yaml"), "content": TESTS})),
+        ]),
+        Scripted::tool("plugins.test", json!({"name": "convert", "version": 1})),
+        Scripted::tool("files.write", json!({"path": format!("{dir}/plugin.py"), "content": fixed()})),
+        Scripted::tool("plugins.test", json!({"name": "convert", "version": 1})),
+        Scripted::finish("DONE", "plugins/convert/v1: convert(value, unit_from, unit_to); list `convert` in commands"),
+    ]);
+    let run = hal(&sandbox, &repo, &["help", "run", "plugin-author", "Write a plugin that converts lengths", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let thread = run.json()["thread"].as_str().expect("thread").to_owned();
+    let log = hal(&sandbox, &repo, &["thread", "log", &thread, "--json"]).ok().json();
+    let tests: Vec<(String, String)> = log
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|s| s["facts"].to_string().contains("plugins.test"))
+        .map(|s| {
+            let outcome =
+                s["facts"].as_array().and_then(|f| f.iter().find(|f| f[0] == "Hal-Outcome")).map(|f| f[1].to_string());
+            (outcome.unwrap_or_default(), s["text"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    assert_eq!(tests.len(), 2, "{tests:#?}");
+    assert!(tests[0].0.contains("error") && tests[0].1.contains("1 of 2 tests fail"), "{tests:#?}");
+    assert!(tests[0].1.contains("expected {\"unit\":\"m\",\"value\":2000}"), "{tests:#?}");
+    assert!(tests[1].0.contains("ok") && tests[1].1.contains("all 2 tests pass"), "{tests:#?}");
+
+    let merged = hal(&sandbox, &repo, &["thread", "merge", &thread]).ok();
+    assert!(merged.stdout.contains("merged"), "{merged:?}");
+    let files = tree_paths(&sandbox, &repo, "main");
+    for file in ["plugin.yaml", "plugin.py", "tests.yaml"] {
+        assert!(files.contains(&format!("{dir}/{file}")), "{files:?}");
+    }
+    commit(&sandbox, &repo, &[("helps/measure.yaml", "description: Converts lengths\ncommands: [convert]\n")]);
+    let isolates = hal(&sandbox, &repo, &["isolate", "list"]).ok().stdout;
+    assert!(isolates.contains("convert@v1") && isolates.contains("main:plugins/convert/v1"), "{isolates}");
+
+    server.push([
+        Scripted::tool("convert.convert", json!({"value": 2, "unit_from": "km", "unit_to": "m"})),
+        Scripted::finish("DONE", "2 km is 2000 m"),
+    ]);
+    let run = hal(&sandbox, &repo, &["help", "run", "measure", "How many metres are 2 km?", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let thread = run.json()["thread"].as_str().expect("thread").to_owned();
+    let log = hal(&sandbox, &repo, &["thread", "log", &thread]).ok().stdout;
+    assert!(log.contains("\"value\": 2000.0"), "the plugin answered: {log}");
+    assert_fsck_clean(&sandbox, &repo);
+}
