@@ -89,5 +89,21 @@ fn plugin_author_writes_a_plugin_that_passes_its_tests_on_the_second_try_and_a_h
     let thread = run.json()["thread"].as_str().expect("thread").to_owned();
     let log = hal(&sandbox, &repo, &["thread", "log", &thread]).ok().stdout;
     assert!(log.contains("\"value\": 2000.0"), "the plugin answered: {log}");
+
+    // A version on main never changes: a thread that edits v1 is refused; a new version merges.
+    let edit = crate::support::new_thread(&sandbox, &repo, "edit v1");
+    sandbox
+        .hal_with_input(&repo, &["thread", "write", &edit, &format!("{dir}/plugin.py")], b"def convert(): pass\n")
+        .ok();
+    let refused = hal(&sandbox, &repo, &["thread", "merge", &edit]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("a version never changes") && refused.stderr.contains("v1/plugin.py"),
+        "{refused:?}"
+    );
+    let bump = crate::support::new_thread(&sandbox, &repo, "v2");
+    let v2 = MANIFEST.replace("version: 1", "version: 2");
+    sandbox.hal_with_input(&repo, &["thread", "write", &bump, "plugins/convert/v2/plugin.yaml"], v2.as_bytes()).ok();
+    hal(&sandbox, &repo, &["thread", "merge", &bump]).ok();
     assert_fsck_clean(&sandbox, &repo);
 }

@@ -43,6 +43,21 @@ pub enum MergeOutcome {
         /// The conflicting paths.
         paths: Vec<String>,
     },
+    /// The thread changes or deletes files of plugin versions that are on `main`, which never change (a change
+    /// is a new version directory); nothing was changed.
+    Immutable {
+        /// The files it would change.
+        paths: Vec<String>,
+    },
+}
+
+/// Whether `path` lies in a plugin version directory, `plugins/<name>/v<N>/…`.
+fn in_plugin_version(path: &str) -> bool {
+    let mut parts = path.split('/');
+    parts.next() == Some("plugins")
+        && parts.next().is_some()
+        && parts.next().is_some_and(|v| v.len() > 1 && v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit()))
+        && parts.next().is_some()
 }
 
 impl Home {
@@ -68,6 +83,10 @@ impl Home {
                 }
             };
             let state = self.state_at(tip, &thread.branch)?;
+            let changed = self.changed_plugin_files(main_tip, merged_tree.unwrap_or(state.tree))?;
+            if !changed.is_empty() {
+                return Ok(MergeOutcome::Immutable { paths: changed });
+            }
             let record = StepRecord {
                 thread: thread.id.clone(),
                 number: state.steps + 1,
@@ -111,6 +130,24 @@ impl Home {
             attempts: MAX_ATTEMPTS,
             reason: "main kept moving while the merge was prepared".into(),
         })
+    }
+
+    /// Files of plugin versions on `main` (at `main_tip`) that `tree` changes or lacks.
+    fn changed_plugin_files(&self, main_tip: ObjectId, tree: ObjectId) -> Result<Vec<String>> {
+        let published: Vec<(String, ObjectId)> =
+            self.file_ids(main_tip)?.into_iter().filter(|(path, _)| in_plugin_version(path)).collect();
+        if published.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tree = self.repo().find_tree(tree).git_context(|| format!("reading tree {tree}"))?;
+        let mut changed = Vec::new();
+        for (path, id) in published {
+            let entry = tree.lookup_entry_by_path(&path).git_context(|| format!("looking up {path}"))?;
+            if entry.is_none_or(|entry| entry.oid() != id.as_ref()) {
+                changed.push(path);
+            }
+        }
+        Ok(changed)
     }
 
     /// Whether `ancestor` is reachable from `descendant` (or equal to it).

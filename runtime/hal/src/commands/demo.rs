@@ -276,5 +276,8 @@ fn report_merge(outcome: &MergeOutcome, branch: &str) {
         MergeOutcome::Conflict { paths } => {
             println!("   refused: {branch} conflicts with main in {}; main is unchanged", paths.join(", "));
         }
+        MergeOutcome::Immutable { paths } => {
+            println!("   refused: {branch} changes plugin versions on main ({}); main is unchanged", paths.join(", "));
+        }
     }
 }

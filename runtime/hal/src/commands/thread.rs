@@ -188,10 +188,19 @@ fn merge(args: &Args, home: &Home, client: Option<&hal_daemon::client::Client>, 
                     eprintln!("  {path}");
                 }
             }
+            MergeOutcome::Immutable { paths } => {
+                eprintln!(
+                    "cannot merge {}: it changes plugin versions that are on main, and a version never changes                      (put the change in a new directory v<N+1>); nothing was changed:",
+                    thread.branch
+                );
+                for path in paths {
+                    eprintln!("  {path}");
+                }
+            }
         }
     }
     Ok(match outcome {
-        MergeOutcome::Conflict { .. } => Outcome::Conflict,
+        MergeOutcome::Conflict { .. } | MergeOutcome::Immutable { .. } => Outcome::Conflict,
         _ => Outcome::Done,
     })
 }
