@@ -107,3 +107,52 @@ fn plugin_author_writes_a_plugin_that_passes_its_tests_on_the_second_try_and_a_h
     hal(&sandbox, &repo, &["thread", "merge", &bump]).ok();
     assert_fsck_clean(&sandbox, &repo);
 }
+
+/// A plugin that tries to escape is contained like any isolate: no files, no network, bounded memory and time,
+/// no undeclared secret; each attempt is a clear error and the next call is served.
+#[test]
+fn a_plugin_that_tries_to_escape_is_contained() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let source = "import hal\n\n\ndef passwd():\n    return open('/etc/passwd').read()\n\n\ndef connect():\n    \
+                  import socket\n    return str(socket.create_connection(('127.0.0.1', 22)))\n\n\ndef hog():\n    \
+                  blocks = []\n    while True:\n        blocks.append(bytearray(64 * 1024 * 1024))\n\n\ndef spin():\n    \
+                  while True:\n        pass\n\n\ndef steal():\n    return hal.secret('HOME_SECRET')\n\n\ndef ok():\n    \
+                  return 'still here'\n";
+    let functions: String = ["passwd", "connect", "hog", "spin", "steal", "ok"]
+        .iter()
+        .map(|f| format!("  - name: {f}\n    description: {f}\n"))
+        .collect();
+    let manifest = format!("name: escape\nversion: 1\ndescription: Tries to get out.\nfunctions:\n{functions}");
+    let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
+    commit(
+        &sandbox,
+        &repo,
+        &[
+            ("plugins/escape/v1/plugin.yaml", &manifest),
+            ("plugins/escape/v1/plugin.py", source),
+            ("hal.yaml", &format!("{settings}\nsandbox:\n  limits: {{wall_ms: 3000, memory_mb: 96}}\n")),
+        ],
+    );
+    let call = |function: &str| {
+        let mut command = sandbox.hal_command(&repo, &["isolate", "call", "escape", function]);
+        command.env("HOME_SECRET", "should-not-be-readable");
+        Run::from(command.output().expect("run hal"))
+    };
+    for (function, expected) in [
+        ("passwd", "/etc/passwd"),
+        ("connect", "socket"),
+        ("hog", "MemoryError"),
+        ("spin", "than its limit of"),
+        ("steal", "HOME_SECRET"),
+    ] {
+        let run = call(function);
+        assert_eq!(run.code, 1, "{function}: {run:?}");
+        assert!(run.stderr.contains(expected), "{function}: {}", run.stderr);
+        assert!(!run.stdout.contains("should-not-be-readable") && !run.stderr.contains("should-not-be-readable"));
+        let ok = call("ok");
+        assert_eq!(ok.code, 0, "after {function}: {ok:?}");
+        assert!(ok.stdout.contains("still here"));
+    }
+    assert!(!repo.join("escape.txt").exists());
+}
