@@ -185,4 +185,19 @@ fn a_rust_isolate_committed_as_source_is_built_by_hal() {
     assert!(line.contains("INVALID: building isolate `notes` failed"), "{list}");
     let shown = sandbox.hal(&repo, &["isolate", "show", "notes", "--json"]).ok().json();
     assert!(shown["error"].as_str().expect("error").contains("error"), "the compiler's words are kept: {shown}");
+
+    // The same crate as a versioned plugin (`language: rust`) goes the plugins' way (its build is cached).
+    sandbox.git(&repo, &["rm", "-rq", "isolates/notes"]).ok();
+    let plugin = repo.join("plugins/notes/v1");
+    std::fs::create_dir_all(plugin.join("src")).expect("dir");
+    std::fs::write(plugin.join("Cargo.toml"), NOTES_CARGO).expect("write");
+    std::fs::write(plugin.join("src/lib.rs"), NOTES_LIB).expect("write");
+    std::fs::write(
+        plugin.join("plugin.yaml"),
+        "name: notes\nversion: 1\ndescription: Shouts\nlanguage: rust\nfunctions:\n  - name: shout\n    description: Shouts\n",
+    )
+    .expect("write");
+    commit(&sandbox, &repo, "notes as a plugin");
+    let shout = sandbox.hal(&repo, &["isolate", "call", "notes@v1", "shout", r#"{"text": "psst"}"#]).ok();
+    assert_eq!(shout.out(), r#"{"TEXT": "PSST"}"#);
 }

@@ -94,10 +94,38 @@ pub fn load_plugin(
     sandbox.load(wasm, manifest.as_isolate(isolate), granted, limits, false)
 }
 
+/// Build a plugin version: Python with componentize-py and HAL's glue, Rust as a crate (like a repo isolate).
+pub fn build(
+    manifest: &PluginManifest,
+    files: &[(String, Vec<u8>)],
+    cache: &std::path::Path,
+) -> Result<Vec<u8>, String> {
+    match manifest.language.as_deref() {
+        Some("rust") => {
+            let crate_files: Vec<(String, Vec<u8>)> =
+                files.iter().filter(|(path, _)| path != "plugin.yaml" && path != "tests.yaml").cloned().collect();
+            crate::source::build(&manifest.name, &crate_files, cache)
+        }
+        _ => crate::python::build(manifest, files, cache, &progress),
+    }
+}
+
 /// Progress of slow plugin work, for the person watching.
 fn progress(message: &str) {
     tracing::info!(target: "hal_sandbox", "{message}");
     eprintln!("hal: {message}");
+}
+
+/// Every file under `dir` of `commit`, recursively, with paths relative to `dir`.
+fn files_under(home: &Home, commit: gix::ObjectId, dir: &str) -> hal_store::Result<PluginFiles> {
+    let prefix = format!("{dir}/");
+    let mut files = Vec::new();
+    for (path, _) in home.list_files(commit, dir)? {
+        if let (Some(relative), Some(content)) = (path.strip_prefix(&prefix), home.file_at(commit, &path)?) {
+            files.push((relative.to_owned(), content));
+        }
+    }
+    Ok(files)
 }
 
 /// The plugins on `main` as isolates to load: `(isolate name, source, component and manifest or why not)`.
@@ -110,9 +138,9 @@ pub(crate) fn repo_plugins(home: &Home, cache: Option<&std::path::Path>) -> Vec<
         let newest = versions.get(index + 1).is_none_or(|next| next.name != version.name);
         let built = (|| {
             let cache = cache.ok_or("there is no cache directory to build plugins in")?;
-            let files = home.files_in(main, &version.dir()).map_err(|e| e.to_string())?;
+            let files = files_under(home, main, &version.dir()).map_err(|e| e.to_string())?;
             let (manifest, files) = read_plugin(version, files)?;
-            let wasm = crate::python::build(&manifest, &files, cache, &progress)?;
+            let wasm = build(&manifest, &files, cache)?;
             Ok::<_, String>((wasm, manifest))
         })();
         let source = format!("main:{}", version.dir());
@@ -276,8 +304,7 @@ fn build_and_test(
     let (manifest, files) = read_plugin(version, files).map_err(|e| fail(format!("is invalid: {e}")))?;
     let tests_text =
         files.iter().find(|(path, _)| path == "tests.yaml").map(|(_, b)| String::from_utf8_lossy(b).into_owned());
-    let wasm =
-        crate::python::build(&manifest, &files, cache, &progress).map_err(|e| fail(format!("does not build:\n{e}")))?;
+    let wasm = build(&manifest, &files, cache).map_err(|e| fail(format!("does not build:\n{e}")))?;
     let isolate = load_plugin(sandbox, settings, &manifest, &version.name, &wasm)
         .map_err(|e| fail(format!("built, but does not load: {e}")))?;
     let offers: Vec<&str> = isolate.functions.iter().map(|(name, _, _)| name.as_str()).collect();

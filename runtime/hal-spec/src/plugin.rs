@@ -25,7 +25,7 @@ pub struct PluginManifest {
     pub version: u32,
     /// What it does.
     pub description: String,
-    /// The language of its source (only `python`).
+    /// The language of its source: `python` (the default) or `rust`.
     #[serde(default)]
     pub language: Option<String>,
     /// Its functions.
