@@ -98,9 +98,12 @@ fn plugin_author_writes_a_plugin_that_passes_its_tests_on_the_second_try_and_a_h
     let refused = hal(&sandbox, &repo, &["thread", "merge", &edit]);
     assert_eq!(refused.code, 1, "{refused:?}");
     assert!(
-        refused.stderr.contains("a version never changes") && refused.stderr.contains("v1/plugin.py"),
+        refused.stderr.contains("a version never changes") && refused.stderr.contains("plugins/convert/v1/"),
         "{refused:?}"
     );
+    let sneak = crate::support::new_thread(&sandbox, &repo, "add to v1");
+    sandbox.hal_with_input(&repo, &["thread", "write", &sneak, &format!("{dir}/plugin/__init__.py")], b"x = 1\n").ok();
+    assert_eq!(hal(&sandbox, &repo, &["thread", "merge", &sneak]).code, 1, "adding a file to a version is a change");
     let bump = crate::support::new_thread(&sandbox, &repo, "v2");
     let v2 = MANIFEST.replace("version: 1", "version: 2");
     sandbox.hal_with_input(&repo, &["thread", "write", &bump, "plugins/convert/v2/plugin.yaml"], v2.as_bytes()).ok();
@@ -154,5 +157,4 @@ fn a_plugin_that_tries_to_escape_is_contained() {
         assert_eq!(ok.code, 0, "after {function}: {ok:?}");
         assert!(ok.stdout.contains("still here"));
     }
-    assert!(!repo.join("escape.txt").exists());
 }

@@ -80,6 +80,7 @@ impl Sandbox {
             .env_remove("GIT_DIR")
             .env_remove("GIT_WORK_TREE")
             .env_remove("HAL_ACTOR")
+            .env_remove("HAL_SECRETS_FILE")
             .env_remove("RUST_LOG")
             // Compiled isolates are cached by content hash: one cache for every test is safe and saves compiling.
             .env("HAL_CACHE_DIR", concat!(env!("CARGO_TARGET_TMPDIR"), "/hal-cache"))

@@ -368,7 +368,10 @@ impl Runner {
         mut pending: Option<PendingReply>,
     ) -> Result<Outcome, RunError> {
         let prepared = state.prepared;
-        if let Some(question) = missing_secrets(&prepared.tools) {
+        // A run resumed mid-reply answers that reply's calls first (a reply without its results breaks the thread).
+        if pending.is_none()
+            && let Some(question) = missing_secrets(&prepared.tools)
+        {
             return self.finish(state, Status::Pending, &question, None, None);
         }
         let system = self.system_prompt(&prepared.agent, &prepared.help);

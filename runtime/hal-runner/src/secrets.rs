@@ -19,11 +19,11 @@ pub const SECRETS_FILE_ENV: &str = "HAL_SECRETS_FILE";
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    /// No place for the store: neither `HAL_SECRETS_FILE`, `XDG_CONFIG_HOME` nor `HOME` is set.
-    #[error("no place for the secret store: set HOME, XDG_CONFIG_HOME or {SECRETS_FILE_ENV}")]
+    /// No place for the store: neither `HAL_SECRETS_FILE` (an absolute path), `XDG_CONFIG_HOME` nor `HOME` is set.
+    #[error("no place for the secret store: set HOME, XDG_CONFIG_HOME or {SECRETS_FILE_ENV} (an absolute path)")]
     NoPlace,
-    /// A secret's name is not `A-Z`, `0-9` and `_`, starting with a letter or `_`.
-    #[error("`{0}` is not a secret name: use capital letters, digits and `_` (like OPENAI_API_KEY)")]
+    /// A secret's name is not letters, digits and `_`, starting with a letter or `_` (what the schemas allow).
+    #[error("`{0}` is not a secret name: use letters, digits and `_`, starting with a letter (like OPENAI_API_KEY)")]
     BadName(String),
     /// The value is empty.
     #[error("the value is empty: nothing was stored")]
@@ -60,7 +60,8 @@ pub enum SecretError {
 pub fn store_path() -> Result<PathBuf, SecretError> {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(path) = var(SECRETS_FILE_ENV) {
-        return Ok(path);
+        // A relative path would depend on where a command runs (the daemon and the CLI could disagree).
+        return if path.is_absolute() { Ok(path) } else { Err(SecretError::NoPlace) };
     }
     let config = var("XDG_CONFIG_HOME").or_else(|| var("HOME").map(|home| home.join(".config")));
     config.map(|dir| dir.join("hal/secrets.json")).ok_or(SecretError::NoPlace)
@@ -69,8 +70,8 @@ pub fn store_path() -> Result<PathBuf, SecretError> {
 /// Check that `name` can name a secret.
 pub fn check_name(name: &str) -> Result<(), SecretError> {
     let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_uppercase() || c == '_');
-    if first_ok && name.len() <= 128 && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if first_ok && name.len() <= 128 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
         Ok(())
     } else {
         Err(SecretError::BadName(name.to_owned()))
@@ -91,13 +92,19 @@ fn read(path: &Path) -> Result<BTreeMap<String, String>, SecretError> {
     if mode & 0o077 != 0 {
         return Err(SecretError::Exposed { path: path.to_owned(), mode: mode & 0o777 });
     }
-    serde_json::from_str(&text).map_err(|e| SecretError::Damaged { path: path.to_owned(), reason: e.to_string() })
+    // serde's message may quote a value: say only where the damage is.
+    serde_json::from_str(&text).map_err(|e| SecretError::Damaged {
+        path: path.to_owned(),
+        reason: format!("not a JSON object of strings, at line {} column {}", e.line(), e.column()),
+    })
 }
 
 /// Replace the store at `path` with `secrets`, by a 0600 temporary file renamed over it.
 fn write(path: &Path, secrets: &BTreeMap<String, String>) -> Result<(), SecretError> {
     let io = |what, source| SecretError::Io { what, path: path.to_owned(), source };
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
         std::fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
@@ -114,28 +121,45 @@ fn write(path: &Path, secrets: &BTreeMap<String, String>) -> Result<(), SecretEr
     std::fs::rename(&temp, path).map_err(|e| io("replacing", e))
 }
 
+/// Change the store at `path` with `change` under an exclusive lock, so concurrent changes are not lost.
+fn update<T>(path: &Path, change: impl FnOnce(&mut BTreeMap<String, String>) -> T) -> Result<T, SecretError> {
+    let io = |what, source| SecretError::Io { what, path: path.to_owned(), source };
+    if let Some(dir) = path.parent()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let lock_path = path.with_extension("lock");
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| io("locking", e))?;
+    lock.lock().map_err(|e| io("locking", e))?;
+    let mut secrets = read(path)?;
+    let result = change(&mut secrets);
+    write(path, &secrets)?;
+    Ok(result)
+}
+
 /// Store `value` as the secret `name`.
 pub fn set(name: &str, value: &str) -> Result<(), SecretError> {
     check_name(name)?;
     if value.is_empty() {
         return Err(SecretError::Empty);
     }
-    let path = store_path()?;
-    let mut secrets = read(&path)?;
-    secrets.insert(name.to_owned(), value.to_owned());
-    write(&path, &secrets)
+    update(&store_path()?, |secrets| {
+        secrets.insert(name.to_owned(), value.to_owned());
+    })
 }
 
 /// Remove the secret `name`; whether it was there.
 pub fn unset(name: &str) -> Result<bool, SecretError> {
     check_name(name)?;
-    let path = store_path()?;
-    let mut secrets = read(&path)?;
-    let was = secrets.remove(name).is_some();
-    if was {
-        write(&path, &secrets)?;
-    }
-    Ok(was)
+    update(&store_path()?, |secrets| secrets.remove(name).is_some())
 }
 
 /// The names in the store.
@@ -169,7 +193,8 @@ mod tests {
     fn names_are_checked_and_the_file_is_private() {
         assert!(check_name("OPENAI_API_KEY").is_ok());
         assert!(check_name("_X1").is_ok());
-        for bad in ["", "lower", "1ABC", "A-B", "A B"] {
+        assert!(check_name("api_key").is_ok(), "the schemas allow lower case");
+        for bad in ["", "1ABC", "A-B", "A B", "../X"] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
         let dir = tempfile::tempdir().expect("temp dir");

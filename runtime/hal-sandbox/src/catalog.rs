@@ -199,6 +199,6 @@ pub fn add_repo_tools(
         }
     }
     crate::add_isolate_tools(toolbox, &sandbox, &isolates, secrets)?;
-    crate::plugins::add_plugin_tools(toolbox, &sandbox, settings, secrets)?;
+    crate::plugins::add_plugin_tools(toolbox, &sandbox, settings)?;
     Ok(left_out)
 }

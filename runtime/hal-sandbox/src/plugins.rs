@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hal_model::ToolSpec;
-use hal_runner::model::SecretLookup;
 use hal_runner::tools::{BoxFuture, Tool, ToolContext, ToolResult, Toolbox};
 use hal_spec::{PluginManifest, PluginTest, Settings};
 use hal_store::{Home, StepKind};
@@ -116,16 +115,27 @@ fn progress(message: &str) {
     eprintln!("hal: {message}");
 }
 
-/// Every file under `dir` of `commit`, recursively, with paths relative to `dir`.
-fn files_under(home: &Home, commit: gix::ObjectId, dir: &str) -> hal_store::Result<PluginFiles> {
+/// Every file under `dir` of `commit`, recursively, with paths relative to `dir`; a path that is not plain
+/// (`..`, empty or absolute parts: a crafted tree) is refused, as it would be written outside the build.
+fn files_under(home: &Home, commit: gix::ObjectId, dir: &str) -> Result<PluginFiles, String> {
     let prefix = format!("{dir}/");
     let mut files = Vec::new();
-    for (path, _) in home.list_files(commit, dir)? {
-        if let (Some(relative), Some(content)) = (path.strip_prefix(&prefix), home.file_at(commit, &path)?) {
+    for (path, _) in home.list_files(commit, dir).map_err(|e| e.to_string())? {
+        let Some(relative) = path.strip_prefix(&prefix) else { continue };
+        check_relative(relative)?;
+        if let Some(content) = home.file_at(commit, &path).map_err(|e| e.to_string())? {
             files.push((relative.to_owned(), content));
         }
     }
     Ok(files)
+}
+
+/// Refuse a file name that is not a plain relative path.
+pub(crate) fn check_relative(path: &str) -> Result<(), String> {
+    match hal_store::tree_path::normalize(path) {
+        Ok(normal) if normal == path && !path.split('/').any(|part| part == "..") => Ok(()),
+        _ => Err(format!("the plugin file name {path:?} is not a plain relative path")),
+    }
 }
 
 /// The plugins on `main` as isolates to load: `(isolate name, source, component and manifest or why not)`.
@@ -134,23 +144,31 @@ pub(crate) fn repo_plugins(home: &Home, cache: Option<&std::path::Path>) -> Vec<
     let Ok(files) = home.list_files(main, PLUGINS_DIR) else { return Vec::new() };
     let versions = versions_in(files.iter().map(|(path, _)| path.as_str()));
     let mut found = Vec::new();
-    for (index, version) in versions.iter().enumerate() {
-        let newest = versions.get(index + 1).is_none_or(|next| next.name != version.name);
+    // Newest first within each name: `<name>` is the newest version that builds.
+    let mut offered: Option<String> = None;
+    for version in versions.iter().rev() {
         let built = (|| {
+            if RESERVED.contains(&version.name.as_str()) {
+                return Err(format!("`{}` is the name of HAL's own commands: rename the plugin", version.name));
+            }
             let cache = cache.ok_or("there is no cache directory to build plugins in")?;
-            let files = files_under(home, main, &version.dir()).map_err(|e| e.to_string())?;
+            let files = files_under(home, main, &version.dir())?;
             let (manifest, files) = read_plugin(version, files)?;
             let wasm = build(&manifest, &files, cache)?;
             Ok::<_, String>((wasm, manifest))
         })();
         let source = format!("main:{}", version.dir());
-        if newest {
+        if built.is_ok() && offered.as_deref() != Some(version.name.as_str()) {
+            offered = Some(version.name.clone());
             found.push((version.name.clone(), source.clone(), built.clone()));
         }
         found.push((format!("{}@v{}", version.name, version.version), source, built));
     }
     found
 }
+
+/// Names a plugin may not take: HAL's own command groups.
+const RESERVED: &[&str] = &["threads", "git", "plugins", "finish"];
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -164,16 +182,10 @@ struct PluginTool {
     sandbox: Arc<Sandbox>,
     settings: Settings,
     cache: Option<PathBuf>,
-    secret: SecretLookup,
 }
 
 /// Offer `plugins.build` and `plugins.test`: build, and build and test, a plugin version in the thread's tree.
-pub fn add_plugin_tools(
-    toolbox: &mut Toolbox,
-    sandbox: &Arc<Sandbox>,
-    settings: &Settings,
-    secret: &SecretLookup,
-) -> Result<(), String> {
+pub fn add_plugin_tools(toolbox: &mut Toolbox, sandbox: &Arc<Sandbox>, settings: &Settings) -> Result<(), String> {
     let parameters = json!({"type": "object", "required": ["name", "version"], "additionalProperties": false,
         "properties": {"name": {"type": "string", "description": "The plugin's name (plugins/<name>/)"},
             "version": {"type": "integer", "minimum": 1, "description": "Its version N (plugins/<name>/v<N>/)"}}});
@@ -202,7 +214,6 @@ pub fn add_plugin_tools(
             sandbox: sandbox.clone(),
             settings: settings.clone(),
             cache: sandbox.cache_dir().map(std::path::Path::to_owned),
-            secret: secret.clone(),
         }))?;
     }
     Ok(())
@@ -234,10 +245,10 @@ impl Tool for PluginTool {
                 Err(error) => return ToolResult::error(error),
             };
             let fork = context.fork();
-            let (kind, sandbox, settings, cache, secret) =
-                (self.kind, self.sandbox.clone(), self.settings.clone(), self.cache.clone(), self.secret.clone());
+            let (kind, sandbox, settings, cache) =
+                (self.kind, self.sandbox.clone(), self.settings.clone(), self.cache.clone());
             let work = tokio::task::spawn_blocking(move || {
-                build_and_test(kind, &sandbox, &settings, cache.as_deref(), &secret, &version, files, fork)
+                build_and_test(kind, &sandbox, &settings, cache.as_deref(), &version, files, fork)
             });
             match work.await {
                 Ok(Ok(report)) => ToolResult::ok(report),
@@ -293,7 +304,6 @@ fn build_and_test(
     sandbox: &Sandbox,
     settings: &Settings,
     cache: Option<&std::path::Path>,
-    secret: &SecretLookup,
     version: &PluginVersion,
     files: PluginFiles,
     tree: ToolContext,
@@ -302,10 +312,20 @@ fn build_and_test(
     let fail = |what: String| format!("{dir} {what}");
     let cache = cache.ok_or_else(|| fail("cannot be built: there is no cache directory".to_owned()))?;
     let (manifest, files) = read_plugin(version, files).map_err(|e| fail(format!("is invalid: {e}")))?;
+    if manifest.language.as_deref() == Some("rust") {
+        // Building Rust runs the crate's build scripts and macros on this machine: only what a person merged.
+        return Err(fail(
+            "is Rust: HAL builds Rust plugins only from main, after a person merged them; write this one in Python"
+                .to_owned(),
+        ));
+    }
     let tests_text =
         files.iter().find(|(path, _)| path == "tests.yaml").map(|(_, b)| String::from_utf8_lossy(b).into_owned());
     let wasm = build(&manifest, &files, cache).map_err(|e| fail(format!("does not build:\n{e}")))?;
-    let isolate = load_plugin(sandbox, settings, &manifest, &version.name, &wasm)
+    // Code no person has reviewed gets none of the grants of hal.yaml: no hosts, no secrets (only the limits).
+    let mut unreviewed = settings.clone();
+    unreviewed.sandbox.isolates.clear();
+    let isolate = load_plugin(sandbox, &unreviewed, &manifest, &version.name, &wasm)
         .map_err(|e| fail(format!("built, but does not load: {e}")))?;
     let offers: Vec<&str> = isolate.functions.iter().map(|(name, _, _)| name.as_str()).collect();
     let built = format!("built: {} MB, offers {}", wasm.len() / 1_000_000, offers.join(", "));
@@ -317,7 +337,7 @@ fn build_and_test(
         .map_err(|e| fail(format!("has invalid tests: {e}")))?;
     let mut failures = Vec::new();
     for (n, case) in cases.iter().enumerate() {
-        let context = CallContext { tree: Some(tree.fork()), http: true, secret: secret.clone() };
+        let context = CallContext { tree: Some(tree.fork()), http: false, secret: Arc::new(|_| None) };
         let outcome = sandbox
             .call(&isolate, &case.call, &case.arguments.to_string(), context)
             .map(|output| output.result)

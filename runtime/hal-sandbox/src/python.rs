@@ -6,8 +6,10 @@
 //! first use into a virtual environment in the cache (a pinned version), and every build is cached by the
 //! blake3 of everything that goes into it.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use hal_spec::PluginManifest;
 
@@ -21,6 +23,10 @@ const GLUE_VERSION: &str = "1";
 const APP_MODULE: &str = "hal_plugin_app";
 /// Lines of build output kept in an error.
 const ERROR_LINES: usize = 40;
+/// Longest a build may take.
+const BUILD_LIMIT: Duration = Duration::from_secs(300);
+/// Longest installing componentize-py may take.
+const INSTALL_LIMIT: Duration = Duration::from_secs(600);
 
 /// HAL's services for plugin code.
 const HELPER: &str = r#""""HAL's services for a plugin: the thread's files, HTTP to granted hosts, granted secrets, log lines.
@@ -142,25 +148,51 @@ pub fn componentize_py(cache: &Path, progress: &dyn Fn(&str)) -> Result<PathBuf,
         venv.display()
     ));
     let _ = std::fs::remove_dir_all(&venv);
-    run(Command::new(python).args(["-m", "venv"]).arg(&venv), "creating a Python virtual environment")?;
+    run(Command::new(python).args(["-m", "venv"]).arg(&venv), "creating a Python virtual environment", INSTALL_LIMIT)?;
     run(
         Command::new(venv.join("bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
             .arg(format!("componentize-py=={COMPONENTIZE_PY_VERSION}")),
         "installing componentize-py from PyPI",
+        INSTALL_LIMIT,
     )?;
     std::fs::write(&done, COMPONENTIZE_PY_VERSION).map_err(|e| format!("writing {}: {e}", done.display()))?;
     progress("componentize-py is installed");
     Ok(program)
 }
 
-/// Run `command`; its output's tail in the error when it fails.
-fn run(command: &mut Command, what: &str) -> Result<std::process::Output, String> {
-    let output = command.output().map_err(|e| format!("{what}: {e}"))?;
-    if output.status.success() {
-        return Ok(output);
+/// Run `command` for at most `limit`; its output's tail in the error when it fails, and killed when it takes
+/// longer (a plugin that loops when it is imported loops at build time too).
+fn run(command: &mut Command, what: &str, limit: Duration) -> Result<(), String> {
+    let output = tempfile::tempfile().map_err(|e| format!("{what}: {e}"))?;
+    let errors = output.try_clone().map_err(|e| format!("{what}: {e}"))?;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(output.try_clone().map_err(|e| format!("{what}: {e}"))?))
+        .stderr(Stdio::from(errors))
+        .spawn()
+        .map_err(|e| format!("{what}: {e}"))?;
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait().map_err(|e| format!("{what}: {e}"))? {
+            Some(status) => break status,
+            None if started.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{what} did not finish within {} s and was stopped (does the plugin loop when it is imported?)",
+                    limit.as_secs()
+                ));
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    if status.success() {
+        return Ok(());
     }
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let mut text = String::new();
+    let mut output = output;
+    let _ = output.seek(SeekFrom::Start(0)).and_then(|_| output.read_to_string(&mut text));
     let lines: Vec<&str> = text.lines().collect();
     Err(format!("{what} failed:\n{}", lines[lines.len().saturating_sub(ERROR_LINES)..].join("\n")))
 }
@@ -194,6 +226,9 @@ pub fn build(
     let built = builds.join(format!("{name}-{key}.wasm"));
     if let Ok(bytes) = std::fs::read(&built) {
         return Ok(bytes);
+    }
+    for (path, _) in &sources {
+        crate::plugins::check_relative(path)?;
     }
     if !sources.iter().any(|(path, _)| path == "plugin.py") {
         return Err(format!("plugin `{name}` has no plugin.py beside its plugin.yaml"));
@@ -232,11 +267,12 @@ pub fn build(
         .env_clear()
         .env("HOME", work.path())
         .env("PATH", std::env::var_os("PATH").unwrap_or_default());
-    run(&mut command, &format!("building plugin `{name}` with componentize-py"))?;
+    run(&mut command, &format!("building plugin `{name}` with componentize-py"), BUILD_LIMIT)?;
     let bytes = std::fs::read(&component).map_err(|e| fail("reading the component", e))?;
-    let temporary = built.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&temporary, &bytes).map_err(|e| fail("caching the component", e))?;
-    std::fs::rename(&temporary, &built).map_err(|e| fail("caching the component", e))?;
+    // A temporary file of its own, renamed into place: two builds of the same plugin never tear each other's.
+    let mut temporary = tempfile::NamedTempFile::new_in(&builds).map_err(|e| fail("caching the component", e))?;
+    std::io::Write::write_all(&mut temporary, &bytes).map_err(|e| fail("caching the component", e))?;
+    temporary.persist(&built).map_err(|e| fail("caching the component", e.error))?;
     Ok(bytes)
 }
 

@@ -67,12 +67,17 @@ pub struct PluginTest {
     /// Its arguments.
     #[serde(default = "empty_object")]
     pub arguments: Value,
-    /// The result it must return.
-    #[serde(default)]
+    /// The result it must return (`null` included: present means checked).
+    #[serde(default, deserialize_with = "present")]
     pub expect: Option<Value>,
     /// Text its error must contain.
     #[serde(default)]
     pub expect_error: Option<String>,
+}
+
+/// A field that is present, whatever its value (`null` too).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 fn empty_object() -> Value {
@@ -113,7 +118,9 @@ impl PluginTest {
             (Ok(result), Some(wanted)) => Some(format!("returned {result}, expected an error containing {wanted:?}")),
             (Err(error), None) => Some(format!("raised {error}")),
             (Ok(result), None) => {
-                let expected = self.expect.as_ref()?;
+                let Some(expected) = self.expect.as_ref() else {
+                    return Some("the case says neither `expect` nor `expect_error`".to_owned());
+                };
                 let got = serde_json::from_str::<Value>(result).unwrap_or_else(|_| Value::String(result.clone()));
                 (!same(&got, expected)).then(|| format!("returned {got}, expected {expected}"))
             }
@@ -160,5 +167,9 @@ mod tests {
         assert!(tests[0].check(&Ok(r#"{"m": 2001}"#.into())).is_some());
         assert_eq!(tests[1].check(&Err("TypeError: missing km".into())), None);
         assert!(tests[1].check(&Ok("1".into())).is_some());
+        let null = PluginTest::parse_all("t.yaml", "- call: f\n  expect: null\n").expect("valid");
+        assert_eq!(null[0].check(&Ok("null".into())), None);
+        assert!(null[0].check(&Ok("1".into())).is_some(), "expect: null is checked");
+        assert!(PluginTest::parse_all("t.yaml", "- call: f\n").is_err(), "a case must expect something");
     }
 }

@@ -132,19 +132,30 @@ impl Home {
         })
     }
 
-    /// Files of plugin versions on `main` (at `main_tip`) that `tree` changes or lacks.
+    /// The plugin version directories on `main` (at `main_tip`) whose content `tree` changes in any way: a file
+    /// changed, added, removed or with another mode (the directory's tree id differs).
     fn changed_plugin_files(&self, main_tip: ObjectId, tree: ObjectId) -> Result<Vec<String>> {
-        let published: Vec<(String, ObjectId)> =
-            self.file_ids(main_tip)?.into_iter().filter(|(path, _)| in_plugin_version(path)).collect();
+        let mut published: Vec<String> = self
+            .file_ids(main_tip)?
+            .into_iter()
+            .filter(|(path, _)| in_plugin_version(path))
+            .filter_map(|(path, _)| {
+                let mut parts = path.splitn(4, '/');
+                Some(format!("{}/{}/{}", parts.next()?, parts.next()?, parts.next()?))
+            })
+            .collect();
+        published.dedup();
         if published.is_empty() {
             return Ok(Vec::new());
         }
+        let main_tree = self.tree_of(main_tip)?;
         let tree = self.repo().find_tree(tree).git_context(|| format!("reading tree {tree}"))?;
         let mut changed = Vec::new();
-        for (path, id) in published {
-            let entry = tree.lookup_entry_by_path(&path).git_context(|| format!("looking up {path}"))?;
-            if entry.is_none_or(|entry| entry.oid() != id.as_ref()) {
-                changed.push(path);
+        for dir in published {
+            let before = main_tree.lookup_entry_by_path(&dir).git_context(|| format!("looking up {dir}"))?;
+            let after = tree.lookup_entry_by_path(&dir).git_context(|| format!("looking up {dir}"))?;
+            if before.map(|e| e.oid().to_owned()) != after.map(|e| e.oid().to_owned()) {
+                changed.push(format!("{dir}/"));
             }
         }
         Ok(changed)

@@ -190,7 +190,8 @@ fn merge(args: &Args, home: &Home, client: Option<&hal_daemon::client::Client>, 
             }
             MergeOutcome::Immutable { paths } => {
                 eprintln!(
-                    "cannot merge {}: it changes plugin versions that are on main, and a version never changes                      (put the change in a new directory v<N+1>); nothing was changed:",
+                    "cannot merge {}: it changes plugin versions that are on main, and a version never changes \
+                     (put the change in a new directory v<N+1>); nothing was changed:",
                     thread.branch
                 );
                 for path in paths {
