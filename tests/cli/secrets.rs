@@ -1,12 +1,11 @@
 //! Secrets: kept outside git in a 0600 file, set from stdin or a hidden prompt, asked for by a run that needs
-//! one (PENDING with the exact command), read by the isolate they are granted to, and never in any git object.
+//! one (PENDING with the exact command), read by the plugin they are granted to, and never in any git object.
 
 use std::path::Path;
 
 use hal_testmodel::{Scripted, ScriptedServer};
 use serde_json::json;
 
-use crate::isolates::hostile_wasm;
 use crate::runs::{KEY, KEY_VAR, commit, home_with_model};
 use crate::support::{Run, Sandbox};
 
@@ -24,19 +23,20 @@ fn a_run_waits_for_an_unset_secret_and_the_value_never_reaches_git() {
     let sandbox = Sandbox::new();
     let server = ScriptedServer::start(vec![]);
     let repo = home_with_model(&sandbox, &server, "openai");
-    let dir = repo.join("isolates/hostile");
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::copy(hostile_wasm(), dir.join("hostile.wasm")).expect("copy");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/isolates/hostile/isolate.yaml");
-    std::fs::copy(manifest, dir.join("isolate.yaml")).expect("copy manifest");
+    // A plugin that needs a secret (and, carelessly, returns it).
+    let manifest = "name: token\nversion: 1\ndescription: Uses a token.\ncapabilities:\n  secrets: [DECLARED_SECRET]\n\
+                    functions:\n  - name: leak\n    description: Uses the token\n";
+    let source = "import hal\n\n\ndef leak():\n    return 'the secret is ' + hal.secret('DECLARED_SECRET')\n";
     let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
-    let grant = "sandbox:\n  isolates:\n    hostile:\n      secrets: [DECLARED_SECRET]\n";
+    let grant = "sandbox:\n  isolates:\n    token:\n      secrets: [DECLARED_SECRET]\n";
     commit(
         &sandbox,
         &repo,
         &[
             ("hal.yaml", &format!("{settings}{grant}")),
-            ("helps/leaky.yaml", "description: Reads a secret\ncommands: [hostile.leak]\n"),
+            ("plugins/token/v1/plugin.yaml", manifest),
+            ("plugins/token/v1/plugin.py", source),
+            ("helps/leaky.yaml", "description: Reads a secret\ncommands: [token]\n"),
         ],
     );
 
@@ -45,12 +45,12 @@ fn a_run_waits_for_an_unset_secret_and_the_value_never_reaches_git() {
     assert_eq!(first.code, 3, "PENDING: {first:?}");
     let outcome = first.json();
     let question = outcome["output"].as_str().expect("output");
-    assert!(question.contains("hal secret set DECLARED_SECRET") && question.contains("hostile.leak"), "{question}");
+    assert!(question.contains("hal secret set DECLARED_SECRET") && question.contains("token.leak"), "{question}");
     assert_eq!(server.requests().len(), 0, "the model is not asked while a secret is missing");
     let thread = outcome["thread"].as_str().expect("thread").to_owned();
 
     let list = hal(&sandbox, &repo, &["secret", "list"]).ok().stdout;
-    assert!(list.contains("DECLARED_SECRET") && list.contains("NO") && list.contains("isolate hostile"), "{list}");
+    assert!(list.contains("DECLARED_SECRET") && list.contains("NO") && list.contains("isolate token"), "{list}");
     let bad = sandbox.hal_with_input(&repo, &["secret", "set", "lower-case"], b"x\n");
     assert_eq!(bad.code, 2);
     sandbox.hal_with_input(&repo, &["secret", "set", "DECLARED_SECRET"], format!("{VALUE}\n").as_bytes()).ok();
@@ -62,7 +62,7 @@ fn a_run_waits_for_an_unset_secret_and_the_value_never_reaches_git() {
     assert_eq!(row["set"], true, "{list}");
 
     // Set: answering the thread resumes the run; the isolate reads the value, which is scrubbed from its result.
-    server.push([Scripted::tool("hostile.leak", json!({})), Scripted::finish("DONE", "used it")]);
+    server.push([Scripted::tool("token.leak", json!({})), Scripted::finish("DONE", "used it")]);
     let resumed = hal(&sandbox, &repo, &["thread", "say", &thread, "done, go on", "--json"]);
     assert_eq!(resumed.code, 0, "{resumed:?}");
     let log = hal(&sandbox, &repo, &["thread", "log", &thread]).ok().stdout;
