@@ -172,13 +172,13 @@ fn run(
     actor: &str,
     arg: &dyn Fn(&str) -> String,
 ) -> Result<String, String> {
-    let actor = Some(actor.to_owned()).filter(|a| !a.is_empty());
+    let who = Some(actor.to_owned()).filter(|a| !a.is_empty());
     match kind {
         Kind::Start => {
             let (help, input, title) = (arg("help"), arg("input"), arg("title"));
             let title = if title.trim().is_empty() { format!("{help}: {}", first_line(&input)) } else { title };
             let command = Command::NewThread {
-                actor,
+                actor: who,
                 from: None,
                 title: Some(title),
                 help: Some(help.clone()),
@@ -188,29 +188,24 @@ fn run(
             let Response::Started { thread, .. } = dispatch(journal, &command)? else {
                 return Err("unexpected answer".to_owned());
             };
-            return Ok(format!("started thread {} ({}) running help `{help}`", thread.id, thread.branch));
+            Ok(format!("started thread {} ({}) running help `{help}`", thread.id, thread.branch))
         }
         Kind::Say => {
-            let command = Command::Say { actor, thread: arg("thread"), text: arg("text"), help: None, agent: None };
+            let command =
+                Command::Say { actor: who, thread: arg("thread"), text: arg("text"), help: None, agent: None };
             let Response::Said { thread, queued, .. } = dispatch(journal, &command)? else {
                 return Err("unexpected answer".to_owned());
             };
             let when = if queued { "after the turn it is running" } else { "with its next turn" };
-            return Ok(format!("sent; thread {} answers it {when}", thread.id));
+            Ok(format!("sent; thread {} answers it {when}", thread.id))
         }
-        _ => {}
+        Kind::List => journal.with(|home| list(home, &arg("status"), &arg("text"))),
+        Kind::Summary => journal.with(|home| summary(home, &arg("thread"))),
+        Kind::Show => journal.with(|home| show(home, &arg("commit"))),
+        Kind::Read => journal.with(|home| read(home, &arg("ref"), &arg("path"))),
+        Kind::Diff => journal.with(|home| diff(home, &arg("thread"))),
+        Kind::ProposeMerge => journal.with(|home| propose_merge(home, actor, &arg("thread"), &arg("reason"))),
     }
-    let actor = actor.unwrap_or_default();
-    let actor = actor.as_str();
-    journal.with(|home| match kind {
-        Kind::List => list(home, &arg("status"), &arg("text")),
-        Kind::Summary => summary(home, &arg("thread")),
-        Kind::Show => show(home, &arg("commit")),
-        Kind::Read => read(home, &arg("ref"), &arg("path")),
-        Kind::Diff => diff(home, &arg("thread")),
-        Kind::Start | Kind::Say => Err("dispatched above".to_owned()),
-        Kind::ProposeMerge => propose_merge(home, actor, &arg("thread"), &arg("reason")),
-    })
 }
 
 fn first_line(text: &str) -> String {
@@ -402,4 +397,50 @@ fn clip(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}\n[… {} more bytes]", &text[..end], text.len() - end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hal_reads_threads_commits_and_files_and_proposes_merges_without_merging() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (home, _) = Home::init(dir.path(), Some("alice")).expect("init");
+        let thread = home.new_thread("alice", None, Some("notes")).expect("thread");
+        let written = home.write_file("alice", &thread.id, "notes/a.md", b"# A\nline two\n", None).expect("write");
+        let main_before = home.main_tip().expect("main");
+        let journal = Journal::new(home);
+        let dispatch = direct();
+        let call = |kind: Kind, args: &[(&str, &str)]| {
+            let args: Vec<(String, String)> = args.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            let arg = |key: &str| args.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default();
+            run(&journal, &dispatch, kind, "alice", &arg)
+        };
+        let listed = call(Kind::List, &[("status", "open")]).expect("list");
+        assert!(listed.contains(&thread.id) && listed.contains("notes"), "{listed}");
+        assert_eq!(call(Kind::List, &[("text", "nothing like it")]).expect("list"), "no threads match");
+        let summary = call(Kind::Summary, &[("thread", &thread.id)]).expect("summary");
+        assert!(summary.contains("title: notes") && summary.contains("A notes/a.md"), "{summary}");
+        let shown = call(Kind::Show, &[("commit", &written.commit.to_string())]).expect("show");
+        assert!(shown.contains("A notes/a.md") && shown.contains("parent "), "{shown}");
+        let read = call(Kind::Read, &[("ref", &thread.branch), ("path", "notes/a.md")]).expect("read");
+        assert_eq!(read, "# A\nline two\n");
+        assert!(call(Kind::Read, &[("ref", "main"), ("path", "notes/a.md")]).is_err(), "not on main");
+        let diff = call(Kind::Diff, &[("thread", &thread.id)]).expect("diff");
+        assert!(diff.contains("--- notes/a.md (new)") && diff.contains("+ line two"), "{diff}");
+        let proposal = call(Kind::ProposeMerge, &[("thread", &thread.id), ("reason", "ready")]).expect("propose");
+        assert!(proposal.contains(&format!("hal thread merge {}", thread.id)), "{proposal}");
+        journal.with(|home| {
+            assert_eq!(home.main_tip().expect("main"), main_before, "proposing never merges");
+            let tip = home.steps_back(&home.resolve_thread(&thread.id).expect("thread")).next();
+            let tip = tip.expect("a step").expect("readable");
+            assert_eq!(tip.kind, "system");
+            assert_eq!(tip.status, Some(hal_store::ThreadStatus::Open), "the thread's status is kept");
+        });
+        let started = call(Kind::Start, &[("help", "hal"), ("input", "hello")]).expect("start");
+        assert!(started.starts_with("started thread "), "{started}");
+        let said = call(Kind::Say, &[("thread", &thread.id), ("text", "more please")]).expect("say");
+        assert!(said.contains("with its next turn"), "{said}");
+    }
 }
