@@ -158,3 +158,34 @@ fn a_plugin_that_tries_to_escape_is_contained() {
         assert!(ok.stdout.contains("still here"));
     }
 }
+
+/// Without Python, a plugin cannot be built, and one line says what to install.
+#[test]
+fn without_python_one_line_says_what_to_install() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    commit(
+        &sandbox,
+        &repo,
+        &[
+            (
+                "plugins/echo/v1/plugin.yaml",
+                "name: echo\nversion: 1\ndescription: Echo\nfunctions:\n  - name: echo\n    description: Echo\n",
+            ),
+            ("plugins/echo/v1/plugin.py", "def echo(**kw):\n    return kw\n"),
+        ],
+    );
+    let empty = sandbox.path("empty-path");
+    std::fs::create_dir_all(&empty).expect("dir");
+    let run = Run::from(
+        sandbox
+            .hal_command(&repo, &["isolate", "list"])
+            .env("PATH", &empty)
+            .env("HAL_CACHE_DIR", sandbox.path("fresh-cache"))
+            .output()
+            .expect("run hal"),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let line = run.stdout.lines().find(|l| l.starts_with("echo@v1 ")).expect("listed");
+    assert!(line.contains("needs Python 3.10 or newer") && line.contains("apt install python3 python3-venv"), "{line}");
+}
