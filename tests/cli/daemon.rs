@@ -388,18 +388,29 @@ fn the_api_needs_the_token_metrics_count_the_work_and_chat_without_a_model_says_
     assert_eq!(daemon.stop(), 0);
 }
 
+/// A home repo with the `greeter` help, a daemon on it, and a thread that ran the greeter once: the repo, the
+/// daemon, the thread's id and its branch.
+fn greeter_thread(sandbox: &Sandbox, server: &ScriptedServer) -> (PathBuf, DaemonProcess, String, String) {
+    let repo = home_with_model(sandbox, server, "openai");
+    commit(sandbox, &repo, &[("helps/greeter.yaml", GREETER)]);
+    let daemon = DaemonProcess::start(sandbox, &repo);
+    server.push([Scripted::text("first answer")]);
+    let run = hal(sandbox, &repo, &["help", "run", "greeter", "hello", "--json"]).ok();
+    let id = run.json()["thread"].as_str().expect("thread").to_owned();
+    let branch = threads(sandbox, &repo).into_iter().find(|t| t["id"] == id.as_str()).expect("thread")["branch"]
+        .as_str()
+        .expect("branch")
+        .to_owned();
+    (repo, daemon, id, branch)
+}
+
 /// `hal thread say` through the daemon is answered by the thread's next turn, and a message sent while a turn
 /// runs waits for it and is answered after it.
 #[test]
 fn messages_to_a_busy_thread_wait_for_its_turn_to_end() {
     let sandbox = Sandbox::new();
     let server = ScriptedServer::start(vec![]);
-    let repo = home_with_model(&sandbox, &server, "openai");
-    commit(&sandbox, &repo, &[("helps/greeter.yaml", GREETER)]);
-    let daemon = DaemonProcess::start(&sandbox, &repo);
-    server.push([Scripted::text("first answer")]);
-    let run = hal(&sandbox, &repo, &["help", "run", "greeter", "hello", "--json"]).ok();
-    let id = run.json()["thread"].as_str().expect("thread").to_owned();
+    let (repo, daemon, id, _) = greeter_thread(&sandbox, &server);
 
     server.push([Scripted::text("slow answer").delayed(Duration::from_millis(1500)), Scripted::text("queued answer")]);
     let mut slow = sandbox.hal_command(&repo, &["thread", "say", &id, "take your time"]);
@@ -452,16 +463,7 @@ fn interactive_chat_answers_each_line_through_the_daemon() {
 fn a_busy_thread_refuses_merges_answers_pushes_afterwards_and_a_stop_does_not_wait_for_clients() {
     let sandbox = Sandbox::new();
     let server = ScriptedServer::start(vec![]);
-    let repo = home_with_model(&sandbox, &server, "openai");
-    commit(&sandbox, &repo, &[("helps/greeter.yaml", GREETER)]);
-    let daemon = DaemonProcess::start(&sandbox, &repo);
-    server.push([Scripted::text("first")]);
-    let run = hal(&sandbox, &repo, &["help", "run", "greeter", "hello", "--json"]).ok();
-    let id = run.json()["thread"].as_str().expect("thread").to_owned();
-    let branch = threads(&sandbox, &repo).into_iter().find(|t| t["id"] == id.as_str()).expect("thread")["branch"]
-        .as_str()
-        .expect("branch")
-        .to_owned();
+    let (repo, daemon, id, branch) = greeter_thread(&sandbox, &server);
 
     server.push([Scripted::text("slow").delayed(Duration::from_millis(1500)), Scripted::text("saw the push")]);
     let mut slow = sandbox.hal_command(&repo, &["thread", "say", &id, "slowly"]);

@@ -208,20 +208,10 @@ pub fn build(
 ) -> Result<Vec<u8>, String> {
     let name = &manifest.name;
     let glue = glue(manifest);
-    let mut hasher = blake3::Hasher::new();
-    for part in [GLUE_VERSION, COMPONENTIZE_PY_VERSION, WIT, HELPER, glue.as_str()] {
-        hasher.update(&(part.len() as u64).to_le_bytes());
-        hasher.update(part.as_bytes());
-    }
     let mut sources: Vec<&(String, Vec<u8>)> = files.iter().filter(|(path, _)| path.ends_with(".py")).collect();
     sources.sort_by(|a, b| a.0.cmp(&b.0));
-    for (path, content) in &sources {
-        hasher.update(&(path.len() as u64).to_le_bytes());
-        hasher.update(path.as_bytes());
-        hasher.update(&(content.len() as u64).to_le_bytes());
-        hasher.update(content);
-    }
-    let key = hasher.finalize().to_hex();
+    let parts = [GLUE_VERSION, COMPONENTIZE_PY_VERSION, WIT, HELPER, glue.as_str()];
+    let key = crate::source::content_key(&parts, sources.iter().copied());
     let builds = cache.join("plugins");
     let built = builds.join(format!("{name}-{key}.wasm"));
     if let Ok(bytes) = std::fs::read(&built) {
@@ -269,10 +259,7 @@ pub fn build(
         .env("PATH", std::env::var_os("PATH").unwrap_or_default());
     run(&mut command, &format!("building plugin `{name}` with componentize-py"), BUILD_LIMIT)?;
     let bytes = std::fs::read(&component).map_err(|e| fail("reading the component", e))?;
-    // A temporary file of its own, renamed into place: two builds of the same plugin never tear each other's.
-    let mut temporary = tempfile::NamedTempFile::new_in(&builds).map_err(|e| fail("caching the component", e))?;
-    std::io::Write::write_all(&mut temporary, &bytes).map_err(|e| fail("caching the component", e))?;
-    temporary.persist(&built).map_err(|e| fail("caching the component", e.error))?;
+    crate::source::keep(&built, &bytes).map_err(|e| fail("caching the component", e))?;
     Ok(bytes)
 }
 

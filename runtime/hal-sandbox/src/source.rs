@@ -19,16 +19,7 @@ const ERROR_LINES: usize = 40;
 /// The component built from `files` (paths relative to the crate directory, with their contents), from the
 /// cache when this exact source was built before.
 pub fn build(name: &str, files: &[(String, Vec<u8>)], cache: &Path) -> Result<Vec<u8>, String> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(WIT.as_bytes());
-    hasher.update(TARGET.as_bytes());
-    for (path, content) in files {
-        hasher.update(&(path.len() as u64).to_le_bytes());
-        hasher.update(path.as_bytes());
-        hasher.update(&(content.len() as u64).to_le_bytes());
-        hasher.update(content);
-    }
-    let key = hasher.finalize().to_hex();
+    let key = content_key(&[WIT, TARGET], files.iter());
     let builds = cache.join("builds");
     let built = builds.join(format!("{name}-{key}.wasm"));
     if let Ok(bytes) = std::fs::read(&built) {
@@ -59,10 +50,35 @@ pub fn build(name: &str, files: &[(String, Vec<u8>)], cache: &Path) -> Result<Ve
     let target_dir = source.path().join("target");
     let component = compile(name, source.path(), &target_dir)?;
     let bytes = std::fs::read(&component).map_err(|e| fail("reading the component", e))?;
-    let temporary = built.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&temporary, &bytes).map_err(|e| fail("caching the component", e))?;
-    std::fs::rename(&temporary, &built).map_err(|e| fail("caching the component", e))?;
+    keep(&built, &bytes).map_err(|e| fail("caching the component", e))?;
     Ok(bytes)
+}
+
+/// The blake3 key of a build: every part, then every file's path and content, each with its length (so no two
+/// different inputs run together the same way).
+pub(crate) fn content_key<'a>(parts: &[&str], files: impl Iterator<Item = &'a (String, Vec<u8>)>) -> String {
+    let mut hasher = blake3::Hasher::new();
+    let mut add = |bytes: &[u8]| {
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    for part in parts {
+        add(part.as_bytes());
+    }
+    for (path, content) in files {
+        add(path.as_bytes());
+        add(content);
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+/// Put `bytes` in the cache at `path` through a temporary file of its own, renamed into place: a reader never
+/// sees half a file, and two builds of the same thing never tear each other's.
+pub(crate) fn keep(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temporary = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut temporary, bytes)?;
+    temporary.persist(path).map(drop).map_err(|e| e.error)
 }
 
 /// Run cargo in `crate_dir`; the path of the component it built.
