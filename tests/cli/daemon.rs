@@ -223,6 +223,25 @@ fn helps_committed_to_main_are_loaded_and_broken_ones_reported_while_the_daemon_
     let system = server.requests().last().expect("request").body["system"].to_string();
     assert!(system.contains("Greet whoever asks"), "the previous greeter ran: {system}");
 
+    // A plugin version changed on main by plain git is reported (`hal thread merge` would have refused it).
+    commit(&sandbox, &repo, &[("plugins/p/v1/plugin.yaml", "name: p\n")]);
+    commit(&sandbox, &repo, &[("plugins/p/v1/plugin.yaml", "name: p # edited\n")]);
+    eventually("the changed version in hal status", &daemon, || {
+        let status = hal(&sandbox, &repo, &["status", "--json"]).ok().json();
+        let problems = status["daemon"]["problems"].as_array()?.clone();
+        problems
+            .iter()
+            .any(|p| p["file"] == "plugins/p/v1/" && p["error"].as_str().is_some_and(|e| e.contains("never changes")))
+            .then_some(())
+    });
+    // Removing the version whole retires it: the problem goes.
+    sandbox.git(&repo, &["rm", "-rq", "plugins"]).ok();
+    sandbox.git(&repo, &["commit", "-q", "-m", "remove the plugin"]).ok();
+    eventually("the retired version's problem to go", &daemon, || {
+        let status = hal(&sandbox, &repo, &["status", "--json"]).ok().json();
+        (!status["daemon"]["problems"].to_string().contains("plugins/p/v1")).then_some(())
+    });
+
     // Fixing both is reported too.
     commit(&sandbox, &repo, &[("helps/greeter.yaml", GREETER)]);
     sandbox.git(&repo, &["rm", "-q", "helps/broken.yaml"]).ok();

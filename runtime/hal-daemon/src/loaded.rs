@@ -2,6 +2,7 @@
 //! moves. A help or agent that stops being valid keeps its previous valid version in force, and `hal.yaml` its
 //! previous settings; an isolate that stops loading is left out. Each becomes a [`Problem`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gix::ObjectId;
@@ -47,13 +48,35 @@ pub(crate) struct Loaded {
     pub(crate) problems: Vec<Problem>,
     /// Names of the isolates offered.
     pub(crate) isolates: Vec<String>,
+    /// Each plugin version directory on `main` with the tree id it had when this daemon first saw it.
+    pub(crate) published: BTreeMap<String, ObjectId>,
+}
+
+/// The plugin version directories this daemon has seen on `main`, each with the tree id it had when first seen:
+/// those of `before`, and those new on `main` now.
+fn published_versions(
+    home: &Home,
+    main: ObjectId,
+    before: Option<&BTreeMap<String, ObjectId>>,
+) -> Result<BTreeMap<String, ObjectId>, DaemonError> {
+    let mut published = before.cloned().unwrap_or_default();
+    let files = home.list_files(main, hal_sandbox::plugins::PLUGINS_DIR)?;
+    for version in hal_sandbox::plugins::versions_in(files.iter().map(|(path, _)| path.as_str())) {
+        let dir = version.dir();
+        if !published.contains_key(&dir)
+            && let Some(id) = home.entry_id(main, &dir)?
+        {
+            published.insert(dir, id);
+        }
+    }
+    Ok(published)
 }
 
 /// Before the first load: only the built-ins, no tools, no models.
 pub(crate) fn empty(journal: &Journal) -> Loaded {
     let runner = Runner::new(journal.clone(), Arc::new(Catalog::builtin()), Toolbox::new());
     let models: Arc<dyn Models> = Arc::new(Arc::new(hal_runner::model::Recording::new(Vec::new(), Vec::new())));
-    Loaded { main: None, runner, models, problems: Vec::new(), isolates: Vec::new() }
+    Loaded { main: None, runner, models, problems: Vec::new(), isolates: Vec::new(), published: BTreeMap::new() }
 }
 
 /// Load what `main` of the repo at `root` holds now. `previous` supplies the versions kept in force for files
@@ -110,6 +133,30 @@ pub(crate) fn load(
     for (name, error) in left_out {
         problems.push(Problem { file: format!("isolates/{name}"), error, previous_in_force: false });
     }
+    let published = match main {
+        Some(main) => published_versions(&home, main, previous.map(|p| &p.published))?,
+        None => BTreeMap::new(),
+    };
+    let mut published = published;
+    let mut retired = Vec::new();
+    for (dir, first_seen) in &published {
+        let now = main.map(|main| home.entry_id(main, dir)).transpose()?.flatten();
+        // A version removed whole is retired; one whose content changed is a problem.
+        let Some(now) = now else {
+            retired.push(dir.clone());
+            continue;
+        };
+        if now != *first_seen {
+            problems.push(Problem {
+                file: format!("{dir}/"),
+                error: "this plugin version changed on main after it was published, and a version never changes: \
+                        restore it and put the change in a new version directory (`hal thread merge` refuses such a \
+                        merge; a plain git merge or push does not)"
+                    .to_owned(),
+                previous_in_force: false,
+            });
+        }
+    }
     let isolates = {
         let mut names: Vec<String> = toolbox
             .names()
@@ -128,5 +175,8 @@ pub(crate) fn load(
         }
     };
     let runner = Runner::new(journal.clone(), Arc::new(catalog), toolbox).with_observer(observer);
-    Ok(Loaded { main, runner, models, problems, isolates })
+    for dir in retired {
+        published.remove(&dir);
+    }
+    Ok(Loaded { main, runner, models, problems, isolates, published })
 }

@@ -211,6 +211,13 @@ impl Home {
         Ok(())
     }
 
+    /// The git id of the entry (file or directory) at `path` in `commit`'s tree, if there is one.
+    pub fn entry_id(&self, commit: ObjectId, path: &str) -> Result<Option<ObjectId>> {
+        let tree = self.tree_of(commit)?;
+        let entry = tree.lookup_entry_by_path(path).git_context(|| format!("looking up {path} in {commit}"))?;
+        Ok(entry.map(|entry| entry.oid().to_owned()))
+    }
+
     /// Every file of `commit`'s tree with its git blob id, sorted by path: what a diff between two commits
     /// compares.
     pub fn file_ids(&self, commit: ObjectId) -> Result<Vec<(String, ObjectId)>> {

@@ -133,7 +133,8 @@ impl Home {
     }
 
     /// The plugin version directories on `main` (at `main_tip`) whose content `tree` changes in any way: a file
-    /// changed, added, removed or with another mode (the directory's tree id differs).
+    /// changed, added, removed or with another mode (the directory's tree id differs). Removing a whole version
+    /// directory (retiring it) is not a change of it.
     fn changed_plugin_files(&self, main_tip: ObjectId, tree: ObjectId) -> Result<Vec<String>> {
         let mut published: Vec<String> = self
             .file_ids(main_tip)?
@@ -154,7 +155,10 @@ impl Home {
         for dir in published {
             let before = main_tree.lookup_entry_by_path(&dir).git_context(|| format!("looking up {dir}"))?;
             let after = tree.lookup_entry_by_path(&dir).git_context(|| format!("looking up {dir}"))?;
-            if before.map(|e| e.oid().to_owned()) != after.map(|e| e.oid().to_owned()) {
+            // Removing a whole version retires it; changing what it holds is refused.
+            if let (Some(before), Some(after)) = (before, after)
+                && before.oid() != after.oid()
+            {
                 changed.push(format!("{dir}/"));
             }
         }
