@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use hal_testmodel::{Scripted, ScriptedServer};
 use serde_json::{Value, json};
 
-use crate::runs::{KEY, KEY_VAR, WRITER, commit, home_with_model};
+use crate::runs::{WRITER, commit, hal, hal_command, home_with_model};
 use crate::support::{Run, Sandbox, assert_fsck_clean, rev, tree_paths};
 
 /// A `hal daemon` child process, stopped when dropped.
@@ -22,9 +22,8 @@ impl DaemonProcess {
     /// Start `hal daemon` in `repo` and wait until it serves.
     fn start(sandbox: &Sandbox, repo: &Path) -> DaemonProcess {
         let log = sandbox.path(&format!("daemon-{}.log", fastrand::u32(..)));
-        let mut command = sandbox.hal_command(repo, &["daemon"]);
+        let mut command = hal_command(sandbox, repo, &["daemon"]);
         command
-            .env(KEY_VAR, KEY)
             .env("RUST_LOG", "hal_daemon=debug,hal=info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"));
@@ -69,10 +68,10 @@ impl Drop for DaemonProcess {
     }
 }
 
-fn hal(sandbox: &Sandbox, repo: &Path, args: &[&str]) -> Run {
-    let mut command = sandbox.hal_command(repo, args);
-    command.env(KEY_VAR, KEY);
-    Run::from(command.output().expect("run hal"))
+/// Start `hal` in `repo` in the background, its output kept for `wait_with_output`.
+fn spawn(sandbox: &Sandbox, repo: &Path, args: &[&str]) -> Child {
+    let mut command = hal_command(sandbox, repo, args);
+    command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn hal")
 }
 
 /// Wait up to 20 s for `check` to return something.
@@ -316,9 +315,7 @@ fn a_run_cut_by_sigkill_resumes_at_restart_without_losing_or_repeating_a_step() 
         Scripted::tool("files.write", json!({"path": "two.txt", "content": "2\n"})),
         Scripted::finish("DONE", "wrote both"),
     ]);
-    let mut run = sandbox.hal_command(&repo, &["help", "run", "writer", "write one.txt and two.txt"]);
-    run.env(KEY_VAR, KEY).stdout(Stdio::null()).stderr(Stdio::null());
-    let mut client = run.spawn().expect("spawn hal help run");
+    let mut client = spawn(&sandbox, &repo, &["help", "run", "writer", "write one.txt and two.txt"]);
     let id = eventually("the first tool step", &daemon, || {
         let thread = threads(&sandbox, &repo)
             .into_iter()
@@ -432,9 +429,7 @@ fn messages_to_a_busy_thread_wait_for_its_turn_to_end() {
     let (repo, daemon, id, _) = greeter_thread(&sandbox, &server);
 
     server.push([Scripted::text("slow answer").delayed(Duration::from_millis(1500)), Scripted::text("queued answer")]);
-    let mut slow = sandbox.hal_command(&repo, &["thread", "say", &id, "take your time"]);
-    slow.env(KEY_VAR, KEY).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let slow = slow.spawn().expect("spawn");
+    let slow = spawn(&sandbox, &repo, &["thread", "say", &id, "take your time"]);
     eventually("the slow turn to start", &daemon, || (server.requests().len() >= 2).then_some(()));
     let queued = hal(&sandbox, &repo, &["thread", "say", &id, "and this too"]);
     assert_eq!(queued.code, 0, "{queued:?}");
@@ -485,9 +480,7 @@ fn a_busy_thread_refuses_merges_answers_pushes_afterwards_and_a_stop_does_not_wa
     let (repo, daemon, id, branch) = greeter_thread(&sandbox, &server);
 
     server.push([Scripted::text("slow").delayed(Duration::from_millis(1500)), Scripted::text("saw the push")]);
-    let mut slow = sandbox.hal_command(&repo, &["thread", "say", &id, "slowly"]);
-    slow.env(KEY_VAR, KEY).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let slow = slow.spawn().expect("spawn");
+    let slow = spawn(&sandbox, &repo, &["thread", "say", &id, "slowly"]);
     eventually("the slow turn to start", &daemon, || (server.requests().len() >= 2).then_some(()));
     let merge = hal(&sandbox, &repo, &["thread", "merge", &id]);
     assert_eq!(merge.code, 2, "{merge:?}");
@@ -510,9 +503,7 @@ fn a_busy_thread_refuses_merges_answers_pushes_afterwards_and_a_stop_does_not_wa
 
     // A turn that outlives the stop's grace is cut off, with a client still following it.
     server.push([Scripted::text("never heard").delayed(Duration::from_secs(60)), Scripted::text("resumed")]);
-    let mut waiting = sandbox.hal_command(&repo, &["thread", "say", &id, "one more"]);
-    waiting.env(KEY_VAR, KEY).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let waiting = waiting.spawn().expect("spawn");
+    let waiting = spawn(&sandbox, &repo, &["thread", "say", &id, "one more"]);
     let asked = server.requests().len();
     eventually("the long turn to start", &daemon, || (server.requests().len() > asked).then_some(()));
     let stopping = Instant::now();

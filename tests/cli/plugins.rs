@@ -2,19 +2,11 @@
 //! the model fixes it, the second passes; the thread is merged; a help that lists the plugin calls it. The model
 //! is the scripted server; componentize-py, the sandbox and git are real.
 
-use std::path::Path;
-
 use hal_testmodel::{Scripted, ScriptedServer};
 use serde_json::json;
 
-use crate::runs::{KEY, KEY_VAR, commit, home_with_model};
+use crate::runs::{commit, hal, home_with_model};
 use crate::support::{Run, Sandbox, assert_fsck_clean, tree_paths};
-
-fn hal(sandbox: &Sandbox, repo: &Path, args: &[&str]) -> Run {
-    let mut command = sandbox.hal_command(repo, args);
-    command.env(KEY_VAR, KEY);
-    Run::from(command.output().expect("run hal"))
-}
 
 const MANIFEST: &str = "name: convert\nversion: 1\ndescription: Converts lengths.\nfunctions:\n  - name: convert\n    \
                         description: Convert a length between m, km, mi and ft.\n    parameters:\n      type: object\n      \

@@ -35,10 +35,16 @@ pub(crate) fn home_with_model(sandbox: &Sandbox, server: &ScriptedServer, provid
     repo
 }
 
-fn hal(sandbox: &Sandbox, repo: &Path, args: &[&str]) -> Run {
+/// A `hal` command in `repo` that has the test model's key, not yet started.
+pub(crate) fn hal_command(sandbox: &Sandbox, repo: &Path, args: &[&str]) -> std::process::Command {
     let mut command = sandbox.hal_command(repo, args);
     command.env(KEY_VAR, KEY);
-    Run::from(command.output().expect("run hal"))
+    command
+}
+
+/// Run `hal` in `repo` with the test model's key.
+pub(crate) fn hal(sandbox: &Sandbox, repo: &Path, args: &[&str]) -> Run {
+    Run::from(hal_command(sandbox, repo, args).output().expect("run hal"))
 }
 
 /// The thread id from `hal help run --json`.

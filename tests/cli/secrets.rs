@@ -1,22 +1,14 @@
 //! Secrets: kept outside git in a 0600 file, set from stdin or a hidden prompt, asked for by a run that needs
 //! one (PENDING with the exact command), read by the plugin they are granted to, and never in any git object.
 
-use std::path::Path;
-
 use hal_testmodel::{Scripted, ScriptedServer};
 use serde_json::json;
 
-use crate::runs::{KEY, KEY_VAR, commit, home_with_model};
-use crate::support::{Run, Sandbox};
+use crate::runs::{commit, hal, home_with_model};
+use crate::support::Sandbox;
 
 /// A value nobody would write by chance: every git object is searched for it.
 const VALUE: &str = "hal-test-secret-7f3a9c2e5b1d";
-
-fn hal(sandbox: &Sandbox, repo: &Path, args: &[&str]) -> Run {
-    let mut command = sandbox.hal_command(repo, args);
-    command.env(KEY_VAR, KEY);
-    Run::from(command.output().expect("run hal"))
-}
 
 #[test]
 fn a_run_waits_for_an_unset_secret_and_the_value_never_reaches_git() {
