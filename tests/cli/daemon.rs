@@ -224,6 +224,12 @@ fn helps_committed_to_main_are_loaded_and_broken_ones_reported_while_the_daemon_
 
     // A plugin version changed on main by plain git is reported (`hal thread merge` would have refused it).
     commit(&sandbox, &repo, &[("plugins/p/v1/plugin.yaml", "name: p\n")]);
+    // The daemon must have seen the version as published before it changes (it compares with what it saw).
+    let published = rev(&sandbox, &repo, "main");
+    eventually("the published version to be loaded", &daemon, || {
+        let status = hal(&sandbox, &repo, &["status", "--json"]).ok().json();
+        (status["daemon"]["main"] == published.as_str()).then_some(())
+    });
     commit(&sandbox, &repo, &[("plugins/p/v1/plugin.yaml", "name: p # edited\n")]);
     eventually("the changed version in hal status", &daemon, || {
         let status = hal(&sandbox, &repo, &["status", "--json"]).ok().json();
