@@ -352,6 +352,11 @@ fn a_run_cut_by_sigkill_resumes_at_restart_without_losing_or_repeating_a_step() 
 
 /// One HTTP/1.1 request to the daemon, by hand: (status code, body).
 fn http(repo: &Path, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    http_with(repo, method, path, token, "")
+}
+
+/// One HTTP/1.1 request with a JSON `body`: (status code, body).
+fn http_with(repo: &Path, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let info: Value =
         serde_json::from_str(&std::fs::read_to_string(repo.join(".git/hal/daemon.json")).expect("daemon.json"))
@@ -361,7 +366,9 @@ fn http(repo: &Path, method: &str, path: &str, token: Option<&str>) -> (u16, Str
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
     )
     .expect("send");
     let mut answer = String::new();
@@ -407,6 +414,18 @@ fn the_api_needs_the_token_metrics_count_the_work_and_chat_without_a_model_says_
     }
     let (code, body) = http(&repo, "POST", "/v1/threads/nosuchthread/merge", Some(token.trim()));
     assert_eq!(code, 404, "{body}");
+    // The REST routes take the fields of their command.
+    let (code, body) = http_with(&repo, "POST", "/v1/threads", Some(token.trim()), r#"{"title": "from the API"}"#);
+    assert_eq!(code, 200, "{body}");
+    let started: Value = serde_json::from_str(&body).expect("json");
+    let id = started["thread"]["id"].as_str().expect("id").to_owned();
+    let path = format!("/v1/threads/{id}/messages");
+    let (code, body) = http_with(&repo, "POST", &path, Some(token.trim()), r#"{"text": "hello from the API"}"#);
+    assert_eq!(code, 200, "{body}");
+    let said: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(said["result"], "said", "{body}");
+    let (code, body) = http_with(&repo, "POST", &path, Some(token.trim()), r#"{"words": "no text"}"#);
+    assert_eq!(code, 422, "{body}");
     assert_eq!(daemon.stop(), 0);
 }
 

@@ -24,6 +24,7 @@ use futures_util::Stream;
 use gix::ObjectId;
 use hal_store::{Step, StoreError};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
 use crate::command::Command;
@@ -132,52 +133,34 @@ async fn list(auth: Authorized, state: State<Arc<Shared>>) -> Result<HttpRespons
     command(auth, state, Json(Command::ListThreads)).await
 }
 
-/// The body of `POST /v1/threads`.
-#[derive(Deserialize)]
-struct StartBody {
-    #[serde(default)]
-    actor: Option<String>,
-    #[serde(default)]
-    from: Option<String>,
-    #[serde(default)]
-    title: Option<String>,
-    #[serde(default)]
-    help: Option<String>,
-    #[serde(default)]
-    agent: Option<String>,
-    #[serde(default)]
-    input: Option<String>,
+/// The REST routes' bodies are the fields of the [`Command`] they stand for: `fields`, plus those from the path,
+/// read as the command `name`.
+fn command_from(name: &str, mut fields: Map<String, Value>, path: &[(&str, String)]) -> Result<Command, ApiError> {
+    fields.insert("command".to_owned(), Value::String(name.to_owned()));
+    for (key, value) in path {
+        fields.insert((*key).to_owned(), Value::String(value.clone()));
+    }
+    serde_json::from_value(Value::Object(fields))
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, format!("the body does not fit `{name}`: {e}")))
 }
 
+/// `POST /v1/threads`: the fields of `new-thread`.
 async fn start(
     auth: Authorized,
     state: State<Arc<Shared>>,
-    Json(body): Json<StartBody>,
+    Json(body): Json<Map<String, Value>>,
 ) -> Result<HttpResponse, ApiError> {
-    let StartBody { actor, from, title, help, agent, input } = body;
-    command(auth, state, Json(Command::NewThread { actor, from, title, help, agent, input })).await
+    command(auth, state, Json(command_from("new-thread", body, &[])?)).await
 }
 
-/// The body of `POST /v1/threads/{thread}/messages`.
-#[derive(Deserialize)]
-struct SayBody {
-    text: String,
-    #[serde(default)]
-    actor: Option<String>,
-    #[serde(default)]
-    help: Option<String>,
-    #[serde(default)]
-    agent: Option<String>,
-}
-
+/// `POST /v1/threads/{thread}/messages`: the fields of `say`, the thread from the path.
 async fn say(
     auth: Authorized,
     state: State<Arc<Shared>>,
     Path(thread): Path<String>,
-    Json(body): Json<SayBody>,
+    Json(body): Json<Map<String, Value>>,
 ) -> Result<HttpResponse, ApiError> {
-    let SayBody { text, actor, help, agent } = body;
-    command(auth, state, Json(Command::Say { actor, thread, text, help, agent })).await
+    command(auth, state, Json(command_from("say", body, &[("thread", thread)])?)).await
 }
 
 async fn merge(
