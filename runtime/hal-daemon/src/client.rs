@@ -72,11 +72,7 @@ impl Client {
         let status = response.status();
         let body = response.bytes().await.map_err(|e| self.unreachable(e))?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            return Err(DaemonError::Remote(message));
+            return Err(remote_error(&body));
         }
         serde_json::from_slice(&body).map_err(|e| self.unreachable(format!("an answer that is not understood: {e}")))
     }
@@ -109,27 +105,16 @@ impl Client {
     /// default its tip), streamed text and turn ends. Subscribed when this returns: nothing that happens
     /// afterwards is missed.
     pub async fn follow(&self, thread: &str, after: Option<&str>, actor: &str) -> Result<EventStream, DaemonError> {
-        let encode = |text: &str| -> String {
-            text.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-                    other => format!("%{other:02X}"),
-                })
-                .collect()
-        };
-        let mut query = format!("?actor={}", encode(actor));
+        let mut url = reqwest::Url::parse(&self.url("/v1/threads")).map_err(|e| self.unreachable(e))?;
+        // The thread may be a branch (`threads/<actor>/<id>`): one path segment, its slashes encoded.
+        url.path_segments_mut().map_err(|()| self.unreachable("not a base URL"))?.push(thread).push("events");
+        url.query_pairs_mut().append_pair("actor", actor);
         if let Some(after) = after {
-            query.push_str(&format!("&after={}", encode(after.trim())));
+            url.query_pairs_mut().append_pair("after", after.trim());
         }
-        let request = self.http.get(self.url(&format!("/v1/threads/{}/events{query}", encode(thread))));
-        let response = request.bearer_auth(&self.token).send().await.map_err(|e| self.unreachable(e))?;
+        let response = self.http.get(url).bearer_auth(&self.token).send().await.map_err(|e| self.unreachable(e))?;
         if !response.status().is_success() {
-            let text = response.text().await.unwrap_or_default();
-            let message = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-                .unwrap_or(text);
-            return Err(DaemonError::Remote(message));
+            return Err(remote_error(&response.bytes().await.unwrap_or_default()));
         }
         Ok(EventStream {
             response,
@@ -138,6 +123,15 @@ impl Client {
             address: self.info.address.clone(),
         })
     }
+}
+
+/// The daemon's error answer `body`: its `error` text, else the body as it is.
+fn remote_error(body: &[u8]) -> DaemonError {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    DaemonError::Remote(message)
 }
 
 /// The events of one thread, as they happen.
