@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gix::ObjectId;
+use hal_runner::conversation::is_persons_step;
 use hal_runner::model::{Models, SecretLookup};
 use hal_runner::{Event, Journal, Observer};
 use hal_store::identity::HAL_ACTOR;
@@ -715,10 +716,7 @@ fn persons_commit_between(home: &Home, branch: &str, from: ObjectId, to: ObjectI
         if step.commit == from {
             return Ok(false);
         }
-        let message = StepKind::parse_name(&step.kind) == StepKind::Message
-            && step.actor != HAL_ACTOR
-            && step.status != Some(ThreadStatus::Running);
-        if message || step.step.is_none() {
+        if is_persons_step(&step) {
             return Ok(true);
         }
     }

@@ -1,8 +1,8 @@
 //! What a thread needs from the daemon, read from its newest steps.
 
 use hal_runner::catalog::DEFAULT_AGENT;
+use hal_runner::conversation::is_persons_step;
 use hal_runner::record::fact;
-use hal_store::identity::HAL_ACTOR;
 use hal_store::{BACKCHAT, Home, StepKind, ThreadRef, ThreadStatus};
 
 /// The help that answers a message on a thread that never ran one, and every backchat message.
@@ -35,11 +35,9 @@ pub(crate) enum Plan {
 pub(crate) fn plan_for(home: &Home, thread: &ThreadRef, startup: bool) -> hal_store::Result<Plan> {
     let mut steps = home.steps_back(thread).take(LOOK_BACK);
     let Some(tip) = steps.next().transpose()? else { return Ok(Plan::Nothing) };
-    let kind = StepKind::parse_name(&tip.kind);
     let plain_commit = tip.step.is_none();
-    let message = kind == StepKind::Message && tip.actor != HAL_ACTOR && tip.status != Some(ThreadStatus::Running);
     let interrupted = tip.status == Some(ThreadStatus::Running);
-    if !(plain_commit || message || (interrupted && startup)) {
+    if !(is_persons_step(&tip) || (interrupted && startup)) {
         return Ok(Plan::Nothing);
     }
     let mut help = tip.fact(fact::HELP).map(str::to_owned);

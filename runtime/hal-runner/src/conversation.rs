@@ -178,6 +178,15 @@ fn shortened(message: Message, max: usize) -> Message {
     }
 }
 
+/// Whether `step` was written by a person: a `message` step by someone other than HAL that is not a run's own
+/// request (those are `running`), or a plain git commit.
+pub fn is_persons_step(step: &Step) -> bool {
+    let message = StepKind::parse_name(&step.kind) == StepKind::Message
+        && step.actor != hal_store::identity::HAL_ACTOR
+        && step.status != Some(hal_store::ThreadStatus::Running);
+    message || step.step.is_none()
+}
+
 /// The messages one step contributes to the conversation, in order.
 pub fn messages_of(step: &Step) -> Result<Vec<Message>, RunError> {
     let bad = |reason: String| RunError::BadRecord { commit: step.commit.to_string(), reason };

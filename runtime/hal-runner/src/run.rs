@@ -16,7 +16,7 @@ use hal_store::{NewStep, StepKind, ThreadRef, ThreadStatus, identity::HAL_ACTOR}
 use serde_json::{Value, json};
 
 use crate::catalog::{Catalog, HelpEntry};
-use crate::conversation::{Conversation, finish_result};
+use crate::conversation::{Conversation, finish_result, is_persons_step};
 use crate::error::RunError;
 use crate::journal::Journal;
 use crate::model::{Model, Models};
@@ -300,7 +300,12 @@ impl Runner {
                         let tip = home.steps_back(&thread).next().transpose()?;
                         let commit = home.repo().find_commit(thread.tip).ok();
                         let parent = commit.and_then(|c| c.parent_ids().next().map(|p| p.detach()));
-                        let message = tip.filter(is_persons_message).map(|step| step.text.trim().to_owned());
+                        // A plain commit with no text is no message (the conversation read back skips it too).
+                        let message = tip
+                            .filter(|step| {
+                                is_persons_step(step) && (step.step.is_some() || !step.text.trim().is_empty())
+                            })
+                            .map(|step| step.text.trim().to_owned());
                         Ok((message, parent))
                     })?;
                     let cached = match &tip_message {
@@ -820,15 +825,6 @@ fn missing_secrets(tools: &[Arc<dyn Tool>]) -> Option<String> {
     }
     text.push_str("then answer this thread to go on.");
     Some(text)
-}
-
-/// Whether `step` is a person's message (not the runner's own request, which is `running`): a `message` step by
-/// someone other than HAL, or a plain git commit.
-fn is_persons_message(step: &hal_store::Step) -> bool {
-    let message = StepKind::parse_name(&step.kind) == StepKind::Message
-        && step.actor != HAL_ACTOR
-        && step.status != Some(ThreadStatus::Running);
-    message || (step.step.is_none() && !step.text.trim().is_empty())
 }
 
 /// A committed reply a resumed run still has to act on.
