@@ -159,16 +159,9 @@ fn repo_isolates(home: &Home, cache: Option<&std::path::Path>) -> Result<Vec<Fou
         let has_source = top.iter().any(|(file, _)| file == "Cargo.toml");
         let files = match (prebuilt, has_source, cache) {
             (Some(wasm), _, _) => Ok((wasm, manifest)),
-            (None, true, Some(cache)) => {
-                let crate_prefix = format!("{dir}/");
-                let mut sources = Vec::new();
-                for (path, _) in all.iter().filter(|(path, _)| path.starts_with(&crate_prefix)) {
-                    if let Some(content) = home.file_at(main, path)? {
-                        sources.push((path[crate_prefix.len()..].to_owned(), content));
-                    }
-                }
-                crate::source::build(&name, &sources, cache).map(|wasm| (wasm, manifest))
-            }
+            (None, true, Some(cache)) => crate::plugins::files_under(home, main, &dir)
+                .and_then(|sources| crate::source::build(&name, &sources, cache))
+                .map(|wasm| (wasm, manifest)),
             (None, true, None) => {
                 Err(format!("main:{dir} is Rust source, and there is no cache directory to build it in"))
             }

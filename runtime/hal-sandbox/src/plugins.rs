@@ -117,7 +117,7 @@ fn progress(message: &str) {
 
 /// Every file under `dir` of `commit`, recursively, with paths relative to `dir`; a path that is not plain
 /// (`..`, empty or absolute parts: a crafted tree) is refused, as it would be written outside the build.
-fn files_under(home: &Home, commit: gix::ObjectId, dir: &str) -> Result<PluginFiles, String> {
+pub(crate) fn files_under(home: &Home, commit: gix::ObjectId, dir: &str) -> Result<PluginFiles, String> {
     let prefix = format!("{dir}/");
     let mut files = Vec::new();
     for (path, _) in home.list_files(commit, dir).map_err(|e| e.to_string())? {
