@@ -259,10 +259,7 @@ fn default_actor(dir: &Path) -> String {
 }
 
 fn print_log(home: &Home, thread: &str) -> Result<()> {
-    for step in home.thread_log(thread, None)? {
-        let number = step.step.map_or_else(|| "-".to_owned(), |n| n.to_string());
-        println!("   #{number} {:<7} {}: {}", step.kind, step.actor, step.text.lines().next().unwrap_or_default());
-    }
+    home.thread_log(thread, None)?.iter().for_each(print_step);
     Ok(())
 }
 
