@@ -85,9 +85,13 @@ fn commands_outside_a_home_repo_fail_with_one_clear_line() {
 #[test]
 fn init_rejects_bad_actor_names() {
     let sandbox = Sandbox::new();
-    for bad in ["Bob Smith", "hal", "../x"] {
+    for (bad, why) in [
+        ("Bob Smith", "use lowercase letters, digits"),
+        ("hal", "`hal` is HAL's own actor"),
+        ("../x", "use lowercase letters, digits"),
+    ] {
         let run = sandbox.hal(&sandbox.path(""), &["init", "repo", "--actor", bad]);
         assert_eq!(run.code, 2, "{bad}");
-        assert!(run.stderr.contains("actor"), "{bad}: {}", run.stderr);
+        assert!(run.stderr.contains(&format!("invalid actor name {bad:?}: {why}")), "{bad}: {}", run.stderr);
     }
 }

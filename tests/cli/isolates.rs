@@ -52,7 +52,7 @@ fn built_in_isolates_are_listed_and_files_writes_become_a_step() {
     let log = sandbox.hal(&repo, &["thread", "log", &thread, "--json"]).ok().json();
     let steps = log.as_array().expect("steps");
     assert_eq!(steps.len(), 2, "the write is one step, the read none: {log}");
-    assert_eq!(steps[1]["kind"], "tool");
+    assert_eq!(steps[1]["kind"], "write", "a call by hand is the person's change, not a model's tool step");
     assert_eq!(sandbox.git(&repo, &["status", "--porcelain"]).ok().stdout, "", "main's work tree is untouched");
     let missing = sandbox.hal(&repo, &["isolate", "call", "files", "read", r#"{"path": "nope"}"#, "--thread", &thread]);
     assert_eq!(missing.code, 1);
@@ -104,7 +104,7 @@ fn the_http_isolate_reaches_granted_hosts_only() {
     let repo = sandbox.home("home");
     let server = hal_testmodel::ScriptedServer::start(vec![hal_testmodel::Scripted::text("hello from loopback")]);
     let url = format!("{}/chat/completions", server.base_url());
-    let arguments = serde_json::json!({"url": url, "method": "POST", "body": "{}"}).to_string();
+    let arguments = serde_json::json!({"url": url, "method": "POST", "body": crate::runs::CHAT_BODY}).to_string();
 
     let refused = sandbox.hal(&repo, &["isolate", "call", "http", "fetch", &arguments]);
     assert_eq!(refused.code, 1);
@@ -125,7 +125,12 @@ fn the_http_isolate_reaches_granted_hosts_only() {
     assert_eq!(server.requests().len(), 1);
     let other = serde_json::json!({"url": "http://localhost:9/"}).to_string();
     let refused = sandbox.hal(&repo, &["isolate", "call", "http", "fetch", &other]);
-    assert!(refused.stderr.contains("may not fetch from localhost"), "{}", refused.stderr);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("may not fetch from localhost: add it to `sandbox.isolates.http.http`"),
+        "{}",
+        refused.stderr
+    );
 }
 
 const NOTES_CARGO: &str = r#"[package]
@@ -184,7 +189,11 @@ fn a_rust_isolate_committed_as_source_is_built_by_hal() {
     let line = list.lines().find(|l| l.starts_with("notes")).expect("listed");
     assert!(line.contains("INVALID: building isolate `notes` failed"), "{list}");
     let shown = sandbox.hal(&repo, &["isolate", "show", "notes", "--json"]).ok().json();
-    assert!(shown["error"].as_str().expect("error").contains("error"), "the compiler's words are kept: {shown}");
+    let error = shown["error"].as_str().expect("error");
+    assert!(
+        error.contains("src/lib.rs:") && error.contains("mismatched closing delimiter"),
+        "the compiler's words are kept: {shown}"
+    );
 
     // The same crate as a versioned plugin (`language: rust`) goes the plugins' way (its build is cached).
     sandbox.git(&repo, &["rm", "-rq", "isolates/notes"]).ok();

@@ -95,7 +95,14 @@ fn plugin_author_writes_a_plugin_that_passes_its_tests_on_the_second_try_and_a_h
     );
     let sneak = crate::support::new_thread(&sandbox, &repo, "add to v1");
     sandbox.hal_with_input(&repo, &["thread", "write", &sneak, &format!("{dir}/plugin/__init__.py")], b"x = 1\n").ok();
-    assert_eq!(hal(&sandbox, &repo, &["thread", "merge", &sneak]).code, 1, "adding a file to a version is a change");
+    let main = crate::support::rev(&sandbox, &repo, "main");
+    let refused = hal(&sandbox, &repo, &["thread", "merge", &sneak]);
+    assert_eq!(refused.code, 1, "adding a file to a version is a change: {refused:?}");
+    assert!(
+        refused.stderr.contains("a version never changes") && refused.stderr.contains("plugins/convert/v1/"),
+        "{refused:?}"
+    );
+    assert_eq!(crate::support::rev(&sandbox, &repo, "main"), main, "the refused merge changed nothing");
     let bump = crate::support::new_thread(&sandbox, &repo, "v2");
     let v2 = MANIFEST.replace("version: 1", "version: 2");
     sandbox.hal_with_input(&repo, &["thread", "write", &bump, "plugins/convert/v2/plugin.yaml"], v2.as_bytes()).ok();
@@ -134,16 +141,20 @@ fn a_plugin_that_tries_to_escape_is_contained() {
         command.env("HOME_SECRET", "should-not-be-readable");
         Run::from(command.output().expect("run hal"))
     };
-    for (function, expected) in [
-        ("passwd", "/etc/passwd"),
-        ("connect", "socket"),
-        ("hog", "MemoryError"),
-        ("spin", "than its limit of"),
-        ("steal", "HOME_SECRET"),
+    // Each expected text is the reason, not words of the function's own source; a loop is stopped by whichever
+    // limit it reaches first on this machine, and the reason names that limit and its setting.
+    let wall = "isolate `escape` ran longer than its limit of 3000 ms (wall_ms)";
+    let fuel = "isolate `escape` did more work than its limit of 10000000000 units of fuel (fuel)";
+    for (function, reasons) in [
+        ("passwd", &["FileNotFoundError: [Errno 44] No such file or directory: '/etc/passwd'"][..]),
+        ("connect", &["ModuleNotFoundError: No module named 'socket'"]),
+        ("hog", &["MemoryError"]),
+        ("spin", &[wall, fuel]),
+        ("steal", &["isolate `escape` may not read the secret HOME_SECRET: its isolate.yaml does not declare it"]),
     ] {
         let run = call(function);
         assert_eq!(run.code, 1, "{function}: {run:?}");
-        assert!(run.stderr.contains(expected), "{function}: {}", run.stderr);
+        assert!(reasons.iter().any(|reason| run.stderr.contains(reason)), "{function}: {}", run.stderr);
         assert!(!run.stdout.contains("should-not-be-readable") && !run.stderr.contains("should-not-be-readable"));
         let ok = call("ok");
         assert_eq!(ok.code, 0, "after {function}: {ok:?}");

@@ -60,6 +60,10 @@ fn fact<'a>(step: &'a serde_json::Value, key: &str) -> Option<&'a str> {
     step["facts"].as_array()?.iter().rev().find(|f| f[0] == key).and_then(|f| f[1].as_str())
 }
 
+/// The smallest chat completions request the scripted server accepts, for tests that post to it as a plain
+/// HTTP client (it answers 400 to a request that is not one).
+pub(crate) const CHAT_BODY: &str = r#"{"model": "m", "messages": [{"role": "user", "content": "hello"}]}"#;
+
 pub(crate) const WRITER: &str =
     "description: Writes notes\ncommands:\n  - files\ninstructions:\n  - Write what you are asked.\n";
 
@@ -426,7 +430,8 @@ fn a_model_fetches_through_the_http_isolate_from_a_granted_host() {
     let site = ScriptedServer::start(vec![Scripted::text("the page")]);
     let url = format!("{}/chat/completions", site.base_url());
     let server = ScriptedServer::start(vec![
-        Scripted::tool("http.fetch", json!({"url": url, "method": "POST", "body": "{}"})),
+        // The body of a chat request: the scripted server answers 400 to a malformed one.
+        Scripted::tool("http.fetch", json!({"url": url, "method": "POST", "body": CHAT_BODY})),
         Scripted::text("fetched it"),
     ]);
     let repo = home_with_model(&sandbox, &server, "openai");
@@ -472,7 +477,7 @@ fn nul_bytes_and_extra_finishes_from_a_model_do_not_break_the_thread() {
     let body = &server.requests()[2].body;
     let ids: Vec<&str> =
         body["messages"].as_array().expect("messages").iter().filter_map(|m| m["tool_call_id"].as_str()).collect();
-    assert_eq!(ids, ["call_0", "call_0", "call_2", "call_1"], "every call has its answer: {body}");
+    assert_eq!(ids, ["call_0", "call_1", "call_3", "call_2"], "every call has its answer: {body}");
 }
 
 #[test]

@@ -44,7 +44,9 @@ fn a_run_waits_for_an_unset_secret_and_the_value_never_reaches_git() {
     let list = hal(&sandbox, &repo, &["secret", "list"]).ok().stdout;
     assert!(list.contains("DECLARED_SECRET") && list.contains("NO") && list.contains("isolate token"), "{list}");
     let bad = sandbox.hal_with_input(&repo, &["secret", "set", "lower-case"], b"x\n");
-    assert_eq!(bad.code, 2);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("`lower-case` is not a secret name"), "{bad:?}");
+    assert!(!sandbox.path(".user-home/.config/hal/secrets.json").exists(), "nothing was stored");
     sandbox.hal_with_input(&repo, &["secret", "set", "DECLARED_SECRET"], format!("{VALUE}\n").as_bytes()).ok();
     let store = sandbox.path(".user-home/.config/hal/secrets.json");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&store).expect("store").permissions());

@@ -8,9 +8,13 @@ use tempfile::TempDir;
 /// The date every fixture commit carries.
 pub const PINNED_DATE: &str = "2026-01-02T03:04:05+00:00";
 
-/// A temporary world: a `HOME` with a git identity, and room for repositories.
+/// A temporary world: a `HOME` with a git identity, and room for repositories. When it is dropped at the end of
+/// a test that passed, every git repository in it must pass `git fsck --strict`, but for the problems the test
+/// said it planted ([`Sandbox::expect_fsck`]).
 pub struct Sandbox {
     dir: TempDir,
+    /// fsck message ids a test planted on purpose, by repository.
+    expected_fsck: std::cell::RefCell<Vec<(PathBuf, String)>>,
 }
 
 /// What a finished command printed.
@@ -63,7 +67,13 @@ impl Sandbox {
             "[user]\n\tname = Alice Example\n\temail = alice@example.com\n[init]\n\tdefaultBranch = main\n",
         )
         .expect("gitconfig");
-        Sandbox { dir }
+        Sandbox { dir, expected_fsck: std::cell::RefCell::default() }
+    }
+
+    /// Say that `repo` holds an object `git fsck --strict` reports with `message` (its message id, such as
+    /// `hasDotgit`), planted by the test with plain git: the check at the end allows that and nothing else.
+    pub fn expect_fsck(&self, repo: &Path, message: &str) {
+        self.expected_fsck.borrow_mut().push((repo.to_owned(), message.to_owned()));
     }
 
     /// A path inside the sandbox.
@@ -164,15 +174,62 @@ pub fn tree_paths(sandbox: &Sandbox, repo: &Path, spec: &str) -> Vec<String> {
 /// `git fsck --strict` must report no errors or warnings (dangling objects are fine).
 #[track_caller]
 pub fn assert_fsck_clean(sandbox: &Sandbox, repo: &Path) {
+    let problems = fsck_problems(sandbox, repo);
+    assert!(problems.is_empty(), "git fsck --strict complained about {}:\n{}", repo.display(), problems.join("\n"));
+}
+
+/// What `git fsck --strict` reports about `repo`: errors and warnings (dangling objects and notices, such as an
+/// empty repository's unborn branch, left out).
+fn fsck_problems(sandbox: &Sandbox, repo: &Path) -> Vec<String> {
     let run = sandbox.git(repo, &["fsck", "--strict", "--no-progress"]);
-    assert_eq!(run.code, 0, "git fsck failed:\n{}\n{}", run.stdout, run.stderr);
-    let problems: Vec<&str> = run
+    let mut problems: Vec<String> = run
         .stdout
         .lines()
         .chain(run.stderr.lines())
-        .filter(|line| !line.starts_with("dangling ") && !line.trim().is_empty())
+        .filter(|line| !line.starts_with("dangling ") && !line.starts_with("notice: ") && !line.trim().is_empty())
+        .map(str::to_owned)
         .collect();
-    assert!(problems.is_empty(), "git fsck complained:\n{}", problems.join("\n"));
+    if run.code != 0 && problems.is_empty() {
+        problems.push(format!("git fsck exited with {}", run.code));
+    }
+    problems
+}
+
+/// The git repositories under `dir`: work trees (holding `.git`) and bare repositories.
+fn repositories(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    if dir.join(".git").exists() || (dir.join("HEAD").is_file() && dir.join("objects").is_dir()) {
+        found.push(dir.to_owned());
+        return;
+    }
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) && entry.file_name() != ".user-home" {
+            repositories(&entry.path(), found);
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    /// Every repository a passing test leaves behind passes `git fsck --strict`.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let mut repos = Vec::new();
+        repositories(self.dir.path(), &mut repos);
+        let expected = self.expected_fsck.borrow();
+        let mut complaints = Vec::new();
+        for repo in repos {
+            let allowed: Vec<&str> =
+                expected.iter().filter(|(r, _)| *r == repo).map(|(_, message)| message.as_str()).collect();
+            for problem in fsck_problems(self, &repo) {
+                if !allowed.iter().any(|message| problem.contains(message)) {
+                    complaints.push(format!("{}: {problem}", repo.display()));
+                }
+            }
+        }
+        assert!(complaints.is_empty(), "git fsck --strict complained:\n{}", complaints.join("\n"));
+    }
 }
 
 /// Create a thread and return its id.

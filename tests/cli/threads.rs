@@ -134,7 +134,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     assert!(empty.stderr.contains("empty"), "{}", empty.stderr);
     let missing = sandbox.hal(&repo, &["thread", "new", "--from", "no-such-branch"]);
     assert_eq!(missing.code, 2);
-    assert!(missing.stderr.contains("no-such-branch"), "{}", missing.stderr);
+    assert!(missing.stderr.contains("cannot resolve \"no-such-branch\" to a commit"), "{}", missing.stderr);
 
     assert_eq!(rev(&sandbox, &repo, &format!("threads/alice-example/{id}")), tip, "nothing was written");
 }

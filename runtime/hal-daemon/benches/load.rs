@@ -150,6 +150,7 @@ fn main() {
                 help: Some("bench".into()),
                 agent: None,
                 input: Some(format!("job {n}")),
+                started_by_run: None,
             };
             client.command(&command).await.expect("start a thread");
         }

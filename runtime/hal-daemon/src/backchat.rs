@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use hal_model::ToolSpec;
 use hal_runner::Journal;
-use hal_runner::tools::{BoxFuture, Tool, ToolContext, ToolResult, Toolbox};
+use hal_runner::tools::{BoxFuture, RunScope, Tool, ToolContext, ToolResult, Toolbox};
 use hal_store::{Home, StepKind, ThreadStatus};
 use serde_json::{Value, json};
 
@@ -148,12 +148,16 @@ impl Tool for HalCommand {
     fn call<'a>(&'a self, arguments: Value, context: &'a mut ToolContext) -> BoxFuture<'a, ToolResult> {
         Box::pin(async move {
             let journal = context.journal().clone();
-            let actor = context.actor().to_owned();
+            let caller = Caller {
+                actor: context.actor().to_owned(),
+                branch: context.branch().to_owned(),
+                run: context.run().clone(),
+            };
             let kind = self.kind;
             let dispatch = self.dispatch.clone();
             let result = tokio::task::spawn_blocking(move || {
                 let text = |key: &str| arguments.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
-                run(&journal, &dispatch, kind, &actor, &text)
+                run(&journal, &dispatch, kind, &caller, &text)
             })
             .await
             .unwrap_or_else(|e| Err(format!("the command failed: {e}")));
@@ -165,18 +169,55 @@ impl Tool for HalCommand {
     }
 }
 
+/// Who calls a command: the run's actor, the thread it runs on, and what the run's calls share.
+struct Caller {
+    actor: String,
+    branch: String,
+    run: RunScope,
+}
+
+/// How many starts by runs led to a new thread started from `caller`'s, or why it may not be started. Only
+/// HAL's local record counts: a thread HAL did not start counts as a person's, whatever its commits claim.
+fn start_depth(journal: &Journal, caller: &Caller) -> Result<u32, String> {
+    let limits = caller.run.limits;
+    let here = if caller.branch.is_empty() {
+        None
+    } else {
+        journal.with(|home| home.start_depth(&caller.branch)).map_err(|e| e.to_string())?
+    };
+    let depth = here.unwrap_or(0).saturating_add(1);
+    if depth > limits.max_depth {
+        return Err(format!(
+            "not started: this thread is at the end of a chain of {} threads started by runs, and such a chain \
+             may be at most {} long (limits.max_depth in hal.yaml)",
+            depth - 1,
+            limits.max_depth
+        ));
+    }
+    let count = caller.run.count("threads.start");
+    if count > limits.max_starts {
+        return Err(format!(
+            "not started: one run may start at most {} threads (limits.max_starts in hal.yaml)",
+            limits.max_starts
+        ));
+    }
+    Ok(depth)
+}
+
 fn run(
     journal: &Journal,
     dispatch: &Dispatch,
     kind: Kind,
-    actor: &str,
+    caller: &Caller,
     arg: &dyn Fn(&str) -> String,
 ) -> Result<String, String> {
+    let actor = caller.actor.as_str();
     let who = Some(actor.to_owned()).filter(|a| !a.is_empty());
     match kind {
         Kind::Start => {
             let (help, input, title) = (arg("help"), arg("input"), arg("title"));
             let title = if title.trim().is_empty() { format!("{help}: {}", first_line(&input)) } else { title };
+            let depth = start_depth(journal, caller)?;
             let command = Command::NewThread {
                 actor: who,
                 from: None,
@@ -184,6 +225,7 @@ fn run(
                 help: Some(help.clone()),
                 agent: None,
                 input: Some(input),
+                started_by_run: Some(depth),
             };
             let Response::Started { thread, .. } = dispatch(journal, &command)? else {
                 return Err("unexpected answer".to_owned());
@@ -192,7 +234,7 @@ fn run(
         }
         Kind::Say => {
             let command =
-                Command::Say { actor: who, thread: arg("thread"), text: arg("text"), help: None, agent: None };
+                Command::Say { actor: who, thread: arg("thread"), text: arg("text"), help: None, agent: None, relayed: true };
             let Response::Said { thread, queued, .. } = dispatch(journal, &command)? else {
                 return Err("unexpected answer".to_owned());
             };
@@ -415,7 +457,8 @@ mod tests {
         let call = |kind: Kind, args: &[(&str, &str)]| {
             let args: Vec<(String, String)> = args.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
             let arg = |key: &str| args.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default();
-            run(&journal, &dispatch, kind, "alice", &arg)
+            let caller = Caller { actor: "alice".to_owned(), branch: String::new(), run: RunScope::default() };
+            run(&journal, &dispatch, kind, &caller, &arg)
         };
         let listed = call(Kind::List, &[("status", "open")]).expect("list");
         assert!(listed.contains(&thread.id) && listed.contains("notes"), "{listed}");
@@ -442,5 +485,65 @@ mod tests {
         assert!(started.starts_with("started thread "), "{started}");
         let said = call(Kind::Say, &[("thread", &thread.id), ("text", "more please")]).expect("say");
         assert!(said.contains("with its next turn"), "{said}");
+    }
+
+    /// Regression: `threads.start` let a run start a thread running `hal`, which started another, without end.
+    #[test]
+    fn regression_threads_start_has_a_depth_and_a_fan_out_limit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (home, _) = Home::init(dir.path(), Some("alice")).expect("init");
+        let backchat = home.backchat("alice").expect("backchat");
+        let journal = Journal::new(home);
+        let dispatch = direct();
+        let limits = hal_runner::Limits { max_depth: 3, max_starts: 2, ..hal_runner::run::DEFAULT_LIMITS };
+        let start = |branch: &str, run: &RunScope| {
+            let caller = Caller { actor: "alice".to_owned(), branch: branch.to_owned(), run: run.clone() };
+            let arg = |key: &str| if key == "help" { "hal".to_owned() } else { "go on".to_owned() };
+            run_start(&journal, &dispatch, &caller, &arg)
+        };
+        // A chain: the backchat (a person's thread) starts one, which starts one, …, up to max_depth.
+        let mut branch = backchat.branch.clone();
+        for depth in 1..=3 {
+            let started = start(&branch, &RunScope::new(limits)).expect("within the limit");
+            branch = started.branch.clone();
+            assert_eq!(journal.with(|home| home.start_depth(&branch)).expect("record"), Some(depth));
+            // The request is HAL's, written for the person: a model's words are never recorded as theirs.
+            let first = journal.with(|home| home.steps_back(&started).next().expect("a step").expect("readable"));
+            assert_eq!(first.actor, "hal");
+            assert_eq!(first.fact("Hal-For"), Some("alice"));
+            assert!(hal_runner::conversation::is_persons_step(&first), "the relayed request gets a turn");
+        }
+        let refused = start(&branch, &RunScope::new(limits)).expect_err("past max_depth");
+        assert!(refused.contains("limits.max_depth") && refused.contains("chain of 3"), "{refused}");
+        // One run may start only max_starts threads, wherever it runs.
+        let scope = RunScope::new(limits);
+        start(&backchat.branch, &scope).expect("first");
+        start(&backchat.branch, &scope).expect("second");
+        let refused = start(&backchat.branch, &scope).expect_err("third");
+        assert!(refused.contains("limits.max_starts"), "{refused}");
+        // A message relayed to a thread is HAL's too.
+        let caller = Caller { actor: "alice".to_owned(), branch: backchat.branch.clone(), run: RunScope::default() };
+        let arg = |key: &str| if key == "thread" { branch.clone() } else { "model text".to_owned() };
+        run(&journal, &dispatch, Kind::Say, &caller, &arg).expect("say");
+        let said = journal.with(|home| {
+            let thread = home.resolve_thread(&branch).expect("thread");
+            home.steps_back(&thread).next().expect("a step").expect("readable")
+        });
+        assert_eq!((said.actor.as_str(), said.fact("Hal-For"), said.text.as_str()), ("hal", Some("alice"), "model text"));
+    }
+
+    /// `threads.start` through `run`, returning the new thread.
+    fn run_start(
+        journal: &Journal,
+        dispatch: &Dispatch,
+        caller: &Caller,
+        arg: &dyn Fn(&str) -> String,
+    ) -> Result<hal_store::ThreadRef, String> {
+        let before: Vec<String> =
+            journal.with(|home| home.list_threads()).expect("list").into_iter().map(|t| t.id).collect();
+        run(journal, dispatch, Kind::Start, caller, arg)?;
+        let threads = journal.with(|home| home.list_threads()).expect("list");
+        let new = threads.into_iter().find(|t| !before.contains(&t.id)).expect("a new thread");
+        Ok(journal.with(|home| home.resolve_thread(&new.id)).expect("resolve"))
     }
 }

@@ -31,6 +31,11 @@ pub enum Command {
         /// The request.
         #[serde(default)]
         input: Option<String>,
+        /// Set when a run starts the thread (HAL's `threads.start`): how many such starts led to it, recorded
+        /// in HAL's local record (the thread's own commits are never believed about it). The request is then
+        /// HAL's message, written for `actor`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_by_run: Option<u32>,
     },
     /// Add a person's message to a thread; a daemon answers it with the thread's next turn.
     Say {
@@ -47,6 +52,10 @@ pub enum Command {
         /// The agent to run it as.
         #[serde(default)]
         agent: Option<String>,
+        /// HAL relays the text from a run (`threads.say`): the step is HAL's, written for `actor` (trailer
+        /// `Hal-For`), never the person's own words.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        relayed: bool,
     },
     /// Merge a thread into `main`.
     Merge {
@@ -100,16 +109,29 @@ pub fn thread_of(home: &Home, actor: &str, query: &str) -> hal_store::Result<Thr
     if query == hal_store::BACKCHAT { home.backchat(actor) } else { home.resolve_thread(query) }
 }
 
-/// The message step for `text`, asking for `help` as `agent` when given.
-pub fn message_step(text: &str, help: Option<&str>, agent: Option<&str>) -> NewStep {
+/// Who writes a message and its step: `who`'s own message, or, `relayed` from a run, HAL's message for `who`;
+/// asking for `help` as `agent` when given.
+pub fn message_step(
+    who: &str,
+    text: &str,
+    help: Option<&str>,
+    agent: Option<&str>,
+    relayed: bool,
+) -> (String, NewStep) {
     let mut step = NewStep::new(StepKind::Message, text, ThreadStatus::Open);
+    let writer = if relayed {
+        step = step.fact(fact::FOR, who);
+        hal_store::identity::HAL_ACTOR.to_owned()
+    } else {
+        who.to_owned()
+    };
     if let Some(help) = help {
         step = step.fact(fact::HELP, help);
     }
     if let Some(agent) = agent {
         step = step.fact(fact::AGENT, agent);
     }
-    step
+    (writer, step)
 }
 
 /// Apply `command` to `home`. Nothing runs here: a daemon watching the repo runs the turns a message asks for.
@@ -117,25 +139,32 @@ pub fn apply(home: &Home, command: &Command) -> hal_store::Result<Response> {
     let actor = |explicit: &Option<String>| home.resolve_actor(explicit.as_deref());
     match command {
         Command::ListThreads => Ok(Response::Threads { threads: home.list_threads()? }),
-        Command::NewThread { actor: who, from, title, help, agent, input } => {
+        Command::NewThread { actor: who, from, title, help, agent, input, started_by_run } => {
             let who = actor(who)?;
             let thread = home.new_thread(&who, from.as_deref(), title.as_deref())?;
+            // Recorded before the request is written: a daemon may start the turn as soon as it sees it.
+            if let Some(depth) = started_by_run {
+                home.record_start(&thread.branch, *depth)?;
+            }
             let message = match input.as_deref().filter(|text| !text.trim().is_empty()) {
                 Some(text) => {
-                    Some(home.append_step(&who, &thread, &message_step(text, help.as_deref(), agent.as_deref()))?)
+                    let relayed = started_by_run.is_some();
+                    let (writer, step) = message_step(&who, text, help.as_deref(), agent.as_deref(), relayed);
+                    Some(home.append_step(&writer, &thread, &step)?)
                 }
                 None => None,
             };
             let thread = ThreadRef { tip: message.as_ref().map_or(thread.tip, |m| m.commit), ..thread };
             Ok(Response::Started { thread, message })
         }
-        Command::Say { actor: who, thread, text, help, agent } => {
+        Command::Say { actor: who, thread, text, help, agent, relayed } => {
             if text.trim().is_empty() {
                 return Err(hal_store::StoreError::InvalidText("the message is empty"));
             }
             let who = actor(who)?;
             let thread = thread_of(home, &who, thread)?;
-            let appended = home.append_step(&who, &thread, &message_step(text, help.as_deref(), agent.as_deref()))?;
+            let (writer, step) = message_step(&who, text, help.as_deref(), agent.as_deref(), *relayed);
+            let appended = home.append_step(&writer, &thread, &step)?;
             let thread = ThreadRef { tip: appended.commit, ..thread };
             Ok(Response::Said { thread, message: Some(appended), queued: false, ticket: None })
         }

@@ -122,6 +122,8 @@ struct Queued {
     text: String,
     help: Option<String>,
     agent: Option<String>,
+    /// HAL relays it from a run.
+    relayed: bool,
     ticket: u64,
 }
 
@@ -519,10 +521,16 @@ impl Shared {
             let mut active = lock(&self.active);
             let queued = active.remove(branch).unwrap_or_default();
             for message in queued {
-                let step = command::message_step(&message.text, message.help.as_deref(), message.agent.as_deref());
+                let (writer, step) = command::message_step(
+                    &message.actor,
+                    &message.text,
+                    message.help.as_deref(),
+                    message.agent.as_deref(),
+                    message.relayed,
+                );
                 let result = self.journal.with(|home| {
                     let current = home.resolve_thread(branch)?;
-                    home.append_step(&message.actor, &current, &step)
+                    home.append_step(&writer, &current, &step)
                 });
                 match result {
                     Ok(_) => lock(&self.tickets).entry(branch.to_owned()).or_default().push(message.ticket),
@@ -553,7 +561,7 @@ impl Shared {
             })
         };
         match command {
-            Command::Say { actor, thread, text, help, agent } => {
+            Command::Say { actor, thread, text, help, agent, relayed } => {
                 if text.trim().is_empty() {
                     return Err(hal_store::StoreError::InvalidText("the message is empty").into());
                 }
@@ -562,13 +570,20 @@ impl Shared {
                 // Held while the message is committed: a turn starting now sees it, one running queues it.
                 let mut active = lock(&self.active);
                 if let Some(queue) = active.get_mut(&target.branch) {
-                    let queued =
-                        Queued { actor: who, text: text.clone(), help: help.clone(), agent: agent.clone(), ticket };
+                    let queued = Queued {
+                        actor: who,
+                        text: text.clone(),
+                        help: help.clone(),
+                        agent: agent.clone(),
+                        relayed: *relayed,
+                        ticket,
+                    };
                     queue.push(queued);
                     return Ok(Response::Said { thread: target, message: None, queued: true, ticket: Some(ticket) });
                 }
-                let step = command::message_step(text, help.as_deref(), agent.as_deref());
-                let appended = self.journal.with(|home| home.append_step(&who, &target, &step))?;
+                let (writer, step) =
+                    command::message_step(&who, text, help.as_deref(), agent.as_deref(), *relayed);
+                let appended = self.journal.with(|home| home.append_step(&writer, &target, &step))?;
                 lock(&self.tickets).entry(target.branch.clone()).or_default().push(ticket);
                 drop(active);
                 self.wake();

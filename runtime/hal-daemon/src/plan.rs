@@ -36,7 +36,13 @@ pub(crate) fn plan_for(home: &Home, thread: &ThreadRef, startup: bool) -> hal_st
     let mut steps = home.steps_back(thread).take(LOOK_BACK);
     let Some(tip) = steps.next().transpose()? else { return Ok(Plan::Nothing) };
     let plain_commit = tip.step.is_none();
-    let interrupted = tip.status == Some(ThreadStatus::Running);
+    // A tip claiming a run is under way is believed only if this HAL wrote it: anyone can push a commit whose
+    // trailers say `running`, and resuming it would act on whatever that run's record holds.
+    let interrupted = tip.status == Some(ThreadStatus::Running) && home.wrote(tip.commit)?;
+    if tip.status == Some(ThreadStatus::Running) && !interrupted && startup {
+        tracing::warn!(target: "hal_daemon", branch = %thread.branch, commit = %tip.commit,
+            "a step claims a run is under way, but this HAL did not write it: not resumed");
+    }
     if !(is_persons_step(&tip) || (interrupted && startup)) {
         return Ok(Plan::Nothing);
     }

@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 
+use crate::limits::{Caps, DecodeError, excerpt};
 use crate::openai::error_text;
 use crate::types::{Message, Reply, Request, ToolCall, ToolNames};
 
@@ -86,26 +87,32 @@ pub(crate) fn encode(request: &Request, model: &str, max_output_tokens: Option<u
     body
 }
 
-/// One content block being streamed.
-#[derive(Debug)]
-enum Block {
-    Text,
-    Tool(ToolCall),
-    Other,
-}
-
-/// Builds a [`Reply`] from stream events (or from one whole response body).
+/// Builds a [`Reply`] from stream events (or from one whole response body), within the caps.
+///
+/// Only tool-use blocks are kept by their index (at most `limits.reply.tool_calls` of them): a `text_delta`
+/// is text whichever block it names (servers send it only in text blocks), and other blocks (thinking, …) are
+/// not kept at all, so a server that opens blocks without end holds no memory.
 #[derive(Debug, Default)]
 pub(crate) struct Decoder {
     reply: Reply,
-    blocks: Vec<(u64, Block)>,
+    /// Tool-use blocks by their index.
+    calls: Vec<(u64, ToolCall)>,
+    /// Bytes of arguments of all calls together.
+    arguments: usize,
     stopped: bool,
+    caps: Caps,
 }
 
 impl Decoder {
+    /// A decoder that fails when the reply passes `caps`.
+    pub(crate) fn new(caps: Caps) -> Decoder {
+        Decoder { caps, ..Decoder::default() }
+    }
+
     /// Take one event (`event:` name and `data:` payload). Returns the new text it carried.
-    pub(crate) fn event(&mut self, name: Option<&str>, data: &str, names: &ToolNames) -> Result<String, String> {
-        let event: Value = serde_json::from_str(data).map_err(|e| format!("an event is not JSON ({e}): {data}"))?;
+    pub(crate) fn event(&mut self, name: Option<&str>, data: &str, names: &ToolNames) -> Result<String, DecodeError> {
+        let event: Value =
+            serde_json::from_str(data).map_err(|e| format!("an event is not JSON ({e}): {}", excerpt(data, 200)))?;
         let kind = event.get("type").and_then(Value::as_str).or(name).unwrap_or_default();
         let index = event.get("index").and_then(Value::as_u64).unwrap_or(0);
         match kind {
@@ -115,22 +122,23 @@ impl Decoder {
                 }
             }
             "content_block_start" => {
-                let block = event.get("content_block").cloned().unwrap_or(Value::Null);
-                let (block, text) = self.start_block(&block, names);
-                self.blocks.push((index, block));
-                return Ok(text);
+                let block = event.get("content_block").unwrap_or(&Value::Null);
+                return self.start_block(index, block, names);
             }
             "content_block_delta" => {
-                let delta = event.get("delta").cloned().unwrap_or(Value::Null);
-                let slot = self.blocks.iter_mut().find(|(i, _)| *i == index).map(|(_, block)| block);
-                match (delta.get("type").and_then(Value::as_str), slot) {
-                    (Some("text_delta"), Some(Block::Text)) => {
+                let delta = event.get("delta").unwrap_or(&Value::Null);
+                match delta.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => {
                         let text = delta.get("text").and_then(Value::as_str).unwrap_or_default();
-                        self.reply.text.push_str(text);
-                        return Ok(text.to_owned());
+                        return self.text(text);
                     }
-                    (Some("input_json_delta"), Some(Block::Tool(call))) => {
-                        call.arguments.push_str(delta.get("partial_json").and_then(Value::as_str).unwrap_or_default());
+                    Some("input_json_delta") => {
+                        let piece = delta.get("partial_json").and_then(Value::as_str).unwrap_or_default();
+                        if let Some((_, call)) = self.calls.iter_mut().find(|(i, _)| *i == index) {
+                            self.caps.arguments(self.arguments, piece.len())?;
+                            self.arguments += piece.len();
+                            call.arguments.push_str(piece);
+                        }
                     }
                     _ => {}
                 }
@@ -146,7 +154,7 @@ impl Decoder {
             "message_stop" => self.stopped = true,
             "error" => {
                 let error = event.get("error").unwrap_or(&event);
-                return Err(format!("the server sent an error in the stream: {}", error_text(error)));
+                return Err(format!("the server sent an error in the stream: {}", error_text(error)).into());
             }
             _ => {}
         }
@@ -154,12 +162,12 @@ impl Decoder {
     }
 
     /// A response that was not streamed: one message object.
-    pub(crate) fn whole(&mut self, body: &str, names: &ToolNames) -> Result<(), String> {
-        let message: Value = serde_json::from_str(body).map_err(|e| format!("the response is not JSON ({e})"))?;
+    pub(crate) fn whole(&mut self, body: &str, names: &ToolNames) -> Result<(), DecodeError> {
+        let message: Value = serde_json::from_str(body)
+            .map_err(|e| format!("the response is not JSON ({e}): {}", excerpt(body, 200)))?;
         self.message_facts(&message);
         for (index, block) in message.get("content").and_then(Value::as_array).into_iter().flatten().enumerate() {
-            let (started, _) = self.start_block(block, names);
-            self.blocks.push((index as u64, started));
+            self.start_block(index as u64, block, names)?;
         }
         if let Some(reason) = message.get("stop_reason").and_then(Value::as_str) {
             self.reply.stop_reason = Some(reason.to_owned());
@@ -190,46 +198,51 @@ impl Decoder {
         }
     }
 
-    fn start_block(&mut self, block: &Value, names: &ToolNames) -> (Block, String) {
+    fn text(&mut self, text: &str) -> Result<String, DecodeError> {
+        self.caps.text(self.reply.text.len(), text.len())?;
+        self.reply.text.push_str(text);
+        Ok(text.to_owned())
+    }
+
+    /// A block starts; returns the text it already carries.
+    fn start_block(&mut self, index: u64, block: &Value, names: &ToolNames) -> Result<String, DecodeError> {
         match block.get("type").and_then(Value::as_str) {
-            Some("text") => {
-                let text = block.get("text").and_then(Value::as_str).unwrap_or_default().to_owned();
-                self.reply.text.push_str(&text);
-                (Block::Text, text)
-            }
+            Some("text") => self.text(block.get("text").and_then(Value::as_str).unwrap_or_default()),
             Some("tool_use") => {
+                self.caps.another_call(self.calls.len())?;
                 // A streamed block starts with an empty input and sends it as JSON pieces; a whole one has it all.
                 let arguments = match block.get("input") {
                     Some(Value::Object(map)) if !map.is_empty() => Value::Object(map.clone()).to_string(),
                     _ => String::new(),
                 };
+                self.caps.arguments(self.arguments, arguments.len())?;
+                self.arguments += arguments.len();
                 let call = ToolCall {
                     id: block.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
                     name: names.hal_name(block.get("name").and_then(Value::as_str).unwrap_or_default()),
                     arguments,
                 };
-                (Block::Tool(call), String::new())
+                self.calls.push((index, call));
+                Ok(String::new())
             }
-            _ => (Block::Other, String::new()),
+            _ => Ok(String::new()),
         }
     }
 
     /// The finished reply.
-    pub(crate) fn finish(mut self) -> Result<Reply, String> {
+    pub(crate) fn finish(mut self) -> Result<Reply, DecodeError> {
         if !self.stopped && self.reply.stop_reason.is_none() {
-            return Err("the stream ended before the reply was complete".to_owned());
+            return Err(DecodeError::Protocol("the stream ended before the reply was complete".to_owned()));
         }
-        self.blocks.sort_by_key(|(index, _)| *index);
-        for (n, (_, block)) in self.blocks.into_iter().enumerate() {
-            if let Block::Tool(mut call) = block {
-                if call.arguments.is_empty() {
-                    call.arguments = "{}".to_owned();
-                }
-                if call.id.is_empty() {
-                    call.id = format!("toolu_{n}");
-                }
-                self.reply.tool_calls.push(call);
+        self.calls.sort_by_key(|(index, _)| *index);
+        for (n, (_, mut call)) in self.calls.into_iter().enumerate() {
+            if call.arguments.is_empty() {
+                call.arguments = "{}".to_owned();
             }
+            if call.id.is_empty() {
+                call.id = format!("toolu_{n}");
+            }
+            self.reply.tool_calls.push(call);
         }
         Ok(self.reply)
     }
@@ -308,6 +321,34 @@ mod tests {
         assert_eq!(reply.tool_calls[0].name, "files.read");
         assert_eq!(reply.tool_calls[0].arguments, r#"{"path": "a"}"#);
         assert_eq!(reply.tool_calls[1].arguments, "{}");
+    }
+
+    #[test]
+    fn blocks_other_than_tool_use_hold_nothing_and_calls_stop_at_their_caps() {
+        use crate::limits::{Overflow, ReplyLimits};
+        let names = names();
+        let caps = Caps::new(ReplyLimits { tool_calls: 1, arguments_bytes: 4, ..ReplyLimits::default() });
+        let mut decoder = Decoder::new(caps);
+        for index in 0..10_000 {
+            let start = json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking"}});
+            decoder.event(None, &start.to_string(), &names).expect("a thinking block");
+        }
+        assert!(decoder.calls.is_empty(), "thinking blocks are not kept");
+        let tool = |index: u64| {
+            json!({"type": "content_block_start", "index": index,
+                "content_block": {"type": "tool_use", "id": "t", "name": "files_read", "input": {}}})
+            .to_string()
+        };
+        decoder.event(None, &tool(1), &names).expect("one call");
+        let piece = |text: &str| {
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": text}})
+                .to_string()
+        };
+        decoder.event(None, &piece("{}"), &names).expect("2 bytes");
+        let error = decoder.event(None, &piece("{}{"), &names).expect_err("5 bytes");
+        assert_eq!(error, DecodeError::Over(Overflow::Arguments { limit: 4 }));
+        let error = decoder.event(None, &tool(2), &names).expect_err("a second call");
+        assert_eq!(error, DecodeError::Over(Overflow::ToolCalls { limit: 1 }));
     }
 
     #[test]

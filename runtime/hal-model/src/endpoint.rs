@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::ReplyLimits;
+
 /// The wire format a model speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -47,6 +49,8 @@ pub struct Endpoint {
     pub key_name: Option<String>,
     /// Most tokens the model may write in one reply.
     pub max_output_tokens: Option<u32>,
+    /// How much of a reply HAL reads, and how long it waits for it (`limits` in `hal.yaml`).
+    pub limits: ReplyLimits,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -59,6 +63,7 @@ impl std::fmt::Debug for Endpoint {
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
             .field("key_name", &self.key_name)
             .field("max_output_tokens", &self.max_output_tokens)
+            .field("limits", &self.limits)
             .finish()
     }
 }

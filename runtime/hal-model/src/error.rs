@@ -1,5 +1,9 @@
 //! What can go wrong talking to a model. Messages name the model and its base URL, never the key.
 
+use std::time::Duration;
+
+use crate::limits::{Overflow, seconds};
+
 /// A failed model call.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -65,6 +69,31 @@ pub enum ModelError {
         base_url: String,
         /// What was wrong.
         detail: String,
+    },
+    /// The reply passed one of HAL's caps (`limits.reply` in `hal.yaml`); the client stopped reading it. Never
+    /// retried: the same request would most likely get the same answer.
+    #[error("model `{model}` at {base_url} sent a reply over HAL's limit, so HAL stopped reading it: {over}")]
+    TooLarge {
+        /// The model's name in `hal.yaml`.
+        model: String,
+        /// Where it was called.
+        base_url: String,
+        /// Which cap, and the setting that raises it.
+        over: Overflow,
+    },
+    /// The server went silent in the middle of a reply for longer than `limits.idle_seconds`. Not retried.
+    #[error(
+        "model `{model}` at {base_url} stopped sending in the middle of its reply: nothing came for {} s \
+         (limits.idle_seconds in hal.yaml raises the limit)",
+        seconds(*idle)
+    )]
+    Stalled {
+        /// The model's name in `hal.yaml`.
+        model: String,
+        /// Where it was called.
+        base_url: String,
+        /// How long it was silent.
+        idle: Duration,
     },
     /// The HTTP client could not be set up.
     #[error("cannot set up the HTTP client: {0}")]

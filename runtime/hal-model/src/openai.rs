@@ -7,6 +7,7 @@
 
 use serde_json::{Value, json};
 
+use crate::limits::{Caps, DecodeError, excerpt};
 use crate::types::{Message, Reply, Request, ToolCall, ToolNames, Usage};
 
 /// The path below the base URL.
@@ -73,25 +74,32 @@ pub(crate) fn encode(request: &Request, model: &str, max_output_tokens: Option<u
     body
 }
 
-/// Builds a [`Reply`] from streamed chunks (or from one whole response body).
+/// Builds a [`Reply`] from streamed chunks (or from one whole response body), within the caps.
 #[derive(Debug, Default)]
 pub(crate) struct Decoder {
     reply: Reply,
     /// Tool calls by the server's `index`, in order of first appearance.
     calls: Vec<(u64, ToolCall)>,
     done: bool,
+    caps: Caps,
 }
 
 impl Decoder {
+    /// A decoder that fails when the reply passes `caps`.
+    pub(crate) fn new(caps: Caps) -> Decoder {
+        Decoder { caps, ..Decoder::default() }
+    }
+
     /// Take one `data:` payload. Returns the new text it carried, for live display.
-    pub(crate) fn chunk(&mut self, data: &str, names: &ToolNames) -> Result<String, String> {
+    pub(crate) fn chunk(&mut self, data: &str, names: &ToolNames) -> Result<String, DecodeError> {
         if data.trim() == "[DONE]" {
             self.done = true;
             return Ok(String::new());
         }
-        let chunk: Value = serde_json::from_str(data).map_err(|e| format!("a chunk is not JSON ({e}): {data}"))?;
+        let chunk: Value =
+            serde_json::from_str(data).map_err(|e| format!("a chunk is not JSON ({e}): {}", excerpt(data, 200)))?;
         if let Some(error) = chunk.get("error") {
-            return Err(format!("the server sent an error in the stream: {}", error_text(error)));
+            return Err(format!("the server sent an error in the stream: {}", error_text(error)).into());
         }
         self.common(&chunk);
         let mut new_text = String::new();
@@ -100,13 +108,14 @@ impl Decoder {
             let delta = choice.get("delta").or_else(|| choice.get("message"));
             if let Some(delta) = delta {
                 if let Some(text) = delta.get("content").and_then(Value::as_str) {
+                    self.caps.text(self.reply.text.len(), text.len())?;
                     self.reply.text.push_str(text);
                     new_text.push_str(text);
                 }
                 for (position, call) in
                     delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate()
                 {
-                    self.tool_call_fragment(position, call, names);
+                    self.tool_call_fragment(position, call, names)?;
                 }
             }
             if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
@@ -117,7 +126,7 @@ impl Decoder {
     }
 
     /// A response that was not streamed: one JSON object.
-    pub(crate) fn whole(&mut self, body: &str, names: &ToolNames) -> Result<(), String> {
+    pub(crate) fn whole(&mut self, body: &str, names: &ToolNames) -> Result<(), DecodeError> {
         self.chunk(body, names)?;
         self.done = true;
         Ok(())
@@ -136,7 +145,7 @@ impl Decoder {
         }
     }
 
-    fn tool_call_fragment(&mut self, position: usize, fragment: &Value, names: &ToolNames) {
+    fn tool_call_fragment(&mut self, position: usize, fragment: &Value, names: &ToolNames) -> Result<(), DecodeError> {
         let id = fragment.get("id").and_then(Value::as_str).filter(|id| !id.is_empty());
         let index = match fragment.get("index").and_then(Value::as_u64) {
             Some(index) => index,
@@ -153,10 +162,14 @@ impl Decoder {
         let slot = match self.calls.iter().position(|(i, _)| *i == index) {
             Some(slot) => slot,
             None => {
+                self.caps.another_call(self.calls.len())?;
                 self.calls.push((index, ToolCall { id: String::new(), name: String::new(), arguments: String::new() }));
                 self.calls.len() - 1
             }
         };
+        // Arguments of every call but this one: the cap is on all of them together.
+        let others: usize =
+            self.calls.iter().enumerate().filter(|(n, _)| *n != slot).map(|(_, (_, call))| call.arguments.len()).sum();
         let call = &mut self.calls[slot].1;
         if let Some(id) = fragment.get("id").and_then(Value::as_str).filter(|id| !id.is_empty()) {
             call.id = id.to_owned();
@@ -166,17 +179,25 @@ impl Decoder {
             call.name = names.hal_name(name);
         }
         match function.and_then(|f| f.get("arguments")) {
-            Some(Value::String(piece)) => call.arguments.push_str(piece),
+            Some(Value::String(piece)) => {
+                self.caps.arguments(others + call.arguments.len(), piece.len())?;
+                call.arguments.push_str(piece);
+            }
             // A few servers send the arguments as an object rather than a JSON string.
-            Some(object @ Value::Object(_)) => call.arguments = object.to_string(),
+            Some(object @ Value::Object(_)) => {
+                let arguments = object.to_string();
+                self.caps.arguments(others, arguments.len())?;
+                call.arguments = arguments;
+            }
             _ => {}
         }
+        Ok(())
     }
 
     /// The finished reply. A stream that ended without `[DONE]` is accepted when it carried a finish reason.
-    pub(crate) fn finish(mut self) -> Result<Reply, String> {
+    pub(crate) fn finish(mut self) -> Result<Reply, DecodeError> {
         if !self.done && self.reply.stop_reason.is_none() {
-            return Err("the stream ended before the reply was complete".to_owned());
+            return Err(DecodeError::Protocol("the stream ended before the reply was complete".to_owned()));
         }
         for (n, (_, mut call)) in self.calls.into_iter().enumerate() {
             if call.id.is_empty() {
@@ -276,7 +297,32 @@ mod tests {
         assert!(decoder.finish().is_err());
         let mut decoder = Decoder::default();
         let error = decoder.chunk(r#"{"error":{"message":"overloaded"}}"#, &names()).expect_err("error");
-        assert!(error.contains("overloaded"), "{error}");
+        assert!(error.to_string().contains("overloaded"), "{error}");
+    }
+
+    #[test]
+    fn text_calls_and_arguments_stop_at_their_caps() {
+        use crate::limits::{Overflow, ReplyLimits};
+        let caps =
+            Caps::new(ReplyLimits { text_bytes: 8, tool_calls: 2, arguments_bytes: 10, ..ReplyLimits::default() });
+        let names = names();
+        let mut decoder = Decoder::new(caps);
+        decoder.chunk(r#"{"choices":[{"delta":{"content":"12345678"}}]}"#, &names).expect("at the cap");
+        let error = decoder.chunk(r#"{"choices":[{"delta":{"content":"9"}}]}"#, &names).expect_err("past it");
+        assert_eq!(error, DecodeError::Over(Overflow::Text { limit: 8 }));
+
+        let mut decoder = Decoder::new(caps);
+        let call = |index: u64, arguments: &str| {
+            json!({"choices":[{"delta":{"tool_calls":[{"index": index, "id": format!("c{index}"),
+                "function":{"name":"files_read","arguments": arguments}}]}}]})
+            .to_string()
+        };
+        decoder.chunk(&call(0, "{\"a\":1}"), &names).expect("first");
+        decoder.chunk(&call(1, "{}"), &names).expect("second");
+        let error = decoder.chunk(&call(1, "{}"), &names).expect_err("11 bytes in all");
+        assert_eq!(error, DecodeError::Over(Overflow::Arguments { limit: 10 }));
+        let error = decoder.chunk(&call(2, ""), &names).expect_err("a third call");
+        assert_eq!(error, DecodeError::Over(Overflow::ToolCalls { limit: 2 }));
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! The client against the scripted server: real HTTP on loopback, both wire formats, streamed in small pieces.
+//! Servers that misbehave (and the caps that keep the client's memory bounded) are in `client/misbehaviour.rs`.
+
+#[path = "client/misbehaviour.rs"]
+mod misbehaviour;
 
 use std::time::Duration;
 
-use hal_model::{Client, ClientOptions, Endpoint, Message, ModelError, Provider, Request, ToolSpec};
+use hal_model::{Client, ClientOptions, Endpoint, Message, ModelError, Provider, ReplyLimits, Request, ToolSpec};
 use hal_testmodel::{Scripted, ScriptedServer};
 use serde_json::json;
 
@@ -17,6 +21,7 @@ fn endpoint(server: &ScriptedServer, provider: Provider) -> Endpoint {
         api_key: Some(KEY.into()),
         key_name: Some("TEST_MODEL_KEY".into()),
         max_output_tokens: Some(256),
+        limits: ReplyLimits::default(),
     }
 }
 
@@ -68,7 +73,7 @@ fn both_formats_stream_text_and_split_tool_calls() {
         let args: serde_json::Value = serde_json::from_str(&reply.tool_calls[0].arguments).expect("json args");
         assert_eq!(args, long_args);
         assert_eq!((reply.usage.input, reply.usage.output), (120, 30));
-        assert!(exchange.response_body.len() > 500, "the raw stream is kept");
+        assert!(exchange.response_body.as_ref().is_some_and(|raw| raw.len() > 500), "the raw stream is kept");
         assert_eq!(exchange.attempts, 1);
 
         let requests = server.requests();
@@ -165,6 +170,7 @@ fn a_refused_connection_is_retried_then_reported() {
         api_key: None,
         key_name: None,
         max_output_tokens: None,
+        limits: ReplyLimits::default(),
     };
     let client = Client::new(ClientOptions {
         max_attempts: 2,
@@ -175,4 +181,36 @@ fn a_refused_connection_is_retried_then_reported() {
     let error = runtime().block_on(client.complete(&endpoint, &request(), &mut |_| {})).expect_err("no server");
     let text = error.to_string();
     assert!(text.contains("`nowhere`") && text.contains("2 attempts"), "{text}");
+}
+
+#[test]
+fn tool_call_ids_are_unique_across_replies_and_a_malformed_request_is_rejected_with_its_reason() {
+    for (provider, prefix) in [(Provider::OpenAi, "call"), (Provider::Anthropic, "toolu")] {
+        let server = ScriptedServer::start(vec![
+            Scripted::tool("files.read", json!({"path": "a"})),
+            Scripted::tools(&[("files.read", json!({"path": "b"})), ("files.read", json!({"path": "c"}))]),
+        ]);
+        let endpoint = endpoint(&server, provider);
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let exchange = runtime().block_on(quick().complete(&endpoint, &request(), &mut |_| {})).expect("reply");
+            ids.extend(exchange.reply.tool_calls.into_iter().map(|call| call.id));
+        }
+        assert_eq!(ids, [0, 1, 2].map(|n| format!("{prefix}_{n}")));
+
+        // A tool result that answers no call of the message before it: a real server answers 400.
+        let mut orphan = request();
+        orphan.messages.push(Message::Tool {
+            call_id: "nowhere".into(),
+            name: "files.read".into(),
+            content: "A".into(),
+            is_error: false,
+        });
+        let error = runtime().block_on(quick().complete(&endpoint, &orphan, &mut |_| {})).expect_err("400");
+        assert!(matches!(error, ModelError::Rejected { status: 400, .. }), "{error:?}");
+        let rejections = server.rejections();
+        assert_eq!(rejections.len(), 1, "{rejections:?}");
+        assert!(rejections[0].contains("`nowhere`") && error.to_string().contains(&rejections[0]), "{error}");
+        assert_eq!(server.remaining(), 0, "a rejected request uses up no scripted reply");
+    }
 }

@@ -1,7 +1,8 @@
 //! A thread's conversation as model messages, rebuilt from its steps, and the window of it sent to the model.
 //!
 //! Only the newest steps that fit the model's context are read: a long thread costs no more per turn than a
-//! short one once the window is full.
+//! short one once the window is full. The request a run answers is pinned: however many steps the run adds after
+//! it, the window always carries it.
 
 use hal_model::Message;
 use hal_store::{Home, Step, StepKind, ThreadRef};
@@ -26,7 +27,15 @@ pub struct Conversation {
     budget: usize,
     /// Older messages exist that were never loaded.
     truncated: bool,
+    /// Messages forgotten from the front so far: `popped + i` is the position of `messages[i]` in the thread.
+    popped: usize,
+    /// The request the current run answers, and its position when it is (or was) among `messages` (`None`: it is
+    /// older than anything loaded).
+    pinned: Option<(Option<usize>, Message)>,
 }
+
+/// How many steps before the window [`Conversation::load`] reads back to find the run's request.
+const REQUEST_LOOK_BACK: usize = 1000;
 
 /// Characters a message costs in the window.
 fn size_of(message: &Message) -> usize {
@@ -46,7 +55,14 @@ impl Conversation {
     pub fn new(context_tokens: u64) -> Conversation {
         let tokens = context_tokens.saturating_sub(RESERVED_TOKENS).max(1_000);
         let budget = usize::try_from(tokens.saturating_mul(CHARS_PER_TOKEN)).unwrap_or(usize::MAX);
-        Conversation { messages: std::collections::VecDeque::new(), total: 0, budget, truncated: false }
+        Conversation {
+            messages: std::collections::VecDeque::new(),
+            total: 0,
+            budget,
+            truncated: false,
+            popped: 0,
+            pinned: None,
+        }
     }
 
     /// The conversation of `thread`, newest steps first until the window is full.
@@ -54,9 +70,14 @@ impl Conversation {
         let mut conversation = Conversation::new(context_tokens);
         let mut newest_first = Vec::new();
         let mut used = 0;
-        for step in home.steps_back(thread) {
+        let mut request = None;
+        let mut steps = home.steps_back(thread);
+        for step in steps.by_ref() {
             let step = step?;
             let messages = messages_of(&step)?;
+            if request.is_none() && is_request(&step) {
+                request = messages.first().cloned();
+            }
             used += messages.iter().map(size_of).sum::<usize>();
             newest_first.extend(messages.into_iter().rev());
             if used > conversation.budget {
@@ -64,10 +85,34 @@ impl Conversation {
                 break;
             }
         }
+        // A run that made many steps may have pushed its request out of the window: look for it further back.
+        let mut older_request = None;
+        if request.is_none() && conversation.truncated {
+            for step in steps.take(REQUEST_LOOK_BACK) {
+                let step = step?;
+                if is_request(&step) {
+                    older_request = messages_of(&step)?.into_iter().next();
+                    break;
+                }
+            }
+        }
         for message in in_call_order(newest_first.into_iter().rev().collect()) {
             conversation.push(message);
         }
+        if let Some(request) = request {
+            let request = shortened(request, conversation.budget / 2);
+            let position = conversation.messages.iter().rposition(|(message, _)| *message == request);
+            conversation.pinned = position.map(|at| (Some(conversation.popped + at), request));
+        } else if let Some(request) = older_request {
+            conversation.pinned = Some((None, shortened(request, conversation.budget / 2)));
+        }
         Ok(conversation)
+    }
+
+    /// Mark the newest message as the request of the current run: the window always carries it.
+    pub fn pin_last(&mut self) {
+        let position = self.popped + self.messages.len();
+        self.pinned = self.messages.back().map(|(message, _)| (position.checked_sub(1), message.clone()));
     }
 
     /// Add a message at the end. Messages far outside the window are forgotten, so memory stays bounded
@@ -82,15 +127,16 @@ impl Conversation {
                 if let Some((_, size)) = self.messages.pop_front() {
                     self.total -= size;
                     self.truncated = true;
+                    self.popped += 1;
                 }
             }
         }
     }
 
     /// The newest messages that fit the budget, starting at a message a model accepts first (not a tool result),
-    /// after a note when older ones are left out.
+    /// after a note when older ones are left out and the run's request when it is older than the rest.
     pub fn window(&self) -> Vec<Message> {
-        let mut used = 0;
+        let mut used = self.pinned.as_ref().map_or(0, |(_, message)| size_of(message));
         let mut start = self.messages.len();
         while start > 0 {
             let size = self.messages[start - 1].1;
@@ -108,12 +154,48 @@ impl Conversation {
         while start < self.messages.len() && matches!(self.messages[start].0, Message::Tool { .. }) {
             start += 1;
         }
-        let mut window = Vec::with_capacity(self.messages.len() - start + 1);
+        let mut window = Vec::with_capacity(self.messages.len() - start + 2);
         if start > 0 || self.truncated {
             window.push(Message::User { text: LEFT_OUT.to_owned() });
         }
+        if let Some((position, request)) = &self.pinned
+            && position.is_none_or(|at| at < self.popped + start)
+        {
+            window.push(request.clone());
+        }
         window.extend(self.messages.range(start..).map(|(message, _)| message.clone()));
         window
+    }
+
+    /// Answer, as not run, the tool calls of the newest reply that have no result: a run that does not resume that
+    /// reply (its tip is a person's message, or the reply was pushed by someone else) still sends the model a
+    /// conversation it accepts, in which every call has its result.
+    pub fn close_open_calls(&mut self) {
+        let Some(at) = self.messages.iter().rposition(|(message, _)| {
+            matches!(message, Message::Assistant { tool_calls, .. } if !tool_calls.is_empty())
+        }) else {
+            return;
+        };
+        let mut insert_at = at + 1;
+        let mut answered = Vec::new();
+        while let Some((Message::Tool { call_id, .. }, _)) = self.messages.get(insert_at) {
+            answered.push(call_id.clone());
+            insert_at += 1;
+        }
+        let Message::Assistant { tool_calls, .. } = &self.messages[at].0 else { return };
+        let open: Vec<Message> =
+            tool_calls.iter().filter(|call| !answered.contains(&call.id)).map(not_run).collect();
+        if let Some((Some(position), _)) = &mut self.pinned
+            && *position >= self.popped + insert_at
+        {
+            *position += open.len();
+        }
+        for message in open {
+            let size = size_of(&message);
+            self.total += size;
+            self.messages.insert(insert_at, (message, size));
+            insert_at += 1;
+        }
     }
 
     /// How many messages it holds.
@@ -132,17 +214,20 @@ impl Conversation {
 /// right after the call.
 fn in_call_order(messages: Vec<Message>) -> Vec<Message> {
     let mut ordered = Vec::with_capacity(messages.len());
-    let mut waiting: Vec<String> = Vec::new();
+    let mut waiting: Vec<hal_model::ToolCall> = Vec::new();
     let mut deferred = Vec::new();
     for message in messages {
         match &message {
             Message::Assistant { tool_calls, .. } => {
+                // Calls of an earlier reply that never got a result (a run cut off, a reply pushed by someone
+                // else) are answered as not run: models accept a call only with its result right after it.
+                ordered.extend(waiting.drain(..).map(|call| not_run(&call)));
                 ordered.append(&mut deferred);
-                waiting = tool_calls.iter().map(|call| call.id.clone()).collect();
+                waiting = tool_calls.clone();
                 ordered.push(message);
             }
             Message::Tool { call_id, .. } => {
-                waiting.retain(|id| id != call_id);
+                waiting.retain(|call| call.id != *call_id);
                 ordered.push(message);
                 if waiting.is_empty() {
                     ordered.append(&mut deferred);
@@ -154,6 +239,16 @@ fn in_call_order(messages: Vec<Message>) -> Vec<Message> {
     }
     ordered.append(&mut deferred);
     ordered
+}
+
+/// The result of a call that was never run.
+fn not_run(call: &hal_model::ToolCall) -> Message {
+    Message::Tool {
+        call_id: call.id.clone(),
+        name: call.name.clone(),
+        content: "not run: no result was recorded for this call".to_owned(),
+        is_error: true,
+    }
 }
 
 /// `message` with its text cut to about `max` bytes (at a character boundary), saying how much was left out, so
@@ -178,13 +273,21 @@ fn shortened(message: Message, max: usize) -> Message {
     }
 }
 
-/// Whether `step` was written by a person: a `message` step by someone other than HAL that is not a run's own
-/// request (those are `running`), or a plain git commit.
+/// Whether `step` was written by a person: a `message` step by someone other than HAL (or relayed by HAL for a
+/// person, `Hal-For`) that is not a run's own request (those are `running`), or a plain git commit.
 pub fn is_persons_step(step: &Step) -> bool {
     let message = StepKind::parse_name(&step.kind) == StepKind::Message
-        && step.actor != hal_store::identity::HAL_ACTOR
+        && (step.actor != hal_store::identity::HAL_ACTOR || step.fact(fact::FOR).is_some())
         && step.status != Some(hal_store::ThreadStatus::Running);
     message || step.step.is_none()
+}
+
+/// Whether `step` asks for a run: a `message` by a person (a run's own request included), a message HAL relayed
+/// for a person, or a plain git commit with text. HAL's notes to the model are not requests.
+fn is_request(step: &Step) -> bool {
+    let message = StepKind::parse_name(&step.kind) == StepKind::Message
+        && (step.actor != hal_store::identity::HAL_ACTOR || step.fact(fact::FOR).is_some());
+    message || (step.step.is_none() && !step.text.trim().is_empty())
 }
 
 /// The messages one step contributes to the conversation, in order.
@@ -199,13 +302,13 @@ pub fn messages_of(step: &Step) -> Result<Vec<Message>, RunError> {
             vec![data.reply.to_message()]
         }
         StepKind::Tool => {
+            // One tool step answers one call, or several refused calls of one reply with the same reason.
             let data: ToolData = serde_json::from_str(data()?).map_err(|e| bad(e.to_string()))?;
-            vec![Message::Tool {
-                call_id: data.call.id,
-                name: data.call.name,
-                content: step.text.clone(),
-                is_error: step.fact(fact::OUTCOME) == Some("error"),
-            }]
+            let is_error = step.fact(fact::OUTCOME) == Some("error");
+            std::iter::once(data.call)
+                .chain(data.also)
+                .map(|call| Message::Tool { call_id: call.id, name: call.name, content: step.text.clone(), is_error })
+                .collect()
         }
         StepKind::Finish => {
             let data: FinishData = step

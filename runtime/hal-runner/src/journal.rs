@@ -15,6 +15,12 @@ impl Journal {
         Journal(Arc::new(Mutex::new(home)))
     }
 
+    /// A handle of its own on the home repo, for long work that must not hold the lock (its object cache is its
+    /// own; refs and objects are the same repository's).
+    pub fn handle(&self) -> Home {
+        self.with(Home::clone)
+    }
+
     /// Run `f` with the home repo.
     pub fn with<R>(&self, f: impl FnOnce(&Home) -> R) -> R {
         let home = self.0.lock().unwrap_or_else(PoisonError::into_inner);

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use hal_model::{Client, Endpoint, Provider, Reply, Request};
+use hal_model::{Client, Endpoint, Provider, Reply, ReplyLimits, Request};
 use hal_spec::Settings;
 
 use crate::error::RunError;
@@ -18,7 +18,8 @@ pub const DEFAULT_CONTEXT_TOKENS: u64 = 64_000;
 pub struct ModelTurn {
     /// What the model said.
     pub reply: Reply,
-    /// The response body exactly as received, when there was one.
+    /// The response body exactly as received, when there was one and it was no longer than
+    /// `limits.reply.raw_kb`.
     pub response: Option<Vec<u8>>,
     /// Size of the request body.
     pub request_bytes: usize,
@@ -118,6 +119,7 @@ impl LiveModels {
             api_key,
             key_name: model.key.clone(),
             max_output_tokens: model.max_output_tokens,
+            limits: reply_limits(&self.settings.limits),
         };
         Ok((endpoint, model.context_tokens.unwrap_or(DEFAULT_CONTEXT_TOKENS)))
     }
@@ -136,6 +138,29 @@ impl Models for LiveModels {
             settings: self.settings.clone(),
             secret: self.secret.clone(),
         })
+    }
+}
+
+/// The caps on a model's replies from `hal.yaml`'s `limits` (`reply`, `idle_seconds`), each defaulting to
+/// [`ReplyLimits::default`]'s.
+pub fn reply_limits(limits: &hal_spec::Limits) -> ReplyLimits {
+    let defaults = ReplyLimits::default();
+    let bytes = |kb: Option<u64>, default: usize| {
+        kb.map_or(default, |kb| usize::try_from(kb.saturating_mul(1024)).unwrap_or(usize::MAX))
+    };
+    let reply = &limits.reply;
+    ReplyLimits {
+        text_bytes: bytes(reply.text_kb, defaults.text_bytes),
+        line_bytes: bytes(reply.line_kb, defaults.line_bytes),
+        raw_bytes: bytes(reply.raw_kb, defaults.raw_bytes),
+        tool_calls: reply.tool_calls.map_or(defaults.tool_calls, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        arguments_bytes: bytes(reply.arguments_kb, defaults.arguments_bytes),
+        // The schema keeps it within (0, 86400]; a value that is no duration falls back to the default.
+        idle: limits
+            .idle_seconds
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+            .filter(|idle| !idle.is_zero())
+            .unwrap_or(defaults.idle),
     }
 }
 
@@ -165,7 +190,7 @@ impl Model for LiveModel {
                 self.client.complete(&self.endpoint, request, on_text).await.map_err(|error| error.to_string())?;
             Ok(ModelTurn {
                 reply: exchange.reply,
-                response: Some(exchange.response_body),
+                response: exchange.response_body,
                 request_bytes: exchange.request_body.len(),
                 latency: exchange.latency,
             })
@@ -250,5 +275,28 @@ impl Model for RecordedModel {
             let request_bytes = serde_json::to_vec(request).map(|b| b.len()).unwrap_or_default();
             Ok(ModelTurn { reply, response: None, request_bytes, latency: started.elapsed() })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_limits_come_from_hal_yaml_in_kib_else_the_defaults() {
+        let text = "limits:\n  idle_seconds: 1.5\n  reply:\n    text_kb: 64\n    raw_kb: 0\n    tool_calls: 3\n";
+        let settings = Settings::parse("hal.yaml", text).expect("valid");
+        let limits = reply_limits(&settings.limits);
+        assert_eq!(
+            limits,
+            ReplyLimits {
+                text_bytes: 64 * 1024,
+                raw_bytes: 0,
+                tool_calls: 3,
+                idle: Duration::from_millis(1500),
+                ..ReplyLimits::default()
+            }
+        );
+        assert_eq!(reply_limits(&hal_spec::Limits::default()), ReplyLimits::default());
     }
 }

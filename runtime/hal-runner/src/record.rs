@@ -35,6 +35,10 @@ pub mod fact {
     pub const TURNS: &str = "Hal-Turns";
     /// How deep in helps calling helps this run is (0 for a run started by a person).
     pub const DEPTH: &str = "Hal-Depth";
+    /// On whose behalf HAL wrote a message (a message HAL relays to another thread is HAL's, not the person's).
+    pub const FOR: &str = "Hal-For";
+    /// How many tool calls a `tool` step answers, when more than one (calls refused together).
+    pub const CALLS: &str = "Hal-Calls";
 }
 
 /// The data of a `reply` step: what the model said, exactly.
@@ -55,6 +59,17 @@ pub struct ReplyData {
 pub struct ToolData {
     /// The call.
     pub call: ToolCall,
+    /// Further calls of the same reply that the step answers with the same result: calls refused together
+    /// (over the limit of calls per reply, or a reply HAL did not write), recorded as one step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<ToolCall>,
+}
+
+impl ToolData {
+    /// The ids of every call the step answers.
+    pub fn call_ids(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.call.id.as_str()).chain(self.also.iter().map(|call| call.id.as_str()))
+    }
 }
 
 /// The data of a `finish` step.

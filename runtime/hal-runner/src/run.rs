@@ -22,7 +22,7 @@ use crate::journal::Journal;
 use crate::model::{Model, Models};
 use crate::record::{FinishData, MAX_KEPT_RESPONSE, ReplyData, ToolData, fact};
 use crate::status::Status;
-use crate::tools::{BoxFuture, Tool, ToolContext, ToolResult, Toolbox};
+use crate::tools::{BoxFuture, RunScope, Tool, ToolContext, ToolResult, Toolbox};
 
 /// The built-in tool that ends a run.
 pub const FINISH: &str = "finish";
@@ -30,7 +30,8 @@ pub const FINISH: &str = "finish";
 pub const HELPS_PLACEHOLDER: &str = "{{helps}}";
 
 /// Limits of one run when neither the help nor `hal.yaml` sets them.
-pub const DEFAULT_LIMITS: Limits = Limits { max_steps: 30, max_tokens: 200_000, max_seconds: 600.0, max_depth: 4 };
+pub const DEFAULT_LIMITS: Limits =
+    Limits { max_steps: 30, max_tokens: 200_000, max_seconds: 600.0, max_depth: 4, max_starts: 8 };
 
 /// How far one run may go.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,8 +42,10 @@ pub struct Limits {
     pub max_tokens: u64,
     /// Wall time in seconds.
     pub max_seconds: f64,
-    /// Depth of helps calling helps.
+    /// Depth of helps calling helps, and length of a chain of threads started by runs.
     pub max_depth: u32,
+    /// Threads one run may start.
+    pub max_starts: u32,
 }
 
 impl Limits {
@@ -53,6 +56,7 @@ impl Limits {
             max_tokens: help.runner.max_tokens.or(settings.max_tokens).unwrap_or(DEFAULT_LIMITS.max_tokens),
             max_seconds: help.runner.max_seconds.or(settings.max_seconds).unwrap_or(DEFAULT_LIMITS.max_seconds),
             max_depth: settings.max_depth.unwrap_or(DEFAULT_LIMITS.max_depth),
+            max_starts: settings.max_starts.unwrap_or(DEFAULT_LIMITS.max_starts),
         }
     }
 }
@@ -152,6 +156,8 @@ struct RunState<'a> {
     tip: ObjectId,
     turns: u32,
     usage: Usage,
+    /// What this run's tool calls share.
+    scope: RunScope,
 }
 
 impl Runner {
@@ -285,13 +291,14 @@ impl Runner {
                         commit.and_then(|c| c.parent_ids().next().map(|p| p.detach()))
                     });
                     let thread = ThreadRef { tip: appended.commit, ..thread };
-                    let conversation = match self.cached_conversation(&thread.branch, parent) {
+                    let mut conversation = match self.cached_conversation(&thread.branch, parent) {
                         Some(mut conversation) => {
                             conversation.push(Message::User { text: input.to_owned() });
                             conversation
                         }
                         None => self.journal.with(|home| Conversation::load(home, &thread, context_tokens))?,
                     };
+                    conversation.pin_last();
                     (thread, conversation, None)
                 }
                 None => {
@@ -311,6 +318,7 @@ impl Runner {
                     let cached = match &tip_message {
                         Some(text) => self.cached_conversation(&thread.branch, parent).map(|mut conversation| {
                             conversation.push(Message::User { text: text.clone() });
+                            conversation.pin_last();
                             conversation
                         }),
                         None => self.cached_conversation(&thread.branch, Some(thread.tip)),
@@ -323,6 +331,10 @@ impl Runner {
                     (thread, conversation, pending)
                 }
             };
+            // A reply this run resumes gets its results from the run (or, not HAL's, from `distrust`).
+            if pending.is_none() {
+                conversation.close_open_calls();
+            }
             let mut state = RunState {
                 prepared,
                 models,
@@ -333,6 +345,7 @@ impl Runner {
                 deadline,
                 turns: 0,
                 usage: Usage::default(),
+                scope: RunScope::new(prepared.limits),
             };
             let outcome = self.run_loop(&mut state, &mut conversation, pending).await?;
             self.cache_conversation(&state.thread.branch, state.tip, conversation);
@@ -374,7 +387,7 @@ impl Runner {
     ) -> Result<Outcome, RunError> {
         let prepared = state.prepared;
         // A run resumed mid-reply answers that reply's calls first (a reply without its results breaks the thread).
-        if pending.is_none()
+        if pending.as_ref().is_none_or(|pending| !pending.ours)
             && let Some(question) = missing_secrets(&prepared.tools)
         {
             return self.finish(state, Status::Pending, &question, None, None);
@@ -383,6 +396,10 @@ impl Runner {
         let tools = self.tool_specs(prepared);
         loop {
             let (reply, answered) = match pending.take() {
+                Some(pending) if !pending.ours => {
+                    self.distrust(state, conversation, &pending)?;
+                    continue;
+                }
                 Some(pending) => (pending.reply, pending.answered),
                 None => match self.next_reply(state, conversation, &system, &tools).await? {
                     Ok(reply) => (reply, Vec::new()),
@@ -392,6 +409,7 @@ impl Runner {
             let is_answered = |call: &&ToolCall| answered.contains(&call.id);
             let (finishes, calls): (Vec<&ToolCall>, Vec<&ToolCall>) =
                 reply.tool_calls.iter().partition(|call| call.name == FINISH);
+            let mut over_limit = Vec::new();
             for (n, call) in calls.into_iter().enumerate() {
                 if is_answered(&call) {
                     continue;
@@ -400,15 +418,17 @@ impl Runner {
                     let result = self.call_tool(state, call).await?;
                     conversation.push(tool_message(call, result));
                 } else {
-                    let reason = format!("not run: a reply may make at most {MAX_CALLS_PER_REPLY} tool calls");
-                    self.refuse(state, conversation, call, reason)?;
+                    over_limit.push(call);
                 }
             }
+            // Calls over the limit are answered together, in one step: a reply with thousands of calls makes one
+            // commit, not thousands.
+            let reason = format!("not run: a reply may make at most {MAX_CALLS_PER_REPLY} tool calls");
+            self.refuse_all(state, conversation, &over_limit, reason)?;
             // Every call needs an answer in the conversation: a second `finish` in one reply is refused.
-            for extra in finishes.iter().skip(1).filter(|call| !is_answered(call)) {
-                let reason = "only the first `finish` of a reply counts; this one was ignored".to_owned();
-                self.refuse(state, conversation, extra, reason)?;
-            }
+            let extra: Vec<&ToolCall> = finishes.iter().skip(1).filter(|call| !is_answered(call)).copied().collect();
+            let reason = "only the first `finish` of a reply counts; this one was ignored".to_owned();
+            self.refuse_all(state, conversation, &extra, reason)?;
             let ending = match finishes.first() {
                 // A finish that was refused (malformed, or failing the completion check) has its answer.
                 Some(call) if is_answered(call) => None,
@@ -613,7 +633,9 @@ impl Runner {
         } else if state.prepared.tools.iter().any(|tool| tool.spec().name == call.name) {
             let mut context = ToolContext::new(self.journal.clone(), &state.thread.id, state.tip)
                 .with_actor(&state.actor)
-                .with_config(&state.prepared.help.config);
+                .with_config(&state.prepared.help.config)
+                .with_branch(&state.thread.branch)
+                .with_run(state.scope.clone());
             let remaining = state.deadline.saturating_duration_since(Instant::now());
             let result = tokio::time::timeout(remaining, self.toolbox.call(&call.name, &call.arguments, &mut context))
                 .await
@@ -690,10 +712,66 @@ impl Runner {
         if let Some(thread) = subthread {
             step = step.fact(fact::SUBTHREAD, thread);
         }
-        step.data = Some(serde_json::to_string(&ToolData { call: call.clone() }).unwrap_or_default());
+        let data = ToolData { call: call.clone(), also: Vec::new() };
+        step.data = Some(serde_json::to_string(&data).unwrap_or_default());
         step.writes = writes;
         self.append(state, HAL_ACTOR, &step)?;
         Ok(result)
+    }
+
+    /// Answer every call of `calls` with the same error instead of running them, in one tool step.
+    fn refuse_all(
+        &self,
+        state: &mut RunState<'_>,
+        conversation: &mut Conversation,
+        calls: &[&ToolCall],
+        reason: String,
+    ) -> Result<(), RunError> {
+        let Some((first, rest)) = calls.split_first() else { return Ok(()) };
+        if rest.is_empty() {
+            return self.refuse(state, conversation, first, reason);
+        }
+        let text = without_nul(reason);
+        let step = NewStep::new(StepKind::Tool, text.clone(), ThreadStatus::Running)
+            .fact(fact::HELP, &state.prepared.entry.name)
+            .fact(fact::TOOL, &first.name)
+            .fact(fact::CALL, &first.id)
+            .fact(fact::CALLS, calls.len())
+            .fact(fact::OUTCOME, "error");
+        let data = ToolData { call: (*first).clone(), also: rest.iter().map(|call| (*call).clone()).collect() };
+        let step = NewStep { data: Some(serde_json::to_string(&data).unwrap_or_default()), ..step };
+        self.append(state, HAL_ACTOR, &step)?;
+        for call in calls {
+            conversation.push(tool_message(call, ToolResult::error(text.clone())));
+        }
+        Ok(())
+    }
+
+    /// Act on none of a committed reply this HAL did not write (it arrived by push or fetch, whatever it claims):
+    /// its calls are answered as not run, a system step says why, and the model is asked again.
+    fn distrust(
+        &self,
+        state: &mut RunState<'_>,
+        conversation: &mut Conversation,
+        pending: &PendingReply,
+    ) -> Result<(), RunError> {
+        let open: Vec<&ToolCall> =
+            pending.reply.tool_calls.iter().filter(|call| !pending.answered.contains(&call.id)).collect();
+        let reason = "not run: HAL did not write the reply that asks for this call".to_owned();
+        self.refuse_all(state, conversation, &open, reason)?;
+        let note = format!(
+            "The reply {} was not written by this HAL (it is not in HAL's local record of the steps it wrote, \
+             .git/hal/record), so none of its tool calls ran and its ending does not count; the model is asked \
+             again.",
+            pending.commit
+        );
+        tracing::warn!(target: "hal_runner", thread = %state.thread.branch, commit = %pending.commit,
+            "a reply HAL did not write was not acted on");
+        let step =
+            NewStep::new(StepKind::System, &note, ThreadStatus::Running).fact(fact::HELP, &state.prepared.entry.name);
+        self.append(state, HAL_ACTOR, &step)?;
+        conversation.push(Message::User { text: format!("[a note from the HAL runtime] {note}") });
+        Ok(())
     }
 
     /// Answer `call` with an error instead of running it: recorded as its tool step and added to the conversation.
@@ -771,7 +849,13 @@ impl Runner {
     }
 
     fn append(&self, state: &mut RunState<'_>, actor: &str, step: &NewStep) -> Result<(), RunError> {
-        let appended = self.journal.with(|home| home.append_step(actor, &state.thread, step))?;
+        let appended = if step.writes.is_empty() {
+            self.journal.with(|home| home.append_step(actor, &state.thread, step))?
+        } else {
+            // A call may write thousands of files: the step is built on a handle of its own, so the store's lock,
+            // which every other run and the API need, stays free meanwhile.
+            self.journal.handle().append_step(actor, &state.thread, step)?
+        };
         state.tip = appended.commit;
         let summary = match step.kind {
             StepKind::Tool => format!(
@@ -832,6 +916,10 @@ struct PendingReply {
     reply: Reply,
     /// Ids of its tool calls that already have a result step.
     answered: Vec<String>,
+    /// Its commit.
+    commit: ObjectId,
+    /// Whether this HAL wrote it (its local record says so): only then are its calls run and its ending taken.
+    ours: bool,
 }
 
 /// The newest reply of `thread` if the run stopped before acting on all of it: some of its tool calls have no
@@ -841,7 +929,10 @@ fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option
     for step in home.steps_back(thread) {
         let step = step?;
         match StepKind::parse_name(&step.kind) {
-            StepKind::Tool => answered.extend(step.fact(fact::CALL).map(str::to_owned)),
+            StepKind::Tool => match step.data.as_deref().map(serde_json::from_str::<ToolData>) {
+                Some(Ok(data)) => answered.extend(data.call_ids().map(str::to_owned)),
+                _ => answered.extend(step.fact(fact::CALL).map(str::to_owned)),
+            },
             // Notes written beside a run (a runtime note, a merge) do not end it.
             StepKind::System | StepKind::Merged => {}
             StepKind::Reply => {
@@ -850,7 +941,11 @@ fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option
                 let data: ReplyData = serde_json::from_str(data).map_err(|e| bad(e.to_string()))?;
                 let reply = data.reply;
                 let open = reply.tool_calls.is_empty() || reply.tool_calls.iter().any(|c| !answered.contains(&c.id));
-                return Ok(open.then_some(PendingReply { reply, answered }));
+                if !open {
+                    return Ok(None);
+                }
+                let ours = home.wrote(step.commit)?;
+                return Ok(Some(PendingReply { reply, answered, commit: step.commit, ours }));
             }
             _ => return Ok(None),
         }

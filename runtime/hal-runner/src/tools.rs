@@ -53,14 +53,47 @@ pub trait Tool: Send + Sync {
     fn call<'a>(&'a self, arguments: serde_json::Value, context: &'a mut ToolContext) -> BoxFuture<'a, ToolResult>;
 }
 
+/// What the tool calls of one run share: its limits and a count of what they did (threads started, …), so that
+/// a tool can bound what one run may do however many calls the model makes.
+#[derive(Clone)]
+pub struct RunScope {
+    /// The run's limits.
+    pub limits: crate::run::Limits,
+    counts: Arc<std::sync::Mutex<BTreeMap<String, u32>>>,
+}
+
+impl RunScope {
+    /// A new scope with `limits` and nothing counted.
+    pub fn new(limits: crate::run::Limits) -> RunScope {
+        RunScope { limits, counts: Arc::default() }
+    }
+
+    /// Count one more `what` in this run and return how many there are now.
+    pub fn count(&self, what: &str) -> u32 {
+        let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(what.to_owned()).or_default();
+        *count = count.saturating_add(1);
+        *count
+    }
+}
+
+impl Default for RunScope {
+    fn default() -> RunScope {
+        RunScope::new(crate::run::DEFAULT_LIMITS)
+    }
+}
+
 /// The thread a tool call works on.
 pub struct ToolContext {
     journal: Journal,
+    branch: String,
+    run: RunScope,
     thread: String,
     actor: String,
     config: serde_json::Map<String, serde_json::Value>,
     base: ObjectId,
-    writes: Vec<(String, Vec<u8>)>,
+    /// The call's writes by path (the last write of a path wins).
+    writes: BTreeMap<String, Vec<u8>>,
 }
 
 impl ToolContext {
@@ -68,11 +101,13 @@ impl ToolContext {
     pub fn new(journal: Journal, thread: &str, base: ObjectId) -> ToolContext {
         ToolContext {
             journal,
+            branch: String::new(),
+            run: RunScope::default(),
             thread: thread.to_owned(),
             actor: String::new(),
             config: serde_json::Map::new(),
             base,
-            writes: Vec::new(),
+            writes: BTreeMap::new(),
         }
     }
 
@@ -80,6 +115,28 @@ impl ToolContext {
     pub fn with_actor(mut self, actor: &str) -> ToolContext {
         actor.clone_into(&mut self.actor);
         self
+    }
+
+    /// The same context, on the thread's branch `branch` (`threads/<actor>/<id>`).
+    pub fn with_branch(mut self, branch: &str) -> ToolContext {
+        branch.clone_into(&mut self.branch);
+        self
+    }
+
+    /// The same context, for a call made by the run whose shared scope is `run`.
+    pub fn with_run(mut self, run: RunScope) -> ToolContext {
+        self.run = run;
+        self
+    }
+
+    /// The thread's branch (empty when not known).
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// What the calls of this run share (a fresh scope for a call made outside a run).
+    pub fn run(&self) -> &RunScope {
+        &self.run
     }
 
     /// The same context, for a run of a help whose `config` section is `config`.
@@ -114,12 +171,14 @@ impl ToolContext {
         ToolContext::new(self.journal.clone(), &self.thread, self.base)
             .with_actor(&self.actor)
             .with_config(&self.config)
+            .with_branch(&self.branch)
+            .with_run(self.run.clone())
     }
 
     /// The file at `path`, as this call sees it.
     pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
         let path = hal_store::tree_path::normalize(path).map_err(|e| e.to_string())?;
-        if let Some((_, bytes)) = self.writes.iter().rev().find(|(p, _)| *p == path) {
+        if let Some(bytes) = self.writes.get(&path) {
             return Ok(Some(bytes.clone()));
         }
         self.journal.with(|home| home.file_at(self.base, &path)).map_err(|e| e.to_string())
@@ -138,14 +197,23 @@ impl ToolContext {
     /// Write `content` to `path`; it lands in this call's step.
     pub fn write(&mut self, path: &str, content: Vec<u8>) -> Result<(), String> {
         let path = hal_store::tree_path::normalize(path).map_err(|e| e.to_string())?;
-        self.writes.retain(|(p, _)| *p != path);
-        self.writes.push((path, content));
+        self.writes.insert(path, content);
         Ok(())
     }
 
-    /// The writes made, in order, for the step's commit.
+    /// How many files this call has written.
+    pub fn writes_count(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// Whether this call has written `path` already (writing it again does not add a file).
+    pub fn writes_to(&self, path: &str) -> bool {
+        hal_store::tree_path::normalize(path).is_ok_and(|path| self.writes.contains_key(&path))
+    }
+
+    /// The writes made, by path, for the step's commit.
     pub fn into_writes(self) -> Vec<(String, Vec<u8>)> {
-        self.writes
+        self.writes.into_iter().collect()
     }
 }
 

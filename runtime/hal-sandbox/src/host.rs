@@ -195,7 +195,7 @@ impl Sandbox {
             _ => None,
         };
         let state =
-            HostState::new(isolate.granted.clone(), limits.memory, context.tree, http, context.secret, deadline);
+            HostState::new(isolate.granted.clone(), &limits, context.tree, http, context.secret, deadline);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
         store.set_fuel(limits.fuel).map_err(|e| format!("the sandbox failed: {e}"))?;

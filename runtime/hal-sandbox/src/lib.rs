@@ -17,6 +17,7 @@ mod host;
 mod limits;
 pub mod plugins;
 pub mod python;
+mod scrub;
 pub mod source;
 mod state;
 mod tool;

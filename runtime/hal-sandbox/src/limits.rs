@@ -15,15 +15,18 @@ pub struct Limits {
     pub memory: usize,
     /// Largest result, in bytes.
     pub output: usize,
+    /// Files one call may write.
+    pub files: usize,
 }
 
-/// The defaults: 10 s, 10^10 fuel, 256 MiB, 1 MiB of result.
+/// The defaults: 10 s, 10^10 fuel, 256 MiB, 1 MiB of result, 10,000 files written.
 pub const DEFAULT_LIMITS: SandboxLimits = SandboxLimits {
     wall_ms: Some(10_000),
     fuel: Some(10_000_000_000),
     memory_mb: Some(256),
     output_kb: Some(1024),
     stack_kb: Some(1024),
+    files: Some(10_000),
 };
 
 impl Limits {
@@ -39,6 +42,7 @@ impl Limits {
             fuel: get(limits.fuel),
             memory: bytes(get(limits.memory_mb), 20),
             output: bytes(get(limits.output_kb), 10),
+            files: usize::try_from(get(limits.files)).unwrap_or(usize::MAX),
         }
     }
 }

@@ -11,6 +11,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::capabilities::Granted;
+use crate::scrub::Scrubber;
 
 wasmtime::component::bindgen!({ world: "isolate", path: "../../schemas/wit" });
 
@@ -37,8 +38,10 @@ pub(crate) struct HostState {
     memory_used: usize,
     /// Bytes written to the tree by this call.
     written: usize,
-    /// Secret values handed to the guest, to be scrubbed from what it returns.
-    pub(crate) handed_out: Vec<(String, String)>,
+    /// Files this call may write.
+    max_files: usize,
+    /// Every form of the secret values handed to the guest, to be scrubbed from what it returns and writes.
+    scrubber: Scrubber,
     granted: Granted,
     /// The thread's tree, when the call is made on a thread.
     pub(crate) tree: Option<ToolContext>,
@@ -50,16 +53,14 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    /// `text` with every secret value handed to the guest replaced by `<secret NAME>`.
+    /// `text` with every secret value handed to the guest (in every form) replaced by `<secret NAME>`.
     pub(crate) fn scrub(&self, text: String) -> String {
-        self.handed_out
-            .iter()
-            .fold(text, |text, (name, value)| text.replace(value.as_str(), &format!("<secret {name}>")))
+        self.scrubber.text(text)
     }
 
     pub(crate) fn new(
         granted: Granted,
-        memory_limit: usize,
+        limits: &crate::limits::Limits,
         tree: Option<ToolContext>,
         http: Option<(reqwest::Client, tokio::runtime::Handle)>,
         secret: SecretLookup,
@@ -77,11 +78,12 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             stderr,
-            memory_limit,
+            memory_limit: limits.memory,
             memory_denied: false,
             memory_used: 0,
             written: 0,
-            handed_out: Vec::new(),
+            max_files: limits.files,
+            scrubber: Scrubber::default(),
             granted,
             tree,
             http,
@@ -150,7 +152,20 @@ impl hal::isolate::tree::Host for HostState {
         if written > self.memory_limit {
             return Err(format!("a call may write at most {} MiB in all", self.memory_limit >> 20));
         }
-        self.tree(TreeAccess::Write)?.write(&path, content)?;
+        // A secret must not reach a commit: a name holding one is refused (rewriting it could merge two files),
+        // contents are scrubbed like results.
+        if let Some(name) = self.scrubber.found_in(&path) {
+            return Err(format!("a file name may not hold the value of the secret {name}"));
+        }
+        let content = self.scrubber.bytes(content);
+        let max_files = self.max_files;
+        let tree = self.tree(TreeAccess::Write)?;
+        if tree.writes_count() >= max_files && !tree.writes_to(&path) {
+            return Err(format!(
+                "a call may write at most {max_files} files (sandbox.limits.files in hal.yaml, or the isolate's limits)"
+            ));
+        }
+        tree.write(&path, content)?;
         self.written = written;
         Ok(())
     }
@@ -200,19 +215,15 @@ impl hal::isolate::secrets::Host for HostState {
     fn get(&mut self, name: String) -> Result<String, String> {
         self.granted.check_secret(&name)?;
         let value = (self.secret)(&name).ok_or_else(|| format!("the secret {name} is not set"))?;
-        if !value.is_empty() {
-            self.handed_out.push((name, value.clone()));
-        }
+        self.scrubber.add(&name, &value);
         Ok(value)
     }
 }
 
 impl hal::isolate::log::Host for HostState {
     fn write(&mut self, level: String, message: String) {
-        let mut message: String = message.chars().take(MAX_LOG_LINE).collect();
-        for (name, value) in &self.handed_out {
-            message = message.replace(value.as_str(), &format!("<secret {name}>"));
-        }
+        // Scrubbed before it is cut, so that a cut cannot leave the start of a value.
+        let message: String = self.scrubber.text(message).chars().take(MAX_LOG_LINE).collect();
         tracing::info!(target: "hal_sandbox::guest", isolate = %self.granted.isolate, %level, %message);
         if self.logs.len() < MAX_LOG_LINES {
             self.logs.push(format!("{level}: {message}"));

@@ -58,7 +58,6 @@ fn every_escape_is_contained_and_the_host_serves_the_next_call() {
         ("spin", "ran longer than its limit of 300 ms"),
         ("allocate", "ran out of memory: it asked for more than its limit of 64 MiB"),
         ("passwd", "cannot read /etc/passwd"),
-        ("socket", "cannot connect"),
         ("fetch", "may not fetch from forbidden.invalid: its isolate.yaml does not list that host"),
         ("secret", "may not read the secret UNDECLARED_SECRET: its isolate.yaml does not declare it"),
         ("recurse", "too deep"),
@@ -73,6 +72,20 @@ fn every_escape_is_contained_and_the_host_serves_the_next_call() {
         assert!(started.elapsed() < std::time::Duration::from_secs(20), "{function} was stopped");
         assert_eq!(call(&sandbox, &isolate, &thread, "echo").expect("the next call is served"), "{}");
     }
+    // A socket to a port that listens on the host: the guest reports the host's own error, and nothing arrives.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let address = format!("\"{}\"", listener.local_addr().expect("address"));
+    let context = hal_sandbox::CallContext { tree: None, http: false, secret: Arc::new(|_| None) };
+    let Err(refused) = sandbox.call(&isolate, "socket", &address, context) else { panic!("the guest connected") };
+    let refused = refused.to_string();
+    assert_eq!(refused, "PermissionDenied", "the host's error, as the guest's standard library sees it");
+    let reached = listener.accept();
+    assert!(
+        matches!(&reached, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection reached the host: {reached:?}"
+    );
+
     let panic = call(&sandbox, &isolate, &thread, "panic").expect_err("panics").to_string();
     assert!(panic.contains("panics on purpose"), "the panic message is kept: {panic}");
 
@@ -138,4 +151,26 @@ fn a_compiled_component_is_loaded_from_the_cache_after_a_restart() {
         }
     }
     assert!(!load(&second, SandboxLimits::default(), None).from_cache);
+}
+
+/// Regression: one call writing 12,000 files took 110 s and blocked the daemon: the number of files one call may
+/// write is capped (`sandbox.limits.files`), and the refusal names the setting.
+#[test]
+fn regression_the_files_one_call_writes_are_capped() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let thread = thread(&dir.path().join("home"));
+    let sandbox = Sandbox::new(Some(dir.path().join("cache")), 512).expect("sandbox");
+    let policy = IsolatePolicy { tree: Some(TreeAccess::Write), ..IsolatePolicy::default() };
+    let writer = load(&sandbox, SandboxLimits { files: Some(100), ..SandboxLimits::default() }, Some(&policy));
+    let context = || hal_sandbox::CallContext {
+        tree: Some(ToolContext::new(thread.journal.clone(), &thread.id, thread.tip)),
+        http: false,
+        secret: Arc::new(|_| None),
+    };
+    let output = sandbox.call(&writer, "write-many", r#"{"count": 100}"#, context()).expect("at the limit");
+    assert_eq!(output.tree.expect("tree").writes_count(), 100);
+    let Err(refused) = sandbox.call(&writer, "write-many", r#"{"count": 101}"#, context()) else {
+        panic!("101 files were written")
+    };
+    assert!(refused.to_string().contains("at most 100 files (sandbox.limits.files"), "{refused}");
 }

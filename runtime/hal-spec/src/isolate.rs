@@ -67,6 +67,8 @@ pub struct SandboxLimits {
     pub output_kb: Option<u64>,
     /// WebAssembly stack, in KiB.
     pub stack_kb: Option<u64>,
+    /// Files one call may write.
+    pub files: Option<u64>,
 }
 
 impl SandboxLimits {
@@ -78,6 +80,7 @@ impl SandboxLimits {
             memory_mb: self.memory_mb.or(other.memory_mb),
             output_kb: self.output_kb.or(other.output_kb),
             stack_kb: self.stack_kb.or(other.stack_kb),
+            files: self.files.or(other.files),
         }
     }
 }

@@ -83,8 +83,35 @@ pub struct Limits {
     pub max_tokens: Option<u64>,
     /// Wall time of one run, in seconds.
     pub max_seconds: Option<f64>,
-    /// How deep helps may call helps.
+    /// How deep helps may call helps, and how long a chain of threads started by runs may grow.
     pub max_depth: Option<u32>,
+    /// Most threads one run may start with `threads.start`.
+    pub max_starts: Option<u32>,
+    /// Longest silence of a model server while HAL waits for its answer or the next bytes of it, in seconds
+    /// (default 60). Silence before any byte of the reply is retried like a broken connection; silence in the
+    /// middle of a reply ends the run `ERROR`.
+    pub idle_seconds: Option<f64>,
+    /// How much of one model reply HAL reads.
+    pub reply: ReplyLimits,
+}
+
+/// The `limits.reply` section: how much of one model reply HAL reads. A reply over one of these ends the run
+/// `ERROR` with a reason naming the setting; the raw body is the exception (past `raw_kb` it is read but not
+/// kept).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplyLimits {
+    /// Longest text of one reply, in KiB (default 256).
+    pub text_kb: Option<u64>,
+    /// Longest line (and event) of a streamed reply, and longest body of a reply that is not streamed, in KiB
+    /// (default 1024).
+    pub line_kb: Option<u64>,
+    /// Longest raw response body kept in the reply step's record, in KiB (default 256; 0 keeps none).
+    pub raw_kb: Option<u64>,
+    /// Most tool calls in one reply (default 64).
+    pub tool_calls: Option<u64>,
+    /// Most tool-call arguments in one reply, all calls together, in KiB (default 1024).
+    pub arguments_kb: Option<u64>,
 }
 
 impl Settings {
@@ -136,6 +163,28 @@ mod tests {
         assert_eq!(settings.route(None, Some("summary")).as_deref(), Some("gpt"), "unknown tasks use the default");
         assert_eq!(settings.route(Some("x"), None).as_deref(), Some("x"));
         assert_eq!(settings.limits.max_steps, Some(12));
+    }
+
+    #[test]
+    fn reply_limits_parse_and_unknown_ones_are_located() {
+        let text = "limits:\n  idle_seconds: 0.5\n  reply:\n    text_kb: 64\n    line_kb: 512\n    raw_kb: 0\n    \
+                    tool_calls: 8\n    arguments_kb: 128\n";
+        let limits = Settings::parse("hal.yaml", text).expect("valid").limits;
+        assert_eq!(limits.idle_seconds, Some(0.5));
+        assert_eq!(
+            limits.reply,
+            ReplyLimits {
+                text_kb: Some(64),
+                line_kb: Some(512),
+                raw_kb: Some(0),
+                tool_calls: Some(8),
+                arguments_kb: Some(128)
+            }
+        );
+        let error = Settings::parse("hal.yaml", "limits:\n  reply:\n    text_mb: 1\n").expect_err("invalid");
+        assert!(error.to_string().starts_with("hal.yaml:3:5: limits.reply.text_mb: unknown field"), "{error}");
+        let error = Settings::parse("hal.yaml", "limits:\n  idle_seconds: 0\n").expect_err("invalid");
+        assert!(error.to_string().starts_with("hal.yaml:2:17: limits.idle_seconds:"), "{error}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use gix::objs::tree::EntryKind;
 use gix::refs::{FullName, Target};
 
 use crate::error::{GixContext, IoContext};
+use crate::local_record::LocalRecord;
 use crate::refs::{self, Expect, RefWriter};
 use crate::{Result, StoreError, git_cli, identity, worktree};
 
@@ -29,10 +30,29 @@ pub const ACTOR_CONFIG_KEY: &str = "hal.actor";
 /// The `hal.yaml` that `hal init` commits.
 const DEFAULT_CONFIG: &str = include_str!("default-hal.yaml");
 
-/// An opened home repo.
+/// An opened home repo. Cloning gives an independent handle on the same repository (its own object cache), for
+/// work done on another thread without sharing a lock.
+#[derive(Clone)]
 pub struct Home {
     repo: gix::Repository,
     refs: RefWriter,
+    clock: Clock,
+    /// What this HAL wrote (shared by clones of this handle).
+    record: std::sync::Arc<LocalRecord>,
+}
+
+/// Where commit times come from: read for every commit, when it is made.
+pub type Clock = std::sync::Arc<dyn Fn() -> gix::date::Time + Send + Sync>;
+
+/// The clock of a home repo opened without [`Home::with_clock`]: the time the commit is made, or the
+/// `GIT_COMMITTER_DATE` git would use (tests and fixture scripts pin dates with it).
+fn system_clock() -> Clock {
+    std::sync::Arc::new(|| {
+        std::env::var("GIT_COMMITTER_DATE")
+            .ok()
+            .and_then(|date| gix::date::parse(&date, None).ok())
+            .unwrap_or_else(gix::date::Time::now_local_or_utc)
+    })
 }
 
 /// What `hal init` did.
@@ -110,7 +130,14 @@ impl Home {
         // Reading a few commits and trees per operation: a small cache avoids re-inflating the same objects.
         repo.object_cache_size_if_unset(4 * 1024 * 1024);
         let refs = RefWriter::new(&repo);
-        Home { repo, refs }
+        let record = std::sync::Arc::new(LocalRecord::new(repo.common_dir()));
+        Home { repo, refs, clock: system_clock(), record }
+    }
+
+    /// The same home repo, dating its commits by `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Home {
+        self.clock = clock;
+        self
     }
 
     /// The underlying repository.
@@ -120,6 +147,28 @@ impl Home {
 
     pub(crate) fn refs(&self) -> &RefWriter {
         &self.refs
+    }
+
+    pub(crate) fn record(&self) -> &LocalRecord {
+        &self.record
+    }
+
+    /// Whether this HAL wrote `commit` (as a step or a new thread), by its local record in `.git/hal/record/`,
+    /// which git never transports. A commit pushed or fetched from elsewhere is not in it, whatever its
+    /// trailers claim.
+    pub fn wrote(&self, commit: ObjectId) -> Result<bool> {
+        self.record.wrote(commit)
+    }
+
+    /// Record that HAL started `branch` from a run at the end of a chain of `depth` starts.
+    pub fn record_start(&self, branch: &str, depth: u32) -> Result<()> {
+        self.record.add_start(branch, depth)
+    }
+
+    /// How many starts HAL recorded leading to `branch`: `None` when HAL did not start it (a person did, or it
+    /// arrived from elsewhere), whatever its commits claim.
+    pub fn start_depth(&self, branch: &str) -> Result<Option<u32>> {
+        self.record.start_depth(branch)
     }
 
     /// The work tree, or the git dir of a bare repository.
@@ -282,12 +331,9 @@ impl Home {
     /// The signature for a commit made on behalf of `actor`: the git identity for the local human, a
     /// generated one for anyone else.
     pub(crate) fn signature(&self, actor: &str) -> gix::actor::Signature {
-        let time = self
-            .repo
-            .committer()
-            .and_then(Result::ok)
-            .and_then(|sig| sig.time().ok())
-            .unwrap_or_else(gix::date::Time::now_local_or_utc);
+        // Read now, not from `repo.committer()`: gix works that out once per opened repository, so a daemon
+        // would date every commit with the time it started.
+        let time = (self.clock)();
         let is_local = self.resolve_actor(None).is_ok_and(|local| local == actor);
         let (name, email) = match (is_local, self.config_string("user.name"), self.config_string("user.email")) {
             (true, Some(name), email) => (name, email.unwrap_or_else(|| format!("{actor}@hal.invalid"))),

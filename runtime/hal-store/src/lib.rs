@@ -26,6 +26,7 @@ mod error;
 mod git_cli;
 mod home;
 pub mod identity;
+mod local_record;
 mod maintenance;
 mod merge;
 mod refs;
@@ -34,6 +35,7 @@ mod thread;
 pub mod thread_id;
 mod tip_cache;
 pub mod tree_path;
+mod tree_write;
 mod worktree;
 
 pub use error::{Result, StoreError};

@@ -49,6 +49,12 @@ pub enum MergeOutcome {
         /// The files it would change.
         paths: Vec<String>,
     },
+    /// The thread's tree holds names that git refuses (`git fsck --strict` would fail on `main`, and servers
+    /// that check pushes would refuse it) or that HAL never writes (`.gitmodules`); nothing was changed.
+    UnsafePaths {
+        /// Each refused path with the reason.
+        paths: Vec<String>,
+    },
 }
 
 /// Whether `path` lies in a plugin version directory, `plugins/<name>/v<N>/…`.
@@ -83,6 +89,10 @@ impl Home {
                 }
             };
             let state = self.state_at(tip, &thread.branch)?;
+            let unsafe_paths = self.unsafe_paths(self.tree_of(main_tip)?.id, merged_tree.unwrap_or(state.tree))?;
+            if !unsafe_paths.is_empty() {
+                return Ok(MergeOutcome::UnsafePaths { paths: unsafe_paths });
+            }
             let changed = self.changed_plugin_files(main_tip, merged_tree.unwrap_or(state.tree))?;
             if !changed.is_empty() {
                 return Ok(MergeOutcome::Immutable { paths: changed });
@@ -163,6 +173,47 @@ impl Home {
             }
         }
         Ok(changed)
+    }
+
+    /// The names in `tree` that are not already on `main` (whose tree is `main_tree`) and that the path check
+    /// every HAL writer passes would refuse, as `path: reason`. Only subtrees that differ from main's are read.
+    fn unsafe_paths(&self, main_tree: ObjectId, tree: ObjectId) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        let mut todo = vec![(String::new(), Some(main_tree), tree)];
+        while let Some((prefix, before, after)) = todo.pop() {
+            let before: Vec<(Vec<u8>, ObjectId, bool)> = match before {
+                Some(id) => self.entries(id)?,
+                None => Vec::new(),
+            };
+            for (name, id, is_tree) in self.entries(after)? {
+                let old = before.iter().find(|(n, _, _)| *n == name);
+                if old.is_some_and(|(_, old_id, _)| *old_id == id) {
+                    continue; // unchanged: already on main
+                }
+                let shown = format!("{prefix}{}", name.to_str_lossy());
+                let checked = match std::str::from_utf8(&name) {
+                    Ok(text) => crate::tree_path::check_component(text),
+                    Err(_) => Err("the name is not UTF-8".to_owned()),
+                };
+                match checked {
+                    Err(reason) => found.push(format!("{shown}: {reason}")),
+                    Ok(()) if is_tree => {
+                        let old_tree = old.filter(|(_, _, was_tree)| *was_tree).map(|(_, id, _)| *id);
+                        todo.push((format!("{shown}/"), old_tree, id));
+                    }
+                    Ok(()) => {}
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// The entries of tree `id`: name, id, whether it is a tree.
+    fn entries(&self, id: ObjectId) -> Result<Vec<(Vec<u8>, ObjectId, bool)>> {
+        let tree = self.repo().find_tree(id).git_context(|| format!("reading tree {id}"))?;
+        let decoded = tree.decode().git_context(|| format!("decoding tree {id}"))?;
+        Ok(decoded.entries.iter().map(|e| (e.filename.to_vec(), e.oid.to_owned(), e.mode.is_tree())).collect())
     }
 
     /// Whether `ancestor` is reachable from `descendant` (or equal to it).

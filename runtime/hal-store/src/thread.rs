@@ -11,7 +11,6 @@ use std::time::SystemTime;
 
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
-use gix::objs::tree::EntryKind;
 use gix::prelude::ObjectIdExt;
 use gix::refs::Target;
 use serde::Serialize;
@@ -23,6 +22,9 @@ use crate::step::{StepKind, StepRecord, ThreadStatus};
 use crate::tip_cache::{TipCache, TipFacts};
 use crate::{Result, StoreError, maintenance, thread_id, tree_path};
 
+/// Largest commit HAL reads as a step (message and `hal-data` included). HAL's own steps stay far below it: a
+/// reply's kept response is at most 256 KiB and a model reply is capped by `hal.yaml`'s limits.
+pub const MAX_STEP_BYTES: u64 = 16 << 20;
 /// How far back from a thread's tip HAL looks for a step when the tip is a plain git commit.
 const MAX_PLAIN_COMMITS: usize = 1000;
 /// The id of every actor's backchat thread with HAL.
@@ -162,12 +164,6 @@ pub(crate) struct ThreadState {
     pub(crate) tree: ObjectId,
     pub(crate) title: String,
     pub(crate) status: ThreadStatus,
-}
-
-/// A file change made by a step.
-struct FileWrite<'a> {
-    path: &'a str,
-    blob: ObjectId,
 }
 
 /// Read a git object id from its hex text (for `#[serde(deserialize_with)]`).
@@ -413,6 +409,7 @@ impl Home {
             let name = refs::full_name(&format!("refs/heads/{branch}"))?;
             let message = record(&id).to_message()?;
             let commit = self.write_commit(tree, vec![base], &signature, &message)?;
+            self.record().add_written(commit)?;
             match self.refs().swap_once(&name, Expect::Absent, Target::Object(commit), None) {
                 Ok(()) => {
                     tracing::debug!(target: "hal_store::thread", %branch, "created thread");
@@ -462,22 +459,19 @@ impl Home {
         if step.data.as_deref().is_some_and(|data| data.contains(['\n', '\r', '\0'])) {
             return Err(StoreError::InvalidText("a step's data must be one line"));
         }
-        let mut blobs = Vec::with_capacity(step.writes.len());
+        // Blobs first, outside the compare-and-swap: a lost race rebuilds only the tree and the commit.
+        let mut blobs = std::collections::BTreeMap::new();
         for (path, content) in &step.writes {
             let path = tree_path::normalize(path)?;
             let blob = self.repo().write_blob(content).git_context(|| format!("storing the content of {path}"))?;
-            blobs.push((path, blob.detach()));
+            blobs.insert(path, blob.detach());
         }
-        let writes: Vec<FileWrite<'_>> = blobs.iter().map(|(path, blob)| FileWrite { path, blob: *blob }).collect();
         let name = thread.full_name()?;
         let signature = self.signature(actor);
         let (commit, step_number) = self.refs().update_with_retry(self.repo(), &name, |tip| {
             let tip = tip.ok_or_else(|| StoreError::UnknownThread(thread.id.clone()))?;
             let state = self.state_at(tip, &thread.branch)?;
-            let mut tree = state.tree;
-            for write in &writes {
-                tree = self.tree_with_file(tree, write)?;
-            }
+            let tree = self.tree_with_files(state.tree, &blobs)?;
             let record = StepRecord {
                 thread: thread.id.clone(),
                 number: state.steps + 1,
@@ -486,8 +480,8 @@ impl Home {
                 status: step.status.clone(),
                 title: state.title.clone(),
                 text: step.text.clone(),
-                path: match writes.as_slice() {
-                    [one] => Some(one.path.to_owned()),
+                path: match blobs.len() {
+                    1 => blobs.keys().next().cloned(),
                     _ => None,
                 },
                 forked_from: None,
@@ -495,42 +489,12 @@ impl Home {
             };
             let message = record.to_message()?;
             let commit = self.write_commit_with_data(tree, vec![tip], &signature, &message, step.data.as_deref())?;
+            // Recorded before the branch moves to it: a step on the branch that is not recorded is not HAL's.
+            self.record().add_written(commit)?;
             Ok((commit, record.number))
         })?;
         maintenance::after_write(self);
         Ok(Appended { thread: thread.id.clone(), step: step_number, commit })
-    }
-
-    /// `tree` with `write` applied; refuses to turn a file into a directory or the other way round.
-    fn tree_with_file(&self, tree: ObjectId, write: &FileWrite<'_>) -> Result<ObjectId> {
-        let current = self.repo().find_tree(tree).git_context(|| format!("reading tree {tree}"))?;
-        let mut prefix = String::new();
-        for component in write.path.split('/') {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(component);
-            let entry = current.lookup_entry_by_path(&prefix).git_context(|| format!("looking up {prefix}"))?;
-            match entry {
-                Some(entry) if prefix != write.path && !entry.mode().is_tree() => {
-                    return Err(StoreError::InvalidPath {
-                        path: write.path.to_owned(),
-                        reason: format!("{prefix} is a file in the thread's tree, not a directory"),
-                    });
-                }
-                Some(entry) if prefix == write.path && entry.mode().is_tree() => {
-                    return Err(StoreError::InvalidPath {
-                        path: write.path.to_owned(),
-                        reason: "it is a directory in the thread's tree".to_owned(),
-                    });
-                }
-                None => break,
-                Some(_) => {}
-            }
-        }
-        let mut editor = self.repo().edit_tree(tree).git_context(|| format!("editing tree {tree}"))?;
-        editor.upsert(write.path, EntryKind::Blob, write.blob).git_context(|| format!("adding {}", write.path))?;
-        Ok(editor.write().git_context(|| format!("writing the tree with {}", write.path))?.detach())
     }
 
     /// The steps of a thread, oldest first; with `limit`, only the newest `limit` of them.
@@ -565,6 +529,12 @@ impl Home {
 
     /// One commit of a thread as a [`Step`], with its first parent.
     fn read_step(&self, id: ObjectId, branch: &str) -> Result<(Step, Option<ObjectId>)> {
+        // Anyone who can push can put a commit of any size on a thread: its size is checked before it is read.
+        let size = self.repo().find_header(id).git_context(|| format!("reading commit {id}"))?.size();
+        if size > MAX_STEP_BYTES {
+            let reason = format!("the commit is {size} bytes; HAL reads steps of at most {MAX_STEP_BYTES} bytes");
+            return Err(StoreError::MalformedStep { commit: id.to_string(), branch: branch.to_owned(), reason });
+        }
         let commit = self.repo().find_commit(id).git_context(|| format!("reading commit {id}"))?;
         let message = commit.message_raw_sloppy().to_str_lossy().into_owned();
         let time = commit.time().map(|t| t.seconds).unwrap_or_default();

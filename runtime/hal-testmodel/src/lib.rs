@@ -5,6 +5,15 @@
 //! (text and tool-call arguments split across many chunks, as real servers do), and records every request it
 //! receives. A test points `hal.yaml` at [`ScriptedServer::base_url`] and runs the real binary against it.
 //!
+//! It is no friendlier than a real server: each request is checked against the wire format of its path (see
+//! `validate.rs`) and a malformed one is answered 400 with the reason, recorded in [`Recorded::rejected`]
+//! (and [`ScriptedServer::rejections`]), without using up a scripted reply. Tool calls get ids unique over the
+//! server's life (`call_0`, `call_1`, … or `toolu_0`, …, in the order they are sent). And the script can make
+//! it misbehave the way real servers do: a reply cut by the token limit ([`Scripted::truncated`]), an error
+//! page in HTML ([`Scripted::html`]), an error in the middle of the stream, a stall after the headers or in the
+//! middle of the reply, text without end and a line without end ([`Misbehaviour`]). A stalled or endless stream
+//! ends when the client goes away or the server stops.
+//!
 //! ```
 //! use hal_testmodel::{Scripted, ScriptedServer};
 //! let server = ScriptedServer::start(vec![
@@ -14,6 +23,9 @@
 //! assert!(server.base_url().starts_with("http://127.0.0.1:"));
 //! assert_eq!(server.requests().len(), 0);
 //! ```
+
+mod validate;
+mod wire;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,7 +39,11 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::post;
 use bytes::Bytes;
+use futures_util::stream::{self, BoxStream, StreamExt};
 use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::wire::ReplyEvents;
 
 /// One scripted answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +58,8 @@ pub enum Scripted {
         usage: (u64, u64),
         /// Wait this long before answering.
         delay: Duration,
+        /// Stopped by the token limit: `finish_reason: length` or `stop_reason: max_tokens`.
+        truncated: bool,
     },
     /// An HTTP error.
     Status {
@@ -49,15 +67,48 @@ pub enum Scripted {
         code: u16,
         /// A `Retry-After` header value.
         retry_after: Option<String>,
-        /// The body (JSON error object).
+        /// The body.
         body: String,
+        /// Its `Content-Type`.
+        content_type: String,
     },
+    /// A stream that goes wrong.
+    Misbehave(Misbehaviour),
+}
+
+/// The ways a scripted stream goes wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// `text` streamed, then an error event (Anthropic `event: error`, an `error` chunk in chat completions).
+    ErrorMidStream {
+        /// The text before the error.
+        text: String,
+        /// The error's message.
+        message: String,
+    },
+    /// The headers (200, `text/event-stream`), then nothing.
+    StallAfterHeaders,
+    /// `text` streamed, then nothing.
+    StallMidStream {
+        /// The text before the stall.
+        text: String,
+    },
+    /// Text deltas without end, as fast as the client reads them.
+    EndlessText,
+    /// One `data:` line that never ends, as fast as the client reads it.
+    EndlessLine,
 }
 
 impl Scripted {
     /// A plain text reply.
     pub fn text(text: &str) -> Scripted {
-        Scripted::Reply { text: text.to_owned(), tool_calls: Vec::new(), usage: (10, 5), delay: Duration::ZERO }
+        Scripted::Reply {
+            text: text.to_owned(),
+            tool_calls: Vec::new(),
+            usage: (10, 5),
+            delay: Duration::ZERO,
+            truncated: false,
+        }
     }
 
     /// A reply that calls one tool with `arguments`.
@@ -72,6 +123,7 @@ impl Scripted {
             tool_calls: calls.iter().map(|(name, args)| ((*name).to_owned(), args.to_string())).collect(),
             usage: (10, 5),
             delay: Duration::ZERO,
+            truncated: false,
         }
     }
 
@@ -86,7 +138,43 @@ impl Scripted {
             code,
             retry_after: None,
             body: json!({"error": {"message": message, "type": "scripted"}}).to_string(),
+            content_type: "application/json".to_owned(),
         }
+    }
+
+    /// An HTTP error whose body is an HTML page, as a proxy in front of a model server sends.
+    pub fn html(code: u16, page: &str) -> Scripted {
+        Scripted::Status {
+            code,
+            retry_after: None,
+            body: page.to_owned(),
+            content_type: "text/html; charset=utf-8".to_owned(),
+        }
+    }
+
+    /// `text`, then an error event in the middle of the stream.
+    pub fn error_mid_stream(text: &str, message: &str) -> Scripted {
+        Scripted::Misbehave(Misbehaviour::ErrorMidStream { text: text.to_owned(), message: message.to_owned() })
+    }
+
+    /// The headers of a stream, then silence.
+    pub fn stall_after_headers() -> Scripted {
+        Scripted::Misbehave(Misbehaviour::StallAfterHeaders)
+    }
+
+    /// `text`, then silence.
+    pub fn stall_mid_stream(text: &str) -> Scripted {
+        Scripted::Misbehave(Misbehaviour::StallMidStream { text: text.to_owned() })
+    }
+
+    /// Text without end.
+    pub fn endless_text() -> Scripted {
+        Scripted::Misbehave(Misbehaviour::EndlessText)
+    }
+
+    /// A line without end.
+    pub fn endless_line() -> Scripted {
+        Scripted::Misbehave(Misbehaviour::EndlessLine)
     }
 
     /// This error with a `Retry-After` header.
@@ -120,6 +208,14 @@ impl Scripted {
         }
         self
     }
+
+    /// This reply cut by the token limit (`finish_reason: length`, `stop_reason: max_tokens`).
+    pub fn truncated(mut self) -> Scripted {
+        if let Scripted::Reply { truncated, .. } = &mut self {
+            *truncated = true;
+        }
+        self
+    }
 }
 
 /// A request the server received.
@@ -131,6 +227,8 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     /// The body as JSON (`null` when it was not JSON).
     pub body: Value,
+    /// Why the request was answered 400 without using up a scripted reply: what is wrong with it.
+    pub rejected: Option<String>,
 }
 
 impl Recorded {
@@ -145,10 +243,20 @@ struct Shared {
     script: std::collections::VecDeque<Scripted>,
     requests: Vec<Recorded>,
     piece: usize,
+    /// The number of the next tool call's id.
+    next_call: u64,
 }
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What every request handler sees.
+#[derive(Debug, Clone)]
+struct App {
+    shared: Arc<Mutex<Shared>>,
+    /// Becomes `true` when the server stops: stalled and endless streams end then.
+    stopping: watch::Receiver<bool>,
 }
 
 /// The running server; it stops when dropped.
@@ -156,6 +264,7 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 pub struct ScriptedServer {
     address: SocketAddr,
     shared: Arc<Mutex<Shared>>,
+    stopping: watch::Sender<bool>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -166,29 +275,30 @@ impl ScriptedServer {
     /// # Panics
     /// When no loopback port can be bound (a broken test machine).
     pub fn start(script: Vec<Scripted>) -> ScriptedServer {
-        let shared = Arc::new(Mutex::new(Shared { script: script.into(), requests: Vec::new(), piece: 3 }));
+        let shared = Arc::new(Mutex::new(Shared { script: script.into(), piece: 3, ..Shared::default() }));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         listener.set_nonblocking(true).expect("non-blocking listener");
         let address = listener.local_addr().expect("local address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = shared.clone();
+        let (stopping, stopping_seen) = watch::channel(false);
+        let app = App { shared: shared.clone(), stopping: stopping_seen };
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                let app = Router::new()
+                let router = Router::new()
                     .route("/v1/chat/completions", post(answer))
                     .route("/v1/messages", post(answer))
                     .fallback(post(answer))
-                    .with_state(state);
-                let _ = axum::serve(listener, app)
+                    .with_state(app);
+                let _ = axum::serve(listener, router)
                     .with_graceful_shutdown(async {
                         let _ = stopped.await;
                     })
                     .await;
             });
         });
-        ScriptedServer { address, shared, stop: Some(stop), thread: Some(thread) }
+        ScriptedServer { address, shared, stopping, stop: Some(stop), thread: Some(thread) }
     }
 
     /// The base URL to put in `hal.yaml` (`http://127.0.0.1:<port>/v1`).
@@ -211,6 +321,11 @@ impl ScriptedServer {
         lock(&self.shared).requests.clone()
     }
 
+    /// Why each malformed request received so far was rejected, in order.
+    pub fn rejections(&self) -> Vec<String> {
+        lock(&self.shared).requests.iter().filter_map(|r| r.rejected.clone()).collect()
+    }
+
     /// How many scripted replies are left.
     pub fn remaining(&self) -> usize {
         lock(&self.shared).script.len()
@@ -219,6 +334,7 @@ impl ScriptedServer {
 
 impl Drop for ScriptedServer {
     fn drop(&mut self) {
+        let _ = self.stopping.send(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -228,155 +344,86 @@ impl Drop for ScriptedServer {
     }
 }
 
-async fn answer(State(shared): State<Arc<Mutex<Shared>>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn answer(State(app): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let json = serde_json::from_slice::<Value>(&body).ok();
+    let anthropic = uri.path().ends_with("/messages");
+    let rejected = match &json {
+        None => Some("the body is not JSON".to_owned()),
+        Some(body) if anthropic => validate::anthropic(body).err(),
+        Some(body) => validate::openai(body).err(),
+    };
     let recorded = Recorded {
         path: uri.path().to_owned(),
         headers: headers
             .iter()
             .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
             .collect(),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        body: json.unwrap_or(Value::Null),
+        rejected: rejected.clone(),
     };
-    let anthropic = recorded.path.ends_with("/messages");
-    let (next, piece) = {
-        let mut shared = lock(&shared);
+    let (next, piece, first_call) = {
+        let mut shared = lock(&app.shared);
         shared.requests.push(recorded);
-        (shared.script.pop_front(), shared.piece)
+        if let Some(reason) = rejected {
+            drop(shared);
+            let error = json!({"type": "invalid_request_error", "message": format!("invalid request: {reason}")});
+            let body = if anthropic { json!({"type": "error", "error": error}) } else { json!({"error": error}) };
+            return error_response(400, None, "application/json", &body.to_string());
+        }
+        let next = shared.script.pop_front();
+        let calls = match &next {
+            Some(Scripted::Reply { tool_calls, .. }) => tool_calls.len() as u64,
+            _ => 0,
+        };
+        let first_call = shared.next_call;
+        shared.next_call += calls;
+        (next, shared.piece, first_call)
     };
     match next {
         None => error_response(
             400,
             None,
+            "application/json",
             &json!({"error": {"message": "the scripted model has no more replies"}}).to_string(),
         ),
-        Some(Scripted::Status { code, retry_after, body }) => error_response(code, retry_after.as_deref(), &body),
-        Some(Scripted::Reply { text, tool_calls, usage, delay }) => {
+        Some(Scripted::Status { code, retry_after, body, content_type }) => {
+            error_response(code, retry_after.as_deref(), &content_type, &body)
+        }
+        Some(Scripted::Reply { text, tool_calls, usage, delay, truncated }) => {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let events = if anthropic {
-                anthropic_events(&text, &tool_calls, usage, piece)
-            } else {
-                openai_events(&text, &tool_calls, usage, piece)
-            };
-            // Every event is sent as its own piece of the body, and long events are cut further.
-            let mut chunks: Vec<Result<Bytes, Infallible>> = Vec::new();
-            for event in events {
-                let bytes = event.into_bytes();
-                for part in bytes.chunks(piece.max(16) * 4) {
-                    chunks.push(Ok(Bytes::copy_from_slice(part)));
-                }
-            }
-            Response::builder()
-                .status(200)
-                .header("content-type", "text/event-stream")
-                .header("cache-control", "no-cache")
-                .body(Body::from_stream(futures_util::stream::iter(chunks)))
-                .unwrap_or_default()
+            let prefix = if anthropic { "toolu" } else { "call" };
+            let calls: Vec<(String, String, String)> = tool_calls
+                .into_iter()
+                .zip(first_call..)
+                .map(|((name, arguments), n)| (format!("{prefix}_{n}"), name, arguments))
+                .collect();
+            let reply = ReplyEvents { text: &text, calls: &calls, usage, truncated, piece };
+            let events = if anthropic { wire::anthropic_events(&reply) } else { wire::openai_events(&reply) };
+            stream_response(stream::iter(wire::cut(events, piece)).boxed())
+        }
+        Some(Scripted::Misbehave(misbehaviour)) => {
+            stream_response(wire::misbehave(misbehaviour, anthropic, piece, app.stopping))
         }
     }
 }
 
-fn error_response(code: u16, retry_after: Option<&str>, body: &str) -> Response {
+fn stream_response(body: BoxStream<'static, Bytes>) -> Response {
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(body.map(Ok::<Bytes, Infallible>)))
+        .unwrap_or_default()
+}
+
+fn error_response(code: u16, retry_after: Option<&str>, content_type: &str, body: &str) -> Response {
     let mut response = Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header("content-type", "application/json");
+        .header("content-type", content_type);
     if let Some(value) = retry_after {
         response = response.header("retry-after", value);
     }
     response.body(Body::from(body.to_owned())).unwrap_or_default()
-}
-
-/// `text` cut into pieces of at most `size` characters.
-fn pieces(text: &str, size: usize) -> Vec<String> {
-    let chars: Vec<char> = text.chars().collect();
-    chars.chunks(size.max(1)).map(|c| c.iter().collect()).collect()
-}
-
-fn sse(event: Option<&str>, data: &Value) -> String {
-    match event {
-        Some(name) => format!("event: {name}\ndata: {data}\n\n"),
-        None => format!("data: {data}\n\n"),
-    }
-}
-
-fn openai_events(text: &str, calls: &[(String, String)], usage: (u64, u64), piece: usize) -> Vec<String> {
-    let chunk = |delta: Value, finish: Value| {
-        sse(
-            None,
-            &json!({"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "model": "scripted",
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
-        )
-    };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
-    for part in pieces(text, piece) {
-        events.push(chunk(json!({"content": part}), Value::Null));
-    }
-    for (index, (name, arguments)) in calls.iter().enumerate() {
-        events.push(chunk(
-            json!({"tool_calls": [{"index": index, "id": format!("call_{index}"), "type": "function",
-                "function": {"name": name, "arguments": ""}}]}),
-            Value::Null,
-        ));
-        for part in pieces(arguments, piece) {
-            events.push(chunk(json!({"tool_calls": [{"index": index, "function": {"arguments": part}}]}), Value::Null));
-        }
-    }
-    let finish = if calls.is_empty() { "stop" } else { "tool_calls" };
-    events.push(chunk(json!({}), json!(finish)));
-    events.push(sse(
-        None,
-        &json!({"id": "chatcmpl-scripted", "model": "scripted", "choices": [],
-            "usage": {"prompt_tokens": usage.0, "completion_tokens": usage.1, "total_tokens": usage.0 + usage.1}}),
-    ));
-    events.push("data: [DONE]\n\n".to_owned());
-    events
-}
-
-fn anthropic_events(text: &str, calls: &[(String, String)], usage: (u64, u64), piece: usize) -> Vec<String> {
-    let mut events = vec![sse(
-        Some("message_start"),
-        &json!({"type": "message_start", "message": {"id": "msg_scripted", "type": "message", "role": "assistant",
-            "model": "scripted", "content": [], "usage": {"input_tokens": usage.0, "output_tokens": 1}}}),
-    )];
-    let mut index = 0;
-    if !text.is_empty() {
-        events.push(sse(
-            Some("content_block_start"),
-            &json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
-        ));
-        events.push(sse(Some("ping"), &json!({"type": "ping"})));
-        for part in pieces(text, piece) {
-            events.push(sse(
-                Some("content_block_delta"),
-                &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": part}}),
-            ));
-        }
-        events.push(sse(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": index})));
-        index += 1;
-    }
-    for (n, (name, arguments)) in calls.iter().enumerate() {
-        events.push(sse(
-            Some("content_block_start"),
-            &json!({"type": "content_block_start", "index": index,
-                "content_block": {"type": "tool_use", "id": format!("toolu_{n}"), "name": name, "input": {}}}),
-        ));
-        for part in pieces(arguments, piece) {
-            events.push(sse(
-                Some("content_block_delta"),
-                &json!({"type": "content_block_delta", "index": index,
-                    "delta": {"type": "input_json_delta", "partial_json": part}}),
-            ));
-        }
-        events.push(sse(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": index})));
-        index += 1;
-    }
-    let stop = if calls.is_empty() { "end_turn" } else { "tool_use" };
-    events.push(sse(
-        Some("message_delta"),
-        &json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null},
-            "usage": {"output_tokens": usage.1}}),
-    ));
-    events.push(sse(Some("message_stop"), &json!({"type": "message_stop"})));
-    events
 }

@@ -165,6 +165,7 @@ fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
         text: request.to_owned(),
         help: None,
         agent: None,
+        relayed: false,
     };
     let display = super::remote::Display { steps: Some(&print_step), text: false };
     let end = super::remote::talk(&client, actor, hal_store::BACKCHAT, &say, &display)?;
@@ -275,6 +276,9 @@ fn report_merge(outcome: &MergeOutcome, branch: &str) {
         }
         MergeOutcome::Immutable { paths } => {
             println!("   refused: {branch} changes plugin versions on main ({}); main is unchanged", paths.join(", "));
+        }
+        MergeOutcome::UnsafePaths { paths } => {
+            println!("   refused: {branch} holds names git refuses ({}); main is unchanged", paths.join(", "));
         }
     }
 }

@@ -150,7 +150,10 @@ fn call(
                 let writes = tree.into_writes();
                 if !writes.is_empty() {
                     let actor = journal.with(|home| home.resolve_actor(None))?;
-                    let mut step = NewStep::new(StepKind::Tool, output.result.clone(), ThreadStatus::Open)
+                    // A call made by hand is the person's change to the tree, not a model's tool call: a `tool`
+                    // step needs the call it answers, and a thread holding one without it could not be resumed.
+                    let text = format!("called {name}.{function} by hand: {}", output.result);
+                    let mut step = NewStep::new(StepKind::Write, text, ThreadStatus::Open)
                         .fact("Hal-Tool", format!("{name}.{function}"))
                         .fact("Hal-Outcome", "ok");
                     step.writes = writes;

@@ -158,6 +158,7 @@ fn help_run_by_daemon(
                 help: None,
                 agent: None,
                 input: None,
+                started_by_run: None,
             };
             match super::remote::apply(home, Some(client), &command)? {
                 Response::Started { thread, .. } => thread.branch,
@@ -171,6 +172,7 @@ fn help_run_by_daemon(
         text: text.to_owned(),
         help: Some(name.to_owned()),
         agent: Some(agent.to_owned()),
+        relayed: false,
     };
     let display = super::remote::Display {
         steps: (!args.json).then_some(&super::remote::step_to_stderr as &dyn Fn(&hal_store::Step)),

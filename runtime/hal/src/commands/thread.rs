@@ -23,6 +23,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
                 help: None,
                 agent: None,
                 input: None,
+                started_by_run: None,
             };
             if let Response::Started { thread, .. } = remote::apply(&home, client.as_ref(), &command)? {
                 print_thread(args, &thread)?;
@@ -48,6 +49,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
                 text: text.clone(),
                 help: None,
                 agent: None,
+                relayed: false,
             };
             if let Some(client) = &client {
                 if text.trim().is_empty() {
@@ -198,10 +200,22 @@ fn merge(args: &Args, home: &Home, client: Option<&hal_daemon::client::Client>, 
                     eprintln!("  {path}");
                 }
             }
+            MergeOutcome::UnsafePaths { paths } => {
+                eprintln!(
+                    "cannot merge {}: its tree holds names git refuses or HAL never writes (main would fail \
+                     `git fsck --strict`); nothing was changed:",
+                    thread.branch
+                );
+                for path in paths {
+                    eprintln!("  {path}");
+                }
+            }
         }
     }
     Ok(match outcome {
-        MergeOutcome::Conflict { .. } | MergeOutcome::Immutable { .. } => Outcome::Conflict,
+        MergeOutcome::Conflict { .. } | MergeOutcome::Immutable { .. } | MergeOutcome::UnsafePaths { .. } => {
+            Outcome::Conflict
+        }
         _ => Outcome::Done,
     })
 }
