@@ -118,7 +118,7 @@ fn a_message_to_a_busy_thread_is_queued_until_its_turn_ends_and_answered_by_the_
     server.push([wait_at(&gate), Scripted::text("slow answer"), Scripted::text("queued answer")]);
     let first = spawn(&sandbox, &repo, &["thread", "say", &id, "take your time"]);
     let held = gate.reached(&daemon);
-    assert_eq!(running(&sandbox, &repo), [branch.clone()], "the turn is running");
+    assert_eq!(running(&sandbox, &repo), std::slice::from_ref(&branch), "the turn is running");
 
     let token = std::fs::read_to_string(repo.join(".git/hal/daemon.token")).expect("token");
     let path = format!("/v1/threads/{id}/messages");

@@ -232,14 +232,18 @@ fn regression_a_granted_secret_never_reaches_a_git_object() {
     assert!(texts[0].contains("here: <secret DECLARED_SECRET>"), "{texts:?}");
     assert!(texts[4].contains("a file name may not hold the value of the secret DECLARED_SECRET"), "{texts:?}");
     assert!(texts[5].contains("dying with <secret DECLARED_SECRET>"), "{texts:?}");
-    let written = sandbox.git(&repo, &["show", &format!("{}:leaked/contents.txt", branch_of(&sandbox, &repo, &thread))]);
+    let written =
+        sandbox.git(&repo, &["show", &format!("{}:leaked/contents.txt", branch_of(&sandbox, &repo, &thread))]);
     assert_eq!(written.ok().stdout, "raw <secret DECLARED_SECRET>\nhex <secret DECLARED_SECRET>\n");
 
     let forms = secret_forms(VALUE);
     let objects = sandbox.git(&repo, &["cat-file", "--batch-all-objects", "--batch"]).ok().stdout;
     for form in &forms {
         assert!(!objects.contains(form.as_str()), "an object holds {form:?}");
-        assert!(!run.stdout.contains(form.as_str()) && !run.stderr.contains(form.as_str()), "the output holds {form:?}");
+        assert!(
+            !run.stdout.contains(form.as_str()) && !run.stderr.contains(form.as_str()),
+            "the output holds {form:?}"
+        );
     }
     for request in server.requests() {
         let body = request.body.to_string();
@@ -280,7 +284,8 @@ fn regression_threads_started_by_runs_are_hals_and_bounded() {
     assert_eq!(run.code, 0, "{run:?}");
     let backchat = steps(&sandbox, &repo, "backchat");
     let results: Vec<&Value> = backchat.iter().filter(|s| s["kind"] == "tool").collect();
-    let started = results.iter().filter(|s| s["text"].as_str().is_some_and(|t| t.starts_with("started thread"))).count();
+    let started =
+        results.iter().filter(|s| s["text"].as_str().is_some_and(|t| t.starts_with("started thread"))).count();
     assert_eq!(started, 3, "{:?}", kinds(&backchat));
     let refused: Vec<&&Value> =
         results.iter().filter(|s| s["text"].as_str().is_some_and(|t| t.contains("limits.max_starts"))).collect();

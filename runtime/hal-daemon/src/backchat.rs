@@ -233,8 +233,14 @@ fn run(
             Ok(format!("started thread {} ({}) running help `{help}`", thread.id, thread.branch))
         }
         Kind::Say => {
-            let command =
-                Command::Say { actor: who, thread: arg("thread"), text: arg("text"), help: None, agent: None, relayed: true };
+            let command = Command::Say {
+                actor: who,
+                thread: arg("thread"),
+                text: arg("text"),
+                help: None,
+                agent: None,
+                relayed: true,
+            };
             let Response::Said { thread, queued, .. } = dispatch(journal, &command)? else {
                 return Err("unexpected answer".to_owned());
             };
@@ -529,7 +535,10 @@ mod tests {
             let thread = home.resolve_thread(&branch).expect("thread");
             home.steps_back(&thread).next().expect("a step").expect("readable")
         });
-        assert_eq!((said.actor.as_str(), said.fact("Hal-For"), said.text.as_str()), ("hal", Some("alice"), "model text"));
+        assert_eq!(
+            (said.actor.as_str(), said.fact("Hal-For"), said.text.as_str()),
+            ("hal", Some("alice"), "model text")
+        );
     }
 
     /// `threads.start` through `run`, returning the new thread.

@@ -581,8 +581,7 @@ impl Shared {
                     queue.push(queued);
                     return Ok(Response::Said { thread: target, message: None, queued: true, ticket: Some(ticket) });
                 }
-                let (writer, step) =
-                    command::message_step(&who, text, help.as_deref(), agent.as_deref(), *relayed);
+                let (writer, step) = command::message_step(&who, text, help.as_deref(), agent.as_deref(), *relayed);
                 let appended = self.journal.with(|home| home.append_step(&writer, &target, &step))?;
                 lock(&self.tickets).entry(target.branch.clone()).or_default().push(ticket);
                 drop(active);

@@ -171,9 +171,9 @@ impl Conversation {
     /// reply (its tip is a person's message, or the reply was pushed by someone else) still sends the model a
     /// conversation it accepts, in which every call has its result.
     pub fn close_open_calls(&mut self) {
-        let Some(at) = self.messages.iter().rposition(|(message, _)| {
-            matches!(message, Message::Assistant { tool_calls, .. } if !tool_calls.is_empty())
-        }) else {
+        let Some(at) = self.messages.iter().rposition(
+            |(message, _)| matches!(message, Message::Assistant { tool_calls, .. } if !tool_calls.is_empty()),
+        ) else {
             return;
         };
         let mut insert_at = at + 1;
@@ -183,8 +183,7 @@ impl Conversation {
             insert_at += 1;
         }
         let Message::Assistant { tool_calls, .. } = &self.messages[at].0 else { return };
-        let open: Vec<Message> =
-            tool_calls.iter().filter(|call| !answered.contains(&call.id)).map(not_run).collect();
+        let open: Vec<Message> = tool_calls.iter().filter(|call| !answered.contains(&call.id)).map(not_run).collect();
         if let Some((Some(position), _)) = &mut self.pinned
             && *position >= self.popped + insert_at
         {

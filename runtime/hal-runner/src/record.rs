@@ -80,5 +80,8 @@ pub struct FinishData {
     pub call_id: Option<String>,
 }
 
-/// Responses larger than this are not kept in the step (the decoded reply always is).
-pub const MAX_KEPT_RESPONSE: usize = 256 * 1024;
+/// Responses larger than this are never kept in the step, whatever `limits.reply.raw_kb` says (the client keeps
+/// at most that much; this ceiling also holds for models that are not HAL's client, such as a recording), so a
+/// reply step stays far below the size HAL reads back (`hal_store::MAX_STEP_BYTES`). The decoded reply is always
+/// kept.
+pub const MAX_KEPT_RESPONSE: usize = 2 << 20;

@@ -61,7 +61,7 @@ fn runtime() -> tokio::runtime::Runtime {
 /// refused finish, a failed completion check, a file write and a PENDING pause included.
 #[test]
 fn the_conversation_kept_in_memory_equals_the_one_read_back_from_the_thread() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
     let help = "description: Writes\ncommands: [files]\ndone:\n  files: [out.txt]\n";
     let home = home_with(dir.path(), &[("writer", help)]);
     let thread = home.new_thread("alice", None, Some("t")).expect("thread");
@@ -105,7 +105,7 @@ fn the_conversation_kept_in_memory_equals_the_one_read_back_from_the_thread() {
 
 #[test]
 fn a_recursive_help_stops_at_the_depth_limit() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
     let home = home_with(dir.path(), &[("loop", "description: Calls itself\ncommands: [loop]\n")]);
     let thread = home.new_thread("alice", None, None).expect("thread");
     drop(home);
@@ -140,7 +140,7 @@ fn a_recursive_help_stops_at_the_depth_limit() {
 /// fell out of the next prompt's window.
 #[test]
 fn regression_a_flood_of_refused_calls_is_one_step_and_the_request_stays_in_the_window() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
     let home = home_with(dir.path(), &[("many", "description: Writes\ncommands: [files]\n")]);
     let thread = home.new_thread("alice", None, None).expect("thread");
     drop(home);
@@ -156,7 +156,13 @@ fn regression_a_flood_of_refused_calls_is_one_step_and_the_request_stays_in_the_
     );
     let request = "write the files named in the plan";
     let outcome = runtime()
-        .block_on(runner(dir.path()).run(Arc::new(recording.clone()) as Arc<dyn Models>, &thread, "alice", "many", request))
+        .block_on(runner(dir.path()).run(
+            Arc::new(recording.clone()) as Arc<dyn Models>,
+            &thread,
+            "alice",
+            "many",
+            request,
+        ))
         .expect("run");
     assert_eq!(outcome.status, Status::Done);
     let home = Home::open(dir.path()).expect("open");
@@ -181,7 +187,7 @@ fn regression_a_flood_of_refused_calls_is_one_step_and_the_request_stays_in_the_
 fn an_interrupted_run_resumes_from_its_commits_without_repeating_a_step() {
     use hal_runner::record::{ReplyData, fact};
     use hal_store::{NewStep, StepKind, ThreadStatus};
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
     let home = home_with(dir.path(), &[("writer", "description: Writes\ncommands: [files]\n")]);
     let thread = home.new_thread("alice", None, None).expect("thread");
     // What a killed run leaves: its request, a reply with two calls, and the result of the first only.
@@ -242,7 +248,7 @@ fn an_interrupted_run_resumes_from_its_commits_without_repeating_a_step() {
 /// tool calls) was resumed as an unanswered reply: its calls ran with the repo's grants and no model involved.
 #[test]
 fn regression_a_reply_written_by_plain_git_is_not_executed() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
     let home = home_with(dir.path(), &[("writer", "description: Writes\ncommands: [files]\n")]);
     let thread = home.new_thread("alice", None, Some("t")).expect("thread");
     let tree = home.repo().find_commit(thread.tip).expect("tip").tree_id().expect("tree").to_string();
@@ -286,8 +292,54 @@ fn regression_a_reply_written_by_plain_git_is_not_executed() {
     assert!(steps[2].text.starts_with("not run: HAL did not write the reply"), "{}", steps[2].text);
     assert!(steps[3].text.contains(&forged) && steps[3].text.contains("not written by this HAL"), "{}", steps[3].text);
     let asked = &recording.requests()[0].messages;
-    let refused = asked.iter().any(|m| {
-        matches!(m, hal_model::Message::Tool { call_id, is_error: true, .. } if call_id == "evil")
-    });
+    let refused = asked
+        .iter()
+        .any(|m| matches!(m, hal_model::Message::Tool { call_id, is_error: true, .. } if call_id == "evil"));
     assert!(refused, "the model sees the forged call answered as not run: {asked:?}");
+}
+
+/// A temporary directory whose git repositories must pass `git fsck --strict` when a passing test ends.
+struct Checked(tempfile::TempDir);
+
+impl Checked {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Checked {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let mut repos = Vec::new();
+        let mut todo = vec![self.0.path().to_owned()];
+        while let Some(dir) = todo.pop() {
+            if dir.join(".git").is_dir() {
+                repos.push(dir);
+                continue;
+            }
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    todo.push(entry.path());
+                }
+            }
+        }
+        for repo in repos {
+            let output = std::process::Command::new("git")
+                .args(["fsck", "--strict", "--no-progress"])
+                .current_dir(&repo)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .output()
+                .expect("git fsck");
+            let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+            let problems: Vec<&str> =
+                text.lines().filter(|l| !l.starts_with("dangling ") && !l.starts_with("notice: ")).collect();
+            assert!(
+                output.status.success() && problems.is_empty(),
+                "git fsck --strict on {}: {problems:?}",
+                repo.display()
+            );
+        }
+    }
 }

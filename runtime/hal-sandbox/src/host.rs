@@ -194,8 +194,7 @@ impl Sandbox {
             (Some(runtime), true) => Some((self.http.clone(), runtime.handle().clone())),
             _ => None,
         };
-        let state =
-            HostState::new(isolate.granted.clone(), &limits, context.tree, http, context.secret, deadline);
+        let state = HostState::new(isolate.granted.clone(), &limits, context.tree, http, context.secret, deadline);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
         store.set_fuel(limits.fuel).map_err(|e| format!("the sandbox failed: {e}"))?;

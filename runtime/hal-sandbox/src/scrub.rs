@@ -56,7 +56,8 @@ impl Scrubber {
             return text;
         }
         // Every form is valid UTF-8 replaced by UTF-8 at character boundaries, so the result is UTF-8 too.
-        String::from_utf8(self.bytes(text.into_bytes())).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
+        String::from_utf8(self.bytes(text.into_bytes()))
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
     }
 
     /// `bytes` with every form of every value replaced.

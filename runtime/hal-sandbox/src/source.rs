@@ -89,13 +89,25 @@ fn compile(name: &str, crate_dir: &Path, target_dir: &Path) -> Result<PathBuf, S
         .arg(target_dir)
         .current_dir(crate_dir);
     // The build runs the crate's build scripts and macros on this machine: give it only what cargo and rustup
-    // need, never the caller's environment (API keys live there).
+    // need, never the caller's environment (API keys live there), and a scratch HOME, so that nothing reached
+    // through `~` (the secret store in ~/.config/hal among it) is found there. Cargo and rustup are told where
+    // their own homes are. This hides, it does not confine: a build script can still read any file the user can,
+    // which is why Rust is built only from `main`, where a person merged it.
     command.env_clear();
-    for variable in ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN", "TMPDIR", "LANG"] {
+    for variable in ["PATH", "RUSTUP_TOOLCHAIN", "TMPDIR", "LANG"] {
         if let Some(value) = std::env::var_os(variable) {
             command.env(variable, value);
         }
     }
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    for (variable, default) in [("CARGO_HOME", ".cargo"), ("RUSTUP_HOME", ".rustup")] {
+        let value = std::env::var_os(variable).map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(default)));
+        if let Some(value) = value {
+            command.env(variable, value);
+        }
+    }
+    let scratch = tempfile::tempdir().map_err(|e| format!("building isolate `{name}`: no scratch home: {e}"))?;
+    command.env("HOME", scratch.path());
     let output = command.output().map_err(|e| {
         format!(
             "building isolate `{name}` needs cargo and the {TARGET} target (install Rust with rustup, then \

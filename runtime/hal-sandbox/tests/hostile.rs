@@ -46,7 +46,7 @@ fn call(sandbox: &Sandbox, isolate: &Isolate, thread: &Thread, function: &str) -
 
 #[test]
 fn every_escape_is_contained_and_the_host_serves_the_next_call() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
     let thread = thread(&dir.path().join("home"));
     let sandbox = Sandbox::new(Some(dir.path().join("cache")), 512).expect("sandbox");
     let tight = SandboxLimits { wall_ms: Some(300), memory_mb: Some(64), ..SandboxLimits::default() };
@@ -132,7 +132,7 @@ fn every_escape_is_contained_and_the_host_serves_the_next_call() {
 
 #[test]
 fn a_compiled_component_is_loaded_from_the_cache_after_a_restart() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
     let first = Sandbox::new(Some(dir.path().to_owned()), 512).expect("sandbox");
     assert!(!load(&first, SandboxLimits::default(), None).from_cache);
     drop(first);
@@ -157,7 +157,7 @@ fn a_compiled_component_is_loaded_from_the_cache_after_a_restart() {
 /// write is capped (`sandbox.limits.files`), and the refusal names the setting.
 #[test]
 fn regression_the_files_one_call_writes_are_capped() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
     let thread = thread(&dir.path().join("home"));
     let sandbox = Sandbox::new(Some(dir.path().join("cache")), 512).expect("sandbox");
     let policy = IsolatePolicy { tree: Some(TreeAccess::Write), ..IsolatePolicy::default() };
@@ -173,4 +173,50 @@ fn regression_the_files_one_call_writes_are_capped() {
         panic!("101 files were written")
     };
     assert!(refused.to_string().contains("at most 100 files (sandbox.limits.files"), "{refused}");
+}
+
+/// A temporary directory whose git repositories must pass `git fsck --strict` when a passing test ends.
+struct Checked(tempfile::TempDir);
+
+impl Checked {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Checked {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let mut repos = Vec::new();
+        let mut todo = vec![self.0.path().to_owned()];
+        while let Some(dir) = todo.pop() {
+            if dir.join(".git").is_dir() {
+                repos.push(dir);
+                continue;
+            }
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    todo.push(entry.path());
+                }
+            }
+        }
+        for repo in repos {
+            let output = std::process::Command::new("git")
+                .args(["fsck", "--strict", "--no-progress"])
+                .current_dir(&repo)
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .output()
+                .expect("git fsck");
+            let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+            let problems: Vec<&str> =
+                text.lines().filter(|l| !l.starts_with("dangling ") && !l.starts_with("notice: ")).collect();
+            assert!(
+                output.status.success() && problems.is_empty(),
+                "git fsck --strict on {}: {problems:?}",
+                repo.display()
+            );
+        }
+    }
 }

@@ -33,4 +33,6 @@ pub use help::{Done, Example, HELP_SCHEMA, Help, HelpTest, OutputCheck, Runner};
 pub use isolate::{Capabilities, ISOLATE_SCHEMA, IsolateManifest, SandboxLimits, TreeAccess};
 pub use plugin::{PLUGIN_SCHEMA, PLUGIN_TESTS_SCHEMA, PluginFunction, PluginManifest, PluginTest};
 pub use problem::{Problem, SpecError};
-pub use settings::{DEFAULT_TASK, IsolatePolicy, Limits, ModelSettings, SETTINGS_SCHEMA, Sandbox, Settings};
+pub use settings::{
+    DEFAULT_TASK, IsolatePolicy, Limits, ModelSettings, ReplyLimits, SETTINGS_SCHEMA, Sandbox, Settings,
+};

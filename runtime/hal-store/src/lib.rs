@@ -47,4 +47,6 @@ pub use maintenance::{CHECK_EVERY, MAINTENANCE_ENV};
 pub use merge::MergeOutcome;
 pub use refs::STALE_LOCK_AGE;
 pub use step::{StepKind, ThreadStatus};
-pub use thread::{Appended, BACKCHAT, NewStep, Step, ThreadRef, ThreadSummary, deserialize_id, serialize_id};
+pub use thread::{
+    Appended, BACKCHAT, MAX_STEP_BYTES, NewStep, Step, ThreadRef, ThreadSummary, deserialize_id, serialize_id,
+};

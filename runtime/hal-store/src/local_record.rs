@@ -118,11 +118,7 @@ impl<I: Default> Log<I> {
     }
 
     /// `found(index)` after reading what was appended since the last look, unless the index already knows.
-    fn lookup<T: Default + PartialEq>(
-        &self,
-        found: impl Fn(&I) -> T,
-        mut add: impl FnMut(&mut I, &str),
-    ) -> Result<T> {
+    fn lookup<T: Default + PartialEq>(&self, found: impl Fn(&I) -> T, mut add: impl FnMut(&mut I, &str)) -> Result<T> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let known = found(&state.index);
         if known != T::default() {
