@@ -176,28 +176,32 @@ struct Caller {
     run: RunScope,
 }
 
-/// How many starts by runs led to a new thread started from `caller`'s, or why it may not be started. Only
-/// HAL's local record counts: a thread HAL did not start counts as a person's, whatever its commits claim.
-fn start_depth(journal: &Journal, caller: &Caller) -> Result<u32, String> {
+/// What a run's `threads.start` or `threads.say` may do next: how long the chain of starts and relays by runs that
+/// leads to the new thread or message is, or why it may not go on. The chain is the caller's (its thread's or its
+/// request's, from HAL's local record only: whatever commits claim, a thread no run led to counts as a person's)
+/// plus one. Past `limits.max_depth` nothing more is started or relayed, so two threads relaying to each other
+/// stop; starts and relays of one run together count against `limits.max_starts`.
+fn next_depth(journal: &Journal, caller: &Caller, what: &str) -> Result<u32, String> {
     let limits = caller.run.limits;
     let here = if caller.branch.is_empty() {
         None
     } else {
-        journal.with(|home| home.start_depth(&caller.branch)).map_err(|e| e.to_string())?
+        journal.with(|home| home.depth_of(&caller.branch)).map_err(|e| e.to_string())?
     };
-    let depth = here.unwrap_or(0).saturating_add(1);
+    let depth = here.unwrap_or(0).max(caller.run.chain_depth).saturating_add(1);
     if depth > limits.max_depth {
         return Err(format!(
-            "not started: this thread is at the end of a chain of {} threads started by runs, and such a chain \
-             may be at most {} long (limits.max_depth in hal.yaml)",
+            "not {what}: this run is at the end of a chain of {} threads started and messages relayed by runs, and \
+             such a chain may be at most {} long (limits.max_depth in hal.yaml)",
             depth - 1,
             limits.max_depth
         ));
     }
-    let count = caller.run.count("threads.start");
+    let count = caller.run.count("threads");
     if count > limits.max_starts {
         return Err(format!(
-            "not started: one run may start at most {} threads (limits.max_starts in hal.yaml)",
+            "not {what}: one run may start threads and send messages to threads at most {} times \
+             (limits.max_starts in hal.yaml)",
             limits.max_starts
         ));
     }
@@ -217,7 +221,7 @@ fn run(
         Kind::Start => {
             let (help, input, title) = (arg("help"), arg("input"), arg("title"));
             let title = if title.trim().is_empty() { format!("{help}: {}", first_line(&input)) } else { title };
-            let depth = start_depth(journal, caller)?;
+            let depth = next_depth(journal, caller, "started")?;
             let command = Command::NewThread {
                 actor: who,
                 from: None,
@@ -233,13 +237,21 @@ fn run(
             Ok(format!("started thread {} ({}) running help `{help}`", thread.id, thread.branch))
         }
         Kind::Say => {
+            let target = journal
+                .with(|home| crate::command::thread_of(home, actor, &arg("thread")))
+                .map_err(|e| e.to_string())?;
+            // A run's message to its own thread would start its next turn, which could do the same, forever.
+            if target.branch == caller.branch {
+                return Err("not sent: a run cannot send a message to its own thread; answer in your reply".to_owned());
+            }
+            let depth = next_depth(journal, caller, "sent")?;
             let command = Command::Say {
                 actor: who,
-                thread: arg("thread"),
+                thread: target.branch,
                 text: arg("text"),
                 help: None,
                 agent: None,
-                relayed: true,
+                relayed: Some(depth),
             };
             let Response::Said { thread, queued, .. } = dispatch(journal, &command)? else {
                 return Err("unexpected answer".to_owned());
@@ -512,7 +524,7 @@ mod tests {
         for depth in 1..=3 {
             let started = start(&branch, &RunScope::new(limits)).expect("within the limit");
             branch = started.branch.clone();
-            assert_eq!(journal.with(|home| home.start_depth(&branch)).expect("record"), Some(depth));
+            assert_eq!(journal.with(|home| home.depth_of(&branch)).expect("record"), Some(depth));
             // The request is HAL's, written for the person: a model's words are never recorded as theirs.
             let first = journal.with(|home| home.steps_back(&started).next().expect("a step").expect("readable"));
             assert_eq!(first.actor, "hal");
@@ -520,7 +532,7 @@ mod tests {
             assert!(hal_runner::conversation::is_persons_step(&first), "the relayed request gets a turn");
         }
         let refused = start(&branch, &RunScope::new(limits)).expect_err("past max_depth");
-        assert!(refused.contains("limits.max_depth") && refused.contains("chain of 3"), "{refused}");
+        assert!(refused.contains("limits.max_depth") && refused.contains("chain of 3 threads"), "{refused}");
         // One run may start only max_starts threads, wherever it runs.
         let scope = RunScope::new(limits);
         start(&backchat.branch, &scope).expect("first");
@@ -539,6 +551,19 @@ mod tests {
             (said.actor.as_str(), said.fact("Hal-For"), said.text.as_str()),
             ("hal", Some("alice"), "model text")
         );
+        // Its chain is recorded for its commit: the turn it starts continues the chain, it does not restart it.
+        let recorded = journal.with(|home| home.depth_of(&said.commit.to_string())).expect("record");
+        assert_eq!(recorded, Some(1));
+        // A run may not message its own thread (its next turn would do the same), nor relay past max_depth: two
+        // threads relaying to each other stop.
+        let own = |key: &str| if key == "thread" { backchat.branch.clone() } else { "again".to_owned() };
+        let refused = run(&journal, &dispatch, Kind::Say, &caller, &own).expect_err("own thread");
+        assert!(refused.contains("cannot send a message to its own thread"), "{refused}");
+        let mut deep = RunScope::new(limits);
+        deep.chain_depth = 3;
+        let caller = Caller { actor: "alice".to_owned(), branch: backchat.branch.clone(), run: deep };
+        let refused = run(&journal, &dispatch, Kind::Say, &caller, &arg).expect_err("past max_depth");
+        assert!(refused.contains("not sent") && refused.contains("limits.max_depth"), "{refused}");
     }
 
     /// `threads.start` through `run`, returning the new thread.

@@ -31,10 +31,10 @@ pub enum Command {
         /// The request.
         #[serde(default)]
         input: Option<String>,
-        /// Set when a run starts the thread (HAL's `threads.start`): how many such starts led to it, recorded
-        /// in HAL's local record (the thread's own commits are never believed about it). The request is then
-        /// HAL's message, written for `actor`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// Set when a run starts the thread (HAL's `threads.start`): how many starts and relays by runs led to
+        /// it, recorded in HAL's local record (the thread's own commits are never believed about it). The request
+        /// is then HAL's message, written for `actor`. Only HAL's own tools set it: it never crosses the API.
+        #[serde(skip)]
         started_by_run: Option<u32>,
     },
     /// Add a person's message to a thread; a daemon answers it with the thread's next turn.
@@ -52,10 +52,11 @@ pub enum Command {
         /// The agent to run it as.
         #[serde(default)]
         agent: Option<String>,
-        /// HAL relays the text from a run (`threads.say`): the step is HAL's, written for `actor` (trailer
-        /// `Hal-For`), never the person's own words.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        relayed: bool,
+        /// Set when a run relays the text (`threads.say`): how many starts and relays by runs led to it. The step
+        /// is then HAL's, written for `actor` (trailer `Hal-For`), never the person's own words, and the depth is
+        /// recorded for its commit. Only HAL's own tools set it: it never crosses the API.
+        #[serde(skip)]
+        relayed: Option<u32>,
     },
     /// Merge a thread into `main`.
     Merge {
@@ -109,18 +110,19 @@ pub fn thread_of(home: &Home, actor: &str, query: &str) -> hal_store::Result<Thr
     if query == hal_store::BACKCHAT { home.backchat(actor) } else { home.resolve_thread(query) }
 }
 
-/// Who writes a message and its step: `who`'s own message, or, `relayed` from a run, HAL's message for `who`;
-/// asking for `help` as `agent` when given.
+/// Who writes a message and its step: `who`'s own message, or, relayed from a run at the end of a chain of
+/// `relayed` starts and relays, HAL's message for `who`; asking for `help` as `agent` when given.
 pub fn message_step(
     who: &str,
     text: &str,
     help: Option<&str>,
     agent: Option<&str>,
-    relayed: bool,
+    relayed: Option<u32>,
 ) -> (String, NewStep) {
     let mut step = NewStep::new(StepKind::Message, text, ThreadStatus::Open);
-    let writer = if relayed {
+    let writer = if let Some(depth) = relayed {
         step = step.fact(fact::FOR, who);
+        step.chain_depth = Some(depth);
         hal_store::identity::HAL_ACTOR.to_owned()
     } else {
         who.to_owned()
@@ -144,12 +146,11 @@ pub fn apply(home: &Home, command: &Command) -> hal_store::Result<Response> {
             let thread = home.new_thread(&who, from.as_deref(), title.as_deref())?;
             // Recorded before the request is written: a daemon may start the turn as soon as it sees it.
             if let Some(depth) = started_by_run {
-                home.record_start(&thread.branch, *depth)?;
+                home.record_depth(&thread.branch, *depth)?;
             }
             let message = match input.as_deref().filter(|text| !text.trim().is_empty()) {
                 Some(text) => {
-                    let relayed = started_by_run.is_some();
-                    let (writer, step) = message_step(&who, text, help.as_deref(), agent.as_deref(), relayed);
+                    let (writer, step) = message_step(&who, text, help.as_deref(), agent.as_deref(), *started_by_run);
                     Some(home.append_step(&writer, &thread, &step)?)
                 }
                 None => None,

@@ -122,8 +122,8 @@ struct Queued {
     text: String,
     help: Option<String>,
     agent: Option<String>,
-    /// HAL relays it from a run.
-    relayed: bool,
+    /// HAL relays it from a run, at the end of a chain this long.
+    relayed: Option<u32>,
     ticket: u64,
 }
 

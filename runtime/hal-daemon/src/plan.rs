@@ -38,7 +38,7 @@ pub(crate) fn plan_for(home: &Home, thread: &ThreadRef, startup: bool) -> hal_st
     let plain_commit = tip.step.is_none();
     // A tip claiming a run is under way is believed only if this HAL wrote it: anyone can push a commit whose
     // trailers say `running`, and resuming it would act on whatever that run's record holds.
-    let interrupted = tip.status == Some(ThreadStatus::Running) && home.wrote(tip.commit)?;
+    let interrupted = tip.status == Some(ThreadStatus::Running) && home.is_tip_written(&thread.branch, tip.commit)?;
     if tip.status == Some(ThreadStatus::Running) && !interrupted && startup {
         tracing::warn!(target: "hal_daemon", branch = %thread.branch, commit = %tip.commit,
             "a step claims a run is under way, but this HAL did not write it: not resumed");

@@ -208,7 +208,7 @@ impl Runner {
     ) -> Result<Outcome, RunError> {
         let prepared = self.prepare(models.as_ref(), help)?;
         let deadline = deadline_after(prepared.limits.max_seconds);
-        self.execute(&prepared, models, thread.clone(), actor, Some(input), 0, deadline).await
+        self.execute(&prepared, models, thread.clone(), actor, Some(input), 0, None, deadline).await
     }
 
     /// Continue help `help` on `thread` from what is already committed, without a new input: the tip is a
@@ -224,7 +224,7 @@ impl Runner {
     ) -> Result<Outcome, RunError> {
         let prepared = self.prepare(models.as_ref(), help)?;
         let deadline = deadline_after(prepared.limits.max_seconds);
-        self.execute(&prepared, models, thread.clone(), actor, None, 0, deadline).await
+        self.execute(&prepared, models, thread.clone(), actor, None, 0, None, deadline).await
     }
 
     /// Check that help `name` can run with `models` (it exists, is valid, its commands exist, a model is
@@ -271,11 +271,12 @@ impl Runner {
         actor: &'a str,
         input: Option<&'a str>,
         depth: u32,
+        scope: Option<RunScope>,
         deadline: Instant,
     ) -> BoxFuture<'a, Result<Outcome, RunError>> {
         Box::pin(async move {
             let context_tokens = prepared.model.context_tokens();
-            let (thread, mut conversation, pending) = match input {
+            let (thread, mut conversation, pending, request) = match input {
                 Some(input) => {
                     let mut request = NewStep::new(StepKind::Message, input, ThreadStatus::Running)
                         .fact(fact::HELP, &prepared.entry.name)
@@ -299,7 +300,7 @@ impl Runner {
                         None => self.journal.with(|home| Conversation::load(home, &thread, context_tokens))?,
                     };
                     conversation.pin_last();
-                    (thread, conversation, None)
+                    (thread, conversation, None, Some(appended.commit))
                 }
                 None => {
                     // A person's message on top of the tip a kept conversation is current at continues it.
@@ -328,13 +329,18 @@ impl Runner {
                         None => self.journal.with(|home| Conversation::load(home, &thread, context_tokens))?,
                     };
                     let pending = self.journal.with(|home| unanswered_reply(home, &thread))?;
-                    (thread, conversation, pending)
+                    let request = tip_message.is_some().then_some(thread.tip);
+                    (thread, conversation, pending, request)
                 }
             };
             // A reply this run resumes gets its results from the run (or, not HAL's, from `distrust`).
             if pending.is_none() {
                 conversation.close_open_calls();
             }
+            let scope = match scope {
+                Some(scope) => scope,
+                None => self.journal.with(|home| chain_scope(home, prepared.limits, &thread.branch, request))?,
+            };
             let mut state = RunState {
                 prepared,
                 models,
@@ -345,7 +351,7 @@ impl Runner {
                 deadline,
                 turns: 0,
                 usage: Usage::default(),
-                scope: RunScope::new(prepared.limits),
+                scope,
             };
             let outcome = self.run_loop(&mut state, &mut conversation, pending).await?;
             self.cache_conversation(&state.thread.branch, state.tip, conversation);
@@ -684,8 +690,11 @@ impl Runner {
         let sub = self.journal.with(|home| home.start_thread_at(&state.actor, state.tip, Some(&title), &from))?;
         let own_deadline = deadline_after(prepared.limits.max_seconds);
         let deadline = own_deadline.min(state.deadline);
-        let outcome =
-            self.execute(&prepared, models, sub.clone(), &state.actor, Some(&input), state.depth + 1, deadline).await?;
+        // A sub-run is part of its caller's run: the same chain, the same count of threads started.
+        let scope = Some(state.scope.clone());
+        let outcome = self
+            .execute(&prepared, models, sub.clone(), &state.actor, Some(&input), state.depth + 1, scope, deadline)
+            .await?;
         // What a sub-help spends counts against the caller's token limit too.
         state.usage.input = state.usage.input.saturating_add(outcome.usage.input);
         state.usage.output = state.usage.output.saturating_add(outcome.usage.output);
@@ -760,9 +769,9 @@ impl Runner {
         let reason = "not run: HAL did not write the reply that asks for this call".to_owned();
         self.refuse_all(state, conversation, &open, reason)?;
         let note = format!(
-            "The reply {} was not written by this HAL (it is not in HAL's local record of the steps it wrote, \
-             .git/hal/record), so none of its tool calls ran and its ending does not count; the model is asked \
-             again.",
+            "The reply {} was not written by this HAL, or the branch was moved since HAL last wrote to it (HAL's \
+             local record of the steps it wrote, .git/hal/record, says so), so none of its tool calls ran and its \
+             ending does not count; the model is asked again.",
             pending.commit
         );
         tracing::warn!(target: "hal_runner", thread = %state.thread.branch, commit = %pending.commit,
@@ -881,6 +890,24 @@ impl Runner {
     }
 }
 
+/// The scope of a run on `branch` answering the message `request`: its chain of starts and relays by runs is the
+/// longer of its thread's and its request's, as HAL's local record has them (never as commits claim).
+fn chain_scope(
+    home: &hal_store::Home,
+    limits: Limits,
+    branch: &str,
+    request: Option<ObjectId>,
+) -> Result<RunScope, RunError> {
+    let thread = home.depth_of(branch)?.unwrap_or(0);
+    let request = match request {
+        Some(commit) => home.depth_of(&commit.to_string())?.unwrap_or(0),
+        None => 0,
+    };
+    let mut scope = RunScope::new(limits);
+    scope.chain_depth = thread.max(request);
+    Ok(scope)
+}
+
 /// What to ask when a tool the run offers needs secrets that are not set: each name once, with the tools that
 /// need it and the command that sets it (secrets are typed in a terminal, never sent in a chat).
 fn missing_secrets(tools: &[Arc<dyn Tool>]) -> Option<String> {
@@ -944,7 +971,9 @@ fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option
                 if !open {
                     return Ok(None);
                 }
-                let ours = home.wrote(step.commit)?;
+                // HAL acts on a reply only when it wrote it and left the branch at the tip it has now: a branch
+                // rewound to an old reply of HAL's, or another branch pointed at one, does not replay its calls.
+                let ours = home.wrote(step.commit)? && home.is_tip_written(&thread.branch, thread.tip)?;
                 return Ok(Some(PendingReply { reply, answered, commit: step.commit, ours }));
             }
             _ => return Ok(None),

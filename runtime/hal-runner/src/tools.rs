@@ -59,13 +59,16 @@ pub trait Tool: Send + Sync {
 pub struct RunScope {
     /// The run's limits.
     pub limits: crate::run::Limits,
+    /// How many threads started and messages relayed by runs led to this run (0 for a person's request), from
+    /// HAL's local record: what the run starts or relays continues this chain.
+    pub chain_depth: u32,
     counts: Arc<std::sync::Mutex<BTreeMap<String, u32>>>,
 }
 
 impl RunScope {
-    /// A new scope with `limits` and nothing counted.
+    /// A new scope with `limits`, at the start of a chain, with nothing counted.
     pub fn new(limits: crate::run::Limits) -> RunScope {
-        RunScope { limits, counts: Arc::default() }
+        RunScope { limits, chain_depth: 0, counts: Arc::default() }
     }
 
     /// Count one more `what` in this run and return how many there are now.

@@ -343,3 +343,41 @@ impl Drop for Checked {
         }
     }
 }
+
+/// Regression: HAL's record trusted a commit id on any branch at any time, so a branch rewound to an old reply of
+/// HAL's (or another branch pointed at it) had that reply's calls run again at the next resume.
+#[test]
+fn regression_a_branch_rewound_to_an_old_reply_of_hals_does_not_replay_its_calls() {
+    use hal_runner::record::{ReplyData, fact};
+    use hal_store::{NewStep, StepKind, ThreadStatus};
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
+    let home = home_with(dir.path(), &[("writer", "description: Writes\ncommands: [files]\n")]);
+    let thread = home.new_thread("alice", None, None).expect("thread");
+    let request = NewStep::new(StepKind::Message, "write a", ThreadStatus::Running).fact(fact::HELP, "writer");
+    home.append_step("alice", &thread, &request).expect("request");
+    let reply = call("c1", "files.write", r#"{"path":"a","content":"1"}"#);
+    let mut step = NewStep::new(StepKind::Reply, "calls", ThreadStatus::Running).fact(fact::HELP, "writer");
+    step.data = Some(serde_json::to_string(&ReplyData { reply, response: None, request_bytes: 0 }).expect("json"));
+    let old_reply = home.append_step("hal", &thread, &step).expect("reply").commit;
+    let mut answer = NewStep::new(StepKind::Tool, "wrote a", ThreadStatus::Running).fact(fact::CALL, "c1");
+    answer.data = Some(r#"{"call":{"id":"c1","name":"files.write","arguments":"{}"}}"#.to_owned());
+    answer.writes = vec![("a".to_owned(), b"1".to_vec())];
+    let answered = home.append_step("hal", &thread, &answer).expect("tool").commit;
+    assert!(home.wrote(old_reply).expect("record") && home.is_tip_written(&thread.branch, answered).expect("record"));
+    drop(home);
+    // Someone moves the branch back to the reply, as if its call had never been answered.
+    git(dir.path(), &["update-ref", &format!("refs/heads/{}", thread.branch), &old_reply.to_string()]);
+    let home = Home::open(dir.path()).expect("open");
+    let rewound = home.resolve_thread(&thread.id).expect("thread");
+    assert_eq!(rewound.tip, old_reply);
+    drop(home);
+    let recording = Arc::new(Recording::new(vec![text("asked again")], vec![]));
+    let outcome = runtime()
+        .block_on(runner(dir.path()).resume(Arc::new(recording) as Arc<dyn Models>, &rewound, "alice", "writer"))
+        .expect("resume");
+    assert_eq!(outcome.output, "asked again");
+    let home = Home::open(dir.path()).expect("open");
+    assert_eq!(home.file_at(outcome.commit, "a").expect("read"), None, "the old call did not run again");
+    let kinds: Vec<String> = home.thread_log(&thread.id, None).expect("log").into_iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, ["start", "message", "reply", "tool", "system", "reply", "finish"]);
+}

@@ -153,22 +153,30 @@ impl Home {
         &self.record
     }
 
-    /// Whether this HAL wrote `commit` (as a step or a new thread), by its local record in `.git/hal/record/`,
-    /// which git never transports. A commit pushed or fetched from elsewhere is not in it, whatever its
-    /// trailers claim.
+    /// Whether this HAL wrote `commit` (as a step or a new thread, on any branch), by its local record in
+    /// `.git/hal/record/`, which git never transports. A commit pushed or fetched from elsewhere is not in it,
+    /// whatever its trailers claim.
     pub fn wrote(&self, commit: ObjectId) -> Result<bool> {
         self.record.wrote(commit)
     }
 
-    /// Record that HAL started `branch` from a run at the end of a chain of `depth` starts.
-    pub fn record_start(&self, branch: &str, depth: u32) -> Result<()> {
-        self.record.add_start(branch, depth)
+    /// Whether `commit` is the tip this HAL left `branch` at: the newest commit it wrote on that branch. Only
+    /// then may HAL act on what the commit says of an unfinished run (a branch rewound to an older reply of
+    /// HAL's, or another branch pointed at one, is not).
+    pub fn is_tip_written(&self, branch: &str, commit: ObjectId) -> Result<bool> {
+        self.record.is_tip_written(branch, commit)
     }
 
-    /// How many starts HAL recorded leading to `branch`: `None` when HAL did not start it (a person did, or it
-    /// arrived from elsewhere), whatever its commits claim.
-    pub fn start_depth(&self, branch: &str) -> Result<Option<u32>> {
-        self.record.start_depth(branch)
+    /// Record that a run led to `key` at the end of a chain of `depth` starts and relays: `key` is the branch of a
+    /// thread a run started, or the commit of a message a run relayed.
+    pub fn record_depth(&self, key: &str, depth: u32) -> Result<()> {
+        self.record.add_depth(key, depth)
+    }
+
+    /// How many starts and relays by runs HAL recorded leading to `key` (a branch or a commit): `None` when no run
+    /// led to it (a person did, or it arrived from elsewhere), whatever its commits claim.
+    pub fn depth_of(&self, key: &str) -> Result<Option<u32>> {
+        self.record.depth(key)
     }
 
     /// The work tree, or the git dir of a bare repository.

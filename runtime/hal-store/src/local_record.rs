@@ -5,16 +5,22 @@
 //! signed, HAL believes such a claim only when the commit is in this record, kept in `.git/hal/record/`, which
 //! `git clone`, `fetch` and `push` never transport. Two append-only logs:
 //!
-//! - `written`: the id of every commit this HAL wrote as a step or a new thread, added before the branch moves to
-//!   it. A commit on a branch that is missing here was written by someone else (or just before a crash, in which
-//!   case HAL asks the model again instead of acting on it: the safe side).
-//! - `starts`: `<depth> <branch>` for every thread HAL started from a run: how many starts led to it.
+//! - `written`: `<commit> <branch>` for every commit this HAL wrote on a branch as a step or a new thread, added
+//!   before the branch moves to it. A commit that is missing here was written by someone else (or just before a
+//!   crash, in which case HAL asks the model again instead of acting on it: the safe side). The newest line of a
+//!   branch is the tip HAL left it at: a branch moved back to an older commit of HAL's (a rewind), or another
+//!   branch pointed at one, does not match it, so HAL's own old replies cannot be replayed through them.
+//! - `depths`: `<depth> <key>` for every thread HAL started from a run (key: the branch) and every message HAL
+//!   relayed from a run (key: the commit): how many starts and relays by runs led to it. A run's chain depth is
+//!   the larger of its thread's and its request's; past `limits.max_depth` HAL starts and relays nothing more.
 //!
 //! Each line is appended with one `write` on a file opened with `O_APPEND`, so processes sharing the repository
 //! never interleave lines. Each process keeps an index in memory and reads only what was appended since it last
-//! looked, so a lookup costs the same at ten steps as at a million. The record is not a cache: deleting it makes
-//! HAL distrust its own unfinished runs (they ask the model again) and count the threads it started as started
-//! by a person. It is not synced to disk per line: a line lost to a power cut errs on the same safe side.
+//! looked, so a lookup costs the same at ten steps as at a million. A line left without its newline by a crash is
+//! ended before the next line is added, so it never merges with it; a torn line is skipped. The record is not a
+//! cache: deleting it makes HAL distrust its own unfinished runs (they ask the model again) and count the threads
+//! it started as started by a person (depth 0: a chain can start again from there, as it can when a person asks).
+//! It is not synced to disk per line.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -29,8 +35,15 @@ use crate::{Result, StoreError};
 
 /// The two logs of one repository.
 pub(crate) struct LocalRecord {
-    written: Log<HashSet<ObjectId>>,
-    starts: Log<HashMap<String, u32>>,
+    written: Log<Written>,
+    depths: Log<HashMap<String, u32>>,
+}
+
+/// The index of `written`: every commit HAL wrote, and the newest it wrote on each branch.
+#[derive(Default)]
+struct Written {
+    commits: HashSet<ObjectId>,
+    tips: HashMap<String, ObjectId>,
 }
 
 /// One append-only log and its index.
@@ -51,46 +64,63 @@ impl LocalRecord {
     /// The record of the repository whose common git dir is `common_dir`.
     pub(crate) fn new(common_dir: &Path) -> LocalRecord {
         let dir = common_dir.join("hal/record");
-        LocalRecord { written: Log::new(dir.join("written")), starts: Log::new(dir.join("starts")) }
+        LocalRecord { written: Log::new(dir.join("written")), depths: Log::new(dir.join("depths")) }
     }
 
-    /// Record that this HAL wrote `commit`.
-    pub(crate) fn add_written(&self, commit: ObjectId) -> Result<()> {
-        self.written.append(&format!("{commit}\n"))
+    /// Record that this HAL wrote `commit` on `branch` (before the branch moves to it).
+    pub(crate) fn add_written(&self, commit: ObjectId, branch: &str) -> Result<()> {
+        check_key(branch)?;
+        self.written.append(&format!("{commit} {branch}\n"))
     }
 
-    /// Whether this HAL wrote `commit`.
+    /// Whether this HAL wrote `commit`, on whatever branch.
     pub(crate) fn wrote(&self, commit: ObjectId) -> Result<bool> {
-        self.written.lookup(
-            |index| index.contains(&commit),
-            |index, line| {
-                if let Ok(id) = ObjectId::from_hex(line.as_bytes()) {
-                    index.insert(id);
-                }
-            },
-        )
+        self.written.lookup(|index| index.commits.contains(&commit), add_written_line)
     }
 
-    /// Record that HAL started `branch` at the end of a chain of `depth` starts.
-    pub(crate) fn add_start(&self, branch: &str, depth: u32) -> Result<()> {
-        if branch.contains(['\n', '\r']) {
-            return Err(StoreError::InvalidText("a branch name cannot hold a line break"));
-        }
-        self.starts.append(&format!("{depth} {branch}\n"))
+    /// Whether `commit` is the newest commit this HAL wrote on `branch`: the tip HAL left it at.
+    pub(crate) fn is_tip_written(&self, branch: &str, commit: ObjectId) -> Result<bool> {
+        // Always read what other processes appended since: an older line must not answer for a newer one.
+        self.written.lookup(|_| false, add_written_line)?;
+        self.written.lookup(|index| index.tips.get(branch) == Some(&commit), add_written_line)
     }
 
-    /// The chain of starts HAL recorded for `branch`, if HAL started it.
-    pub(crate) fn start_depth(&self, branch: &str) -> Result<Option<u32>> {
-        self.starts.lookup(
-            |index| index.get(branch).copied(),
+    /// Record that a run led to `key` (a thread's branch, or a relayed message's commit) at the end of a chain of
+    /// `depth` starts and relays.
+    pub(crate) fn add_depth(&self, key: &str, depth: u32) -> Result<()> {
+        check_key(key)?;
+        self.depths.append(&format!("{depth} {key}\n"))
+    }
+
+    /// The chain depth HAL recorded for `key`, if a run led to it.
+    pub(crate) fn depth(&self, key: &str) -> Result<Option<u32>> {
+        self.depths.lookup(
+            |index| index.get(key).copied(),
             |index, line| {
-                if let Some((depth, branch)) = line.split_once(' ')
+                if let Some((depth, key)) = line.split_once(' ')
                     && let Ok(depth) = depth.parse()
                 {
-                    index.insert(branch.to_owned(), depth);
+                    index.insert(key.to_owned(), depth);
                 }
             },
         )
+    }
+}
+
+/// A key (a branch or a commit id) fits on one line.
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.contains(['\n', '\r']) {
+        return Err(StoreError::InvalidText("a branch name must be one line"));
+    }
+    Ok(())
+}
+
+/// Index one line of `written`.
+fn add_written_line(index: &mut Written, line: &str) {
+    let Some((commit, branch)) = line.split_once(' ') else { return };
+    if let Ok(id) = ObjectId::from_hex(commit.as_bytes()) {
+        index.commits.insert(id);
+        index.tips.insert(branch.to_owned(), id);
     }
 }
 
@@ -105,11 +135,16 @@ impl<I: Default> Log<I> {
             if let Some(dir) = self.path.parent() {
                 std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
             }
-            let file = OpenOptions::new()
+            let mut file = OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .open(&self.path)
                 .io_context(|| format!("opening {}", self.path.display()))?;
+            // A crash may have left a line without its newline: end it, so it never merges with the next one.
+            if ends_torn(&mut file).io_context(|| format!("reading {}", self.path.display()))? {
+                file.write_all(b"\n").io_context(|| format!("appending to {}", self.path.display()))?;
+            }
             state.file = Some(file);
         }
         let file = state.file.as_mut().expect("opened just above");
@@ -117,7 +152,8 @@ impl<I: Default> Log<I> {
         file.write_all(line.as_bytes()).io_context(|| format!("appending to {}", self.path.display()))
     }
 
-    /// `found(index)` after reading what was appended since the last look, unless the index already knows.
+    /// `found(index)` after reading what was appended since the last look, unless the index already knows (a
+    /// found answer is never taken back by later lines: a commit stays written, a depth stays recorded).
     fn lookup<T: Default + PartialEq>(&self, found: impl Fn(&I) -> T, mut add: impl FnMut(&mut I, &str)) -> Result<T> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let known = found(&state.index);
@@ -142,6 +178,18 @@ impl<I: Default> Log<I> {
     }
 }
 
+/// Whether `file` is not empty and does not end with a newline.
+fn ends_torn(file: &mut File) -> std::io::Result<bool> {
+    let length = file.seek(SeekFrom::End(0))?;
+    if length == 0 {
+        return Ok(false);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
+}
+
 #[cfg(test)]
 mod tests {
     use super::LocalRecord;
@@ -151,15 +199,34 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let first = LocalRecord::new(dir.path());
         let second = LocalRecord::new(dir.path());
-        let id = gix::ObjectId::from_hex(b"0123456789012345678901234567890123456789").expect("id");
-        assert!(!second.wrote(id).expect("lookup"));
-        first.add_written(id).expect("add");
-        assert!(second.wrote(id).expect("lookup"));
-        assert_eq!(second.start_depth("threads/a/x").expect("lookup"), None);
-        first.add_start("threads/a/x", 2).expect("add");
-        first.add_start("threads/a/y", 3).expect("add");
-        assert_eq!(second.start_depth("threads/a/y").expect("lookup"), Some(3));
-        assert_eq!(second.start_depth("threads/a/x").expect("lookup"), Some(2));
-        assert!(first.add_start("threads/a/z\n9 threads/a/w", 0).is_err());
+        let id = |hex: &[u8]| gix::ObjectId::from_hex(hex).expect("id");
+        let (a, b) = (id(b"0123456789012345678901234567890123456789"), id(b"1123456789012345678901234567890123456789"));
+        assert!(!second.wrote(a).expect("lookup"));
+        first.add_written(a, "threads/x/1").expect("add");
+        assert!(second.wrote(a).expect("lookup"));
+        assert!(second.is_tip_written("threads/x/1", a).expect("lookup"));
+        first.add_written(b, "threads/x/1").expect("add");
+        // `a` is still HAL's, but no longer the tip HAL left the branch at; nor is it on another branch.
+        assert!(second.wrote(a).expect("lookup"));
+        assert!(!second.is_tip_written("threads/x/1", a).expect("lookup"));
+        assert!(second.is_tip_written("threads/x/1", b).expect("lookup"));
+        assert!(!second.is_tip_written("threads/y/2", b).expect("lookup"));
+        assert_eq!(second.depth("threads/a/x").expect("lookup"), None);
+        first.add_depth("threads/a/x", 2).expect("add");
+        first.add_depth("threads/a/y", 3).expect("add");
+        assert_eq!(second.depth("threads/a/y").expect("lookup"), Some(3));
+        assert_eq!(second.depth("threads/a/x").expect("lookup"), Some(2));
+        assert!(first.add_depth("threads/a/z\n9 threads/a/w", 0).is_err_and(|e| e.to_string().contains("one line")));
+    }
+
+    /// A line a crash left without its newline is ended before the next is added: both are not lost together.
+    #[test]
+    fn a_torn_line_does_not_swallow_the_next() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("hal/record")).expect("dir");
+        std::fs::write(dir.path().join("hal/record/depths"), "3 threads/al").expect("torn");
+        let record = LocalRecord::new(dir.path());
+        record.add_depth("threads/bob/x", 2).expect("add");
+        assert_eq!(record.depth("threads/bob/x").expect("lookup"), Some(2));
     }
 }

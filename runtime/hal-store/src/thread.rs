@@ -22,8 +22,9 @@ use crate::step::{StepKind, StepRecord, ThreadStatus};
 use crate::tip_cache::{TipCache, TipFacts};
 use crate::{Result, StoreError, maintenance, thread_id, tree_path};
 
-/// Largest commit HAL reads as a step (message and `hal-data` included). HAL's own steps stay far below it: a
-/// reply's kept response is at most 256 KiB and a model reply is capped by `hal.yaml`'s limits.
+/// Largest commit HAL reads as a step (message and `hal-data` included). HAL's own steps stay below it: a model
+/// reply is capped by `hal.yaml`'s `limits.reply` (whose maxima are chosen for this), its kept response by
+/// `MAX_KEPT_RESPONSE` in the runner, and the runner refuses to record a reply step larger than half of this.
 pub const MAX_STEP_BYTES: u64 = 16 << 20;
 /// How far back from a thread's tip HAL looks for a step when the tip is a plain git commit.
 const MAX_PLAIN_COMMITS: usize = 1000;
@@ -127,12 +128,23 @@ pub struct NewStep {
     pub data: Option<String>,
     /// Files written into the thread's tree by this step, as (path, content).
     pub writes: Vec<(String, Vec<u8>)>,
+    /// For a message a run relays: the chain of starts and relays by runs that led to it, recorded in HAL's local
+    /// record for the step's commit before the branch moves to it (see [`Home::depth_of`]).
+    pub chain_depth: Option<u32>,
 }
 
 impl NewStep {
     /// A step of `kind` with `text`, leaving the thread `status`, with no facts, data or writes.
     pub fn new(kind: StepKind, text: impl Into<String>, status: ThreadStatus) -> NewStep {
-        NewStep { kind, text: text.into(), status, facts: Vec::new(), data: None, writes: Vec::new() }
+        NewStep {
+            kind,
+            text: text.into(),
+            status,
+            facts: Vec::new(),
+            data: None,
+            writes: Vec::new(),
+            chain_depth: None,
+        }
     }
 
     /// Add a `Hal-*` trailer.
@@ -356,6 +368,7 @@ impl Home {
             facts: Vec::new(),
         };
         let commit = self.write_commit(tree, vec![base], &self.signature(actor), &record.to_message()?)?;
+        self.record().add_written(commit, &branch)?;
         let name = refs::full_name(&format!("refs/heads/{branch}"))?;
         match self.refs().swap_once(&name, Expect::Absent, Target::Object(commit), None) {
             Ok(()) => {
@@ -409,7 +422,7 @@ impl Home {
             let name = refs::full_name(&format!("refs/heads/{branch}"))?;
             let message = record(&id).to_message()?;
             let commit = self.write_commit(tree, vec![base], &signature, &message)?;
-            self.record().add_written(commit)?;
+            self.record().add_written(commit, &branch)?;
             match self.refs().swap_once(&name, Expect::Absent, Target::Object(commit), None) {
                 Ok(()) => {
                     tracing::debug!(target: "hal_store::thread", %branch, "created thread");
@@ -490,7 +503,10 @@ impl Home {
             let message = record.to_message()?;
             let commit = self.write_commit_with_data(tree, vec![tip], &signature, &message, step.data.as_deref())?;
             // Recorded before the branch moves to it: a step on the branch that is not recorded is not HAL's.
-            self.record().add_written(commit)?;
+            self.record().add_written(commit, &thread.branch)?;
+            if let Some(depth) = step.chain_depth {
+                self.record().add_depth(&commit.to_string(), depth)?;
+            }
             Ok((commit, record.number))
         })?;
         maintenance::after_write(self);

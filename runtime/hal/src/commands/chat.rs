@@ -92,7 +92,7 @@ fn exchange(args: &Args, home: &Home, client: Option<&Client>, target: &str, tex
         text: text.to_owned(),
         help: None,
         agent: None,
-        relayed: false,
+        relayed: None,
     };
     if let Some(client) = client {
         let display = remote::Display {

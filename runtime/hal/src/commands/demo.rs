@@ -165,7 +165,7 @@ fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
         text: request.to_owned(),
         help: None,
         agent: None,
-        relayed: false,
+        relayed: None,
     };
     let display = super::remote::Display { steps: Some(&print_step), text: false };
     let end = super::remote::talk(&client, actor, hal_store::BACKCHAT, &say, &display)?;

@@ -172,7 +172,7 @@ fn help_run_by_daemon(
         text: text.to_owned(),
         help: Some(name.to_owned()),
         agent: Some(agent.to_owned()),
-        relayed: false,
+        relayed: None,
     };
     let display = super::remote::Display {
         steps: (!args.json).then_some(&super::remote::step_to_stderr as &dyn Fn(&hal_store::Step)),

@@ -49,7 +49,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
                 text: text.clone(),
                 help: None,
                 agent: None,
-                relayed: false,
+                relayed: None,
             };
             if let Some(client) = &client {
                 if text.trim().is_empty() {
