@@ -217,11 +217,11 @@ impl Decoder {
                 };
                 self.caps.arguments(self.arguments, arguments.len())?;
                 self.arguments += arguments.len();
-                let call = ToolCall {
-                    id: block.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                    name: names.hal_name(block.get("name").and_then(Value::as_str).unwrap_or_default()),
-                    arguments,
-                };
+                let id = block.get("id").and_then(Value::as_str).unwrap_or_default();
+                let name = block.get("name").and_then(Value::as_str).unwrap_or_default();
+                self.caps.call_field("id", id)?;
+                self.caps.call_field("name", name)?;
+                let call = ToolCall { id: id.to_owned(), name: names.hal_name(name), arguments };
                 self.calls.push((index, call));
                 Ok(String::new())
             }

@@ -77,6 +77,11 @@ impl Default for ReplyLimits {
     }
 }
 
+/// Longest tool-call id a reply may carry (real servers send a few dozen bytes).
+pub const MAX_CALL_ID: usize = 256;
+/// Longest tool name a reply may carry (HAL's own names are far shorter; wire names are at most 64).
+pub const MAX_CALL_NAME: usize = 128;
+
 /// Which cap a reply passed. The message names the `hal.yaml` setting that raises it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Overflow {
@@ -108,6 +113,14 @@ pub enum Overflow {
     #[error("it has more than {limit} tool calls (limits.reply.tool_calls in hal.yaml raises the limit)")]
     ToolCalls {
         /// The cap.
+        limit: usize,
+    },
+    /// A tool call's id or name: HAL gave the names and ids are short tokens, so a long one is not a call.
+    #[error("a tool call's {what} is longer than {limit} bytes")]
+    CallField {
+        /// `id` or `name`.
+        what: &'static str,
+        /// The cap, in bytes.
         limit: usize,
     },
     /// The tool-call arguments, all calls together.
@@ -177,6 +190,12 @@ impl Caps {
     pub(crate) fn another_call(&self, calls: usize) -> Result<(), Overflow> {
         let limit = self.limits.tool_calls;
         if calls >= limit { Err(Overflow::ToolCalls { limit }) } else { Ok(()) }
+    }
+
+    /// A tool call's `what` (`id` or `name`) may be `value`.
+    pub(crate) fn call_field(&self, what: &'static str, value: &str) -> Result<(), Overflow> {
+        let limit = if what == "id" { MAX_CALL_ID } else { MAX_CALL_NAME };
+        if value.len() > limit { Err(Overflow::CallField { what, limit }) } else { Ok(()) }
     }
 
     /// Arguments of `current` bytes in all may grow by `adding`.

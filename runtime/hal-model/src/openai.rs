@@ -172,10 +172,12 @@ impl Decoder {
             self.calls.iter().enumerate().filter(|(n, _)| *n != slot).map(|(_, (_, call))| call.arguments.len()).sum();
         let call = &mut self.calls[slot].1;
         if let Some(id) = fragment.get("id").and_then(Value::as_str).filter(|id| !id.is_empty()) {
+            self.caps.call_field("id", id)?;
             call.id = id.to_owned();
         }
         let function = fragment.get("function");
         if let Some(name) = function.and_then(|f| f.get("name")).and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            self.caps.call_field("name", name)?;
             call.name = names.hal_name(name);
         }
         match function.and_then(|f| f.get("arguments")) {

@@ -289,13 +289,25 @@ fn is_request(step: &Step) -> bool {
     message || (step.step.is_none() && !step.text.trim().is_empty())
 }
 
+/// The text a model is given for a person's message or request: as written, or, for a message HAL relayed from a
+/// run (`Hal-For`), marked as such, so the receiving run never takes a model's words for the person's.
+pub fn request_text(step: &Step) -> String {
+    match step.fact(fact::FOR) {
+        Some(person) if step.actor == hal_store::identity::HAL_ACTOR => {
+            format!("[relayed by HAL for {person}, not written by them] {}", step.text)
+        }
+        _ if step.step.is_none() => step.text.trim().to_owned(),
+        _ => step.text.clone(),
+    }
+}
+
 /// The messages one step contributes to the conversation, in order.
 pub fn messages_of(step: &Step) -> Result<Vec<Message>, RunError> {
     let bad = |reason: String| RunError::BadRecord { commit: step.commit.to_string(), reason };
     let data = || step.data.as_deref().ok_or_else(|| bad(format!("a {} step has no hal-data", step.kind)));
     let kind = StepKind::parse_name(&step.kind);
     Ok(match kind {
-        StepKind::Message => vec![Message::User { text: step.text.clone() }],
+        StepKind::Message => vec![Message::User { text: request_text(step) }],
         StepKind::Reply => {
             let data: ReplyData = serde_json::from_str(data()?).map_err(|e| bad(e.to_string()))?;
             vec![data.reply.to_message()]

@@ -103,6 +103,15 @@ fn recording_from(home: &Home, steps: &[Step]) -> Result<Recording, RunError> {
     for step in steps {
         match StepKind::parse_name(&step.kind) {
             StepKind::Reply => {
+                // A replay runs the recorded calls with the repo's grants: only calls HAL's own model client
+                // received may be played back, never a reply someone pushed.
+                if !home.wrote(step.commit)? {
+                    return Err(bad(
+                        step,
+                        "this reply was not written by this HAL (it is not in its local record, .git/hal/record), \
+                         so its tool calls are not played back; replay the thread in the repository that ran it",
+                    ));
+                }
                 let data = step.data.as_deref().ok_or_else(|| bad(step, "a reply step without hal-data"))?;
                 let data: ReplyData = serde_json::from_str(data).map_err(|e| bad(step, &e.to_string()))?;
                 replies.push(data.reply);
@@ -179,10 +188,14 @@ pub async fn replay(
     let recording = Arc::new(recording);
     let inputs: Vec<RunInput> = steps
         .iter()
-        .filter(|step| step.kind == StepKind::Message.as_str() && step.actor != hal_store::identity::HAL_ACTOR)
+        .filter(|step| {
+            step.kind == StepKind::Message.as_str()
+                && (step.actor != hal_store::identity::HAL_ACTOR || step.fact(fact::FOR).is_some())
+        })
         .filter_map(|step| {
             Some(RunInput {
-                actor: step.actor.clone(),
+                // A message HAL relayed for a person is replayed on the person's behalf, as it ran.
+                actor: step.fact(fact::FOR).unwrap_or(&step.actor).to_owned(),
                 help: step.fact(fact::HELP)?.to_owned(),
                 blob: step.fact(fact::HELP_BLOB).map(str::to_owned),
                 text: step.text.clone(),

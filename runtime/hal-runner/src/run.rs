@@ -313,7 +313,7 @@ impl Runner {
                             .filter(|step| {
                                 is_persons_step(step) && (step.step.is_some() || !step.text.trim().is_empty())
                             })
-                            .map(|step| step.text.trim().to_owned());
+                            .map(|step| crate::conversation::request_text(&step));
                         Ok((message, parent))
                     })?;
                     let cached = match &tip_message {
@@ -408,7 +408,7 @@ impl Runner {
                 }
                 Some(pending) => (pending.reply, pending.answered),
                 None => match self.next_reply(state, conversation, &system, &tools).await? {
-                    Ok(reply) => (reply, Vec::new()),
+                    Ok(reply) => (reply, std::collections::HashSet::new()),
                     Err(ended) => return Ok(ended),
                 },
             };
@@ -522,7 +522,9 @@ impl Runner {
         state.turns += 1;
         state.usage.input = state.usage.input.saturating_add(turn.reply.usage.input);
         state.usage.output = state.usage.output.saturating_add(turn.reply.usage.output);
-        self.record_reply(state, &turn)?;
+        if let Some(reason) = self.record_reply(state, &turn)? {
+            return self.finish(state, Status::Error, &reason, None, None).map(Err);
+        }
         let reply = turn.reply;
         conversation.push(reply.to_message());
         Ok(Ok(reply))
@@ -608,7 +610,12 @@ impl Runner {
         None
     }
 
-    fn record_reply(&self, state: &mut RunState<'_>, turn: &crate::model::ModelTurn) -> Result<(), RunError> {
+    /// Commit the reply step; `Some(reason)` (and nothing written) when it is too large to be read back.
+    fn record_reply(
+        &self,
+        state: &mut RunState<'_>,
+        turn: &crate::model::ModelTurn,
+    ) -> Result<Option<String>, RunError> {
         let reply = &turn.reply;
         let response = turn
             .response
@@ -627,7 +634,16 @@ impl Runner {
             commit: String::new(),
             reason: format!("cannot encode a reply: {e}"),
         })?);
-        self.append(state, HAL_ACTOR, &step)
+        // A step HAL could not read back would stop every later run on the thread: refuse to write one.
+        let size = step.text.len() + step.data.as_ref().map_or(0, String::len);
+        let most = usize::try_from(hal_store::MAX_STEP_BYTES / 2).unwrap_or(usize::MAX);
+        if size > most {
+            return Ok(Some(format!(
+                "the model's reply takes {size} bytes to record, more than the {most} a step may hold; lower \
+                 limits.reply in hal.yaml"
+            )));
+        }
+        self.append(state, HAL_ACTOR, &step).map(|()| None)
     }
 
     async fn call_tool(&self, state: &mut RunState<'_>, call: &ToolCall) -> Result<ToolResult, RunError> {
@@ -747,7 +763,10 @@ impl Runner {
             .fact(fact::CALL, &first.id)
             .fact(fact::CALLS, calls.len())
             .fact(fact::OUTCOME, "error");
-        let data = ToolData { call: (*first).clone(), also: rest.iter().map(|call| (*call).clone()).collect() };
+        // The further calls are kept by id and name only: their answer is the same, and a flood of refused calls
+        // must not double the bytes of the reply that made them.
+        let also = rest.iter().map(|call| ToolCall { arguments: String::new(), ..(*call).clone() }).collect();
+        let data = ToolData { call: (*first).clone(), also };
         let step = NewStep { data: Some(serde_json::to_string(&data).unwrap_or_default()), ..step };
         self.append(state, HAL_ACTOR, &step)?;
         for call in calls {
@@ -942,7 +961,7 @@ fn missing_secrets(tools: &[Arc<dyn Tool>]) -> Option<String> {
 struct PendingReply {
     reply: Reply,
     /// Ids of its tool calls that already have a result step.
-    answered: Vec<String>,
+    answered: std::collections::HashSet<String>,
     /// Its commit.
     commit: ObjectId,
     /// Whether this HAL wrote it (its local record says so): only then are its calls run and its ending taken.
@@ -952,7 +971,7 @@ struct PendingReply {
 /// The newest reply of `thread` if the run stopped before acting on all of it: some of its tool calls have no
 /// result step, or it ended the run (plain text, or a `finish` call) without a `finish` step.
 fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option<PendingReply>, RunError> {
-    let mut answered = Vec::new();
+    let mut answered = std::collections::HashSet::new();
     for step in home.steps_back(thread) {
         let step = step?;
         match StepKind::parse_name(&step.kind) {

@@ -15,6 +15,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 /// What URL encoders (RFC 3986's unreserved characters kept) leave as it is.
 const URL_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
+/// Values shorter than this are scrubbed in their raw form only.
+const MIN_ENCODED: usize = 6;
+
 /// The forms of every secret value handed out in one call, longest first.
 #[derive(Default)]
 pub(crate) struct Scrubber {
@@ -41,7 +44,9 @@ impl Scrubber {
             URL_SAFE_NO_PAD.encode(raw),
         ];
         let replacement = format!("<secret {name}>");
-        for form in candidates {
+        // Encodings of a very short value would match ordinary text everywhere: those are scrubbed raw only.
+        let forms = if value.len() < MIN_ENCODED { &candidates[..1] } else { &candidates[..] };
+        for form in forms.iter().cloned() {
             if !self.forms.iter().any(|(known, _)| known == form.as_bytes()) {
                 self.forms.push((form.into_bytes(), replacement.clone()));
             }

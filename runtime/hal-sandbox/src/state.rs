@@ -21,6 +21,9 @@ const MAX_HTTP_BODY: usize = 8 << 20;
 const MAX_LOG_LINES: usize = 100;
 /// Characters kept of one log line.
 const MAX_LOG_LINE: usize = 2000;
+/// Bytes of a log line read before it is scrubbed and cut to [`MAX_LOG_LINE`] characters: room enough that a value
+/// cut at this boundary lies past what is kept.
+const MAX_LOG_BYTES: usize = 8 * MAX_LOG_LINE;
 /// Most bytes a guest may write to its stderr (kept for error messages).
 pub(crate) const STDERR_CAPACITY: usize = 64 << 10;
 
@@ -50,6 +53,8 @@ pub(crate) struct HostState {
     deadline: Instant,
     /// Log lines the guest wrote.
     pub(crate) logs: Vec<String>,
+    /// Progress notes the guest sent.
+    progress_notes: usize,
 }
 
 impl HostState {
@@ -90,6 +95,7 @@ impl HostState {
             secret,
             deadline,
             logs: Vec::new(),
+            progress_notes: 0,
         }
     }
 
@@ -222,15 +228,37 @@ impl hal::isolate::secrets::Host for HostState {
 
 impl hal::isolate::log::Host for HostState {
     fn write(&mut self, level: String, message: String) {
-        // Scrubbed before it is cut, so that a cut cannot leave the start of a value.
-        let message: String = self.scrubber.text(message).chars().take(MAX_LOG_LINE).collect();
-        tracing::info!(target: "hal_sandbox::guest", isolate = %self.granted.isolate, %level, %message);
-        if self.logs.len() < MAX_LOG_LINES {
-            self.logs.push(format!("{level}: {message}"));
+        // Past the cap nothing more is logged, not even to the host's log: a guest cannot flood it.
+        if self.logs.len() >= MAX_LOG_LINES {
+            return;
         }
+        // The level is one of four words (anything else is `info`): it cannot carry a value out.
+        let level = match level.as_str() {
+            "error" | "warn" | "info" | "debug" => level,
+            _ => "info".to_owned(),
+        };
+        // Scrubbed before it is cut, so that a cut cannot leave the start of a value.
+        let message: String = self.scrubber.text(clip(&message, MAX_LOG_BYTES)).chars().take(MAX_LOG_LINE).collect();
+        tracing::info!(target: "hal_sandbox::guest", isolate = %self.granted.isolate, %level, %message);
+        self.logs.push(format!("{level}: {message}"));
     }
 
     fn progress(&mut self, done: u64, total: u64, message: String) {
+        self.progress_notes = self.progress_notes.saturating_add(1);
+        if self.progress_notes > MAX_LOG_LINES {
+            return;
+        }
+        let message: String = self.scrubber.text(clip(&message, MAX_LOG_BYTES)).chars().take(MAX_LOG_LINE).collect();
         tracing::debug!(target: "hal_sandbox::guest", isolate = %self.granted.isolate, done, total, %message, "progress");
     }
+}
+
+/// At most `max` bytes of `text` (at a character boundary), before it is scrubbed: scrubbing a huge string a guest
+/// made would cost the host as much as the guest.
+fn clip(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }

@@ -49,8 +49,9 @@ pub enum MergeOutcome {
         /// The files it would change.
         paths: Vec<String>,
     },
-    /// The thread's tree holds names that git refuses (`git fsck --strict` would fail on `main`, and servers
-    /// that check pushes would refuse it) or that HAL never writes (`.gitmodules`); nothing was changed.
+    /// The thread's commits (its tree, or any commit `main` lacks) hold names that git refuses or HAL never
+    /// writes (`.git` look-alikes, Windows device names, `.gitmodules`, `.gitattributes`): `git fsck`, a checkout
+    /// on macOS or Windows, or a server that checks pushes would refuse them; nothing was changed.
     UnsafePaths {
         /// Each refused path with the reason.
         paths: Vec<String>,
@@ -89,7 +90,7 @@ impl Home {
                 }
             };
             let state = self.state_at(tip, &thread.branch)?;
-            let unsafe_paths = self.unsafe_paths(self.tree_of(main_tip)?.id, merged_tree.unwrap_or(state.tree))?;
+            let unsafe_paths = self.unsafe_history(main_tip, tip)?;
             if !unsafe_paths.is_empty() {
                 return Ok(MergeOutcome::UnsafePaths { paths: unsafe_paths });
             }
@@ -175,18 +176,48 @@ impl Home {
         Ok(changed)
     }
 
+    /// The unsafe names (see [`Home::unsafe_paths`]) in every commit the merge would bring onto `main`: each
+    /// commit of the thread that `main` does not have yet, checked against its first parent, so that a bad name
+    /// added and removed again still counts (its objects would reach `main` through the history).
+    fn unsafe_history(&self, main_tip: ObjectId, tip: ObjectId) -> Result<Vec<String>> {
+        let walk = self
+            .repo()
+            .rev_walk([tip])
+            .with_hidden([main_tip])
+            .all()
+            .git_context(|| format!("walking the commits of {tip} that main lacks"))?;
+        let mut found = Vec::new();
+        for info in walk {
+            let info = info.git_context(|| format!("walking the commits of {tip} that main lacks"))?;
+            let commit = info.object().git_context(|| format!("reading commit {}", info.id))?;
+            let tree = commit.tree_id().git_context(|| format!("reading the tree of {}", info.id))?.detach();
+            let parent = match commit.parent_ids().next() {
+                Some(parent) => Some(self.tree_of(parent.detach())?.id),
+                None => None,
+            };
+            for problem in self.unsafe_paths(parent, tree)? {
+                if !found.contains(&problem) {
+                    found.push(problem);
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
     /// The names in `tree` that are not already on `main` (whose tree is `main_tree`) and that the path check
     /// every HAL writer passes would refuse, as `path: reason`. Only subtrees that differ from main's are read.
-    fn unsafe_paths(&self, main_tree: ObjectId, tree: ObjectId) -> Result<Vec<String>> {
+    fn unsafe_paths(&self, main_tree: Option<ObjectId>, tree: ObjectId) -> Result<Vec<String>> {
         let mut found = Vec::new();
-        let mut todo = vec![(String::new(), Some(main_tree), tree)];
+        let mut todo = vec![(String::new(), main_tree, tree)];
         while let Some((prefix, before, after)) = todo.pop() {
-            let before: Vec<(Vec<u8>, ObjectId, bool)> = match before {
-                Some(id) => self.entries(id)?,
-                None => Vec::new(),
+            let before: std::collections::HashMap<Vec<u8>, (ObjectId, bool)> = match before {
+                Some(id) => self.entries(id)?.into_iter().map(|(name, id, is_tree)| (name, (id, is_tree))).collect(),
+                None => std::collections::HashMap::new(),
             };
             for (name, id, is_tree) in self.entries(after)? {
-                let old = before.iter().find(|(n, _, _)| *n == name);
+                let old = before.get(&name).map(|(id, is_tree)| (name.clone(), *id, *is_tree));
+                let old = old.as_ref();
                 if old.is_some_and(|(_, old_id, _)| *old_id == id) {
                     continue; // unchanged: already on main
                 }

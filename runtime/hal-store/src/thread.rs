@@ -543,15 +543,20 @@ impl Home {
         })
     }
 
-    /// One commit of a thread as a [`Step`], with its first parent.
-    fn read_step(&self, id: ObjectId, branch: &str) -> Result<(Step, Option<ObjectId>)> {
-        // Anyone who can push can put a commit of any size on a thread: its size is checked before it is read.
+    /// A commit of `branch`, read only when its size is at most [`MAX_STEP_BYTES`]: anyone who can push can put a
+    /// commit of any size on a thread, and every reader of a thread's commits goes through here.
+    pub(crate) fn find_step_commit(&self, id: ObjectId, branch: &str) -> Result<gix::Commit<'_>> {
         let size = self.repo().find_header(id).git_context(|| format!("reading commit {id}"))?.size();
         if size > MAX_STEP_BYTES {
             let reason = format!("the commit is {size} bytes; HAL reads steps of at most {MAX_STEP_BYTES} bytes");
             return Err(StoreError::MalformedStep { commit: id.to_string(), branch: branch.to_owned(), reason });
         }
-        let commit = self.repo().find_commit(id).git_context(|| format!("reading commit {id}"))?;
+        self.repo().find_commit(id).git_context(|| format!("reading commit {id}"))
+    }
+
+    /// One commit of a thread as a [`Step`], with its first parent.
+    fn read_step(&self, id: ObjectId, branch: &str) -> Result<(Step, Option<ObjectId>)> {
+        let commit = self.find_step_commit(id, branch)?;
         let message = commit.message_raw_sloppy().to_str_lossy().into_owned();
         let time = commit.time().map(|t| t.seconds).unwrap_or_default();
         let parent = commit.parent_ids().next().map(|p| p.detach());
@@ -607,7 +612,7 @@ impl Home {
         let mut asked = None;
         for _ in 0..MAX_PLAIN_COMMITS {
             let Some(id) = next else { break };
-            let object = self.repo().find_commit(id).git_context(|| format!("reading commit {id}"))?;
+            let object = self.find_step_commit(id, branch)?;
             if asked.is_none() {
                 let tree = object.tree_id().git_context(|| format!("reading the tree of commit {id}"))?.detach();
                 asked = Some((object.time().map(|t| t.seconds).unwrap_or_default(), tree));
@@ -647,7 +652,7 @@ impl Home {
             if id == commit {
                 return Ok(true);
             }
-            let object = self.repo().find_commit(id).git_context(|| format!("reading commit {id}"))?;
+            let object = self.find_step_commit(id, &thread.branch)?;
             if let Some(Ok(record)) = StepRecord::from_message(&object.message_raw_sloppy().to_str_lossy())
                 && record.number <= 1
             {

@@ -7,7 +7,8 @@
 //! holding one of those fails `git fsck --strict` and is refused by servers that check what is pushed to them,
 //! and a checkout of it on macOS or Windows could write into the repository's own `.git`. Beyond git's rules HAL
 //! refuses `.gitmodules` (a thread has no submodules; a crafted one is what fsck's `gitmodules*` checks are
-//! about), control characters, backslashes, and names longer than file systems take.
+//! about) and `.gitattributes` (fsck rejects long lines in one), control characters, backslashes, and names
+//! longer than file systems take.
 
 use gix::bstr::ByteSlice;
 use gix_validate::path::component::{self, Error as ComponentError, Mode};
@@ -71,7 +72,24 @@ pub fn check_component(name: &str) -> std::result::Result<(), String> {
     {
         return Err(format!("`{name}` is or reads as `.gitmodules`, which HAL never writes"));
     }
+    if reads_as_gitattributes(name) {
+        return Err(format!("`{name}` is or reads as `.gitattributes`, which HAL never writes"));
+    }
     Ok(())
+}
+
+/// Whether `name` is `.gitattributes` as git's fsck sees it: in any case, with the code points HFS+ ignores, or as
+/// an NTFS short name. fsck checks what such a file holds (line length, size); HAL refuses the name instead, as it
+/// refuses `.gitmodules`, rather than judge the content of every write.
+fn reads_as_gitattributes(name: &str) -> bool {
+    let hfs_ignorable = |c: &char| matches!(*c, '\u{200c}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{206a}'..='\u{206f}' | '\u{feff}');
+    let folded: String = name.chars().filter(|c| !hfs_ignorable(c)).collect::<String>().to_ascii_lowercase();
+    if folded == ".gitattributes" {
+        return true;
+    }
+    ["gitatt~", "gi7d29~"]
+        .iter()
+        .any(|short| folded.strip_prefix(short).is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit())))
 }
 
 /// `path` cut to a length an error message can quote.
@@ -94,6 +112,7 @@ mod tests {
         assert_eq!(normalize("a b/ü.txt").expect("ok"), "a b/ü.txt");
         assert_eq!(normalize(".github/workflows/ci.yml").expect("ok"), ".github/workflows/ci.yml");
         assert_eq!(normalize("gitignore/.gitignore").expect("ok"), "gitignore/.gitignore");
+        assert_eq!(normalize("docs/gitattributes.md").expect("ok"), "docs/gitattributes.md");
     }
 
     #[test]
@@ -122,6 +141,10 @@ mod tests {
             "sub/.GITMODULES",
             "gitmod~1",
             ".gitmodules ",
+            ".gitattributes",
+            "a/.GitAttributes",
+            ".gitattri\u{200c}butes",
+            "GITATT~1",
         ] {
             let error = normalize(bad).expect_err(bad).to_string();
             assert!(error.contains("`.git") || error.contains("git"), "{bad:?}: {error}");

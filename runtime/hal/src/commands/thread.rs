@@ -202,8 +202,9 @@ fn merge(args: &Args, home: &Home, client: Option<&hal_daemon::client::Client>, 
             }
             MergeOutcome::UnsafePaths { paths } => {
                 eprintln!(
-                    "cannot merge {}: its tree holds names git refuses or HAL never writes (main would fail \
-                     `git fsck --strict`); nothing was changed:",
+                    "cannot merge {}: its commits hold names git refuses or HAL never writes (git fsck, a \
+                     checkout on macOS or Windows, or a server that checks pushes would refuse them); nothing was \
+                     changed:",
                     thread.branch
                 );
                 for path in paths {
