@@ -24,6 +24,9 @@ use crate::record::{FinishData, MAX_KEPT_RESPONSE, ReplyData, ToolData, fact};
 use crate::status::Status;
 use crate::tools::{BoxFuture, RunScope, Tool, ToolContext, ToolResult, Toolbox};
 
+mod resume;
+use resume::{PendingReply, chain_scope, unanswered_reply};
+
 /// The built-in tool that ends a run.
 pub const FINISH: &str = "finish";
 /// The placeholder in a help's instructions replaced by the catalogue of helps.
@@ -663,14 +666,16 @@ impl Runner {
                 .await
                 .unwrap_or_else(|_| ToolResult::error("the tool did not finish before the run's time limit"));
             let writes = context.into_writes();
-            return self.record_tool(state, call, result, writes, None);
+            let (step, result) = self.tool_step(state, call, result, writes, None)?;
+            self.append_writes(state, HAL_ACTOR, step).await?;
+            return Ok(result);
         } else {
             let mut offered: Vec<&str> = state.prepared.tools.iter().map(|t| t.spec().name.as_str()).collect();
             offered.extend(state.prepared.helps.iter().map(String::as_str));
             offered.push(FINISH);
             ToolResult::error(format!("there is no tool `{}`; this help offers: {}", call.name, offered.join(", ")))
         };
-        self.record_tool(state, call, result, Vec::new(), subthread)
+        self.record_tool(state, call, result, subthread)
     }
 
     /// Run a help named in `commands` on a new sub-thread started from the caller's current step.
@@ -724,9 +729,23 @@ impl Runner {
         state: &mut RunState<'_>,
         call: &ToolCall,
         result: ToolResult,
-        writes: Vec<(String, Vec<u8>)>,
         subthread: Option<String>,
     ) -> Result<ToolResult, RunError> {
+        let (step, result) = self.tool_step(state, call, result, Vec::new(), subthread)?;
+        self.append(state, HAL_ACTOR, &step)?;
+        Ok(result)
+    }
+
+    /// The tool step answering `call` with `result` and the call's file `writes`, and the result as the model gets
+    /// it.
+    fn tool_step(
+        &self,
+        state: &RunState<'_>,
+        call: &ToolCall,
+        result: ToolResult,
+        writes: Vec<(String, Vec<u8>)>,
+        subthread: Option<String>,
+    ) -> Result<(NewStep, ToolResult), RunError> {
         // A commit message cannot hold NUL: the model and the record both get the same, replaced, text.
         let result = ToolResult { content: without_nul(result.content), is_error: result.is_error };
         let mut step = NewStep::new(StepKind::Tool, result.content.clone(), ThreadStatus::Running)
@@ -740,79 +759,7 @@ impl Runner {
         let data = ToolData { call: call.clone(), also: Vec::new() };
         step.data = Some(serde_json::to_string(&data).unwrap_or_default());
         step.writes = writes;
-        self.append(state, HAL_ACTOR, &step)?;
-        Ok(result)
-    }
-
-    /// Answer every call of `calls` with the same error instead of running them, in one tool step.
-    fn refuse_all(
-        &self,
-        state: &mut RunState<'_>,
-        conversation: &mut Conversation,
-        calls: &[&ToolCall],
-        reason: String,
-    ) -> Result<(), RunError> {
-        let Some((first, rest)) = calls.split_first() else { return Ok(()) };
-        if rest.is_empty() {
-            return self.refuse(state, conversation, first, reason);
-        }
-        let text = without_nul(reason);
-        let step = NewStep::new(StepKind::Tool, text.clone(), ThreadStatus::Running)
-            .fact(fact::HELP, &state.prepared.entry.name)
-            .fact(fact::TOOL, &first.name)
-            .fact(fact::CALL, &first.id)
-            .fact(fact::CALLS, calls.len())
-            .fact(fact::OUTCOME, "error");
-        // The further calls are kept by id and name only: their answer is the same, and a flood of refused calls
-        // must not double the bytes of the reply that made them.
-        let also = rest.iter().map(|call| ToolCall { arguments: String::new(), ..(*call).clone() }).collect();
-        let data = ToolData { call: (*first).clone(), also };
-        let step = NewStep { data: Some(serde_json::to_string(&data).unwrap_or_default()), ..step };
-        self.append(state, HAL_ACTOR, &step)?;
-        for call in calls {
-            conversation.push(tool_message(call, ToolResult::error(text.clone())));
-        }
-        Ok(())
-    }
-
-    /// Act on none of a committed reply this HAL did not write (it arrived by push or fetch, whatever it claims):
-    /// its calls are answered as not run, a system step says why, and the model is asked again.
-    fn distrust(
-        &self,
-        state: &mut RunState<'_>,
-        conversation: &mut Conversation,
-        pending: &PendingReply,
-    ) -> Result<(), RunError> {
-        let open: Vec<&ToolCall> =
-            pending.reply.tool_calls.iter().filter(|call| !pending.answered.contains(&call.id)).collect();
-        let reason = "not run: HAL did not write the reply that asks for this call".to_owned();
-        self.refuse_all(state, conversation, &open, reason)?;
-        let note = format!(
-            "The reply {} was not written by this HAL, or the branch was moved since HAL last wrote to it (HAL's \
-             local record of the steps it wrote, .git/hal/record, says so), so none of its tool calls ran and its \
-             ending does not count; the model is asked again.",
-            pending.commit
-        );
-        tracing::warn!(target: "hal_runner", thread = %state.thread.branch, commit = %pending.commit,
-            "a reply HAL did not write was not acted on");
-        let step =
-            NewStep::new(StepKind::System, &note, ThreadStatus::Running).fact(fact::HELP, &state.prepared.entry.name);
-        self.append(state, HAL_ACTOR, &step)?;
-        conversation.push(Message::User { text: format!("[a note from the HAL runtime] {note}") });
-        Ok(())
-    }
-
-    /// Answer `call` with an error instead of running it: recorded as its tool step and added to the conversation.
-    fn refuse(
-        &self,
-        state: &mut RunState<'_>,
-        conversation: &mut Conversation,
-        call: &ToolCall,
-        reason: String,
-    ) -> Result<(), RunError> {
-        let result = self.record_tool(state, call, ToolResult::error(reason), Vec::new(), None)?;
-        conversation.push(tool_message(call, result));
-        Ok(())
+        Ok((step, result))
     }
 
     /// A runner note to the model (a failed completion check, a refused finish), recorded as a message.
@@ -877,14 +824,32 @@ impl Runner {
     }
 
     fn append(&self, state: &mut RunState<'_>, actor: &str, step: &NewStep) -> Result<(), RunError> {
-        let appended = if step.writes.is_empty() {
-            self.journal.with(|home| home.append_step(actor, &state.thread, step))?
-        } else {
-            // A call may write thousands of files: the step is built on a handle of its own, so the store's lock,
-            // which every other run and the API need, stays free meanwhile.
-            self.journal.handle().append_step(actor, &state.thread, step)?
-        };
-        state.tip = appended.commit;
+        let appended = self.journal.with(|home| home.append_step(actor, &state.thread, step))?;
+        self.appended(state, step, appended.commit);
+        Ok(())
+    }
+
+    /// [`Runner::append`] for a step that writes files. A call may write thousands: the step is built on a handle
+    /// of its own, so the store's lock, which every other run and the API need, stays free, and on a blocking
+    /// thread, so the runtime's workers stay free too.
+    async fn append_writes(&self, state: &mut RunState<'_>, actor: &str, step: NewStep) -> Result<(), RunError> {
+        if step.writes.is_empty() {
+            return self.append(state, actor, &step);
+        }
+        let (home, actor, thread) = (self.journal.handle(), actor.to_owned(), state.thread.clone());
+        let (step, appended) = tokio::task::spawn_blocking(move || {
+            let appended = home.append_step(&actor, &thread, &step);
+            (step, appended)
+        })
+        .await
+        .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()));
+        self.appended(state, &step, appended?.commit);
+        Ok(())
+    }
+
+    /// What follows a committed step: the run's tip moves, observers hear of it.
+    fn appended(&self, state: &mut RunState<'_>, step: &NewStep, commit: ObjectId) {
+        state.tip = commit;
         let summary = match step.kind {
             StepKind::Tool => format!(
                 "{} → {}",
@@ -899,7 +864,6 @@ impl Runner {
             _ => first_line(&step.text).to_owned(),
         };
         self.step_event(&state.thread, &step.kind, &summary, state.depth, &step.facts);
-        Ok(())
     }
 
     fn step_event(&self, thread: &ThreadRef, kind: &StepKind, summary: &str, depth: u32, facts: &[(String, String)]) {
@@ -907,24 +871,6 @@ impl Runner {
             observer(&Event::Step { thread: &thread.id, branch: &thread.branch, kind, summary, depth, facts });
         }
     }
-}
-
-/// The scope of a run on `branch` answering the message `request`: its chain of starts and relays by runs is the
-/// longer of its thread's and its request's, as HAL's local record has them (never as commits claim).
-fn chain_scope(
-    home: &hal_store::Home,
-    limits: Limits,
-    branch: &str,
-    request: Option<ObjectId>,
-) -> Result<RunScope, RunError> {
-    let thread = home.depth_of(branch)?.unwrap_or(0);
-    let request = match request {
-        Some(commit) => home.depth_of(&commit.to_string())?.unwrap_or(0),
-        None => 0,
-    };
-    let mut scope = RunScope::new(limits);
-    scope.chain_depth = thread.max(request);
-    Ok(scope)
 }
 
 /// What to ask when a tool the run offers needs secrets that are not set: each name once, with the tools that
@@ -955,50 +901,6 @@ fn missing_secrets(tools: &[Arc<dyn Tool>]) -> Option<String> {
     }
     text.push_str("then answer this thread to go on.");
     Some(text)
-}
-
-/// A committed reply a resumed run still has to act on.
-struct PendingReply {
-    reply: Reply,
-    /// Ids of its tool calls that already have a result step.
-    answered: std::collections::HashSet<String>,
-    /// Its commit.
-    commit: ObjectId,
-    /// Whether this HAL wrote it (its local record says so): only then are its calls run and its ending taken.
-    ours: bool,
-}
-
-/// The newest reply of `thread` if the run stopped before acting on all of it: some of its tool calls have no
-/// result step, or it ended the run (plain text, or a `finish` call) without a `finish` step.
-fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option<PendingReply>, RunError> {
-    let mut answered = std::collections::HashSet::new();
-    for step in home.steps_back(thread) {
-        let step = step?;
-        match StepKind::parse_name(&step.kind) {
-            StepKind::Tool => match step.data.as_deref().map(serde_json::from_str::<ToolData>) {
-                Some(Ok(data)) => answered.extend(data.call_ids().map(str::to_owned)),
-                _ => answered.extend(step.fact(fact::CALL).map(str::to_owned)),
-            },
-            // Notes written beside a run (a runtime note, a merge) do not end it.
-            StepKind::System | StepKind::Merged => {}
-            StepKind::Reply => {
-                let bad = |reason: String| RunError::BadRecord { commit: step.commit.to_string(), reason };
-                let data = step.data.as_deref().ok_or_else(|| bad("a reply step has no hal-data".to_owned()))?;
-                let data: ReplyData = serde_json::from_str(data).map_err(|e| bad(e.to_string()))?;
-                let reply = data.reply;
-                let open = reply.tool_calls.is_empty() || reply.tool_calls.iter().any(|c| !answered.contains(&c.id));
-                if !open {
-                    return Ok(None);
-                }
-                // HAL acts on a reply only when it wrote it and left the branch at the tip it has now: a branch
-                // rewound to an old reply of HAL's, or another branch pointed at one, does not replay its calls.
-                let ours = home.wrote(step.commit)? && home.is_tip_written(&thread.branch, thread.tip)?;
-                return Ok(Some(PendingReply { reply, answered, commit: step.commit, ours }));
-            }
-            _ => return Ok(None),
-        }
-    }
-    Ok(None)
 }
 
 /// `text` with NUL characters (which a commit message cannot hold) replaced by U+FFFD.
