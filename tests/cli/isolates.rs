@@ -19,6 +19,15 @@ pub(crate) fn hostile_wasm() -> PathBuf {
         .expect("hal-sandbox's build script built the hostile guest")
 }
 
+/// Put the hostile guest (component and manifest) in `repo`'s work tree as `isolates/hostile/`, not committed.
+pub(crate) fn add_hostile_isolate(repo: &Path) {
+    let dir = repo.join("isolates/hostile");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::copy(hostile_wasm(), dir.join("hostile.wasm")).expect("copy");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/isolates/hostile/isolate.yaml");
+    std::fs::copy(manifest, dir.join("isolate.yaml")).expect("copy manifest");
+}
+
 fn commit(sandbox: &Sandbox, repo: &Path, message: &str) {
     sandbox.git(repo, &["add", "-A"]).ok();
     sandbox.git(repo, &["commit", "-q", "-m", message]).ok();
@@ -64,11 +73,7 @@ fn built_in_isolates_are_listed_and_files_writes_become_a_step() {
 fn a_prebuilt_isolate_on_main_gets_only_what_hal_yaml_grants() {
     let sandbox = Sandbox::new();
     let repo = sandbox.home("home");
-    let dir = repo.join("isolates/hostile");
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::copy(hostile_wasm(), dir.join("hostile.wasm")).expect("copy");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/isolates/hostile/isolate.yaml");
-    std::fs::copy(manifest, dir.join("isolate.yaml")).expect("copy manifest");
+    add_hostile_isolate(&repo);
     let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
     std::fs::write(repo.join("hal.yaml"), format!("{settings}\nsandbox:\n  limits:\n    wall_ms: 200\n"))
         .expect("write");

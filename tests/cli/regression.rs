@@ -9,7 +9,7 @@ use hal_testmodel::{Scripted, ScriptedServer};
 use serde_json::{Value, json};
 
 use crate::daemon::{DaemonProcess, eventually, kinds, steps};
-use crate::isolates::hostile_wasm;
+use crate::isolates::add_hostile_isolate;
 use crate::runs::{WRITER, commit, hal, hal_command, home_with_model};
 use crate::support::{Sandbox, rev};
 
@@ -214,11 +214,7 @@ fn regression_a_granted_secret_never_reaches_a_git_object() {
     let calls: Vec<(&str, Value)> = calls.iter().map(|(name, args)| (name.as_str(), args.clone())).collect();
     let server = ScriptedServer::start(vec![Scripted::tools(&calls), Scripted::text("Tried them all.")]);
     let repo = home_with_model(&sandbox, &server, "openai");
-    let dir = repo.join("isolates/hostile");
-    std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::copy(hostile_wasm(), dir.join("hostile.wasm")).expect("copy");
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/isolates/hostile/isolate.yaml");
-    std::fs::copy(manifest, dir.join("isolate.yaml")).expect("copy manifest");
+    add_hostile_isolate(&repo);
     let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
     let grant = "sandbox:\n  isolates:\n    hostile:\n      tree: write\n      secrets: [DECLARED_SECRET]\n";
     let help = "description: Leaks\ncommands: [hostile]\n";

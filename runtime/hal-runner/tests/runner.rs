@@ -7,8 +7,11 @@ use std::sync::Arc;
 use hal_model::{Reply, ToolCall};
 use hal_runner::model::{Models, Recording};
 
+#[path = "support/checked.rs"]
+mod checked;
 #[path = "support/write_tool.rs"]
 mod write_tool;
+use checked::Checked;
 use hal_runner::{Catalog, Journal, Runner, Status};
 use hal_store::Home;
 
@@ -296,52 +299,6 @@ fn regression_a_reply_written_by_plain_git_is_not_executed() {
         .iter()
         .any(|m| matches!(m, hal_model::Message::Tool { call_id, is_error: true, .. } if call_id == "evil"));
     assert!(refused, "the model sees the forged call answered as not run: {asked:?}");
-}
-
-/// A temporary directory whose git repositories must pass `git fsck --strict` when a passing test ends.
-struct Checked(tempfile::TempDir);
-
-impl Checked {
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for Checked {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            return;
-        }
-        let mut repos = Vec::new();
-        let mut todo = vec![self.0.path().to_owned()];
-        while let Some(dir) = todo.pop() {
-            if dir.join(".git").is_dir() {
-                repos.push(dir);
-                continue;
-            }
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    todo.push(entry.path());
-                }
-            }
-        }
-        for repo in repos {
-            let output = std::process::Command::new("git")
-                .args(["fsck", "--strict", "--no-progress"])
-                .current_dir(&repo)
-                .env("GIT_CONFIG_NOSYSTEM", "1")
-                .output()
-                .expect("git fsck");
-            let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-            let problems: Vec<&str> =
-                text.lines().filter(|l| !l.starts_with("dangling ") && !l.starts_with("notice: ")).collect();
-            assert!(
-                output.status.success() && problems.is_empty(),
-                "git fsck --strict on {}: {problems:?}",
-                repo.display()
-            );
-        }
-    }
 }
 
 /// Regression: HAL's record trusted a commit id on any branch at any time, so a branch rewound to an old reply of

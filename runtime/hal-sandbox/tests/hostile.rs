@@ -10,6 +10,10 @@ use hal_sandbox::{CallError, Granted, Isolate, Limits, Sandbox};
 use hal_spec::{IsolateManifest, IsolatePolicy, SandboxLimits, TreeAccess};
 use hal_store::Home;
 
+#[path = "../../hal-runner/tests/support/checked.rs"]
+mod checked;
+use checked::Checked;
+
 const MANIFEST: &str = include_str!("../../../fixtures/isolates/hostile/isolate.yaml");
 
 fn hostile_bytes() -> Vec<u8> {
@@ -173,50 +177,4 @@ fn regression_the_files_one_call_writes_are_capped() {
         panic!("101 files were written")
     };
     assert!(refused.to_string().contains("at most 100 files (sandbox.limits.files"), "{refused}");
-}
-
-/// A temporary directory whose git repositories must pass `git fsck --strict` when a passing test ends.
-struct Checked(tempfile::TempDir);
-
-impl Checked {
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for Checked {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            return;
-        }
-        let mut repos = Vec::new();
-        let mut todo = vec![self.0.path().to_owned()];
-        while let Some(dir) = todo.pop() {
-            if dir.join(".git").is_dir() {
-                repos.push(dir);
-                continue;
-            }
-            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    todo.push(entry.path());
-                }
-            }
-        }
-        for repo in repos {
-            let output = std::process::Command::new("git")
-                .args(["fsck", "--strict", "--no-progress"])
-                .current_dir(&repo)
-                .env("GIT_CONFIG_NOSYSTEM", "1")
-                .output()
-                .expect("git fsck");
-            let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
-            let problems: Vec<&str> =
-                text.lines().filter(|l| !l.starts_with("dangling ") && !l.starts_with("notice: ")).collect();
-            assert!(
-                output.status.success() && problems.is_empty(),
-                "git fsck --strict on {}: {problems:?}",
-                repo.display()
-            );
-        }
-    }
 }
