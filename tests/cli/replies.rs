@@ -138,7 +138,7 @@ fn stalled_stream_ends_by_idle_timeout() {
     let server = ScriptedServer::start(vec![]);
     let repo = home_with_model(&sandbox, &server, "anthropic");
     let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
-    let limits = "limits:\n  max_seconds: 3600\n  idle_seconds: 0.5\n";
+    let limits = "limits:\n  max_seconds: 3600\n  idle_seconds: 1.5\n";
     commit(&sandbox, &repo, &[("hal.yaml", &format!("{settings}{limits}"))]);
     let at = format!("model `scripted` at {}", server.base_url());
 
@@ -151,7 +151,7 @@ fn stalled_stream_ends_by_idle_timeout() {
     assert_eq!(
         outcome["output"],
         format!(
-            "{at} still failing after 5 attempts: no byte of the reply came within 0.5 s of its headers \
+            "{at} still failing after 5 attempts: no byte of the reply came within 1.5 s of its headers \
              (limits.idle_seconds in hal.yaml raises the limit)"
         ),
         "{outcome}"
@@ -165,7 +165,7 @@ fn stalled_stream_ends_by_idle_timeout() {
     assert_eq!(
         run.json()["output"],
         format!(
-            "{at} stopped sending in the middle of its reply: nothing came for 0.5 s (limits.idle_seconds in \
+            "{at} stopped sending in the middle of its reply: nothing came for 1.5 s (limits.idle_seconds in \
              hal.yaml raises the limit)"
         )
     );

@@ -61,14 +61,15 @@ fn an_error_event_in_the_middle_of_the_stream_ends_the_call_with_its_message() {
 /// Regression: a server that sent its headers and then nothing held the call until the run's `max_seconds`.
 #[test]
 fn stalled_stream_ends_by_idle_timeout() {
-    let limits = ReplyLimits { idle: Duration::from_millis(300), ..ReplyLimits::default() };
+    // Long enough that a loaded machine still sends the headers in time (the message depends on it).
+    let limits = ReplyLimits { idle: Duration::from_millis(1500), ..ReplyLimits::default() };
     // Silence before any byte of the reply is retried, like a broken connection.
     let server = ScriptedServer::start(vec![Scripted::stall_after_headers(), Scripted::stall_after_headers()]);
     let error = call(&twice(), &limited(&server, Provider::Anthropic, limits)).expect_err("gives up");
     assert_eq!(
         error.to_string(),
         format!(
-            "{} still failing after 2 attempts: no byte of the reply came within 0.3 s of its headers \
+            "{} still failing after 2 attempts: no byte of the reply came within 1.5 s of its headers \
              (limits.idle_seconds in hal.yaml raises the limit)",
             at(&server)
         )
@@ -83,7 +84,7 @@ fn stalled_stream_ends_by_idle_timeout() {
         assert_eq!(
             error.to_string(),
             format!(
-                "{} stopped sending in the middle of its reply: nothing came for 0.3 s (limits.idle_seconds in \
+                "{} stopped sending in the middle of its reply: nothing came for 1.5 s (limits.idle_seconds in \
                  hal.yaml raises the limit)",
                 at(&server)
             )
@@ -94,14 +95,14 @@ fn stalled_stream_ends_by_idle_timeout() {
 
 #[test]
 fn a_server_that_does_not_answer_in_time_is_retried_then_reported() {
-    let limits = ReplyLimits { idle: Duration::from_millis(200), ..ReplyLimits::default() };
-    let late = || Scripted::text("late").delayed(Duration::from_secs(2));
+    let limits = ReplyLimits { idle: Duration::from_millis(1000), ..ReplyLimits::default() };
+    let late = || Scripted::text("late").delayed(Duration::from_secs(10));
     let server = ScriptedServer::start(vec![late(), late()]);
     let error = call(&twice(), &limited(&server, Provider::OpenAi, limits)).expect_err("gives up");
     assert_eq!(
         error.to_string(),
         format!(
-            "{} still failing after 2 attempts: no answer came within 0.2 s of the request (limits.idle_seconds in \
+            "{} still failing after 2 attempts: no answer came within 1 s of the request (limits.idle_seconds in \
              hal.yaml raises the limit)",
             at(&server)
         )
