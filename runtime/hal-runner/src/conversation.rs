@@ -312,6 +312,11 @@ pub fn messages_of(step: &Step) -> Result<Vec<Message>, RunError> {
             let data: ReplyData = serde_json::from_str(data()?).map_err(|e| bad(e.to_string()))?;
             vec![data.reply.to_message()]
         }
+        // A tool step without the call it answers (written by `hal isolate call --thread` before it wrote `write`
+        // steps, or pushed by hand) is shown as a note: a thread holding one stays runnable.
+        StepKind::Tool if step.data.is_none() => {
+            vec![Message::User { text: format!("[a tool step that records no call] {}", step.text) }]
+        }
         StepKind::Tool => {
             // One tool step answers one call, or several refused calls of one reply with the same reason.
             let data: ToolData = serde_json::from_str(data()?).map_err(|e| bad(e.to_string()))?;

@@ -338,3 +338,33 @@ fn regression_a_branch_rewound_to_an_old_reply_of_hals_does_not_replay_its_calls
     let kinds: Vec<String> = home.thread_log(&thread.id, None).expect("log").into_iter().map(|s| s.kind).collect();
     assert_eq!(kinds, ["start", "message", "reply", "tool", "system", "reply", "finish"]);
 }
+
+/// Regression: `hal isolate call --thread` wrote a `tool` step without the call it answers (no `hal-data`), and
+/// every later run on the thread failed with "cannot be read back". Such a step now reads as a note.
+#[test]
+fn regression_a_tool_step_without_its_call_does_not_break_the_thread() {
+    use hal_store::{NewStep, StepKind, ThreadStatus};
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
+    let home = home_with(dir.path(), &[("writer", "description: Writes\ncommands: [files]\n")]);
+    let thread = home.new_thread("alice", None, None).expect("thread");
+    let mut step =
+        NewStep::new(StepKind::Tool, "wrote a.txt (5 bytes)", ThreadStatus::Open).fact("Hal-Tool", "files.write");
+    step.writes = vec![("a.txt".to_owned(), b"hello".to_vec())];
+    home.append_step("alice", &thread, &step).expect("old-style step");
+    let thread = home.resolve_thread(&thread.id).expect("thread");
+    drop(home);
+    let recording = Arc::new(Recording::new(vec![text("read it")], vec![]).keeping_requests());
+    let outcome = runtime()
+        .block_on(runner(dir.path()).run(
+            Arc::new(recording.clone()) as Arc<dyn Models>,
+            &thread,
+            "alice",
+            "writer",
+            "go",
+        ))
+        .expect("run");
+    assert_eq!(outcome.output, "read it");
+    let messages = &recording.requests()[0].messages;
+    let note = hal_model::Message::User { text: "[a tool step that records no call] wrote a.txt (5 bytes)".into() };
+    assert!(messages.contains(&note), "{messages:?}");
+}
