@@ -322,7 +322,8 @@ fn summary(home: &Home, query: &str) -> Result<String, String> {
 
 fn show(home: &Home, spec: &str) -> Result<String, String> {
     let id = home.resolve_commit(spec).map_err(|e| e.to_string())?;
-    let commit = home.repo().find_commit(id).map_err(|e| e.to_string())?;
+    // Size-checked: the commit is the model's choice, and anyone who can push can make one of any size.
+    let commit = home.find_step_commit(id, spec).map_err(|e| e.to_string())?;
     let message = commit.message_raw_sloppy().to_string();
     let author = commit.author().map(|a| format!("{} <{}>", a.name, a.email)).unwrap_or_default();
     let parents: Vec<_> = commit.parent_ids().map(|p| p.detach()).collect();
@@ -436,12 +437,16 @@ fn propose_merge(home: &Home, actor: &str, query: &str, reason: &str) -> Result<
     if moved {
         text.push_str("main has moved on since the thread started: the merge makes a merge commit.\n");
     }
-    // Recorded on the thread without changing its status.
+    // Recorded on the thread without changing its status; never on a thread whose tip says a run is under way
+    // (a note of HAL's on top of it would make that tip look like HAL's to resume).
     let mut note = hal_store::NewStep::new(StepKind::System, text.clone(), ThreadStatus::Open)
         .fact("Hal-Proposed-For", if actor.is_empty() { "hal" } else { actor });
     if let Some(tip) = home.steps_back(&thread).next().and_then(Result::ok)
         && let Some(status) = tip.status
     {
+        if status == ThreadStatus::Running {
+            return Err(format!("not proposed: thread {} is running; propose it when its run has ended", thread.id));
+        }
         note.status = status;
     }
     home.append_step(hal_store::identity::HAL_ACTOR, &thread, &note).map_err(|e| e.to_string())?;

@@ -368,3 +368,43 @@ fn regression_a_tool_step_without_its_call_does_not_break_the_thread() {
     let note = hal_model::Message::User { text: "[a tool step that records no call] wrote a.txt (5 bytes)".into() };
     assert!(messages.contains(&note), "{messages:?}");
 }
+
+/// Regression: a branch pointed at an old reply of HAL's, with a step of HAL's written on top (a merge proposal,
+/// say), made that step "the tip HAL left the branch at", and the old reply's calls ran again at the next resume.
+#[test]
+fn regression_a_step_of_hals_on_a_borrowed_reply_does_not_replay_its_calls() {
+    use hal_runner::record::{ReplyData, fact};
+    use hal_store::{NewStep, StepKind, ThreadStatus};
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
+    let home = home_with(dir.path(), &[("writer", "description: Writes\ncommands: [files]\n")]);
+    let thread = home.new_thread("alice", None, None).expect("thread");
+    let reply = call("c1", "files.write", r#"{"path":"a","content":"1"}"#);
+    let mut step = NewStep::new(StepKind::Reply, "calls", ThreadStatus::Running).fact(fact::HELP, "writer");
+    step.data = Some(serde_json::to_string(&ReplyData { reply, response: None, request_bytes: 0 }).expect("json"));
+    let old_reply = home.append_step("hal", &thread, &step).expect("reply").commit;
+    drop(home);
+    // Another branch points at HAL's reply, and HAL writes a note on it.
+    let last = if thread.id.ends_with('x') { 'y' } else { 'x' };
+    let borrowed = format!("threads/alice/{}{last}", &thread.id[..10]);
+    git(dir.path(), &["update-ref", &format!("refs/heads/{borrowed}"), &old_reply.to_string()]);
+    let home = Home::open(dir.path()).expect("open");
+    let other = home.resolve_thread(&borrowed).expect("thread");
+    let note = NewStep::new(StepKind::System, "a note", ThreadStatus::Running);
+    home.append_step("hal", &other, &note).expect("note");
+    let other = home.resolve_thread(&borrowed).expect("thread");
+    assert!(home.is_tip_written(&other.branch, other.tip).expect("record"), "HAL left the branch at its note");
+    drop(home);
+    let recording = Arc::new(Recording::new(vec![text("asked again")], vec![]));
+    let outcome = runtime()
+        .block_on(runner(dir.path()).resume(Arc::new(recording) as Arc<dyn Models>, &other, "alice", "writer"))
+        .expect("resume");
+    assert_eq!(outcome.output, "asked again");
+    let home = Home::open(dir.path()).expect("open");
+    let log: Vec<(String, String, String)> = home
+        .thread_log(&other.branch, None)
+        .expect("log")
+        .into_iter()
+        .map(|s| (s.kind, s.actor, s.text.chars().take(60).collect()))
+        .collect();
+    assert_eq!(home.file_at(outcome.commit, "a").expect("read"), None, "the borrowed call did not run: {log:?}");
+}

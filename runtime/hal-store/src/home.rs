@@ -160,6 +160,11 @@ impl Home {
         self.record.wrote(commit)
     }
 
+    /// Whether this HAL wrote `commit` on `branch`: a commit of HAL's that another branch points at was not.
+    pub fn wrote_on(&self, commit: ObjectId, branch: &str) -> Result<bool> {
+        self.record.wrote_on(commit, branch)
+    }
+
     /// Whether `commit` is the tip this HAL left `branch` at: the newest commit it wrote on that branch. Only
     /// then may HAL act on what the commit says of an unfinished run (a branch rewound to an older reply of
     /// HAL's, or another branch pointed at one, is not).

@@ -22,7 +22,7 @@
 //! it started as started by a person (depth 0: a chain can start again from there, as it can when a person asks).
 //! It is not synced to disk per line.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -39,10 +39,11 @@ pub(crate) struct LocalRecord {
     depths: Log<HashMap<String, u32>>,
 }
 
-/// The index of `written`: every commit HAL wrote, and the newest it wrote on each branch.
+/// The index of `written`: every commit HAL wrote with the branch it wrote it on, and the newest it wrote on each
+/// branch.
 #[derive(Default)]
 struct Written {
-    commits: HashSet<ObjectId>,
+    commits: HashMap<ObjectId, String>,
     tips: HashMap<String, ObjectId>,
 }
 
@@ -75,7 +76,12 @@ impl LocalRecord {
 
     /// Whether this HAL wrote `commit`, on whatever branch.
     pub(crate) fn wrote(&self, commit: ObjectId) -> Result<bool> {
-        self.written.lookup(|index| index.commits.contains(&commit), add_written_line)
+        self.written.lookup(|index| index.commits.contains_key(&commit), add_written_line)
+    }
+
+    /// Whether this HAL wrote `commit` on `branch` (a commit of HAL's that another branch points at was not).
+    pub(crate) fn wrote_on(&self, commit: ObjectId, branch: &str) -> Result<bool> {
+        self.written.lookup(|index| index.commits.get(&commit).is_some_and(|b| b == branch), add_written_line)
     }
 
     /// Whether `commit` is the newest commit this HAL wrote on `branch`: the tip HAL left it at.
@@ -119,7 +125,7 @@ fn check_key(key: &str) -> Result<()> {
 fn add_written_line(index: &mut Written, line: &str) {
     let Some((commit, branch)) = line.split_once(' ') else { return };
     if let Ok(id) = ObjectId::from_hex(commit.as_bytes()) {
-        index.commits.insert(id);
+        index.commits.insert(id, branch.to_owned());
         index.tips.insert(branch.to_owned(), id);
     }
 }
@@ -211,6 +217,7 @@ mod tests {
         assert!(!second.is_tip_written("threads/x/1", a).expect("lookup"));
         assert!(second.is_tip_written("threads/x/1", b).expect("lookup"));
         assert!(!second.is_tip_written("threads/y/2", b).expect("lookup"));
+        assert!(second.wrote_on(a, "threads/x/1").expect("lookup") && !second.wrote_on(a, "threads/y/2").expect("x"));
         assert_eq!(second.depth("threads/a/x").expect("lookup"), None);
         first.add_depth("threads/a/x", 2).expect("add");
         first.add_depth("threads/a/y", 3).expect("add");

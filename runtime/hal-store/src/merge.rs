@@ -17,6 +17,8 @@ use crate::step::{StepKind, StepRecord, ThreadStatus};
 use crate::thread::{deserialize_id, serialize_id};
 use crate::{Result, StoreError};
 
+/// Most refused paths a merge lists (enough to see what is wrong).
+const MAX_LISTED_PATHS: usize = 100;
 /// How often a merge is rebuilt when `main` keeps moving under it.
 const MAX_ATTEMPTS: u32 = 20;
 
@@ -111,6 +113,7 @@ impl Home {
                 facts: Vec::new(),
             };
             let step = self.write_commit(state.tree, vec![tip], &signature, &record.to_message()?)?;
+            self.record().add_written(step, &thread.branch)?;
             let (new_main, outcome) = match merged_tree {
                 None => (step, MergeOutcome::FastForward { commit: step }),
                 Some(tree) => {
@@ -186,23 +189,30 @@ impl Home {
             .with_hidden([main_tip])
             .all()
             .git_context(|| format!("walking the commits of {tip} that main lacks"))?;
-        let mut found = Vec::new();
+        let mut found = std::collections::BTreeSet::new();
         for info in walk {
             let info = info.git_context(|| format!("walking the commits of {tip} that main lacks"))?;
-            let commit = info.object().git_context(|| format!("reading commit {}", info.id))?;
+            let commit = self.find_step_commit(info.id, "the thread to merge")?;
             let tree = commit.tree_id().git_context(|| format!("reading the tree of {}", info.id))?.detach();
             let parent = match commit.parent_ids().next() {
-                Some(parent) => Some(self.tree_of(parent.detach())?.id),
+                Some(parent) => Some(
+                    self.find_step_commit(parent.detach(), "the thread to merge")?
+                        .tree_id()
+                        .git_context(|| format!("reading the tree of {parent}"))?
+                        .detach(),
+                ),
                 None => None,
             };
-            for problem in self.unsafe_paths(parent, tree)? {
-                if !found.contains(&problem) {
-                    found.push(problem);
-                }
+            // Most steps leave the tree as it was: nothing new to check.
+            if parent == Some(tree) {
+                continue;
+            }
+            found.extend(self.unsafe_paths(parent, tree)?);
+            if found.len() >= MAX_LISTED_PATHS {
+                break;
             }
         }
-        found.sort();
-        Ok(found)
+        Ok(found.into_iter().take(MAX_LISTED_PATHS).collect())
     }
 
     /// The names in `tree` that are not already on `main` (whose tree is `main_tree`) and that the path check

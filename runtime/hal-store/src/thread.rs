@@ -545,7 +545,7 @@ impl Home {
 
     /// A commit of `branch`, read only when its size is at most [`MAX_STEP_BYTES`]: anyone who can push can put a
     /// commit of any size on a thread, and every reader of a thread's commits goes through here.
-    pub(crate) fn find_step_commit(&self, id: ObjectId, branch: &str) -> Result<gix::Commit<'_>> {
+    pub fn find_step_commit(&self, id: ObjectId, branch: &str) -> Result<gix::Commit<'_>> {
         let size = self.repo().find_header(id).git_context(|| format!("reading commit {id}"))?.size();
         if size > MAX_STEP_BYTES {
             let reason = format!("the commit is {size} bytes; HAL reads steps of at most {MAX_STEP_BYTES} bytes");

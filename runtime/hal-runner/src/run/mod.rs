@@ -332,7 +332,12 @@ impl Runner {
                         None => self.journal.with(|home| Conversation::load(home, &thread, context_tokens))?,
                     };
                     let pending = self.journal.with(|home| unanswered_reply(home, &thread))?;
-                    let request = tip_message.is_some().then_some(thread.tip);
+                    // The request whose chain this run continues: the message at the tip, or, for an interrupted
+                    // run, the request it was answering (so a restart does not start its chain afresh).
+                    let request = match tip_message {
+                        Some(_) => Some(thread.tip),
+                        None => self.journal.with(|home| resume::interrupted_request(home, &thread))?,
+                    };
                     (thread, conversation, pending, request)
                 }
             };

@@ -87,6 +87,23 @@ impl Runner {
     }
 }
 
+/// The request of the run that `thread`'s tip continues (an interrupted run resumed): the newest message of a
+/// person or relayed by HAL since the last finished run, looked for among the newest steps only.
+pub(super) fn interrupted_request(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option<ObjectId>, RunError> {
+    const LOOK_BACK: usize = 1000;
+    for step in home.steps_back(thread).take(LOOK_BACK) {
+        let step = step?;
+        match StepKind::parse_name(&step.kind) {
+            StepKind::Finish => return Ok(None),
+            StepKind::Message if step.actor != HAL_ACTOR || step.fact(fact::FOR).is_some() => {
+                return Ok(Some(step.commit));
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
 /// The scope of a run on `branch` answering the message `request`: its chain of starts and relays by runs is the
 /// longer of its thread's and its request's, as HAL's local record has them (never as commits claim).
 pub(super) fn chain_scope(
@@ -120,15 +137,22 @@ pub(super) struct PendingReply {
 /// result step, or it ended the run (plain text, or a `finish` call) without a `finish` step.
 pub(super) fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option<PendingReply>, RunError> {
     let mut answered = HashSet::new();
+    // Whether every step between the tip and the reply is HAL's, written on this branch.
+    let mut hal_between = true;
     for step in home.steps_back(thread) {
         let step = step?;
         match StepKind::parse_name(&step.kind) {
-            StepKind::Tool => match step.data.as_deref().map(serde_json::from_str::<ToolData>) {
-                Some(Ok(data)) => answered.extend(data.call_ids().map(str::to_owned)),
-                _ => answered.extend(step.fact(fact::CALL).map(str::to_owned)),
-            },
+            StepKind::Tool => {
+                hal_between = hal_between && home.wrote_on(step.commit, &thread.branch)?;
+                match step.data.as_deref().map(serde_json::from_str::<ToolData>) {
+                    Some(Ok(data)) => answered.extend(data.call_ids().map(str::to_owned)),
+                    _ => answered.extend(step.fact(fact::CALL).map(str::to_owned)),
+                }
+            }
             // Notes written beside a run (a runtime note, a merge) do not end it.
-            StepKind::System | StepKind::Merged => {}
+            StepKind::System | StepKind::Merged => {
+                hal_between = hal_between && home.wrote_on(step.commit, &thread.branch)?;
+            }
             StepKind::Reply => {
                 let bad = |reason: String| RunError::BadRecord { commit: step.commit.to_string(), reason };
                 let data = step.data.as_deref().ok_or_else(|| bad("a reply step has no hal-data".to_owned()))?;
@@ -138,9 +162,12 @@ pub(super) fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Re
                 if !open {
                     return Ok(None);
                 }
-                // HAL acts on a reply only when it wrote it and left the branch at the tip it has now: a branch
-                // rewound to an old reply of HAL's, or another branch pointed at one, does not replay its calls.
-                let ours = home.wrote(step.commit)? && home.is_tip_written(&thread.branch, thread.tip)?;
+                // HAL acts on a reply only when it wrote it on this branch, every step since is HAL's on this
+                // branch, and it left the branch at the tip it has now: a branch rewound to an old reply of HAL's,
+                // or another branch pointed at one (even with a step of HAL's written on top), replays nothing.
+                let ours = home.wrote_on(step.commit, &thread.branch)?
+                    && home.is_tip_written(&thread.branch, thread.tip)?
+                    && hal_between;
                 return Ok(Some(PendingReply { reply, answered, commit: step.commit, ours }));
             }
             _ => return Ok(None),
