@@ -177,7 +177,12 @@ fn a_help_calls_a_sub_help_on_a_sub_thread() {
     let reply_before_call = &steps[2];
     assert_eq!(base.stdout.trim(), reply_before_call["commit"].as_str().expect("commit"));
     let worker_request = &server.requests()[1].body;
-    assert_eq!(worker_request["messages"][1]["content"], "What is six times seven?");
+    // The request is the calling model's text: HAL's, relayed for the person, and shown as such.
+    assert_eq!((sub_steps[1]["actor"].as_str(), fact(&sub_steps[1], "Hal-For")), (Some("hal"), Some("alice-example")));
+    assert_eq!(
+        worker_request["messages"][1]["content"],
+        "[relayed by HAL for alice-example, not written by them] What is six times seven?"
+    );
     assert!(worker_request["messages"][0]["content"].as_str().expect("system").contains("Answer with a number."));
 }
 

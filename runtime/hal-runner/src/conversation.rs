@@ -88,10 +88,11 @@ impl Conversation {
         // A run that made many steps may have pushed its request out of the window: look for it further back.
         let mut older_request = None;
         if request.is_none() && conversation.truncated {
+            // Best effort: a step past the window that cannot be read ends the search, not the run.
             for step in steps.take(REQUEST_LOOK_BACK) {
-                let step = step?;
+                let Ok(step) = step else { break };
                 if is_request(&step) {
-                    older_request = messages_of(&step)?.into_iter().next();
+                    older_request = messages_of(&step).ok().and_then(|messages| messages.into_iter().next());
                     break;
                 }
             }
@@ -293,12 +294,15 @@ fn is_request(step: &Step) -> bool {
 /// run (`Hal-For`), marked as such, so the receiving run never takes a model's words for the person's.
 pub fn request_text(step: &Step) -> String {
     match step.fact(fact::FOR) {
-        Some(person) if step.actor == hal_store::identity::HAL_ACTOR => {
-            format!("[relayed by HAL for {person}, not written by them] {}", step.text)
-        }
+        Some(person) if step.actor == hal_store::identity::HAL_ACTOR => relayed(person, &step.text),
         _ if step.step.is_none() => step.text.trim().to_owned(),
         _ => step.text.clone(),
     }
+}
+
+/// How a model is shown `text` that HAL relayed for `person` (another run's words, not theirs).
+pub fn relayed(person: &str, text: &str) -> String {
+    format!("[relayed by HAL for {person}, not written by them] {text}")
 }
 
 /// The messages one step contributes to the conversation, in order.

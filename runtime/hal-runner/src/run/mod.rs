@@ -285,10 +285,14 @@ impl Runner {
                         .fact(fact::HELP, &prepared.entry.name)
                         .fact(fact::HELP_BLOB, prepared.entry.blob)
                         .fact(fact::AGENT, &self.agent);
-                    if depth > 0 {
-                        request = request.fact(fact::DEPTH, depth);
-                    }
-                    let appended = self.journal.with(|home| home.append_step(actor, &thread, &request))?;
+                    // A sub-help's request is the calling model's text: HAL's message, for the person.
+                    let writer = if depth > 0 {
+                        request = request.fact(fact::DEPTH, depth).fact(fact::FOR, actor);
+                        HAL_ACTOR
+                    } else {
+                        actor
+                    };
+                    let appended = self.journal.with(|home| home.append_step(writer, &thread, &request))?;
                     self.step_event(&thread, &StepKind::Message, input, depth, &request.facts);
                     let parent = self.journal.with(|home| {
                         let commit = home.repo().find_commit(appended.commit).ok();
@@ -297,7 +301,11 @@ impl Runner {
                     let thread = ThreadRef { tip: appended.commit, ..thread };
                     let mut conversation = match self.cached_conversation(&thread.branch, parent) {
                         Some(mut conversation) => {
-                            conversation.push(Message::User { text: input.to_owned() });
+                            let text = match depth {
+                                0 => input.to_owned(),
+                                _ => crate::conversation::relayed(actor, input),
+                            };
+                            conversation.push(Message::User { text });
                             conversation
                         }
                         None => self.journal.with(|home| Conversation::load(home, &thread, context_tokens))?,
@@ -751,8 +759,9 @@ impl Runner {
         writes: Vec<(String, Vec<u8>)>,
         subthread: Option<String>,
     ) -> Result<(NewStep, ToolResult), RunError> {
-        // A commit message cannot hold NUL: the model and the record both get the same, replaced, text.
-        let result = ToolResult { content: without_nul(result.content), is_error: result.is_error };
+        // A commit message cannot hold NUL, nor may a step grow past what HAL reads back: the model and the record
+        // both get the same, replaced and cut, text.
+        let result = ToolResult { content: cut_to_step(without_nul(result.content)), is_error: result.is_error };
         let mut step = NewStep::new(StepKind::Tool, result.content.clone(), ThreadStatus::Running)
             .fact(fact::HELP, &state.prepared.entry.name)
             .fact(fact::TOOL, &call.name)
@@ -911,6 +920,20 @@ fn missing_secrets(tools: &[Arc<dyn Tool>]) -> Option<String> {
 /// `text` with NUL characters (which a commit message cannot hold) replaced by U+FFFD.
 fn without_nul(text: String) -> String {
     if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text }
+}
+
+/// `text` cut (at a character boundary, saying so) to a quarter of the largest step HAL reads back, so that a
+/// huge tool result never makes a step the thread cannot be read past.
+fn cut_to_step(text: String) -> String {
+    let most = usize::try_from(hal_store::MAX_STEP_BYTES / 4).unwrap_or(usize::MAX);
+    if text.len() <= most {
+        return text;
+    }
+    let mut end = most;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n[… {} more bytes cut: a step holds at most {most}]", &text[..end], text.len() - end)
 }
 
 /// A deadline `seconds` from now; absurdly large values mean "no deadline" rather than an overflow.
