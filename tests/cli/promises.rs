@@ -282,9 +282,8 @@ const DUMP_STORED: &str = "dump-stored-secret-38c1a4f9";
 /// A home repo with the `envdump` isolate as Rust source on main, granted `DUMP_SECRET` and `DUMP_ENV_SECRET`,
 /// the first set with `hal secret set`; then `hal isolate call envdump <function>` with every value of
 /// [`HIDDEN`] in its environment, on a cache of its own (so the crate is built, and its build script runs, now).
-fn call_envdump(sandbox: &Sandbox, function: &str) -> Run {
-    let server = ScriptedServer::start(vec![]);
-    let repo = home_with_model(sandbox, &server, "openai");
+fn envdump_repo(sandbox: &Sandbox, server: &ScriptedServer) -> std::path::PathBuf {
+    let repo = home_with_model(sandbox, server, "openai");
     let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
     let grant = "sandbox:\n  isolates:\n    envdump:\n      secrets: [DUMP_SECRET, DUMP_ENV_SECRET]\n";
     let manifest = "name: envdump\nversion: 1\ndescription: Dumps what its build saw\ncapabilities:\n  secrets: \
@@ -301,7 +300,12 @@ fn call_envdump(sandbox: &Sandbox, function: &str) -> Run {
         ],
     );
     sandbox.hal_with_input(&repo, &["secret", "set", "DUMP_SECRET"], format!("{DUMP_STORED}\n").as_bytes()).ok();
-    let mut command = sandbox.hal_command(&repo, &["isolate", "call", "envdump", function]);
+    repo
+}
+
+/// Call the envdump isolate's `function` in `repo` (built on the first call, into the sandbox's own cache).
+fn call_envdump(sandbox: &Sandbox, repo: &Path, function: &str) -> Run {
+    let mut command = sandbox.hal_command(repo, &["isolate", "call", "envdump", function]);
     command.env("HAL_CACHE_DIR", sandbox.path("cache")).env("HAL_TEST_HARMLESS", "harmless-but-not-needed");
     for (_, name, value) in HIDDEN {
         command.env(name, value);
@@ -312,10 +316,17 @@ fn call_envdump(sandbox: &Sandbox, function: &str) -> Run {
 /// A Rust-source isolate's build script runs on the host with an environment reduced to what cargo and rustup
 /// need: the dump it bakes into the component holds cargo's own variables and `PATH`, and none of the API keys,
 /// the granted secrets or anything else of the caller's environment.
+///
+/// Regression (same build, to build the crate once): the secret store is a file in the user's home, and a build
+/// script ran with the user's `HOME`, so it found the stored secrets (which may hold the models' API keys too).
+/// Builds get a scratch `HOME` now. (This hides the store from `~`; it does not confine the script, which is why
+/// Rust is built only from `main`.)
 #[test]
-fn a_rust_isolate_build_script_sees_no_api_key_and_no_secret_in_its_environment() {
+fn a_rust_isolate_build_script_sees_no_key_no_secret_and_no_secret_store_through_its_home() {
     let sandbox = Sandbox::new();
-    let run = call_envdump(&sandbox, "env");
+    let server = ScriptedServer::start(vec![]);
+    let repo = envdump_repo(&sandbox, &server);
+    let run = call_envdump(&sandbox, &repo, "env");
     assert_eq!(run.code, 0, "{run:?}");
     let dump = &run.stdout;
     let names: Vec<&str> = dump.lines().filter_map(|line| line.split_once('=').map(|(name, _)| name)).collect();
@@ -329,15 +340,8 @@ fn a_rust_isolate_build_script_sees_no_api_key_and_no_secret_in_its_environment(
     }
     assert!(!dump.contains(DUMP_STORED) && !run.stderr.contains(DUMP_STORED), "it saw the stored secret: {dump}");
     assert!(!names.contains(&"HAL_TEST_HARMLESS"), "the caller's environment is cleared, not filtered: {dump}");
-}
 
-/// Regression: the secret store is a file in the user's home, and a build script ran with the user's `HOME`, so it
-/// found the stored secrets (which may hold the models' API keys too). Builds get a scratch `HOME` now. (This hides
-/// the store from `~`; it does not confine the script, which is why Rust is built only from `main`.)
-#[test]
-fn regression_a_rust_isolate_build_script_cannot_find_the_secret_store_through_its_home() {
-    let sandbox = Sandbox::new();
-    let run = call_envdump(&sandbox, "store");
+    let run = call_envdump(&sandbox, &repo, "store");
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("secrets.json"), "the build script looked for the store: {}", run.stdout);
     assert!(!run.stdout.contains(DUMP_STORED), "the build script read the stored secret: {}", run.stdout);
