@@ -47,6 +47,13 @@ impl DaemonProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The daemon's peak resident memory so far (`VmHWM`), in KiB.
+    pub(crate) fn peak_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc status");
+        let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("VmHWM in /proc status");
+        line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("VmHWM in kB")
+    }
+
     /// SIGTERM, and the exit code.
     pub(crate) fn stop(mut self) -> i32 {
         let status = std::process::Command::new("kill").arg(self.child.id().to_string()).status().expect("kill");

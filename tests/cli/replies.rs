@@ -2,13 +2,13 @@
 //! process) against the scripted server misbehaving. The run ends ERROR with a reason that names the cap and
 //! the `hal.yaml` setting, and the daemon's memory stays bounded while the server streams.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hal_testmodel::{Scripted, ScriptedServer};
 
+use crate::daemon::DaemonProcess;
 use crate::runs::{commit, hal, hal_command, home_with_model};
 use crate::support::{Run, Sandbox};
 
@@ -22,56 +22,8 @@ use crate::support::{Run, Sandbox};
 /// passes it within a second or two.
 const MAX_DAEMON_KIB: u64 = 200 * 1024;
 
-/// A `hal daemon` child process, killed when dropped.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    /// Start `hal daemon` in `repo` and wait until it serves.
-    fn start(sandbox: &Sandbox, repo: &Path) -> Daemon {
-        let log = sandbox.path(&format!("daemon-{}.log", fastrand::u32(..)));
-        let mut command = hal_command(sandbox, repo, &["daemon"]);
-        command.stdout(Stdio::piped()).stderr(std::fs::File::create(&log).expect("log file"));
-        let mut child = command.spawn().expect("spawn hal daemon");
-        let stdout = child.stdout.take().expect("stdout");
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = sender.send(line);
-            }
-        });
-        let daemon = Daemon { child, log };
-        let line = receiver
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("the daemon did not start:\n{}", daemon.log()));
-        assert!(line.contains("serving"), "unexpected first line: {line}");
-        daemon
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The daemon's peak resident memory so far (`VmHWM`), in KiB.
-    fn peak_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("/proc status");
-        let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("VmHWM in /proc status");
-        line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("VmHWM in kB")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Run the `hal` help through `daemon` with `message`, checking the daemon's peak memory until the run ends.
-fn run_watching_memory(sandbox: &Sandbox, repo: &Path, daemon: &Daemon, message: &str) -> Run {
+fn run_watching_memory(sandbox: &Sandbox, repo: &Path, daemon: &DaemonProcess, message: &str) -> Run {
     let mut run = hal_command(sandbox, repo, &["help", "run", "hal", message, "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -97,7 +49,7 @@ fn endless_model_stream_is_capped() {
     let sandbox = Sandbox::new();
     let server = ScriptedServer::start(vec![]);
     let repo = home_with_model(&sandbox, &server, "openai");
-    let daemon = Daemon::start(&sandbox, &repo);
+    let daemon = DaemonProcess::start(&sandbox, &repo);
     let idle = daemon.peak_kib();
 
     let cases = [

@@ -276,18 +276,21 @@ fn shortened(message: Message, max: usize) -> Message {
 /// Whether `step` was written by a person: a `message` step by someone other than HAL (or relayed by HAL for a
 /// person, `Hal-For`) that is not a run's own request (those are `running`), or a plain git commit.
 pub fn is_persons_step(step: &Step) -> bool {
-    let message = StepKind::parse_name(&step.kind) == StepKind::Message
-        && (step.actor != hal_store::identity::HAL_ACTOR || step.fact(fact::FOR).is_some())
-        && step.status != Some(hal_store::ThreadStatus::Running);
+    let message = is_persons_message(step) && step.status != Some(hal_store::ThreadStatus::Running);
     message || step.step.is_none()
+}
+
+/// Whether `step` is a `message` step in a person's name: written by someone other than HAL, or relayed by HAL for
+/// a person (`Hal-For`). HAL's own notes to the model are not.
+pub fn is_persons_message(step: &Step) -> bool {
+    StepKind::parse_name(&step.kind) == StepKind::Message
+        && (step.actor != hal_store::identity::HAL_ACTOR || step.fact(fact::FOR).is_some())
 }
 
 /// Whether `step` asks for a run: a `message` by a person (a run's own request included), a message HAL relayed
 /// for a person, or a plain git commit with text. HAL's notes to the model are not requests.
 fn is_request(step: &Step) -> bool {
-    let message = StepKind::parse_name(&step.kind) == StepKind::Message
-        && (step.actor != hal_store::identity::HAL_ACTOR || step.fact(fact::FOR).is_some());
-    message || (step.step.is_none() && !step.text.trim().is_empty())
+    is_persons_message(step) || (step.step.is_none() && !step.text.trim().is_empty())
 }
 
 /// The text a model is given for a person's message or request: as written, or, for a message HAL relayed from a

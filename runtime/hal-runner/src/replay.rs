@@ -188,10 +188,7 @@ pub async fn replay(
     let recording = Arc::new(recording);
     let inputs: Vec<RunInput> = steps
         .iter()
-        .filter(|step| {
-            step.kind == StepKind::Message.as_str()
-                && (step.actor != hal_store::identity::HAL_ACTOR || step.fact(fact::FOR).is_some())
-        })
+        .filter(|step| crate::conversation::is_persons_message(step))
         .filter_map(|step| {
             Some(RunInput {
                 // A message HAL relayed for a person is replayed on the person's behalf, as it ran.

@@ -9,7 +9,7 @@ use hal_model::{Message, Reply, ToolCall};
 use hal_store::{NewStep, StepKind, ThreadRef, ThreadStatus, identity::HAL_ACTOR};
 
 use super::{Limits, RunState, Runner, tool_message, without_nul};
-use crate::conversation::Conversation;
+use crate::conversation::{Conversation, is_persons_message};
 use crate::error::RunError;
 use crate::record::{ReplyData, ToolData, fact};
 use crate::tools::{RunScope, ToolResult};
@@ -95,9 +95,7 @@ pub(super) fn interrupted_request(home: &hal_store::Home, thread: &ThreadRef) ->
         let step = step?;
         match StepKind::parse_name(&step.kind) {
             StepKind::Finish => return Ok(None),
-            StepKind::Message if step.actor != HAL_ACTOR || step.fact(fact::FOR).is_some() => {
-                return Ok(Some(step.commit));
-            }
+            _ if is_persons_message(&step) => return Ok(Some(step.commit)),
             _ => {}
         }
     }
