@@ -176,7 +176,7 @@ fn a_clone_runs_the_daemon_and_hal_in_the_backchat_starts_a_thread_that_is_merge
     assert_fsck_clean(&sandbox, &repo);
 }
 
-const GREETER: &str = "description: Greets people\ninstructions:\n  - Greet whoever asks.\n";
+pub(crate) const GREETER: &str = "description: Greets people\ninstructions:\n  - Greet whoever asks.\n";
 
 /// Flow 2: a help committed with plain git is used within seconds; a broken one is reported (backchat, status,
 /// log) while the daemon keeps serving, and a help that breaks keeps its previous version in force.
@@ -370,6 +370,18 @@ fn http(repo: &Path, method: &str, path: &str, token: Option<&str>) -> (u16, Str
 
 /// One HTTP/1.1 request with a JSON `body`: (status code, body).
 pub(crate) fn http_with(repo: &Path, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    http_request(repo, method, path, token, &[], body)
+}
+
+/// [`http_with`], sending `headers` too.
+pub(crate) fn http_request(
+    repo: &Path,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let info: Value =
         serde_json::from_str(&std::fs::read_to_string(repo.join(".git/hal/daemon.json")).expect("daemon.json"))
@@ -377,6 +389,7 @@ pub(crate) fn http_with(repo: &Path, method: &str, path: &str, token: Option<&st
     let address = info["address"].as_str().expect("address");
     let mut stream = std::net::TcpStream::connect(address).expect("connect");
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).fold(auth, |a, h| a + &h);
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\
@@ -405,10 +418,20 @@ fn the_api_needs_the_token_metrics_count_the_work_and_chat_without_a_model_says_
 
     let daemon = DaemonProcess::start(&sandbox, &repo);
     let remote = hal(&sandbox, &repo, &["chat", "-m", "hello"]);
-    assert_eq!(remote.code, 1, "ERROR: {remote:?}");
-    assert!(remote.stdout.contains("no model is configured"), "{remote:?}");
-    let backchat = steps(&sandbox, &repo, "backchat");
-    assert_eq!(backchat.last().expect("a step")["kind"], "system", "the reason is in the backchat: {backchat:#?}");
+    assert_eq!(remote.code, 2, "the daemon refuses a message it cannot answer, as the CLI does: {remote:?}");
+    assert!(remote.stderr.contains("no model is configured"), "{remote:?}");
+    assert_eq!(crate::support::all_refs(&sandbox, &repo), refs_before, "nothing was written");
+    // A message pushed with plain git cannot be refused: its turn fails, and the thread says why.
+    let id = hal(&sandbox, &repo, &["thread", "new"]).ok().stdout.trim().to_owned();
+    let branch = format!("refs/heads/{}", threads(&sandbox, &repo)[0]["branch"].as_str().expect("branch"));
+    let tip = rev(&sandbox, &repo, &branch);
+    let pushed = sandbox.git(&repo, &["commit-tree", &format!("{tip}^{{tree}}"), "-p", &tip, "-m", "hello"]);
+    sandbox.git(&repo, &["update-ref", &branch, pushed.ok().out(), &tip]).ok();
+    let said = eventually("the reason in the thread", &daemon, || {
+        let steps = steps(&sandbox, &repo, &id);
+        (steps.last()?["kind"] == "system").then_some(steps)
+    });
+    assert!(said.last().expect("step")["text"].as_str().expect("text").contains("no model is configured"), "{said:#?}");
 
     let (code, _) = http(&repo, "GET", "/v1/threads", None);
     assert_eq!(code, 401);
@@ -437,10 +460,12 @@ fn the_api_needs_the_token_metrics_count_the_work_and_chat_without_a_model_says_
     let started: Value = serde_json::from_str(&body).expect("json");
     let id = started["thread"]["id"].as_str().expect("id").to_owned();
     let path = format!("/v1/threads/{id}/messages");
+    // No model can answer a message here: it is refused with the reason, and nothing is written.
+    let before = crate::support::all_refs(&sandbox, &repo);
     let (code, body) = http_with(&repo, "POST", &path, Some(token.trim()), r#"{"text": "hello from the API"}"#);
-    assert_eq!(code, 200, "{body}");
-    let said: Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(said["result"], "said", "{body}");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("no model is configured"), "{body}");
+    assert_eq!(crate::support::all_refs(&sandbox, &repo), before, "nothing was written");
     let (code, body) = http_with(&repo, "POST", &path, Some(token.trim()), r#"{"words": "no text"}"#);
     assert_eq!(code, 422, "{body}");
     assert_eq!(daemon.stop(), 0);

@@ -9,6 +9,7 @@ mod daemon;
 mod daemon_turns;
 mod demo;
 mod helps;
+mod idempotency;
 mod init;
 mod interop;
 mod isolates;

@@ -295,3 +295,28 @@ fn regression_threads_started_by_runs_are_hals_and_bounded() {
         assert_eq!(request["actor"], "hal", "the model's words are HAL's, not the person's");
     }
 }
+
+/// `hal thread log <id> | head -1` panicked ("failed printing to stdout: Broken pipe") when the reader closed the
+/// pipe; now the command stops quietly with exit code 0, as ripgrep does.
+#[test]
+fn regression_a_closed_pipe_is_a_quiet_exit_0() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let id = crate::support::new_thread(&sandbox, &repo, "long");
+    // More than a pipe holds (64 KiB), so the command is still writing when the reader goes away.
+    let long = "a line of a long message\n".repeat(20_000);
+    let mut say = sandbox.hal_command(&repo, &["thread", "say", &id, "-"]);
+    let mut child = say.stdin(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), long.as_bytes()).expect("write");
+    assert!(child.wait().expect("wait").success());
+
+    let mut log = sandbox.hal_command(&repo, &["thread", "log", &id]);
+    let mut child = log.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(child.stdout.as_mut().expect("stdout"), &mut first).expect("the log starts");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
+}

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hal_daemon::client::Client;
-use hal_daemon::command::{Command as DaemonCommand, Response};
+use hal_daemon::protocol::{Command as DaemonCommand, Response};
 use hal_daemon::{Daemon, DaemonOptions};
 use hal_model::{Message, Reply, Request, ToolCall};
 use hal_runner::RunError;
@@ -150,6 +150,7 @@ fn main() {
                 help: Some("bench".into()),
                 agent: None,
                 input: Some(format!("job {n}")),
+                idempotency_key: None,
                 started_by_run: None,
             };
             client.command(&command).await.expect("start a thread");

@@ -2,37 +2,35 @@
 //! readable by its owner only).
 //!
 //! - `GET  /v1/status`: the daemon's state.
-//! - `POST /v1/command`: any [`Command`], answered with a [`crate::command::Response`].
+//! - `POST /v1/command`: any [`Command`], answered with a [`crate::protocol::Response`]. A command that sends a
+//!   message takes an `Idempotency-Key` header (or its `idempotency_key` field): sent again with the same key,
+//!   it writes and starts nothing and answers what the first did (`"repeated": true`), across restarts.
 //! - `GET  /v1/threads`, `POST /v1/threads` (start), `POST /v1/threads/{thread}/messages`,
 //!   `POST /v1/threads/{thread}/merge`: the same commands as REST routes.
 //! - `GET  /v1/threads/{thread}/events?after=<commit>`: server-sent events: each new `step` (after `after`,
 //!   default the current tip), `text` as a model reply streams, `turn-started` and `turn-ended`.
 //! - `GET  /metrics`: Prometheus text format.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
 use gix::ObjectId;
-use hal_store::{Step, StoreError};
-use serde::{Deserialize, Serialize};
+use hal_store::StoreError;
+use serde::Deserialize;
 use serde_json::{Map, Value};
-use tokio::sync::broadcast;
 
-use crate::command::Command;
-use crate::daemon::{Notice, Shared};
+use crate::daemon::Shared;
 use crate::error::DaemonError;
-
-/// Most steps one catch-up sends; older ones are read with `hal thread log`.
-const MAX_CATCH_UP: usize = 1000;
+use crate::follow::Follower;
+use crate::protocol::Command;
 
 /// Serve the API on `listener` until `stop` resolves.
 pub(crate) async fn serve(
@@ -71,6 +69,10 @@ impl From<DaemonError> for ApiError {
                 | StoreError::NotAStep { .. },
             ) => StatusCode::BAD_REQUEST,
             DaemonError::Busy(_) => StatusCode::CONFLICT,
+            // The turn a message asks for cannot run (no such help or agent, no model): nothing was written.
+            DaemonError::Run(_) | DaemonError::KeyWithoutMessage => StatusCode::BAD_REQUEST,
+            // The IETF's idempotency-key draft: a key sent again with a different request is unprocessable.
+            DaemonError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, error.to_string())
@@ -123,14 +125,35 @@ async fn status(_: Authorized, State(shared): State<Arc<Shared>>) -> Result<Http
 async fn command(
     _: Authorized,
     State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
     Json(command): Json<Command>,
 ) -> Result<HttpResponse, ApiError> {
+    let command = with_key(command, &headers)?;
     let response = blocking(move || shared.command(&command)).await?;
     Ok(Json(response).into_response())
 }
 
+/// `command` with the request's `Idempotency-Key` header as its idempotency key.
+fn with_key(mut command: Command, headers: &HeaderMap) -> Result<Command, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(command) };
+    let refused = |why: &str| ApiError(StatusCode::BAD_REQUEST, why.to_owned());
+    let key = value.to_str().map_err(|_| refused("the Idempotency-Key header is not visible ASCII"))?.to_owned();
+    match &mut command {
+        Command::NewThread { idempotency_key, .. } | Command::Say { idempotency_key, .. } => {
+            if idempotency_key.as_ref().is_some_and(|given| *given != key) {
+                return Err(refused("the body and the Idempotency-Key header name different keys"));
+            }
+            *idempotency_key = Some(key);
+            Ok(command)
+        }
+        Command::ListThreads | Command::Merge { .. } => {
+            Err(refused("only a command that sends a message takes an Idempotency-Key"))
+        }
+    }
+}
+
 async fn list(auth: Authorized, state: State<Arc<Shared>>) -> Result<HttpResponse, ApiError> {
-    command(auth, state, Json(Command::ListThreads)).await
+    command(auth, state, HeaderMap::new(), Json(Command::ListThreads)).await
 }
 
 /// The REST routes' bodies are the fields of the [`Command`] they stand for: `fields`, plus those from the path,
@@ -148,9 +171,10 @@ fn command_from(name: &str, mut fields: Map<String, Value>, path: &[(&str, Strin
 async fn start(
     auth: Authorized,
     state: State<Arc<Shared>>,
+    headers: HeaderMap,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<HttpResponse, ApiError> {
-    command(auth, state, Json(command_from("new-thread", body, &[])?)).await
+    command(auth, state, headers, Json(command_from("new-thread", body, &[])?)).await
 }
 
 /// `POST /v1/threads/{thread}/messages`: the fields of `say`, the thread from the path.
@@ -158,9 +182,10 @@ async fn say(
     auth: Authorized,
     state: State<Arc<Shared>>,
     Path(thread): Path<String>,
+    headers: HeaderMap,
     Json(body): Json<Map<String, Value>>,
 ) -> Result<HttpResponse, ApiError> {
-    command(auth, state, Json(command_from("say", body, &[("thread", thread)])?)).await
+    command(auth, state, headers, Json(command_from("say", body, &[("thread", thread)])?)).await
 }
 
 async fn merge(
@@ -168,7 +193,7 @@ async fn merge(
     state: State<Arc<Shared>>,
     Path(thread): Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    command(auth, state, Json(Command::Merge { actor: None, thread })).await
+    command(auth, state, HeaderMap::new(), Json(Command::Merge { actor: None, thread })).await
 }
 
 async fn metrics(_: Authorized, State(shared): State<Arc<Shared>>) -> Result<HttpResponse, ApiError> {
@@ -185,40 +210,6 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
-/// What the event stream of a thread carries, one JSON object per event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
-pub enum ThreadEvent {
-    /// A new step (its machine data left out).
-    Step {
-        /// The step.
-        step: Step,
-    },
-    /// Text of a model reply streaming in.
-    Text {
-        /// The new text.
-        delta: String,
-    },
-    /// A turn started.
-    TurnStarted {
-        /// The help it runs.
-        help: String,
-        /// The tickets of the messages it answers (see `Response::Said`).
-        #[serde(default)]
-        tickets: Vec<u64>,
-    },
-    /// A turn ended.
-    TurnEnded {
-        /// `DONE`, `PENDING`, `ERROR` or `NOCANDO`.
-        status: String,
-        /// The result, question or reason.
-        output: String,
-        /// The tickets of the messages it answered.
-        #[serde(default)]
-        tickets: Vec<u64>,
-    },
-}
-
 /// The query of the events route.
 #[derive(Deserialize)]
 struct EventsQuery {
@@ -230,86 +221,6 @@ struct EventsQuery {
     actor: Option<String>,
 }
 
-/// One subscriber's position in a thread.
-struct Follower {
-    shared: Arc<Shared>,
-    notices: broadcast::Receiver<Notice>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-    branch: String,
-    last: ObjectId,
-    out: VecDeque<ThreadEvent>,
-}
-
-impl Follower {
-    /// Queue the steps committed since the last one sent.
-    fn catch_up(&mut self) {
-        let (shared, branch, last) = (self.shared.clone(), self.branch.clone(), self.last);
-        let read = shared.journal.with(|home| -> hal_store::Result<(ObjectId, Vec<Step>)> {
-            let thread = home.resolve_thread(&branch)?;
-            let mut steps = Vec::new();
-            for step in home.steps_back(&thread).take(MAX_CATCH_UP) {
-                let step = step?;
-                if step.commit == last {
-                    break;
-                }
-                steps.push(step);
-            }
-            Ok((thread.tip, steps))
-        });
-        match read {
-            Ok((tip, steps)) => {
-                self.last = tip;
-                for mut step in steps.into_iter().rev() {
-                    step.data = None;
-                    self.out.push_back(ThreadEvent::Step { step });
-                }
-            }
-            Err(error) => tracing::warn!(target: "hal_daemon", %branch, %error, "cannot read new steps"),
-        }
-    }
-
-    async fn next(&mut self) -> Option<ThreadEvent> {
-        loop {
-            if let Some(event) = self.out.pop_front() {
-                return Some(event);
-            }
-            if *self.shutdown.borrow() {
-                return None;
-            }
-            let notice = tokio::select! {
-                notice = self.notices.recv() => notice,
-                _ = self.shutdown.changed() => return None,
-            };
-            match notice {
-                Ok(Notice::Text { branch, delta }) if branch == self.branch => {
-                    self.out.push_back(ThreadEvent::Text { delta });
-                }
-                Ok(Notice::Tip { branch, .. }) if branch == self.branch => self.catch_up(),
-                Ok(Notice::TurnStarted { branch, help, tickets }) if branch == self.branch => {
-                    self.out.push_back(ThreadEvent::TurnStarted { help, tickets });
-                }
-                Ok(Notice::TurnEnded { branch, status, output, tickets }) if branch == self.branch => {
-                    self.catch_up();
-                    self.out.push_back(ThreadEvent::TurnEnded { status, output, tickets });
-                }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    // Notices were lost; the commits were not. A turn end that may be among the lost is sent again.
-                    tracing::warn!(target: "hal_daemon", branch = %self.branch, missed, "an event stream fell behind");
-                    self.catch_up();
-                    if !self.shared.is_active(&self.branch)
-                        && let Some(Notice::TurnEnded { status, output, tickets, .. }) =
-                            self.shared.last_end(&self.branch)
-                    {
-                        self.out.push_back(ThreadEvent::TurnEnded { status, output, tickets });
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    }
-}
-
 async fn events(
     _: Authorized,
     State(shared): State<Arc<Shared>>,
@@ -318,19 +229,16 @@ async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let notices = shared.notices.subscribe();
     let actor = query.actor.clone().unwrap_or_else(|| shared.owner.clone());
-    let journal = shared.journal.clone();
-    let target =
-        tokio::task::spawn_blocking(move || journal.with(|home| crate::command::thread_of(home, &actor, &thread)))
-            .await
-            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    let last = match query.after.as_deref() {
-        Some(hex) => ObjectId::from_hex(hex.as_bytes())
-            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("after={hex} is not a commit id: {e}")))?,
-        None => target.tip,
+    let after = match query.after.as_deref() {
+        Some(hex) => Some(
+            ObjectId::from_hex(hex.as_bytes())
+                .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("after={hex} is not a commit id: {e}")))?,
+        ),
+        None => None,
     };
-    let shutdown = shared.shutdown.clone();
-    let mut follower = Follower { shared, notices, shutdown, branch: target.branch, last, out: VecDeque::new() };
-    follower.catch_up();
+    let follower = tokio::task::spawn_blocking(move || Follower::new(shared, notices, &actor, &thread, after))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     let stream = futures_util::stream::unfold(follower, |mut follower| async move {
         let event = follower.next().await?;
         let data = serde_json::to_string(&event).unwrap_or_default();

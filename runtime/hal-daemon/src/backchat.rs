@@ -10,7 +10,8 @@ use hal_runner::tools::{BoxFuture, RunScope, Tool, ToolContext, ToolResult, Tool
 use hal_store::{Home, StepKind, ThreadStatus};
 use serde_json::{Value, json};
 
-use crate::command::{self, Command, Response};
+use crate::command;
+use crate::protocol::{Command, Response};
 
 /// How HAL's commands change threads: through the daemon (which queues a message to a busy thread and runs
 /// the turns), or, without one, by applying the command to the repo of the journal.
@@ -223,6 +224,7 @@ fn run(
             let title = if title.trim().is_empty() { format!("{help}: {}", first_line(&input)) } else { title };
             let depth = next_depth(journal, caller, "started")?;
             let command = Command::NewThread {
+                idempotency_key: None,
                 actor: who,
                 from: None,
                 title: Some(title),
@@ -246,6 +248,7 @@ fn run(
             }
             let depth = next_depth(journal, caller, "sent")?;
             let command = Command::Say {
+                idempotency_key: None,
                 actor: who,
                 thread: target.branch,
                 text: arg("text"),

@@ -5,13 +5,10 @@ use std::path::Path;
 
 use hal_model::sse::SseParser;
 
-use crate::api::ThreadEvent;
-use crate::command::{Command, Response};
-use crate::daemon::StatusReport;
 use crate::error::DaemonError;
-use crate::files::{self, DaemonInfo};
-
-pub use crate::api::ThreadEvent as Event;
+use crate::files;
+use crate::lock::Holder;
+use crate::protocol::{Command, DaemonInfo, Response, StatusReport, ThreadEvent};
 
 /// A connection to a running daemon.
 #[derive(Clone)]
@@ -22,10 +19,11 @@ pub struct Client {
 }
 
 impl Client {
-    /// The daemon of the repo whose git directory is `common_dir`, or `None` when none runs.
+    /// The daemon of the repo whose git directory is `common_dir`, or `None` when none runs (a `hal` command
+    /// taking turns in its own process serves no API).
     pub fn for_repo(common_dir: &Path) -> Result<Option<Client>, DaemonError> {
         let dir = files::hal_dir(common_dir);
-        if crate::lock::holder(&dir)?.is_none() {
+        if crate::lock::holder(&dir)?.is_none_or(|held| held.by == Holder::Command) {
             return Ok(None);
         }
         // The lock is taken before the API listens: wait briefly for a daemon that is still starting.
@@ -38,7 +36,7 @@ impl Client {
             info = DaemonInfo::read(&dir);
         }
         let info = info?;
-        let holder = crate::lock::holder(&dir)?;
+        let holder = crate::lock::holder(&dir)?.map(|held| held.pid);
         if holder.as_deref() != Some(info.pid.to_string().as_str()) {
             return Err(DaemonError::Other(format!(
                 "{} belongs to another daemon than the one running (pid {}); it is starting or stopping: try again",

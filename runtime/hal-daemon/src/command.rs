@@ -1,124 +1,34 @@
-//! The commands the CLI sends: one type, carried over the HTTP API when a daemon runs and applied to the repo
-//! directly when none does, by the same [`apply`].
+//! Applying a [`Command`] to the home repo: the store-side half of every command, used by the daemon (which adds
+//! the turn-taking around it) and by a handle that has no turns to run.
 
 use hal_runner::record::fact;
-use hal_store::{Appended, Home, MergeOutcome, NewStep, StepKind, ThreadRef, ThreadStatus, ThreadSummary};
-use serde::{Deserialize, Serialize};
+use hal_store::{Appended, Home, NewStep, StepKind, ThreadRef, ThreadStatus};
 
-/// A change or question about the home repo's threads.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "kebab-case")]
-pub enum Command {
-    /// List every thread.
-    ListThreads,
-    /// Start a thread; with `help` and `input`, the input is its first message and asks for that help to run.
-    NewThread {
-        /// Whose thread (default: the repo's actor).
-        #[serde(default)]
-        actor: Option<String>,
-        /// Start from this thread, branch or commit instead of `main`.
-        #[serde(default)]
-        from: Option<String>,
-        /// Its title.
-        #[serde(default)]
-        title: Option<String>,
-        /// The help to run.
-        #[serde(default)]
-        help: Option<String>,
-        /// The agent to run it as.
-        #[serde(default)]
-        agent: Option<String>,
-        /// The request.
-        #[serde(default)]
-        input: Option<String>,
-        /// Set when a run starts the thread (HAL's `threads.start`): how many starts and relays by runs led to
-        /// it, recorded in HAL's local record (the thread's own commits are never believed about it). The request
-        /// is then HAL's message, written for `actor`. Only HAL's own tools set it: it never crosses the API.
-        #[serde(skip)]
-        started_by_run: Option<u32>,
-    },
-    /// Add a person's message to a thread; a daemon answers it with the thread's next turn.
-    Say {
-        /// Who says it (default: the repo's actor).
-        #[serde(default)]
-        actor: Option<String>,
-        /// Thread id, unique prefix or branch; `backchat` means the actor's backchat (created if need be).
-        thread: String,
-        /// The message.
-        text: String,
-        /// Run this help on it instead of the thread's own.
-        #[serde(default)]
-        help: Option<String>,
-        /// The agent to run it as.
-        #[serde(default)]
-        agent: Option<String>,
-        /// Set when a run relays the text (`threads.say`): how many starts and relays by runs led to it. The step
-        /// is then HAL's, written for `actor` (trailer `Hal-For`), never the person's own words, and the depth is
-        /// recorded for its commit. Only HAL's own tools set it: it never crosses the API.
-        #[serde(skip)]
-        relayed: Option<u32>,
-    },
-    /// Merge a thread into `main`.
-    Merge {
-        /// Who merges (default: the repo's actor).
-        #[serde(default)]
-        actor: Option<String>,
-        /// Thread id, unique prefix or branch.
-        thread: String,
-    },
-}
-
-/// What a [`Command`] did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "kebab-case")]
-pub enum Response {
-    /// The threads.
-    Threads {
-        /// One summary per thread, by id.
-        threads: Vec<ThreadSummary>,
-    },
-    /// A thread was started.
-    Started {
-        /// The new thread.
-        thread: ThreadRef,
-        /// Its first message, when there is one.
-        message: Option<Appended>,
-    },
-    /// A message was added (or queued behind the turn in progress).
-    Said {
-        /// The thread.
-        thread: ThreadRef,
-        /// The message's step, unless it is queued.
-        message: Option<Appended>,
-        /// Whether it waits for the thread's current turn to end.
-        queued: bool,
-        /// What the daemon's turn-ended event carries for the turn that answers it (none without a daemon).
-        #[serde(default)]
-        ticket: Option<u64>,
-    },
-    /// The result of a merge.
-    Merged {
-        /// The thread.
-        thread: ThreadRef,
-        /// What happened.
-        outcome: MergeOutcome,
-    },
-}
+use crate::error::DaemonError;
+use crate::protocol::{Command, Response};
 
 /// The thread a command names: `backchat` is the actor's backchat, created on first use.
 pub fn thread_of(home: &Home, actor: &str, query: &str) -> hal_store::Result<ThreadRef> {
     if query == hal_store::BACKCHAT { home.backchat(actor) } else { home.resolve_thread(query) }
 }
 
+/// What a message asks to run: a help (with the blob of the exact version in force, when known) as an agent; and
+/// the idempotency key of the command that sends it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asks<'a> {
+    /// The command's idempotency key.
+    pub idempotency_key: Option<&'a str>,
+    /// The help.
+    pub help: Option<&'a str>,
+    /// The git blob of the help's text in force when the message was written.
+    pub help_blob: Option<gix::ObjectId>,
+    /// The agent.
+    pub agent: Option<&'a str>,
+}
+
 /// Who writes a message and its step: `who`'s own message, or, relayed from a run at the end of a chain of
-/// `relayed` starts and relays, HAL's message for `who`; asking for `help` as `agent` when given.
-pub fn message_step(
-    who: &str,
-    text: &str,
-    help: Option<&str>,
-    agent: Option<&str>,
-    relayed: Option<u32>,
-) -> (String, NewStep) {
+/// `relayed` starts and relays, HAL's message for `who`; asking for what `asks` says.
+pub fn message_step(who: &str, text: &str, asks: Asks<'_>, relayed: Option<u32>) -> (String, NewStep) {
     let mut step = NewStep::new(StepKind::Message, text, ThreadStatus::Open);
     let writer = if let Some(depth) = relayed {
         step = step.fact(fact::FOR, who);
@@ -127,21 +37,73 @@ pub fn message_step(
     } else {
         who.to_owned()
     };
-    if let Some(help) = help {
+    if let Some(help) = asks.help {
         step = step.fact(fact::HELP, help);
+        if let Some(blob) = asks.help_blob {
+            step = step.fact(fact::HELP_BLOB, blob);
+        }
     }
-    if let Some(agent) = agent {
+    if let Some(agent) = asks.agent {
         step = step.fact(fact::AGENT, agent);
     }
+    step.idempotency_key = asks.idempotency_key.map(str::to_owned);
     (writer, step)
+}
+
+/// The idempotency key `command` carries.
+pub fn idempotency_key(command: &Command) -> Option<&str> {
+    match command {
+        Command::NewThread { idempotency_key, .. } | Command::Say { idempotency_key, .. } => idempotency_key.as_deref(),
+        Command::ListThreads | Command::Merge { .. } => None,
+    }
+}
+
+/// What the first command with `command`'s idempotency key did, when one came before and its message landed: then
+/// nothing is done again. The same key for a different message is refused.
+pub fn repeated(home: &Home, command: &Command) -> Result<Option<Response>, DaemonError> {
+    let Some(key) = idempotency_key(command) else { return Ok(None) };
+    let (text, asked) = match command {
+        Command::NewThread { input, .. } => (input.as_deref().unwrap_or_default(), None),
+        Command::Say { actor, thread, text, .. } => (text.as_str(), Some((actor, thread))),
+        Command::ListThreads | Command::Merge { .. } => return Ok(None),
+    };
+    if text.trim().is_empty() {
+        return Err(DaemonError::KeyWithoutMessage);
+    }
+    let Some((thread, step)) = home.keyed_step(key)? else { return Ok(None) };
+    let same_thread = match asked {
+        Some((actor, query)) if query == hal_store::BACKCHAT => {
+            thread.branch == format!("threads/{}/{}", home.resolve_actor(actor.as_deref())?, hal_store::BACKCHAT)
+        }
+        Some((_, query)) => home.resolve_thread(query)?.branch == thread.branch,
+        None => true,
+    };
+    if step.text != text || !same_thread {
+        return Err(DaemonError::KeyReused(key.to_owned()));
+    }
+    let message =
+        Some(Appended { thread: thread.id.clone(), step: step.step.unwrap_or_default(), commit: step.commit });
+    Ok(Some(match command {
+        Command::NewThread { .. } => Response::Started { thread, message, ticket: None, repeated: true },
+        _ => Response::Said { thread, message, queued: false, ticket: None, repeated: true },
+    }))
 }
 
 /// Apply `command` to `home`. Nothing runs here: a daemon watching the repo runs the turns a message asks for.
 pub fn apply(home: &Home, command: &Command) -> hal_store::Result<Response> {
+    apply_with(home, command, None)
+}
+
+/// [`apply`], recording `help_blob` as the version of the help a message asks for.
+pub(crate) fn apply_with(
+    home: &Home,
+    command: &Command,
+    help_blob: Option<gix::ObjectId>,
+) -> hal_store::Result<Response> {
     let actor = |explicit: &Option<String>| home.resolve_actor(explicit.as_deref());
     match command {
         Command::ListThreads => Ok(Response::Threads { threads: home.list_threads()? }),
-        Command::NewThread { actor: who, from, title, help, agent, input, started_by_run } => {
+        Command::NewThread { actor: who, from, title, help, agent, input, idempotency_key, started_by_run } => {
             let who = actor(who)?;
             let thread = home.new_thread(&who, from.as_deref(), title.as_deref())?;
             // Recorded before the request is written: a daemon may start the turn as soon as it sees it.
@@ -150,24 +112,28 @@ pub fn apply(home: &Home, command: &Command) -> hal_store::Result<Response> {
             }
             let message = match input.as_deref().filter(|text| !text.trim().is_empty()) {
                 Some(text) => {
-                    let (writer, step) = message_step(&who, text, help.as_deref(), agent.as_deref(), *started_by_run);
+                    let key = idempotency_key.as_deref();
+                    let asks = Asks { help: help.as_deref(), help_blob, agent: agent.as_deref(), idempotency_key: key };
+                    let (writer, step) = message_step(&who, text, asks, *started_by_run);
                     Some(home.append_step(&writer, &thread, &step)?)
                 }
                 None => None,
             };
             let thread = ThreadRef { tip: message.as_ref().map_or(thread.tip, |m| m.commit), ..thread };
-            Ok(Response::Started { thread, message })
+            Ok(Response::Started { thread, message, ticket: None, repeated: false })
         }
-        Command::Say { actor: who, thread, text, help, agent, relayed } => {
+        Command::Say { actor: who, thread, text, help, agent, idempotency_key, relayed } => {
             if text.trim().is_empty() {
                 return Err(hal_store::StoreError::InvalidText("the message is empty"));
             }
             let who = actor(who)?;
             let thread = thread_of(home, &who, thread)?;
-            let (writer, step) = message_step(&who, text, help.as_deref(), agent.as_deref(), *relayed);
+            let key = idempotency_key.as_deref();
+            let asks = Asks { help: help.as_deref(), help_blob, agent: agent.as_deref(), idempotency_key: key };
+            let (writer, step) = message_step(&who, text, asks, *relayed);
             let appended = home.append_step(&writer, &thread, &step)?;
             let thread = ThreadRef { tip: appended.commit, ..thread };
-            Ok(Response::Said { thread, message: Some(appended), queued: false, ticket: None })
+            Ok(Response::Said { thread, message: Some(appended), queued: false, ticket: None, repeated: false })
         }
         Command::Merge { actor: who, thread } => {
             let who = actor(who)?;

@@ -1,33 +1,32 @@
 //! The daemon's life: lock, load, scan, run turns, serve, stop.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use gix::ObjectId;
 use hal_runner::conversation::is_persons_step;
 use hal_runner::model::{Models, SecretLookup};
 use hal_runner::{Event, Journal, Observer};
 use hal_store::identity::HAL_ACTOR;
-use hal_store::{Home, NewStep, StepKind, ThreadRef, ThreadStatus, ThreadSummary};
-use serde::{Deserialize, Serialize};
+use hal_store::{BACKCHAT, Home, NewStep, StepKind, ThreadRef, ThreadStatus};
 use tokio::sync::{broadcast, watch};
 
-use crate::command::{self, Command, Response};
+use crate::command;
+use crate::engine::Mode;
 use crate::error::DaemonError;
-use crate::files::{self, DaemonInfo};
-use crate::loaded::{self, Loaded, ModelSource, Problem};
-use crate::lock::DaemonLock;
+use crate::loaded::{self, Loaded, ModelSource};
 use crate::metrics::Metrics;
 use crate::plan::{Plan, plan_for};
+use crate::protocol::{Command, DaemonInfo, Problem, Response, Status, StatusReport, TurnEnd};
 
 /// How long the scanner waits after a wake-up for more of the same burst.
 const COALESCE: Duration = Duration::from_millis(10);
 /// Notices kept for slow event-stream readers.
-const NOTICE_BUFFER: usize = 16_384;
+pub(crate) const NOTICE_BUFFER: usize = 16_384;
 
 /// How the daemon is set up.
 #[derive(Clone)]
@@ -57,9 +56,8 @@ impl Default for DaemonOptions {
     }
 }
 
-/// What happens in the daemon, as the API streams it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
+/// What happens in the daemon, for the threads' followers.
+#[derive(Debug, Clone)]
 pub enum Notice {
     /// A thread's tip moved (a step committed here or pushed by anyone).
     Tip {
@@ -88,46 +86,27 @@ pub enum Notice {
     TurnEnded {
         /// Its branch.
         branch: String,
-        /// `DONE`, `PENDING`, `ERROR` or `NOCANDO`.
-        status: String,
-        /// The result, question or reason.
-        output: String,
-        /// The tickets of the messages it answered.
-        tickets: Vec<u64>,
+        /// How.
+        end: TurnEnd,
     },
 }
 
-/// The daemon's state as `hal status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StatusReport {
-    /// Where it runs.
-    pub info: DaemonInfo,
-    /// The commit of `main` in force.
-    pub main: Option<String>,
-    /// Helps in force, by name.
-    pub helps: Vec<String>,
-    /// Isolates offered, by name.
-    pub isolates: Vec<String>,
-    /// Files on `main` that do not load.
-    pub problems: Vec<Problem>,
-    /// Branches with a turn in progress.
-    pub running: Vec<String>,
-    /// Threads waiting for a person (`pending`).
-    pub waiting: Vec<ThreadSummary>,
-}
-
 /// A message that arrived while its thread was running a turn.
-struct Queued {
+pub(crate) struct Queued {
     actor: String,
     text: String,
     help: Option<String>,
     agent: Option<String>,
+    /// The version of `help` in force when it came.
+    help_blob: Option<ObjectId>,
+    /// The idempotency key of the command that sent it.
+    idempotency_key: Option<String>,
     /// HAL relays it from a run, at the end of a chain this long.
     relayed: Option<u32>,
     ticket: u64,
 }
 
-/// State shared by the watcher, the turns and the API.
+/// State shared by the scanner, the turns and the clients.
 pub(crate) struct Shared {
     pub(crate) journal: Journal,
     pub(crate) owner: String,
@@ -135,159 +114,38 @@ pub(crate) struct Shared {
     pub(crate) info: DaemonInfo,
     pub(crate) notices: broadcast::Sender<Notice>,
     pub(crate) metrics: Metrics,
-    /// Becomes `true` when the daemon stops: event streams end.
+    /// Becomes `true` when the engine stops: event streams end.
     pub(crate) shutdown: watch::Receiver<bool>,
-    root: PathBuf,
-    loaded: RwLock<Arc<Loaded>>,
+    pub(crate) mode: Mode,
+    pub(crate) root: PathBuf,
+    pub(crate) loaded: RwLock<Arc<Loaded>>,
     /// Branches with a turn in progress, with the messages queued behind it.
-    active: Mutex<HashMap<String, Vec<Queued>>>,
+    pub(crate) active: Mutex<HashMap<String, Vec<Queued>>>,
     /// Abort handles of the turns in progress.
-    turns: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    pub(crate) turns: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     /// The tip each idle branch had when last scanned.
-    seen: Mutex<HashMap<String, ObjectId>>,
+    pub(crate) seen: Mutex<HashMap<String, ObjectId>>,
+    /// In process: the branches this engine's commands wrote to, the only ones it takes turns on.
+    pub(crate) answering: Mutex<HashSet<String>>,
     /// Tickets of messages committed and not answered yet, by branch.
-    tickets: Mutex<HashMap<String, Vec<u64>>>,
-    next_ticket: AtomicU64,
+    pub(crate) tickets: Mutex<HashMap<String, Vec<u64>>>,
+    pub(crate) next_ticket: AtomicU64,
     /// The end of the last turn of each branch, for a reader that missed it.
-    last_end: Mutex<HashMap<String, Notice>>,
+    pub(crate) last_end: Mutex<HashMap<String, TurnEnd>>,
     /// Problems already reported in the owner's backchat.
-    reported: Mutex<Vec<Problem>>,
-    wake: Mutex<Sender<()>>,
-    models: ModelSource,
-    secrets: SecretLookup,
-    runtime: tokio::runtime::Handle,
-    stopping: AtomicBool,
+    pub(crate) reported: Mutex<Vec<Problem>>,
+    /// Held by a command with an idempotency key from its look-up to its write: two tries of one key never both
+    /// write.
+    pub(crate) keyed: Mutex<()>,
+    pub(crate) wake: Mutex<Sender<()>>,
+    pub(crate) models: ModelSource,
+    pub(crate) secrets: SecretLookup,
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) stopping: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A running daemon.
-pub struct Daemon;
-
-impl Daemon {
-    /// Run the daemon for the home repo at `path` until SIGINT or SIGTERM. `ready` is called once the API
-    /// listens, with what the daemon published in `.git/hal/daemon.json`.
-    pub fn run(path: &Path, options: DaemonOptions, ready: impl FnOnce(&DaemonInfo)) -> Result<(), DaemonError> {
-        Daemon::run_until(path, options, ready, std::future::pending())
-    }
-
-    /// [`Daemon::run`] until `stop` resolves (or a signal comes).
-    pub fn run_until(
-        path: &Path,
-        options: DaemonOptions,
-        ready: impl FnOnce(&DaemonInfo),
-        stop: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<(), DaemonError> {
-        let home = Home::open(path)?;
-        let root = home.path().to_owned();
-        let hal_dir = files::hal_dir(home.repo().common_dir());
-        let git_dir = home.repo().common_dir().to_owned();
-        let _lock = DaemonLock::acquire(&hal_dir)?;
-        // What a daemon that died left is wrong now: no client may use it.
-        DaemonInfo::remove(&hal_dir);
-        let owner = home.resolve_actor(None)?;
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        if options.workers > 0 {
-            builder.worker_threads(options.workers);
-        }
-        let runtime = builder.enable_all().build().map_err(|e| DaemonError::Other(format!("async runtime: {e}")))?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", options.port)))
-            .map_err(|e| DaemonError::Other(format!("cannot listen on 127.0.0.1:{}: {e}", options.port)))?;
-        let address = listener.local_addr().map_err(|e| DaemonError::Other(e.to_string()))?.to_string();
-        let token = files::new_token(&hal_dir)?;
-        let info = DaemonInfo {
-            pid: std::process::id(),
-            address,
-            started: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-        };
-        let models = match options.models.clone() {
-            Some(models) => ModelSource::Fixed(models),
-            None => ModelSource::Live(
-                hal_model::Client::new(hal_model::ClientOptions::default())
-                    .map_err(|e| DaemonError::Other(e.to_string()))?,
-            ),
-        };
-        let (wake_tx, wake_rx) = std::sync::mpsc::channel();
-        let (shutdown_tx, shutdown) = watch::channel(false);
-        let journal = Journal::new(home);
-        let (notices, _) = broadcast::channel(NOTICE_BUFFER);
-        let shared = Arc::new(Shared {
-            journal: journal.clone(),
-            owner,
-            token,
-            info: info.clone(),
-            notices,
-            metrics: Metrics::default(),
-            shutdown,
-            root,
-            loaded: RwLock::new(Arc::new(loaded::empty(&journal))),
-            active: Mutex::default(),
-            turns: Mutex::default(),
-            seen: Mutex::default(),
-            tickets: Mutex::default(),
-            next_ticket: AtomicU64::new(1),
-            last_end: Mutex::default(),
-            reported: Mutex::default(),
-            wake: Mutex::new(wake_tx.clone()),
-            models,
-            secrets: hal_runner::secrets::lookup(),
-            runtime: runtime.handle().clone(),
-            stopping: AtomicBool::new(false),
-        });
-        info.write(&hal_dir)?;
-        shared.reload();
-        shared.scan(true);
-        let watcher = crate::watch::watch_refs(&git_dir, wake_tx);
-        let poll = if watcher.is_some() { options.poll } else { options.poll.min(Duration::from_millis(250)) };
-        let scanner = {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("hal-scan".to_owned())
-                .spawn(move || shared.scan_loop(&wake_rx, poll))
-                .map_err(|e| DaemonError::Other(format!("cannot start the scanner: {e}")))?
-        };
-        tracing::info!(target: "hal_daemon", address = %info.address, pid = info.pid, "daemon ready");
-        ready(&info);
-        let stopper = shared.clone();
-        let stop = async move {
-            tokio::select! {
-                () = stop => {}
-                () = stop_signal() => {}
-            }
-            // No new turns, and every event stream ends, so the server can close its connections.
-            stopper.stopping.store(true, Ordering::SeqCst);
-            let _ = shutdown_tx.send(true);
-        };
-        let served = runtime.block_on(crate::api::serve(shared.clone(), listener, stop));
-        shared.stop(options.grace);
-        shared.wake();
-        let _ = scanner.join();
-        drop(watcher);
-        DaemonInfo::remove(&hal_dir);
-        runtime.shutdown_timeout(Duration::from_secs(1));
-        served
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn stop_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(error) => {
-            tracing::warn!(target: "hal_daemon", %error, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!(target: "hal_daemon", "stopping");
 }
 
 /// Ends a turn however its task ends (finished, failed, panicked or cut off by a stop): the branch is released
@@ -296,15 +154,19 @@ struct TurnGuard {
     shared: Arc<Shared>,
     branch: String,
     tickets: Vec<u64>,
-    ended: Option<(String, String)>,
+    ended: Option<TurnEnd>,
 }
 
 impl Drop for TurnGuard {
     fn drop(&mut self) {
-        let (status, output) = self.ended.take().unwrap_or_else(|| {
-            ("ERROR".to_owned(), "the turn was cut off; the daemon resumes it when it starts again".to_owned())
+        let end = self.ended.take().unwrap_or_else(|| {
+            TurnEnd::without_run(
+                Status::Error,
+                &thread_id(&self.branch),
+                "the turn was cut off; it resumes when HAL starts again",
+            )
         });
-        self.shared.end_turn(&self.branch, std::mem::take(&mut self.tickets), status, output);
+        self.shared.end_turn(&self.branch, std::mem::take(&mut self.tickets), end);
     }
 }
 
@@ -324,7 +186,7 @@ impl Shared {
     }
 
     /// How the last turn of `branch` ended, if one did since the start.
-    pub(crate) fn last_end(&self, branch: &str) -> Option<Notice> {
+    pub(crate) fn last_end(&self, branch: &str) -> Option<TurnEnd> {
         lock(&self.last_end).get(branch).cloned()
     }
 
@@ -350,7 +212,7 @@ impl Shared {
 
     /// Load helps, agents, isolates and settings from `main`, keeping valid versions of files that broke, and
     /// report problems that are new in the owner's backchat and the log.
-    fn reload(self: &Arc<Self>) {
+    pub(crate) fn reload(self: &Arc<Self>) {
         let previous = self.loaded();
         let previous = previous.main.is_some().then_some(previous.as_ref());
         let weak = Arc::downgrade(self);
@@ -389,6 +251,10 @@ impl Shared {
 
     /// Tell the owner, in their backchat, about problems not reported yet, and about fixed ones.
     fn report(&self, problems: &[Problem]) {
+        // In process, problems are the command's errors; only the daemon writes to the backchat unasked.
+        if self.mode == Mode::InProcess {
+            return;
+        }
         let mut reported = lock(&self.reported);
         let new: Vec<&Problem> = problems.iter().filter(|p| !reported.contains(p)).collect();
         let fixed: Vec<&Problem> = reported.iter().filter(|old| !problems.iter().any(|p| p.file == old.file)).collect();
@@ -430,7 +296,7 @@ impl Shared {
         }
     }
 
-    fn scan_loop(self: &Arc<Self>, wake: &Receiver<()>, poll: Duration) {
+    pub(crate) fn scan_loop(self: &Arc<Self>, wake: &Receiver<()>, poll: Duration) {
         loop {
             match wake.recv_timeout(poll) {
                 Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
@@ -448,7 +314,7 @@ impl Shared {
     }
 
     /// Look at every ref: reload when `main` moved; plan every idle thread whose tip moved.
-    fn scan(self: &Arc<Self>, startup: bool) {
+    pub(crate) fn scan(self: &Arc<Self>, startup: bool) {
         let refs = self.journal.with(|home| -> hal_store::Result<_> { Ok((home.main_tip()?, home.threads()?)) });
         let (main, threads) = match refs {
             Ok(refs) => refs,
@@ -460,7 +326,14 @@ impl Shared {
         if main != self.loaded().main {
             self.reload();
         }
+        let answering = match self.mode {
+            Mode::Daemon => None,
+            Mode::InProcess => Some(lock(&self.answering).clone()),
+        };
         for thread in threads {
+            if answering.as_ref().is_some_and(|branches| !branches.contains(&thread.branch)) {
+                continue;
+            }
             // A busy branch is looked at again when its turn ends.
             if self.is_active(&thread.branch) {
                 continue;
@@ -516,18 +389,18 @@ impl Shared {
     }
 
     /// Release `branch` after a turn: commit the messages queued behind it, announce the end, and look again.
-    fn end_turn(self: &Arc<Self>, branch: &str, tickets: Vec<u64>, status: String, output: String) {
+    fn end_turn(self: &Arc<Self>, branch: &str, tickets: Vec<u64>, mut end: TurnEnd) {
         {
             let mut active = lock(&self.active);
             let queued = active.remove(branch).unwrap_or_default();
             for message in queued {
-                let (writer, step) = command::message_step(
-                    &message.actor,
-                    &message.text,
-                    message.help.as_deref(),
-                    message.agent.as_deref(),
-                    message.relayed,
-                );
+                let asks = command::Asks {
+                    help: message.help.as_deref(),
+                    help_blob: message.help_blob,
+                    agent: message.agent.as_deref(),
+                    idempotency_key: message.idempotency_key.as_deref(),
+                };
+                let (writer, step) = command::message_step(&message.actor, &message.text, asks, message.relayed);
                 let result = self.journal.with(|home| {
                     let current = home.resolve_thread(branch)?;
                     home.append_step(&writer, &current, &step)
@@ -542,55 +415,119 @@ impl Shared {
         }
         lock(&self.turns).remove(branch);
         lock(&self.seen).remove(branch);
-        self.metrics.turn_ended(&status);
-        tracing::info!(target: "hal_daemon", %branch, %status, "turn ends");
-        let end = Notice::TurnEnded { branch: branch.to_owned(), status, output, tickets };
+        self.metrics.turn_ended(end.status.as_str());
+        tracing::info!(target: "hal_daemon", %branch, status = %end.status, "turn ends");
+        end.tickets = tickets;
         lock(&self.last_end).insert(branch.to_owned(), end.clone());
-        let _ = self.notices.send(end);
+        let _ = self.notices.send(Notice::TurnEnded { branch: branch.to_owned(), end });
         self.wake();
     }
 
-    /// Apply a command from the API or from HAL's own tools. A message to a thread in the middle of a turn
-    /// waits for the turn's end; a merge of it is refused until then.
+    /// Apply a command from a client or from HAL's own tools. A message is checked first: the turn that answers
+    /// it must be able to run (its help and agent exist, a model is configured), else nothing is written. A
+    /// message to a thread in the middle of a turn waits for the turn's end; a merge of it is refused until then.
     pub(crate) fn command(&self, command: &Command) -> Result<Response, DaemonError> {
-        let branch_of = |actor: &Option<String>, thread: &str| {
-            self.journal.with(|home| -> hal_store::Result<(String, ThreadRef)> {
-                let who = home.resolve_actor(actor.as_deref())?;
-                let target = command::thread_of(home, &who, thread)?;
-                Ok((who, target))
-            })
-        };
+        let _keyed = command::idempotency_key(command).map(|_| lock(&self.keyed));
+        if let Some(response) = self.journal.with(|home| command::repeated(home, command))? {
+            return Ok(response);
+        }
         match command {
-            Command::Say { actor, thread, text, help, agent, relayed } => {
+            Command::Say { actor, thread, text, help, agent, idempotency_key, relayed } => {
                 if text.trim().is_empty() {
                     return Err(hal_store::StoreError::InvalidText("the message is empty").into());
                 }
-                let (who, target) = branch_of(actor, thread)?;
+                // The backchat is made with its first message, once that message is known to be answerable.
+                let (who, existing) = self.journal.with(|home| -> hal_store::Result<_> {
+                    let who = home.resolve_actor(actor.as_deref())?;
+                    let existing = match thread.as_str() {
+                        BACKCHAT => home.resolve_thread(&format!("threads/{who}/{BACKCHAT}")).ok(),
+                        _ => Some(home.resolve_thread(thread)?),
+                    };
+                    Ok((who, existing))
+                })?;
+                self.check_turn(existing.as_ref(), help.as_deref(), agent.as_deref())?;
+                let target = match existing {
+                    Some(target) => target,
+                    None => self.journal.with(|home| command::thread_of(home, &who, thread))?,
+                };
                 let ticket = self.next_ticket.fetch_add(1, Ordering::SeqCst);
+                let help_blob = self.help_blob(help.as_deref());
                 // Held while the message is committed: a turn starting now sees it, one running queues it.
                 let mut active = lock(&self.active);
+                // In process, the turns the command's own messages ask for are taken; a message HAL's tools relay
+                // waits for a daemon, as the threads they start do.
+                if relayed.is_none() {
+                    lock(&self.answering).insert(target.branch.clone());
+                }
                 if let Some(queue) = active.get_mut(&target.branch) {
+                    // A try of a message still waiting in the queue is answered as the first one was.
+                    if let Some(first) =
+                        queue.iter().find(|m| m.idempotency_key.is_some() && m.idempotency_key == *idempotency_key)
+                    {
+                        let ticket = Some(first.ticket);
+                        return Ok(Response::Said {
+                            thread: target,
+                            message: None,
+                            queued: true,
+                            ticket,
+                            repeated: true,
+                        });
+                    }
                     let queued = Queued {
                         actor: who,
                         text: text.clone(),
                         help: help.clone(),
+                        help_blob,
                         agent: agent.clone(),
+                        idempotency_key: idempotency_key.clone(),
                         relayed: *relayed,
                         ticket,
                     };
                     queue.push(queued);
-                    return Ok(Response::Said { thread: target, message: None, queued: true, ticket: Some(ticket) });
+                    let ticket = Some(ticket);
+                    return Ok(Response::Said { thread: target, message: None, queued: true, ticket, repeated: false });
                 }
-                let (writer, step) = command::message_step(&who, text, help.as_deref(), agent.as_deref(), *relayed);
+                let asks = command::Asks {
+                    help: help.as_deref(),
+                    help_blob,
+                    agent: agent.as_deref(),
+                    idempotency_key: idempotency_key.as_deref(),
+                };
+                let (writer, step) = command::message_step(&who, text, asks, *relayed);
                 let appended = self.journal.with(|home| home.append_step(&writer, &target, &step))?;
                 lock(&self.tickets).entry(target.branch.clone()).or_default().push(ticket);
                 drop(active);
                 self.wake();
                 let thread = ThreadRef { tip: appended.commit, ..target };
-                Ok(Response::Said { thread, message: Some(appended), queued: false, ticket: Some(ticket) })
+                let ticket = Some(ticket);
+                Ok(Response::Said { thread, message: Some(appended), queued: false, ticket, repeated: false })
+            }
+            Command::NewThread { input, help, agent, started_by_run, .. } => {
+                let asks = input.as_deref().is_some_and(|text| !text.trim().is_empty());
+                if asks {
+                    self.check_turn(None, help.as_deref(), agent.as_deref())?;
+                }
+                // Held while the thread is made: a scan cannot plan it before its ticket is in place.
+                let active = lock(&self.active);
+                let help_blob = self.help_blob(help.as_deref());
+                let mut response = self.journal.with(|home| command::apply_with(home, command, help_blob))?;
+                if let Response::Started { thread, message: Some(_), ticket, .. } = &mut response {
+                    let number = self.next_ticket.fetch_add(1, Ordering::SeqCst);
+                    if started_by_run.is_none() {
+                        lock(&self.answering).insert(thread.branch.clone());
+                    }
+                    lock(&self.tickets).entry(thread.branch.clone()).or_default().push(number);
+                    *ticket = Some(number);
+                }
+                drop(active);
+                self.wake();
+                Ok(response)
             }
             Command::Merge { actor, thread } => {
-                let (_, target) = branch_of(actor, thread)?;
+                let target = self.journal.with(|home| -> hal_store::Result<ThreadRef> {
+                    let who = home.resolve_actor(actor.as_deref())?;
+                    command::thread_of(home, &who, thread)
+                })?;
                 if self.is_active(&target.branch) {
                     return Err(DaemonError::Busy(target.branch));
                 }
@@ -598,12 +535,38 @@ impl Shared {
                 self.wake();
                 Ok(response)
             }
-            Command::ListThreads | Command::NewThread { .. } => {
-                let response = self.journal.with(|home| command::apply(home, command))?;
-                self.wake();
-                Ok(response)
-            }
+            Command::ListThreads => Ok(self.journal.with(|home| command::apply(home, command))?),
         }
+    }
+
+    /// In process: take the turns messages on `branch` ask for from now on (the daemon takes every thread's).
+    pub(crate) fn answer(&self, branch: &str) {
+        lock(&self.answering).insert(branch.to_owned());
+        lock(&self.seen).remove(branch);
+        self.wake();
+    }
+
+    /// The blob of the version of `help` in force.
+    fn help_blob(&self, help: Option<&str>) -> Option<ObjectId> {
+        help.and_then(|name| self.loaded().runner.catalog().entry(name).map(|entry| entry.blob))
+    }
+
+    /// Check that the turn answering a new message on `thread` (a new thread when `None`) can run: `help` and
+    /// `agent` when given, else those the thread's next turn would run.
+    fn check_turn(
+        &self,
+        thread: Option<&ThreadRef>,
+        help: Option<&str>,
+        agent: Option<&str>,
+    ) -> Result<(), DaemonError> {
+        let (next_help, next_agent) = match thread {
+            Some(thread) => self.journal.with(|home| crate::plan::next_turn(home, thread))?,
+            None => (crate::plan::DEFAULT_HELP.to_owned(), hal_runner::catalog::DEFAULT_AGENT.to_owned()),
+        };
+        let (help, agent) = (help.unwrap_or(&next_help), agent.unwrap_or(&next_agent));
+        let loaded = self.loaded();
+        loaded.runner.clone().with_agent(agent).check(loaded.models.as_ref(), help)?;
+        Ok(())
     }
 
     /// The state `hal status` shows.
@@ -631,7 +594,7 @@ impl Shared {
 
     /// Stop: no new turns; wait up to `grace` for those in progress, then cut them off at their next await (a
     /// cut turn's committed steps stay, its queued messages are committed, and the next start resumes it).
-    fn stop(&self, grace: Duration) {
+    pub(crate) fn stop(&self, grace: Duration) {
         self.stopping.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + grace;
         while !lock(&self.active).is_empty() && Instant::now() < deadline {
@@ -680,11 +643,11 @@ async fn turn(mut guard: TurnGuard, why: Why) {
     let (thread, help, agent, actor) = match planned {
         Ok((thread, Plan::Turn { help, agent, actor })) => (thread, help, agent, actor),
         Ok(_) => {
-            guard.ended = Some(("DONE".to_owned(), "nothing to answer".to_owned()));
+            guard.ended = Some(TurnEnd::without_run(Status::Done, &thread_id(&branch), "nothing to answer"));
             return;
         }
         Err(error) => {
-            guard.ended = Some(("ERROR".to_owned(), error.to_string()));
+            guard.ended = Some(TurnEnd::without_run(Status::Error, &thread_id(&branch), error.to_string()));
             return;
         }
     };
@@ -698,27 +661,32 @@ async fn turn(mut guard: TurnGuard, why: Why) {
     let started = Instant::now();
     let loaded = shared.loaded();
     let runner = loaded.runner.clone().with_agent(&agent);
-    let (status, output, end) = match runner.resume(loaded.models.clone(), &thread, &actor, &help).await {
-        Ok(outcome) => (outcome.status.as_str().to_owned(), outcome.output, Some(outcome.commit)),
+    let end = match runner.resume(loaded.models.clone(), &thread, &actor, &help).await {
+        Ok(outcome) => TurnEnd::of_run(outcome),
         Err(error) => {
             let text = format!("could not run help `{help}` as agent `{agent}`: {error}");
             tracing::warn!(target: "hal_daemon", %branch, %error, "turn failed");
             let current = shared.journal.with(|home| home.resolve_thread(&branch)).unwrap_or(thread.clone());
             shared.note(&current, &text, ThreadStatus::Error);
-            ("ERROR".to_owned(), text, None)
+            TurnEnd::without_run(Status::Error, &thread.id, text)
         }
     };
     shared.metrics.turn_seconds(started.elapsed().as_secs_f64());
-    let pushed = end.is_some_and(|end| {
+    let pushed = end.commit.is_some_and(|end| {
         shared.journal.with(|home| persons_commit_between(home, &branch, thread.tip, end)).unwrap_or(false)
     });
-    guard.ended = Some((status, output));
+    guard.ended = Some(end);
     if pushed {
         // The turn did not see it: read the thread again from its commits and answer in a follow-up turn.
         runner.forget(&branch);
         drop(guard);
         shared.start_turn(branch, Why::FollowUp);
     }
+}
+
+/// The id of the thread on `branch` (its last component).
+fn thread_id(branch: &str) -> String {
+    branch.rsplit('/').next().unwrap_or_default().to_owned()
 }
 
 /// Whether a person's message or plain commit sits between `from` (exclusive) and `to` on `branch`: something

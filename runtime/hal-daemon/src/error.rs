@@ -9,6 +9,21 @@ pub enum DaemonError {
         /// The holder's process id, as it wrote it into the lock file.
         pid: String,
     },
+    /// A `hal` command takes turns in this home repo in its own process.
+    #[error(
+        "a hal command (pid {pid}) is taking turns in this home repo in its own process; wait for it to end (or \
+         run `hal daemon`, which takes turns for every command)"
+    )]
+    TurnsInProcess {
+        /// The holder's process id.
+        pid: String,
+    },
+    /// An idempotency key came again with a different message.
+    #[error("the idempotency key {0:?} was used for a different message; use a new key for a new message")]
+    KeyReused(String),
+    /// An idempotency key came with a command that sends no message.
+    #[error("an idempotency key goes with a message: give the command a text")]
+    KeyWithoutMessage,
     /// A file under `.git/hal/` could not be read or written.
     #[error("{what} {path}: {source}")]
     Io {

@@ -5,9 +5,8 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::DaemonError;
+use crate::protocol::DaemonInfo;
 
 /// Where a running daemon listens.
 const INFO_FILE: &str = "daemon.json";
@@ -17,19 +16,6 @@ const TOKEN_FILE: &str = "daemon.token";
 /// `.git/hal/` of the home repo whose git directory is `common_dir`.
 pub fn hal_dir(common_dir: &Path) -> PathBuf {
     common_dir.join("hal")
-}
-
-/// What a running daemon publishes about itself.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DaemonInfo {
-    /// Its process id.
-    pub pid: u32,
-    /// `127.0.0.1:<port>` of its HTTP API.
-    pub address: String,
-    /// When it started, seconds since the Unix epoch.
-    pub started: u64,
-    /// HAL's version.
-    pub version: String,
 }
 
 impl DaemonInfo {

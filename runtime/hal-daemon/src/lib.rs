@@ -6,8 +6,9 @@
 //! tip of a thread runs that thread's next turn. Threads run
 //! concurrently, one writer per branch. A local HTTP API on 127.0.0.1 (bearer token in a 0600 file under
 //! `.git/hal/`) lets the CLI start threads, send messages, stream steps, list and merge; `GET /metrics` is in
-//! Prometheus text format. See [`Daemon`] for the life cycle, [`command`] for the commands the CLI and the API
-//! share, [`client`] for talking to a running daemon.
+//! Prometheus text format. See [`Daemon`] for the life cycle, [`protocol`] for what every client says,
+//! [`handle`] for the one way every client works with a repo (the daemon's or in process), [`client`] for the
+//! HTTP client.
 
 #![deny(missing_docs)]
 
@@ -16,17 +17,22 @@ pub mod backchat;
 pub mod client;
 pub mod command;
 mod daemon;
+mod engine;
 mod error;
 mod files;
+mod follow;
+pub mod handle;
 mod loaded;
 mod lock;
 mod metrics;
 mod plan;
+pub mod protocol;
 mod watch;
 
-pub use daemon::{Daemon, DaemonOptions, Notice, StatusReport};
+pub use daemon::{DaemonOptions, Notice};
+pub use engine::Daemon;
 pub use error::DaemonError;
-pub use files::{DaemonInfo, hal_dir};
-pub use loaded::Problem;
-pub use lock::holder;
+pub use files::hal_dir;
+pub use handle::{Handle, Place};
+pub use lock::{Held, Holder, holder};
 pub use plan::{DEFAULT_HELP, next_turn};

@@ -11,21 +11,10 @@ use hal_runner::model::{LiveModels, Models, SecretLookup};
 use hal_runner::tools::Toolbox;
 use hal_runner::{Catalog, Journal, Observer, Runner};
 use hal_store::Home;
-use serde::Serialize;
 
 use crate::backchat::{self, Dispatch};
 use crate::error::DaemonError;
-
-/// A file on `main` that does not load, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Problem {
-    /// Its path on `main` (`helps/x.yaml`, `hal.yaml`, `isolates/x`).
-    pub file: String,
-    /// The error, with line and field where known.
-    pub error: String,
-    /// Whether an earlier valid version is in force meanwhile.
-    pub previous_in_force: bool,
-}
+use crate::protocol::Problem;
 
 /// Where model clients come from.
 #[derive(Clone)]

@@ -13,6 +13,9 @@
 //! - `depths`: `<depth> <key>` for every thread HAL started from a run (key: the branch) and every message HAL
 //!   relayed from a run (key: the commit): how many starts and relays by runs led to it. A run's chain depth is
 //!   the larger of its thread's and its request's; past `limits.max_depth` HAL starts and relays nothing more.
+//! - `keys`: `<commit> <key>` for every step written for a command that carried an idempotency key, added before
+//!   the branch moves to it. A retried command with the same key finds the step its first try wrote (the key is
+//!   also a trailer of the step, for people reading `git log`; this log is how HAL finds it fast).
 //!
 //! Each line is appended with one `write` on a file opened with `O_APPEND`, so processes sharing the repository
 //! never interleave lines. Each process keeps an index in memory and reads only what was appended since it last
@@ -33,10 +36,11 @@ use gix::ObjectId;
 use crate::error::IoContext;
 use crate::{Result, StoreError};
 
-/// The two logs of one repository.
+/// The logs of one repository.
 pub(crate) struct LocalRecord {
     written: Log<Written>,
     depths: Log<HashMap<String, u32>>,
+    keys: Log<HashMap<String, Vec<ObjectId>>>,
 }
 
 /// The index of `written`: every commit HAL wrote with the branch it wrote it on, and the newest it wrote on each
@@ -65,7 +69,11 @@ impl LocalRecord {
     /// The record of the repository whose common git dir is `common_dir`.
     pub(crate) fn new(common_dir: &Path) -> LocalRecord {
         let dir = common_dir.join("hal/record");
-        LocalRecord { written: Log::new(dir.join("written")), depths: Log::new(dir.join("depths")) }
+        LocalRecord {
+            written: Log::new(dir.join("written")),
+            depths: Log::new(dir.join("depths")),
+            keys: Log::new(dir.join("keys")),
+        }
     }
 
     /// Record that this HAL wrote `commit` on `branch` (before the branch moves to it).
@@ -98,6 +106,32 @@ impl LocalRecord {
         self.depths.append(&format!("{depth} {key}\n"))
     }
 
+    /// Record that `commit` was written for a command with idempotency `key` (before the branch moves to it).
+    pub(crate) fn add_key(&self, key: &str, commit: ObjectId) -> Result<()> {
+        check_idempotency_key(key)?;
+        self.keys.append(&format!("{commit} {key}\n"))
+    }
+
+    /// The commits written for idempotency `key`, oldest first (a write that lost a race to another writer and
+    /// was written again is recorded twice; only one of them is on its branch).
+    pub(crate) fn keyed(&self, key: &str) -> Result<Vec<ObjectId>> {
+        let add = |index: &mut HashMap<String, Vec<ObjectId>>, line: &str| {
+            if let Some((commit, key)) = line.split_once(' ')
+                && let Ok(id) = ObjectId::from_hex(commit.as_bytes())
+            {
+                index.entry(key.to_owned()).or_default().push(id);
+            }
+        };
+        // Always read what was appended since: a later try of the same key must not be missed.
+        self.keys.lookup(|_| false, add)?;
+        self.keys.lookup(|index| index.get(key).cloned().unwrap_or_default(), add)
+    }
+
+    /// The branch this HAL wrote `commit` on, if it wrote it.
+    pub(crate) fn branch_of(&self, commit: ObjectId) -> Result<Option<String>> {
+        self.written.lookup(|index| index.commits.get(&commit).cloned(), add_written_line)
+    }
+
     /// The chain depth HAL recorded for `key`, if a run led to it.
     pub(crate) fn depth(&self, key: &str) -> Result<Option<u32>> {
         self.depths.lookup(
@@ -117,6 +151,20 @@ impl LocalRecord {
 fn check_key(key: &str) -> Result<()> {
     if key.is_empty() || key.contains(['\n', '\r']) {
         return Err(StoreError::InvalidText("a branch name must be one line"));
+    }
+    Ok(())
+}
+
+/// The longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// An idempotency key is 1 to [`MAX_IDEMPOTENCY_KEY`] visible ASCII characters (a UUID, a job id, a URL): it
+/// goes on one line of the record and in a commit trailer.
+pub(crate) fn check_idempotency_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(StoreError::InvalidText(
+            "an idempotency key is 1 to 255 visible ASCII characters (no spaces or control characters)",
+        ));
     }
     Ok(())
 }

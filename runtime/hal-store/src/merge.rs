@@ -258,7 +258,7 @@ impl Home {
     }
 
     /// Whether `ancestor` is reachable from `descendant` (or equal to it).
-    fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool> {
+    pub(crate) fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool> {
         if ancestor == descendant {
             return Ok(true);
         }

@@ -30,7 +30,7 @@ use crate::{Result, StoreError};
 const SUMMARY_CHARS: usize = 72;
 
 /// Trailer keys HAL writes.
-pub(crate) mod key {
+pub mod key {
     /// The thread the step was made on.
     pub const THREAD: &str = "Hal-Thread";
     /// 1-based number of the step in its conversation.
@@ -47,6 +47,8 @@ pub(crate) mod key {
     pub const PATH: &str = "Hal-Path";
     /// `<thread>@<commit>` a forked thread started from.
     pub const FORKED_FROM: &str = "Hal-Forked-From";
+    /// The idempotency key of the command that wrote the step (a fact: see [`crate::NewStep::idempotency_key`]).
+    pub const IDEMPOTENCY_KEY: &str = "Hal-Idempotency-Key";
     /// Every trailer key HAL reads into a [`StepRecord`](super::StepRecord) field; other `Hal-*` trailers are
     /// its `facts`.
     pub const CORE: [&str; 8] = [THREAD, STEP, KIND, ACTOR, STATUS, TITLE, PATH, FORKED_FROM];

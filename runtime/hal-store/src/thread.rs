@@ -131,6 +131,10 @@ pub struct NewStep {
     /// For a message a run relays: the chain of starts and relays by runs that led to it, recorded in HAL's local
     /// record for the step's commit before the branch moves to it (see [`Home::depth_of`]).
     pub chain_depth: Option<u32>,
+    /// The idempotency key of the command the step answers (a message a client may send again): written as a
+    /// trailer and recorded in HAL's local record before the branch moves, so [`Home::keyed_step`] finds the step
+    /// when the command comes again.
+    pub idempotency_key: Option<String>,
 }
 
 impl NewStep {
@@ -144,6 +148,7 @@ impl NewStep {
             data: None,
             writes: Vec::new(),
             chain_depth: None,
+            idempotency_key: None,
         }
     }
 
@@ -472,6 +477,11 @@ impl Home {
         if step.data.as_deref().is_some_and(|data| data.contains(['\n', '\r', '\0'])) {
             return Err(StoreError::InvalidText("a step's data must be one line"));
         }
+        let mut facts = step.facts.clone();
+        if let Some(key) = &step.idempotency_key {
+            crate::local_record::check_idempotency_key(key)?;
+            facts.push((crate::step::key::IDEMPOTENCY_KEY.to_owned(), key.clone()));
+        }
         // Blobs first, outside the compare-and-swap: a lost race rebuilds only the tree and the commit.
         let mut blobs = std::collections::BTreeMap::new();
         for (path, content) in &step.writes {
@@ -498,7 +508,7 @@ impl Home {
                     _ => None,
                 },
                 forked_from: None,
-                facts: step.facts.clone(),
+                facts: facts.clone(),
             };
             let message = record.to_message()?;
             let commit = self.write_commit_with_data(tree, vec![tip], &signature, &message, step.data.as_deref())?;
@@ -507,10 +517,32 @@ impl Home {
             if let Some(depth) = step.chain_depth {
                 self.record().add_depth(&commit.to_string(), depth)?;
             }
+            if let Some(key) = &step.idempotency_key {
+                self.record().add_key(key, commit)?;
+            }
             Ok((commit, record.number))
         })?;
         maintenance::after_write(self);
         Ok(Appended { thread: thread.id.clone(), step: step_number, commit })
+    }
+
+    /// The step this HAL wrote for a command with idempotency `key`, with its thread as it is now: `None` when no
+    /// command with the key wrote one that landed on its branch.
+    pub fn keyed_step(&self, key: &str) -> Result<Option<(ThreadRef, Step)>> {
+        crate::local_record::check_idempotency_key(key)?;
+        for commit in self.record().keyed(key)?.into_iter().rev() {
+            let Some(branch) = self.record().branch_of(commit)? else { continue };
+            let Ok(thread) = self.resolve_thread(&branch) else { continue };
+            // A try that lost a race to another writer was written again; only the one that landed counts.
+            if !self.is_ancestor(commit, thread.tip)? {
+                continue;
+            }
+            let at = ThreadRef { tip: commit, ..thread.clone() };
+            if let Some(step) = self.steps_back(&at).next().transpose()? {
+                return Ok(Some((thread, step)));
+            }
+        }
+        Ok(None)
     }
 
     /// The steps of a thread, oldest first; with `limit`, only the newest `limit` of them.

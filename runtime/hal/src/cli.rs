@@ -94,6 +94,10 @@ pub enum Command {
         /// Talk to this thread instead of the backchat.
         #[arg(long, value_name = "ID")]
         thread: Option<String>,
+        /// Safe to run again: with -m, a second command with the same key sends nothing and shows what the first one's
+        /// message got (a UUID or a job id: 1 to 255 visible ASCII characters).
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
     },
 }
 
@@ -171,6 +175,10 @@ pub enum ThreadCommand {
         /// The message; several words are joined with spaces.
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         text: Vec<String>,
+        /// Safe to run again: a second command with the same key sends nothing and shows what the first one's
+        /// message got (a UUID or a job id: 1 to 255 visible ASCII characters).
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
     },
     /// Write stdin to a file in the thread's tree, as one step.
     Write {
@@ -238,6 +246,10 @@ pub enum HelpCommand {
         /// Work as this agent (default: hal): its persona opens the system prompt.
         #[arg(long, value_name = "NAME", default_value = "hal")]
         agent: String,
+        /// Safe to run again: a second command with the same key sends nothing and shows what the first one's
+        /// message got (a UUID or a job id: 1 to 255 visible ASCII characters).
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
     },
     /// Run a help's `tests` section and report each case. Exit code 1 when any fails.
     Test {

@@ -1,8 +1,10 @@
 //! `hal`: the command line of HAL, a git-native agent runtime.
 
+// The output macros (`outln!`, `out!`) are used by every command: declared first.
+#[macro_use]
+mod output;
 mod cli;
 mod commands;
-mod output;
 
 use std::process::ExitCode;
 
@@ -22,11 +24,20 @@ fn main() -> ExitCode {
         Ok(commands::Outcome::Conflict) => ExitCode::from(commands::EXIT_CONFLICT),
         Ok(commands::Outcome::Invalid) => ExitCode::from(commands::EXIT_INVALID),
         Ok(commands::Outcome::Exit(code)) => ExitCode::from(code),
+        // The reader of stdout went away (`hal thread list | head -1`): nothing is wrong, stop quietly.
+        Err(error) if is_broken_pipe(&error) => ExitCode::from(EXIT_OK),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// Whether `error` comes from writing to a pipe whose reader closed it.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 /// Logs go to stderr; `RUST_LOG` or `-v` choose how much, `--log-format json` makes them machine-readable.

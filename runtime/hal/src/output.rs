@@ -1,10 +1,28 @@
-//! Rendering data for people and for machines.
+//! Rendering data for people and for machines. Everything for stdout goes through [`outln!`] and [`out!`],
+//! which return the write's error instead of panicking as `println!` does: a reader that closed the pipe
+//! (`hal thread list | head -1`) ends the command quietly with exit code 0 (see `main`), as ripgrep does.
 
 use serde::Serialize;
 
+/// `println!` that returns its error from the enclosing function (which returns a `Result`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
+/// `print!` that returns its error from the enclosing function (which returns a `Result`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 /// Print `value` as pretty JSON on stdout.
 pub fn json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

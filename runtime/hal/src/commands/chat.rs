@@ -1,37 +1,37 @@
-//! `hal chat`: talk to HAL in the backchat, or to a thread. Through the daemon when one runs; otherwise the
-//! turn runs in this process, the same way the daemon runs it.
+//! `hal chat`: talk to HAL in the backchat, or to a thread, through the repo's handle: the daemon takes the turn
+//! when one runs, this process otherwise, with the same code.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use hal_daemon::client::Client;
-use hal_daemon::command::{Command, Response};
-use hal_runner::Event;
+use hal_daemon::protocol::{Command, Status};
+use hal_daemon::{Handle, Place};
 use hal_store::{BACKCHAT, Home};
 
-use super::run::Session;
 use super::{Outcome, remote};
 use crate::cli::Args;
 
 /// How one exchange ended.
 struct Answer {
-    status: String,
+    status: Status,
     output: String,
     streamed: String,
 }
 
 /// `hal chat [-m <text>] [--thread <id>]`
-pub fn run(args: &Args, message: Option<&str>, thread: Option<&str>) -> Result<Outcome> {
+pub fn run(args: &Args, message: Option<&str>, thread: Option<&str>, key: Option<&str>) -> Result<Outcome> {
     let home = Home::open(&args.directory)?;
-    let client = remote::daemon(&home)?;
+    let handle = remote::handle(args)?;
     let target = thread.unwrap_or(BACKCHAT).to_owned();
     if let Some(text) = message {
-        let answer = exchange(args, &home, client.as_ref(), &target, text)?;
+        let answer = exchange(args, &home, handle.as_ref(), &target, text, key)?;
         print_answer(args, &answer)?;
-        return Ok(Outcome::Exit(remote::exit_code(&answer.status)));
+        return Ok(Outcome::Exit(remote::exit_code(answer.status)));
     }
-    interactive(args, &home, client.as_ref(), &target)
+    if key.is_some() {
+        anyhow::bail!("--idempotency-key goes with one message (-m): an interactive chat sends many");
+    }
+    interactive(args, &home, handle.as_ref(), &target)
 }
 
 fn print_answer(args: &Args, answer: &Answer) -> Result<()> {
@@ -40,21 +40,24 @@ fn print_answer(args: &Args, answer: &Answer) -> Result<()> {
     }
     // Text that streamed in is already on screen; a result given through `finish` is not.
     if answer.streamed.trim() != answer.output.trim() {
-        println!("{}", answer.output);
+        outln!("{}", answer.output);
     }
-    if answer.status != "DONE" {
-        println!("[{}]", answer.status);
+    if answer.status != Status::Done {
+        outln!("[{}]", answer.status);
     }
     Ok(())
 }
 
-fn interactive(args: &Args, home: &Home, client: Option<&Client>, target: &str) -> Result<Outcome> {
+fn interactive(args: &Args, home: &Home, handle: &dyn Handle, target: &str) -> Result<Outcome> {
     let mut editor = rustyline::DefaultEditor::new().context("starting the line editor")?;
     let history = hal_daemon::hal_dir(home.repo().common_dir()).join("chat_history");
     let _ = editor.load_history(&history);
     let whom = if target == BACKCHAT { "HAL in your backchat".to_owned() } else { format!("thread {target}") };
-    let how = if client.is_some() { "through the daemon" } else { "in this process (no daemon runs)" };
-    println!("Talking to {whom}, {how}. Ctrl-D or /exit ends.");
+    let how = match handle.place() {
+        Place::Daemon(_) => "through the daemon",
+        Place::InProcess => "in this process (no daemon runs)",
+    };
+    outln!("Talking to {whom}, {how}. Ctrl-D or /exit ends.");
     loop {
         let line = match editor.readline("you> ") {
             Ok(line) => line,
@@ -69,11 +72,11 @@ fn interactive(args: &Args, home: &Home, client: Option<&Client>, target: &str) 
             break;
         }
         let _ = editor.add_history_entry(text);
-        print!("hal> ");
+        out!("hal> ");
         let _ = std::io::stdout().flush();
-        match exchange(args, home, client, target, text) {
+        match exchange(args, home, handle, target, text, None) {
             Ok(answer) => print_answer(args, &answer)?,
-            Err(error) => println!("error: {error:#}"),
+            Err(error) => outln!("error: {error:#}"),
         }
     }
     if let Some(dir) = history.parent() {
@@ -84,7 +87,14 @@ fn interactive(args: &Args, home: &Home, client: Option<&Client>, target: &str) 
 }
 
 /// Send `text` to `target` and wait for the turn that answers it.
-fn exchange(args: &Args, home: &Home, client: Option<&Client>, target: &str, text: &str) -> Result<Answer> {
+fn exchange(
+    args: &Args,
+    home: &Home,
+    handle: &dyn Handle,
+    target: &str,
+    text: &str,
+    idempotency_key: Option<&str>,
+) -> Result<Answer> {
     let actor = home.resolve_actor(None)?;
     let say = Command::Say {
         actor: Some(actor.clone()),
@@ -92,48 +102,13 @@ fn exchange(args: &Args, home: &Home, client: Option<&Client>, target: &str, tex
         text: text.to_owned(),
         help: None,
         agent: None,
+        idempotency_key: idempotency_key.map(str::to_owned),
         relayed: None,
     };
-    if let Some(client) = client {
-        let display = remote::Display {
-            steps: (args.verbose > 0).then_some(&remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
-            text: !args.json,
-        };
-        let end = remote::talk(client, &actor, target, &say, &display)?;
-        return Ok(Answer { status: end.status, output: end.output, streamed: end.streamed });
-    }
-    // No daemon: check that the turn can run before writing the message, then run it here.
-    let defaults = || (hal_daemon::DEFAULT_HELP.to_owned(), hal_runner::catalog::DEFAULT_AGENT.to_owned());
-    // A backchat not made yet is made with the message, once the turn is known to be able to run.
-    let existing = match target {
-        BACKCHAT => home.resolve_thread(&format!("threads/{actor}/{BACKCHAT}")).ok(),
-        _ => Some(home.resolve_thread(target)?),
+    let display = remote::Display {
+        steps: (args.verbose > 0).then_some(&remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
+        text: !args.json,
     };
-    let (help, agent) = match &existing {
-        Some(thread) => hal_daemon::next_turn(home, thread)?,
-        None => defaults(),
-    };
-    let mut session = Session::open(args, &agent)?;
-    let models = session.live_models()?;
-    session.runner.check(models.as_ref(), &help)?;
-    let streamed = Arc::new(std::sync::Mutex::new(String::new()));
-    if !args.json {
-        let sink = streamed.clone();
-        session.runner = session.runner.clone().with_observer(Arc::new(move |event: &Event<'_>| {
-            if let Event::Text { delta, .. } = event {
-                print!("{delta}");
-                let _ = std::io::stdout().flush();
-                sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_str(delta);
-            }
-        }));
-    }
-    let Response::Said { thread, .. } = hal_daemon::command::apply(home, &say)? else {
-        anyhow::bail!("the message was not added");
-    };
-    let outcome = remote::block_on(session.runner.resume(models, &thread, &session.actor, &help))??;
-    let streamed = streamed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    if !streamed.is_empty() {
-        println!();
-    }
-    Ok(Answer { status: outcome.status.as_str().to_owned(), output: outcome.output, streamed })
+    let (end, streamed) = remote::talk(handle, &actor, &say, &display)?;
+    Ok(Answer { status: end.status, output: end.output, streamed })
 }

@@ -30,8 +30,9 @@ pub fn run(args: &Args, port: u16, recording: Option<&Path>) -> Result<Outcome> 
     };
     let options = DaemonOptions { models, port, ..DaemonOptions::default() };
     let directory = args.directory.clone();
-    Daemon::run(&directory, options, |info| {
-        println!(
+    // The banner is best effort: a daemon whose stdout went away keeps serving.
+    let banner = |info: &hal_daemon::protocol::DaemonInfo| -> std::io::Result<()> {
+        outln!(
             "hal daemon {} serving {} on http://{} (pid {}); stop with Ctrl-C",
             info.version,
             directory.display(),
@@ -39,9 +40,11 @@ pub fn run(args: &Args, port: u16, recording: Option<&Path>) -> Result<Outcome> 
             info.pid
         );
         if recording.is_some() {
-            println!("model: a recording, not a live model");
+            outln!("model: a recording, not a live model");
         }
-    })?;
-    println!("hal daemon stopped");
+        Ok(())
+    };
+    Daemon::run(&directory, options, |info| drop(banner(info)))?;
+    outln!("hal daemon stopped");
     Ok(Outcome::Done)
 }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use std::io::Write as _;
+
 use anyhow::{Context, Result};
 use hal_daemon::{Daemon, DaemonOptions};
 use hal_model::Reply;
@@ -39,12 +41,12 @@ pub fn run(args: &Args, dir: Option<&Path>, live: bool) -> Result<Outcome> {
     }
     let live_settings = if live { Some(live_settings(args)?) } else { None };
     let actor = default_actor(&dir);
-    println!("== HAL demo in {}", dir.display());
+    outln!("== HAL demo in {}", dir.display());
     let (home, report) = Home::init(&dir, Some(&actor)).context("creating the demo home repo")?;
-    println!("   hal init: home repo with hal.yaml on main; actors: {}", report.created_actors.join(", "));
+    outln!("   hal init: home repo with hal.yaml on main; actors: {}", report.created_actors.join(", "));
 
     let thread = home.new_thread(&actor, None, Some("write a greeting"))?;
-    println!("\n== thread {} ({})", thread.id, thread.branch);
+    outln!("\n== thread {} ({})", thread.id, thread.branch);
     home.say(&actor, &thread.id, "Please write a short greeting into greeting.md.")?;
     home.write_file(
         &actor,
@@ -65,13 +67,13 @@ pub fn run(args: &Args, dir: Option<&Path>, live: bool) -> Result<Outcome> {
         b"# Hi\n\nA different greeting, from a fork.\n",
         Some("Write a different greeting.md"),
     )?;
-    println!("\n== fork {} of step {} ({})", fork.id, ask.step.unwrap_or_default(), fork.branch);
+    outln!("\n== fork {} of step {} ({})", fork.id, ask.step.unwrap_or_default(), fork.branch);
     print_log(&home, &fork.id)?;
 
-    println!("\n== accept the first thread's work");
-    report_merge(&home.merge_thread(&actor, &thread.id)?, &thread.branch);
-    println!("\n== try to accept the fork too");
-    report_merge(&home.merge_thread(&actor, &fork.id)?, &fork.branch);
+    outln!("\n== accept the first thread's work");
+    report_merge(&home.merge_thread(&actor, &thread.id)?, &thread.branch)?;
+    outln!("\n== try to accept the fork too");
+    report_merge(&home.merge_thread(&actor, &fork.id)?, &fork.branch)?;
 
     if let Some(settings) = &live_settings {
         std::fs::write(dir.join(hal_store::CONFIG_FILE), settings).context("writing hal.yaml")?;
@@ -81,19 +83,19 @@ pub fn run(args: &Args, dir: Option<&Path>, live: bool) -> Result<Outcome> {
     run_with_daemon(&dir, &actor, live)?;
     let home = Home::open(&dir)?;
 
-    println!("\n== hal thread list");
+    outln!("\n== hal thread list");
     for summary in home.list_threads()? {
-        println!("   {}  {:<7} {:>2} steps  {}", summary.id, summary.status.as_str(), summary.steps, summary.title);
+        outln!("   {}  {:<7} {:>2} steps  {}", summary.id, summary.status.as_str(), summary.steps, summary.title);
     }
-    println!("\n== git log --graph --oneline --all");
+    outln!("\n== git log --graph --oneline --all");
     let graph = Command::new("git")
         .arg("-C")
         .arg(&dir)
         .args(["log", "--graph", "--oneline", "--all", "--decorate"])
         .output()
         .context("running `git log`")?;
-    print!("{}", String::from_utf8_lossy(&graph.stdout));
-    println!(
+    out!("{}", String::from_utf8_lossy(&graph.stdout));
+    outln!(
         "\nThe demo repo stays in {}: explore it with `git log` or `hal -C {} thread list`.",
         dir.display(),
         dir.display()
@@ -105,11 +107,11 @@ pub fn run(args: &Args, dir: Option<&Path>, live: bool) -> Result<Outcome> {
 /// and merge it: all through the daemon's API, the way `hal chat` and `hal thread merge` work.
 fn run_with_daemon(dir: &Path, actor: &str, live: bool) -> Result<()> {
     let models = if live {
-        println!("\n== model: live, as configured in hal.yaml");
+        outln!("\n== model: live, as configured in hal.yaml");
         None
     } else {
         let replies: Vec<Reply> = serde_json::from_str(RECORDING).context("reading the demo's recording")?;
-        println!("\n== model: a recording shipped with HAL (fixtures/demo/recording.json), not a live model");
+        outln!("\n== model: a recording shipped with HAL (fixtures/demo/recording.json), not a live model");
         Some(super::daemon::recording_models(replies))
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -128,7 +130,7 @@ fn run_with_daemon(dir: &Path, actor: &str, live: bool) -> Result<()> {
             _ => anyhow::anyhow!("the daemon did not start"),
         });
     };
-    println!("== hal daemon serving on http://{} (pid {})", info.address, info.pid);
+    outln!("== hal daemon serving on http://{} (pid {})", info.address, info.pid);
     let result = demo_through_daemon(dir, actor);
     let _ = stop.send(());
     match daemon.join() {
@@ -139,7 +141,7 @@ fn run_with_daemon(dir: &Path, actor: &str, live: bool) -> Result<()> {
 }
 
 fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
-    println!("\n== commit helps/welcome.yaml on main with plain git");
+    outln!("\n== commit helps/welcome.yaml on main with plain git");
     std::fs::create_dir_all(dir.join("helps")).context("creating helps/")?;
     std::fs::write(dir.join("helps/welcome.yaml"), WELCOME_HELP).context("writing helps/welcome.yaml")?;
     git_commit(dir, &["helps/welcome.yaml"], "Add the welcome help")?;
@@ -149,7 +151,7 @@ fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
     loop {
         let status = super::remote::block_on(client.status())??;
         if status.helps.iter().any(|h| h == "welcome") {
-            println!("   the daemon loaded it ({} ms after the commit)", started.elapsed().as_millis());
+            outln!("   the daemon loaded it ({} ms after the commit)", started.elapsed().as_millis());
             break;
         }
         anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "the daemon did not load helps/welcome.yaml");
@@ -157,64 +159,62 @@ fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
     }
 
     let request = "Please have a welcome note written for people new to this repo.";
-    println!("\n== hal chat -m {request:?}");
+    outln!("\n== hal chat -m {request:?}");
     let before: Vec<String> = home.list_threads()?.into_iter().map(|t| t.branch).collect();
-    let say = hal_daemon::command::Command::Say {
+    let say = hal_daemon::protocol::Command::Say {
         actor: Some(actor.to_owned()),
         thread: hal_store::BACKCHAT.to_owned(),
         text: request.to_owned(),
         help: None,
         agent: None,
+        idempotency_key: None,
         relayed: None,
     };
     let display = super::remote::Display { steps: Some(&print_step), text: false };
-    let end = super::remote::talk(&client, actor, hal_store::BACKCHAT, &say, &display)?;
-    println!("   HAL: {} ({})", end.output, end.status);
+    // A client of its own: an HTTP client's connections belong to the runtime that made them.
+    let handle = hal_daemon::handle::Remote::new(super::remote::daemon(&home)?.context("the daemon went away")?)?;
+    let (end, _) = super::remote::talk(&handle, actor, &say, &display)?;
+    outln!("   HAL: {} ({})", end.output, end.status);
 
     let Some(thread) = home.list_threads()?.into_iter().find(|t| !before.contains(&t.branch)) else {
-        println!("   HAL started no thread; nothing to merge");
+        outln!("   HAL started no thread; nothing to merge");
         return Ok(());
     };
-    println!("\n== thread {} ({}), run by the daemon, step by step", thread.id, thread.branch);
-    follow_to_finish(&client, &thread.branch, actor)?;
+    outln!("\n== thread {} ({}), run by the daemon, step by step", thread.id, thread.branch);
+    follow_to_finish(&handle, &thread.branch, actor)?;
 
-    println!("\n== hal thread merge {}", thread.id);
-    let merge = hal_daemon::command::Command::Merge { actor: Some(actor.to_owned()), thread: thread.branch.clone() };
-    match super::remote::block_on(client.command(&merge))?? {
-        hal_daemon::command::Response::Merged { outcome, thread } => report_merge(&outcome, &thread.branch),
+    outln!("\n== hal thread merge {}", thread.id);
+    let merge = hal_daemon::protocol::Command::Merge { actor: Some(actor.to_owned()), thread: thread.branch.clone() };
+    match hal_daemon::Handle::command(&handle, &merge)? {
+        hal_daemon::protocol::Response::Merged { outcome, thread } => report_merge(&outcome, &thread.branch)?,
         other => anyhow::bail!("unexpected answer to the merge: {other:?}"),
     }
     Ok(())
 }
 
 /// Print each step of `branch` as the daemon commits it, from its first, until its run finishes.
-fn follow_to_finish(client: &hal_daemon::client::Client, branch: &str, actor: &str) -> Result<()> {
-    super::remote::block_on(async {
-        let mut events = client.follow(branch, Some(&"0".repeat(40)), actor).await?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-        loop {
-            let event = tokio::time::timeout_at(deadline, events.next())
-                .await
-                .context("the thread did not finish within 10 minutes")??;
-            match event {
-                Some(hal_daemon::client::Event::Step { step }) => {
-                    print_step(&step);
-                    if step.kind == "finish" {
-                        return Ok(());
-                    }
-                }
-                Some(_) => {}
-                None => anyhow::bail!("the daemon stopped"),
+fn follow_to_finish(handle: &dyn hal_daemon::Handle, branch: &str, actor: &str) -> Result<()> {
+    let mut finished = false;
+    handle.follow(branch, Some(gix::ObjectId::null(gix::hash::Kind::Sha1)), actor, &mut |event| {
+        if let hal_daemon::protocol::ThreadEvent::Step { step } = event {
+            print_step(step);
+            if step.kind == "finish" {
+                finished = true;
+                return std::ops::ControlFlow::Break(());
             }
         }
-    })?
+        std::ops::ControlFlow::Continue(())
+    })?;
+    anyhow::ensure!(finished, "the daemon stopped before the thread finished");
+    Ok(())
 }
 
 /// One line for a step, as the demo prints them.
 fn print_step(step: &hal_store::Step) {
     let number = step.step.map_or_else(|| "-".to_owned(), |n| n.to_string());
     let line: String = step.text.lines().next().unwrap_or_default().chars().take(120).collect();
-    println!("   #{number} {:<7} {}: {line}", step.kind, step.actor);
+    // A reader that went away is noticed by the next `outln!`.
+    let _ = writeln!(std::io::stdout(), "   #{number} {:<7} {}: {line}", step.kind, step.actor);
 }
 
 /// `git add` `paths` and commit them with `message`, as the demo's author.
@@ -264,21 +264,22 @@ fn print_log(home: &Home, thread: &str) -> Result<()> {
     Ok(())
 }
 
-fn report_merge(outcome: &MergeOutcome, branch: &str) {
+fn report_merge(outcome: &MergeOutcome, branch: &str) -> Result<()> {
     match outcome {
         MergeOutcome::FastForward { commit } => {
-            println!("   merged {branch} into main (fast-forward to {})", output::short(commit))
+            outln!("   merged {branch} into main (fast-forward to {})", output::short(commit))
         }
-        MergeOutcome::Merged { commit } => println!("   merged {branch} into main ({})", output::short(commit)),
-        MergeOutcome::AlreadyMerged => println!("   {branch} was already merged"),
+        MergeOutcome::Merged { commit } => outln!("   merged {branch} into main ({})", output::short(commit)),
+        MergeOutcome::AlreadyMerged => outln!("   {branch} was already merged"),
         MergeOutcome::Conflict { paths } => {
-            println!("   refused: {branch} conflicts with main in {}; main is unchanged", paths.join(", "));
+            outln!("   refused: {branch} conflicts with main in {}; main is unchanged", paths.join(", "));
         }
         MergeOutcome::Immutable { paths } => {
-            println!("   refused: {branch} changes plugin versions on main ({}); main is unchanged", paths.join(", "));
+            outln!("   refused: {branch} changes plugin versions on main ({}); main is unchanged", paths.join(", "));
         }
         MergeOutcome::UnsafePaths { paths } => {
-            println!("   refused: {branch} holds names git refuses ({}); main is unchanged", paths.join(", "));
+            outln!("   refused: {branch} holds names git refuses ({}); main is unchanged", paths.join(", "));
         }
     }
+    Ok(())
 }

@@ -18,10 +18,11 @@ pub fn run(args: &Args, command: &HelpCommand) -> Result<Outcome> {
         HelpCommand::List => list(args),
         HelpCommand::Show { name } => show(args, name),
         HelpCommand::Validate { files } => validate(args, files),
-        HelpCommand::Run { name, text, thread, agent } => {
+        HelpCommand::Run { name, text, thread, agent, idempotency_key } => {
             let text =
                 if text.len() == 1 && text[0] == "-" { super::thread::read_stdin_text()? } else { text.join(" ") };
-            super::run::help_run(args, agent, name, &text, thread.as_deref())
+            let key = idempotency_key.as_deref();
+            super::run::help_run(args, agent, name, &text, thread.as_deref(), key)
         }
         HelpCommand::Test { name, agent } => super::run::help_test(args, agent, name),
     }
@@ -48,7 +49,7 @@ fn list(args: &Args) -> Result<Outcome> {
             (None, Some(error)) => format!("INVALID: {}", error.lines().next().unwrap_or_default()),
             (None, None) => String::new(),
         };
-        println!("{:<width$}  {:<24}  {about}", entry.name, entry.source.to_string());
+        outln!("{:<width$}  {:<24}  {about}", entry.name, entry.source.to_string());
     }
     Ok(Outcome::Done)
 }
@@ -61,11 +62,11 @@ fn show(args: &Args, name: &str) -> Result<Outcome> {
     if args.json {
         output::json(&entry)?;
     } else {
-        println!("# {} ({})", entry.name, entry.source);
+        outln!("# {} ({})", entry.name, entry.source);
         if let Some(error) = &entry.error {
-            println!("# INVALID:\n{error}");
+            outln!("# INVALID:\n{error}");
         }
-        print!("{}", entry.text);
+        out!("{}", entry.text);
     }
     Ok(Outcome::Done)
 }
@@ -91,7 +92,7 @@ fn validate(args: &Args, files: &[std::path::PathBuf]) -> Result<Outcome> {
     } else {
         for (file, error) in &results {
             match error {
-                None => println!("ok {file}"),
+                None => outln!("ok {file}"),
                 Some(error) => eprintln!("{error}"),
             }
         }

@@ -38,11 +38,11 @@ pub fn run(args: &Args, path: Option<&Path>, actor: Option<&str>) -> Result<Outc
         ));
     }
     if changes.is_empty() {
-        println!("{} is already a HAL home repo (you are `{}`)", report.path.display(), report.actor);
+        outln!("{} is already a HAL home repo (you are `{}`)", report.path.display(), report.actor);
     } else {
-        println!("HAL home repo ready in {} (you are `{}`)", report.path.display(), report.actor);
+        outln!("HAL home repo ready in {} (you are `{}`)", report.path.display(), report.actor);
         for change in changes {
-            println!("  - {change}");
+            outln!("  - {change}");
         }
     }
     Ok(Outcome::Done)

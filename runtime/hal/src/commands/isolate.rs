@@ -77,7 +77,7 @@ fn list(args: &Args, entries: &[IsolateEntry]) -> Result<Outcome> {
         match (&entry.isolate, &entry.error) {
             (Some(isolate), _) => {
                 let functions: Vec<&str> = isolate.functions.iter().map(|(name, _, _)| name.as_str()).collect();
-                println!(
+                outln!(
                     "{:<10} v{:<3} {:<22} {} ({})",
                     entry.name,
                     isolate.manifest.version,
@@ -87,7 +87,7 @@ fn list(args: &Args, entries: &[IsolateEntry]) -> Result<Outcome> {
                 );
             }
             (None, error) => {
-                println!("{:<10} {:<27} INVALID: {}", entry.name, entry.source, error.as_deref().unwrap_or(""))
+                outln!("{:<10} {:<27} INVALID: {}", entry.name, entry.source, error.as_deref().unwrap_or(""))
             }
         }
     }
@@ -107,7 +107,7 @@ fn show(args: &Args, entries: &[IsolateEntry], name: &str) -> Result<Outcome> {
     if args.json {
         output::json(&description)?;
     } else {
-        println!("{}", serde_json::to_string_pretty(&description)?);
+        outln!("{}", serde_json::to_string_pretty(&description)?);
     }
     Ok(Outcome::Done)
 }
@@ -165,7 +165,7 @@ fn call(
                     &json!({"ok": true, "result": output.result, "logs": output.logs, "commit": commit.map(|c| c.to_string())}),
                 )?;
             } else {
-                println!("{}", output.result);
+                outln!("{}", output.result);
                 if let Some(commit) = commit {
                     eprintln!("the call's writes are step {commit}");
                 }

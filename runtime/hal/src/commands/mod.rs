@@ -44,6 +44,8 @@ pub fn run(args: &Args) -> Result<Outcome> {
         Command::Status => status::run(args),
         Command::Secret(command) => secret::run(args, command),
         Command::Daemon { port, recording } => daemon::run(args, *port, recording.as_deref()),
-        Command::Chat { message, thread } => chat::run(args, message.as_deref(), thread.as_deref()),
+        Command::Chat { message, thread, idempotency_key } => {
+            chat::run(args, message.as_deref(), thread.as_deref(), idempotency_key.as_deref())
+        }
     }
 }

@@ -1,16 +1,23 @@
-//! Working through a running daemon: the commands that change threads go to its API when one runs, so the
-//! daemon stays the one writer of the branches it runs; without a daemon they apply to the repo directly.
+//! The commands that change threads or take turns work through one [`Handle`]: the daemon's when one runs (it is
+//! the one writer of the branches it runs), else this process's, which takes the turns a command waits for
+//! itself, with the daemon's code.
 
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use hal_daemon::client::{Client, Event};
-use hal_daemon::command::{Command, Response};
-use hal_store::Home;
+use hal_daemon::Handle;
+use hal_daemon::protocol::{Command, Status, ThreadEvent, TurnEnd};
 
-/// The daemon of `home`, if one runs.
-pub fn daemon(home: &Home) -> Result<Option<Client>> {
-    Client::for_repo(home.repo().common_dir()).context("checking for a running daemon")
+use crate::cli::Args;
+
+/// The handle for the home repo `args` names.
+pub fn handle(args: &Args) -> Result<Box<dyn Handle>> {
+    hal_daemon::handle::open(&args.directory).context("opening the home repo")
+}
+
+/// The daemon of the home repo at `home`, if one runs.
+pub fn daemon(home: &hal_store::Home) -> Result<Option<hal_daemon::client::Client>> {
+    hal_daemon::client::Client::for_repo(home.repo().common_dir()).context("checking for a running daemon")
 }
 
 /// A small runtime for one client call.
@@ -18,28 +25,6 @@ pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
     Ok(runtime.block_on(future))
-}
-
-/// Apply `command` through the daemon when one runs, else directly to `home`.
-pub fn apply(home: &Home, client: Option<&Client>, command: &Command) -> Result<Response> {
-    match client {
-        Some(client) => Ok(block_on(client.command(command))??),
-        None => Ok(hal_daemon::command::apply(home, command)?),
-    }
-}
-
-/// How a turn the daemon ran ended.
-#[derive(Debug, serde::Serialize)]
-pub struct TurnEnd {
-    /// `DONE`, `PENDING`, `ERROR` or `NOCANDO`.
-    pub status: String,
-    /// The result, question or reason.
-    pub output: String,
-    /// The thread.
-    pub thread: String,
-    /// The model text printed while the turn ran.
-    #[serde(skip)]
-    pub streamed: String,
 }
 
 /// Where the events of a followed turn go.
@@ -50,58 +35,38 @@ pub struct Display<'a> {
     pub text: bool,
 }
 
-/// One line per step on stderr: what `hal help run` and `hal thread say` show while the daemon works.
+/// One line per step on stderr: what `hal help run` and `hal thread say` show while a turn runs.
 pub fn step_to_stderr(step: &hal_store::Step) {
     let line: String = step.text.lines().next().unwrap_or_default().chars().take(160).collect();
     eprintln!("  {}: {line}", step.kind);
 }
 
-/// Send `command` (a message from `actor`) to the daemon and follow `thread` until the turn that answers it
-/// ends.
-pub fn talk(client: &Client, actor: &str, thread: &str, command: &Command, display: &Display<'_>) -> Result<TurnEnd> {
-    block_on(async {
-        let mut events = client.follow(thread, None, actor).await?;
-        let response = client.command(command).await?;
-        let (id, ticket) = match &response {
-            Response::Said { thread, ticket, .. } => (thread.id.clone(), *ticket),
-            Response::Started { thread, .. } => (thread.id.clone(), None),
-            _ => (thread.to_owned(), None),
-        };
-        // The turn that answers this message carries its ticket; a daemon without tickets: the first turn that
-        // starts after the message (a turn already running when it came ends first).
-        let answers = |tickets: &[u64], started: bool| match ticket {
-            Some(ticket) => tickets.contains(&ticket),
-            None => started,
-        };
-        let mut started = false;
-        let mut streamed = String::new();
-        while let Some(event) = events.next().await? {
-            match event {
-                Event::TurnStarted { tickets, .. } => started |= answers(&tickets, true),
-                Event::Text { delta } if display.text => {
-                    print!("{delta}");
-                    let _ = std::io::stdout().flush();
-                    streamed.push_str(&delta);
-                }
-                Event::Step { step } => {
-                    if let Some(show) = display.steps {
-                        show(&step);
-                    }
-                }
-                Event::TurnEnded { status, output, tickets } if answers(&tickets, started) => {
-                    if !streamed.is_empty() {
-                        println!();
-                    }
-                    return Ok(TurnEnd { status, output, thread: id, streamed });
-                }
-                _ => {}
+/// Send `command` (a message from `actor`) and show the turn that answers it until it ends; also returns the
+/// model text printed meanwhile.
+pub fn talk(handle: &dyn Handle, actor: &str, command: &Command, display: &Display<'_>) -> Result<(TurnEnd, String)> {
+    let mut streamed = String::new();
+    let mut show = |event: &ThreadEvent| match event {
+        ThreadEvent::Text { delta } if display.text => {
+            // A reader that went away is noticed by the next `outln!`.
+            let _ = write!(std::io::stdout(), "{delta}");
+            let _ = std::io::stdout().flush();
+            streamed.push_str(delta);
+        }
+        ThreadEvent::Step { step } => {
+            if let Some(show) = display.steps {
+                show(step);
             }
         }
-        anyhow::bail!("the daemon stopped before the turn ended (it resumes the turn when it starts again)")
-    })?
+        _ => {}
+    };
+    let end = handle.talk(command, actor, &mut show)?;
+    if !streamed.is_empty() {
+        outln!();
+    }
+    Ok((end, streamed))
 }
 
 /// The exit code for a turn's status, as `hal help run` uses them.
-pub fn exit_code(status: &str) -> u8 {
-    hal_runner::Status::parse(status).map_or(super::run::EXIT_FAILED, super::run::exit_code)
+pub fn exit_code(status: Status) -> u8 {
+    super::run::exit_code(status)
 }

@@ -4,16 +4,15 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use hal_daemon::command::{Command, Response};
+use hal_daemon::protocol::{Command, TurnEnd};
 use hal_model::{Client, ClientOptions};
 use hal_runner::catalog::DEFAULT_AGENT;
 use hal_runner::model::{LiveModels, Models};
-use hal_runner::record::fact;
 use hal_runner::replay::{self, ReplayReport, Trace};
 use hal_runner::tools::Toolbox;
 use hal_runner::{Catalog, Event, Journal, Outcome as RunOutcome, RunError, Runner, Status};
 use hal_spec::HelpTest;
-use hal_store::{Home, StepKind, ThreadRef, ThreadStatus};
+use hal_store::{Home, StepKind, ThreadRef};
 
 use super::Outcome;
 use crate::cli::Args;
@@ -111,96 +110,68 @@ fn title_of(text: &str) -> String {
     }
 }
 
-/// `hal help run <name> <text> [--thread <id>]`
-pub fn help_run(args: &Args, agent: &str, name: &str, text: &str, thread: Option<&str>) -> Result<Outcome> {
-    let home = Home::open(&args.directory)?;
-    if let Some(client) = super::remote::daemon(&home)? {
-        return help_run_by_daemon(args, &home, &client, agent, name, text, thread);
-    }
-    drop(home);
-    let session = Session::open(args, agent)?;
-    let models = session.live_models()?;
-    session.runner.check(models.as_ref(), name)?;
-    let thread = match thread {
-        Some(id) => session.thread(id)?,
-        None => session.new_thread(&format!("{name}: {}", title_of(text)))?,
-    };
-    let outcome = runtime()?.block_on(session.runner.run(models, &thread, &session.actor, name, text))?;
-    print_outcome(args, &outcome)?;
-    Ok(Outcome::Exit(exit_code(outcome.status)))
-}
-
-/// `hal help run` while a daemon runs: the daemon runs the help (it is the one writer of the thread), this
-/// command follows the thread until the turn ends.
-fn help_run_by_daemon(
+/// `hal help run <name> <text> [--thread <id>]`: the repo's handle takes the turn (the daemon when one runs,
+/// this process otherwise) and this command shows its steps until it ends.
+pub fn help_run(
     args: &Args,
-    home: &Home,
-    client: &hal_daemon::client::Client,
     agent: &str,
     name: &str,
     text: &str,
     thread: Option<&str>,
+    idempotency_key: Option<&str>,
 ) -> Result<Outcome> {
-    // The daemon's catalogue is the one in force (it keeps the last valid version of a file that broke).
-    let status = super::remote::block_on(client.status())??;
+    let home = Home::open(&args.directory)?;
     let actor = home.resolve_actor(None)?;
-    if !status.helps.iter().any(|help| help == name) {
-        Catalog::load(home)?.help(name)?;
-        anyhow::bail!("the daemon has no valid help `{name}` (see `hal status`)");
-    }
-    let thread = match thread {
-        Some(id) => home.resolve_thread(id)?.branch,
-        None => {
-            let command = Command::NewThread {
-                actor: Some(actor.clone()),
-                from: None,
-                title: Some(format!("{name}: {}", title_of(text))),
-                help: None,
-                agent: None,
-                input: None,
-                started_by_run: None,
-            };
-            match super::remote::apply(home, Some(client), &command)? {
-                Response::Started { thread, .. } => thread.branch,
-                other => anyhow::bail!("the daemon answered {other:?}"),
-            }
-        }
-    };
-    let say = Command::Say {
-        actor: Some(actor.clone()),
-        thread: thread.clone(),
-        text: text.to_owned(),
-        help: Some(name.to_owned()),
-        agent: Some(agent.to_owned()),
-        relayed: None,
+    let handle = super::remote::handle(args)?;
+    let (help, agent) = (Some(name.to_owned()), Some(agent.to_owned()));
+    let command = match thread {
+        Some(id) => Command::Say {
+            actor: Some(actor.clone()),
+            thread: home.resolve_thread(id)?.branch,
+            text: text.to_owned(),
+            help,
+            agent,
+            idempotency_key: idempotency_key.map(str::to_owned),
+            relayed: None,
+        },
+        None => Command::NewThread {
+            actor: Some(actor.clone()),
+            from: None,
+            title: Some(format!("{name}: {}", title_of(text))),
+            help,
+            agent,
+            input: Some(text.to_owned()),
+            idempotency_key: idempotency_key.map(str::to_owned),
+            started_by_run: None,
+        },
     };
     let display = super::remote::Display {
         steps: (!args.json).then_some(&super::remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
         text: false,
     };
-    let end = super::remote::talk(client, &actor, &thread, &say, &display)?;
-    if args.json {
-        output::json(&end)?;
-    } else {
-        println!("{}  (thread {}, run by the daemon)", end.status, end.thread);
-        println!("{}", end.output);
-    }
-    Ok(Outcome::Exit(super::remote::exit_code(&end.status)))
+    let (end, _) = super::remote::talk(handle.as_ref(), &actor, &command, &display)?;
+    print_end(args, handle.as_ref(), &end)?;
+    Ok(Outcome::Exit(exit_code(end.status)))
 }
 
-fn print_outcome(args: &Args, outcome: &RunOutcome) -> Result<()> {
+/// What `hal help run` and `hal thread say` print when a turn ends.
+pub(super) fn print_end(args: &Args, handle: &dyn hal_daemon::Handle, end: &TurnEnd) -> Result<()> {
     if args.json {
-        return output::json(outcome);
+        return output::json(end);
     }
-    println!(
-        "{}  (thread {}, {} model turn{}, {} tokens)",
-        outcome.status,
-        outcome.thread,
-        outcome.turns,
-        if outcome.turns == 1 { "" } else { "s" },
-        outcome.usage.input + outcome.usage.output
+    let by = match handle.place() {
+        hal_daemon::Place::Daemon(_) => ", run by the daemon",
+        hal_daemon::Place::InProcess => "",
+    };
+    outln!(
+        "{}  (thread {}, {} model turn{}, {} tokens{by})",
+        end.status,
+        end.thread,
+        end.turns,
+        if end.turns == 1 { "" } else { "s" },
+        end.usage.input + end.usage.output
     );
-    println!("{}", outcome.output);
+    outln!("{}", end.output);
     Ok(())
 }
 
@@ -212,20 +183,6 @@ struct CaseReport {
     status: Option<Status>,
     thread: Option<String>,
     problems: Vec<String>,
-}
-
-/// `hal thread say` on a thread whose last run ended PENDING: the message resumes that run. `None` when the
-/// thread is not waiting, and the message is an ordinary one.
-pub fn resume_if_pending(args: &Args, home: &Home, id: &str, text: &str) -> Result<Option<Outcome>> {
-    let thread = home.resolve_thread(id)?;
-    let Some(tip) = home.steps_back(&thread).next().transpose()? else { return Ok(None) };
-    if tip.status != Some(ThreadStatus::Pending) {
-        return Ok(None);
-    }
-    let (Some(help), agent) = (tip.fact(fact::HELP), tip.fact(fact::AGENT).unwrap_or(DEFAULT_AGENT)) else {
-        return Ok(None);
-    };
-    help_run(args, agent, help, text, Some(&thread.branch)).map(Some)
 }
 
 /// `hal help test <name>`
@@ -265,8 +222,8 @@ pub fn help_test(args: &Args, agent: &str, name: &str) -> Result<Outcome> {
             };
         if !args.json {
             match report.passed {
-                true => println!("PASS  {}", report.name),
-                false => println!("FAIL  {}: {}", report.name, report.problems.join("; ")),
+                true => outln!("PASS  {}", report.name),
+                false => outln!("FAIL  {}: {}", report.name, report.problems.join("; ")),
             }
         }
         reports.push(report);
@@ -275,7 +232,7 @@ pub fn help_test(args: &Args, agent: &str, name: &str) -> Result<Outcome> {
     if args.json {
         output::json(&reports)?;
     } else {
-        println!("{} passed, {failed} failed", reports.len() - failed);
+        outln!("{} passed, {failed} failed", reports.len() - failed);
     }
     Ok(if failed == 0 { Outcome::Done } else { Outcome::Exit(EXIT_FAILED) })
 }
@@ -322,17 +279,17 @@ pub fn thread_replay(args: &Args, id: &str, from: Option<&str>) -> Result<Outcom
     if args.json {
         output::json(&report)?;
     } else {
-        print_report(&report);
+        print_report(&report)?;
     }
     Ok(if report.matches() { Outcome::Done } else { Outcome::Exit(EXIT_FAILED) })
 }
 
-fn print_report(report: &ReplayReport) {
+fn print_report(report: &ReplayReport) -> Result<()> {
     for note in &report.notes {
-        println!("note: {note}");
+        outln!("note: {note}");
     }
     match &report.divergence {
-        None => println!(
+        None => outln!(
             "replay {} matches {}: {} run{}, {} steps compared",
             report.replay,
             report.original,
@@ -342,17 +299,18 @@ fn print_report(report: &ReplayReport) {
         ),
         Some(divergence) => {
             let step = |n: Option<u64>| n.map_or("-".to_owned(), |n| n.to_string());
-            println!(
+            outln!(
                 "replay {} differs from {} at original step {} (replay step {}):",
                 report.replay,
                 report.original,
                 step(divergence.original_step),
                 step(divergence.replay_step)
             );
-            println!("  original: {}", describe(divergence.expected.as_ref()));
-            println!("  replay:   {}", describe(divergence.got.as_ref()));
+            outln!("  original: {}", describe(divergence.expected.as_ref()));
+            outln!("  replay:   {}", describe(divergence.got.as_ref()));
         }
     }
+    Ok(())
 }
 
 fn describe(trace: Option<&Trace>) -> String {

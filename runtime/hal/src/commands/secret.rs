@@ -19,8 +19,8 @@ pub fn run(args: &Args, command: &SecretCommand) -> Result<Outcome> {
         SecretCommand::Set { name } => set(name),
         SecretCommand::Unset { name } => {
             match secrets::unset(name)? {
-                true => println!("removed {name}"),
-                false => println!("{name} was not set"),
+                true => outln!("removed {name}"),
+                false => outln!("{name} was not set"),
             }
             Ok(Outcome::Done)
         }
@@ -38,7 +38,7 @@ fn set(name: &str) -> Result<Outcome> {
         line.trim_end_matches(['\n', '\r']).to_owned()
     };
     secrets::set(name, &value)?;
-    println!("stored {name} in {}", secrets::store_path()?.display());
+    outln!("stored {name} in {}", secrets::store_path()?.display());
     Ok(Outcome::Done)
 }
 
@@ -89,15 +89,15 @@ fn list(args: &Args) -> Result<Outcome> {
         return Ok(Outcome::Done);
     }
     if rows.is_empty() {
-        println!("no secrets are needed or stored (store: {})", secrets::store_path()?.display());
+        outln!("no secrets are needed or stored (store: {})", secrets::store_path()?.display());
         return Ok(Outcome::Done);
     }
     let width = needs.keys().map(String::len).max().unwrap_or(4).max(4);
-    println!("{:<width$}  {:<7}  NEEDED BY", "NAME", "SET");
+    outln!("{:<width$}  {:<7}  NEEDED BY", "NAME", "SET");
     for (name, users) in &needs {
         let set = if secrets::get(name).is_some() { "yes" } else { "NO" };
         let users = if users.is_empty() { "(stored; nothing here needs it)".to_owned() } else { users.join(", ") };
-        println!("{name:<width$}  {set:<7}  {users}");
+        outln!("{name:<width$}  {set:<7}  {users}");
     }
     Ok(Outcome::Done)
 }

@@ -88,7 +88,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
     if args.json {
         output::json(&report)?;
     } else {
-        print_report(&report);
+        print_report(&report)?;
     }
     Ok(Outcome::Done)
 }
@@ -98,14 +98,14 @@ fn names(value: &Value) -> String {
     if list.is_empty() { "none".to_owned() } else { list.join(", ") }
 }
 
-fn print_report(report: &Value) {
+fn print_report(report: &Value) -> Result<()> {
     let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
-    println!("home:     {}", text(&report["home"]));
-    println!("actor:    {}", text(&report["actor"]));
+    outln!("home:     {}", text(&report["home"]));
+    outln!("actor:    {}", text(&report["actor"]));
     let daemon = &report["daemon"];
     match (daemon["running"].as_bool(), daemon["error"].as_str()) {
         (Some(true), None) => {
-            println!(
+            outln!(
                 "daemon:   running (pid {}, http://{}), main {}, {} turn(s) running",
                 daemon["pid"],
                 text(&daemon["address"]),
@@ -114,15 +114,15 @@ fn print_report(report: &Value) {
             );
             for problem in daemon["problems"].as_array().into_iter().flatten() {
                 let kept = if problem["previous_in_force"] == true { " (previous version in force)" } else { "" };
-                println!("daemon reports {}: {}{kept}", text(&problem["file"]), text(&problem["error"]));
+                outln!("daemon reports {}: {}{kept}", text(&problem["file"]), text(&problem["error"]));
             }
         }
-        (Some(true), Some(error)) => println!("daemon:   running (pid {}) but not answering: {error}", daemon["pid"]),
-        _ => println!("daemon:   not running (start it with `hal daemon`)"),
+        (Some(true), Some(error)) => outln!("daemon:   running (pid {}) but not answering: {error}", daemon["pid"]),
+        _ => outln!("daemon:   not running (start it with `hal daemon`)"),
     }
     let models = report["models"].as_array().cloned().unwrap_or_default();
     if models.is_empty() {
-        println!("models:   none configured (see `models` in hal.yaml on main)");
+        outln!("models:   none configured (see `models` in hal.yaml on main)");
     }
     for model in &models {
         let key = match &model["key"] {
@@ -130,24 +130,24 @@ fn print_report(report: &Value) {
             key if key["set"] == true => format!("key {} is set", text(&key["secret"])),
             key => format!("key {} is NOT set", text(&key["secret"])),
         };
-        println!("model:    {} ({} {}, {key})", text(&model["name"]), text(&model["provider"]), text(&model["model"]));
+        outln!("model:    {} ({} {}, {key})", text(&model["name"]), text(&model["provider"]), text(&model["model"]));
     }
-    println!("helps:    {}", names(&report["helps"]));
-    println!("agents:   {}", names(&report["agents"]));
+    outln!("helps:    {}", names(&report["helps"]));
+    outln!("agents:   {}", names(&report["agents"]));
     for isolate in report["isolates"].as_array().into_iter().flatten() {
         match isolate["error"].as_str() {
-            None => println!("isolate:  {} ({})", text(&isolate["name"]), text(&isolate["source"])),
+            None => outln!("isolate:  {} ({})", text(&isolate["name"]), text(&isolate["source"])),
             Some(error) => {
-                println!("isolate:  {} INVALID: {}", text(&isolate["name"]), error.lines().next().unwrap_or_default())
+                outln!("isolate:  {} INVALID: {}", text(&isolate["name"]), error.lines().next().unwrap_or_default())
             }
         }
     }
     for file in report["invalid_files"].as_array().into_iter().flatten() {
-        println!("invalid {}: {}", text(&file["kind"]), text(&file["error"]));
+        outln!("invalid {}: {}", text(&file["kind"]), text(&file["error"]));
     }
     for thread in report["waiting_for_you"].as_array().into_iter().flatten() {
         let question = text(&thread["text"]);
-        println!(
+        outln!(
             "waiting:  {} {}: {}",
             text(&thread["id"]),
             text(&thread["title"]),
@@ -155,6 +155,7 @@ fn print_report(report: &Value) {
         );
     }
     for thread in report["interrupted"].as_array().into_iter().flatten() {
-        println!("interrupted or running: {} {}", text(&thread["id"]), text(&thread["title"]));
+        outln!("interrupted or running: {} {}", text(&thread["id"]), text(&thread["title"]));
     }
+    Ok(())
 }

@@ -3,8 +3,9 @@
 use std::io::Read;
 
 use anyhow::{Context, Result};
-use hal_daemon::command::{Command, Response};
-use hal_store::{Home, MergeOutcome};
+use hal_daemon::protocol::{Command, Response};
+use hal_daemon::{Handle, Place};
+use hal_store::{Home, MergeOutcome, ThreadStatus};
 
 use super::{Outcome, remote};
 use crate::cli::{Args, ThreadCommand};
@@ -13,7 +14,7 @@ use crate::output;
 /// Run one thread command.
 pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
     let home = Home::open(&args.directory)?;
-    let client = remote::daemon(&home)?;
+    let handle = remote::handle(args)?;
     match command {
         ThreadCommand::New { from, title } => {
             let command = Command::NewThread {
@@ -23,9 +24,10 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
                 help: None,
                 agent: None,
                 input: None,
+                idempotency_key: None,
                 started_by_run: None,
             };
-            if let Response::Started { thread, .. } = remote::apply(&home, client.as_ref(), &command)? {
+            if let Response::Started { thread, .. } = handle.command(&command)? {
                 print_thread(args, &thread)?;
             }
         }
@@ -35,47 +37,37 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
             print_thread(args, &thread)?;
         }
         ThreadCommand::List => {
-            if let Response::Threads { threads } = remote::apply(&home, client.as_ref(), &Command::ListThreads)? {
+            if let Response::Threads { threads } = handle.command(&Command::ListThreads)? {
                 list(args, &threads)?;
             }
         }
         ThreadCommand::Log { id, count } => log(args, &home, id, *count)?,
-        ThreadCommand::Say { id, text } => {
+        ThreadCommand::Say { id, text, idempotency_key } => {
             let text = if text.len() == 1 && text[0] == "-" { read_stdin_text()? } else { text.join(" ") };
             let actor = home.resolve_actor(None)?;
+            // A run waiting on PENDING takes the message as its answer, with the help and agent it runs.
+            let waiting = waiting_run(&home, id)?;
+            let (help, agent) = waiting.clone().unzip();
             let say = Command::Say {
                 actor: Some(actor.clone()),
                 thread: id.clone(),
                 text: text.clone(),
-                help: None,
-                agent: None,
+                help,
+                agent: agent.flatten(),
+                idempotency_key: idempotency_key.clone(),
                 relayed: None,
             };
-            if let Some(client) = &client {
-                if text.trim().is_empty() {
-                    anyhow::bail!("the message is empty");
-                }
-                // The daemon answers every message with the thread's next turn: follow it to its end.
-                let thread = home.resolve_thread(id)?.branch;
+            // A daemon answers every message; without one, this process takes the turn of a waiting run.
+            if matches!(handle.place(), Place::Daemon(_)) || waiting.is_some() {
                 let display = remote::Display {
                     steps: (!args.json).then_some(&remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
                     text: false,
                 };
-                let end = remote::talk(client, &actor, &thread, &say, &display)?;
-                if args.json {
-                    output::json(&end)?;
-                } else {
-                    println!("{}  (thread {}, answered by the daemon)", end.status, end.thread);
-                    println!("{}", end.output);
-                }
-                return Ok(Outcome::Exit(remote::exit_code(&end.status)));
+                let (end, _) = remote::talk(handle.as_ref(), &actor, &say, &display)?;
+                super::run::print_end(args, handle.as_ref(), &end)?;
+                return Ok(Outcome::Exit(remote::exit_code(end.status)));
             }
-            if !text.trim().is_empty()
-                && let Some(outcome) = super::run::resume_if_pending(args, &home, id, &text)?
-            {
-                return Ok(outcome);
-            }
-            if let Response::Said { message: Some(appended), .. } = remote::apply(&home, None, &say)? {
+            if let Response::Said { message: Some(appended), .. } = handle.command(&say)? {
                 print_appended(args, &appended)?;
             }
         }
@@ -86,7 +78,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
             let appended = home.write_file(&actor, id, path, &content, message.as_deref())?;
             print_appended(args, &appended)?;
         }
-        ThreadCommand::Merge { id } => return merge(args, &home, client.as_ref(), id),
+        ThreadCommand::Merge { id } => return merge(args, &home, handle.as_ref(), id),
         ThreadCommand::Replay { id, from } => {
             drop(home);
             return super::run::thread_replay(args, id, from.as_deref());
@@ -105,7 +97,7 @@ fn print_thread(args: &Args, thread: &hal_store::ThreadRef) -> Result<()> {
     if args.json {
         output::json(thread)
     } else {
-        println!("{}", thread.id);
+        outln!("{}", thread.id);
         Ok(())
     }
 }
@@ -114,7 +106,7 @@ fn print_appended(args: &Args, appended: &hal_store::Appended) -> Result<()> {
     if args.json {
         output::json(appended)
     } else {
-        println!("{} step {} {}", appended.thread, appended.step, appended.commit);
+        outln!("{} step {} {}", appended.thread, appended.step, appended.commit);
         Ok(())
     }
 }
@@ -128,9 +120,9 @@ fn list(args: &Args, threads: &[hal_store::ThreadSummary]) -> Result<()> {
         return Ok(());
     }
     let id_width = threads.iter().map(|t| t.id.len()).max().unwrap_or(2).max(2);
-    println!("{:<id_width$}  {:<7}  {:>5}  {:<16}  {:<10}  TITLE", "ID", "STATUS", "STEPS", "LAST ACTIVITY", "ACTOR");
+    outln!("{:<id_width$}  {:<7}  {:>5}  {:<16}  {:<10}  TITLE", "ID", "STATUS", "STEPS", "LAST ACTIVITY", "ACTOR");
     for thread in threads {
-        println!(
+        outln!(
             "{:<id_width$}  {:<7}  {:>5}  {:<16}  {:<10}  {}",
             thread.id,
             thread.status.as_str(),
@@ -151,7 +143,7 @@ fn log(args: &Args, home: &Home, id: &str, count: Option<usize>) -> Result<()> {
     for step in &steps {
         let number = step.step.map_or_else(|| "-".to_owned(), |n| n.to_string());
         let path = step.path.as_deref().map(|p| format!(" · {p}")).unwrap_or_default();
-        println!(
+        outln!(
             "#{number} {} · {} · {} · {}{path}",
             step.kind,
             step.actor,
@@ -159,15 +151,26 @@ fn log(args: &Args, home: &Home, id: &str, count: Option<usize>) -> Result<()> {
             output::short(&step.commit),
         );
         for line in step.text.lines() {
-            println!("    {line}");
+            outln!("    {line}");
         }
     }
     Ok(())
 }
 
-fn merge(args: &Args, home: &Home, client: Option<&hal_daemon::client::Client>, id: &str) -> Result<Outcome> {
+/// The help and agent of the run at the tip of thread `id` when it waits on `PENDING` for a person's answer.
+fn waiting_run(home: &Home, id: &str) -> Result<Option<(String, Option<String>)>> {
+    let thread = home.resolve_thread(id)?;
+    let Some(tip) = home.steps_back(&thread).next().transpose()? else { return Ok(None) };
+    if tip.status != Some(ThreadStatus::Pending) {
+        return Ok(None);
+    }
+    let help = tip.fact(hal_runner::record::fact::HELP).map(str::to_owned);
+    Ok(help.map(|help| (help, tip.fact(hal_runner::record::fact::AGENT).map(str::to_owned))))
+}
+
+fn merge(args: &Args, home: &Home, handle: &dyn Handle, id: &str) -> Result<Outcome> {
     let command = Command::Merge { actor: Some(home.resolve_actor(None)?), thread: id.to_owned() };
-    let Response::Merged { thread, outcome } = remote::apply(home, client, &command)? else {
+    let Response::Merged { thread, outcome } = handle.command(&command)? else {
         anyhow::bail!("the daemon answered something other than a merge");
     };
     if args.json {
@@ -175,12 +178,12 @@ fn merge(args: &Args, home: &Home, client: Option<&hal_daemon::client::Client>, 
     } else {
         match &outcome {
             MergeOutcome::FastForward { commit } => {
-                println!("merged {} into main (fast-forward to {})", thread.branch, output::short(commit));
+                outln!("merged {} into main (fast-forward to {})", thread.branch, output::short(commit));
             }
             MergeOutcome::Merged { commit } => {
-                println!("merged {} into main (merge commit {})", thread.branch, output::short(commit));
+                outln!("merged {} into main (merge commit {})", thread.branch, output::short(commit));
             }
-            MergeOutcome::AlreadyMerged => println!("{} is already merged into main", thread.branch),
+            MergeOutcome::AlreadyMerged => outln!("{} is already merged into main", thread.branch),
             MergeOutcome::Conflict { paths } => {
                 eprintln!(
                     "cannot merge {}: it conflicts with main in these paths (nothing was changed):",

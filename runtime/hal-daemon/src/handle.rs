@@ -1,0 +1,337 @@
+//! One way for any client to work with a home repo: a [`Handle`]. [`open`] gives the daemon's, reached over its
+//! HTTP API, when a daemon runs; otherwise one that applies commands to the repo itself and, for a command that
+//! waits for its answer ([`Handle::talk`]), takes the turn in this process with the daemon's own engine (holding
+//! `.git/hal/daemon.lock` while it does). A client holds a `Box<dyn Handle>` and never asks which it has, except
+//! to say so to a person ([`Handle::place`]).
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use hal_store::identity::HAL_ACTOR;
+use hal_store::{Home, Step, ThreadRef, ThreadStatus};
+
+use crate::client::Client;
+use crate::daemon::DaemonOptions;
+use crate::engine::{self, Engine};
+use crate::error::DaemonError;
+use crate::follow::Follower;
+use crate::protocol::{Command, DaemonInfo, Response, Status, ThreadEvent, TurnEnd};
+
+/// Where a handle's turns are taken.
+#[derive(Debug, Clone)]
+pub enum Place {
+    /// By the daemon described.
+    Daemon(DaemonInfo),
+    /// In this process, for the turns this handle asks for.
+    InProcess,
+}
+
+/// Working with a home repo.
+pub trait Handle {
+    /// Where turns are taken.
+    fn place(&self) -> Place;
+
+    /// Apply `command`. A daemon answers a message with the thread's next turn; in process it only waits.
+    fn command(&self, command: &Command) -> Result<Response, DaemonError>;
+
+    /// Apply `command` (a message: [`Command::Say`], or [`Command::NewThread`] with an input) and wait for the
+    /// turn that answers it, showing each of the thread's events to `on_event` as it happens.
+    fn talk(
+        &self,
+        command: &Command,
+        actor: &str,
+        on_event: &mut dyn FnMut(&ThreadEvent),
+    ) -> Result<TurnEnd, DaemonError>;
+
+    /// Show `thread`'s events to `on_event` (its steps after `after` first, default its tip; `backchat` is the
+    /// backchat of `actor`) until `on_event` breaks, or turns stop being taken.
+    fn follow(
+        &self,
+        thread: &str,
+        after: Option<gix::ObjectId>,
+        actor: &str,
+        on_event: &mut dyn FnMut(&ThreadEvent) -> ControlFlow<()>,
+    ) -> Result<(), DaemonError>;
+}
+
+/// The handle for the home repo at `path` (a directory in it).
+pub fn open(path: &Path) -> Result<Box<dyn Handle>, DaemonError> {
+    let home = Home::open(path)?;
+    match Client::for_repo(home.repo().common_dir())? {
+        Some(client) => Ok(Box::new(Remote::new(client)?)),
+        None => Ok(Box::new(Local { root: home.path().to_owned(), home, engine: Mutex::new(None) })),
+    }
+}
+
+/// The ticket a response carries for the turn that answers its message.
+fn ticket_of(response: &Response) -> Result<Option<u64>, DaemonError> {
+    match response {
+        Response::Said { ticket, .. } => Ok(*ticket),
+        Response::Started { message: Some(_), ticket, .. } => Ok(*ticket),
+        Response::Started { message: None, .. } => {
+            Err(DaemonError::Other("the new thread has no message to answer: give it an input".to_owned()))
+        }
+        other => Err(DaemonError::Other(format!("only a message has an answer to wait for, not {other:?}"))),
+    }
+}
+
+/// The thread and message of `response` when it answers an earlier try of the command (same idempotency key)
+/// whose message was written: its turn is found from the thread's steps, not from a ticket.
+fn repeated_message(response: &Response) -> Option<(ThreadRef, gix::ObjectId)> {
+    match response {
+        Response::Started { thread, message: Some(message), repeated: true, .. }
+        | Response::Said { thread, message: Some(message), repeated: true, .. } => {
+            Some((thread.clone(), message.commit))
+        }
+        _ => None,
+    }
+}
+
+/// The end of the run that answers the message `after` on `thread`, read from the thread's steps as `handle`
+/// follows it (the first try's turn may have ended long ago, or still run).
+fn answer_after(
+    handle: &dyn Handle,
+    thread: &ThreadRef,
+    after: gix::ObjectId,
+    actor: &str,
+    on_event: &mut dyn FnMut(&ThreadEvent),
+) -> Result<TurnEnd, DaemonError> {
+    let mut end = None;
+    handle.follow(&thread.branch, Some(after), actor, &mut |event| {
+        on_event(event);
+        if let ThreadEvent::Step { step } = event
+            && let Some(found) = run_end(&thread.id, step)
+        {
+            end = Some(found);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })?;
+    end.ok_or_else(|| DaemonError::Other("turns stopped being taken before the message was answered".to_owned()))
+}
+
+/// The end of a run that `step` is, if it is one: HAL's step that leaves the thread finished or waiting.
+fn run_end(thread: &str, step: &Step) -> Option<TurnEnd> {
+    if step.actor != HAL_ACTOR {
+        return None;
+    }
+    let status = match step.status.as_ref()? {
+        ThreadStatus::Done => Status::Done,
+        ThreadStatus::Pending => Status::Pending,
+        ThreadStatus::Error => Status::Error,
+        ThreadStatus::Nocando => Status::Nocando,
+        _ => return None,
+    };
+    let status = step.fact(hal_runner::record::fact::RESULT).and_then(Status::parse).unwrap_or(status);
+    Some(TurnEnd { commit: Some(step.commit), ..TurnEnd::without_run(status, thread, step.text.clone()) })
+}
+
+/// Why `response` has no turn to wait for.
+fn nothing_to_answer(response: &Response) -> DaemonError {
+    match ticket_of(response) {
+        Err(error) => error,
+        Ok(_) => DaemonError::Other(format!("{response:?} has no answer to wait for")),
+    }
+}
+
+/// Read events with `next` until the turn that answers the message with `ticket` ends (without a ticket: the
+/// first turn that starts after it); `stopped` says why when the events end first.
+fn wait_for_end(
+    ticket: Option<u64>,
+    stopped: &str,
+    next: &mut dyn FnMut() -> Result<Option<ThreadEvent>, DaemonError>,
+    on_event: &mut dyn FnMut(&ThreadEvent),
+) -> Result<TurnEnd, DaemonError> {
+    let answers = |tickets: &[u64], started: bool| match ticket {
+        Some(ticket) => tickets.contains(&ticket),
+        None => started,
+    };
+    let mut started = false;
+    while let Some(event) = next()? {
+        on_event(&event);
+        match event {
+            ThreadEvent::TurnStarted { tickets, .. } => started |= answers(&tickets, true),
+            ThreadEvent::TurnEnded(end) if answers(&end.tickets, started) => return Ok(end),
+            _ => {}
+        }
+    }
+    Err(DaemonError::Other(stopped.to_owned()))
+}
+
+/// A running daemon, over its HTTP API.
+pub struct Remote {
+    client: Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Remote {
+    /// A handle on the daemon `client` talks to.
+    pub fn new(client: Client) -> Result<Remote, DaemonError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| DaemonError::Other(format!("async runtime: {e}")))?;
+        Ok(Remote { client, runtime })
+    }
+}
+
+impl Handle for Remote {
+    fn place(&self) -> Place {
+        Place::Daemon(self.client.info().clone())
+    }
+
+    fn command(&self, command: &Command) -> Result<Response, DaemonError> {
+        self.runtime.block_on(self.client.command(command))
+    }
+
+    fn talk(
+        &self,
+        command: &Command,
+        actor: &str,
+        on_event: &mut dyn FnMut(&ThreadEvent),
+    ) -> Result<TurnEnd, DaemonError> {
+        // A message to a thread: follow it first, so nothing of the turn is missed. A new thread: start it, then
+        // follow it from its first message on; a turn that ended meanwhile is reported first.
+        let (mut events, response) = match command {
+            Command::Say { thread, .. } => {
+                let events = self.runtime.block_on(self.client.follow(thread, None, actor))?;
+                (events, self.command(command)?)
+            }
+            Command::NewThread { .. } => {
+                let response = self.command(command)?;
+                let Response::Started { thread, message: Some(message), .. } = &response else {
+                    return Err(nothing_to_answer(&response));
+                };
+                let after = message.commit.to_string();
+                (self.runtime.block_on(self.client.follow(&thread.branch, Some(&after), actor))?, response)
+            }
+            other => return Err(DaemonError::Other(format!("{other:?} has no answer to wait for"))),
+        };
+        if let Some((thread, message)) = repeated_message(&response) {
+            drop(events);
+            return answer_after(self, &thread, message, actor, on_event);
+        }
+        let ticket = ticket_of(&response)?;
+        let stopped = "the daemon stopped before the turn ended (it resumes the turn when it starts again)";
+        wait_for_end(ticket, stopped, &mut || self.runtime.block_on(events.next()), on_event)
+    }
+
+    fn follow(
+        &self,
+        thread: &str,
+        after: Option<gix::ObjectId>,
+        actor: &str,
+        on_event: &mut dyn FnMut(&ThreadEvent) -> ControlFlow<()>,
+    ) -> Result<(), DaemonError> {
+        let after = after.map(|id| id.to_string());
+        let mut events = self.runtime.block_on(self.client.follow(thread, after.as_deref(), actor))?;
+        while let Some(event) = self.runtime.block_on(events.next())? {
+            if on_event(&event).is_break() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// This process: commands apply to the repo; a turn a command waits for is taken here by the daemon's engine,
+/// started on first need and stopped when the handle is dropped.
+pub struct Local {
+    root: PathBuf,
+    home: Home,
+    engine: Mutex<Option<Engine>>,
+}
+
+impl Local {
+    /// The engine, started if need be (this takes the repo's lock and loads what `main` holds).
+    fn engine(&self) -> Result<MutexGuard<'_, Option<Engine>>, DaemonError> {
+        let mut engine = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
+        if engine.is_none() {
+            let options = DaemonOptions { workers: 2, ..DaemonOptions::default() };
+            *engine = Some(Engine::start(&self.root, &options, engine::runtime(options.workers)?, None)?);
+        }
+        Ok(engine)
+    }
+}
+
+impl Handle for Local {
+    fn place(&self) -> Place {
+        Place::InProcess
+    }
+
+    fn command(&self, command: &Command) -> Result<Response, DaemonError> {
+        if let Some(response) = crate::command::repeated(&self.home, command)? {
+            return Ok(response);
+        }
+        Ok(crate::command::apply(&self.home, command)?)
+    }
+
+    fn talk(
+        &self,
+        command: &Command,
+        actor: &str,
+        on_event: &mut dyn FnMut(&ThreadEvent),
+    ) -> Result<TurnEnd, DaemonError> {
+        let guard = self.engine()?;
+        let Some(engine) = guard.as_ref() else {
+            return Err(DaemonError::Other("the engine did not start".to_owned()));
+        };
+        let shared = engine.shared.clone();
+        // Subscribed before the message is written: every event of the turn that answers it is seen.
+        let notices = shared.notices.subscribe();
+        let (mut follower, response) = match command {
+            Command::Say { thread, .. } => {
+                let follower = Follower::new(shared.clone(), notices, actor, thread, None)?;
+                (follower, shared.command(command)?)
+            }
+            Command::NewThread { .. } => {
+                let response = shared.command(command)?;
+                let Response::Started { thread, message: Some(message), .. } = &response else {
+                    return Err(nothing_to_answer(&response));
+                };
+                (Follower::new(shared.clone(), notices, actor, &thread.branch, Some(message.commit))?, response)
+            }
+            other => return Err(DaemonError::Other(format!("{other:?} has no answer to wait for"))),
+        };
+        if let Some((thread, message)) = repeated_message(&response) {
+            // The first try may have come from a process that ended before its turn: this one takes it.
+            shared.answer(&thread.branch);
+            drop((follower, guard));
+            return answer_after(self, &thread, message, actor, on_event);
+        }
+        let ticket = ticket_of(&response)?;
+        let stopped = "turns stopped being taken in this process before the turn ended";
+        wait_for_end(ticket, stopped, &mut || Ok(engine.runtime.block_on(follower.next())), on_event)
+    }
+
+    fn follow(
+        &self,
+        thread: &str,
+        after: Option<gix::ObjectId>,
+        actor: &str,
+        on_event: &mut dyn FnMut(&ThreadEvent) -> ControlFlow<()>,
+    ) -> Result<(), DaemonError> {
+        let guard = self.engine()?;
+        let Some(engine) = guard.as_ref() else {
+            return Err(DaemonError::Other("the engine did not start".to_owned()));
+        };
+        let notices = engine.shared.notices.subscribe();
+        let mut follower = Follower::new(engine.shared.clone(), notices, actor, thread, after)?;
+        while let Some(event) = engine.runtime.block_on(follower.next()) {
+            if on_event(&event).is_break() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let engine = self.engine.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(engine) = engine {
+            engine.stop(DaemonOptions::default().grace);
+        }
+    }
+}

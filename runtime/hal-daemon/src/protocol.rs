@@ -1,0 +1,274 @@
+//! The protocol every client speaks: the CLI, the HTTP API and whatever comes next (a web view, MCP, another
+//! daemon). A [`Command`] goes in, a [`Response`] comes out, and a followed thread yields [`ThreadEvent`]s; a
+//! turn ends with a [`TurnEnd`] whose status is a typed [`Status`], never a string parsed back. The same values
+//! cross the HTTP API as JSON and stay Rust values inside one process (see [`crate::handle`]).
+
+use gix::ObjectId;
+use hal_model::Usage;
+use hal_store::{Appended, MergeOutcome, Step, ThreadRef, ThreadSummary};
+use serde::{Deserialize, Serialize};
+
+pub use hal_runner::Status;
+
+/// A change or question about the home repo's threads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum Command {
+    /// List every thread.
+    ListThreads,
+    /// Start a thread; with `help` and `input`, the input is its first message and asks for that help to run.
+    NewThread {
+        /// Whose thread (default: the repo's actor).
+        #[serde(default)]
+        actor: Option<String>,
+        /// Start from this thread, branch or commit instead of `main`.
+        #[serde(default)]
+        from: Option<String>,
+        /// Its title.
+        #[serde(default)]
+        title: Option<String>,
+        /// The help to run.
+        #[serde(default)]
+        help: Option<String>,
+        /// The agent to run it as.
+        #[serde(default)]
+        agent: Option<String>,
+        /// The request.
+        #[serde(default)]
+        input: Option<String>,
+        /// Makes the command safe to send again: a later command with the same key writes and starts nothing
+        /// and answers what the first one did, across restarts (the key is recorded on the message's step).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
+        /// Set when a run starts the thread (HAL's `threads.start`): how many starts and relays by runs led to
+        /// it, recorded in HAL's local record (the thread's own commits are never believed about it). The request
+        /// is then HAL's message, written for `actor`. Only HAL's own tools set it: it never crosses the API.
+        #[serde(skip)]
+        started_by_run: Option<u32>,
+    },
+    /// Add a person's message to a thread; a daemon answers it with the thread's next turn.
+    Say {
+        /// Who says it (default: the repo's actor).
+        #[serde(default)]
+        actor: Option<String>,
+        /// Thread id, unique prefix or branch; `backchat` means the actor's backchat (created if need be).
+        thread: String,
+        /// The message.
+        text: String,
+        /// Run this help on it instead of the thread's own.
+        #[serde(default)]
+        help: Option<String>,
+        /// The agent to run it as.
+        #[serde(default)]
+        agent: Option<String>,
+        /// Makes the command safe to send again: a later command with the same key writes and starts nothing
+        /// and answers what the first one did, across restarts (the key is recorded on the message's step).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
+        /// Set when a run relays the text (`threads.say`): how many starts and relays by runs led to it. The step
+        /// is then HAL's, written for `actor` (trailer `Hal-For`), never the person's own words, and the depth is
+        /// recorded for its commit. Only HAL's own tools set it: it never crosses the API.
+        #[serde(skip)]
+        relayed: Option<u32>,
+    },
+    /// Merge a thread into `main`.
+    Merge {
+        /// Who merges (default: the repo's actor).
+        #[serde(default)]
+        actor: Option<String>,
+        /// Thread id, unique prefix or branch.
+        thread: String,
+    },
+}
+
+/// What a [`Command`] did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Response {
+    /// The threads.
+    Threads {
+        /// One summary per thread, by id.
+        threads: Vec<ThreadSummary>,
+    },
+    /// A thread was started.
+    Started {
+        /// The new thread.
+        thread: ThreadRef,
+        /// Its first message, when there is one.
+        message: Option<Appended>,
+        /// What the turn-ended event carries for the turn that answers its first message (none without one, or
+        /// without a turn-taker).
+        #[serde(default)]
+        ticket: Option<u64>,
+        /// Whether this answers an earlier command with the same idempotency key (nothing was done now).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        repeated: bool,
+    },
+    /// A message was added (or queued behind the turn in progress).
+    Said {
+        /// The thread.
+        thread: ThreadRef,
+        /// The message's step, unless it is queued.
+        message: Option<Appended>,
+        /// Whether it waits for the thread's current turn to end.
+        queued: bool,
+        /// What the daemon's turn-ended event carries for the turn that answers it (none without a daemon).
+        #[serde(default)]
+        ticket: Option<u64>,
+        /// Whether this answers an earlier command with the same idempotency key (nothing was done now).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        repeated: bool,
+    },
+    /// The result of a merge.
+    Merged {
+        /// The thread.
+        thread: ThreadRef,
+        /// What happened.
+        outcome: MergeOutcome,
+    },
+}
+
+/// How a turn ended: the run's status and output, where it ended, and what it cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnEnd {
+    /// How the run ended.
+    pub status: Status,
+    /// The result, the question (`PENDING`) or the reason (`ERROR`, `NOCANDO`).
+    pub output: String,
+    /// The thread's id.
+    pub thread: String,
+    /// The commit of the run's `finish` step; none when the turn could not run.
+    #[serde(default, with = "optional_id", skip_serializing_if = "Option::is_none")]
+    pub commit: Option<ObjectId>,
+    /// Model turns taken.
+    #[serde(default)]
+    pub turns: u32,
+    /// Tokens used by the run's own model turns.
+    #[serde(default)]
+    pub usage: Usage,
+    /// The confidence the model gave, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// The tickets of the messages it answered (see [`Response::Said`]).
+    #[serde(default)]
+    pub tickets: Vec<u64>,
+}
+
+impl TurnEnd {
+    /// A turn on `thread` that ended with `status` without a run behind it (it could not start, or was cut off).
+    pub fn without_run(status: Status, thread: &str, output: impl Into<String>) -> TurnEnd {
+        TurnEnd {
+            status,
+            output: output.into(),
+            thread: thread.to_owned(),
+            commit: None,
+            turns: 0,
+            usage: Usage::default(),
+            confidence: None,
+            tickets: Vec::new(),
+        }
+    }
+
+    /// The end of `outcome`'s run.
+    pub fn of_run(outcome: hal_runner::Outcome) -> TurnEnd {
+        TurnEnd {
+            status: outcome.status,
+            output: outcome.output,
+            thread: outcome.thread,
+            commit: Some(outcome.commit),
+            turns: outcome.turns,
+            usage: outcome.usage,
+            confidence: outcome.confidence,
+            tickets: Vec::new(),
+        }
+    }
+}
+
+/// What following a thread yields, one JSON object per event on the HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum ThreadEvent {
+    /// A new step (its machine data left out).
+    Step {
+        /// The step.
+        step: Step,
+    },
+    /// Text of a model reply streaming in.
+    Text {
+        /// The new text.
+        delta: String,
+    },
+    /// A turn started.
+    TurnStarted {
+        /// The help it runs.
+        help: String,
+        /// The tickets of the messages it answers (see [`Response::Said`]).
+        #[serde(default)]
+        tickets: Vec<u64>,
+    },
+    /// A turn ended.
+    TurnEnded(TurnEnd),
+}
+
+/// The daemon's state as `hal status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// Where it runs.
+    pub info: DaemonInfo,
+    /// The commit of `main` in force.
+    pub main: Option<String>,
+    /// Helps in force, by name.
+    pub helps: Vec<String>,
+    /// Isolates offered, by name.
+    pub isolates: Vec<String>,
+    /// Files on `main` that do not load.
+    pub problems: Vec<Problem>,
+    /// Branches with a turn in progress.
+    pub running: Vec<String>,
+    /// Threads waiting for a person (`pending`).
+    pub waiting: Vec<ThreadSummary>,
+}
+
+/// A file on `main` that does not load, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Its path on `main` (`helps/x.yaml`, `hal.yaml`, `isolates/x`).
+    pub file: String,
+    /// The error, with line and field where known.
+    pub error: String,
+    /// Whether an earlier valid version is in force meanwhile.
+    pub previous_in_force: bool,
+}
+
+/// What a running daemon publishes about itself (in `.git/hal/daemon.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// Its process id.
+    pub pid: u32,
+    /// `127.0.0.1:<port>` of its HTTP API.
+    pub address: String,
+    /// When it started, seconds since the Unix epoch.
+    pub started: u64,
+    /// HAL's version.
+    pub version: String,
+}
+
+/// An optional commit id as its hex text.
+mod optional_id {
+    use gix::ObjectId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(id: &Option<ObjectId>, serializer: S) -> Result<S::Ok, S::Error> {
+        match id {
+            Some(id) => serializer.serialize_str(&id.to_string()),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<ObjectId>, D::Error> {
+        match Option::<String>::deserialize(deserializer)? {
+            Some(hex) => ObjectId::from_hex(hex.as_bytes()).map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+}

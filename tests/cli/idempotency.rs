@@ -1,0 +1,75 @@
+//! A command sent again with the same idempotency key writes and starts nothing and answers what the first one
+//! did: through the CLI with and without a daemon, through the API, and after the daemon restarts.
+
+use serde_json::{Value, json};
+
+use hal_testmodel::{Scripted, ScriptedServer};
+
+use crate::daemon::{DaemonProcess, GREETER, eventually, http_request, steps};
+use crate::runs::{commit, hal, home_with_model};
+use crate::support::{Sandbox, all_refs};
+
+/// `POST path` with `body` and the `Idempotency-Key` header `key`: the status and the JSON answer.
+fn post(repo: &std::path::Path, path: &str, key: &str, body: &str) -> (u16, Value) {
+    let token = std::fs::read_to_string(repo.join(".git/hal/daemon.token")).expect("token");
+    let (code, body) = http_request(repo, "POST", path, Some(token.trim()), &[("Idempotency-Key", key)], body);
+    (code, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+}
+
+#[test]
+fn the_same_key_twice_through_the_cli_and_the_api_and_after_a_restart_starts_one_thread() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![Scripted::text("Hello from the first run.")]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    commit(&sandbox, &repo, &[("helps/greeter.yaml", GREETER)]);
+    let count = || hal(&sandbox, &repo, &["thread", "list", "--json"]).ok().json().as_array().expect("list").len();
+
+    // Without a daemon: the second run with the key answers with the first one's thread and result.
+    let args = ["help", "run", "greeter", "hello", "--idempotency-key", "job-1", "--json"];
+    let first = hal(&sandbox, &repo, &args).ok().json();
+    assert_eq!(first["status"], "DONE", "{first}");
+    let again = hal(&sandbox, &repo, &args).ok().json();
+    assert_eq!(
+        (&again["thread"], &again["status"], &again["output"]),
+        (&first["thread"], &first["status"], &first["output"])
+    );
+    assert_eq!(again["commit"], first["commit"], "the same finish step");
+    assert_eq!((count(), server.requests().len()), (1, 1), "one thread, one model call");
+    let refs = all_refs(&sandbox, &repo);
+    let reused = hal(&sandbox, &repo, &["help", "run", "greeter", "goodbye", "--idempotency-key", "job-1"]);
+    assert_eq!(reused.code, 2, "{reused:?}");
+    assert!(reused.stderr.contains("used for a different message"), "{reused:?}");
+    let spaced = hal(&sandbox, &repo, &["help", "run", "greeter", "hi", "--idempotency-key", "a key"]);
+    assert!(spaced.code == 2 && spaced.stderr.contains("visible ASCII"), "{spaced:?}");
+    assert_eq!(all_refs(&sandbox, &repo), refs, "refused keys write nothing");
+    let key_step = steps(&sandbox, &repo, first["thread"].as_str().expect("thread"))[1].clone();
+    assert!(key_step["facts"].to_string().contains(r#"["Hal-Idempotency-Key","job-1"]"#), "{key_step}");
+
+    // Through a daemon: the CLI's key is found again, and the API takes the header.
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    let through = hal(&sandbox, &repo, &args).ok().json();
+    assert_eq!((&through["thread"], &through["output"]), (&first["thread"], &first["output"]));
+    server.push([Scripted::text("Hello, API.")]);
+    let body = r#"{"help": "greeter", "input": "hello from the API"}"#;
+    let (code, started) = post(&repo, "/v1/threads", "api-1", body);
+    assert_eq!(code, 200, "{started}");
+    assert_eq!(started["repeated"], Value::Null, "a first try is not a repeat: {started}");
+    let id = started["thread"]["id"].as_str().expect("id").to_owned();
+    let (code, repeated) = post(&repo, "/v1/threads", "api-1", body);
+    assert_eq!((code, &repeated["thread"]["id"], &repeated["repeated"]), (200, &json!(id), &json!(true)));
+    eventually("the API's thread to be answered", &daemon, || {
+        (steps(&sandbox, &repo, &id).last()?["text"] == "Hello, API.").then_some(())
+    });
+    let (code, other) = post(&repo, "/v1/threads", "api-1", r#"{"help": "greeter", "input": "something else"}"#);
+    assert_eq!(code, 422, "{other}");
+    assert_eq!(daemon.stop(), 0);
+
+    // After a restart the keys are still known.
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    let (code, after) = post(&repo, "/v1/threads", "api-1", body);
+    assert_eq!((code, &after["thread"]["id"], &after["repeated"]), (200, &json!(id), &json!(true)), "{after}");
+    let message = after["message"]["commit"].as_str().expect("message commit");
+    assert_eq!(message, started["message"]["commit"].as_str().expect("first message"), "the first try's step");
+    assert_eq!((count(), server.requests().len()), (2, 2), "two threads, two model calls, for six tries");
+    assert_eq!(daemon.stop(), 0);
+}
