@@ -93,3 +93,34 @@ fn a_local_edit_in_the_way_stops_the_merge_and_main_is_put_back() {
     assert_eq!(all_refs(&sandbox, &repo), before, "main was put back");
     assert_eq!(std::fs::read_to_string(repo.join("hal.yaml")).expect("file"), "version: 1\n# my uncommitted edit\n");
 }
+
+/// A thread merged by hand (`git merge`, as a person would, and push) listed as `open`: a thread whose tip `main`
+/// reaches is merged, and stops being so when it moves on or `main` is reset, with the tip cache kept in step.
+#[test]
+fn regression_a_thread_merged_by_hand_lists_as_merged() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let id = new_thread(&sandbox, &repo, "by hand");
+    sandbox.hal_with_input(&repo, &["thread", "write", &id, "notes.md"], b"notes\n").ok();
+    let other = new_thread(&sandbox, &repo, "left alone");
+    let status = |thread: &str| {
+        let list = sandbox.hal(&repo, &["thread", "list", "--json"]).ok().json();
+        let found = list.as_array().expect("list").iter().find(|t| t["id"] == thread).expect("listed").clone();
+        found["status"].as_str().expect("status").to_owned()
+    };
+    assert_eq!((status(&id), status(&other)), ("open".to_owned(), "open".to_owned()), "listed (and cached) first");
+    let before = rev(&sandbox, &repo, "main");
+    let branch = format!("threads/alice-example/{id}");
+    sandbox.git(&repo, &["merge", "--no-ff", "--no-edit", &branch]).ok();
+    assert_eq!((status(&id), status(&other)), ("merged".to_owned(), "open".to_owned()), "main moved forward");
+    sandbox.hal(&repo, &["thread", "say", &id, "one more thing"]).ok();
+    assert_eq!(status(&id), "open", "a step after the merge is not on main");
+    sandbox.git(&repo, &["merge", "--no-ff", "--no-edit", &branch]).ok();
+    assert_eq!(status(&id), "merged");
+    sandbox.git(&repo, &["reset", "-q", "--hard", &before]).ok();
+    assert_eq!(status(&id), "open", "main reset to before the merges");
+    std::fs::remove_file(repo.join(".git/hal/cache/thread-tips")).expect("the cache exists");
+    sandbox.git(&repo, &["merge", "--no-ff", "--no-edit", &branch]).ok();
+    assert_eq!(status(&id), "merged", "without a cache too");
+    assert_fsck_clean(&sandbox, &repo);
+}

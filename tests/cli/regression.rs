@@ -320,3 +320,34 @@ fn regression_a_closed_pipe_is_a_quiet_exit_0() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
 }
+
+/// Threads the daemon started (HAL's `threads.start`, or `POST /v1/threads` with a help) had no `Hal-Help-Blob` on
+/// their request step, so `hal thread replay` could not tell that the help changed since. Now every message that
+/// names a help records the version in force.
+#[test]
+fn regression_threads_started_by_the_daemon_record_the_help_version() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    commit(&sandbox, &repo, &[("helps/writer.yaml", WRITER)]);
+    let blob = sandbox.git(&repo, &["rev-parse", "main:helps/writer.yaml"]).ok().out().to_owned();
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    server.push([
+        Scripted::tools(&[
+            ("threads.start", json!({"help": "writer", "input": "Write a.txt."})),
+            ("finish", json!({"status": "DONE", "output": "Started it."})),
+        ]),
+        Scripted::finish("DONE", "Wrote nothing, as asked."),
+    ]);
+    hal(&sandbox, &repo, &["chat", "-m", "Have a.txt written."]).ok();
+    let started = eventually("the started thread to finish", &daemon, || {
+        let listed = hal(&sandbox, &repo, &["thread", "list", "--json"]).ok().json();
+        let found = listed.as_array()?.iter().find(|t| t["status"] == "done" && t["id"] != "backchat")?.clone();
+        Some(found["id"].as_str()?.to_owned())
+    });
+    let request = steps(&sandbox, &repo, &started)[1].clone();
+    assert_eq!(request["kind"], "message", "{request}");
+    let facts = request["facts"].to_string();
+    assert!(facts.contains(&format!(r#"["Hal-Help-Blob","{blob}"]"#)), "the help's version: {facts}");
+    assert_eq!(daemon.stop(), 0);
+}

@@ -180,3 +180,31 @@ fn fork_continues_a_conversation_without_touching_the_original() {
     assert_eq!(rev(&sandbox, &repo, &format!("threads/alice-example/{fresh}~1")), original_tip);
     assert_fsck_clean(&sandbox, &repo);
 }
+
+/// `hal thread log/fork/write` are commands of the protocol too: with a daemon they go through its API and do what
+/// they do without one, binary files included.
+#[test]
+fn log_fork_and_write_go_through_the_daemon() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let daemon = crate::daemon::DaemonProcess::start(&sandbox, &repo);
+    let id = new_thread(&sandbox, &repo, "through the daemon");
+    let bytes = [0u8, 159, 146, 150, 255, b'\n'];
+    let wrote = sandbox.hal_with_input(&repo, &["thread", "write", &id, "data.bin", "--json"], &bytes).ok().json();
+    let commit = wrote["commit"].as_str().expect("commit").to_owned();
+    let stored = sandbox.git(&repo, &["rev-parse", &format!("{commit}:data.bin")]).ok().out().to_owned();
+    let mut hash = std::process::Command::new("git");
+    hash.args(["hash-object", "--stdin"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    sandbox.env(&mut hash);
+    let mut child = hash.spawn().expect("git hash-object");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &bytes).expect("write");
+    let expected = String::from_utf8(child.wait_with_output().expect("wait").stdout).expect("utf-8");
+    assert_eq!(stored, expected.trim(), "the bytes arrive as they were");
+    let log = sandbox.hal(&repo, &["thread", "log", &id, "--json"]).ok().json();
+    let kinds: Vec<&str> = log.as_array().expect("steps").iter().map(|s| s["kind"].as_str().expect("kind")).collect();
+    assert_eq!(kinds, ["start", "write"]);
+    let fork = sandbox.hal(&repo, &["thread", "fork", &id, "--at", &commit]).ok().stdout.trim().to_owned();
+    let forked = sandbox.hal(&repo, &["thread", "log", &fork, "-n", "1", "--json"]).ok().json();
+    assert_eq!(forked[0]["kind"], "fork", "{forked}");
+    assert_eq!(daemon.stop(), 0);
+}

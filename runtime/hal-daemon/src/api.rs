@@ -146,9 +146,7 @@ fn with_key(mut command: Command, headers: &HeaderMap) -> Result<Command, ApiErr
             *idempotency_key = Some(key);
             Ok(command)
         }
-        Command::ListThreads | Command::Merge { .. } => {
-            Err(refused("only a command that sends a message takes an Idempotency-Key"))
-        }
+        _ => Err(refused("only a command that sends a message takes an Idempotency-Key")),
     }
 }
 

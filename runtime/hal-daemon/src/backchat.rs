@@ -312,11 +312,11 @@ fn summary(home: &Home, query: &str) -> Result<String, String> {
     }
     out.push_str("newest steps:\n");
     for step in &steps {
-        let number = step.step.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        let number = step.number.map_or_else(|| "-".to_owned(), |n| n.to_string());
         let line: String = step.text.lines().next().unwrap_or_default().chars().take(160).collect();
         out.push_str(&format!("  #{number} {} by {}: {line}\n", step.kind, step.actor));
     }
-    if let Some(last) = steps.iter().rev().find(|s| StepKind::parse_name(&s.kind) == StepKind::Finish) {
+    if let Some(last) = steps.iter().rev().find(|s| s.kind == StepKind::Finish) {
         out.push_str(&format!("last result:\n{}\n", clip(&last.text, 4000)));
     }
     out.push_str(&changes(home, thread.tip)?);
@@ -443,7 +443,7 @@ fn propose_merge(home: &Home, actor: &str, query: &str, reason: &str) -> Result<
     // Recorded on the thread without changing its status; never on a thread whose tip says a run is under way
     // (a note of HAL's on top of it would make that tip look like HAL's to resume).
     let mut note = hal_store::NewStep::new(StepKind::System, text.clone(), ThreadStatus::Open)
-        .fact("Hal-Proposed-For", if actor.is_empty() { "hal" } else { actor });
+        .fact(hal_runner::record::fact::PROPOSED_FOR, if actor.is_empty() { "hal" } else { actor });
     if let Some(tip) = home.steps_back(&thread).next().and_then(Result::ok)
         && let Some(status) = tip.status
     {
@@ -504,7 +504,7 @@ mod tests {
             assert_eq!(home.main_tip().expect("main"), main_before, "proposing never merges");
             let tip = home.steps_back(&home.resolve_thread(&thread.id).expect("thread")).next();
             let tip = tip.expect("a step").expect("readable");
-            assert_eq!(tip.kind, "system");
+            assert_eq!(tip.kind, hal_store::StepKind::System);
             assert_eq!(tip.status, Some(hal_store::ThreadStatus::Open), "the thread's status is kept");
         });
         let started = call(Kind::Start, &[("help", "hal"), ("input", "hello")]).expect("start");

@@ -2,10 +2,11 @@
 //! the turn-taking around it) and by a handle that has no turns to run.
 
 use hal_runner::record::fact;
-use hal_store::{Appended, Home, NewStep, StepKind, ThreadRef, ThreadStatus};
+use hal_store::identity::HAL_ACTOR;
+use hal_store::{Appended, BACKCHAT, Home, Keyed, NewStep, Step, StepKind, ThreadRef, ThreadStatus};
 
 use crate::error::DaemonError;
-use crate::protocol::{Command, Response};
+use crate::protocol::{Command, Response, Status, TurnEnd};
 
 /// The thread a command names: `backchat` is the actor's backchat, created on first use.
 pub fn thread_of(home: &Home, actor: &str, query: &str) -> hal_store::Result<ThreadRef> {
@@ -54,39 +55,87 @@ pub fn message_step(who: &str, text: &str, asks: Asks<'_>, relayed: Option<u32>)
 pub fn idempotency_key(command: &Command) -> Option<&str> {
     match command {
         Command::NewThread { idempotency_key, .. } | Command::Say { idempotency_key, .. } => idempotency_key.as_deref(),
-        Command::ListThreads | Command::Merge { .. } => None,
+        Command::ListThreads
+        | Command::Log { .. }
+        | Command::Fork { .. }
+        | Command::Write { .. }
+        | Command::Merge { .. } => None,
     }
 }
 
 /// What the first command with `command`'s idempotency key did, when one came before and its message landed: then
-/// nothing is done again. The same key for a different message is refused.
+/// nothing is written again. The response carries the answer when a run answered the message since; without one,
+/// a turn-taker sees to it that a turn answers it ([`crate::daemon`]). The same key for another request (another
+/// text, thread, actor, help or agent) is refused.
 pub fn repeated(home: &Home, command: &Command) -> Result<Option<Response>, DaemonError> {
     let Some(key) = idempotency_key(command) else { return Ok(None) };
-    let (text, asked) = match command {
-        Command::NewThread { input, .. } => (input.as_deref().unwrap_or_default(), None),
-        Command::Say { actor, thread, text, .. } => (text.as_str(), Some((actor, thread))),
-        Command::ListThreads | Command::Merge { .. } => return Ok(None),
+    let (actor, text, help, agent) = match command {
+        Command::NewThread { actor, input, help, agent, .. } => {
+            (actor, input.as_deref().unwrap_or_default(), help, agent)
+        }
+        Command::Say { actor, text, help, agent, .. } => (actor, text.as_str(), help, agent),
+        _ => return Ok(None),
     };
     if text.trim().is_empty() {
         return Err(DaemonError::KeyWithoutMessage);
     }
-    let Some((thread, step)) = home.keyed_step(key)? else { return Ok(None) };
-    let same_thread = match asked {
-        Some((actor, query)) if query == hal_store::BACKCHAT => {
-            thread.branch == format!("threads/{}/{}", home.resolve_actor(actor.as_deref())?, hal_store::BACKCHAT)
-        }
-        Some((_, query)) => home.resolve_thread(query)?.branch == thread.branch,
-        None => true,
+    let Some(Keyed { thread, step, after }) = home.keyed_step(key)? else { return Ok(None) };
+    let who = home.resolve_actor(actor.as_deref())?;
+    // A help or agent the retry names must be the first try's (a retry may leave them to the thread).
+    let differs = |asked: &Option<String>, name: &str| {
+        asked.as_deref().is_some_and(|asked| step.fact(name).is_some_and(|first| first != asked))
     };
-    if step.text != text || !same_thread {
+    let same_thread = match command {
+        Command::Say { thread: query, .. } if query == BACKCHAT => thread.branch == format!("threads/{who}/{BACKCHAT}"),
+        Command::Say { thread: query, .. } => home.resolve_thread(query).is_ok_and(|t| t.branch == thread.branch),
+        // A new thread's message is its second step, after the start.
+        _ => step.number == Some(2),
+    };
+    if step.text != text
+        || step.actor != who
+        || differs(help, fact::HELP)
+        || differs(agent, fact::AGENT)
+        || !same_thread
+    {
         return Err(DaemonError::KeyReused(key.to_owned()));
     }
+    let answer = answer_in(home, &thread, &after)?;
     let message =
-        Some(Appended { thread: thread.id.clone(), step: step.step.unwrap_or_default(), commit: step.commit });
+        Some(Appended { thread: thread.id.clone(), step: step.number.unwrap_or_default(), commit: step.commit });
     Ok(Some(match command {
-        Command::NewThread { .. } => Response::Started { thread, message, ticket: None, repeated: true },
-        _ => Response::Said { thread, message, queued: false, ticket: None, repeated: true },
+        Command::NewThread { .. } => Response::Started { thread, message, ticket: None, repeated: true, answer },
+        _ => Response::Said { thread, message, queued: false, ticket: None, repeated: true, answer },
     }))
+}
+
+/// The end of the first run that answered a message, from the steps after it on `thread` (newest first): the
+/// oldest step that ends a run and that this HAL wrote on the branch. A step pushed with HAL's trailers is not
+/// believed.
+fn answer_in(home: &Home, thread: &ThreadRef, after: &[Step]) -> Result<Option<TurnEnd>, DaemonError> {
+    for step in after.iter().rev() {
+        if let Some(end) = run_end(&thread.id, step)
+            && home.wrote_on(step.commit, &thread.branch)?
+        {
+            return Ok(Some(end));
+        }
+    }
+    Ok(None)
+}
+
+/// The end of a run that `step` is, if it is one: HAL's step that leaves the thread finished or waiting.
+fn run_end(thread: &str, step: &Step) -> Option<TurnEnd> {
+    if step.actor != HAL_ACTOR {
+        return None;
+    }
+    let status = match step.status.as_ref()? {
+        ThreadStatus::Done => Status::Done,
+        ThreadStatus::Pending => Status::Pending,
+        ThreadStatus::Error => Status::Error,
+        ThreadStatus::Nocando => Status::Nocando,
+        _ => return None,
+    };
+    let status = step.fact(fact::RESULT).and_then(Status::parse).unwrap_or(status);
+    Some(TurnEnd { commit: Some(step.commit), ..TurnEnd::without_run(status, thread, step.text.clone()) })
 }
 
 /// Apply `command` to `home`. Nothing runs here: a daemon watching the repo runs the turns a message asks for.
@@ -120,7 +169,7 @@ pub(crate) fn apply_with(
                 None => None,
             };
             let thread = ThreadRef { tip: message.as_ref().map_or(thread.tip, |m| m.commit), ..thread };
-            Ok(Response::Started { thread, message, ticket: None, repeated: false })
+            Ok(Response::Started { thread, message, ticket: None, repeated: false, answer: None })
         }
         Command::Say { actor: who, thread, text, help, agent, idempotency_key, relayed } => {
             if text.trim().is_empty() {
@@ -133,7 +182,24 @@ pub(crate) fn apply_with(
             let (writer, step) = message_step(&who, text, asks, *relayed);
             let appended = home.append_step(&writer, &thread, &step)?;
             let thread = ThreadRef { tip: appended.commit, ..thread };
-            Ok(Response::Said { thread, message: Some(appended), queued: false, ticket: None, repeated: false })
+            Ok(Response::Said {
+                thread,
+                message: Some(appended),
+                queued: false,
+                ticket: None,
+                repeated: false,
+                answer: None,
+            })
+        }
+        Command::Log { thread, count } => Ok(Response::Steps { steps: home.thread_log(thread, *count)? }),
+        Command::Fork { actor: who, thread, at } => {
+            let thread = home.fork_thread(&actor(who)?, thread, at.as_deref())?;
+            Ok(Response::Started { thread, message: None, ticket: None, repeated: false, answer: None })
+        }
+        Command::Write { actor: who, thread, path, content, message } => {
+            let bytes = content.bytes().ok_or(hal_store::StoreError::InvalidText("content.base64 is not base64"))?;
+            let step = home.write_file(&actor(who)?, thread, path, &bytes, message.as_deref())?;
+            Ok(Response::Appended { step })
         }
         Command::Merge { actor: who, thread } => {
             let who = actor(who)?;

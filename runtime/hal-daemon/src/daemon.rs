@@ -1,6 +1,6 @@
 //! The daemon's life: lock, load, scan, run turns, serve, stop.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -20,11 +20,13 @@ use crate::engine::Mode;
 use crate::error::DaemonError;
 use crate::loaded::{self, Loaded, ModelSource};
 use crate::metrics::Metrics;
-use crate::plan::{Plan, plan_for};
 use crate::protocol::{Command, DaemonInfo, Problem, Response, Status, StatusReport, TurnEnd};
+use hal_runner::plan::{Plan, plan_for};
 
 /// How long the scanner waits after a wake-up for more of the same burst.
 const COALESCE: Duration = Duration::from_millis(10);
+/// Turn ends kept per branch for readers that subscribe late (a client that starts a thread and then follows it).
+const RECENT_ENDS: usize = 8;
 /// Notices kept for slow event-stream readers.
 pub(crate) const NOTICE_BUFFER: usize = 16_384;
 
@@ -130,8 +132,11 @@ pub(crate) struct Shared {
     /// Tickets of messages committed and not answered yet, by branch.
     pub(crate) tickets: Mutex<HashMap<String, Vec<u64>>>,
     pub(crate) next_ticket: AtomicU64,
-    /// The end of the last turn of each branch, for a reader that missed it.
-    pub(crate) last_end: Mutex<HashMap<String, TurnEnd>>,
+    /// The ends of the last few turns of each branch, for a reader that missed them.
+    pub(crate) recent_ends: Mutex<HashMap<String, VecDeque<TurnEnd>>>,
+    /// Tickets of clients that joined a turn in progress (a repeated command whose message it answers), by
+    /// branch: the turn's end carries them too.
+    pub(crate) joining: Mutex<HashMap<String, Vec<u64>>>,
     /// Problems already reported in the owner's backchat.
     pub(crate) reported: Mutex<Vec<Problem>>,
     /// Held by a command with an idempotency key from its look-up to its write: two tries of one key never both
@@ -163,7 +168,7 @@ impl Drop for TurnGuard {
             TurnEnd::without_run(
                 Status::Error,
                 &thread_id(&self.branch),
-                "the turn was cut off; it resumes when HAL starts again",
+                "the turn was cut off; a daemon resumes it when it starts",
             )
         });
         self.shared.end_turn(&self.branch, std::mem::take(&mut self.tickets), end);
@@ -186,8 +191,8 @@ impl Shared {
     }
 
     /// How the last turn of `branch` ended, if one did since the start.
-    pub(crate) fn last_end(&self, branch: &str) -> Option<TurnEnd> {
-        lock(&self.last_end).get(branch).cloned()
+    pub(crate) fn recent_ends(&self, branch: &str) -> Vec<TurnEnd> {
+        lock(&self.recent_ends).get(branch).map(|ends| ends.iter().cloned().collect()).unwrap_or_default()
     }
 
     fn observer(self: &Arc<Self>) -> Observer {
@@ -281,9 +286,11 @@ impl Shared {
         let result = self.journal.with(|home| -> hal_store::Result<()> {
             let backchat = home.backchat(&self.owner)?;
             // A restart finds the same problems: the backchat already says so.
-            let said = home.steps_back(&backchat).take(50).filter_map(Result::ok).any(|step| {
-                StepKind::parse_name(&step.kind) == StepKind::System && step.actor == HAL_ACTOR && step.text == text
-            });
+            let said = home
+                .steps_back(&backchat)
+                .take(50)
+                .filter_map(Result::ok)
+                .any(|step| step.kind == StepKind::System && step.actor == HAL_ACTOR && step.text == text);
             if said {
                 return Ok(());
             }
@@ -418,7 +425,15 @@ impl Shared {
         self.metrics.turn_ended(end.status.as_str());
         tracing::info!(target: "hal_daemon", %branch, status = %end.status, "turn ends");
         end.tickets = tickets;
-        lock(&self.last_end).insert(branch.to_owned(), end.clone());
+        end.tickets.extend(lock(&self.joining).remove(branch).unwrap_or_default());
+        {
+            let mut recent = lock(&self.recent_ends);
+            let ends = recent.entry(branch.to_owned()).or_default();
+            if ends.len() == RECENT_ENDS {
+                ends.pop_front();
+            }
+            ends.push_back(end.clone());
+        }
         let _ = self.notices.send(Notice::TurnEnded { branch: branch.to_owned(), end });
         self.wake();
     }
@@ -426,10 +441,10 @@ impl Shared {
     /// Apply a command from a client or from HAL's own tools. A message is checked first: the turn that answers
     /// it must be able to run (its help and agent exist, a model is configured), else nothing is written. A
     /// message to a thread in the middle of a turn waits for the turn's end; a merge of it is refused until then.
-    pub(crate) fn command(&self, command: &Command) -> Result<Response, DaemonError> {
+    pub(crate) fn command(self: &Arc<Self>, command: &Command) -> Result<Response, DaemonError> {
         let _keyed = command::idempotency_key(command).map(|_| lock(&self.keyed));
         if let Some(response) = self.journal.with(|home| command::repeated(home, command))? {
-            return Ok(response);
+            return self.see_answered(response);
         }
         match command {
             Command::Say { actor, thread, text, help, agent, idempotency_key, relayed } => {
@@ -454,25 +469,45 @@ impl Shared {
                 let help_blob = self.help_blob(help.as_deref());
                 // Held while the message is committed: a turn starting now sees it, one running queues it.
                 let mut active = lock(&self.active);
-                // In process, the turns the command's own messages ask for are taken; a message HAL's tools relay
-                // waits for a daemon, as the threads they start do.
-                if relayed.is_none() {
-                    lock(&self.answering).insert(target.branch.clone());
-                }
-                if let Some(queue) = active.get_mut(&target.branch) {
-                    // A try of a message still waiting in the queue is answered as the first one was.
-                    if let Some(first) =
-                        queue.iter().find(|m| m.idempotency_key.is_some() && m.idempotency_key == *idempotency_key)
-                    {
-                        let ticket = Some(first.ticket);
+                if let Some(key) = idempotency_key {
+                    // The first try may have been queued, or committed from the queue since the look-up above.
+                    if let Some(response) = self.journal.with(|home| command::repeated(home, command))? {
+                        drop(active);
+                        return self.see_answered(response);
+                    }
+                    for (branch, queue) in active.iter() {
+                        let Some(first) = queue.iter().find(|m| m.idempotency_key.as_deref() == Some(key.as_str()))
+                        else {
+                            continue;
+                        };
+                        let lenient = |asked: &Option<String>, first: &Option<String>| {
+                            asked.is_none() || first.is_none() || asked == first
+                        };
+                        let same = *branch == target.branch
+                            && first.actor == who
+                            && first.text == *text
+                            && lenient(help, &first.help)
+                            && lenient(agent, &first.agent);
+                        if !same {
+                            return Err(DaemonError::KeyReused(key.clone()));
+                        }
+                        let (thread, ticket, answer) = (target, Some(first.ticket), None);
                         return Ok(Response::Said {
-                            thread: target,
+                            thread,
                             message: None,
                             queued: true,
                             ticket,
                             repeated: true,
+                            answer,
                         });
                     }
+                }
+                // In process, the turns the command's own messages ask for are taken; a message HAL's tools relay
+                // waits for a daemon, as the threads they start do.
+                if self.mode == Mode::InProcess && relayed.is_none() {
+                    lock(&self.answering).insert(target.branch.clone());
+                }
+                if let Some(queue) = active.get_mut(&target.branch) {
                     let queued = Queued {
                         actor: who,
                         text: text.clone(),
@@ -484,8 +519,8 @@ impl Shared {
                         ticket,
                     };
                     queue.push(queued);
-                    let ticket = Some(ticket);
-                    return Ok(Response::Said { thread: target, message: None, queued: true, ticket, repeated: false });
+                    let (thread, ticket, answer) = (target, Some(ticket), None);
+                    return Ok(Response::Said { thread, message: None, queued: true, ticket, repeated: false, answer });
                 }
                 let asks = command::Asks {
                     help: help.as_deref(),
@@ -499,8 +534,8 @@ impl Shared {
                 drop(active);
                 self.wake();
                 let thread = ThreadRef { tip: appended.commit, ..target };
-                let ticket = Some(ticket);
-                Ok(Response::Said { thread, message: Some(appended), queued: false, ticket, repeated: false })
+                let (message, ticket) = (Some(appended), Some(ticket));
+                Ok(Response::Said { thread, message, queued: false, ticket, repeated: false, answer: None })
             }
             Command::NewThread { input, help, agent, started_by_run, .. } => {
                 let asks = input.as_deref().is_some_and(|text| !text.trim().is_empty());
@@ -513,7 +548,7 @@ impl Shared {
                 let mut response = self.journal.with(|home| command::apply_with(home, command, help_blob))?;
                 if let Response::Started { thread, message: Some(_), ticket, .. } = &mut response {
                     let number = self.next_ticket.fetch_add(1, Ordering::SeqCst);
-                    if started_by_run.is_none() {
+                    if self.mode == Mode::InProcess && started_by_run.is_none() {
                         lock(&self.answering).insert(thread.branch.clone());
                     }
                     lock(&self.tickets).entry(thread.branch.clone()).or_default().push(number);
@@ -535,15 +570,59 @@ impl Shared {
                 self.wake();
                 Ok(response)
             }
-            Command::ListThreads => Ok(self.journal.with(|home| command::apply(home, command))?),
+            Command::ListThreads | Command::Log { .. } => {
+                Ok(self.journal.with(|home| command::apply(home, command))?)
+            }
+            Command::Fork { .. } => {
+                let response = self.journal.with(|home| command::apply(home, command))?;
+                self.wake();
+                Ok(response)
+            }
+            Command::Write { actor, thread, .. } => {
+                // A file written in the middle of a turn would land between its steps: wait for the turn's end.
+                let target = self.journal.with(|home| -> hal_store::Result<ThreadRef> {
+                    let who = home.resolve_actor(actor.as_deref())?;
+                    command::thread_of(home, &who, thread)
+                })?;
+                if self.is_active(&target.branch) {
+                    return Err(DaemonError::Busy(target.branch));
+                }
+                let response = self.journal.with(|home| command::apply(home, command))?;
+                self.wake();
+                Ok(response)
+            }
         }
     }
 
-    /// In process: take the turns messages on `branch` ask for from now on (the daemon takes every thread's).
-    pub(crate) fn answer(&self, branch: &str) {
-        lock(&self.answering).insert(branch.to_owned());
-        lock(&self.seen).remove(branch);
-        self.wake();
+    /// See that a repeated command's message gets its answer: when no run answered it yet, the client gets a
+    /// ticket that the end of the turn answering it carries: the turn in progress on its thread, or one started
+    /// now (a run this HAL left unfinished is resumed, as at a start). Without either, nothing would answer it:
+    /// the response has neither ticket nor answer.
+    fn see_answered(self: &Arc<Self>, mut response: Response) -> Result<Response, DaemonError> {
+        let (Response::Started { thread, ticket, answer: None, .. }
+        | Response::Said { thread, ticket, answer: None, .. }) = &mut response
+        else {
+            return Ok(response);
+        };
+        let number = self.next_ticket.fetch_add(1, Ordering::SeqCst);
+        let active = lock(&self.active);
+        if active.contains_key(&thread.branch) {
+            lock(&self.joining).entry(thread.branch.clone()).or_default().push(number);
+            *ticket = Some(number);
+            return Ok(response);
+        }
+        let plan = self.journal.with(|home| plan_for(home, thread, true))?;
+        if let Plan::Turn { .. } = plan {
+            if self.mode == Mode::InProcess {
+                lock(&self.answering).insert(thread.branch.clone());
+            }
+            lock(&self.tickets).entry(thread.branch.clone()).or_default().push(number);
+            *ticket = Some(number);
+            let branch = thread.branch.clone();
+            drop(active);
+            self.start_turn(branch, Why::Scan { startup: true });
+        }
+        Ok(response)
     }
 
     /// The blob of the version of `help` in force.
@@ -560,8 +639,8 @@ impl Shared {
         agent: Option<&str>,
     ) -> Result<(), DaemonError> {
         let (next_help, next_agent) = match thread {
-            Some(thread) => self.journal.with(|home| crate::plan::next_turn(home, thread))?,
-            None => (crate::plan::DEFAULT_HELP.to_owned(), hal_runner::catalog::DEFAULT_AGENT.to_owned()),
+            Some(thread) => self.journal.with(|home| hal_runner::plan::next_turn(home, thread))?,
+            None => (hal_runner::plan::DEFAULT_HELP.to_owned(), hal_runner::catalog::DEFAULT_AGENT.to_owned()),
         };
         let (help, agent) = (help.unwrap_or(&next_help), agent.unwrap_or(&next_agent));
         let loaded = self.loaded();
@@ -634,7 +713,7 @@ async fn turn(mut guard: TurnGuard, why: Why) {
         let plan = match why {
             Why::Scan { startup } => plan_for(home, &thread, startup)?,
             Why::FollowUp => {
-                let (help, agent) = crate::plan::next_turn(home, &thread)?;
+                let (help, agent) = hal_runner::plan::next_turn(home, &thread)?;
                 Plan::Turn { help, agent, actor: thread.actor.clone() }
             }
         };

@@ -40,6 +40,12 @@ pub(crate) struct Engine {
     _lock: DaemonLock,
 }
 
+/// Take the turn-taker's lock of the home repo at `path` for `by`.
+fn lock(path: &Path, by: Holder) -> Result<DaemonLock, DaemonError> {
+    let home = Home::open(path)?;
+    DaemonLock::acquire(&files::hal_dir(home.repo().common_dir()), by)
+}
+
 /// The async runtime of an engine, with `workers` worker threads (0: one per core).
 pub(crate) fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, DaemonError> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -59,16 +65,26 @@ impl Engine {
         runtime: tokio::runtime::Runtime,
         address: Option<String>,
     ) -> Result<Engine, DaemonError> {
+        let lock = match address {
+            Some(_) => lock(path, Holder::Daemon)?,
+            None => lock(path, Holder::Command)?,
+        };
+        Engine::start_locked(path, options, runtime, address, lock)
+    }
+
+    /// [`Engine::start`] with the lock already taken.
+    fn start_locked(
+        path: &Path,
+        options: &DaemonOptions,
+        runtime: tokio::runtime::Runtime,
+        address: Option<String>,
+        lock: DaemonLock,
+    ) -> Result<Engine, DaemonError> {
         let mode = if address.is_some() { Mode::Daemon } else { Mode::InProcess };
         let home = Home::open(path)?;
         let root = home.path().to_owned();
         let hal_dir = files::hal_dir(home.repo().common_dir());
         let git_dir = home.repo().common_dir().to_owned();
-        let holder = match mode {
-            Mode::Daemon => Holder::Daemon,
-            Mode::InProcess => Holder::Command,
-        };
-        let lock = DaemonLock::acquire(&hal_dir, holder)?;
         // What a daemon that died left is wrong now: no client may use it.
         DaemonInfo::remove(&hal_dir);
         let owner = home.resolve_actor(None)?;
@@ -110,7 +126,8 @@ impl Engine {
             answering: Mutex::default(),
             tickets: Mutex::default(),
             next_ticket: AtomicU64::new(1),
-            last_end: Mutex::default(),
+            recent_ends: Mutex::default(),
+            joining: Mutex::default(),
             reported: Mutex::default(),
             keyed: Mutex::default(),
             wake: Mutex::new(wake_tx.clone()),
@@ -123,6 +140,13 @@ impl Engine {
             info.write(&hal_dir)?;
         }
         shared.reload();
+        if mode == Mode::InProcess
+            && let Some(problem) = shared.loaded().problems.iter().find(|p| p.file == hal_store::CONFIG_FILE)
+        {
+            // The daemon keeps the previous settings in force and says so in the backchat; a command has no
+            // previous settings, and says so at once.
+            return Err(hal_runner::RunError::InvalidSettings(problem.error.clone()).into());
+        }
         if mode == Mode::Daemon {
             shared.scan(true);
         }
@@ -183,12 +207,14 @@ impl Daemon {
         ready: impl FnOnce(&DaemonInfo),
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), DaemonError> {
+        // The lock first: a second daemon is told who runs, not that the port is taken.
+        let lock = lock(path, Holder::Daemon)?;
         let runtime = runtime(options.workers)?;
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(("127.0.0.1", options.port)))
             .map_err(|e| DaemonError::Other(format!("cannot listen on 127.0.0.1:{}: {e}", options.port)))?;
         let address = listener.local_addr().map_err(|e| DaemonError::Other(e.to_string()))?.to_string();
-        let engine = Engine::start(path, &options, runtime, Some(address))?;
+        let engine = Engine::start_locked(path, &options, runtime, Some(address), lock)?;
         let info = engine.shared.info.clone();
         tracing::info!(target: "hal_daemon", address = %info.address, pid = info.pid, "daemon ready");
         ready(&info);

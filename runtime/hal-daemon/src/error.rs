@@ -11,8 +11,8 @@ pub enum DaemonError {
     },
     /// A `hal` command takes turns in this home repo in its own process.
     #[error(
-        "a hal command (pid {pid}) is taking turns in this home repo in its own process; wait for it to end (or \
-         run `hal daemon`, which takes turns for every command)"
+        "a hal command (pid {pid}) is taking turns in this home repo in its own process; wait for it to end, \
+         then try again (a `hal daemon` started then takes the turns of every command)"
     )]
     TurnsInProcess {
         /// The holder's process id.

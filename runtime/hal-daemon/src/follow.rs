@@ -30,7 +30,7 @@ pub(crate) struct Follower {
 impl Follower {
     /// Follow `thread` (id, prefix, branch, or `backchat`: the backchat of `actor`, which need not exist yet) with
     /// `notices`, subscribed before anything it should see happened. Its steps after `after` come first (default:
-    /// from the current tip on); with `after`, so does the end of a turn that already ended there.
+    /// from the current tip on); with `after`, so do the ends of the last few turns there.
     pub(crate) fn new(
         shared: Arc<Shared>,
         notices: broadcast::Receiver<Notice>,
@@ -49,32 +49,33 @@ impl Follower {
         })?;
         let (branch, tip) = target;
         let shutdown = shared.shutdown.clone();
-        let ended = after.and_then(|_| (!shared.is_active(&branch)).then(|| shared.last_end(&branch)).flatten());
+        // With `after`, the client may have started the turn before it subscribed: the ends it may have missed.
+        let ended = if after.is_some() { shared.recent_ends(&branch) } else { Vec::new() };
         let last = after.or(tip);
         let mut follower = Follower { shared, notices, shutdown, branch, last, out: VecDeque::new() };
-        follower.catch_up();
-        if let Some(end) = ended {
-            follower.out.push_back(ThreadEvent::TurnEnded(end));
-        }
+        follower.catch_up_blocking();
+        follower.out.extend(ended.into_iter().map(ThreadEvent::TurnEnded));
         Ok(follower)
     }
 
-    /// Queue the steps committed since the last one sent.
-    fn catch_up(&mut self) {
+    /// Queue the steps committed since the last one sent. The store's lock is taken on a blocking thread, never
+    /// on an async worker (a writer can hold it through a compare-and-swap retry).
+    async fn catch_up(&mut self) {
         let (shared, branch, last) = (self.shared.clone(), self.branch.clone(), self.last);
-        let read = shared.journal.with(|home| -> hal_store::Result<Option<(ObjectId, Vec<Step>)>> {
-            // A backchat that is not made yet has no steps.
-            let Ok(thread) = home.resolve_thread(&branch) else { return Ok(None) };
-            let mut steps = Vec::new();
-            for step in home.steps_back(&thread).take(MAX_CATCH_UP) {
-                let step = step?;
-                if Some(step.commit) == last {
-                    break;
-                }
-                steps.push(step);
-            }
-            Ok(Some((thread.tip, steps)))
-        });
+        match tokio::task::spawn_blocking(move || read_after(&shared, &branch, last)).await {
+            Ok(read) => self.queue(read),
+            Err(error) => tracing::warn!(target: "hal_daemon", branch = %self.branch, %error, "cannot read new steps"),
+        }
+    }
+
+    /// [`Follower::catch_up`] on the calling thread, which may block (one that is not an async worker).
+    fn catch_up_blocking(&mut self) {
+        let read = read_after(&self.shared, &self.branch, self.last);
+        self.queue(read);
+    }
+
+    fn queue(&mut self, read: hal_store::Result<Option<(ObjectId, Vec<Step>)>>) {
+        let branch = &self.branch;
         match read {
             Ok(Some((tip, steps))) => {
                 self.last = Some(tip);
@@ -105,27 +106,45 @@ impl Follower {
                 Ok(Notice::Text { branch, delta }) if branch == self.branch => {
                     self.out.push_back(ThreadEvent::Text { delta });
                 }
-                Ok(Notice::Tip { branch, .. }) if branch == self.branch => self.catch_up(),
+                Ok(Notice::Tip { branch, .. }) if branch == self.branch => self.catch_up().await,
                 Ok(Notice::TurnStarted { branch, help, tickets }) if branch == self.branch => {
                     self.out.push_back(ThreadEvent::TurnStarted { help, tickets });
                 }
                 Ok(Notice::TurnEnded { branch, end }) if branch == self.branch => {
-                    self.catch_up();
+                    self.catch_up().await;
                     self.out.push_back(ThreadEvent::TurnEnded(end));
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    // Notices were lost; the commits were not. A turn end that may be among the lost is sent again.
+                    // Notices were lost; the commits were not. Turn ends that may be among the lost are sent again.
                     tracing::warn!(target: "hal_daemon", branch = %self.branch, missed, "an event stream fell behind");
-                    self.catch_up();
-                    if !self.shared.is_active(&self.branch)
-                        && let Some(end) = self.shared.last_end(&self.branch)
-                    {
-                        self.out.push_back(ThreadEvent::TurnEnded(end));
-                    }
+                    self.catch_up().await;
+                    let ends = self.shared.recent_ends(&self.branch);
+                    self.out.extend(ends.into_iter().map(ThreadEvent::TurnEnded));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }
+}
+
+/// The steps of `branch` after `last` (all of them without it), newest first, with its tip; `None` while the
+/// branch does not exist (a backchat not made yet).
+fn read_after(
+    shared: &Shared,
+    branch: &str,
+    last: Option<ObjectId>,
+) -> hal_store::Result<Option<(ObjectId, Vec<Step>)>> {
+    shared.journal.with(|home| {
+        let Ok(thread) = home.resolve_thread(branch) else { return Ok(None) };
+        let mut steps = Vec::new();
+        for step in home.steps_back(&thread).take(MAX_CATCH_UP) {
+            let step = step?;
+            if Some(step.commit) == last {
+                break;
+            }
+            steps.push(step);
+        }
+        Ok(Some((thread.tip, steps)))
+    })
 }

@@ -8,15 +8,14 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use hal_store::identity::HAL_ACTOR;
-use hal_store::{Home, Step, ThreadRef, ThreadStatus};
+use hal_store::Home;
 
 use crate::client::Client;
 use crate::daemon::DaemonOptions;
 use crate::engine::{self, Engine};
 use crate::error::DaemonError;
 use crate::follow::Follower;
-use crate::protocol::{Command, DaemonInfo, Response, Status, ThreadEvent, TurnEnd};
+use crate::protocol::{Command, DaemonInfo, Response, ThreadEvent, TurnEnd};
 
 /// Where a handle's turns are taken.
 #[derive(Debug, Clone)]
@@ -76,55 +75,19 @@ fn ticket_of(response: &Response) -> Result<Option<u64>, DaemonError> {
     }
 }
 
-/// The thread and message of `response` when it answers an earlier try of the command (same idempotency key)
-/// whose message was written: its turn is found from the thread's steps, not from a ticket.
-fn repeated_message(response: &Response) -> Option<(ThreadRef, gix::ObjectId)> {
+/// How `response` ends the wait right away: the answer a repeated command's first try got, or the reason there
+/// will be none (a repeated command whose message nothing answers).
+fn answered(response: &Response) -> Option<Result<TurnEnd, DaemonError>> {
     match response {
-        Response::Started { thread, message: Some(message), repeated: true, .. }
-        | Response::Said { thread, message: Some(message), repeated: true, .. } => {
-            Some((thread.clone(), message.commit))
-        }
+        Response::Started { answer: Some(end), .. } | Response::Said { answer: Some(end), .. } => Some(Ok(end.clone())),
+        Response::Started { repeated: true, ticket: None, .. }
+        | Response::Said { repeated: true, ticket: None, .. } => Some(Err(DaemonError::Other(
+            "a message was sent with this idempotency key before, and nothing answered it or is left to run on \
+                 its thread: send it again with a new key"
+                .to_owned(),
+        ))),
         _ => None,
     }
-}
-
-/// The end of the run that answers the message `after` on `thread`, read from the thread's steps as `handle`
-/// follows it (the first try's turn may have ended long ago, or still run).
-fn answer_after(
-    handle: &dyn Handle,
-    thread: &ThreadRef,
-    after: gix::ObjectId,
-    actor: &str,
-    on_event: &mut dyn FnMut(&ThreadEvent),
-) -> Result<TurnEnd, DaemonError> {
-    let mut end = None;
-    handle.follow(&thread.branch, Some(after), actor, &mut |event| {
-        on_event(event);
-        if let ThreadEvent::Step { step } = event
-            && let Some(found) = run_end(&thread.id, step)
-        {
-            end = Some(found);
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    })?;
-    end.ok_or_else(|| DaemonError::Other("turns stopped being taken before the message was answered".to_owned()))
-}
-
-/// The end of a run that `step` is, if it is one: HAL's step that leaves the thread finished or waiting.
-fn run_end(thread: &str, step: &Step) -> Option<TurnEnd> {
-    if step.actor != HAL_ACTOR {
-        return None;
-    }
-    let status = match step.status.as_ref()? {
-        ThreadStatus::Done => Status::Done,
-        ThreadStatus::Pending => Status::Pending,
-        ThreadStatus::Error => Status::Error,
-        ThreadStatus::Nocando => Status::Nocando,
-        _ => return None,
-    };
-    let status = step.fact(hal_runner::record::fact::RESULT).and_then(Status::parse).unwrap_or(status);
-    Some(TurnEnd { commit: Some(step.commit), ..TurnEnd::without_run(status, thread, step.text.clone()) })
 }
 
 /// Why `response` has no turn to wait for.
@@ -208,9 +171,8 @@ impl Handle for Remote {
             }
             other => return Err(DaemonError::Other(format!("{other:?} has no answer to wait for"))),
         };
-        if let Some((thread, message)) = repeated_message(&response) {
-            drop(events);
-            return answer_after(self, &thread, message, actor, on_event);
+        if let Some(end) = answered(&response) {
+            return end;
         }
         let ticket = ticket_of(&response)?;
         let stopped = "the daemon stopped before the turn ended (it resumes the turn when it starts again)";
@@ -243,15 +205,32 @@ pub struct Local {
     engine: Mutex<Option<Engine>>,
 }
 
+/// Where a [`Local`] handle takes a turn.
+enum Taker<'a> {
+    /// Its engine, in this process.
+    Engine(MutexGuard<'a, Option<Engine>>),
+    /// A daemon that started since the handle was opened.
+    Daemon(Remote),
+}
+
 impl Local {
-    /// The engine, started if need be (this takes the repo's lock and loads what `main` holds).
-    fn engine(&self) -> Result<MutexGuard<'_, Option<Engine>>, DaemonError> {
+    /// The engine, started if need be (this takes the repo's lock and loads what `main` holds); or the daemon, when
+    /// one started since this handle was opened.
+    fn taker(&self) -> Result<Taker<'_>, DaemonError> {
         let mut engine = self.engine.lock().unwrap_or_else(PoisonError::into_inner);
         if engine.is_none() {
             let options = DaemonOptions { workers: 2, ..DaemonOptions::default() };
-            *engine = Some(Engine::start(&self.root, &options, engine::runtime(options.workers)?, None)?);
+            match Engine::start(&self.root, &options, engine::runtime(options.workers)?, None) {
+                Ok(started) => *engine = Some(started),
+                Err(DaemonError::AlreadyRunning { pid }) => {
+                    let client =
+                        Client::for_repo(self.home.repo().common_dir())?.ok_or(DaemonError::AlreadyRunning { pid })?;
+                    return Ok(Taker::Daemon(Remote::new(client)?));
+                }
+                Err(error) => return Err(error),
+            }
         }
-        Ok(engine)
+        Ok(Taker::Engine(engine))
     }
 }
 
@@ -273,7 +252,10 @@ impl Handle for Local {
         actor: &str,
         on_event: &mut dyn FnMut(&ThreadEvent),
     ) -> Result<TurnEnd, DaemonError> {
-        let guard = self.engine()?;
+        let guard = match self.taker()? {
+            Taker::Engine(guard) => guard,
+            Taker::Daemon(daemon) => return daemon.talk(command, actor, on_event),
+        };
         let Some(engine) = guard.as_ref() else {
             return Err(DaemonError::Other("the engine did not start".to_owned()));
         };
@@ -294,11 +276,8 @@ impl Handle for Local {
             }
             other => return Err(DaemonError::Other(format!("{other:?} has no answer to wait for"))),
         };
-        if let Some((thread, message)) = repeated_message(&response) {
-            // The first try may have come from a process that ended before its turn: this one takes it.
-            shared.answer(&thread.branch);
-            drop((follower, guard));
-            return answer_after(self, &thread, message, actor, on_event);
+        if let Some(end) = answered(&response) {
+            return end;
         }
         let ticket = ticket_of(&response)?;
         let stopped = "turns stopped being taken in this process before the turn ended";
@@ -312,7 +291,10 @@ impl Handle for Local {
         actor: &str,
         on_event: &mut dyn FnMut(&ThreadEvent) -> ControlFlow<()>,
     ) -> Result<(), DaemonError> {
-        let guard = self.engine()?;
+        let guard = match self.taker()? {
+            Taker::Engine(guard) => guard,
+            Taker::Daemon(daemon) => return daemon.follow(thread, after, actor, on_event),
+        };
         let Some(engine) = guard.as_ref() else {
             return Err(DaemonError::Other("the engine did not start".to_owned()));
         };

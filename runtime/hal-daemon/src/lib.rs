@@ -25,7 +25,6 @@ pub mod handle;
 mod loaded;
 mod lock;
 mod metrics;
-mod plan;
 pub mod protocol;
 mod watch;
 
@@ -33,6 +32,6 @@ pub use daemon::{DaemonOptions, Notice};
 pub use engine::Daemon;
 pub use error::DaemonError;
 pub use files::hal_dir;
+pub use hal_runner::plan::{DEFAULT_HELP, next_turn};
 pub use handle::{Handle, Place};
 pub use lock::{Held, Holder, holder};
-pub use plan::{DEFAULT_HELP, next_turn};

@@ -71,6 +71,40 @@ pub enum Command {
         #[serde(skip)]
         relayed: Option<u32>,
     },
+    /// A thread's steps, oldest first.
+    Log {
+        /// Thread id, unique prefix or branch.
+        thread: String,
+        /// Only the newest this many.
+        #[serde(default)]
+        count: Option<usize>,
+    },
+    /// Start a thread that continues another one from its tip or from one of its steps.
+    Fork {
+        /// Whose new thread (default: the repo's actor).
+        #[serde(default)]
+        actor: Option<String>,
+        /// Thread id, unique prefix or branch to fork.
+        thread: String,
+        /// The step (commit id or prefix) to fork at (default: the tip).
+        #[serde(default)]
+        at: Option<String>,
+    },
+    /// Write a file into a thread's tree, as one step.
+    Write {
+        /// Who writes it (default: the repo's actor).
+        #[serde(default)]
+        actor: Option<String>,
+        /// Thread id, unique prefix or branch.
+        thread: String,
+        /// The file's path in the thread's tree.
+        path: String,
+        /// What it holds.
+        content: FileContent,
+        /// What the step says (default: "write <path> (<n> bytes)").
+        #[serde(default)]
+        message: Option<String>,
+    },
     /// Merge a thread into `main`.
     Merge {
         /// Who merges (default: the repo's actor).
@@ -103,6 +137,10 @@ pub enum Response {
         /// Whether this answers an earlier command with the same idempotency key (nothing was done now).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         repeated: bool,
+        /// For a repeated command: how the run that answered the first one's message ended, when one did (else
+        /// `ticket` names the turn that answers it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer: Option<TurnEnd>,
     },
     /// A message was added (or queued behind the turn in progress).
     Said {
@@ -112,12 +150,26 @@ pub enum Response {
         message: Option<Appended>,
         /// Whether it waits for the thread's current turn to end.
         queued: bool,
-        /// What the daemon's turn-ended event carries for the turn that answers it (none without a daemon).
+        /// What the turn-ended event carries for the turn that answers it (none when no turn-taker saw it).
         #[serde(default)]
         ticket: Option<u64>,
         /// Whether this answers an earlier command with the same idempotency key (nothing was done now).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         repeated: bool,
+        /// For a repeated command: how the run that answered the first one's message ended, when one did (else
+        /// `ticket` names the turn that answers it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer: Option<TurnEnd>,
+    },
+    /// A thread's steps, oldest first.
+    Steps {
+        /// The steps.
+        steps: Vec<Step>,
+    },
+    /// A step was added (a file written).
+    Appended {
+        /// The step.
+        step: Appended,
     },
     /// The result of a merge.
     Merged {
@@ -126,6 +178,39 @@ pub enum Response {
         /// What happened.
         outcome: MergeOutcome,
     },
+}
+
+/// The content of a file a command writes: `{"text": "..."}`, or `{"base64": "..."}` for bytes that are not
+/// UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileContent {
+    /// UTF-8 text.
+    Text(String),
+    /// Any bytes, base64-encoded (standard alphabet, padded).
+    Base64(String),
+}
+
+impl FileContent {
+    /// `bytes` as text when they are UTF-8, else base64.
+    pub fn of(bytes: Vec<u8>) -> FileContent {
+        match String::from_utf8(bytes) {
+            Ok(text) => FileContent::Text(text),
+            Err(error) => {
+                use base64::Engine as _;
+                FileContent::Base64(base64::engine::general_purpose::STANDARD.encode(error.into_bytes()))
+            }
+        }
+    }
+
+    /// The bytes; `None` when base64 that does not decode.
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        match self {
+            FileContent::Text(text) => Some(text.as_bytes().to_vec()),
+            FileContent::Base64(encoded) => base64::engine::general_purpose::STANDARD.decode(encoded).ok(),
+        }
+    }
 }
 
 /// How a turn ended: the run's status and output, where it ended, and what it cost.

@@ -277,20 +277,19 @@ fn shortened(message: Message, max: usize) -> Message {
 /// person, `Hal-For`) that is not a run's own request (those are `running`), or a plain git commit.
 pub fn is_persons_step(step: &Step) -> bool {
     let message = is_persons_message(step) && step.status != Some(hal_store::ThreadStatus::Running);
-    message || step.step.is_none()
+    message || step.number.is_none()
 }
 
 /// Whether `step` is a `message` step in a person's name: written by someone other than HAL, or relayed by HAL for
 /// a person (`Hal-For`). HAL's own notes to the model are not.
 pub fn is_persons_message(step: &Step) -> bool {
-    StepKind::parse_name(&step.kind) == StepKind::Message
-        && (step.actor != hal_store::identity::HAL_ACTOR || step.fact(fact::FOR).is_some())
+    step.kind == StepKind::Message && (step.actor != hal_store::identity::HAL_ACTOR || step.fact(fact::FOR).is_some())
 }
 
 /// Whether `step` asks for a run: a `message` by a person (a run's own request included), a message HAL relayed
 /// for a person, or a plain git commit with text. HAL's notes to the model are not requests.
 fn is_request(step: &Step) -> bool {
-    is_persons_message(step) || (step.step.is_none() && !step.text.trim().is_empty())
+    is_persons_message(step) || (step.number.is_none() && !step.text.trim().is_empty())
 }
 
 /// The text a model is given for a person's message or request: as written, or, for a message HAL relayed from a
@@ -298,7 +297,7 @@ fn is_request(step: &Step) -> bool {
 pub fn request_text(step: &Step) -> String {
     match step.fact(fact::FOR) {
         Some(person) if step.actor == hal_store::identity::HAL_ACTOR => relayed(person, &step.text),
-        _ if step.step.is_none() => step.text.trim().to_owned(),
+        _ if step.number.is_none() => step.text.trim().to_owned(),
         _ => step.text.clone(),
     }
 }
@@ -312,7 +311,7 @@ pub fn relayed(person: &str, text: &str) -> String {
 pub fn messages_of(step: &Step) -> Result<Vec<Message>, RunError> {
     let bad = |reason: String| RunError::BadRecord { commit: step.commit.to_string(), reason };
     let data = || step.data.as_deref().ok_or_else(|| bad(format!("a {} step has no hal-data", step.kind)));
-    let kind = StepKind::parse_name(&step.kind);
+    let kind = step.kind.clone();
     Ok(match kind {
         StepKind::Message => vec![Message::User { text: request_text(step) }],
         StepKind::Reply => {
@@ -345,7 +344,7 @@ pub fn messages_of(step: &Step) -> Result<Vec<Message>, RunError> {
         }
         StepKind::System => vec![Message::User { text: format!("[a note from the HAL runtime] {}", step.text) }],
         // A plain git commit on a thread is a person's message: its commit message is the text.
-        _ if step.step.is_none() && !step.text.trim().is_empty() => {
+        _ if step.number.is_none() && !step.text.trim().is_empty() => {
             vec![Message::User { text: step.text.trim().to_owned() }]
         }
         _ => Vec::new(),

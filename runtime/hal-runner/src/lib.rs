@@ -12,6 +12,7 @@ pub mod conversation;
 mod error;
 mod journal;
 pub mod model;
+pub mod plan;
 pub mod record;
 pub mod replay;
 pub mod run;

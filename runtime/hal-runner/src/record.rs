@@ -39,6 +39,8 @@ pub mod fact {
     pub const FOR: &str = "Hal-For";
     /// How many tool calls a `tool` step answers, when more than one (calls refused together).
     pub const CALLS: &str = "Hal-Calls";
+    /// Who a proposal to merge a thread is for (HAL's `threads.propose_merge`).
+    pub const PROPOSED_FOR: &str = "Hal-Proposed-For";
 }
 
 /// The data of a `reply` step: what the model said, exactly.

@@ -101,7 +101,7 @@ fn recording_from(home: &Home, steps: &[Step]) -> Result<Recording, RunError> {
     let mut replies = Vec::new();
     let mut subruns = Vec::new();
     for step in steps {
-        match StepKind::parse_name(&step.kind) {
+        match &step.kind {
             StepKind::Reply => {
                 // A replay runs the recorded calls with the repo's grants: only calls HAL's own model client
                 // received may be played back, never a reply someone pushed.
@@ -136,8 +136,8 @@ fn bad(step: &Step, reason: &str) -> RunError {
 pub fn trace_of(steps: &[Step]) -> Result<Vec<(u64, Trace)>, RunError> {
     let mut trace = Vec::new();
     for step in steps {
-        let number = step.step.unwrap_or_default();
-        match StepKind::parse_name(&step.kind) {
+        let number = step.number.unwrap_or_default();
+        match &step.kind {
             StepKind::Tool => {
                 let data = step.data.as_deref().ok_or_else(|| bad(step, "a tool step without hal-data"))?;
                 let data: ToolData = serde_json::from_str(data).map_err(|e| bad(step, &e.to_string()))?;

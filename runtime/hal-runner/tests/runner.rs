@@ -13,7 +13,7 @@ mod checked;
 mod write_tool;
 use checked::Checked;
 use hal_runner::{Catalog, Journal, Runner, Status};
-use hal_store::Home;
+use hal_store::{Home, StepKind};
 
 fn git(dir: &Path, args: &[&str]) {
     let output = Command::new("git")
@@ -134,7 +134,7 @@ fn a_recursive_help_stops_at_the_depth_limit() {
         .thread_log(&threads.iter().map(|t| t.id.clone()).max().expect("newest"), None)
         .expect("log")
         .into_iter()
-        .find(|s| s.kind == "tool")
+        .find(|s| s.kind == StepKind::Tool)
         .expect("the deepest level's call");
     assert!(refused.text.contains("only 4 deep"), "{}", refused.text);
 }
@@ -170,7 +170,7 @@ fn regression_a_flood_of_refused_calls_is_one_step_and_the_request_stays_in_the_
     assert_eq!(outcome.status, Status::Done);
     let home = Home::open(dir.path()).expect("open");
     let steps = home.thread_log(&thread.id, None).expect("log");
-    let refused: Vec<_> = steps.iter().filter(|s| s.kind == "tool" && s.text.starts_with("not run")).collect();
+    let refused: Vec<_> = steps.iter().filter(|s| s.kind == StepKind::Tool && s.text.starts_with("not run")).collect();
     assert_eq!(refused.len(), 1, "every refused call of the reply is answered in one step");
     assert_eq!(refused[0].fact("Hal-Calls"), Some("10000"));
     let limit = hal_runner::run::MAX_CALLS_PER_REPLY;
@@ -221,7 +221,8 @@ fn an_interrupted_run_resumes_from_its_commits_without_repeating_a_step() {
         .expect("resume");
     assert_eq!(outcome.status, Status::Done);
     let home = Home::open(dir.path()).expect("open");
-    let kinds: Vec<String> = home.thread_log(&thread.id, None).expect("log").into_iter().map(|s| s.kind).collect();
+    let kinds: Vec<String> =
+        home.thread_log(&thread.id, None).expect("log").into_iter().map(|s| s.kind.to_string()).collect();
     assert_eq!(kinds, ["start", "message", "reply", "tool", "tool", "reply", "finish"]);
     assert_eq!(home.file_at(outcome.commit, "b").expect("read").as_deref(), Some(&b"2"[..]));
     assert_eq!(recording.requests().len(), 1, "the model was asked once, after both calls had results");
@@ -335,7 +336,8 @@ fn regression_a_branch_rewound_to_an_old_reply_of_hals_does_not_replay_its_calls
     assert_eq!(outcome.output, "asked again");
     let home = Home::open(dir.path()).expect("open");
     assert_eq!(home.file_at(outcome.commit, "a").expect("read"), None, "the old call did not run again");
-    let kinds: Vec<String> = home.thread_log(&thread.id, None).expect("log").into_iter().map(|s| s.kind).collect();
+    let kinds: Vec<String> =
+        home.thread_log(&thread.id, None).expect("log").into_iter().map(|s| s.kind.to_string()).collect();
     assert_eq!(kinds, ["start", "message", "reply", "tool", "system", "reply", "finish"]);
 }
 
@@ -404,7 +406,7 @@ fn regression_a_step_of_hals_on_a_borrowed_reply_does_not_replay_its_calls() {
         .thread_log(&other.branch, None)
         .expect("log")
         .into_iter()
-        .map(|s| (s.kind, s.actor, s.text.chars().take(60).collect()))
+        .map(|s| (s.kind.to_string(), s.actor, s.text.chars().take(60).collect()))
         .collect();
     assert_eq!(home.file_at(outcome.commit, "a").expect("read"), None, "the borrowed call did not run: {log:?}");
 }

@@ -288,9 +288,9 @@ fn failed_tests(context: &ToolContext, version: &PluginVersion) -> u64 {
             .take(2000)
             .filter_map(Result::ok)
             .filter(|step| {
-                StepKind::parse_name(&step.kind) == StepKind::Tool
-                    && step.fact("Hal-Tool") == Some("plugins.test")
-                    && step.fact("Hal-Outcome") == Some("error")
+                step.kind == StepKind::Tool
+                    && step.fact(hal_runner::record::fact::TOOL) == Some("plugins.test")
+                    && step.fact(hal_runner::record::fact::OUTCOME) == Some("error")
                     && step.text.starts_with(&marker)
             })
             .count() as u64

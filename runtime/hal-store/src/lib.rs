@@ -29,6 +29,7 @@ pub mod identity;
 mod local_record;
 mod maintenance;
 mod merge;
+mod merged;
 mod refs;
 pub mod step;
 mod thread;
@@ -48,5 +49,6 @@ pub use merge::MergeOutcome;
 pub use refs::STALE_LOCK_AGE;
 pub use step::{StepKind, ThreadStatus};
 pub use thread::{
-    Appended, BACKCHAT, MAX_STEP_BYTES, NewStep, Step, ThreadRef, ThreadSummary, deserialize_id, serialize_id,
+    Appended, BACKCHAT, KEYED_LOOK_BACK, Keyed, MAX_STEP_BYTES, NewStep, Step, ThreadRef, ThreadSummary,
+    deserialize_id, serialize_id,
 };

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::error::GixContext;
 use crate::home::{Home, MAIN_REF};
 use crate::refs::{self, Expect};
-use crate::step::{StepKind, StepRecord, ThreadStatus};
+use crate::step::{StepKind, StepRecord, ThreadStatus, key};
 use crate::thread::{deserialize_id, serialize_id};
 use crate::{Result, StoreError};
 
@@ -118,9 +118,11 @@ impl Home {
                 None => (step, MergeOutcome::FastForward { commit: step }),
                 Some(tree) => {
                     let title = if state.title.is_empty() { String::new() } else { format!(": {}", state.title) };
+                    let (id, branch) = (&thread.id, &thread.branch);
+                    let (thread_key, kind_key, kind) = (key::THREAD, key::KIND, StepKind::Merge);
                     let message = format!(
-                        "Merge thread {}{title}\n\nAccept the work of {} into main.\n\nHal-Thread: {}\nHal-Kind: merge\n",
-                        thread.id, thread.branch, thread.id
+                        "Merge thread {id}{title}\n\nAccept the work of {branch} into main.\n\n{thread_key}: {id}\n\
+                         {kind_key}: {kind}\n"
                     );
                     let commit = self.write_commit(tree, vec![main_tip, step], &signature, &message)?;
                     (commit, MergeOutcome::Merged { commit })

@@ -85,6 +85,10 @@ pub enum StepKind {
     /// A note from the runtime to the thread's people: a file on `main` that does not load, a run that could
     /// not start or was interrupted.
     System,
+    /// A plain git commit on the thread (no `Hal-Kind` trailer): a person's message when it has text.
+    Commit,
+    /// The merge commit on `main` that accepts a thread's work (not a step of the thread; its `merged` step is).
+    Merge,
     /// A kind this version of HAL does not know (written by a newer one).
     #[serde(untagged)]
     Other(String),
@@ -103,6 +107,8 @@ impl StepKind {
             StepKind::Tool => "tool",
             StepKind::Finish => "finish",
             StepKind::System => "system",
+            StepKind::Commit => "commit",
+            StepKind::Merge => "merge",
             StepKind::Other(other) => other,
         }
     }
@@ -119,6 +125,8 @@ impl StepKind {
             "tool" => StepKind::Tool,
             "finish" => StepKind::Finish,
             "system" => StepKind::System,
+            "commit" => StepKind::Commit,
+            "merge" => StepKind::Merge,
             other => StepKind::Other(other.to_owned()),
         }
     }
@@ -126,7 +134,8 @@ impl StepKind {
 
 impl std::fmt::Display for StepKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, not `write_str`: `{:<7}` in a listing lines the kinds up.
+        f.pad(self.as_str())
     }
 }
 
@@ -185,7 +194,7 @@ impl ThreadStatus {
 
 impl std::fmt::Display for ThreadStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 

@@ -81,12 +81,13 @@ pub struct Step {
     /// The step's commit.
     #[serde(serialize_with = "serialize_id", deserialize_with = "deserialize_id")]
     pub commit: ObjectId,
-    /// Its number in the conversation; `None` for a plain git commit on the thread.
-    pub step: Option<u64>,
+    /// Its number in the conversation; `None` for a plain git commit on the thread. (`step` in JSON.)
+    #[serde(rename = "step")]
+    pub number: Option<u64>,
     /// The thread it was made on (for a fork, earlier steps belong to the thread it was forked from).
     pub thread: Option<String>,
-    /// What it did (`commit` for a plain git commit).
-    pub kind: String,
+    /// What it did ([`StepKind::Commit`] for a plain git commit).
+    pub kind: StepKind,
     /// Who made it (for a plain commit, the author's name).
     pub actor: String,
     /// The thread's status after it.
@@ -110,6 +111,20 @@ impl Step {
     pub fn fact(&self, name: &str) -> Option<&str> {
         self.facts.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
+}
+
+/// How many steps back from a thread's tip [`Home::keyed_step`] looks for a keyed step.
+pub const KEYED_LOOK_BACK: usize = 10_000;
+
+/// What [`Home::keyed_step`] found.
+#[derive(Debug)]
+pub struct Keyed {
+    /// The thread, as it is now.
+    pub thread: ThreadRef,
+    /// The step written for the key.
+    pub step: Step,
+    /// The steps after it, newest first.
+    pub after: Vec<Step>,
 }
 
 /// A step to append with [`Home::append_step`].
@@ -272,25 +287,32 @@ impl Home {
     }
 
     /// Summaries of every thread, sorted by id. Reads one commit per thread whose tip is not in the tip cache
-    /// (see [`crate::tip_cache`]).
+    /// (see [`crate::tip_cache`]). A thread whose tip `main` reaches is `merged`, however it was merged.
     pub fn list_threads(&self) -> Result<Vec<ThreadSummary>> {
         let threads = self.threads()?;
         let cache = TipCache::load(self.repo().common_dir());
-        let mut missed = false;
+        let main = self.main_tip()?;
+        let uncached = threads.iter().filter(|t| cache.get(&t.tip).is_none()).count();
+        let reach = crate::merged::Reach::new(self, main, cache.main(), uncached)?;
+        let mut changed = uncached > 0 || cache.main() != main;
         let mut current = Vec::with_capacity(threads.len());
         for thread in &threads {
-            let facts = match cache.get(&thread.tip) {
+            let mut facts = match cache.get(&thread.tip) {
                 Some(facts) => facts.clone(),
                 None => {
-                    missed = true;
                     let state = self.state_at(thread.tip, &thread.branch)?;
-                    TipFacts { steps: state.steps, time: state.time, status: state.status, title: state.title }
+                    let (steps, time, status, title) = (state.steps, state.time, state.status, state.title);
+                    TipFacts { steps, time, status, title, merged: false }
                 }
             };
+            let cached = cache.get(&thread.tip).map(|facts| facts.merged);
+            let merged = reach.merged(self, thread.tip, cached)?;
+            changed |= cached != Some(merged);
+            facts.merged = merged;
             current.push((thread.tip, facts));
         }
-        if missed || current.len() != cache.len() {
-            cache.store(&current);
+        if changed || current.len() != cache.len() {
+            cache.store(main, &current);
         }
         Ok(threads
             .into_iter()
@@ -300,7 +322,7 @@ impl Home {
                 branch: thread.branch,
                 actor: thread.actor,
                 title: facts.title,
-                status: facts.status,
+                status: if facts.merged { ThreadStatus::Merged } else { facts.status },
                 steps: facts.steps,
                 last_activity: facts.time,
                 tip: thread.tip,
@@ -526,20 +548,23 @@ impl Home {
         Ok(Appended { thread: thread.id.clone(), step: step_number, commit })
     }
 
-    /// The step this HAL wrote for a command with idempotency `key`, with its thread as it is now: `None` when no
-    /// command with the key wrote one that landed on its branch.
-    pub fn keyed_step(&self, key: &str) -> Result<Option<(ThreadRef, Step)>> {
+    /// The step this HAL wrote for a command with idempotency `key`, with its thread as it is now and the steps
+    /// after it (newest first): `None` when no command with the key wrote one that landed on its branch within
+    /// the newest [`KEYED_LOOK_BACK`] steps.
+    pub fn keyed_step(&self, key: &str) -> Result<Option<Keyed>> {
         crate::local_record::check_idempotency_key(key)?;
         for commit in self.record().keyed(key)?.into_iter().rev() {
             let Some(branch) = self.record().branch_of(commit)? else { continue };
             let Ok(thread) = self.resolve_thread(&branch) else { continue };
-            // A try that lost a race to another writer was written again; only the one that landed counts.
-            if !self.is_ancestor(commit, thread.tip)? {
-                continue;
-            }
-            let at = ThreadRef { tip: commit, ..thread.clone() };
-            if let Some(step) = self.steps_back(&at).next().transpose()? {
-                return Ok(Some((thread, step)));
+            // A try that lost a race to another writer was written again; only the one on the branch counts. The
+            // look-back is bounded: anyone who can push the branch decides how long it is.
+            let mut after = Vec::new();
+            for step in self.steps_back(&thread).take(KEYED_LOOK_BACK) {
+                let step = step?;
+                if step.commit == commit {
+                    return Ok(Some(Keyed { thread, step, after }));
+                }
+                after.push(step);
             }
         }
         Ok(None)
@@ -568,7 +593,7 @@ impl Home {
             let id = next.take()?;
             let step = self.read_step(id, &branch);
             match &step {
-                Ok((step, parent)) if step.step.is_none_or(|number| number > 1) => next = *parent,
+                Ok((step, parent)) if step.number.is_none_or(|number| number > 1) => next = *parent,
                 _ => {}
             }
             Some(step.map(|(step, _)| step))
@@ -602,9 +627,9 @@ impl Home {
                     .map(|(_, value)| value.to_str_lossy().into_owned());
                 Step {
                     commit: id,
-                    step: Some(record.number),
+                    number: Some(record.number),
                     thread: Some(record.thread),
-                    kind: record.kind.as_str().to_owned(),
+                    kind: record.kind.clone(),
                     actor: record.actor,
                     status: Some(record.status),
                     text: record.text,
@@ -621,9 +646,9 @@ impl Home {
                 let author = commit.author().map(|a| a.name.to_str_lossy().into_owned()).unwrap_or_default();
                 Step {
                     commit: id,
-                    step: None,
+                    number: None,
                     thread: None,
-                    kind: "commit".to_owned(),
+                    kind: StepKind::Commit,
                     actor: author,
                     status: None,
                     text: message,
@@ -728,7 +753,7 @@ mod tests {
 
         let thread = home.resolve_thread(&thread.id).expect("resolve");
         let newest = home.steps_back(&thread).next().expect("a step").expect("readable");
-        assert_eq!(newest.kind, "tool");
+        assert_eq!(newest.kind, StepKind::Tool);
         assert_eq!(newest.status, Some(ThreadStatus::Running));
         assert_eq!(newest.fact("Hal-Tool"), Some("files.write"));
         assert_eq!(newest.data.as_deref(), step.data.as_deref());

@@ -33,11 +33,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether `error` comes from writing to a pipe whose reader closed it.
+/// Whether `error` comes from writing to stdout after its reader closed the pipe (and not from some other pipe).
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error
-        .chain()
-        .any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+    error.chain().any(|cause| {
+        cause.downcast_ref::<output::StdoutError>().is_some_and(|e| e.0.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Logs go to stderr; `RUST_LOG` or `-v` choose how much, `--log-format json` makes them machine-readable.

@@ -322,7 +322,7 @@ impl Runner {
                         // A plain commit with no text is no message (the conversation read back skips it too).
                         let message = tip
                             .filter(|step| {
-                                is_persons_step(step) && (step.step.is_some() || !step.text.trim().is_empty())
+                                is_persons_step(step) && (step.number.is_some() || !step.text.trim().is_empty())
                             })
                             .map(|step| crate::conversation::request_text(&step));
                         Ok((message, parent))

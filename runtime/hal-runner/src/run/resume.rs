@@ -93,7 +93,7 @@ pub(super) fn interrupted_request(home: &hal_store::Home, thread: &ThreadRef) ->
     const LOOK_BACK: usize = 1000;
     for step in home.steps_back(thread).take(LOOK_BACK) {
         let step = step?;
-        match StepKind::parse_name(&step.kind) {
+        match &step.kind {
             StepKind::Finish => return Ok(None),
             _ if is_persons_message(&step) => return Ok(Some(step.commit)),
             _ => {}
@@ -139,7 +139,7 @@ pub(super) fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Re
     let mut hal_between = true;
     for step in home.steps_back(thread) {
         let step = step?;
-        match StepKind::parse_name(&step.kind) {
+        match &step.kind {
             StepKind::Tool => {
                 hal_between = hal_between && home.wrote_on(step.commit, &thread.branch)?;
                 match step.data.as_deref().map(serde_json::from_str::<ToolData>) {

@@ -31,7 +31,7 @@ pub fn run(args: &Args, port: u16, recording: Option<&Path>) -> Result<Outcome> 
     let options = DaemonOptions { models, port, ..DaemonOptions::default() };
     let directory = args.directory.clone();
     // The banner is best effort: a daemon whose stdout went away keeps serving.
-    let banner = |info: &hal_daemon::protocol::DaemonInfo| -> std::io::Result<()> {
+    let banner = |info: &hal_daemon::protocol::DaemonInfo| -> Result<(), crate::output::StdoutError> {
         outln!(
             "hal daemon {} serving {} on http://{} (pid {}); stop with Ctrl-C",
             info.version,

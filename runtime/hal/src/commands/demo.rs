@@ -67,7 +67,7 @@ pub fn run(args: &Args, dir: Option<&Path>, live: bool) -> Result<Outcome> {
         b"# Hi\n\nA different greeting, from a fork.\n",
         Some("Write a different greeting.md"),
     )?;
-    outln!("\n== fork {} of step {} ({})", fork.id, ask.step.unwrap_or_default(), fork.branch);
+    outln!("\n== fork {} of step {} ({})", fork.id, ask.number.unwrap_or_default(), fork.branch);
     print_log(&home, &fork.id)?;
 
     outln!("\n== accept the first thread's work");
@@ -198,7 +198,7 @@ fn follow_to_finish(handle: &dyn hal_daemon::Handle, branch: &str, actor: &str) 
     handle.follow(branch, Some(gix::ObjectId::null(gix::hash::Kind::Sha1)), actor, &mut |event| {
         if let hal_daemon::protocol::ThreadEvent::Step { step } = event {
             print_step(step);
-            if step.kind == "finish" {
+            if step.kind == hal_store::StepKind::Finish {
                 finished = true;
                 return std::ops::ControlFlow::Break(());
             }
@@ -211,7 +211,7 @@ fn follow_to_finish(handle: &dyn hal_daemon::Handle, branch: &str, actor: &str) 
 
 /// One line for a step, as the demo prints them.
 fn print_step(step: &hal_store::Step) {
-    let number = step.step.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    let number = step.number.map_or_else(|| "-".to_owned(), |n| n.to_string());
     let line: String = step.text.lines().next().unwrap_or_default().chars().take(120).collect();
     // A reader that went away is noticed by the next `outln!`.
     let _ = writeln!(std::io::stdout(), "   #{number} {:<7} {}: {line}", step.kind, step.actor);

@@ -154,8 +154,8 @@ fn call(
                     // step needs the call it answers, and a thread holding one without it could not be resumed.
                     let text = format!("called {name}.{function} by hand: {}", output.result);
                     let mut step = NewStep::new(StepKind::Write, text, ThreadStatus::Open)
-                        .fact("Hal-Tool", format!("{name}.{function}"))
-                        .fact("Hal-Outcome", "ok");
+                        .fact(hal_runner::record::fact::TOOL, format!("{name}.{function}"))
+                        .fact(hal_runner::record::fact::OUTCOME, "ok");
                     step.writes = writes;
                     commit = Some(journal.with(|home| home.append_step(&actor, thread, &step))?.commit);
                 }

@@ -120,6 +120,9 @@ pub fn help_run(
     thread: Option<&str>,
     idempotency_key: Option<&str>,
 ) -> Result<Outcome> {
+    if text.trim().is_empty() {
+        anyhow::bail!("the request is empty");
+    }
     let home = Home::open(&args.directory)?;
     let actor = home.resolve_actor(None)?;
     let handle = super::remote::handle(args)?;

@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use anyhow::{Context, Result};
-use hal_daemon::protocol::{Command, Response};
+use hal_daemon::protocol::{Command, FileContent, Response};
 use hal_daemon::{Handle, Place};
 use hal_store::{Home, MergeOutcome, ThreadStatus};
 
@@ -32,16 +32,21 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
             }
         }
         ThreadCommand::Fork { id, at } => {
-            let actor = home.resolve_actor(None)?;
-            let thread = home.fork_thread(&actor, id, at.as_deref())?;
-            print_thread(args, &thread)?;
+            let fork = Command::Fork { actor: Some(home.resolve_actor(None)?), thread: id.clone(), at: at.clone() };
+            if let Response::Started { thread, .. } = handle.command(&fork)? {
+                print_thread(args, &thread)?;
+            }
         }
         ThreadCommand::List => {
             if let Response::Threads { threads } = handle.command(&Command::ListThreads)? {
                 list(args, &threads)?;
             }
         }
-        ThreadCommand::Log { id, count } => log(args, &home, id, *count)?,
+        ThreadCommand::Log { id, count } => {
+            if let Response::Steps { steps } = handle.command(&Command::Log { thread: id.clone(), count: *count })? {
+                log(args, &steps)?;
+            }
+        }
         ThreadCommand::Say { id, text, idempotency_key } => {
             let text = if text.len() == 1 && text[0] == "-" { read_stdin_text()? } else { text.join(" ") };
             let actor = home.resolve_actor(None)?;
@@ -72,11 +77,18 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
             }
         }
         ThreadCommand::Write { id, path, message } => {
-            let actor = home.resolve_actor(None)?;
             let mut content = Vec::new();
             std::io::stdin().read_to_end(&mut content).context("reading the file content from stdin")?;
-            let appended = home.write_file(&actor, id, path, &content, message.as_deref())?;
-            print_appended(args, &appended)?;
+            let write = Command::Write {
+                actor: Some(home.resolve_actor(None)?),
+                thread: id.clone(),
+                path: path.clone(),
+                content: FileContent::of(content),
+                message: message.clone(),
+            };
+            if let Response::Appended { step } = handle.command(&write)? {
+                print_appended(args, &step)?;
+            }
         }
         ThreadCommand::Merge { id } => return merge(args, &home, handle.as_ref(), id),
         ThreadCommand::Replay { id, from } => {
@@ -135,13 +147,12 @@ fn list(args: &Args, threads: &[hal_store::ThreadSummary]) -> Result<()> {
     Ok(())
 }
 
-fn log(args: &Args, home: &Home, id: &str, count: Option<usize>) -> Result<()> {
-    let steps = home.thread_log(id, count)?;
+fn log(args: &Args, steps: &[hal_store::Step]) -> Result<()> {
     if args.json {
         return output::json(&steps);
     }
-    for step in &steps {
-        let number = step.step.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    for step in steps {
+        let number = step.number.map_or_else(|| "-".to_owned(), |n| n.to_string());
         let path = step.path.as_deref().map(|p| format!(" · {p}")).unwrap_or_default();
         outln!(
             "#{number} {} · {} · {} · {}{path}",

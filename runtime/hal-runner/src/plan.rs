@@ -1,8 +1,9 @@
-//! What a thread needs from the daemon, read from its newest steps.
+//! What a thread needs next, read from its newest steps: the runner decides, the daemon (or a command taking
+//! turns in process) performs it.
 
-use hal_runner::catalog::DEFAULT_AGENT;
-use hal_runner::conversation::is_persons_step;
-use hal_runner::record::fact;
+use crate::catalog::DEFAULT_AGENT;
+use crate::conversation::is_persons_step;
+use crate::record::fact;
 use hal_store::{BACKCHAT, Home, StepKind, ThreadRef, ThreadStatus};
 
 /// The help that answers a message on a thread that never ran one, and every backchat message.
@@ -13,7 +14,7 @@ const LOOK_BACK: usize = 200;
 
 /// What to do with a thread whose tip changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Plan {
+pub enum Plan {
     /// Nothing: the thread is finished, idle, or someone else is writing it.
     Nothing,
     /// Run the next turn: answer the person's message at the tip, or continue an interrupted run.
@@ -32,15 +33,15 @@ pub(crate) enum Plan {
 
 /// The plan for `thread`. Runs left `running` are continued only at `startup` (later, a `running` tip belongs to
 /// whoever is writing it).
-pub(crate) fn plan_for(home: &Home, thread: &ThreadRef, startup: bool) -> hal_store::Result<Plan> {
+pub fn plan_for(home: &Home, thread: &ThreadRef, startup: bool) -> hal_store::Result<Plan> {
     let mut steps = home.steps_back(thread).take(LOOK_BACK);
     let Some(tip) = steps.next().transpose()? else { return Ok(Plan::Nothing) };
-    let plain_commit = tip.step.is_none();
+    let plain_commit = tip.number.is_none();
     // A tip claiming a run is under way is believed only if this HAL wrote it: anyone can push a commit whose
     // trailers say `running`, and resuming it would act on whatever that run's record holds.
     let interrupted = tip.status == Some(ThreadStatus::Running) && home.is_tip_written(&thread.branch, tip.commit)?;
     if tip.status == Some(ThreadStatus::Running) && !interrupted && startup {
-        tracing::warn!(target: "hal_daemon", branch = %thread.branch, commit = %tip.commit,
+        tracing::warn!(target: "hal_runner", branch = %thread.branch, commit = %tip.commit,
             "a step claims a run is under way, but this HAL did not write it: not resumed");
     }
     if !(is_persons_step(&tip) || (interrupted && startup)) {
@@ -56,7 +57,7 @@ pub(crate) fn plan_for(home: &Home, thread: &ThreadRef, startup: bool) -> hal_st
     if (help.is_none() && !backchat) || interrupted {
         for step in steps {
             let step = step?;
-            let is_message = StepKind::parse_name(&step.kind) == StepKind::Message;
+            let is_message = step.kind == StepKind::Message;
             if interrupted && is_message && step.status != Some(ThreadStatus::Running) {
                 // A person's message before the run's request: the run answered it, depth 0.
                 break;
