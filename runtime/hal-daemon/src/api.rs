@@ -32,6 +32,9 @@ use crate::error::DaemonError;
 use crate::follow::Follower;
 use crate::protocol::Command;
 
+/// The largest request body the API takes.
+const MAX_BODY: usize = 24 * 1024 * 1024;
+
 /// Serve the API on `listener` until `stop` resolves.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
@@ -46,6 +49,8 @@ pub(crate) async fn serve(
         .route("/v1/threads/{thread}/merge", post(merge))
         .route("/v1/threads/{thread}/events", get(events))
         .route("/metrics", get(metrics))
+        // A `write` carries a whole file (a step holds up to 16 MiB; base64 makes that about 22 MiB).
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared);
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)

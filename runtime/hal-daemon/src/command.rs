@@ -8,6 +8,9 @@ use hal_store::{Appended, BACKCHAT, Home, Keyed, NewStep, Step, StepKind, Thread
 use crate::error::DaemonError;
 use crate::protocol::{Command, Response, Status, TurnEnd};
 
+/// Most steps one `log` command answers with (the newest): each may hold up to 16 MiB of data.
+pub const MAX_LOG: usize = 10_000;
+
 /// The thread a command names: `backchat` is the actor's backchat, created on first use.
 pub fn thread_of(home: &Home, actor: &str, query: &str) -> hal_store::Result<ThreadRef> {
     if query == hal_store::BACKCHAT { home.backchat(actor) } else { home.resolve_thread(query) }
@@ -79,17 +82,17 @@ pub fn repeated(home: &Home, command: &Command) -> Result<Option<Response>, Daem
     if text.trim().is_empty() {
         return Err(DaemonError::KeyWithoutMessage);
     }
-    let Some(Keyed { thread, step, after }) = home.keyed_step(key)? else { return Ok(None) };
+    let Some(Keyed { thread, step, answer }) = home.keyed_step(key)? else { return Ok(None) };
     let who = home.resolve_actor(actor.as_deref())?;
-    // A help or agent the retry names must be the first try's (a retry may leave them to the thread).
+    // A help or agent that both tries name must be the same (a try may leave them to the thread).
     let differs = |asked: &Option<String>, name: &str| {
         asked.as_deref().is_some_and(|asked| step.fact(name).is_some_and(|first| first != asked))
     };
     let same_thread = match command {
         Command::Say { thread: query, .. } if query == BACKCHAT => thread.branch == format!("threads/{who}/{BACKCHAT}"),
         Command::Say { thread: query, .. } => home.resolve_thread(query).is_ok_and(|t| t.branch == thread.branch),
-        // A new thread's message is its second step, after the start.
-        _ => step.number == Some(2),
+        // A new thread's message is its second step, after the start (and a backchat is no new thread).
+        _ => step.number == Some(2) && thread.id != BACKCHAT,
     };
     if step.text != text
         || step.actor != who
@@ -99,7 +102,7 @@ pub fn repeated(home: &Home, command: &Command) -> Result<Option<Response>, Daem
     {
         return Err(DaemonError::KeyReused(key.to_owned()));
     }
-    let answer = answer_in(home, &thread, &after)?;
+    let answer = answer.as_ref().and_then(|step| run_end(&thread.id, step));
     let message =
         Some(Appended { thread: thread.id.clone(), step: step.number.unwrap_or_default(), commit: step.commit });
     Ok(Some(match command {
@@ -108,21 +111,7 @@ pub fn repeated(home: &Home, command: &Command) -> Result<Option<Response>, Daem
     }))
 }
 
-/// The end of the first run that answered a message, from the steps after it on `thread` (newest first): the
-/// oldest step that ends a run and that this HAL wrote on the branch. A step pushed with HAL's trailers is not
-/// believed.
-fn answer_in(home: &Home, thread: &ThreadRef, after: &[Step]) -> Result<Option<TurnEnd>, DaemonError> {
-    for step in after.iter().rev() {
-        if let Some(end) = run_end(&thread.id, step)
-            && home.wrote_on(step.commit, &thread.branch)?
-        {
-            return Ok(Some(end));
-        }
-    }
-    Ok(None)
-}
-
-/// The end of a run that `step` is, if it is one: HAL's step that leaves the thread finished or waiting.
+/// The end of a run that `step` (found by [`Home::keyed_step`]: HAL's, ending a run) is.
 fn run_end(thread: &str, step: &Step) -> Option<TurnEnd> {
     if step.actor != HAL_ACTOR {
         return None;
@@ -191,7 +180,10 @@ pub(crate) fn apply_with(
                 answer: None,
             })
         }
-        Command::Log { thread, count } => Ok(Response::Steps { steps: home.thread_log(thread, *count)? }),
+        Command::Log { thread, count } => {
+            let count = count.unwrap_or(MAX_LOG).min(MAX_LOG);
+            Ok(Response::Steps { steps: home.thread_log(thread, Some(count))? })
+        }
         Command::Fork { actor: who, thread, at } => {
             let thread = home.fork_thread(&actor(who)?, thread, at.as_deref())?;
             Ok(Response::Started { thread, message: None, ticket: None, repeated: false, answer: None })

@@ -27,6 +27,39 @@ use hal_runner::plan::{Plan, plan_for};
 const COALESCE: Duration = Duration::from_millis(10);
 /// Turn ends kept per branch for readers that subscribe late (a client that starts a thread and then follows it).
 const RECENT_ENDS: usize = 8;
+/// Branches whose recent turn ends are kept (those that ended a turn most recently).
+const RECENT_BRANCHES: usize = 1024;
+
+/// The ends of the last few turns of the branches that ended turns most recently.
+#[derive(Default)]
+pub(crate) struct RecentEnds {
+    ends: HashMap<String, VecDeque<TurnEnd>>,
+    /// Branches, least recently ended first.
+    order: VecDeque<String>,
+}
+
+impl RecentEnds {
+    fn add(&mut self, branch: &str, end: TurnEnd) {
+        if let Some(at) = self.order.iter().position(|b| b == branch) {
+            self.order.remove(at);
+        }
+        self.order.push_back(branch.to_owned());
+        let ends = self.ends.entry(branch.to_owned()).or_default();
+        if ends.len() == RECENT_ENDS {
+            ends.pop_front();
+        }
+        ends.push_back(end);
+        while self.order.len() > RECENT_BRANCHES {
+            if let Some(oldest) = self.order.pop_front() {
+                self.ends.remove(&oldest);
+            }
+        }
+    }
+
+    fn of(&self, branch: &str) -> Vec<TurnEnd> {
+        self.ends.get(branch).map(|ends| ends.iter().cloned().collect()).unwrap_or_default()
+    }
+}
 /// Notices kept for slow event-stream readers.
 pub(crate) const NOTICE_BUFFER: usize = 16_384;
 
@@ -133,7 +166,7 @@ pub(crate) struct Shared {
     pub(crate) tickets: Mutex<HashMap<String, Vec<u64>>>,
     pub(crate) next_ticket: AtomicU64,
     /// The ends of the last few turns of each branch, for a reader that missed them.
-    pub(crate) recent_ends: Mutex<HashMap<String, VecDeque<TurnEnd>>>,
+    pub(crate) recent_ends: Mutex<RecentEnds>,
     /// Tickets of clients that joined a turn in progress (a repeated command whose message it answers), by
     /// branch: the turn's end carries them too.
     pub(crate) joining: Mutex<HashMap<String, Vec<u64>>>,
@@ -192,7 +225,7 @@ impl Shared {
 
     /// How the last turn of `branch` ended, if one did since the start.
     pub(crate) fn recent_ends(&self, branch: &str) -> Vec<TurnEnd> {
-        lock(&self.recent_ends).get(branch).map(|ends| ends.iter().cloned().collect()).unwrap_or_default()
+        lock(&self.recent_ends).of(branch)
     }
 
     fn observer(self: &Arc<Self>) -> Observer {
@@ -419,21 +452,16 @@ impl Shared {
                     }
                 }
             }
+            // Who joined this turn, taken while the branch is still this turn's: a client that joins later joins
+            // the next one.
+            end.tickets = tickets;
+            end.tickets.extend(lock(&self.joining).remove(branch).unwrap_or_default());
         }
         lock(&self.turns).remove(branch);
         lock(&self.seen).remove(branch);
         self.metrics.turn_ended(end.status.as_str());
         tracing::info!(target: "hal_daemon", %branch, status = %end.status, "turn ends");
-        end.tickets = tickets;
-        end.tickets.extend(lock(&self.joining).remove(branch).unwrap_or_default());
-        {
-            let mut recent = lock(&self.recent_ends);
-            let ends = recent.entry(branch.to_owned()).or_default();
-            if ends.len() == RECENT_ENDS {
-                ends.pop_front();
-            }
-            ends.push_back(end.clone());
-        }
+        lock(&self.recent_ends).add(branch, end.clone());
         let _ = self.notices.send(Notice::TurnEnded { branch: branch.to_owned(), end });
         self.wake();
     }
@@ -444,7 +472,7 @@ impl Shared {
     pub(crate) fn command(self: &Arc<Self>, command: &Command) -> Result<Response, DaemonError> {
         let _keyed = command::idempotency_key(command).map(|_| lock(&self.keyed));
         if let Some(response) = self.journal.with(|home| command::repeated(home, command))? {
-            return self.see_answered(response);
+            return self.see_answered(command, response);
         }
         match command {
             Command::Say { actor, thread, text, help, agent, idempotency_key, relayed } => {
@@ -473,7 +501,7 @@ impl Shared {
                     // The first try may have been queued, or committed from the queue since the look-up above.
                     if let Some(response) = self.journal.with(|home| command::repeated(home, command))? {
                         drop(active);
-                        return self.see_answered(response);
+                        return self.see_answered(command, response);
                     }
                     for (branch, queue) in active.iter() {
                         let Some(first) = queue.iter().find(|m| m.idempotency_key.as_deref() == Some(key.as_str()))
@@ -570,9 +598,8 @@ impl Shared {
                 self.wake();
                 Ok(response)
             }
-            Command::ListThreads | Command::Log { .. } => {
-                Ok(self.journal.with(|home| command::apply(home, command))?)
-            }
+            // Reads take a handle of their own: a long thread or ten thousand of them never holds up the writers.
+            Command::ListThreads | Command::Log { .. } => Ok(command::apply(&Home::open(&self.root)?, command)?),
             Command::Fork { .. } => {
                 let response = self.journal.with(|home| command::apply(home, command))?;
                 self.wake();
@@ -584,10 +611,13 @@ impl Shared {
                     let who = home.resolve_actor(actor.as_deref())?;
                     command::thread_of(home, &who, thread)
                 })?;
-                if self.is_active(&target.branch) {
+                // Held while the file is written: no turn starts between the check and the write.
+                let active = lock(&self.active);
+                if active.contains_key(&target.branch) {
                     return Err(DaemonError::Busy(target.branch));
                 }
                 let response = self.journal.with(|home| command::apply(home, command))?;
+                drop(active);
                 self.wake();
                 Ok(response)
             }
@@ -596,23 +626,31 @@ impl Shared {
 
     /// See that a repeated command's message gets its answer: when no run answered it yet, the client gets a
     /// ticket that the end of the turn answering it carries: the turn in progress on its thread, or one started
-    /// now (a run this HAL left unfinished is resumed, as at a start). Without either, nothing would answer it:
-    /// the response has neither ticket nor answer.
-    fn see_answered(self: &Arc<Self>, mut response: Response) -> Result<Response, DaemonError> {
+    /// now (a run this engine left unfinished is resumed, as at a start, when no turn of its runs at all: then no
+    /// sub-help run can be writing that thread either). Without either, nothing would answer it: the response
+    /// has neither ticket nor answer.
+    fn see_answered(self: &Arc<Self>, command: &Command, response: Response) -> Result<Response, DaemonError> {
+        if matches!(&response, Response::Started { answer: Some(_), .. } | Response::Said { answer: Some(_), .. }) {
+            return Ok(response);
+        }
+        let active = lock(&self.active);
+        // Looked up again under the lock: a turn may have answered it since.
+        let Some(mut response) = self.journal.with(|home| command::repeated(home, command))? else {
+            return Ok(response);
+        };
         let (Response::Started { thread, ticket, answer: None, .. }
         | Response::Said { thread, ticket, answer: None, .. }) = &mut response
         else {
             return Ok(response);
         };
         let number = self.next_ticket.fetch_add(1, Ordering::SeqCst);
-        let active = lock(&self.active);
         if active.contains_key(&thread.branch) {
             lock(&self.joining).entry(thread.branch.clone()).or_default().push(number);
             *ticket = Some(number);
             return Ok(response);
         }
-        let plan = self.journal.with(|home| plan_for(home, thread, true))?;
-        if let Plan::Turn { .. } = plan {
+        let resume = active.is_empty();
+        if let Plan::Turn { .. } = self.journal.with(|home| plan_for(home, thread, resume))? {
             if self.mode == Mode::InProcess {
                 lock(&self.answering).insert(thread.branch.clone());
             }
@@ -620,7 +658,7 @@ impl Shared {
             *ticket = Some(number);
             let branch = thread.branch.clone();
             drop(active);
-            self.start_turn(branch, Why::Scan { startup: true });
+            self.start_turn(branch, Why::Scan { startup: resume });
         }
         Ok(response)
     }
@@ -651,7 +689,7 @@ impl Shared {
     /// The state `hal status` shows.
     pub(crate) fn status(&self) -> Result<StatusReport, DaemonError> {
         let loaded = self.loaded();
-        let threads = self.journal.with(|home| home.list_threads())?;
+        let threads = Home::open(&self.root)?.list_threads()?;
         let mut running: Vec<String> = lock(&self.active).keys().cloned().collect();
         running.sort();
         Ok(StatusReport {
@@ -667,7 +705,7 @@ impl Shared {
 
     /// Prometheus text.
     pub(crate) fn metrics_text(&self) -> Result<String, DaemonError> {
-        let threads = self.journal.with(|home| home.list_threads())?;
+        let threads = Home::open(&self.root)?.list_threads()?;
         Ok(self.metrics.render(&threads, lock(&self.active).len()))
     }
 
@@ -719,6 +757,8 @@ async fn turn(mut guard: TurnGuard, why: Why) {
         };
         Ok((thread, plan))
     });
+    // The messages this turn answers (or, when there is nothing to run, whose waiters hear that).
+    guard.tickets = lock(&shared.tickets).remove(&branch).unwrap_or_default();
     let (thread, help, agent, actor) = match planned {
         Ok((thread, Plan::Turn { help, agent, actor })) => (thread, help, agent, actor),
         Ok(_) => {
@@ -730,7 +770,6 @@ async fn turn(mut guard: TurnGuard, why: Why) {
             return;
         }
     };
-    guard.tickets = lock(&shared.tickets).remove(&branch).unwrap_or_default();
     let _ = shared.notices.send(Notice::TurnStarted {
         branch: branch.clone(),
         help: help.clone(),

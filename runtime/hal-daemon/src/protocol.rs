@@ -71,7 +71,7 @@ pub enum Command {
         #[serde(skip)]
         relayed: Option<u32>,
     },
-    /// A thread's steps, oldest first.
+    /// A thread's steps, oldest first: the newest [`crate::command::MAX_LOG`] at most.
     Log {
         /// Thread id, unique prefix or branch.
         thread: String,

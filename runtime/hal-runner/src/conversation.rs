@@ -355,7 +355,7 @@ pub fn messages_of(step: &Step) -> Result<Vec<Message>, RunError> {
 pub fn finish_result(call_id: String, status: &str, output: &str) -> Message {
     Message::Tool {
         call_id,
-        name: crate::run::FINISH.to_owned(),
+        name: crate::record::FINISH.to_owned(),
         content: format!("The run ended with status {status}. Output: {output}"),
         is_error: false,
     }

@@ -55,8 +55,7 @@ pub trait Models: Send + Sync {
     fn subrun(&self) -> Arc<dyn Models>;
 }
 
-/// Looks up a secret's value by its name.
-pub type SecretLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+pub use crate::secrets::SecretLookup;
 
 /// Live models: routed by `hal.yaml`, keys read from the secret store by the secret names it gives.
 pub struct LiveModels {

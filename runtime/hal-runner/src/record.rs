@@ -43,6 +43,9 @@ pub mod fact {
     pub const PROPOSED_FOR: &str = "Hal-Proposed-For";
 }
 
+/// The built-in tool that ends a run.
+pub const FINISH: &str = "finish";
+
 /// The data of a `reply` step: what the model said, exactly.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReplyData {

@@ -11,7 +11,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::model::SecretLookup;
+/// Looks up a secret's value by its name.
+pub type SecretLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Overrides where the store is.
 pub const SECRETS_FILE_ENV: &str = "HAL_SECRETS_FILE";

@@ -15,6 +15,7 @@ mod capabilities;
 pub mod catalog;
 mod host;
 mod limits;
+mod names;
 pub mod plugins;
 pub mod python;
 mod scrub;

@@ -122,20 +122,12 @@ pub(crate) fn files_under(home: &Home, commit: gix::ObjectId, dir: &str) -> Resu
     let mut files = Vec::new();
     for (path, _) in home.list_files(commit, dir).map_err(|e| e.to_string())? {
         let Some(relative) = path.strip_prefix(&prefix) else { continue };
-        check_relative(relative)?;
+        crate::names::check_relative(relative)?;
         if let Some(content) = home.file_at(commit, &path).map_err(|e| e.to_string())? {
             files.push((relative.to_owned(), content));
         }
     }
     Ok(files)
-}
-
-/// Refuse a file name that is not a plain relative path.
-pub(crate) fn check_relative(path: &str) -> Result<(), String> {
-    match hal_store::tree_path::normalize(path) {
-        Ok(normal) if normal == path && !path.split('/').any(|part| part == "..") => Ok(()),
-        _ => Err(format!("the plugin file name {path:?} is not a plain relative path")),
-    }
 }
 
 /// The plugins on `main` as isolates to load: `(isolate name, source, component and manifest or why not)`.

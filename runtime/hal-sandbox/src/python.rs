@@ -218,7 +218,7 @@ pub fn build(
         return Ok(bytes);
     }
     for (path, _) in &sources {
-        crate::plugins::check_relative(path)?;
+        crate::names::check_relative(path)?;
     }
     if !sources.iter().any(|(path, _)| path == "plugin.py") {
         return Err(format!("plugin `{name}` has no plugin.py beside its plugin.yaml"));

@@ -163,6 +163,12 @@ pub enum ThreadStatus {
 }
 
 impl ThreadStatus {
+    /// Whether a step leaving the thread this way ends a run: finished (`done`, `error`, `nocando`) or waiting
+    /// for a person (`pending`).
+    pub fn ends_run(&self) -> bool {
+        matches!(self, ThreadStatus::Done | ThreadStatus::Pending | ThreadStatus::Error | ThreadStatus::Nocando)
+    }
+
     /// The name used in the `Hal-Status` trailer.
     pub fn as_str(&self) -> &str {
         match self {

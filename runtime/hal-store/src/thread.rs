@@ -114,7 +114,7 @@ impl Step {
 }
 
 /// How many steps back from a thread's tip [`Home::keyed_step`] looks for a keyed step.
-pub const KEYED_LOOK_BACK: usize = 10_000;
+pub const KEYED_LOOK_BACK: usize = 1_000;
 
 /// What [`Home::keyed_step`] found.
 #[derive(Debug)]
@@ -123,8 +123,9 @@ pub struct Keyed {
     pub thread: ThreadRef,
     /// The step written for the key.
     pub step: Step,
-    /// The steps after it, newest first.
-    pub after: Vec<Step>,
+    /// The first step after it that ended a run (finished or waiting) and that this HAL wrote on the branch (a
+    /// step pushed with HAL's trailers is not believed).
+    pub answer: Option<Step>,
 }
 
 /// A step to append with [`Home::append_step`].
@@ -292,9 +293,10 @@ impl Home {
         let threads = self.threads()?;
         let cache = TipCache::load(self.repo().common_dir());
         let main = self.main_tip()?;
-        let uncached = threads.iter().filter(|t| cache.get(&t.tip).is_none()).count();
-        let reach = crate::merged::Reach::new(self, main, cache.main(), uncached)?;
-        let mut changed = uncached > 0 || cache.main() != main;
+        let (cached, uncached): (Vec<ObjectId>, Vec<ObjectId>) =
+            threads.iter().map(|t| t.tip).partition(|tip| cache.get(tip).is_some());
+        let reach = crate::merged::Reach::new(self, main, cache.main(), &uncached, &cached)?;
+        let mut changed = !uncached.is_empty() || cache.main() != main;
         let mut current = Vec::with_capacity(threads.len());
         for thread in &threads {
             let mut facts = match cache.get(&thread.tip) {
@@ -306,7 +308,7 @@ impl Home {
                 }
             };
             let cached = cache.get(&thread.tip).map(|facts| facts.merged);
-            let merged = reach.merged(self, thread.tip, cached)?;
+            let merged = reach.merged(thread.tip, cached);
             changed |= cached != Some(merged);
             facts.merged = merged;
             current.push((thread.tip, facts));
@@ -548,23 +550,30 @@ impl Home {
         Ok(Appended { thread: thread.id.clone(), step: step_number, commit })
     }
 
-    /// The step this HAL wrote for a command with idempotency `key`, with its thread as it is now and the steps
-    /// after it (newest first): `None` when no command with the key wrote one that landed on its branch within
-    /// the newest [`KEYED_LOOK_BACK`] steps.
+    /// The step this HAL wrote for a command with idempotency `key`, with its thread as it is now and the first
+    /// step after it that ended a run and that this HAL wrote on the branch: `None` when no command with the key
+    /// wrote one that landed on its branch within the newest [`KEYED_LOOK_BACK`] steps.
     pub fn keyed_step(&self, key: &str) -> Result<Option<Keyed>> {
         crate::local_record::check_idempotency_key(key)?;
-        for commit in self.record().keyed(key)?.into_iter().rev() {
+        'tries: for commit in self.record().keyed(key)?.into_iter().rev() {
             let Some(branch) = self.record().branch_of(commit)? else { continue };
             let Ok(thread) = self.resolve_thread(&branch) else { continue };
             // A try that lost a race to another writer was written again; only the one on the branch counts. The
-            // look-back is bounded: anyone who can push the branch decides how long it is.
-            let mut after = Vec::new();
+            // look-back is bounded, and keeps one step at a time: anyone who can push the branch decides how long
+            // it is and what its commits hold.
+            let mut answer = None;
             for step in self.steps_back(&thread).take(KEYED_LOOK_BACK) {
-                let step = step?;
+                // A step someone pushed that does not read is passed over, as a run end it could not be.
+                let Ok(step) = step else { continue 'tries };
                 if step.commit == commit {
-                    return Ok(Some(Keyed { thread, step, after }));
+                    return Ok(Some(Keyed { thread, step, answer }));
                 }
-                after.push(step);
+                if step.actor == crate::identity::HAL_ACTOR
+                    && step.status.as_ref().is_some_and(ThreadStatus::ends_run)
+                    && self.wrote_on(step.commit, &thread.branch)?
+                {
+                    answer = Some(step);
+                }
             }
         }
         Ok(None)

@@ -27,8 +27,7 @@ use crate::tools::{BoxFuture, RunScope, Tool, ToolContext, ToolResult, Toolbox};
 mod resume;
 use resume::{PendingReply, chain_scope, unanswered_reply};
 
-/// The built-in tool that ends a run.
-pub const FINISH: &str = "finish";
+pub use crate::record::FINISH;
 /// The placeholder in a help's instructions replaced by the catalogue of helps.
 pub const HELPS_PLACEHOLDER: &str = "{{helps}}";
 
