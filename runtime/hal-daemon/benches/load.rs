@@ -39,7 +39,7 @@ impl Model for InstantModel {
         &'a self,
         request: &'a Request,
         _on_text: &'a mut (dyn FnMut(&str) + Send),
-    ) -> BoxFuture<'a, Result<ModelTurn, String>> {
+    ) -> BoxFuture<'a, Result<ModelTurn, hal_runner::model::TurnError>> {
         Box::pin(async move {
             let job = request
                 .messages

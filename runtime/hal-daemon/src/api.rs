@@ -55,7 +55,7 @@ pub(crate) async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
-        .map_err(|e| DaemonError::Other(format!("the HTTP API failed: {e}")))
+        .map_err(|e| DaemonError::start("the HTTP API failed", e))
 }
 
 /// An API error: a status and `{"error": "..."}`.

@@ -54,7 +54,7 @@ fn spec(name: &str, description: &str, parameters: Value) -> ToolSpec {
 }
 
 /// Add HAL's commands (`threads.*`, `git.*`) to `toolbox`; those that change threads go through `dispatch`.
-pub fn add_tools(toolbox: &mut Toolbox, dispatch: Dispatch) -> Result<(), String> {
+pub fn add_tools(toolbox: &mut Toolbox, dispatch: Dispatch) -> Result<(), hal_runner::tools::InvalidSchema> {
     let thread = json!({"type": "string", "description": "Thread id, unique prefix, or branch threads/<actor>/<id>"});
     let commands = [
         (

@@ -38,17 +38,19 @@ impl Client {
         let info = info?;
         let holder = crate::lock::holder(&dir)?.map(|held| held.pid);
         if holder.as_deref() != Some(info.pid.to_string().as_str()) {
-            return Err(DaemonError::Other(format!(
-                "{} belongs to another daemon than the one running (pid {}); it is starting or stopping: try again",
-                dir.join("daemon.json").display(),
-                holder.unwrap_or_default()
-            )));
+            return Err(DaemonError::InfoFile {
+                path: dir.join("daemon.json"),
+                reason: format!(
+                    "it belongs to another daemon than the one running (pid {}); it is starting or stopping: try again",
+                    holder.unwrap_or_default()
+                ),
+            });
         }
         let token = files::read_token(&dir)?;
         let http = hal_model::http_builder()
             .no_proxy()
             .build()
-            .map_err(|e| DaemonError::Other(format!("cannot make an HTTP client: {e}")))?;
+            .map_err(|e| DaemonError::start("cannot make an HTTP client", e))?;
         Ok(Some(Client { info, token, http }))
     }
 
@@ -77,7 +79,8 @@ impl Client {
 
     /// Send `command`.
     pub async fn command(&self, command: &Command) -> Result<Response, DaemonError> {
-        let body = serde_json::to_vec(command).map_err(|e| DaemonError::Other(e.to_string()))?;
+        let body =
+            serde_json::to_vec(command).map_err(|e| self.unreachable(format!("cannot encode the command: {e}")))?;
         let request = self.http.post(self.url("/v1/command")).header(reqwest::header::CONTENT_TYPE, "application/json");
         self.json(request.body(body)).await
     }

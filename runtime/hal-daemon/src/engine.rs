@@ -52,7 +52,7 @@ pub(crate) fn runtime(workers: usize) -> Result<tokio::runtime::Runtime, DaemonE
     if workers > 0 {
         builder.worker_threads(workers);
     }
-    builder.enable_all().build().map_err(|e| DaemonError::Other(format!("async runtime: {e}")))
+    builder.enable_all().build().map_err(|e| DaemonError::start("cannot start the async runtime", e))
 }
 
 impl Engine {
@@ -102,7 +102,7 @@ impl Engine {
             Some(models) => ModelSource::Fixed(models),
             None => ModelSource::Live(
                 hal_model::Client::new(hal_model::ClientOptions::default())
-                    .map_err(|e| DaemonError::Other(e.to_string()))?,
+                    .map_err(|e| DaemonError::start("cannot make the model client", e))?,
             ),
         };
         let (wake_tx, wake_rx) = std::sync::mpsc::channel();
@@ -161,7 +161,7 @@ impl Engine {
             std::thread::Builder::new()
                 .name("hal-scan".to_owned())
                 .spawn(move || shared.scan_loop(&wake_rx, poll))
-                .map_err(|e| DaemonError::Other(format!("cannot start the scanner: {e}")))?
+                .map_err(|e| DaemonError::start("cannot start the scanner", e))?
         };
         Ok(Engine { shared, runtime, shutdown: shutdown_tx, scanner: Some(scanner), watcher, hal_dir, _lock: lock })
     }
@@ -212,8 +212,9 @@ impl Daemon {
         let runtime = runtime(options.workers)?;
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(("127.0.0.1", options.port)))
-            .map_err(|e| DaemonError::Other(format!("cannot listen on 127.0.0.1:{}: {e}", options.port)))?;
-        let address = listener.local_addr().map_err(|e| DaemonError::Other(e.to_string()))?.to_string();
+            .map_err(|e| DaemonError::start(format!("cannot listen on 127.0.0.1:{}", options.port), e))?;
+        let address = listener.local_addr().map_err(|e| DaemonError::start("cannot read the API's address", e))?;
+        let address = address.to_string();
         let engine = Engine::start_locked(path, &options, runtime, Some(address), lock)?;
         let info = engine.shared.info.clone();
         tracing::info!(target: "hal_daemon", address = %info.address, pid = info.pid, "daemon ready");

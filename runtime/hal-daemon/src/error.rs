@@ -40,6 +40,9 @@ pub enum DaemonError {
     /// The runner refused something.
     #[error(transparent)]
     Run(#[from] hal_runner::RunError),
+    /// A tool could not be offered.
+    #[error(transparent)]
+    Tool(#[from] hal_runner::tools::InvalidSchema),
     /// The thread runs a turn; the command must wait for its end.
     #[error("{0} is running a turn; try again when it ends")]
     Busy(String),
@@ -54,12 +57,32 @@ pub enum DaemonError {
         /// What went wrong.
         reason: String,
     },
-    /// Something else failed (the HTTP server, a watcher).
+    /// A part of the daemon could not start or failed (the async runtime, the scanner, the HTTP API, a client).
+    #[error("{what}: {reason}")]
+    Start {
+        /// What.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// `.git/hal/daemon.json` cannot be used.
+    #[error("{path}: {reason}")]
+    InfoFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A command waits for an answer that will not come (it sends no message, or turns stopped being taken).
     #[error("{0}")]
-    Other(String),
+    NoAnswer(String),
 }
 
 impl DaemonError {
+    pub(crate) fn start(what: impl Into<String>, reason: impl std::fmt::Display) -> DaemonError {
+        DaemonError::Start { what: what.into(), reason: reason.to_string() }
+    }
+
     pub(crate) fn io(what: &'static str, path: &std::path::Path, source: std::io::Error) -> DaemonError {
         DaemonError::Io { what, path: path.to_owned(), source }
     }

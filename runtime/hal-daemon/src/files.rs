@@ -23,7 +23,8 @@ impl DaemonInfo {
     pub(crate) fn write(&self, dir: &Path) -> Result<(), DaemonError> {
         let path = dir.join(INFO_FILE);
         let temp = dir.join(format!("{INFO_FILE}.{}", std::process::id()));
-        let text = serde_json::to_string_pretty(self).map_err(|e| DaemonError::Other(e.to_string()))?;
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| DaemonError::InfoFile { path: path.clone(), reason: e.to_string() })?;
         std::fs::write(&temp, text).map_err(|e| DaemonError::io("writing", &temp, e))?;
         std::fs::rename(&temp, &path).map_err(|e| DaemonError::io("renaming", &path, e))
     }
@@ -32,7 +33,7 @@ impl DaemonInfo {
     pub fn read(dir: &Path) -> Result<DaemonInfo, DaemonError> {
         let path = dir.join(INFO_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| DaemonError::io("reading", &path, e))?;
-        serde_json::from_str(&text).map_err(|e| DaemonError::Other(format!("{}: {e}", path.display())))
+        serde_json::from_str(&text).map_err(|e| DaemonError::InfoFile { path, reason: e.to_string() })
     }
 
     /// Remove `daemon.json` from `dir` (when the daemon stops).

@@ -69,9 +69,9 @@ fn ticket_of(response: &Response) -> Result<Option<u64>, DaemonError> {
         Response::Said { ticket, .. } => Ok(*ticket),
         Response::Started { message: Some(_), ticket, .. } => Ok(*ticket),
         Response::Started { message: None, .. } => {
-            Err(DaemonError::Other("the new thread has no message to answer: give it an input".to_owned()))
+            Err(DaemonError::NoAnswer("the new thread has no message to answer: give it an input".to_owned()))
         }
-        other => Err(DaemonError::Other(format!("only a message has an answer to wait for, not {other:?}"))),
+        other => Err(DaemonError::NoAnswer(format!("only a message has an answer to wait for, not {other:?}"))),
     }
 }
 
@@ -81,7 +81,7 @@ fn answered(response: &Response) -> Option<Result<TurnEnd, DaemonError>> {
     match response {
         Response::Started { answer: Some(end), .. } | Response::Said { answer: Some(end), .. } => Some(Ok(end.clone())),
         Response::Started { repeated: true, ticket: None, .. }
-        | Response::Said { repeated: true, ticket: None, .. } => Some(Err(DaemonError::Other(
+        | Response::Said { repeated: true, ticket: None, .. } => Some(Err(DaemonError::NoAnswer(
             "a message was sent with this idempotency key before, and nothing answered it or is left to run on \
                  its thread: send it again with a new key"
                 .to_owned(),
@@ -94,7 +94,7 @@ fn answered(response: &Response) -> Option<Result<TurnEnd, DaemonError>> {
 fn nothing_to_answer(response: &Response) -> DaemonError {
     match ticket_of(response) {
         Err(error) => error,
-        Ok(_) => DaemonError::Other(format!("{response:?} has no answer to wait for")),
+        Ok(_) => DaemonError::NoAnswer(format!("{response:?} has no answer to wait for")),
     }
 }
 
@@ -119,7 +119,7 @@ fn wait_for_end(
             _ => {}
         }
     }
-    Err(DaemonError::Other(stopped.to_owned()))
+    Err(DaemonError::NoAnswer(stopped.to_owned()))
 }
 
 /// A running daemon, over its HTTP API.
@@ -134,7 +134,7 @@ impl Remote {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| DaemonError::Other(format!("async runtime: {e}")))?;
+            .map_err(|e| DaemonError::start("cannot start the async runtime", e))?;
         Ok(Remote { client, runtime })
     }
 }
@@ -169,7 +169,7 @@ impl Handle for Remote {
                 let after = message.commit.to_string();
                 (self.runtime.block_on(self.client.follow(&thread.branch, Some(&after), actor))?, response)
             }
-            other => return Err(DaemonError::Other(format!("{other:?} has no answer to wait for"))),
+            other => return Err(DaemonError::NoAnswer(format!("{other:?} has no answer to wait for"))),
         };
         if let Some(end) = answered(&response) {
             return end;
@@ -257,7 +257,7 @@ impl Handle for Local {
             Taker::Daemon(daemon) => return daemon.talk(command, actor, on_event),
         };
         let Some(engine) = guard.as_ref() else {
-            return Err(DaemonError::Other("the engine did not start".to_owned()));
+            return Err(DaemonError::start("the in-process engine", "it did not start"));
         };
         let shared = engine.shared.clone();
         // Subscribed before the message is written: every event of the turn that answers it is seen.
@@ -274,7 +274,7 @@ impl Handle for Local {
                 };
                 (Follower::new(shared.clone(), notices, actor, &thread.branch, Some(message.commit))?, response)
             }
-            other => return Err(DaemonError::Other(format!("{other:?} has no answer to wait for"))),
+            other => return Err(DaemonError::NoAnswer(format!("{other:?} has no answer to wait for"))),
         };
         if let Some(end) = answered(&response) {
             return end;
@@ -296,7 +296,7 @@ impl Handle for Local {
             Taker::Daemon(daemon) => return daemon.follow(thread, after, actor, on_event),
         };
         let Some(engine) = guard.as_ref() else {
-            return Err(DaemonError::Other("the engine did not start".to_owned()));
+            return Err(DaemonError::start("the in-process engine", "it did not start"));
         };
         let notices = engine.shared.notices.subscribe();
         let mut follower = Follower::new(engine.shared.clone(), notices, actor, thread, after)?;

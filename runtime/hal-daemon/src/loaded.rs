@@ -87,10 +87,10 @@ pub(crate) fn load(
         catalog = catalog.keeping_valid_from(previous.runner.catalog());
     }
     let mut toolbox = Toolbox::new();
-    backchat::add_tools(&mut toolbox, dispatch).map_err(DaemonError::Other)?;
+    backchat::add_tools(&mut toolbox, dispatch)?;
     let left_out = match hal_sandbox::catalog::add_repo_tools(&mut toolbox, &home, &catalog.settings, secrets) {
         Ok(left_out) => left_out,
-        Err(error) => vec![("(the sandbox)".to_owned(), error)],
+        Err(error) => vec![("(the sandbox)".to_owned(), error.0)],
     };
     let mut problems = Vec::new();
     let file_of = |source: &hal_runner::catalog::Source| source.to_string().trim_start_matches("main:").to_owned();

@@ -37,13 +37,24 @@ pub trait Model: Send + Sync {
         DEFAULT_CONTEXT_TOKENS
     }
 
-    /// One turn: the reply to `request`, with its text passed to `on_text` as it arrives. An error is a
-    /// plain-language reason that ends the run.
+    /// One turn: the reply to `request`, with its text passed to `on_text` as it arrives. An error ends the run,
+    /// its text the reason.
     fn complete<'a>(
         &'a self,
         request: &'a Request,
         on_text: &'a mut (dyn FnMut(&str) + Send),
-    ) -> BoxFuture<'a, Result<ModelTurn, String>>;
+    ) -> BoxFuture<'a, Result<ModelTurn, TurnError>>;
+}
+
+/// Why a model turn gave no reply.
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    /// The model's service failed or refused, after the client's retries.
+    #[error(transparent)]
+    Model(#[from] hal_model::ModelError),
+    /// A recording has no reply left.
+    #[error("the recording has no more model replies: this run asked the model more often than the original")]
+    RecordingEnded,
 }
 
 /// Chooses the model of each run.
@@ -183,10 +194,9 @@ impl Model for LiveModel {
         &'a self,
         request: &'a Request,
         on_text: &'a mut (dyn FnMut(&str) + Send),
-    ) -> BoxFuture<'a, Result<ModelTurn, String>> {
+    ) -> BoxFuture<'a, Result<ModelTurn, TurnError>> {
         Box::pin(async move {
-            let exchange =
-                self.client.complete(&self.endpoint, request, on_text).await.map_err(|error| error.to_string())?;
+            let exchange = self.client.complete(&self.endpoint, request, on_text).await?;
             Ok(ModelTurn {
                 reply: exchange.reply,
                 response: exchange.response_body,
@@ -258,16 +268,19 @@ impl Model for RecordedModel {
         &'a self,
         request: &'a Request,
         on_text: &'a mut (dyn FnMut(&str) + Send),
-    ) -> BoxFuture<'a, Result<ModelTurn, String>> {
+    ) -> BoxFuture<'a, Result<ModelTurn, TurnError>> {
         Box::pin(async move {
             let started = Instant::now();
             if let Some(kept) = self.0.requests.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
                 kept.push(request.clone());
             }
-            let reply = self.0.replies.lock().unwrap_or_else(PoisonError::into_inner).pop_front().ok_or_else(|| {
-                "the recording has no more model replies: this run asked the model more often than the original"
-                    .to_owned()
-            })?;
+            let reply = self
+                .0
+                .replies
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front()
+                .ok_or(TurnError::RecordingEnded)?;
             if !reply.text.is_empty() {
                 on_text(&reply.text);
             }

@@ -179,18 +179,18 @@ impl ToolContext {
     }
 
     /// The file at `path`, as this call sees it.
-    pub fn read(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
-        let path = hal_store::tree_path::normalize(path).map_err(|e| e.to_string())?;
+    pub fn read(&self, path: &str) -> hal_store::Result<Option<Vec<u8>>> {
+        let path = hal_store::tree_path::normalize(path)?;
         if let Some(bytes) = self.writes.get(&path) {
             return Ok(Some(bytes.clone()));
         }
-        self.journal.with(|home| home.file_at(self.base, &path)).map_err(|e| e.to_string())
+        self.journal.with(|home| home.file_at(self.base, &path))
     }
 
     /// Every file with its size, as this call sees them, sorted by path.
-    pub fn list(&self) -> Result<Vec<(String, u64)>, String> {
+    pub fn list(&self) -> hal_store::Result<Vec<(String, u64)>> {
         let mut files: BTreeMap<String, u64> =
-            self.journal.with(|home| home.list_files(self.base, "")).map_err(|e| e.to_string())?.into_iter().collect();
+            self.journal.with(|home| home.list_files(self.base, ""))?.into_iter().collect();
         for (path, bytes) in &self.writes {
             files.insert(path.clone(), bytes.len() as u64);
         }
@@ -198,8 +198,8 @@ impl ToolContext {
     }
 
     /// Write `content` to `path`; it lands in this call's step.
-    pub fn write(&mut self, path: &str, content: Vec<u8>) -> Result<(), String> {
-        let path = hal_store::tree_path::normalize(path).map_err(|e| e.to_string())?;
+    pub fn write(&mut self, path: &str, content: Vec<u8>) -> hal_store::Result<()> {
+        let path = hal_store::tree_path::normalize(path)?;
         self.writes.insert(path, content);
         Ok(())
     }
@@ -220,6 +220,16 @@ impl ToolContext {
     }
 }
 
+/// A tool's argument schema is not valid JSON Schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tool `{tool}` has an invalid argument schema: {reason}")]
+pub struct InvalidSchema {
+    /// The tool.
+    pub tool: String,
+    /// What is wrong with its schema.
+    pub reason: String,
+}
+
 /// The tools a runner can offer, by name, each with its compiled argument schema.
 #[derive(Clone, Default)]
 pub struct Toolbox {
@@ -233,10 +243,10 @@ impl Toolbox {
     }
 
     /// Add `tool`. A tool whose schema is not valid JSON Schema is refused with the reason.
-    pub fn add(&mut self, tool: Arc<dyn Tool>) -> Result<(), String> {
+    pub fn add(&mut self, tool: Arc<dyn Tool>) -> Result<(), InvalidSchema> {
         let name = tool.spec().name.clone();
         let validator = jsonschema::validator_for(&tool.spec().parameters)
-            .map_err(|e| format!("tool `{name}` has an invalid argument schema: {e}"))?;
+            .map_err(|e| InvalidSchema { tool: name.clone(), reason: e.to_string() })?;
         self.tools.insert(name, (tool, Arc::new(validator)));
         Ok(())
     }

@@ -39,58 +39,85 @@ impl Granted {
     }
 
     /// Whether the tree may be used as `access`, or why not.
-    pub fn check_tree(&self, access: TreeAccess) -> Result<(), String> {
+    pub fn check_tree(&self, access: TreeAccess) -> Result<(), Denied> {
         if self.tree >= access {
             return Ok(());
         }
         let word = if access == TreeAccess::Write { "write" } else { "read" };
-        if self.asked.tree < access {
-            return Err(format!(
-                "isolate `{}` may not {word} the thread's files: its isolate.yaml does not ask for `tree: {word}`",
-                self.isolate
-            ));
-        }
-        Err(format!(
-            "isolate `{}` may not {word} the thread's files: grant it with `sandbox.isolates.{}.tree: {word}` in \
-             hal.yaml on main",
-            self.isolate, self.isolate
-        ))
+        Err(Denied {
+            isolate: self.isolate.clone(),
+            what: format!("{word} the thread's files"),
+            fix: if self.asked.tree < access {
+                Fix::Ask(format!("its isolate.yaml does not ask for `tree: {word}`"))
+            } else {
+                Fix::Grant(format!(
+                    "grant it with `sandbox.isolates.{}.tree: {word}` in hal.yaml on main",
+                    self.isolate
+                ))
+            },
+        })
     }
 
     /// Whether `host` may be fetched from, or why not.
-    pub fn check_host(&self, host: &str) -> Result<(), String> {
+    pub fn check_host(&self, host: &str) -> Result<(), Denied> {
         if self.hosts.iter().any(|h| h == host) {
             return Ok(());
         }
-        if !self.asked.http.iter().any(|h| h == host || h == "*") {
-            return Err(format!(
-                "isolate `{}` may not fetch from {host}: its isolate.yaml does not list that host under \
-                 `capabilities.http`",
-                self.isolate
-            ));
-        }
-        Err(format!(
-            "isolate `{}` may not fetch from {host}: add it to `sandbox.isolates.{}.http` in hal.yaml on main",
-            self.isolate, self.isolate
-        ))
+        Err(Denied {
+            isolate: self.isolate.clone(),
+            what: format!("fetch from {host}"),
+            fix: if !self.asked.http.iter().any(|h| h == host || h == "*") {
+                Fix::Ask("its isolate.yaml does not list that host under `capabilities.http`".to_owned())
+            } else {
+                Fix::Grant(format!("add it to `sandbox.isolates.{}.http` in hal.yaml on main", self.isolate))
+            },
+        })
     }
 
     /// Whether secret `name` may be read, or why not.
-    pub fn check_secret(&self, name: &str) -> Result<(), String> {
+    pub fn check_secret(&self, name: &str) -> Result<(), Denied> {
         if self.secrets.iter().any(|s| s == name) {
             return Ok(());
         }
-        if !self.asked.secrets.iter().any(|s| s == name) {
-            return Err(format!(
-                "isolate `{}` may not read the secret {name}: its isolate.yaml does not declare it under \
-                 `capabilities.secrets`",
-                self.isolate
-            ));
-        }
-        Err(format!(
-            "isolate `{}` may not read the secret {name}: add it to `sandbox.isolates.{}.secrets` in hal.yaml on main",
-            self.isolate, self.isolate
-        ))
+        Err(Denied {
+            isolate: self.isolate.clone(),
+            what: format!("read the secret {name}"),
+            fix: if !self.asked.secrets.iter().any(|s| s == name) {
+                Fix::Ask("its isolate.yaml does not declare it under `capabilities.secrets`".to_owned())
+            } else {
+                Fix::Grant(format!("add it to `sandbox.isolates.{}.secrets` in hal.yaml on main", self.isolate))
+            },
+        })
+    }
+}
+
+/// An isolate asked for something it may not do, and how that would change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("isolate `{isolate}` may not {what}: {fix}")]
+pub struct Denied {
+    /// The isolate.
+    pub isolate: String,
+    /// What it may not do (`fetch from example.com`).
+    pub what: String,
+    /// Who could change that.
+    pub fix: Fix,
+}
+
+/// Who could let an isolate do what it was denied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fix {
+    /// Its author: the isolate's manifest does not ask for it (the owner cannot grant what is not asked).
+    #[error("{0}")]
+    Ask(String),
+    /// The repo's owner: `hal.yaml` does not grant it.
+    #[error("{0}")]
+    Grant(String),
+}
+
+/// The guest sees a denial as the text of its error.
+impl From<Denied> for String {
+    fn from(denied: Denied) -> String {
+        denied.to_string()
     }
 }
 
@@ -115,11 +142,13 @@ mod tests {
         assert_eq!(granted.tree, TreeAccess::Read);
         assert_eq!(granted.hosts, ["b.example"]);
         assert!(granted.check_host("b.example").is_ok());
-        assert!(granted.check_host("a.example").expect_err("not granted").contains("sandbox.isolates.w.http"));
-        assert!(granted.check_host("c.example").expect_err("not asked").contains("isolate.yaml"));
-        assert!(granted.check_tree(TreeAccess::Write).expect_err("read only").contains("tree: write"));
-        assert!(granted.check_secret("KEY").expect_err("not granted").contains("sandbox.isolates.w.secrets"));
-        assert!(granted.check_secret("OTHER").expect_err("undeclared").contains("does not declare"));
+        let refusal = |denied: Result<(), Denied>| denied.expect_err("refused").to_string();
+        assert!(refusal(granted.check_host("a.example")).contains("sandbox.isolates.w.http"));
+        assert!(matches!(granted.check_host("c.example"), Err(Denied { fix: Fix::Ask(_), .. })), "not asked");
+        assert!(refusal(granted.check_host("c.example")).contains("isolate.yaml"));
+        assert!(refusal(granted.check_tree(TreeAccess::Write)).contains("tree: write"));
+        assert!(refusal(granted.check_secret("KEY")).contains("sandbox.isolates.w.secrets"));
+        assert!(refusal(granted.check_secret("OTHER")).contains("does not declare"));
         let builtin =
             Granted::new("files", &Capabilities { tree: TreeAccess::Write, ..Default::default() }, None, true);
         assert_eq!(builtin.tree, TreeAccess::Write, "built-ins get the tree access they ask for");

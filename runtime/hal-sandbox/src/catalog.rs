@@ -38,7 +38,7 @@ pub const CACHE_ENV: &str = "HAL_CACHE_DIR";
 /// The sandbox for a home repo, with the stack size from `hal.yaml`. Compiled components are cached in
 /// `$HAL_CACHE_DIR/wasm`, else `$XDG_CACHE_HOME/hal/wasm` or `~/.cache/hal/wasm` (shared by every home repo of
 /// the user: the key is the content's hash), else the repo's `.git/hal/cache/wasm`.
-pub fn sandbox_for(home: Option<&Home>, settings: &Settings) -> Result<Sandbox, String> {
+pub fn sandbox_for(home: Option<&Home>, settings: &Settings) -> Result<Sandbox, crate::StartError> {
     let cache = user_cache_dir().or_else(|| home.map(|home| home.repo().common_dir().join("hal/cache")));
     let stack_kb = settings.sandbox.limits.stack_kb.or(DEFAULT_LIMITS.stack_kb).unwrap_or(1024);
     Sandbox::new(cache.map(|dir| dir.join("wasm")), stack_kb)
@@ -102,7 +102,9 @@ pub fn load_isolates(sandbox: &Sandbox, settings: &Settings, home: Option<&Home>
         let loaded = if entries.iter().any(|e| e.name == name) {
             Err(format!("an isolate is named `{name}` too: rename the plugin"))
         } else {
-            built.and_then(|(wasm, manifest)| crate::plugins::load_plugin(sandbox, settings, &manifest, &name, &wasm))
+            built.and_then(|(wasm, manifest)| {
+                crate::plugins::load_plugin(sandbox, settings, &manifest, &name, &wasm).map_err(String::from)
+            })
         };
         entries.push(match loaded {
             Ok(isolate) => IsolateEntry { name, source, isolate: Some(Arc::new(isolate)), error: None },
@@ -131,7 +133,7 @@ fn load_one(
     let granted = Granted::new(&manifest.name, &manifest.capabilities, policy, builtin);
     let limits =
         Limits::resolve(policy.map(|p| p.limits).unwrap_or_default(), manifest.limits, settings.sandbox.limits);
-    sandbox.load(wasm, manifest, granted, limits, builtin)
+    Ok(sandbox.load(wasm, manifest, granted, limits, builtin)?)
 }
 
 /// Each `isolates/<name>/` on main with an `isolate.yaml`: its prebuilt component, or the one built from its
@@ -160,7 +162,7 @@ fn repo_isolates(home: &Home, cache: Option<&std::path::Path>) -> Result<Vec<Fou
         let files = match (prebuilt, has_source, cache) {
             (Some(wasm), _, _) => Ok((wasm, manifest)),
             (None, true, Some(cache)) => crate::plugins::files_under(home, main, &dir)
-                .and_then(|sources| crate::source::build(&name, &sources, cache))
+                .and_then(|sources| crate::source::build(&name, &sources, cache).map_err(String::from))
                 .map(|wasm| (wasm, manifest)),
             (None, true, None) => {
                 Err(format!("main:{dir} is Rust source, and there is no cache directory to build it in"))
@@ -181,8 +183,8 @@ pub fn add_repo_tools(
     home: &Home,
     settings: &Settings,
     secrets: &hal_runner::model::SecretLookup,
-) -> Result<Vec<(String, String)>, String> {
-    let sandbox = std::sync::Arc::new(sandbox_for(Some(home), settings)?);
+) -> Result<Vec<(String, String)>, crate::Unusable> {
+    let sandbox = std::sync::Arc::new(sandbox_for(Some(home), settings).map_err(|e| e.to_string())?);
     let mut isolates = Vec::new();
     let mut left_out = Vec::new();
     for entry in load_isolates(&sandbox, settings, Some(home)) {
@@ -191,7 +193,7 @@ pub fn add_repo_tools(
             (None, error) => left_out.push((entry.name, error.unwrap_or_default())),
         }
     }
-    crate::add_isolate_tools(toolbox, &sandbox, &isolates, secrets)?;
-    crate::plugins::add_plugin_tools(toolbox, &sandbox, settings)?;
+    crate::add_isolate_tools(toolbox, &sandbox, &isolates, secrets).map_err(|e| e.to_string())?;
+    crate::plugins::add_plugin_tools(toolbox, &sandbox, settings).map_err(|e| e.to_string())?;
     Ok(left_out)
 }

@@ -27,9 +27,25 @@ pub enum CallError {
     /// The isolate was stopped: a limit, a crash, a panic.
     #[error("{0}")]
     Trap(String),
-    /// The host failed (not the isolate's fault).
+    /// The host failed (not the isolate's fault): the sandbox could not set up or finish the call.
     #[error("the sandbox failed: {0}")]
     Host(String),
+}
+
+/// The sandbox could not start (wasmtime, its linker, its HTTP client or its threads).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {reason}")]
+pub struct StartError {
+    /// What failed.
+    pub what: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+impl StartError {
+    fn new(what: &'static str, reason: impl std::fmt::Display) -> StartError {
+        StartError { what, reason: reason.to_string() }
+    }
 }
 
 /// A loaded isolate, ready for calls.
@@ -84,28 +100,28 @@ pub struct Sandbox {
 impl Sandbox {
     /// A sandbox whose compiled components are cached in `cache_dir` (none: compile every time), with a
     /// WebAssembly stack of `stack_kb` KiB.
-    pub fn new(cache_dir: Option<PathBuf>, stack_kb: u64) -> Result<Sandbox, String> {
+    pub fn new(cache_dir: Option<PathBuf>, stack_kb: u64) -> Result<Sandbox, StartError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.consume_fuel(true);
         config.epoch_interruption(true);
         config.max_wasm_stack(usize::try_from(stack_kb.saturating_mul(1024)).unwrap_or(usize::MAX));
-        let engine = Engine::new(&config).map_err(|e| format!("cannot start wasmtime: {e}"))?;
+        let engine = Engine::new(&config).map_err(|e| StartError::new("cannot start wasmtime", e))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| format!("linking WASI: {e}"))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| StartError::new("linking WASI", e))?;
         crate::state::Isolate::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
-            .map_err(|e| format!("linking HAL's imports: {e}"))?;
+            .map_err(|e| StartError::new("linking HAL's imports", e))?;
         let http = hal_model::http_builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("hal-isolate/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("cannot set up HTTP: {e}"))?;
+            .map_err(|e| StartError::new("cannot set up HTTP", e))?;
         let http_runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("hal-sandbox-http")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the HTTP runtime: {e}"))?;
+            .map_err(|e| StartError::new("cannot start the HTTP runtime", e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let ticker_engine = engine.weak();
         let ticker_stop = stop.clone();
@@ -120,7 +136,7 @@ impl Sandbox {
                     }
                 }
             })
-            .map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
+            .map_err(|e| StartError::new("cannot start the epoch ticker", e))?;
         Ok(Sandbox { engine, linker, cache_dir, http, http_runtime: Some(http_runtime), stop })
     }
 
@@ -137,7 +153,7 @@ impl Sandbox {
         granted: Granted,
         limits: Limits,
         builtin: bool,
-    ) -> Result<Isolate, String> {
+    ) -> Result<Isolate, crate::Unusable> {
         let name = manifest.name.clone();
         let (component, from_cache) = crate::cache::load(&self.engine, bytes, self.cache_dir.as_deref())
             .map_err(|e| format!("isolate `{name}` is not a valid WebAssembly component: {e}"))?;
@@ -148,7 +164,9 @@ impl Sandbox {
         let pre = IsolatePre::new(instance_pre).map_err(|e| format!("isolate `{name}` is not a HAL isolate: {e}"))?;
         let mut isolate = Isolate { manifest, granted, limits, builtin, from_cache, functions: Vec::new(), pre };
         let context = CallContext { tree: None, http: false, secret: Arc::new(|_| None) };
-        let (specs, _) = self.run(&isolate, context, |bindings, store| bindings.call_describe(store))?;
+        let (specs, _) = self
+            .run(&isolate, context, |bindings, store| bindings.call_describe(store))
+            .map_err(|error| error.to_string())?;
         for spec in specs {
             let schema: serde_json::Value = serde_json::from_str(&spec.parameters).map_err(|e| {
                 format!("isolate `{name}` describes `{}` with a schema that is not JSON: {e}", spec.name)
@@ -166,9 +184,8 @@ impl Sandbox {
         arguments: &str,
         context: CallContext,
     ) -> Result<CallOutput, CallError> {
-        let (result, state) = self
-            .run(isolate, context, |bindings, store| bindings.call_call(store, function, arguments))
-            .map_err(CallError::Trap)?;
+        let (result, state) =
+            self.run(isolate, context, |bindings, store| bindings.call_call(store, function, arguments))?;
         // Whatever the isolate says goes to the model and into a commit: no secret value it was given may.
         let result = result.map(|text| state.scrub(text)).map_err(|text| CallError::Guest(state.scrub(text)))?;
         if result.len() > isolate.limits.output {
@@ -187,7 +204,7 @@ impl Sandbox {
         isolate: &Isolate,
         context: CallContext,
         body: impl FnOnce(&crate::state::Isolate, &mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<(R, HostState), String> {
+    ) -> Result<(R, HostState), CallError> {
         let limits = isolate.limits;
         let deadline = Instant::now() + limits.wall;
         let http = match (&self.http_runtime, context.http) {
@@ -197,7 +214,7 @@ impl Sandbox {
         let state = HostState::new(isolate.granted.clone(), &limits, context.tree, http, context.secret, deadline);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
-        store.set_fuel(limits.fuel).map_err(|e| format!("the sandbox failed: {e}"))?;
+        store.set_fuel(limits.fuel).map_err(|e| CallError::Host(e.to_string()))?;
         let ticks = limits.wall.as_millis().div_ceil(TICK.as_millis()) as u64 + 1;
         store.set_epoch_deadline(ticks);
         let outcome = isolate.pre.instantiate(&mut store).and_then(|bindings| body(&bindings, &mut store));
@@ -218,8 +235,9 @@ impl Drop for Sandbox {
     }
 }
 
-/// A plain-language reason for a failed call.
-fn explain(error: &wasmtime::Error, state: &HostState, isolate: &str, limits: &Limits) -> String {
+/// A plain-language reason for a failed call: a trap or a limit is the isolate's ([`CallError::Trap`]); anything
+/// else failed on the host's side ([`CallError::Host`]).
+fn explain(error: &wasmtime::Error, state: &HostState, isolate: &str, limits: &Limits) -> CallError {
     let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
     let lines: Vec<&str> =
         stderr.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note: ")).collect();
@@ -245,7 +263,7 @@ fn explain(error: &wasmtime::Error, state: &HostState, isolate: &str, limits: &L
         None if state.memory_denied => {
             format!("ran out of memory: it asked for more than its limit of {} MiB (memory_mb)", limits.memory >> 20)
         }
-        None => format!("failed: {error:#}"),
+        None => return CallError::Host(state.scrub(format!("isolate `{isolate}` failed: {error:#}"))),
     };
-    state.scrub(format!("isolate `{isolate}` {reason}"))
+    CallError::Trap(state.scrub(format!("isolate `{isolate}` {reason}")))
 }

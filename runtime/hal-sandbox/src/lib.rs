@@ -23,7 +23,25 @@ pub mod source;
 mod state;
 mod tool;
 
-pub use capabilities::Granted;
-pub use host::{CallContext, CallError, CallOutput, Isolate, Sandbox};
+pub use capabilities::{Denied, Fix, Granted};
+pub use host::{CallContext, CallError, CallOutput, Isolate, Sandbox, StartError};
 pub use limits::Limits;
+
+/// Why an isolate or plugin could not be built or loaded, in words for the person who can fix it (the file, the
+/// line, what to change): what a tool shows and `hal status` lists.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unusable(pub String);
+
+impl From<String> for Unusable {
+    fn from(reason: String) -> Unusable {
+        Unusable(reason)
+    }
+}
+
+impl From<Unusable> for String {
+    fn from(unusable: Unusable) -> String {
+        unusable.0
+    }
+}
 pub use tool::add_isolate_tools;

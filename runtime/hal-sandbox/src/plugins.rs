@@ -60,7 +60,10 @@ pub fn versions_in<'a>(files: impl Iterator<Item = &'a str>) -> Vec<PluginVersio
 }
 
 /// A plugin version's manifest and files (paths relative to its directory), checked against its place.
-pub fn read_plugin(version: &PluginVersion, files: PluginFiles) -> Result<(PluginManifest, PluginFiles), String> {
+pub fn read_plugin(
+    version: &PluginVersion,
+    files: PluginFiles,
+) -> Result<(PluginManifest, PluginFiles), crate::Unusable> {
     let dir = version.dir();
     let text = files
         .iter()
@@ -69,10 +72,10 @@ pub fn read_plugin(version: &PluginVersion, files: PluginFiles) -> Result<(Plugi
         .ok_or_else(|| format!("{dir} has no plugin.yaml"))?;
     let manifest = PluginManifest::parse(&format!("{dir}/plugin.yaml"), &text).map_err(|e| e.to_string())?;
     if manifest.name != version.name || manifest.version != version.version {
-        return Err(format!(
+        return Err(crate::Unusable(format!(
             "{dir}/plugin.yaml says name `{}`, version {}: they must be the directory's ({}, {})",
             manifest.name, manifest.version, version.name, version.version
-        ));
+        )));
     }
     Ok((manifest, files))
 }
@@ -85,7 +88,7 @@ pub fn load_plugin(
     manifest: &PluginManifest,
     isolate: &str,
     wasm: &[u8],
-) -> Result<Isolate, String> {
+) -> Result<Isolate, crate::Unusable> {
     let policy = settings.sandbox.isolates.get(&manifest.name);
     let granted = Granted::new(&manifest.name, &manifest.capabilities, policy, false);
     let limits =
@@ -98,7 +101,7 @@ pub fn build(
     manifest: &PluginManifest,
     files: &[(String, Vec<u8>)],
     cache: &std::path::Path,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, crate::Unusable> {
     match manifest.language.as_deref() {
         Some("rust") => {
             let crate_files: Vec<(String, Vec<u8>)> =
@@ -177,7 +180,11 @@ struct PluginTool {
 }
 
 /// Offer `plugins.build` and `plugins.test`: build, and build and test, a plugin version in the thread's tree.
-pub fn add_plugin_tools(toolbox: &mut Toolbox, sandbox: &Arc<Sandbox>, settings: &Settings) -> Result<(), String> {
+pub fn add_plugin_tools(
+    toolbox: &mut Toolbox,
+    sandbox: &Arc<Sandbox>,
+    settings: &Settings,
+) -> Result<(), hal_runner::tools::InvalidSchema> {
     let parameters = json!({"type": "object", "required": ["name", "version"], "additionalProperties": false,
         "properties": {"name": {"type": "string", "description": "The plugin's name (plugins/<name>/)"},
             "version": {"type": "integer", "minimum": 1, "description": "Its version N (plugins/<name>/v<N>/)"}}});
@@ -255,9 +262,9 @@ impl Tool for PluginTool {
 fn plugin_files(context: &ToolContext, version: &PluginVersion) -> Result<PluginFiles, String> {
     let prefix = format!("{}/", version.dir());
     let mut files = Vec::new();
-    for (path, _) in context.list()? {
+    for (path, _) in context.list().map_err(|e| e.to_string())? {
         if let Some(relative) = path.strip_prefix(&prefix)
-            && let Some(content) = context.read(&path)?
+            && let Some(content) = context.read(&path).map_err(|e| e.to_string())?
         {
             files.push((relative.to_owned(), content));
         }

@@ -121,7 +121,7 @@ class WitWorld(wit_world.WitWorld):
 
 /// The componentize-py program in `cache`, installed there first if need be (once per version, guarded by a
 /// lock against concurrent installs). `progress` hears what takes time.
-pub fn componentize_py(cache: &Path, progress: &dyn Fn(&str)) -> Result<PathBuf, String> {
+pub fn componentize_py(cache: &Path, progress: &dyn Fn(&str)) -> Result<PathBuf, crate::Unusable> {
     let venv = cache.join(format!("componentize-py-{COMPONENTIZE_PY_VERSION}"));
     let program = venv.join("bin/componentize-py");
     let done = venv.join(".complete");
@@ -205,7 +205,7 @@ pub fn build(
     files: &[(String, Vec<u8>)],
     cache: &Path,
     progress: &dyn Fn(&str),
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, crate::Unusable> {
     let name = &manifest.name;
     let glue = glue(manifest);
     let mut sources: Vec<&(String, Vec<u8>)> = files.iter().filter(|(path, _)| path.ends_with(".py")).collect();
@@ -221,7 +221,7 @@ pub fn build(
         crate::names::check_relative(path)?;
     }
     if !sources.iter().any(|(path, _)| path == "plugin.py") {
-        return Err(format!("plugin `{name}` has no plugin.py beside its plugin.yaml"));
+        return Err(crate::Unusable(format!("plugin `{name}` has no plugin.py beside its plugin.yaml")));
     }
     let program = componentize_py(cache, progress)?;
     let fail = |what: &str, error: std::io::Error| format!("building plugin `{name}`: {what}: {error}");

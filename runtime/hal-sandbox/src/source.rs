@@ -18,7 +18,7 @@ const ERROR_LINES: usize = 40;
 
 /// The component built from `files` (paths relative to the crate directory, with their contents), from the
 /// cache when this exact source was built before.
-pub fn build(name: &str, files: &[(String, Vec<u8>)], cache: &Path) -> Result<Vec<u8>, String> {
+pub fn build(name: &str, files: &[(String, Vec<u8>)], cache: &Path) -> Result<Vec<u8>, crate::Unusable> {
     let key = content_key(&[WIT, TARGET], files.iter());
     let builds = cache.join("builds");
     let built = builds.join(format!("{name}-{key}.wasm"));

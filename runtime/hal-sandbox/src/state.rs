@@ -144,11 +144,11 @@ impl hal::isolate::types::Host for HostState {}
 
 impl hal::isolate::tree::Host for HostState {
     fn read(&mut self, path: String) -> Result<Option<Vec<u8>>, String> {
-        self.tree(TreeAccess::Read)?.read(&path)
+        self.tree(TreeAccess::Read)?.read(&path).map_err(|e| e.to_string())
     }
 
     fn list_files(&mut self, prefix: String) -> Result<Vec<(String, u64)>, String> {
-        let files = self.tree(TreeAccess::Read)?.list()?;
+        let files = self.tree(TreeAccess::Read)?.list().map_err(|e| e.to_string())?;
         Ok(files.into_iter().filter(|(path, _)| path.starts_with(&prefix)).collect())
     }
 
@@ -171,7 +171,7 @@ impl hal::isolate::tree::Host for HostState {
                 "a call may write at most {max_files} files (sandbox.limits.files in hal.yaml, or the isolate's limits)"
             ));
         }
-        tree.write(&path, content)?;
+        tree.write(&path, content).map_err(|e| e.to_string())?;
         self.written = written;
         Ok(())
     }

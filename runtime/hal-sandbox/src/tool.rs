@@ -22,7 +22,7 @@ pub fn add_isolate_tools(
     sandbox: &Arc<Sandbox>,
     isolates: &[Arc<Isolate>],
     secret: &SecretLookup,
-) -> Result<(), String> {
+) -> Result<(), hal_runner::tools::InvalidSchema> {
     for isolate in isolates {
         for (function, description, parameters) in &isolate.functions {
             let spec = ToolSpec {
@@ -64,7 +64,7 @@ impl Tool for IsolateFunction {
                     if let Some(tree) = output.tree {
                         for (path, content) in tree.into_writes() {
                             if let Err(error) = context.write(&path, content) {
-                                return ToolResult::error(error);
+                                return ToolResult::error(error.to_string());
                             }
                         }
                     }

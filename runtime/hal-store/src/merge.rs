@@ -236,7 +236,7 @@ impl Home {
                 let shown = format!("{prefix}{}", name.to_str_lossy());
                 let checked = match std::str::from_utf8(&name) {
                     Ok(text) => crate::tree_path::check_component(text),
-                    Err(_) => Err("the name is not UTF-8".to_owned()),
+                    Err(_) => Err(crate::tree_path::BadName("the name is not UTF-8".to_owned())),
                 };
                 match checked {
                     Err(reason) => found.push(format!("{shown}: {reason}")),

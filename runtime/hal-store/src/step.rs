@@ -62,6 +62,11 @@ pub const DATA_HEADER: &str = "hal-data";
 /// The prefix of every trailer key HAL writes.
 pub const FACT_PREFIX: &str = "Hal-";
 
+/// Why a commit that says it is a step (it has a `Hal-Step` trailer) cannot be read as one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadTrailers(pub String);
+
 /// What a step did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -273,46 +278,49 @@ impl StepRecord {
 
     /// Read a commit message written by [`StepRecord::to_message`]. Returns `None` for a commit that is not
     /// a HAL step (no `Hal-Step` trailer), and an error message for a step whose trailers are broken.
-    pub fn from_message(message: &str) -> Option<std::result::Result<StepRecord, String>> {
+    pub fn from_message(message: &str) -> Option<std::result::Result<StepRecord, BadTrailers>> {
         let trimmed = message.strip_suffix('\n').unwrap_or(message);
         let (head, trailer_block) = trimmed.rsplit_once("\n\n")?;
         let trailers: Vec<(&str, &str)> = trailer_block.lines().filter_map(|line| line.split_once(": ")).collect();
         let get = |wanted: &str| trailers.iter().rev().find(|(k, _)| *k == wanted).map(|(_, v)| *v);
         let number = get(key::STEP)?;
-        Some((|| {
-            let number: u64 = number.parse().map_err(|_| format!("{} is {number:?}, not a number", key::STEP))?;
-            let thread = get(key::THREAD).ok_or(format!("no {} trailer", key::THREAD))?.to_owned();
-            let kind = StepKind::parse_name(get(key::KIND).ok_or(format!("no {} trailer", key::KIND))?);
-            let actor = get(key::ACTOR).ok_or(format!("no {} trailer", key::ACTOR))?.to_owned();
-            let status = ThreadStatus::parse(get(key::STATUS).unwrap_or("open"));
-            let (subject, body) = match head.split_once("\n\n") {
-                Some((subject, body)) => (subject, Some(body)),
-                None => (head, None),
-            };
-            let text = match body {
-                Some(body) => body.to_owned(),
-                None => subject
-                    .strip_prefix(&format!("{actor}: "))
-                    .ok_or_else(|| format!("subject does not start with `{actor}: `"))?
-                    .to_owned(),
-            };
-            Ok(StepRecord {
-                thread,
-                number,
-                kind,
-                actor,
-                status,
-                title: get(key::TITLE).unwrap_or_default().to_owned(),
-                text,
-                path: get(key::PATH).map(str::to_owned),
-                forked_from: get(key::FORKED_FROM).map(str::to_owned),
-                facts: trailers
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(FACT_PREFIX) && !key::CORE.contains(k))
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            })
-        })())
+        Some(
+            (|| {
+                let number: u64 = number.parse().map_err(|_| format!("{} is {number:?}, not a number", key::STEP))?;
+                let thread = get(key::THREAD).ok_or(format!("no {} trailer", key::THREAD))?.to_owned();
+                let kind = StepKind::parse_name(get(key::KIND).ok_or(format!("no {} trailer", key::KIND))?);
+                let actor = get(key::ACTOR).ok_or(format!("no {} trailer", key::ACTOR))?.to_owned();
+                let status = ThreadStatus::parse(get(key::STATUS).unwrap_or("open"));
+                let (subject, body) = match head.split_once("\n\n") {
+                    Some((subject, body)) => (subject, Some(body)),
+                    None => (head, None),
+                };
+                let text = match body {
+                    Some(body) => body.to_owned(),
+                    None => subject
+                        .strip_prefix(&format!("{actor}: "))
+                        .ok_or_else(|| format!("subject does not start with `{actor}: `"))?
+                        .to_owned(),
+                };
+                Ok(StepRecord {
+                    thread,
+                    number,
+                    kind,
+                    actor,
+                    status,
+                    title: get(key::TITLE).unwrap_or_default().to_owned(),
+                    text,
+                    path: get(key::PATH).map(str::to_owned),
+                    forked_from: get(key::FORKED_FROM).map(str::to_owned),
+                    facts: trailers
+                        .iter()
+                        .filter(|(k, _)| k.starts_with(FACT_PREFIX) && !key::CORE.contains(k))
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                })
+            })()
+            .map_err(BadTrailers),
+        )
     }
 }
 
@@ -447,7 +455,7 @@ mod tests {
     fn broken_trailers_are_reported() {
         let broken = "alice: hi\n\nHal-Step: seven\nHal-Thread: x\nHal-Kind: message\nHal-Actor: alice\n";
         let error = StepRecord::from_message(broken).expect("is a step").expect_err("broken");
-        assert!(error.contains("seven"), "{error}");
+        assert!(error.0.contains("seven"), "{error}");
     }
 
     #[test]

@@ -649,6 +649,7 @@ impl Home {
                 }
             }
             Some(Err(reason)) => {
+                let reason = reason.0;
                 return Err(StoreError::MalformedStep { commit: id.to_string(), branch: branch.to_owned(), reason });
             }
             None => {
@@ -698,7 +699,7 @@ impl Home {
                     return Err(StoreError::MalformedStep {
                         commit: id.to_string(),
                         branch: branch.to_owned(),
-                        reason,
+                        reason: reason.0,
                     });
                 }
                 None => next = object.parent_ids().next().map(|p| p.detach()),

@@ -45,35 +45,42 @@ pub fn normalize(path: &str) -> Result<String> {
     let trimmed = path.strip_prefix("./").unwrap_or(path);
     let mut components = Vec::new();
     for name in trimmed.split('/') {
-        check_component(name).map_err(invalid)?;
+        check_component(name).map_err(|bad| invalid(bad.0))?;
         components.push(name);
     }
     Ok(components.join("/"))
 }
 
+/// Why a file or directory name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadName(pub String);
+
 /// Check one path component (a file or directory name) by the same rules as [`normalize`].
-pub fn check_component(name: &str) -> std::result::Result<(), String> {
+pub fn check_component(name: &str) -> std::result::Result<(), BadName> {
     match name {
-        "" => return Err("it has an empty component (`//`)".to_owned()),
-        "." | ".." => return Err("`.` and `..` are not allowed".to_owned()),
+        "" => return Err(BadName("it has an empty component (`//`)".to_owned())),
+        "." | ".." => return Err(BadName("`.` and `..` are not allowed".to_owned())),
         _ => {}
     }
     if name.len() > MAX_COMPONENT_BYTES {
-        return Err(format!("a name in it is {} bytes long; the limit is {MAX_COMPONENT_BYTES}", name.len()));
+        return Err(BadName(format!("a name in it is {} bytes long; the limit is {MAX_COMPONENT_BYTES}", name.len())));
     }
     let options = component::Options::default();
-    gix_validate::path::component(name.as_bytes().as_bstr(), None, options).map_err(|error| match error {
-        ComponentError::DotGitDir => format!("`{name}` is or reads as `.git`, which git never allows in a tree"),
-        other => format!("`{name}`: {other}"),
+    gix_validate::path::component(name.as_bytes().as_bstr(), None, options).map_err(|error| {
+        BadName(match error {
+            ComponentError::DotGitDir => format!("`{name}` is or reads as `.git`, which git never allows in a tree"),
+            other => format!("`{name}`: {other}"),
+        })
     })?;
     // Asking as if the name were a symlink makes gix-validate tell `.gitmodules` and its look-alikes apart.
     if let Err(ComponentError::SymlinkedGitModules) =
         gix_validate::path::component(name.as_bytes().as_bstr(), Some(Mode::Symlink), options)
     {
-        return Err(format!("`{name}` is or reads as `.gitmodules`, which HAL never writes"));
+        return Err(BadName(format!("`{name}` is or reads as `.gitmodules`, which HAL never writes")));
     }
     if reads_as_gitattributes(name) {
-        return Err(format!("`{name}` is or reads as `.gitattributes`, which HAL never writes"));
+        return Err(BadName(format!("`{name}` is or reads as `.gitattributes`, which HAL never writes")));
     }
     Ok(())
 }

@@ -531,7 +531,7 @@ impl Runner {
                 );
                 return self.finish(state, Status::Error, &reason, None, None).map(Err);
             }
-            Ok(Err(reason)) => return self.finish(state, Status::Error, &reason, None, None).map(Err),
+            Ok(Err(error)) => return self.finish(state, Status::Error, &error.to_string(), None, None).map(Err),
             Ok(Ok(turn)) => turn,
         };
         state.turns += 1;

@@ -18,7 +18,7 @@ impl Tool for WriteFile {
             let text = |key: &str| arguments.get(key).and_then(serde_json::Value::as_str).unwrap_or_default();
             match context.write(text("path"), text("content").as_bytes().to_vec()) {
                 Ok(()) => ToolResult::ok(format!("wrote {}", text("path"))),
-                Err(error) => ToolResult::error(error),
+                Err(error) => ToolResult::error(error.to_string()),
             }
         })
     }
