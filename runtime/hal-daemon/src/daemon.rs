@@ -456,8 +456,9 @@ impl Shared {
             // the next one.
             end.tickets = tickets;
             end.tickets.extend(lock(&self.joining).remove(branch).unwrap_or_default());
+            // With the branch: a turn started right after this one's release keeps its abort handle.
+            lock(&self.turns).remove(branch);
         }
-        lock(&self.turns).remove(branch);
         lock(&self.seen).remove(branch);
         self.metrics.turn_ended(end.status.as_str());
         tracing::info!(target: "hal_daemon", %branch, status = %end.status, "turn ends");
@@ -591,15 +592,18 @@ impl Shared {
                     let who = home.resolve_actor(actor.as_deref())?;
                     command::thread_of(home, &who, thread)
                 })?;
-                if self.is_active(&target.branch) {
+                // Held while the merge is made: no turn starts between the check and the merge.
+                let active = lock(&self.active);
+                if active.contains_key(&target.branch) {
                     return Err(DaemonError::Busy(target.branch));
                 }
                 let response = self.journal.with(|home| command::apply(home, command))?;
+                drop(active);
                 self.wake();
                 Ok(response)
             }
             // Reads take a handle of their own: a long thread or ten thousand of them never holds up the writers.
-            Command::ListThreads | Command::Log { .. } => Ok(command::apply(&Home::open(&self.root)?, command)?),
+            Command::ListThreads | Command::Log { .. } => Ok(command::apply(&self.journal.handle(), command)?),
             Command::Fork { .. } => {
                 let response = self.journal.with(|home| command::apply(home, command))?;
                 self.wake();
@@ -689,7 +693,7 @@ impl Shared {
     /// The state `hal status` shows.
     pub(crate) fn status(&self) -> Result<StatusReport, DaemonError> {
         let loaded = self.loaded();
-        let threads = Home::open(&self.root)?.list_threads()?;
+        let threads = self.journal.handle().list_threads()?;
         let mut running: Vec<String> = lock(&self.active).keys().cloned().collect();
         running.sort();
         Ok(StatusReport {
@@ -705,7 +709,7 @@ impl Shared {
 
     /// Prometheus text.
     pub(crate) fn metrics_text(&self) -> Result<String, DaemonError> {
-        let threads = Home::open(&self.root)?.list_threads()?;
+        let threads = self.journal.handle().list_threads()?;
         Ok(self.metrics.render(&threads, lock(&self.active).len()))
     }
 

@@ -235,8 +235,9 @@ impl Drop for Sandbox {
     }
 }
 
-/// A plain-language reason for a failed call: a trap or a limit is the isolate's ([`CallError::Trap`]); anything
-/// else failed on the host's side ([`CallError::Host`]).
+/// A plain-language reason for a failed call. Whatever stops a running isolate is its own doing, trap or not (an
+/// exit, bad data across the component ABI, a limiter's cap): [`CallError::Trap`]. The host's own failures
+/// before the isolate runs are [`CallError::Host`].
 fn explain(error: &wasmtime::Error, state: &HostState, isolate: &str, limits: &Limits) -> CallError {
     let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
     let lines: Vec<&str> =
@@ -263,7 +264,7 @@ fn explain(error: &wasmtime::Error, state: &HostState, isolate: &str, limits: &L
         None if state.memory_denied => {
             format!("ran out of memory: it asked for more than its limit of {} MiB (memory_mb)", limits.memory >> 20)
         }
-        None => return CallError::Host(state.scrub(format!("isolate `{isolate}` failed: {error:#}"))),
+        None => format!("failed: {error:#}"),
     };
     CallError::Trap(state.scrub(format!("isolate `{isolate}` {reason}")))
 }

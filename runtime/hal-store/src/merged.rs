@@ -6,7 +6,7 @@
 //! reachable, and one that became reachable is among the commits `main` gained: one walk of those. Tips that are
 //! not cached (they moved since the last listing), and every tip when `main` moved elsewhere (a reset) or nothing
 //! is cached, are checked with one walk from those tips that stops at `main`'s history: it costs the commits the
-//! threads have that `main` lacks, never all of `main`'s history.
+//! threads have that `main` lacks, and `main`'s side down to the oldest point a thread forked from.
 
 use std::collections::HashSet;
 

@@ -555,7 +555,7 @@ impl Home {
     /// wrote one that landed on its branch within the newest [`KEYED_LOOK_BACK`] steps.
     pub fn keyed_step(&self, key: &str) -> Result<Option<Keyed>> {
         crate::local_record::check_idempotency_key(key)?;
-        'tries: for commit in self.record().keyed(key)?.into_iter().rev() {
+        for commit in self.record().keyed(key)?.into_iter().rev() {
             let Some(branch) = self.record().branch_of(commit)? else { continue };
             let Ok(thread) = self.resolve_thread(&branch) else { continue };
             // A try that lost a race to another writer was written again; only the one on the branch counts. The
@@ -563,8 +563,9 @@ impl Home {
             // it is and what its commits hold.
             let mut answer = None;
             for step in self.steps_back(&thread).take(KEYED_LOOK_BACK) {
-                // A step someone pushed that does not read is passed over, as a run end it could not be.
-                let Ok(step) = step else { continue 'tries };
+                // A step that does not read ends the look-up with its error: walking on past it is not possible,
+                // and a retry that found nothing would write its message twice.
+                let step = step?;
                 if step.commit == commit {
                     return Ok(Some(Keyed { thread, step, answer }));
                 }
