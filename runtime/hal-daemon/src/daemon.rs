@@ -587,21 +587,6 @@ impl Shared {
                 self.wake();
                 Ok(response)
             }
-            Command::Merge { actor, thread } => {
-                let target = self.journal.with(|home| -> hal_store::Result<ThreadRef> {
-                    let who = home.resolve_actor(actor.as_deref())?;
-                    command::thread_of(home, &who, thread)
-                })?;
-                // Held while the merge is made: no turn starts between the check and the merge.
-                let active = lock(&self.active);
-                if active.contains_key(&target.branch) {
-                    return Err(DaemonError::Busy(target.branch));
-                }
-                let response = self.journal.with(|home| command::apply(home, command))?;
-                drop(active);
-                self.wake();
-                Ok(response)
-            }
             // Reads take a handle of their own: a long thread or ten thousand of them never holds up the writers.
             Command::ListThreads | Command::Log { .. } => Ok(command::apply(&self.journal.handle(), command)?),
             Command::Fork { .. } => {
@@ -609,13 +594,14 @@ impl Shared {
                 self.wake();
                 Ok(response)
             }
-            Command::Write { actor, thread, .. } => {
-                // A file written in the middle of a turn would land between its steps: wait for the turn's end.
+            Command::Merge { actor, thread } | Command::Write { actor, thread, .. } => {
+                // A merge or a file written in the middle of a turn would land between its steps: wait for the
+                // turn's end.
                 let target = self.journal.with(|home| -> hal_store::Result<ThreadRef> {
                     let who = home.resolve_actor(actor.as_deref())?;
                     command::thread_of(home, &who, thread)
                 })?;
-                // Held while the file is written: no turn starts between the check and the write.
+                // Held while the merge or write is made: no turn starts between the check and it.
                 let active = lock(&self.active);
                 if active.contains_key(&target.branch) {
                     return Err(DaemonError::Busy(target.branch));

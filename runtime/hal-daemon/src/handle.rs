@@ -98,14 +98,19 @@ fn nothing_to_answer(response: &Response) -> DaemonError {
     }
 }
 
-/// Read events with `next` until the turn that answers the message with `ticket` ends (without a ticket: the
-/// first turn that starts after it); `stopped` says why when the events end first.
+/// The end of the turn that answers the message `response` says was sent: at once when the response carries it
+/// (a repeated command), else read from events with `next` until the turn with the message's ticket ends
+/// (without a ticket: the first turn that starts after it); `stopped` says why when the events end first.
 fn wait_for_end(
-    ticket: Option<u64>,
+    response: &Response,
     stopped: &str,
     next: &mut dyn FnMut() -> Result<Option<ThreadEvent>, DaemonError>,
     on_event: &mut dyn FnMut(&ThreadEvent),
 ) -> Result<TurnEnd, DaemonError> {
+    if let Some(end) = answered(response) {
+        return end;
+    }
+    let ticket = ticket_of(response)?;
     let answers = |tickets: &[u64], started: bool| match ticket {
         Some(ticket) => tickets.contains(&ticket),
         None => started,
@@ -171,12 +176,8 @@ impl Handle for Remote {
             }
             other => return Err(DaemonError::NoAnswer(format!("{other:?} has no answer to wait for"))),
         };
-        if let Some(end) = answered(&response) {
-            return end;
-        }
-        let ticket = ticket_of(&response)?;
         let stopped = "the daemon stopped before the turn ended (it resumes the turn when it starts again)";
-        wait_for_end(ticket, stopped, &mut || self.runtime.block_on(events.next()), on_event)
+        wait_for_end(&response, stopped, &mut || self.runtime.block_on(events.next()), on_event)
     }
 
     fn follow(
@@ -276,12 +277,8 @@ impl Handle for Local {
             }
             other => return Err(DaemonError::NoAnswer(format!("{other:?} has no answer to wait for"))),
         };
-        if let Some(end) = answered(&response) {
-            return end;
-        }
-        let ticket = ticket_of(&response)?;
         let stopped = "turns stopped being taken in this process before the turn ended";
-        wait_for_end(ticket, stopped, &mut || Ok(engine.runtime.block_on(follower.next())), on_event)
+        wait_for_end(&response, stopped, &mut || Ok(engine.runtime.block_on(follower.next())), on_event)
     }
 
     fn follow(
