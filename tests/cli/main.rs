@@ -8,6 +8,7 @@ mod crash;
 mod daemon;
 mod daemon_turns;
 mod demo;
+mod handle;
 mod helps;
 mod idempotency;
 mod init;

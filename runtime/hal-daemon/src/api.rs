@@ -1,8 +1,10 @@
 //! The local HTTP API. Every route needs `Authorization: Bearer <token>` (the token is in `.git/hal/daemon.token`,
 //! readable by its owner only).
 //!
-//! - `GET  /v1/status`: the daemon's state.
-//! - `POST /v1/command`: any [`Command`], answered with a [`crate::protocol::Response`]. A command that sends a
+//! - `GET  /v1/status`: the daemon's state (the same as the `status` command).
+//! - `POST /v1/command`: any [`Command`], answered with a [`crate::protocol::Response`]: `list-threads`, `log`,
+//!   `new-thread`, `say`, `fork`, `write`, `merge`, `catalogue`, `status`, `call-isolate`, `help-tests`,
+//!   `replay`. A command that sends a
 //!   message takes an `Idempotency-Key` header (or its `idempotency_key` field): sent again with the same key,
 //!   it writes and starts nothing and answers what the first did (`"repeated": true`), across restarts.
 //! - `GET  /v1/threads`, `POST /v1/threads` (start), `POST /v1/threads/{thread}/messages`,
@@ -64,9 +66,8 @@ struct ApiError(StatusCode, String);
 impl From<DaemonError> for ApiError {
     fn from(error: DaemonError) -> ApiError {
         let status = match &error {
-            DaemonError::Store(StoreError::UnknownThread(_) | StoreError::UnknownRevision { .. }) => {
-                StatusCode::NOT_FOUND
-            }
+            DaemonError::Store(StoreError::UnknownThread(_) | StoreError::UnknownRevision { .. })
+            | DaemonError::UnknownIsolate { .. } => StatusCode::NOT_FOUND,
             DaemonError::Store(
                 StoreError::AmbiguousThread { .. }
                 | StoreError::InvalidText(_)
@@ -76,6 +77,7 @@ impl From<DaemonError> for ApiError {
             DaemonError::Busy(_) => StatusCode::CONFLICT,
             // The turn a message asks for cannot run (no such help or agent, no model): nothing was written.
             DaemonError::Run(_) | DaemonError::KeyWithoutMessage => StatusCode::BAD_REQUEST,
+            DaemonError::UnusableIsolate { .. } | DaemonError::BadArguments(_) => StatusCode::BAD_REQUEST,
             // The IETF's idempotency-key draft: a key sent again with a different request is unprocessable.
             DaemonError::KeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -62,7 +62,12 @@ pub fn idempotency_key(command: &Command) -> Option<&str> {
         | Command::Log { .. }
         | Command::Fork { .. }
         | Command::Write { .. }
-        | Command::Merge { .. } => None,
+        | Command::Merge { .. }
+        | Command::Catalogue
+        | Command::Status
+        | Command::CallIsolate { .. }
+        | Command::HelpTests { .. }
+        | Command::Replay { .. } => None,
     }
 }
 
@@ -128,7 +133,7 @@ fn run_end(thread: &str, step: &Step) -> Option<TurnEnd> {
 }
 
 /// Apply `command` to `home`. Nothing runs here: a daemon watching the repo runs the turns a message asks for.
-pub fn apply(home: &Home, command: &Command) -> hal_store::Result<Response> {
+pub fn apply(home: &Home, command: &Command) -> Result<Response, DaemonError> {
     apply_with(home, command, None)
 }
 
@@ -137,7 +142,7 @@ pub(crate) fn apply_with(
     home: &Home,
     command: &Command,
     help_blob: Option<gix::ObjectId>,
-) -> hal_store::Result<Response> {
+) -> Result<Response, DaemonError> {
     let actor = |explicit: &Option<String>| home.resolve_actor(explicit.as_deref());
     match command {
         Command::ListThreads => Ok(Response::Threads { threads: home.list_threads()? }),
@@ -162,7 +167,7 @@ pub(crate) fn apply_with(
         }
         Command::Say { actor: who, thread, text, help, agent, idempotency_key, relayed } => {
             if text.trim().is_empty() {
-                return Err(hal_store::StoreError::InvalidText("the message is empty"));
+                return Err(hal_store::StoreError::InvalidText("the message is empty").into());
             }
             let who = actor(who)?;
             let thread = thread_of(home, &who, thread)?;
@@ -196,8 +201,17 @@ pub(crate) fn apply_with(
         Command::Merge { actor: who, thread } => {
             let who = actor(who)?;
             let thread = home.resolve_thread(thread)?;
-            let outcome = home.merge_thread(&who, &thread.branch)?;
+            // A published plugin version never changes: the sandbox's rule, passed to the store as the merge's guard.
+            let outcome = home.merge_thread(&who, &thread.branch, &hal_sandbox::plugins::Published)?;
             Ok(Response::Merged { thread, outcome })
+        }
+        // Answered from what an engine loaded from `main` (`crate::answer`), not from the store alone.
+        Command::Catalogue
+        | Command::Status
+        | Command::CallIsolate { .. }
+        | Command::HelpTests { .. }
+        | Command::Replay { .. } => {
+            Err(DaemonError::NoAnswer(format!("{command:?} needs what is loaded from main, not the store alone")))
         }
     }
 }

@@ -594,6 +594,11 @@ impl Shared {
                 self.wake();
                 Ok(response)
             }
+            Command::Catalogue
+            | Command::Status
+            | Command::CallIsolate { .. }
+            | Command::HelpTests { .. }
+            | Command::Replay { .. } => self.answer(command),
             Command::Merge { actor, thread } | Command::Write { actor, thread, .. } => {
                 // A merge or a file written in the middle of a turn would land between its steps: wait for the
                 // turn's end.
@@ -678,19 +683,9 @@ impl Shared {
 
     /// The state `hal status` shows.
     pub(crate) fn status(&self) -> Result<StatusReport, DaemonError> {
-        let loaded = self.loaded();
-        let threads = self.journal.handle().list_threads()?;
-        let mut running: Vec<String> = lock(&self.active).keys().cloned().collect();
-        running.sort();
-        Ok(StatusReport {
-            info: self.info.clone(),
-            main: loaded.main.map(|m| m.to_string()),
-            helps: loaded.runner.catalog().helps.iter().filter(|h| h.spec.is_some()).map(|h| h.name.clone()).collect(),
-            isolates: loaded.isolates.clone(),
-            problems: loaded.problems.clone(),
-            running,
-            waiting: threads.into_iter().filter(|t| t.status == ThreadStatus::Pending).collect(),
-        })
+        let running = lock(&self.active).keys().cloned().collect();
+        let daemon = (self.mode == Mode::Daemon).then(|| self.info.clone());
+        crate::answer::status(&self.journal.handle(), &self.loaded(), daemon, running, &self.secrets)
     }
 
     /// Prometheus text.

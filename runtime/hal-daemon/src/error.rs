@@ -73,6 +73,25 @@ pub enum DaemonError {
         /// Why.
         reason: String,
     },
+    /// No isolate or plugin of that name is offered.
+    #[error("no isolate named {name:?} (known: {})", known.join(", "))]
+    UnknownIsolate {
+        /// The name asked for.
+        name: String,
+        /// The names offered.
+        known: Vec<String>,
+    },
+    /// The isolate did not load.
+    #[error("isolate {name:?} is invalid: {error}")]
+    UnusableIsolate {
+        /// Its name.
+        name: String,
+        /// Why it did not load.
+        error: String,
+    },
+    /// A command's arguments are not what it takes.
+    #[error("{0}")]
+    BadArguments(String),
     /// A command waits for an answer that will not come (it sends no message, or turns stopped being taken).
     #[error("{0}")]
     NoAnswer(String),

@@ -6,15 +6,19 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use hal_store::Home;
+use hal_runner::Journal;
+use hal_store::{Home, NewStep, ThreadRef};
 
+use crate::answer;
+use crate::backchat;
 use crate::client::Client;
 use crate::daemon::DaemonOptions;
 use crate::engine::{self, Engine};
 use crate::error::DaemonError;
 use crate::follow::Follower;
+use crate::loaded::{self, Loaded, ModelSource};
 use crate::protocol::{Command, DaemonInfo, Response, ThreadEvent, TurnEnd};
 
 /// Where a handle's turns are taken.
@@ -59,7 +63,12 @@ pub fn open(path: &Path) -> Result<Box<dyn Handle>, DaemonError> {
     let home = Home::open(path)?;
     match Client::for_repo(home.repo().common_dir())? {
         Some(client) => Ok(Box::new(Remote::new(client)?)),
-        None => Ok(Box::new(Local { root: home.path().to_owned(), home, engine: Mutex::new(None) })),
+        None => Ok(Box::new(Local {
+            root: home.path().to_owned(),
+            home,
+            engine: Mutex::new(None),
+            loaded: Mutex::new(None),
+        })),
     }
 }
 
@@ -199,11 +208,15 @@ impl Handle for Remote {
 }
 
 /// This process: commands apply to the repo; a turn a command waits for is taken here by the daemon's engine,
-/// started on first need and stopped when the handle is dropped.
+/// started on first need and stopped when the handle is dropped. A command answered from what `main` holds (the
+/// catalogue, the status, an isolate called by hand, a help's tests, a replay) loads it as the engine does
+/// (`loaded::load`), without the engine's lock: it takes no turn.
 pub struct Local {
     root: PathBuf,
     home: Home,
     engine: Mutex<Option<Engine>>,
+    /// What `main` holds, loaded on first need, with the runtime a replay runs on.
+    loaded: Mutex<Option<(Arc<Loaded>, tokio::runtime::Runtime)>>,
 }
 
 /// Where a [`Local`] handle takes a turn.
@@ -235,16 +248,55 @@ impl Local {
     }
 }
 
+impl Local {
+    /// Answer a command from what `main` holds: the engine's version when this handle runs one, else loaded here.
+    fn answer(&self, command: &Command) -> Result<Response, DaemonError> {
+        if let Some(engine) = self.engine.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            return engine.shared.answer(command);
+        }
+        let mut slot = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            let journal = Journal::new(self.home.clone());
+            let observer: hal_runner::Observer = Arc::new(|_: &hal_runner::Event<'_>| {});
+            let secrets = hal_runner::secrets::lookup();
+            let models = ModelSource::Fixed(loaded::empty(&journal).models);
+            let loaded = loaded::load(&self.root, &journal, None, &models, backchat::direct(), observer, &secrets)?;
+            if let Some(error) = &loaded.runner.catalog().settings_error {
+                return Err(hal_runner::RunError::InvalidSettings(error.clone()).into());
+            }
+            *slot = Some((Arc::new(loaded), engine::runtime(1)?));
+        }
+        let Some((loaded, runtime)) = slot.as_ref() else {
+            return Err(DaemonError::start("loading main", "it did not load"));
+        };
+        let append =
+            |actor: &str, thread: &ThreadRef, step: &NewStep| Ok(self.home.append_step(actor, thread, step)?);
+        let cx = answer::Context {
+            home: &self.home,
+            loaded,
+            secrets: &hal_runner::secrets::lookup(),
+            runtime: runtime.handle(),
+            daemon: None,
+            running: Vec::new(),
+            append: &append,
+        };
+        answer::answer(command, cx)
+    }
+}
+
 impl Handle for Local {
     fn place(&self) -> Place {
         Place::InProcess
     }
 
     fn command(&self, command: &Command) -> Result<Response, DaemonError> {
+        if answer::is_answered_here(command) {
+            return self.answer(command);
+        }
         if let Some(response) = crate::command::repeated(&self.home, command)? {
             return Ok(response);
         }
-        Ok(crate::command::apply(&self.home, command)?)
+        crate::command::apply(&self.home, command)
     }
 
     fn talk(
@@ -311,6 +363,10 @@ impl Drop for Local {
         let engine = self.engine.get_mut().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(engine) = engine {
             engine.stop(DaemonOptions::default().grace);
+        }
+        // A runtime may not be dropped where blocking is not allowed; this one idles by now.
+        if let Some((_, runtime)) = self.loaded.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+            runtime.shutdown_background();
         }
     }
 }

@@ -12,6 +12,7 @@
 
 #![deny(missing_docs)]
 
+mod answer;
 mod api;
 pub mod backchat;
 pub mod client;

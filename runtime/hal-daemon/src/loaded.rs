@@ -10,11 +10,13 @@ use hal_model::Client;
 use hal_runner::model::{LiveModels, Models, SecretLookup};
 use hal_runner::tools::Toolbox;
 use hal_runner::{Catalog, Journal, Observer, Runner};
+use hal_sandbox::Sandbox;
+use hal_sandbox::catalog::IsolateEntry;
 use hal_store::Home;
 
 use crate::backchat::{self, Dispatch};
 use crate::error::DaemonError;
-use crate::protocol::Problem;
+use crate::protocol::{FileKind, Problem};
 
 /// Where model clients come from.
 #[derive(Clone)]
@@ -35,8 +37,10 @@ pub(crate) struct Loaded {
     pub(crate) models: Arc<dyn Models>,
     /// Files that do not load.
     pub(crate) problems: Vec<Problem>,
-    /// Names of the isolates offered.
-    pub(crate) isolates: Vec<String>,
+    /// Every isolate and plugin version of the catalogue, loaded or not.
+    pub(crate) isolates: Vec<IsolateEntry>,
+    /// The sandbox the isolates run in (none when it could not start).
+    pub(crate) sandbox: Option<Arc<Sandbox>>,
     /// Each plugin version directory on `main` with the tree id it had when this daemon first saw it.
     pub(crate) published: BTreeMap<String, ObjectId>,
 }
@@ -65,7 +69,8 @@ fn published_versions(
 pub(crate) fn empty(journal: &Journal) -> Loaded {
     let runner = Runner::new(journal.clone(), Arc::new(Catalog::builtin()), Toolbox::new());
     let models: Arc<dyn Models> = Arc::new(Arc::new(hal_runner::model::Recording::new(Vec::new(), Vec::new())));
-    Loaded { main: None, runner, models, problems: Vec::new(), isolates: Vec::new(), published: BTreeMap::new() }
+    let (problems, isolates, published) = (Vec::new(), Vec::new(), BTreeMap::new());
+    Loaded { main: None, runner, models, problems, isolates, sandbox: None, published }
 }
 
 /// Load what `main` of the repo at `root` holds now. `previous` supplies the versions kept in force for files
@@ -88,15 +93,32 @@ pub(crate) fn load(
     }
     let mut toolbox = Toolbox::new();
     backchat::add_tools(&mut toolbox, dispatch)?;
-    let left_out = match hal_sandbox::catalog::add_repo_tools(&mut toolbox, &home, &catalog.settings, secrets) {
-        Ok(left_out) => left_out,
-        Err(error) => vec![("(the sandbox)".to_owned(), error.0)],
-    };
     let mut problems = Vec::new();
+    let (sandbox, isolates) =
+        match hal_sandbox::catalog::add_repo_tools(&mut toolbox, &home, &catalog.settings, secrets) {
+            Ok(offered) => {
+                for (name, error) in offered.left_out() {
+                    let (kind, file) = match offered.entries.iter().find(|e| e.name == name) {
+                        Some(entry) if entry.source.starts_with("main:plugins/") => {
+                            (FileKind::Plugin, entry.source.trim_start_matches("main:").to_owned())
+                        }
+                        _ => (FileKind::Isolate, format!("isolates/{name}")),
+                    };
+                    problems.push(Problem { kind, file, error: error.to_owned(), previous_in_force: false });
+                }
+                (Some(offered.sandbox), offered.entries)
+            }
+            Err(error) => {
+                let file = "(the sandbox)".to_owned();
+                problems.push(Problem { kind: FileKind::Other, file, error: error.0, previous_in_force: false });
+                (None, Vec::new())
+            }
+        };
     let file_of = |source: &hal_runner::catalog::Source| source.to_string().trim_start_matches("main:").to_owned();
     for entry in &catalog.helps {
         if let Some(error) = &entry.error {
             problems.push(Problem {
+                kind: FileKind::Help,
                 file: file_of(&entry.source),
                 error: error.clone(),
                 previous_in_force: entry.spec.is_some(),
@@ -106,6 +128,7 @@ pub(crate) fn load(
     for entry in &catalog.agents {
         if let Some(error) = &entry.error {
             problems.push(Problem {
+                kind: FileKind::Agent,
                 file: file_of(&entry.source),
                 error: error.clone(),
                 previous_in_force: entry.spec.is_some(),
@@ -114,13 +137,11 @@ pub(crate) fn load(
     }
     if let Some(error) = &catalog.settings_error {
         problems.push(Problem {
+            kind: FileKind::Settings,
             file: hal_store::CONFIG_FILE.to_owned(),
             error: error.clone(),
             previous_in_force: previous.is_some_and(|p| p.runner.catalog().settings_error.is_none()),
         });
-    }
-    for (name, error) in left_out {
-        problems.push(Problem { file: format!("isolates/{name}"), error, previous_in_force: false });
     }
     let published = match main {
         Some(main) => published_versions(&home, main, previous.map(|p| &p.published))?,
@@ -137,6 +158,7 @@ pub(crate) fn load(
         };
         if now != *first_seen {
             problems.push(Problem {
+                kind: FileKind::Plugin,
                 file: format!("{dir}/"),
                 error: "this plugin version changed on main after it was published, and a version never changes: \
                         restore it and put the change in a new version directory (`hal thread merge` refuses such a \
@@ -146,17 +168,6 @@ pub(crate) fn load(
             });
         }
     }
-    let isolates = {
-        let mut names: Vec<String> = toolbox
-            .names()
-            .into_iter()
-            .filter_map(|tool| tool.split_once('.').map(|(isolate, _)| isolate.to_owned()))
-            .filter(|isolate| isolate != "threads" && isolate != "git")
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    };
     let models = match models {
         ModelSource::Fixed(models) => models.clone(),
         ModelSource::Live(client) => {
@@ -167,5 +178,5 @@ pub(crate) fn load(
     for dir in retired {
         published.remove(&dir);
     }
-    Ok(Loaded { main, runner, models, problems, isolates, published })
+    Ok(Loaded { main, runner, models, problems, isolates, sandbox, published })
 }

@@ -8,7 +8,7 @@ use hal_model::Message;
 use hal_store::{Home, Step, StepKind, ThreadRef};
 
 use crate::error::RunError;
-use crate::record::{FinishData, ReplyData, ToolData, fact};
+use crate::record::{FinishData, ReplyData, StepData, ToolData, fact};
 
 /// Characters per token assumed when fitting messages into a context window (conservative for English).
 const CHARS_PER_TOKEN: u64 = 3;
@@ -309,14 +309,11 @@ pub fn relayed(person: &str, text: &str) -> String {
 
 /// The messages one step contributes to the conversation, in order.
 pub fn messages_of(step: &Step) -> Result<Vec<Message>, RunError> {
-    let bad = |reason: String| RunError::BadRecord { commit: step.commit.to_string(), reason };
-    let data = || step.data.as_deref().ok_or_else(|| bad(format!("a {} step has no hal-data", step.kind)));
     let kind = step.kind.clone();
     Ok(match kind {
         StepKind::Message => vec![Message::User { text: request_text(step) }],
         StepKind::Reply => {
-            let data: ReplyData = serde_json::from_str(data()?).map_err(|e| bad(e.to_string()))?;
-            vec![data.reply.to_message()]
+            vec![ReplyData::required(step)?.reply.to_message()]
         }
         // A tool step without the call it answers (written by `hal isolate call --thread` before it wrote `write`
         // steps, or pushed by hand) is shown as a note: a thread holding one stays runnable.
@@ -325,7 +322,7 @@ pub fn messages_of(step: &Step) -> Result<Vec<Message>, RunError> {
         }
         StepKind::Tool => {
             // One tool step answers one call, or several refused calls of one reply with the same reason.
-            let data: ToolData = serde_json::from_str(data()?).map_err(|e| bad(e.to_string()))?;
+            let data = ToolData::required(step)?;
             let is_error = step.fact(fact::OUTCOME) == Some("error");
             std::iter::once(data.call)
                 .chain(data.also)
@@ -333,10 +330,7 @@ pub fn messages_of(step: &Step) -> Result<Vec<Message>, RunError> {
                 .collect()
         }
         StepKind::Finish => {
-            let data: FinishData = step
-                .data
-                .as_deref()
-                .map_or(Ok(FinishData::default()), |d| serde_json::from_str(d).map_err(|e| bad(e.to_string())))?;
+            let data = FinishData::of(step)?.unwrap_or_default();
             match data.call_id {
                 Some(call_id) => vec![finish_result(call_id, step.fact(fact::RESULT).unwrap_or("?"), &step.text)],
                 None => Vec::new(),

@@ -1,7 +1,11 @@
 //! What the runner writes into each step: trailer keys and the machine data of the `hal-data` header.
 
 use hal_model::{Reply, ToolCall};
+use hal_store::{NewStep, Step};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::RunError;
 
 /// Trailer keys the runner adds to steps.
 pub mod fact {
@@ -45,6 +49,52 @@ pub mod fact {
 
 /// The built-in tool that ends a run.
 pub const FINISH: &str = "finish";
+
+/// The machine data of one kind of step, in the commit's `hal-data` header: encoded ([`StepData::put`]) and decoded
+/// ([`StepData::of`], [`StepData::required`]) here and nowhere else.
+pub trait StepData: Serialize + DeserializeOwned {
+    /// The kind of step it belongs to, for messages.
+    const KIND: &'static str;
+
+    /// The data `step` carries; `None` when it has none.
+    fn of(step: &Step) -> Result<Option<Self>, RunError> {
+        let Some(data) = step.data.as_deref() else { return Ok(None) };
+        serde_json::from_str(data).map(Some).map_err(|e| RunError::BadRecord {
+            commit: step.commit.to_string(),
+            reason: format!("its hal-data is not the data of a {} step: {e}", Self::KIND),
+        })
+    }
+
+    /// The data `step` must carry.
+    fn required(step: &Step) -> Result<Self, RunError> {
+        Self::of(step)?.ok_or_else(|| RunError::BadRecord {
+            commit: step.commit.to_string(),
+            reason: format!("a {} step has no hal-data", Self::KIND),
+        })
+    }
+
+    /// Put it into `step`.
+    fn put(&self, step: &mut NewStep) -> Result<(), RunError> {
+        let data = serde_json::to_string(self).map_err(|e| RunError::BadRecord {
+            commit: String::new(),
+            reason: format!("cannot encode the data of a {} step: {e}", Self::KIND),
+        })?;
+        step.data = Some(data);
+        Ok(())
+    }
+}
+
+impl StepData for ReplyData {
+    const KIND: &'static str = "reply";
+}
+
+impl StepData for ToolData {
+    const KIND: &'static str = "tool";
+}
+
+impl StepData for FinishData {
+    const KIND: &'static str = "finish";
+}
 
 /// The data of a `reply` step: what the model said, exactly.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 
 use hal_store::{Home, Step, StepKind, ThreadRef};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::RunError;
 use crate::model::Recording;
-use crate::record::{ReplyData, ToolData, fact};
+use crate::record::{ReplyData, StepData, ToolData, fact};
 use crate::run::Runner;
 
 /// One request of the original thread that started a run.
@@ -24,7 +24,7 @@ struct RunInput {
 }
 
 /// What a thread's runs did, step by step, in a form two runs can be compared in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Trace {
     /// A tool call and its result.
@@ -48,7 +48,7 @@ pub enum Trace {
 }
 
 /// Where a replay first differed from the original.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Divergence {
     /// The step number on the original thread (`None` when the original had no step there).
     pub original_step: Option<u64>,
@@ -61,7 +61,7 @@ pub struct Divergence {
 }
 
 /// The result of a replay.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReplayReport {
     /// The thread replayed.
     pub original: String,
@@ -112,9 +112,7 @@ fn recording_from(home: &Home, steps: &[Step]) -> Result<Recording, RunError> {
                          so its tool calls are not played back; replay the thread in the repository that ran it",
                     ));
                 }
-                let data = step.data.as_deref().ok_or_else(|| bad(step, "a reply step without hal-data"))?;
-                let data: ReplyData = serde_json::from_str(data).map_err(|e| bad(step, &e.to_string()))?;
-                replies.push(data.reply);
+                replies.push(ReplyData::required(step)?.reply);
             }
             StepKind::Tool => {
                 if let Some(sub) = step.fact(fact::SUBTHREAD) {
@@ -139,8 +137,7 @@ pub fn trace_of(steps: &[Step]) -> Result<Vec<(u64, Trace)>, RunError> {
         let number = step.number.unwrap_or_default();
         match &step.kind {
             StepKind::Tool => {
-                let data = step.data.as_deref().ok_or_else(|| bad(step, "a tool step without hal-data"))?;
-                let data: ToolData = serde_json::from_str(data).map_err(|e| bad(step, &e.to_string()))?;
+                let data = ToolData::required(step)?;
                 let mut result = step.text.clone();
                 if step.fact(fact::SUBTHREAD).is_some()
                     && let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(&result)

@@ -220,6 +220,50 @@ impl ToolContext {
     }
 }
 
+/// A thread's tree as one tool call sees it: its files as of the call, with the call's own writes, which are staged
+/// for the step's commit. A tool made elsewhere (the sandbox's isolates) reads and writes through this and nothing
+/// else of the runner or the store; [`ToolContext`] is the runner's implementation.
+pub trait Tree: Send {
+    /// The file at `path`, as this call sees it.
+    fn read(&self, path: &str) -> hal_store::Result<Option<Vec<u8>>>;
+    /// Every file with its size, as this call sees them, sorted by path.
+    fn list(&self) -> hal_store::Result<Vec<(String, u64)>>;
+    /// Write `content` to `path` (checked by the store's path rules); it lands in this call's step.
+    fn write(&mut self, path: &str, content: Vec<u8>) -> hal_store::Result<()>;
+    /// How many files this call has written.
+    fn writes_count(&self) -> usize;
+    /// Whether this call has written `path` already (writing it again does not add a file).
+    fn writes_to(&self, path: &str) -> bool;
+    /// The writes made, by path, for the step's commit.
+    fn into_writes(self: Box<Self>) -> Vec<(String, Vec<u8>)>;
+}
+
+impl Tree for ToolContext {
+    fn read(&self, path: &str) -> hal_store::Result<Option<Vec<u8>>> {
+        ToolContext::read(self, path)
+    }
+
+    fn list(&self) -> hal_store::Result<Vec<(String, u64)>> {
+        ToolContext::list(self)
+    }
+
+    fn write(&mut self, path: &str, content: Vec<u8>) -> hal_store::Result<()> {
+        ToolContext::write(self, path, content)
+    }
+
+    fn writes_count(&self) -> usize {
+        ToolContext::writes_count(self)
+    }
+
+    fn writes_to(&self, path: &str) -> bool {
+        ToolContext::writes_to(self, path)
+    }
+
+    fn into_writes(self: Box<Self>) -> Vec<(String, Vec<u8>)> {
+        ToolContext::into_writes(*self)
+    }
+}
+
 /// A tool's argument schema is not valid JSON Schema.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("tool `{tool}` has an invalid argument schema: {reason}")]

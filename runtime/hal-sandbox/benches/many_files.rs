@@ -64,7 +64,7 @@ fn main() {
     let before = disk_usage(&objects);
     let started = Instant::now();
     let context = CallContext {
-        tree: Some(ToolContext::new(journal.clone(), &thread.id, thread.tip)),
+        tree: Some(Box::new(ToolContext::new(journal.clone(), &thread.id, thread.tip))),
         http: false,
         secret: Arc::new(|_| None),
     };

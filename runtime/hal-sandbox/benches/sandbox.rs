@@ -86,7 +86,7 @@ fn main() {
     let files_isolate = Arc::new(load(&warm, "files", files.wasm, files.manifest));
     let hostile_isolate = load(&warm, "hostile", &hostile, hostile_manifest);
     let context = || CallContext {
-        tree: Some(ToolContext::new(journal.clone(), &thread.id, tip)),
+        tree: Some(Box::new(ToolContext::new(journal.clone(), &thread.id, tip))),
         http: false,
         secret: Arc::new(|_| None),
     };

@@ -176,24 +176,35 @@ fn repo_isolates(home: &Home, cache: Option<&std::path::Path>) -> Result<Vec<Fou
     Ok(found)
 }
 
+/// What [`add_repo_tools`] offered: the sandbox the tools call into, and every isolate of the catalogue, loaded or
+/// not (with why), by name.
+pub struct Offered {
+    /// The sandbox the tools call into.
+    pub sandbox: Arc<Sandbox>,
+    /// Every isolate, loaded or not.
+    pub entries: Vec<IsolateEntry>,
+}
+
+impl Offered {
+    /// The isolates that did not load, with why, by name.
+    pub fn left_out(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().filter(|e| e.isolate.is_none()).map(|e| (e.name.as_str(), e.error.as_deref().unwrap_or("")))
+    }
+}
+
 /// Offer the functions of every isolate that loads (built-in ones and those on `main`) as tools in `toolbox`,
-/// with `secrets` for those granted some. Returns the isolates left out, with why, by name.
+/// with `secrets` for those granted some. Returns the sandbox and every isolate, loaded or not: the catalogue a
+/// client is shown and calls by hand.
 pub fn add_repo_tools(
     toolbox: &mut hal_runner::tools::Toolbox,
     home: &Home,
     settings: &Settings,
     secrets: &hal_runner::model::SecretLookup,
-) -> Result<Vec<(String, String)>, crate::Unusable> {
-    let sandbox = std::sync::Arc::new(sandbox_for(Some(home), settings).map_err(|e| e.to_string())?);
-    let mut isolates = Vec::new();
-    let mut left_out = Vec::new();
-    for entry in load_isolates(&sandbox, settings, Some(home)) {
-        match (entry.isolate, entry.error) {
-            (Some(isolate), _) => isolates.push(isolate),
-            (None, error) => left_out.push((entry.name, error.unwrap_or_default())),
-        }
-    }
+) -> Result<Offered, crate::Unusable> {
+    let sandbox = Arc::new(sandbox_for(Some(home), settings).map_err(|e| e.to_string())?);
+    let entries = load_isolates(&sandbox, settings, Some(home));
+    let isolates: Vec<Arc<Isolate>> = entries.iter().filter_map(|e| e.isolate.clone()).collect();
     crate::add_isolate_tools(toolbox, &sandbox, &isolates, secrets).map_err(|e| e.to_string())?;
     crate::plugins::add_plugin_tools(toolbox, &sandbox, settings).map_err(|e| e.to_string())?;
-    Ok(left_out)
+    Ok(Offered { sandbox, entries })
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hal_runner::model::SecretLookup;
-use hal_runner::tools::ToolContext;
+use hal_runner::tools::Tree;
 use hal_spec::IsolateManifest;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
@@ -70,7 +70,7 @@ pub struct CallOutput {
     /// The result text.
     pub result: String,
     /// The thread access it was given, with the writes it made.
-    pub tree: Option<ToolContext>,
+    pub tree: Option<Box<dyn Tree>>,
     /// Log lines the isolate wrote.
     pub logs: Vec<String>,
 }
@@ -78,7 +78,7 @@ pub struct CallOutput {
 /// What a call needs from its caller.
 pub struct CallContext {
     /// The thread's tree, when the call is made on a thread.
-    pub tree: Option<ToolContext>,
+    pub tree: Option<Box<dyn Tree>>,
     /// Whether the call may use HTTP at all (its grants still decide which hosts).
     pub http: bool,
     /// Looks up secrets by name.

@@ -44,6 +44,20 @@ impl PluginVersion {
     }
 }
 
+/// The rule that a plugin version on `main` never changes (a change is a new version directory), as the guard of a
+/// merge: it freezes each `plugins/<name>/v<N>/` that holds a file.
+pub struct Published;
+
+impl hal_store::MergeGuard for Published {
+    fn frozen_dir(&self, path: &str) -> Option<String> {
+        let mut parts = path.split('/');
+        let (plugins, name, version) = (parts.next()?, parts.next()?, parts.next()?);
+        let numbered =
+            version.len() > 1 && version.starts_with('v') && version[1..].bytes().all(|b| b.is_ascii_digit());
+        (plugins == PLUGINS_DIR && numbered && parts.next().is_some()).then(|| format!("{plugins}/{name}/{version}"))
+    }
+}
+
 /// The plugin versions among `files` (paths of a tree), sorted by name, then version.
 pub fn versions_in<'a>(files: impl Iterator<Item = &'a str>) -> Vec<PluginVersion> {
     let mut versions: Vec<PluginVersion> = files
@@ -336,7 +350,7 @@ fn build_and_test(
         .map_err(|e| fail(format!("has invalid tests: {e}")))?;
     let mut failures = Vec::new();
     for (n, case) in cases.iter().enumerate() {
-        let context = CallContext { tree: Some(tree.fork()), http: false, secret: Arc::new(|_| None) };
+        let context = CallContext { tree: Some(Box::new(tree.fork())), http: false, secret: Arc::new(|_| None) };
         let outcome = sandbox
             .call(&isolate, &case.call, &case.arguments.to_string(), context)
             .map(|output| output.result)

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use hal_runner::model::SecretLookup;
-use hal_runner::tools::ToolContext;
+use hal_runner::tools::Tree;
 use hal_spec::TreeAccess;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -47,7 +47,7 @@ pub(crate) struct HostState {
     scrubber: Scrubber,
     granted: Granted,
     /// The thread's tree, when the call is made on a thread.
-    pub(crate) tree: Option<ToolContext>,
+    pub(crate) tree: Option<Box<dyn Tree>>,
     http: Option<(reqwest::Client, tokio::runtime::Handle)>,
     secret: SecretLookup,
     deadline: Instant,
@@ -66,7 +66,7 @@ impl HostState {
     pub(crate) fn new(
         granted: Granted,
         limits: &crate::limits::Limits,
-        tree: Option<ToolContext>,
+        tree: Option<Box<dyn Tree>>,
         http: Option<(reqwest::Client, tokio::runtime::Handle)>,
         secret: SecretLookup,
         deadline: Instant,
@@ -99,9 +99,9 @@ impl HostState {
         }
     }
 
-    fn tree(&mut self, access: TreeAccess) -> Result<&mut ToolContext, String> {
+    fn tree(&mut self, access: TreeAccess) -> Result<&mut (dyn Tree + 'static), String> {
         self.granted.check_tree(access)?;
-        self.tree.as_mut().ok_or_else(|| "this call is not made on a thread, so there are no files".to_owned())
+        self.tree.as_deref_mut().ok_or_else(|| "this call is not made on a thread, so there are no files".to_owned())
     }
 }
 

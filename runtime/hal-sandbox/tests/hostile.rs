@@ -41,7 +41,7 @@ fn thread(dir: &Path) -> Thread {
 
 fn call(sandbox: &Sandbox, isolate: &Isolate, thread: &Thread, function: &str) -> Result<String, CallError> {
     let context = hal_sandbox::CallContext {
-        tree: Some(ToolContext::new(thread.journal.clone(), &thread.id, thread.tip)),
+        tree: Some(Box::new(ToolContext::new(thread.journal.clone(), &thread.id, thread.tip))),
         http: false,
         secret: Arc::new(|name| (name == "UNDECLARED_SECRET").then(|| "top secret value".to_owned())),
     };
@@ -119,7 +119,7 @@ fn every_escape_is_contained_and_the_host_serves_the_next_call() {
     let policy = IsolatePolicy { tree: Some(TreeAccess::Write), ..IsolatePolicy::default() };
     let writer = load(&sandbox, SandboxLimits::default(), Some(&policy));
     let context = hal_sandbox::CallContext {
-        tree: Some(ToolContext::new(thread.journal.clone(), &thread.id, thread.tip)),
+        tree: Some(Box::new(ToolContext::new(thread.journal.clone(), &thread.id, thread.tip))),
         http: false,
         secret: Arc::new(|_| None),
     };
@@ -167,7 +167,7 @@ fn regression_the_files_one_call_writes_are_capped() {
     let policy = IsolatePolicy { tree: Some(TreeAccess::Write), ..IsolatePolicy::default() };
     let writer = load(&sandbox, SandboxLimits { files: Some(100), ..SandboxLimits::default() }, Some(&policy));
     let context = || hal_sandbox::CallContext {
-        tree: Some(ToolContext::new(thread.journal.clone(), &thread.id, thread.tip)),
+        tree: Some(Box::new(ToolContext::new(thread.journal.clone(), &thread.id, thread.tip))),
         http: false,
         secret: Arc::new(|_| None),
     };

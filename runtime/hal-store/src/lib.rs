@@ -16,7 +16,7 @@
 //! for step in home.thread_log(&thread.id, None)? {
 //!     println!("{} {}: {}", step.kind, step.actor, step.text);
 //! }
-//! home.merge_thread(&report.actor, &thread.id)?;
+//! home.merge_thread(&report.actor, &thread.id, &hal_store::Unguarded)?;
 //! # Ok(()) }
 //! ```
 
@@ -45,7 +45,7 @@ pub use home::{
     THREADS_PREFIX,
 };
 pub use maintenance::{CHECK_EVERY, MAINTENANCE_ENV};
-pub use merge::MergeOutcome;
+pub use merge::{MergeGuard, MergeOutcome, Unguarded};
 pub use refs::STALE_LOCK_AGE;
 pub use step::{StepKind, ThreadStatus};
 pub use thread::{

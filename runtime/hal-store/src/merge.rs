@@ -45,8 +45,8 @@ pub enum MergeOutcome {
         /// The conflicting paths.
         paths: Vec<String>,
     },
-    /// The thread changes or deletes files of plugin versions that are on `main`, which never change (a change
-    /// is a new version directory); nothing was changed.
+    /// The thread changes or deletes files in directories of `main` that never change (the merge's guard says
+    /// which: published plugin versions, whose change is a new version directory); nothing was changed.
     Immutable {
         /// The files it would change.
         paths: Vec<String>,
@@ -60,18 +60,27 @@ pub enum MergeOutcome {
     },
 }
 
-/// Whether `path` lies in a plugin version directory, `plugins/<name>/v<N>/…`.
-fn in_plugin_version(path: &str) -> bool {
-    let mut parts = path.split('/');
-    parts.next() == Some("plugins")
-        && parts.next().is_some()
-        && parts.next().is_some_and(|v| v.len() > 1 && v.starts_with('v') && v[1..].bytes().all(|b| b.is_ascii_digit()))
-        && parts.next().is_some()
+/// What a caller forbids a merge to change on `main`: directories whose content never changes once they are there
+/// (a merge may remove one whole, which retires it). The store knows no such rule of its own; HAL's published
+/// plugin versions are one (`hal_sandbox::plugins::Published`).
+pub trait MergeGuard {
+    /// The frozen directory (a path on `main`, without a trailing `/`) that holds the file at `path`, if any.
+    fn frozen_dir(&self, path: &str) -> Option<String>;
+}
+
+/// A merge with nothing frozen.
+pub struct Unguarded;
+
+impl MergeGuard for Unguarded {
+    fn frozen_dir(&self, _: &str) -> Option<String> {
+        None
+    }
 }
 
 impl Home {
-    /// Merge the thread named by `query` into `main` on behalf of `actor`.
-    pub fn merge_thread(&self, actor: &str, query: &str) -> Result<MergeOutcome> {
+    /// Merge the thread named by `query` into `main` on behalf of `actor`, refusing a change to what `guard`
+    /// freezes.
+    pub fn merge_thread(&self, actor: &str, query: &str, guard: &dyn MergeGuard) -> Result<MergeOutcome> {
         let thread = self.resolve_thread(query)?;
         let thread_name = refs::full_name(&format!("refs/heads/{}", thread.branch))?;
         let main = refs::full_name(MAIN_REF)?;
@@ -96,7 +105,7 @@ impl Home {
             if !unsafe_paths.is_empty() {
                 return Ok(MergeOutcome::UnsafePaths { paths: unsafe_paths });
             }
-            let changed = self.changed_plugin_files(main_tip, merged_tree.unwrap_or(state.tree))?;
+            let changed = self.changed_frozen(main_tip, merged_tree.unwrap_or(state.tree), guard)?;
             if !changed.is_empty() {
                 return Ok(MergeOutcome::Immutable { paths: changed });
             }
@@ -148,19 +157,13 @@ impl Home {
         })
     }
 
-    /// The plugin version directories on `main` (at `main_tip`) whose content `tree` changes in any way: a file
-    /// changed, added, removed or with another mode (the directory's tree id differs). Removing a whole version
+    /// The directories on `main` (at `main_tip`) that `guard` freezes and whose content `tree` changes in any way:
+    /// a file changed, added, removed or with another mode (the directory's tree id differs). Removing a whole
     /// directory (retiring it) is not a change of it.
-    fn changed_plugin_files(&self, main_tip: ObjectId, tree: ObjectId) -> Result<Vec<String>> {
-        let mut published: Vec<String> = self
-            .file_ids(main_tip)?
-            .into_iter()
-            .filter(|(path, _)| in_plugin_version(path))
-            .filter_map(|(path, _)| {
-                let mut parts = path.splitn(4, '/');
-                Some(format!("{}/{}/{}", parts.next()?, parts.next()?, parts.next()?))
-            })
-            .collect();
+    fn changed_frozen(&self, main_tip: ObjectId, tree: ObjectId, guard: &dyn MergeGuard) -> Result<Vec<String>> {
+        let mut published: Vec<String> =
+            self.file_ids(main_tip)?.into_iter().filter_map(|(path, _)| guard.frozen_dir(&path)).collect();
+        published.sort();
         published.dedup();
         if published.is_empty() {
             return Ok(Vec::new());

@@ -20,7 +20,7 @@ use crate::conversation::{Conversation, finish_result, is_persons_step};
 use crate::error::RunError;
 use crate::journal::Journal;
 use crate::model::{Model, Models};
-use crate::record::{FinishData, MAX_KEPT_RESPONSE, ReplyData, ToolData, fact};
+use crate::record::{FinishData, MAX_KEPT_RESPONSE, ReplyData, StepData, ToolData, fact};
 use crate::status::Status;
 use crate::tools::{BoxFuture, RunScope, Tool, ToolContext, ToolResult, Toolbox};
 
@@ -645,10 +645,7 @@ impl Runner {
             .fact(fact::TOKENS_IN, reply.usage.input)
             .fact(fact::TOKENS_OUT, reply.usage.output)
             .fact(fact::LATENCY_MS, turn.latency.as_millis());
-        step.data = Some(serde_json::to_string(&data).map_err(|e| RunError::BadRecord {
-            commit: String::new(),
-            reason: format!("cannot encode a reply: {e}"),
-        })?);
+        data.put(&mut step)?;
         // A step HAL could not read back would stop every later run on the thread: refuse to write one.
         let size = step.text.len() + step.data.as_ref().map_or(0, String::len);
         let most = usize::try_from(hal_store::MAX_STEP_BYTES / 2).unwrap_or(usize::MAX);
@@ -769,8 +766,7 @@ impl Runner {
         if let Some(thread) = subthread {
             step = step.fact(fact::SUBTHREAD, thread);
         }
-        let data = ToolData { call: call.clone(), also: Vec::new() };
-        step.data = Some(serde_json::to_string(&data).unwrap_or_default());
+        ToolData { call: call.clone(), also: Vec::new() }.put(&mut step)?;
         step.writes = writes;
         Ok((step, result))
     }
@@ -822,7 +818,7 @@ impl Runner {
             step = step.fact(fact::CONFIDENCE, confidence);
         }
         if call_id.is_some() {
-            step.data = Some(serde_json::to_string(&FinishData { call_id }).unwrap_or_default());
+            FinishData { call_id }.put(&mut step)?;
         }
         self.append(state, HAL_ACTOR, &step)?;
         Ok(Outcome {

@@ -11,7 +11,7 @@ use hal_store::{NewStep, StepKind, ThreadRef, ThreadStatus, identity::HAL_ACTOR}
 use super::{Limits, RunState, Runner, tool_message, without_nul};
 use crate::conversation::{Conversation, is_persons_message};
 use crate::error::RunError;
-use crate::record::{ReplyData, ToolData, fact};
+use crate::record::{ReplyData, StepData, ToolData, fact};
 use crate::tools::{RunScope, ToolResult};
 
 impl Runner {
@@ -38,7 +38,8 @@ impl Runner {
         // must not double the bytes of the reply that made them.
         let also = rest.iter().map(|call| ToolCall { arguments: String::new(), ..(*call).clone() }).collect();
         let data = ToolData { call: (*first).clone(), also };
-        let step = NewStep { data: Some(serde_json::to_string(&data).unwrap_or_default()), ..step };
+        let mut step = step;
+        data.put(&mut step)?;
         self.append(state, HAL_ACTOR, &step)?;
         for call in calls {
             conversation.push(tool_message(call, ToolResult::error(text.clone())));
@@ -142,8 +143,8 @@ pub(super) fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Re
         match &step.kind {
             StepKind::Tool => {
                 hal_between = hal_between && home.wrote_on(step.commit, &thread.branch)?;
-                match step.data.as_deref().map(serde_json::from_str::<ToolData>) {
-                    Some(Ok(data)) => answered.extend(data.call_ids().map(str::to_owned)),
+                match ToolData::of(&step) {
+                    Ok(Some(data)) => answered.extend(data.call_ids().map(str::to_owned)),
                     _ => answered.extend(step.fact(fact::CALL).map(str::to_owned)),
                 }
             }
@@ -152,10 +153,7 @@ pub(super) fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Re
                 hal_between = hal_between && home.wrote_on(step.commit, &thread.branch)?;
             }
             StepKind::Reply => {
-                let bad = |reason: String| RunError::BadRecord { commit: step.commit.to_string(), reason };
-                let data = step.data.as_deref().ok_or_else(|| bad("a reply step has no hal-data".to_owned()))?;
-                let data: ReplyData = serde_json::from_str(data).map_err(|e| bad(e.to_string()))?;
-                let reply = data.reply;
+                let reply = ReplyData::required(&step)?.reply;
                 let open = reply.tool_calls.is_empty() || reply.tool_calls.iter().any(|c| !answered.contains(&c.id));
                 if !open {
                     return Ok(None);

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use std::io::Write as _;
 
 use anyhow::{Context, Result};
+use hal_daemon::protocol::{Command as HalCommand, Response};
 use hal_daemon::{Daemon, DaemonOptions};
 use hal_model::Reply;
 use hal_store::{Home, MergeOutcome};
@@ -70,10 +71,13 @@ pub fn run(args: &Args, dir: Option<&Path>, live: bool) -> Result<Outcome> {
     outln!("\n== fork {} of step {} ({})", fork.id, ask.number.unwrap_or_default(), fork.branch);
     print_log(&home, &fork.id)?;
 
+    // Merges go through the repo's handle, as `hal thread merge` does: the guards of a merge are the engine's.
+    let handle = hal_daemon::handle::open(&dir)?;
     outln!("\n== accept the first thread's work");
-    report_merge(&home.merge_thread(&actor, &thread.id)?, &thread.branch)?;
+    report_merge(&merge(handle.as_ref(), &actor, &thread.id)?, &thread.branch)?;
     outln!("\n== try to accept the fork too");
-    report_merge(&home.merge_thread(&actor, &fork.id)?, &fork.branch)?;
+    report_merge(&merge(handle.as_ref(), &actor, &fork.id)?, &fork.branch)?;
+    drop(handle);
 
     if let Some(settings) = &live_settings {
         std::fs::write(dir.join(hal_store::CONFIG_FILE), settings).context("writing hal.yaml")?;
@@ -150,7 +154,7 @@ fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
     let started = Instant::now();
     loop {
         let status = super::remote::block_on(client.status())??;
-        if status.helps.iter().any(|h| h == "welcome") {
+        if status.catalogue.helps.iter().any(|h| h == "welcome") {
             outln!("   the daemon loaded it ({} ms after the commit)", started.elapsed().as_millis());
             break;
         }
@@ -282,4 +286,13 @@ fn report_merge(outcome: &MergeOutcome, branch: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Merge `thread` through `handle`.
+fn merge(handle: &dyn hal_daemon::Handle, actor: &str, thread: &str) -> Result<MergeOutcome> {
+    let command = HalCommand::Merge { actor: Some(actor.to_owned()), thread: thread.to_owned() };
+    match handle.command(&command)? {
+        Response::Merged { outcome, .. } => Ok(outcome),
+        other => anyhow::bail!("the merge was answered with {other:?}"),
+    }
 }

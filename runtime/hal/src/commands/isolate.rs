@@ -1,108 +1,84 @@
-//! `hal isolate …`: the isolates a home repo offers, and calling one by hand.
+//! `hal isolate …`: the isolates a home repo offers, and calling one by hand, through the repo's handle (the
+//! daemon's isolates when one runs, else `main`'s, loaded in this process the way the daemon loads them).
 
 use anyhow::{Context, Result};
-use hal_runner::Catalog;
-use hal_runner::tools::{ToolContext, Toolbox};
-use hal_sandbox::catalog::{IsolateEntry, add_repo_tools, load_isolates, sandbox_for};
-use hal_sandbox::{CallContext, Sandbox};
-use hal_spec::Settings;
-use hal_store::{Home, NewStep, StepKind, ThreadStatus};
+use hal_daemon::Handle;
+use hal_daemon::protocol::{Called, Command, IsolateReport, Response};
 use serde_json::json;
 
-use super::Outcome;
+use super::{Outcome, remote};
 use crate::cli::{Args, IsolateCommand};
 use crate::output;
 
-/// Offer every loadable isolate's functions as tools; isolates that fail to load are logged and left out.
-pub fn add_tools(toolbox: &mut Toolbox, home: &Home, settings: &Settings) -> Result<()> {
-    let left_out =
-        add_repo_tools(toolbox, home, settings, &hal_runner::secrets::lookup()).map_err(anyhow::Error::msg)?;
-    for (isolate, error) in left_out {
-        tracing::warn!(target: "hal", %isolate, %error, "isolate left out");
-    }
-    Ok(())
-}
-
 /// Run one isolate command.
 pub fn run(args: &Args, command: &IsolateCommand) -> Result<Outcome> {
-    let home = Home::open(&args.directory).ok();
-    let settings = match &home {
-        Some(home) => {
-            let catalog = Catalog::load(home)?;
-            if let Some(error) = catalog.settings_error {
-                return Err(hal_runner::RunError::InvalidSettings(error).into());
-            }
-            catalog.settings
-        }
-        None => Settings::default(),
-    };
-    let sandbox = sandbox_for(home.as_ref(), &settings).map_err(anyhow::Error::msg)?;
-    let entries = load_isolates(&sandbox, &settings, home.as_ref());
+    let handle = remote::handle(args)?;
     match command {
-        IsolateCommand::List => list(args, &entries),
-        IsolateCommand::Show { name } => show(args, &entries, name),
+        IsolateCommand::List => list(args, &isolates(handle.as_ref())?),
+        IsolateCommand::Show { name } => show(args, &isolates(handle.as_ref())?, name),
         IsolateCommand::Call { name, function, arguments, thread } => {
-            call(args, &sandbox, home, &entries, name, function, arguments, thread.as_deref())
+            call(args, handle.as_ref(), name, function, arguments, thread.as_deref())
         }
     }
 }
 
-fn describe(entry: &IsolateEntry) -> serde_json::Value {
-    match &entry.isolate {
+/// Every isolate of the catalogue, loaded or not.
+fn isolates(handle: &dyn Handle) -> Result<Vec<IsolateReport>> {
+    match handle.command(&Command::Catalogue)? {
+        Response::Catalogue { catalogue } => Ok(catalogue.isolates),
+        other => anyhow::bail!("the catalogue command was answered with {other:?}"),
+    }
+}
+
+fn describe(entry: &IsolateReport) -> serde_json::Value {
+    match &entry.loaded {
         Some(isolate) => json!({
             "name": entry.name,
             "source": entry.source,
-            "version": isolate.manifest.version,
-            "description": isolate.manifest.description,
-            "functions": isolate.functions.iter().map(|(name, description, parameters)| json!({
-                "name": format!("{}.{name}", entry.name), "description": description, "parameters": parameters,
-            })).collect::<Vec<_>>(),
-            "granted": {"tree": isolate.granted.tree, "http": isolate.granted.hosts, "secrets": isolate.granted.secrets},
-            "asked": isolate.manifest.capabilities,
-            "limits": {
-                "wall_ms": isolate.limits.wall.as_millis() as u64, "fuel": isolate.limits.fuel,
-                "memory_mb": isolate.limits.memory >> 20, "output_kb": isolate.limits.output >> 10,
-            },
+            "version": isolate.version,
+            "description": isolate.description,
+            "functions": isolate.functions,
+            "granted": isolate.granted,
+            "asked": isolate.asked,
+            "limits": isolate.limits,
         }),
         None => json!({"name": entry.name, "source": entry.source, "error": entry.error}),
     }
 }
 
-fn list(args: &Args, entries: &[IsolateEntry]) -> Result<Outcome> {
+fn list(args: &Args, entries: &[IsolateReport]) -> Result<Outcome> {
     if args.json {
         output::json(&entries.iter().map(describe).collect::<Vec<_>>())?;
         return Ok(Outcome::Done);
     }
     for entry in entries {
-        match (&entry.isolate, &entry.error) {
-            (Some(isolate), _) => {
-                let functions: Vec<&str> = isolate.functions.iter().map(|(name, _, _)| name.as_str()).collect();
+        match &entry.loaded {
+            Some(isolate) => {
+                let prefix = format!("{}.", entry.name);
+                let functions: Vec<&str> =
+                    isolate.functions.iter().map(|f| f.name.strip_prefix(&prefix).unwrap_or(&f.name)).collect();
                 outln!(
                     "{:<10} v{:<3} {:<22} {} ({})",
                     entry.name,
-                    isolate.manifest.version,
+                    isolate.version,
                     entry.source,
-                    isolate.manifest.description,
+                    isolate.description,
                     functions.join(", ")
                 );
             }
-            (None, error) => {
-                outln!("{:<10} {:<27} INVALID: {}", entry.name, entry.source, error.as_deref().unwrap_or(""))
+            None => {
+                outln!("{:<10} {:<27} INVALID: {}", entry.name, entry.source, entry.error.as_deref().unwrap_or(""))
             }
         }
     }
     Ok(Outcome::Done)
 }
 
-fn find<'a>(entries: &'a [IsolateEntry], name: &str) -> Result<&'a IsolateEntry> {
-    entries.iter().find(|e| e.name == name).with_context(|| {
+fn show(args: &Args, entries: &[IsolateReport], name: &str) -> Result<Outcome> {
+    let entry = entries.iter().find(|e| e.name == name).with_context(|| {
         let known: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
         format!("no isolate named {name:?} (known: {})", known.join(", "))
-    })
-}
-
-fn show(args: &Args, entries: &[IsolateEntry], name: &str) -> Result<Outcome> {
-    let entry = find(entries, name)?;
+    })?;
     let description = describe(entry);
     if args.json {
         output::json(&description)?;
@@ -112,69 +88,41 @@ fn show(args: &Args, entries: &[IsolateEntry], name: &str) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn call(
     args: &Args,
-    sandbox: &Sandbox,
-    home: Option<Home>,
-    entries: &[IsolateEntry],
+    handle: &dyn Handle,
     name: &str,
     function: &str,
     arguments: &str,
     thread: Option<&str>,
 ) -> Result<Outcome> {
-    let entry = find(entries, name)?;
-    let isolate = entry
-        .isolate
-        .as_ref()
-        .with_context(|| format!("isolate {name:?} is invalid: {}", entry.error.as_deref().unwrap_or("")))?;
-    serde_json::from_str::<serde_json::Value>(arguments).context("the arguments must be a JSON object")?;
-    let (journal, thread) = match (home, thread) {
-        (Some(home), Some(id)) => {
-            let thread = home.resolve_thread(id)?;
-            (Some(hal_runner::Journal::new(home)), Some(thread))
-        }
-        (None, Some(_)) => anyhow::bail!("--thread needs a home repo (run `hal init`)"),
-        _ => (None, None),
+    let command = Command::CallIsolate {
+        actor: None,
+        isolate: name.to_owned(),
+        function: function.to_owned(),
+        arguments: arguments.to_owned(),
+        thread: thread.map(str::to_owned),
     };
-    let tree = match (&journal, &thread) {
-        (Some(journal), Some(thread)) => Some(ToolContext::new(journal.clone(), &thread.id, thread.tip)),
-        _ => None,
+    let called = match handle.command(&command)? {
+        Response::Called { called } => called,
+        other => anyhow::bail!("the call was answered with {other:?}"),
     };
-    let context = CallContext { tree, http: true, secret: hal_runner::secrets::lookup() };
-    let outcome = sandbox.call(isolate, function, arguments, context);
-    match outcome {
-        Ok(output) => {
-            let mut commit = None;
-            if let (Some(journal), Some(thread), Some(tree)) = (&journal, &thread, output.tree) {
-                let writes = tree.into_writes();
-                if !writes.is_empty() {
-                    let actor = journal.with(|home| home.resolve_actor(None))?;
-                    // A call made by hand is the person's change to the tree, not a model's tool call: a `tool`
-                    // step needs the call it answers, and a thread holding one without it could not be resumed.
-                    let text = format!("called {name}.{function} by hand: {}", output.result);
-                    let mut step = NewStep::new(StepKind::Write, text, ThreadStatus::Open)
-                        .fact(hal_runner::record::fact::TOOL, format!("{name}.{function}"))
-                        .fact(hal_runner::record::fact::OUTCOME, "ok");
-                    step.writes = writes;
-                    commit = Some(journal.with(|home| home.append_step(&actor, thread, &step))?.commit);
-                }
-            }
+    match called {
+        Called::Ok { result, logs, commit } => {
             if args.json {
-                output::json(
-                    &json!({"ok": true, "result": output.result, "logs": output.logs, "commit": commit.map(|c| c.to_string())}),
-                )?;
+                let commit = commit.map(|c| c.to_string());
+                output::json(&json!({"ok": true, "result": result, "logs": logs, "commit": commit}))?;
             } else {
-                outln!("{}", output.result);
+                outln!("{result}");
                 if let Some(commit) = commit {
                     eprintln!("the call's writes are step {commit}");
                 }
             }
             Ok(Outcome::Done)
         }
-        Err(error) => {
+        Called::Failed { error } => {
             if args.json {
-                output::json(&json!({"ok": false, "error": error.to_string()}))?;
+                output::json(&json!({"ok": false, "error": error}))?;
             } else {
                 eprintln!("ERROR: {error}");
             }

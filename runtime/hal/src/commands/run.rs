@@ -1,18 +1,10 @@
-//! Running helps from the command line: `hal help run`, `hal help test`, `hal thread replay`.
+//! Running helps from the command line: `hal help run`, `hal help test`, `hal thread replay`, each through the
+//! repo's handle.
 
-use std::io::Write;
-use std::sync::Arc;
-
-use anyhow::{Context, Result};
-use hal_daemon::protocol::{Command, TurnEnd};
-use hal_model::{Client, ClientOptions};
-use hal_runner::catalog::DEFAULT_AGENT;
-use hal_runner::model::{LiveModels, Models};
-use hal_runner::replay::{self, ReplayReport, Trace};
-use hal_runner::tools::Toolbox;
-use hal_runner::{Catalog, Event, Journal, Outcome as RunOutcome, RunError, Runner, Status};
+use anyhow::Result;
+use hal_daemon::protocol::{Command, ReplayReport, Response, Status, Trace, TurnEnd};
 use hal_spec::HelpTest;
-use hal_store::{Home, StepKind, ThreadRef};
+use hal_store::Home;
 
 use super::Outcome;
 use crate::cli::Args;
@@ -33,71 +25,6 @@ pub(super) fn exit_code(status: Status) -> u8 {
         Status::Nocando => EXIT_NOCANDO,
         Status::Error => EXIT_FAILED,
     }
-}
-
-/// Everything a command needs to run helps in the home repo.
-pub(super) struct Session {
-    pub(super) runner: Runner,
-    pub(super) actor: String,
-}
-
-impl Session {
-    pub(super) fn open(args: &Args, agent: &str) -> Result<Session> {
-        let home = Home::open(&args.directory)?;
-        let actor = home.resolve_actor(None)?;
-        let catalog = Catalog::load(&home)?;
-        if let Some(error) = &catalog.settings_error {
-            return Err(RunError::InvalidSettings(error.clone()).into());
-        }
-        let mut toolbox = Toolbox::new();
-        super::isolate::add_tools(&mut toolbox, &home, &catalog.settings)?;
-        // HAL's own commands; without a daemon, threads they start run when one starts.
-        hal_daemon::backchat::add_tools(&mut toolbox, hal_daemon::backchat::direct()).map_err(anyhow::Error::msg)?;
-        catalog.agent(agent)?;
-        let mut runner = Runner::new(Journal::new(home), Arc::new(catalog), toolbox).with_agent(agent);
-        if !args.json {
-            runner = runner.with_observer(Arc::new(print_event));
-        }
-        Ok(Session { runner, actor })
-    }
-
-    pub(super) fn live_models(&self) -> Result<Arc<dyn Models>> {
-        let client = Client::new(ClientOptions::default())?;
-        Ok(Arc::new(LiveModels::from_store(client, self.runner.catalog().settings.clone())))
-    }
-
-    fn thread(&self, id: &str) -> Result<ThreadRef> {
-        Ok(self.runner.journal().with(|home| home.resolve_thread(id))?)
-    }
-
-    fn new_thread(&self, title: &str) -> Result<ThreadRef> {
-        Ok(self.runner.journal().with(|home| home.new_thread(&self.actor, None, Some(title)))?)
-    }
-}
-
-/// Progress on stderr: one line per step, indented for sub-helps.
-fn print_event(event: &Event<'_>) {
-    print_event_to(&mut std::io::stderr(), event);
-}
-
-/// One line per step to `out`, indented for sub-helps.
-pub fn print_event_to(out: &mut dyn Write, event: &Event<'_>) {
-    if let Event::Step { kind, summary, depth, thread, .. } = event {
-        let indent = "  ".repeat(*depth as usize + 1);
-        let kind = match kind {
-            StepKind::Message if *depth > 0 => format!("sub-thread {thread}"),
-            other => other.to_string(),
-        };
-        let mut line: String = summary.chars().take(160).collect();
-        if line.len() < summary.len() {
-            line.push('…');
-        }
-        let _ = writeln!(out, "{indent}{kind}: {line}");
-    }
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")
 }
 
 /// The first line of `text`, shortened, as a thread title.
@@ -188,41 +115,46 @@ struct CaseReport {
     problems: Vec<String>,
 }
 
-/// `hal help test <name>`
+/// `hal help test <name>`: each case of the help's `tests` is a new thread whose turn the repo's handle takes
+/// (the daemon when one runs, this process otherwise), checked against the case.
 pub fn help_test(args: &Args, agent: &str, name: &str) -> Result<Outcome> {
-    let session = Session::open(args, agent)?;
-    let (_, help) = session.runner.catalog().help(name)?;
-    let cases = help.tests.clone();
+    let home = Home::open(&args.directory)?;
+    let actor = home.resolve_actor(None)?;
+    let handle = super::remote::handle(args)?;
+    let cases = match handle.command(&Command::HelpTests { help: name.to_owned() })? {
+        Response::HelpTests { cases, .. } => cases,
+        other => anyhow::bail!("the help-tests command was answered with {other:?}"),
+    };
     if cases.is_empty() {
         anyhow::bail!("help `{name}` has no `tests` section");
     }
-    let models = session.live_models()?;
-    session.runner.check(models.as_ref(), name)?;
-    let runtime = runtime()?;
+    let display = super::remote::Display {
+        steps: (!args.json).then_some(&super::remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
+        text: false,
+    };
     let mut reports = Vec::new();
     for (n, case) in cases.iter().enumerate() {
         let case_name = case.name.clone().unwrap_or_else(|| format!("case {}", n + 1));
-        let thread = session.new_thread(&format!("test {name}: {case_name}"))?;
-        let report =
-            match runtime.block_on(session.runner.run(models.clone(), &thread, &session.actor, name, &case.input)) {
-                Ok(outcome) => {
-                    let problems = check_case(case, &outcome);
-                    CaseReport {
-                        name: case_name,
-                        passed: problems.is_empty(),
-                        status: Some(outcome.status),
-                        thread: Some(outcome.thread),
-                        problems,
-                    }
-                }
-                Err(error) => CaseReport {
-                    name: case_name,
-                    passed: false,
-                    status: None,
-                    thread: Some(thread.id),
-                    problems: vec![error.to_string()],
-                },
-            };
+        let command = Command::NewThread {
+            actor: Some(actor.clone()),
+            from: None,
+            title: Some(format!("test {name}: {case_name}")),
+            help: Some(name.to_owned()),
+            agent: Some(agent.to_owned()),
+            input: Some(case.input.clone()),
+            idempotency_key: None,
+            started_by_run: None,
+        };
+        // A turn that cannot be taken at all (no model, a help that does not load) fails the command, not a case.
+        let (end, _) = super::remote::talk(handle.as_ref(), &actor, &command, &display)?;
+        let problems = check_case(case, &end);
+        let report = CaseReport {
+            name: case_name,
+            passed: problems.is_empty(),
+            status: Some(end.status),
+            thread: Some(end.thread),
+            problems,
+        };
         if !args.json {
             match report.passed {
                 true => outln!("PASS  {}", report.name),
@@ -241,7 +173,7 @@ pub fn help_test(args: &Args, agent: &str, name: &str) -> Result<Outcome> {
 }
 
 /// What is wrong with `outcome` for `case`.
-fn check_case(case: &HelpTest, outcome: &RunOutcome) -> Vec<String> {
+fn check_case(case: &HelpTest, outcome: &TurnEnd) -> Vec<String> {
     let mut problems = Vec::new();
     let expected = case.status.as_deref().and_then(Status::parse).unwrap_or(Status::Done);
     if outcome.status != expected {
@@ -270,15 +202,14 @@ fn check_case(case: &HelpTest, outcome: &RunOutcome) -> Vec<String> {
     problems
 }
 
-/// `hal thread replay <id> [--from <ref>]`
+/// `hal thread replay <id> [--from <ref>]`: the repo's handle replays it (the daemon when one runs).
 pub fn thread_replay(args: &Args, id: &str, from: Option<&str>) -> Result<Outcome> {
-    let session = Session::open(args, DEFAULT_AGENT)?;
-    let original = session.thread(id)?;
-    let base = match from {
-        Some(spec) => Some(session.runner.journal().with(|home| home.resolve_commit(spec))?),
-        None => None,
+    let handle = super::remote::handle(args)?;
+    let command = Command::Replay { actor: None, thread: id.to_owned(), from: from.map(str::to_owned) };
+    let report = match handle.command(&command)? {
+        Response::Replayed { report } => report,
+        other => anyhow::bail!("the replay command was answered with {other:?}"),
     };
-    let report = runtime()?.block_on(replay::replay(&session.runner, &session.actor, &original, base))?;
     if args.json {
         output::json(&report)?;
     } else {

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
 
 use anyhow::{Context, Result};
-use hal_runner::{Catalog, secrets};
-use hal_sandbox::catalog::{load_isolates, sandbox_for};
+use hal_daemon::protocol::{Command, Response};
+use hal_runner::secrets;
 use hal_store::Home;
 use serde_json::json;
 
@@ -42,37 +42,19 @@ fn set(name: &str) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// Who needs which secret in this repo: models' keys, grants in hal.yaml, isolates' manifests.
+/// Who needs which secret in this repo (models' keys, grants in hal.yaml, isolates' manifests), as the repo's
+/// handle has `main` loaded; nothing outside a home repo.
 fn needs(args: &Args) -> Result<BTreeMap<String, Vec<String>>> {
-    let mut needs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let Ok(home) = Home::open(&args.directory) else { return Ok(needs) };
-    let catalog = Catalog::load(&home)?;
-    let mut add = |name: &str, who: String| {
-        let users = needs.entry(name.to_owned()).or_default();
-        if !users.contains(&who) {
-            users.push(who);
-        }
-    };
-    for (model, config) in &catalog.settings.models {
-        if let Some(key) = &config.key {
-            add(key, format!("model {model}"));
-        }
+    if Home::open(&args.directory).is_err() {
+        return Ok(BTreeMap::new());
     }
-    for (isolate, policy) in &catalog.settings.sandbox.isolates {
-        for name in &policy.secrets {
-            add(name, format!("isolate {isolate} (granted)"));
+    let handle = super::remote::handle(args)?;
+    match handle.command(&Command::Catalogue)? {
+        Response::Catalogue { catalogue } => {
+            Ok(catalogue.secrets.into_iter().map(|need| (need.name, need.needed_by)).collect())
         }
+        other => anyhow::bail!("the catalogue command was answered with {other:?}"),
     }
-    if let Ok(sandbox) = sandbox_for(Some(&home), &catalog.settings) {
-        for entry in load_isolates(&sandbox, &catalog.settings, Some(&home)) {
-            if let Some(isolate) = &entry.isolate {
-                for name in &isolate.manifest.capabilities.secrets {
-                    add(name, format!("isolate {} (asks)", entry.name));
-                }
-            }
-        }
-    }
-    Ok(needs)
 }
 
 fn list(args: &Args) -> Result<Outcome> {

@@ -1,96 +1,101 @@
-//! `hal status`: what this home repo offers and what waits for a person.
+//! `hal status`: what this home repo offers and what waits for a person, as the engine that answers has it in
+//! force (the daemon's, when one runs).
 
 use anyhow::Result;
-use hal_runner::Catalog;
-use hal_sandbox::catalog::{load_isolates, sandbox_for};
-use hal_store::{Home, ThreadStatus};
+use hal_daemon::Place;
+use hal_daemon::protocol::{Command, FileKind, Response, StatusReport};
+use hal_store::Home;
 use serde_json::{Value, json};
 
-use super::Outcome;
+use super::{Outcome, remote};
 use crate::cli::Args;
 use crate::output;
 
 /// The status report.
 pub fn run(args: &Args) -> Result<Outcome> {
     let home = Home::open(&args.directory)?;
-    let catalog = Catalog::load(&home)?;
     let actor = home.resolve_actor(None).ok();
-    let invalid_files: Vec<Value> = catalog
-        .helps
-        .iter()
-        .filter_map(|e| e.error.as_ref().map(|error| json!({"kind": "help", "name": e.name, "error": error})))
-        .chain(
-            catalog
-                .agents
-                .iter()
-                .filter_map(|e| e.error.as_ref().map(|error| json!({"kind": "agent", "name": e.name, "error": error}))),
-        )
-        .chain(
-            catalog.settings_error.iter().map(|error| json!({"kind": "settings", "name": "hal.yaml", "error": error})),
-        )
-        .collect();
-    let models: Vec<Value> = catalog
-        .settings
-        .models
-        .iter()
-        .map(|(name, model)| {
-            let key = model.key.as_ref().map(|key| json!({"secret": key, "set": hal_runner::secrets::get(key).is_some()}));
-            json!({"name": name, "provider": model.provider, "model": model.model, "base_url": model.base_url, "key": key})
-        })
-        .collect();
-    let sandbox = sandbox_for(Some(&home), &catalog.settings).map_err(anyhow::Error::msg)?;
-    let isolates: Vec<Value> = load_isolates(&sandbox, &catalog.settings, Some(&home))
-        .iter()
-        .map(|entry| json!({"name": entry.name, "source": entry.source, "error": entry.error}))
-        .collect();
-    let mut waiting = Vec::new();
-    let mut interrupted = Vec::new();
-    for thread in home.list_threads()? {
-        let list = match thread.status {
-            ThreadStatus::Pending => &mut waiting,
-            ThreadStatus::Running => &mut interrupted,
-            _ => continue,
-        };
-        let reference = home.resolve_thread(&thread.branch)?;
-        let question = home.steps_back(&reference).next().transpose()?.map(|step| step.text).unwrap_or_default();
-        list.push(json!({"id": thread.id, "branch": thread.branch, "title": thread.title, "text": question}));
-    }
-    let daemon = match super::remote::daemon(&home)? {
-        Some(client) => match super::remote::block_on(client.status())? {
-            Ok(status) => json!({
-                "running": true,
-                "pid": status.info.pid,
-                "address": status.info.address,
-                "started": status.info.started,
-                "main": status.main,
-                "helps": status.helps,
-                "isolates": status.isolates,
-                "problems": status.problems,
-                "turns_running": status.running,
-            }),
-            Err(error) => json!({"running": true, "pid": client.info().pid, "error": error.to_string()}),
-        },
-        None => json!({"running": false}),
+    let handle = remote::handle(args)?;
+    let report = match handle.command(&Command::Status) {
+        Ok(Response::Status { report }) => report,
+        Ok(other) => anyhow::bail!("the status command was answered with {other:?}"),
+        Err(error) => {
+            // A daemon that holds the repo but does not answer: say so, and what it published.
+            let Place::Daemon(info) = handle.place() else { return Err(error.into()) };
+            let report = json!({
+                "home": home.path(),
+                "actor": actor,
+                "daemon": {"running": true, "pid": info.pid, "error": error.to_string()},
+            });
+            if args.json {
+                output::json(&report)?;
+            } else {
+                outln!("home:     {}", home.path().display());
+                outln!("daemon:   running (pid {}) but not answering: {error}", info.pid);
+            }
+            return Ok(Outcome::Exit(super::run::EXIT_FAILED));
+        }
     };
-    let report = json!({
-        "home": home.path(),
-        "actor": actor,
-        "daemon": daemon,
-        "models": models,
-        "tasks": catalog.settings.tasks,
-        "helps": catalog.helps.iter().filter(|e| e.spec.is_some()).map(|e| e.name.clone()).collect::<Vec<_>>(),
-        "agents": catalog.agents.iter().filter(|e| e.spec.is_some()).map(|e| e.name.clone()).collect::<Vec<_>>(),
-        "isolates": isolates,
-        "invalid_files": invalid_files,
-        "waiting_for_you": waiting,
-        "interrupted": interrupted,
-    });
+    let report = to_json(&home, actor, &report);
     if args.json {
         output::json(&report)?;
     } else {
         print_report(&report)?;
     }
     Ok(Outcome::Done)
+}
+
+/// The report as `hal status --json` shows it.
+fn to_json(home: &Home, actor: Option<String>, report: &StatusReport) -> Value {
+    let catalogue = &report.catalogue;
+    let invalid_files: Vec<Value> = catalogue
+        .problems
+        .iter()
+        // An isolate that does not load is shown as such in `isolates`.
+        .filter(|problem| problem.kind != FileKind::Isolate)
+        .map(|problem| {
+            json!({
+                "kind": problem.kind,
+                "file": problem.file,
+                "error": problem.error,
+                "previous_in_force": problem.previous_in_force,
+            })
+        })
+        .collect();
+    let isolates: Vec<Value> = catalogue
+        .isolates
+        .iter()
+        .map(|isolate| json!({"name": isolate.name, "source": isolate.source, "error": isolate.error}))
+        .collect();
+    let thread = |thread: &hal_store::ThreadSummary, text: &str| json!({"id": thread.id, "branch": thread.branch, "title": thread.title, "text": text});
+    let daemon = match &report.daemon {
+        Some(info) => json!({
+            "running": true,
+            "pid": info.pid,
+            "address": info.address,
+            "started": info.started,
+            "main": catalogue.main,
+            "helps": catalogue.helps,
+            "isolates": catalogue.isolates.iter().filter(|i| i.loaded.is_some()).map(|i| &i.name).collect::<Vec<_>>(),
+            "problems": catalogue.problems,
+            "turns_running": report.running,
+        }),
+        None => json!({"running": false}),
+    };
+    json!({
+        "home": home.path(),
+        "actor": actor,
+        "daemon": daemon,
+        "main": catalogue.main,
+        "models": catalogue.models,
+        "tasks": catalogue.tasks,
+        "helps": catalogue.helps,
+        "agents": catalogue.agents,
+        "isolates": isolates,
+        "invalid_files": invalid_files,
+        "waiting_for_you": report.waiting.iter().map(|w| thread(&w.thread, &w.question)).collect::<Vec<_>>(),
+        "interrupted": report.interrupted.iter().map(|t| thread(t, "")).collect::<Vec<_>>(),
+    })
 }
 
 fn names(value: &Value) -> String {
@@ -112,10 +117,6 @@ fn print_report(report: &Value) -> Result<()> {
                 output::short(&text(&daemon["main"])),
                 daemon["turns_running"].as_array().map_or(0, Vec::len)
             );
-            for problem in daemon["problems"].as_array().into_iter().flatten() {
-                let kept = if problem["previous_in_force"] == true { " (previous version in force)" } else { "" };
-                outln!("daemon reports {}: {}{kept}", text(&problem["file"]), text(&problem["error"]));
-            }
         }
         (Some(true), Some(error)) => outln!("daemon:   running (pid {}) but not answering: {error}", daemon["pid"]),
         _ => outln!("daemon:   not running (start it with `hal daemon`)"),
@@ -143,7 +144,13 @@ fn print_report(report: &Value) -> Result<()> {
         }
     }
     for file in report["invalid_files"].as_array().into_iter().flatten() {
-        outln!("invalid {}: {}", text(&file["kind"]), text(&file["error"]));
+        let kept = if file["previous_in_force"] == true { " (the previous version is in force)" } else { "" };
+        let error = text(&file["error"]);
+        // Help, agent and settings errors name their file, line and field; the others are about a whole file.
+        match text(&file["kind"]).as_str() {
+            kind @ ("help" | "agent" | "settings") => outln!("invalid {kind}: {error}{kept}"),
+            kind => outln!("invalid {kind}: {}: {error}{kept}", text(&file["file"])),
+        }
     }
     for thread in report["waiting_for_you"].as_array().into_iter().flatten() {
         let question = text(&thread["text"]);

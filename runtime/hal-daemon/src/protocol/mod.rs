@@ -9,6 +9,13 @@ use hal_store::{Appended, MergeOutcome, Step, ThreadRef, ThreadSummary};
 use serde::{Deserialize, Serialize};
 
 pub use hal_runner::Status;
+pub use hal_runner::replay::{ReplayReport, Trace};
+pub use report::{
+    CallLimits, Called, Catalogue, FileKind, FunctionReport, Granted, IsolateDetails, IsolateReport, KeyReport,
+    ModelReport, Problem, SecretNeed, StatusReport, Waiting,
+};
+
+mod report;
 
 /// A change or question about the home repo's threads.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +120,49 @@ pub enum Command {
         /// Thread id, unique prefix or branch.
         thread: String,
     },
+    /// What `main` offers, as the engine that answers has it in force: helps, agents, models, isolates, problems,
+    /// the secrets they need.
+    Catalogue,
+    /// The engine's state: the catalogue, turns in progress, threads waiting for a person.
+    Status,
+    /// Call an isolate's function by hand. On a thread, the call reads its tree and its writes become one `write`
+    /// step (the person's change, not a model's tool call).
+    CallIsolate {
+        /// Who calls it (default: the repo's actor).
+        #[serde(default)]
+        actor: Option<String>,
+        /// The isolate (`files`, `notes`, `notes@v1`).
+        isolate: String,
+        /// Its function.
+        function: String,
+        /// The arguments: a JSON object, as text (passed to the isolate byte for byte).
+        #[serde(default = "empty_object")]
+        arguments: String,
+        /// Thread id, unique prefix or branch whose tree the call works on.
+        #[serde(default)]
+        thread: Option<String>,
+    },
+    /// A help's test cases, as the version in force has them.
+    HelpTests {
+        /// The help.
+        help: String,
+    },
+    /// Replay a thread: a new thread where it started re-runs its requests with the model's recorded turns played
+    /// back (never the model), and the tool calls, results and endings are compared.
+    Replay {
+        /// Whose replay thread (default: the repo's actor).
+        #[serde(default)]
+        actor: Option<String>,
+        /// Thread id, unique prefix or branch to replay.
+        thread: String,
+        /// Start the replay from this commit or ref instead of where the original started.
+        #[serde(default)]
+        from: Option<String>,
+    },
+}
+
+fn empty_object() -> String {
+    "{}".to_owned()
 }
 
 /// What a [`Command`] did.
@@ -177,6 +227,33 @@ pub enum Response {
         thread: ThreadRef,
         /// What happened.
         outcome: MergeOutcome,
+    },
+    /// What `main` offers.
+    Catalogue {
+        /// It.
+        catalogue: Catalogue,
+    },
+    /// The engine's state.
+    Status {
+        /// It.
+        report: StatusReport,
+    },
+    /// How an isolate called by hand went.
+    Called {
+        /// How.
+        called: Called,
+    },
+    /// A help's test cases.
+    HelpTests {
+        /// The help.
+        help: String,
+        /// Its cases, in order.
+        cases: Vec<hal_spec::HelpTest>,
+    },
+    /// How a replay went.
+    Replayed {
+        /// The comparison.
+        report: ReplayReport,
     },
 }
 
@@ -295,36 +372,6 @@ pub enum ThreadEvent {
     TurnEnded(TurnEnd),
 }
 
-/// The daemon's state as `hal status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StatusReport {
-    /// Where it runs.
-    pub info: DaemonInfo,
-    /// The commit of `main` in force.
-    pub main: Option<String>,
-    /// Helps in force, by name.
-    pub helps: Vec<String>,
-    /// Isolates offered, by name.
-    pub isolates: Vec<String>,
-    /// Files on `main` that do not load.
-    pub problems: Vec<Problem>,
-    /// Branches with a turn in progress.
-    pub running: Vec<String>,
-    /// Threads waiting for a person (`pending`).
-    pub waiting: Vec<ThreadSummary>,
-}
-
-/// A file on `main` that does not load, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Problem {
-    /// Its path on `main` (`helps/x.yaml`, `hal.yaml`, `isolates/x`).
-    pub file: String,
-    /// The error, with line and field where known.
-    pub error: String,
-    /// Whether an earlier valid version is in force meanwhile.
-    pub previous_in_force: bool,
-}
-
 /// What a running daemon publishes about itself (in `.git/hal/daemon.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DaemonInfo {
@@ -339,7 +386,7 @@ pub struct DaemonInfo {
 }
 
 /// An optional commit id as its hex text.
-mod optional_id {
+pub(crate) mod optional_id {
     use gix::ObjectId;
     use serde::{Deserialize, Deserializer, Serializer};
 

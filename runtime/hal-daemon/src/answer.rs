@@ -1,0 +1,300 @@
+//! The commands answered from what an engine has loaded (`crate::loaded`): the catalogue, the status, an isolate
+//! called by hand, a help's tests, a replay. The daemon answers them from what it has in force; a command
+//! without a daemon loads `main` the same way (`loaded::load`) and answers with these same functions, so a client
+//! never builds a runner or a sandbox of its own.
+
+use std::collections::BTreeMap;
+
+use hal_runner::model::SecretLookup;
+use hal_runner::tools::{ToolContext, Tree};
+use hal_sandbox::CallContext;
+use hal_sandbox::catalog::IsolateEntry;
+use hal_store::{Appended, Home, NewStep, StepKind, ThreadRef, ThreadStatus};
+
+use crate::error::DaemonError;
+use crate::loaded::Loaded;
+use crate::protocol::{
+    CallLimits, Called, Catalogue, Command, DaemonInfo, FunctionReport, Granted, IsolateDetails, IsolateReport,
+    KeyReport, ModelReport, ReplayReport, Response, SecretNeed, StatusReport, Waiting,
+};
+
+/// What `loaded` offers, with whether `secrets` has each model's key.
+pub(crate) fn catalogue(loaded: &Loaded, secrets: &SecretLookup) -> Catalogue {
+    let catalog = loaded.runner.catalog();
+    let settings = &catalog.settings;
+    let models = settings
+        .models
+        .iter()
+        .map(|(name, model)| ModelReport {
+            name: name.clone(),
+            provider: model.provider.clone(),
+            model: model.model.clone(),
+            base_url: model.base_url.clone(),
+            key: model.key.as_ref().map(|key| KeyReport { secret: key.clone(), set: secrets(key).is_some() }),
+        })
+        .collect();
+    Catalogue {
+        main: loaded.main.map(|main| main.to_string()),
+        helps: catalog.helps.iter().filter(|e| e.spec.is_some()).map(|e| e.name.clone()).collect(),
+        agents: catalog.agents.iter().filter(|e| e.spec.is_some()).map(|e| e.name.clone()).collect(),
+        models,
+        tasks: settings.tasks.clone(),
+        isolates: loaded.isolates.iter().map(isolate_report).collect(),
+        problems: loaded.problems.clone(),
+        secrets: secret_needs(loaded),
+    }
+}
+
+fn isolate_report(entry: &IsolateEntry) -> IsolateReport {
+    let loaded = entry.isolate.as_ref().map(|isolate| IsolateDetails {
+        version: isolate.manifest.version,
+        description: isolate.manifest.description.clone(),
+        functions: isolate
+            .functions
+            .iter()
+            .map(|(name, description, parameters)| FunctionReport {
+                name: format!("{}.{name}", entry.name),
+                description: description.clone(),
+                parameters: parameters.clone(),
+            })
+            .collect(),
+        granted: Granted {
+            tree: isolate.granted.tree,
+            http: isolate.granted.hosts.clone(),
+            secrets: isolate.granted.secrets.clone(),
+        },
+        asked: isolate.manifest.capabilities.clone(),
+        limits: CallLimits {
+            wall_ms: u64::try_from(isolate.limits.wall.as_millis()).unwrap_or(u64::MAX),
+            fuel: isolate.limits.fuel,
+            memory_mb: (isolate.limits.memory >> 20) as u64,
+            output_kb: (isolate.limits.output >> 10) as u64,
+        },
+    });
+    IsolateReport { name: entry.name.clone(), source: entry.source.clone(), loaded, error: entry.error.clone() }
+}
+
+/// Who needs which secret: the models' keys, the grants in `hal.yaml`, the isolates' manifests.
+fn secret_needs(loaded: &Loaded) -> Vec<SecretNeed> {
+    let settings = &loaded.runner.catalog().settings;
+    let mut needs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut add = |name: &str, who: String| {
+        let users = needs.entry(name.to_owned()).or_default();
+        if !users.contains(&who) {
+            users.push(who);
+        }
+    };
+    for (model, config) in &settings.models {
+        if let Some(key) = &config.key {
+            add(key, format!("model {model}"));
+        }
+    }
+    for (isolate, policy) in &settings.sandbox.isolates {
+        for name in &policy.secrets {
+            add(name, format!("isolate {isolate} (granted)"));
+        }
+    }
+    for entry in &loaded.isolates {
+        if let Some(isolate) = &entry.isolate {
+            for name in &isolate.manifest.capabilities.secrets {
+                add(name, format!("isolate {} (asks)", entry.name));
+            }
+        }
+    }
+    needs.into_iter().map(|(name, needed_by)| SecretNeed { name, needed_by }).collect()
+}
+
+/// The status: `loaded`'s catalogue, the turns in progress (`running`), and the threads of `home` that wait for
+/// a person or were left `running`.
+pub(crate) fn status(
+    home: &Home,
+    loaded: &Loaded,
+    daemon: Option<DaemonInfo>,
+    mut running: Vec<String>,
+    secrets: &SecretLookup,
+) -> Result<StatusReport, DaemonError> {
+    running.sort();
+    let mut waiting = Vec::new();
+    let mut interrupted = Vec::new();
+    for thread in home.list_threads()? {
+        match thread.status {
+            ThreadStatus::Pending => {
+                let reference = home.resolve_thread(&thread.branch)?;
+                let question = home.steps_back(&reference).next().transpose()?.map(|step| step.text);
+                waiting.push(Waiting { thread, question: question.unwrap_or_default() });
+            }
+            ThreadStatus::Running => interrupted.push(thread),
+            _ => {}
+        }
+    }
+    Ok(StatusReport { daemon, catalogue: catalogue(loaded, secrets), running, waiting, interrupted })
+}
+
+/// The isolate entry named `name`, loaded.
+fn find<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a IsolateEntry, DaemonError> {
+    let entry = loaded.isolates.iter().find(|e| e.name == name).ok_or_else(|| DaemonError::UnknownIsolate {
+        name: name.to_owned(),
+        known: loaded.isolates.iter().map(|e| e.name.clone()).collect(),
+    })?;
+    match &entry.error {
+        Some(error) if entry.isolate.is_none() => {
+            Err(DaemonError::UnusableIsolate { name: name.to_owned(), error: error.clone() })
+        }
+        _ => Ok(entry),
+    }
+}
+
+/// The fields of [`crate::protocol::Command::CallIsolate`].
+pub(crate) struct Call<'a> {
+    pub(crate) actor: Option<&'a str>,
+    pub(crate) isolate: &'a str,
+    pub(crate) function: &'a str,
+    pub(crate) arguments: &'a str,
+    pub(crate) thread: Option<&'a str>,
+}
+
+/// Call an isolate of `loaded` by hand, on `home`'s thread when one is named: its writes become one `write` step
+/// (a person's change to the tree, not a model's tool call: a `tool` step answers a model's call, and a thread
+/// holding one without it could not be resumed). `append` commits that step.
+pub(crate) fn call_isolate(
+    home: &Home,
+    loaded: &Loaded,
+    secrets: &SecretLookup,
+    call: Call<'_>,
+    append: &dyn Fn(&str, &ThreadRef, &NewStep) -> Result<Appended, DaemonError>,
+) -> Result<Response, DaemonError> {
+    let entry = find(loaded, call.isolate)?;
+    let (Some(isolate), Some(sandbox)) = (&entry.isolate, &loaded.sandbox) else {
+        let error = "the sandbox did not start".to_owned();
+        return Err(DaemonError::UnusableIsolate { name: call.isolate.to_owned(), error });
+    };
+    match serde_json::from_str::<serde_json::Value>(call.arguments) {
+        Ok(serde_json::Value::Object(_)) => {}
+        Ok(_) => return Err(DaemonError::BadArguments("the arguments must be a JSON object".to_owned())),
+        Err(error) => return Err(DaemonError::BadArguments(format!("the arguments are not JSON: {error}"))),
+    }
+    let thread = call.thread.map(|id| home.resolve_thread(id)).transpose()?;
+    let tree = thread.as_ref().map(|thread| {
+        Box::new(ToolContext::new(loaded.runner.journal().clone(), &thread.id, thread.tip)) as Box<dyn Tree>
+    });
+    let context = CallContext { tree, http: true, secret: secrets.clone() };
+    let output = match sandbox.call(isolate, call.function, call.arguments, context) {
+        Ok(output) => output,
+        Err(error) => return Ok(Response::Called { called: Called::Failed { error: error.to_string() } }),
+    };
+    let mut commit = None;
+    if let (Some(thread), Some(tree)) = (&thread, output.tree) {
+        let writes = tree.into_writes();
+        if !writes.is_empty() {
+            let actor = home.resolve_actor(call.actor)?;
+            let text = format!("called {}.{} by hand: {}", call.isolate, call.function, output.result);
+            let mut step = NewStep::new(StepKind::Write, text, ThreadStatus::Open)
+                .fact(hal_runner::record::fact::TOOL, format!("{}.{}", call.isolate, call.function))
+                .fact(hal_runner::record::fact::OUTCOME, "ok");
+            step.writes = writes;
+            commit = Some(append(&actor, thread, &step)?.commit);
+        }
+    }
+    Ok(Response::Called { called: Called::Ok { result: output.result, logs: output.logs, commit } })
+}
+
+/// The test cases of `help` as `loaded` has it in force.
+pub(crate) fn help_tests(loaded: &Loaded, help: &str) -> Result<Response, DaemonError> {
+    let (_, spec) = loaded.runner.catalog().help(help)?;
+    Ok(Response::HelpTests { help: help.to_owned(), cases: spec.tests.clone() })
+}
+
+/// Replay `thread` of `home` with `loaded`'s runner, on `runtime`.
+pub(crate) fn replay(
+    home: &Home,
+    loaded: &Loaded,
+    runtime: &tokio::runtime::Handle,
+    actor: Option<&str>,
+    thread: &str,
+    from: Option<&str>,
+) -> Result<Response, DaemonError> {
+    let actor = home.resolve_actor(actor)?;
+    let original = home.resolve_thread(thread)?;
+    let base = from.map(|spec| home.resolve_commit(spec)).transpose()?;
+    let report: ReplayReport = runtime.block_on(hal_runner::replay::replay(&loaded.runner, &actor, &original, base))?;
+    Ok(Response::Replayed { report })
+}
+
+/// What answering a command needs besides the command.
+pub(crate) struct Context<'a> {
+    /// The repo, on a handle of the answerer's own (never the journal's lock).
+    pub(crate) home: &'a Home,
+    /// What is loaded from `main`.
+    pub(crate) loaded: &'a Loaded,
+    /// Where secrets come from.
+    pub(crate) secrets: &'a SecretLookup,
+    /// Where a replay runs (a multi-threaded runtime: it is blocked on from outside).
+    pub(crate) runtime: &'a tokio::runtime::Handle,
+    /// The daemon answering, if one is.
+    pub(crate) daemon: Option<DaemonInfo>,
+    /// Branches with a turn in progress.
+    pub(crate) running: Vec<String>,
+    /// Commits the step of an isolate called by hand on a thread.
+    pub(crate) append: &'a dyn Fn(&str, &ThreadRef, &NewStep) -> Result<Appended, DaemonError>,
+}
+
+/// Whether `command` is answered here, from what is loaded.
+pub(crate) fn is_answered_here(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Catalogue
+            | Command::Status
+            | Command::CallIsolate { .. }
+            | Command::HelpTests { .. }
+            | Command::Replay { .. }
+    )
+}
+
+/// Answer `command` (one [`is_answered_here`]) in `cx`.
+pub(crate) fn answer(command: &Command, cx: Context<'_>) -> Result<Response, DaemonError> {
+    match command {
+        Command::Catalogue => Ok(Response::Catalogue { catalogue: catalogue(cx.loaded, cx.secrets) }),
+        Command::Status => {
+            Ok(Response::Status { report: status(cx.home, cx.loaded, cx.daemon, cx.running, cx.secrets)? })
+        }
+        Command::HelpTests { help } => help_tests(cx.loaded, help),
+        Command::CallIsolate { actor, isolate, function, arguments, thread } => {
+            let call = Call { actor: actor.as_deref(), isolate, function, arguments, thread: thread.as_deref() };
+            call_isolate(cx.home, cx.loaded, cx.secrets, call, cx.append)
+        }
+        Command::Replay { actor, thread, from } => {
+            replay(cx.home, cx.loaded, cx.runtime, actor.as_deref(), thread, from.as_deref())
+        }
+        other => Err(DaemonError::NoAnswer(format!("{other:?} is not answered from what is loaded"))),
+    }
+}
+
+impl crate::daemon::Shared {
+    /// Answer a command of this module from what the engine has in force. A call on a thread writes its step as
+    /// a `write` command does: never in the middle of a turn on that thread.
+    pub(crate) fn answer(self: &std::sync::Arc<Self>, command: &Command) -> Result<Response, DaemonError> {
+        let loaded = self.loaded();
+        let append = |actor: &str, thread: &ThreadRef, step: &NewStep| {
+            let active = self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if active.contains_key(&thread.branch) {
+                return Err(DaemonError::Busy(thread.branch.clone()));
+            }
+            let appended = self.journal.with(|home| home.append_step(actor, thread, step))?;
+            drop(active);
+            self.wake();
+            Ok(appended)
+        };
+        let running = self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner).keys().cloned().collect();
+        let cx = Context {
+            // Reads and the sandbox's work take a handle of their own: they never hold up a turn's commits.
+            home: &self.journal.handle(),
+            loaded: &loaded,
+            secrets: &self.secrets,
+            runtime: &self.runtime,
+            daemon: (self.mode == crate::engine::Mode::Daemon).then(|| self.info.clone()),
+            running,
+            append: &append,
+        };
+        answer(command, cx)
+    }
+}

@@ -1,0 +1,236 @@
+//! What a client is shown of the repo as the engine that answers has it in force: the catalogue (helps, agents,
+//! models, isolates, problems, who needs which secret), the status of turns and threads, an isolate called by
+//! hand, a replay. Built by the engine from what it loaded (`crate::answer`), never by a client.
+
+use std::collections::BTreeMap;
+
+use gix::ObjectId;
+use hal_spec::{Capabilities, TreeAccess};
+use hal_store::ThreadSummary;
+use serde::{Deserialize, Serialize};
+
+use super::{DaemonInfo, optional_id};
+
+/// What `main` offers, as loaded by the engine that answers (the daemon's version in force, when one runs).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Catalogue {
+    /// The commit of `main` it was loaded from (none when `main` has no commit).
+    pub main: Option<String>,
+    /// Helps in force, by name.
+    pub helps: Vec<String>,
+    /// Agents in force, by name.
+    pub agents: Vec<String>,
+    /// The models of `hal.yaml`.
+    pub models: Vec<ModelReport>,
+    /// Task classes routed to model names.
+    pub tasks: BTreeMap<String, String>,
+    /// Every isolate and plugin, loaded or not.
+    pub isolates: Vec<IsolateReport>,
+    /// Files on `main` that do not load (or changed when they may not).
+    pub problems: Vec<Problem>,
+    /// Each secret something here needs, with who needs it.
+    pub secrets: Vec<SecretNeed>,
+}
+
+/// A model of `hal.yaml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelReport {
+    /// Its name in `hal.yaml`.
+    pub name: String,
+    /// `openai` or `anthropic`.
+    pub provider: String,
+    /// The model id sent to the server.
+    pub model: String,
+    /// Where it is served.
+    pub base_url: Option<String>,
+    /// The secret holding its API key, when it needs one.
+    pub key: Option<KeyReport>,
+}
+
+/// A model's API key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyReport {
+    /// The secret's name.
+    pub secret: String,
+    /// Whether the engine that answers finds a value for it.
+    pub set: bool,
+}
+
+/// An isolate (or plugin version) of the catalogue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IsolateReport {
+    /// Its name (`files`, `notes`, `notes@v1`).
+    pub name: String,
+    /// `built-in`, `main:isolates/<name>` or `main:plugins/<name>/v<N>`.
+    pub source: String,
+    /// What it offers, when it loaded.
+    pub loaded: Option<IsolateDetails>,
+    /// Why it did not load.
+    pub error: Option<String>,
+}
+
+/// What a loaded isolate offers and may do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IsolateDetails {
+    /// Its manifest's version.
+    pub version: u32,
+    /// What it does.
+    pub description: String,
+    /// Its functions, as a model sees them.
+    pub functions: Vec<FunctionReport>,
+    /// What it is granted: the manifest's asks that `hal.yaml` allows.
+    pub granted: Granted,
+    /// What its manifest asks for.
+    pub asked: Capabilities,
+    /// The limits of each call.
+    pub limits: CallLimits,
+}
+
+/// A function of an isolate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FunctionReport {
+    /// `<isolate>.<function>`.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// The JSON Schema of its arguments.
+    pub parameters: serde_json::Value,
+}
+
+/// What an isolate may do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Granted {
+    /// Access to the thread's tree.
+    pub tree: TreeAccess,
+    /// Hosts it may fetch from.
+    pub http: Vec<String>,
+    /// Secrets it may read.
+    pub secrets: Vec<String>,
+}
+
+/// The limits of one isolate call.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct CallLimits {
+    /// Wall time, in milliseconds.
+    pub wall_ms: u64,
+    /// Units of work.
+    pub fuel: u64,
+    /// Memory, in MiB.
+    pub memory_mb: u64,
+    /// Largest result, in KiB.
+    pub output_kb: u64,
+}
+
+/// A file on `main` that does not load, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// What kind of file it is.
+    #[serde(default)]
+    pub kind: FileKind,
+    /// Its path on `main` (`helps/x.yaml`, `hal.yaml`, `isolates/x`, `plugins/x/v1/`).
+    pub file: String,
+    /// The error, with line and field where known.
+    pub error: String,
+    /// Whether an earlier valid version is in force meanwhile.
+    pub previous_in_force: bool,
+}
+
+/// The kinds of file on `main` that HAL loads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileKind {
+    /// `helps/<name>.yaml`.
+    Help,
+    /// `agents/<name>.yaml`.
+    Agent,
+    /// `hal.yaml`.
+    Settings,
+    /// `isolates/<name>/`.
+    Isolate,
+    /// `plugins/<name>/v<N>/`.
+    Plugin,
+    /// Anything else.
+    #[default]
+    Other,
+}
+
+impl FileKind {
+    /// The kind of the file at `path` on `main`.
+    pub fn of(path: &str) -> FileKind {
+        match path.split('/').next() {
+            _ if path == hal_store::CONFIG_FILE => FileKind::Settings,
+            Some("helps") => FileKind::Help,
+            Some("agents") => FileKind::Agent,
+            Some("isolates") => FileKind::Isolate,
+            Some("plugins") => FileKind::Plugin,
+            _ => FileKind::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileKind::Help => "help",
+            FileKind::Agent => "agent",
+            FileKind::Settings => "settings",
+            FileKind::Isolate => "isolate",
+            FileKind::Plugin => "plugin",
+            FileKind::Other => "file",
+        })
+    }
+}
+
+/// A secret something in the repo needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretNeed {
+    /// The secret's name.
+    pub name: String,
+    /// Who needs it (`model default`, `isolate probe (granted)`, `isolate probe (asks)`).
+    pub needed_by: Vec<String>,
+}
+
+/// The engine's state as `hal status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The daemon that answered; none when the answer was made in the asking process (no daemon runs).
+    pub daemon: Option<DaemonInfo>,
+    /// What `main` offers, as loaded by the engine that answered.
+    pub catalogue: Catalogue,
+    /// Branches with a turn in progress.
+    pub running: Vec<String>,
+    /// Threads waiting for a person (`pending`), with their question.
+    pub waiting: Vec<Waiting>,
+    /// Threads whose tip says `running`: a turn in progress, or one that was cut off.
+    pub interrupted: Vec<ThreadSummary>,
+}
+
+/// A thread waiting for a person.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Waiting {
+    /// The thread.
+    pub thread: ThreadSummary,
+    /// What it asks (its tip step's text).
+    pub question: String,
+}
+
+/// How an isolate called by hand went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Called {
+    /// It answered.
+    Ok {
+        /// The result text.
+        result: String,
+        /// Log lines it wrote.
+        logs: Vec<String>,
+        /// The step holding its writes, when it was called on a thread and wrote something.
+        #[serde(default, with = "optional_id", skip_serializing_if = "Option::is_none")]
+        commit: Option<ObjectId>,
+    },
+    /// It failed: its error, a trap, or the sandbox could not make the call.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
