@@ -156,7 +156,8 @@ fn a_message_to_a_busy_thread_is_queued_until_its_turn_ends_and_answered_by_the_
     assert_eq!(daemon.stop(), 0);
 }
 
-/// While a turn runs, a merge of its thread is refused with the reason and changes nothing. A plain git commit
+/// While a turn runs, a merge of its thread, and an isolate called by hand on it, are refused with the reason
+/// and change nothing. A plain git commit
 /// pushed to the thread then lands in the middle of the turn (after its request, before its finish), and a
 /// follow-up turn reads the thread again and answers it. Once the turns are over the merge goes through.
 #[test]
@@ -174,6 +175,13 @@ fn a_busy_thread_refuses_a_merge_and_a_commit_pushed_mid_turn_is_answered_by_a_f
     assert_eq!(merge.code, 2, "{merge:?}");
     assert!(merge.stderr.contains(&format!("{branch} is running a turn; try again when it ends")), "{merge:?}");
     assert_eq!(rev(&sandbox, &repo, "main"), main, "the refused merge changed nothing");
+    // An isolate called by hand on the thread is refused too, before it runs: its step would land mid-turn.
+    let before = rev(&sandbox, &repo, &format!("refs/heads/{branch}"));
+    let write = r#"{"path": "by-hand.txt", "content": "mid-turn"}"#;
+    let call = hal(&sandbox, &repo, &["isolate", "call", "files", "write", write, "--thread", &id]);
+    assert_eq!(call.code, 2, "{call:?}");
+    assert!(call.stderr.contains(&format!("{branch} is running a turn; try again when it ends")), "{call:?}");
+    assert_eq!(rev(&sandbox, &repo, &format!("refs/heads/{branch}")), before, "the refused call wrote nothing");
 
     let full = format!("refs/heads/{branch}");
     let tip = rev(&sandbox, &repo, &full);

@@ -512,4 +512,19 @@ fn status_shows_models_invalid_files_and_threads_waiting_for_a_person() {
     assert_eq!(report["models"][0]["key"]["set"], true);
     assert_eq!(report["waiting_for_you"][0]["id"], thread.as_str());
     assert!(report["helps"].as_array().expect("helps").iter().any(|h| h == "paint"));
+    let broken = &report["invalid_files"][0];
+    assert_eq!(
+        (&broken["kind"], &broken["name"], &broken["file"]),
+        (&json!("help"), &json!("broken"), &json!("helps/broken.yaml"))
+    );
+
+    // A `hal.yaml` that does not validate, with no earlier version in force: the status still answers and names
+    // it, but nothing runs on settings the owner did not write.
+    commit(&sandbox, &repo, &[("hal.yaml", "models: [not, a, map]\n")]);
+    let report = hal(&sandbox, &repo, &["status", "--json"]).ok().json();
+    let settings = report["invalid_files"].as_array().expect("invalid files").iter().find(|f| f["kind"] == "settings");
+    assert_eq!(settings.expect("the settings problem")["name"], "hal.yaml", "{report}");
+    let call = hal(&sandbox, &repo, &["isolate", "call", "files", "list", "{}", "--thread", &thread]);
+    assert_ne!(call.code, 0, "{call:?}");
+    assert!(call.stderr.contains("hal.yaml"), "{call:?}");
 }

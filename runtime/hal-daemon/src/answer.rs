@@ -14,8 +14,8 @@ use hal_store::{Appended, Home, NewStep, StepKind, ThreadRef, ThreadStatus};
 use crate::error::DaemonError;
 use crate::loaded::Loaded;
 use crate::protocol::{
-    CallLimits, Called, Catalogue, Command, DaemonInfo, FunctionReport, Granted, IsolateDetails, IsolateReport,
-    KeyReport, ModelReport, ReplayReport, Response, SecretNeed, StatusReport, Waiting,
+    AtTip, CallLimits, Called, Catalogue, Command, DaemonInfo, FileKind, FunctionReport, Granted, IsolateDetails,
+    IsolateReport, KeyReport, ModelReport, ReplayReport, Response, SecretNeed, StatusReport,
 };
 
 /// What `loaded` offers, with whether `secrets` has each model's key.
@@ -117,15 +117,14 @@ pub(crate) fn status(
     let mut waiting = Vec::new();
     let mut interrupted = Vec::new();
     for thread in home.list_threads()? {
-        match thread.status {
-            ThreadStatus::Pending => {
-                let reference = home.resolve_thread(&thread.branch)?;
-                let question = home.steps_back(&reference).next().transpose()?.map(|step| step.text);
-                waiting.push(Waiting { thread, question: question.unwrap_or_default() });
-            }
-            ThreadStatus::Running => interrupted.push(thread),
-            _ => {}
-        }
+        let list = match thread.status {
+            ThreadStatus::Pending => &mut waiting,
+            ThreadStatus::Running => &mut interrupted,
+            _ => continue,
+        };
+        let reference = home.resolve_thread(&thread.branch)?;
+        let text = home.steps_back(&reference).next().transpose()?.map(|step| step.text).unwrap_or_default();
+        list.push(AtTip { thread, text });
     }
     Ok(StatusReport { daemon, catalogue: catalogue(loaded, secrets), running, waiting, interrupted })
 }
@@ -163,9 +162,13 @@ pub(crate) fn call_isolate(
     call: Call<'_>,
     append: &dyn Fn(&str, &ThreadRef, &NewStep) -> Result<Appended, DaemonError>,
 ) -> Result<Response, DaemonError> {
+    let Some(sandbox) = &loaded.sandbox else {
+        let problem = loaded.problems.iter().find(|p| p.file == crate::loaded::SANDBOX_PROBLEM);
+        return Err(DaemonError::NoSandbox(problem.map_or("see the log", |p| p.error.as_str()).to_owned()));
+    };
     let entry = find(loaded, call.isolate)?;
-    let (Some(isolate), Some(sandbox)) = (&entry.isolate, &loaded.sandbox) else {
-        let error = "the sandbox did not start".to_owned();
+    let Some(isolate) = &entry.isolate else {
+        let error = entry.error.clone().unwrap_or_else(|| "it did not load".to_owned());
         return Err(DaemonError::UnusableIsolate { name: call.isolate.to_owned(), error });
     };
     match serde_json::from_str::<serde_json::Value>(call.arguments) {
@@ -192,6 +195,9 @@ pub(crate) fn call_isolate(
                 .fact(hal_runner::record::fact::TOOL, format!("{}.{}", call.isolate, call.function))
                 .fact(hal_runner::record::fact::OUTCOME, "ok");
             step.writes = writes;
+            // The isolate read the thread at its tip then: its writes change that tree, and would undo whatever
+            // was committed since (the store refuses the step if the thread moved on).
+            step.on_tip = Some(thread.tip);
             commit = Some(append(&actor, thread, &step)?.commit);
         }
     }
@@ -228,8 +234,8 @@ pub(crate) struct Context<'a> {
     pub(crate) loaded: &'a Loaded,
     /// Where secrets come from.
     pub(crate) secrets: &'a SecretLookup,
-    /// Where a replay runs (a multi-threaded runtime: it is blocked on from outside).
-    pub(crate) runtime: &'a tokio::runtime::Handle,
+    /// Where a replay runs (a multi-threaded runtime: it is blocked on from outside); none where nothing runs.
+    pub(crate) runtime: Option<&'a tokio::runtime::Handle>,
     /// The daemon answering, if one is.
     pub(crate) daemon: Option<DaemonInfo>,
     /// Branches with a turn in progress.
@@ -250,8 +256,16 @@ pub(crate) fn is_answered_here(command: &Command) -> bool {
     )
 }
 
-/// Answer `command` (one [`is_answered_here`]) in `cx`.
+/// Answer `command` (one [`is_answered_here`]) in `cx`. With `hal.yaml` invalid and no earlier version of it in
+/// force, the catalogue and the status still answer (the problem is listed), but nothing runs on settings the
+/// owner did not write.
 pub(crate) fn answer(command: &Command, cx: Context<'_>) -> Result<Response, DaemonError> {
+    let unsettled = cx.loaded.problems.iter().find(|p| p.kind == FileKind::Settings && !p.previous_in_force);
+    if let Some(problem) = unsettled
+        && !matches!(command, Command::Catalogue | Command::Status)
+    {
+        return Err(hal_runner::RunError::InvalidSettings(problem.error.clone()).into());
+    }
     match command {
         Command::Catalogue => Ok(Response::Catalogue { catalogue: catalogue(cx.loaded, cx.secrets) }),
         Command::Status => {
@@ -263,7 +277,10 @@ pub(crate) fn answer(command: &Command, cx: Context<'_>) -> Result<Response, Dae
             call_isolate(cx.home, cx.loaded, cx.secrets, call, cx.append)
         }
         Command::Replay { actor, thread, from } => {
-            replay(cx.home, cx.loaded, cx.runtime, actor.as_deref(), thread, from.as_deref())
+            let Some(runtime) = cx.runtime else {
+                return Err(DaemonError::NoAnswer("nothing runs turns here to replay with".to_owned()));
+            };
+            replay(cx.home, cx.loaded, runtime, actor.as_deref(), thread, from.as_deref())
         }
         other => Err(DaemonError::NoAnswer(format!("{other:?} is not answered from what is loaded"))),
     }
@@ -274,11 +291,20 @@ impl crate::daemon::Shared {
     /// a `write` command does: never in the middle of a turn on that thread.
     pub(crate) fn answer(self: &std::sync::Arc<Self>, command: &Command) -> Result<Response, DaemonError> {
         let loaded = self.loaded();
-        let append = |actor: &str, thread: &ThreadRef, step: &NewStep| {
+        let busy = |branch: &str| {
             let active = self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if active.contains_key(&thread.branch) {
-                return Err(DaemonError::Busy(thread.branch.clone()));
+            if active.contains_key(branch) {
+                return Err(DaemonError::Busy(branch.to_owned()));
             }
+            Ok(active)
+        };
+        // Refused before the isolate runs, so its work is not thrown away at the end.
+        if let Command::CallIsolate { thread: Some(thread), .. } = command {
+            drop(busy(&self.journal.handle().resolve_thread(thread)?.branch)?);
+        }
+        let append = |actor: &str, thread: &ThreadRef, step: &NewStep| {
+            // Held until the step is in: no turn starts on the thread meanwhile.
+            let active = busy(&thread.branch)?;
             let appended = self.journal.with(|home| home.append_step(actor, thread, step))?;
             drop(active);
             self.wake();
@@ -290,7 +316,7 @@ impl crate::daemon::Shared {
             home: &self.journal.handle(),
             loaded: &loaded,
             secrets: &self.secrets,
-            runtime: &self.runtime,
+            runtime: Some(&self.runtime),
             daemon: (self.mode == crate::engine::Mode::Daemon).then(|| self.info.clone()),
             running,
             append: &append,

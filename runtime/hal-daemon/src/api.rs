@@ -25,6 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
 use gix::ObjectId;
+use hal_runner::RunError;
 use hal_store::StoreError;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -67,14 +68,16 @@ impl From<DaemonError> for ApiError {
     fn from(error: DaemonError) -> ApiError {
         let status = match &error {
             DaemonError::Store(StoreError::UnknownThread(_) | StoreError::UnknownRevision { .. })
-            | DaemonError::UnknownIsolate { .. } => StatusCode::NOT_FOUND,
+            | DaemonError::UnknownIsolate { .. }
+            | DaemonError::Run(RunError::UnknownHelp { .. } | RunError::UnknownAgent { .. }) => StatusCode::NOT_FOUND,
             DaemonError::Store(
                 StoreError::AmbiguousThread { .. }
                 | StoreError::InvalidText(_)
                 | StoreError::InvalidPath { .. }
                 | StoreError::NotAStep { .. },
             ) => StatusCode::BAD_REQUEST,
-            DaemonError::Busy(_) => StatusCode::CONFLICT,
+            DaemonError::Busy(_) | DaemonError::Store(StoreError::Moved { .. }) => StatusCode::CONFLICT,
+            DaemonError::NoSandbox(_) => StatusCode::SERVICE_UNAVAILABLE,
             // The turn a message asks for cannot run (no such help or agent, no model): nothing was written.
             DaemonError::Run(_) | DaemonError::KeyWithoutMessage => StatusCode::BAD_REQUEST,
             DaemonError::UnusableIsolate { .. } | DaemonError::BadArguments(_) => StatusCode::BAD_REQUEST,

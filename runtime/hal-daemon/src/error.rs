@@ -46,6 +46,9 @@ pub enum DaemonError {
     /// The thread runs a turn; the command must wait for its end.
     #[error("{0} is running a turn; try again when it ends")]
     Busy(String),
+    /// The sandbox did not start, so no isolate can run.
+    #[error("the sandbox did not start: {0}")]
+    NoSandbox(String),
     /// The daemon answered with an error.
     #[error("the daemon says: {0}")]
     Remote(String),

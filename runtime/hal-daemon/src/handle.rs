@@ -209,14 +209,14 @@ impl Handle for Remote {
 
 /// This process: commands apply to the repo; a turn a command waits for is taken here by the daemon's engine,
 /// started on first need and stopped when the handle is dropped. A command answered from what `main` holds (the
-/// catalogue, the status, an isolate called by hand, a help's tests, a replay) loads it as the engine does
-/// (`loaded::load`), without the engine's lock: it takes no turn.
+/// catalogue, the status) loads it as the engine does (`loaded::load`), without the engine's lock: it writes
+/// nothing.
 pub struct Local {
     root: PathBuf,
     home: Home,
     engine: Mutex<Option<Engine>>,
-    /// What `main` holds, loaded on first need, with the runtime a replay runs on.
-    loaded: Mutex<Option<(Arc<Loaded>, tokio::runtime::Runtime)>>,
+    /// What `main` holds, loaded on first need for the catalogue and the status.
+    loaded: Mutex<Option<Arc<Loaded>>>,
 }
 
 /// Where a [`Local`] handle takes a turn.
@@ -249,8 +249,21 @@ impl Local {
 }
 
 impl Local {
-    /// Answer a command from what `main` holds: the engine's version when this handle runs one, else loaded here.
+    /// Answer a command from what `main` holds. The catalogue and the status are read from the engine's version
+    /// when this handle runs one, else from `main` loaded here without the lock (they write nothing, and must
+    /// answer while another process takes turns). The others write (an isolate's step, a replay's thread) or
+    /// come before turns (a help's tests): they go through the engine, which holds the repo's lock, so `main`
+    /// is loaded once and no other process runs a turn meanwhile.
     fn answer(&self, command: &Command) -> Result<Response, DaemonError> {
+        if !matches!(command, Command::Catalogue | Command::Status) {
+            return match self.taker()? {
+                Taker::Daemon(daemon) => daemon.command(command),
+                Taker::Engine(guard) => match guard.as_ref() {
+                    Some(engine) => engine.shared.answer(command),
+                    None => Err(DaemonError::start("the in-process engine", "it did not start")),
+                },
+            };
+        }
         if let Some(engine) = self.engine.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
             return engine.shared.answer(command);
         }
@@ -261,24 +274,22 @@ impl Local {
             let secrets = hal_runner::secrets::lookup();
             let models = ModelSource::Fixed(loaded::empty(&journal).models);
             let loaded = loaded::load(&self.root, &journal, None, &models, backchat::direct(), observer, &secrets)?;
-            if let Some(error) = &loaded.runner.catalog().settings_error {
-                return Err(hal_runner::RunError::InvalidSettings(error.clone()).into());
-            }
-            *slot = Some((Arc::new(loaded), engine::runtime(1)?));
+            *slot = Some(Arc::new(loaded));
         }
-        let Some((loaded, runtime)) = slot.as_ref() else {
+        let Some(loaded) = slot.as_ref() else {
             return Err(DaemonError::start("loading main", "it did not load"));
         };
-        let append =
-            |actor: &str, thread: &ThreadRef, step: &NewStep| Ok(self.home.append_step(actor, thread, step)?);
+        let refuse = |_: &str, _: &ThreadRef, _: &NewStep| {
+            Err(DaemonError::NoAnswer("the catalogue and the status write nothing".to_owned()))
+        };
         let cx = answer::Context {
             home: &self.home,
             loaded,
             secrets: &hal_runner::secrets::lookup(),
-            runtime: runtime.handle(),
+            runtime: None,
             daemon: None,
             running: Vec::new(),
-            append: &append,
+            append: &refuse,
         };
         answer::answer(command, cx)
     }
@@ -363,10 +374,6 @@ impl Drop for Local {
         let engine = self.engine.get_mut().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(engine) = engine {
             engine.stop(DaemonOptions::default().grace);
-        }
-        // A runtime may not be dropped where blocking is not allowed; this one idles by now.
-        if let Some((_, runtime)) = self.loaded.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
-            runtime.shutdown_background();
         }
     }
 }

@@ -18,6 +18,9 @@ use crate::backchat::{self, Dispatch};
 use crate::error::DaemonError;
 use crate::protocol::{FileKind, Problem};
 
+/// The `file` of the problem filed when the sandbox does not start.
+pub(crate) const SANDBOX_PROBLEM: &str = "(the sandbox)";
+
 /// Where model clients come from.
 #[derive(Clone)]
 pub(crate) enum ModelSource {
@@ -109,7 +112,7 @@ pub(crate) fn load(
                 (Some(offered.sandbox), offered.entries)
             }
             Err(error) => {
-                let file = "(the sandbox)".to_owned();
+                let file = SANDBOX_PROBLEM.to_owned();
                 problems.push(Problem { kind: FileKind::Other, file, error: error.0, previous_in_force: false });
                 (None, Vec::new())
             }

@@ -88,6 +88,16 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A step meant for one tip of a thread found another there: nothing was written.
+    #[error("{branch} moved on (from {expected} to {found}); nothing was written")]
+    Moved {
+        /// The thread's branch.
+        branch: String,
+        /// The tip the step was meant for.
+        expected: gix::ObjectId,
+        /// The tip found.
+        found: gix::ObjectId,
+    },
     /// A compare-and-swap on a ref kept failing.
     #[error("could not update {name} after {attempts} attempts: {reason}")]
     RefUpdateFailed {

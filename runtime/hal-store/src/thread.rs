@@ -151,6 +151,10 @@ pub struct NewStep {
     /// trailer and recorded in HAL's local record before the branch moves, so [`Home::keyed_step`] finds the step
     /// when the command comes again.
     pub idempotency_key: Option<String>,
+    /// Append only if the thread's tip is this commit ([`StoreError::Moved`] otherwise): for a step whose
+    /// writes were computed from the tree there (an isolate called by hand), which would otherwise silently
+    /// undo whatever was committed since.
+    pub on_tip: Option<ObjectId>,
 }
 
 impl NewStep {
@@ -165,6 +169,7 @@ impl NewStep {
             writes: Vec::new(),
             chain_depth: None,
             idempotency_key: None,
+            on_tip: None,
         }
     }
 
@@ -517,6 +522,11 @@ impl Home {
         let signature = self.signature(actor);
         let (commit, step_number) = self.refs().update_with_retry(self.repo(), &name, |tip| {
             let tip = tip.ok_or_else(|| StoreError::UnknownThread(thread.id.clone()))?;
+            if let Some(expected) = step.on_tip
+                && expected != tip
+            {
+                return Err(StoreError::Moved { branch: thread.branch.clone(), expected, found: tip });
+            }
             let state = self.state_at(tip, &thread.branch)?;
             let tree = self.tree_with_files(state.tree, &blobs)?;
             let record = StepRecord {
@@ -748,6 +758,29 @@ impl Home {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A step meant for one tip (an isolate's writes, computed from the tree there) is refused once the thread
+    /// moved on, and nothing of it is written; on the tip it was meant for it goes through.
+    #[test]
+    fn a_step_meant_for_a_tip_is_refused_after_the_thread_moved_on() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (home, _) = Home::init(dir.path(), Some("alice")).expect("init");
+        let read_at = home.new_thread("alice", None, Some("t")).expect("thread");
+        let moved = home.write_file("alice", &read_at.id, "a.txt", b"committed meanwhile", None).expect("write");
+        let mut step = NewStep::new(StepKind::Write, "by hand", ThreadStatus::Open);
+        step.writes = vec![("a.txt".to_owned(), b"stale".to_vec())];
+        step.on_tip = Some(read_at.tip);
+        let refused = home.append_step("alice", &read_at, &step).expect_err("the thread moved on");
+        assert!(
+            matches!(&refused, StoreError::Moved { expected, found, .. } if *expected == read_at.tip && *found == moved.commit),
+            "{refused}"
+        );
+        let now = home.resolve_thread(&read_at.id).expect("resolve");
+        assert_eq!(now.tip, moved.commit, "nothing was written");
+        step.on_tip = Some(now.tip);
+        let appended = home.append_step("alice", &now, &step).expect("on the tip it was meant for");
+        assert_eq!(home.file_at(appended.commit, "a.txt").expect("read"), Some(b"stale".to_vec()));
+    }
 
     #[test]
     fn append_step_records_facts_data_and_several_files_in_one_commit() {

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 pub use hal_runner::Status;
 pub use hal_runner::replay::{ReplayReport, Trace};
 pub use report::{
-    CallLimits, Called, Catalogue, FileKind, FunctionReport, Granted, IsolateDetails, IsolateReport, KeyReport,
-    ModelReport, Problem, SecretNeed, StatusReport, Waiting,
+    AtTip, CallLimits, Called, Catalogue, FileKind, FunctionReport, Granted, IsolateDetails, IsolateReport, KeyReport,
+    ModelReport, Problem, SecretNeed, StatusReport,
 };
 
 mod report;

@@ -154,20 +154,6 @@ pub enum FileKind {
     Other,
 }
 
-impl FileKind {
-    /// The kind of the file at `path` on `main`.
-    pub fn of(path: &str) -> FileKind {
-        match path.split('/').next() {
-            _ if path == hal_store::CONFIG_FILE => FileKind::Settings,
-            Some("helps") => FileKind::Help,
-            Some("agents") => FileKind::Agent,
-            Some("isolates") => FileKind::Isolate,
-            Some("plugins") => FileKind::Plugin,
-            _ => FileKind::Other,
-        }
-    }
-}
-
 impl std::fmt::Display for FileKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -199,19 +185,19 @@ pub struct StatusReport {
     pub catalogue: Catalogue,
     /// Branches with a turn in progress.
     pub running: Vec<String>,
-    /// Threads waiting for a person (`pending`), with their question.
-    pub waiting: Vec<Waiting>,
+    /// Threads waiting for a person (`pending`); their tip's text is the question.
+    pub waiting: Vec<AtTip>,
     /// Threads whose tip says `running`: a turn in progress, or one that was cut off.
-    pub interrupted: Vec<ThreadSummary>,
+    pub interrupted: Vec<AtTip>,
 }
 
-/// A thread waiting for a person.
+/// A thread and the text of its tip step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Waiting {
+pub struct AtTip {
     /// The thread.
     pub thread: ThreadSummary,
-    /// What it asks (its tip step's text).
-    pub question: String,
+    /// Its tip step's text.
+    pub text: String,
 }
 
 /// How an isolate called by hand went.

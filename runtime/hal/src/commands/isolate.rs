@@ -96,8 +96,9 @@ fn call(
     arguments: &str,
     thread: Option<&str>,
 ) -> Result<Outcome> {
+    let actor = hal_store::Home::open(&args.directory)?.resolve_actor(None)?;
     let command = Command::CallIsolate {
-        actor: None,
+        actor: Some(actor),
         isolate: name.to_owned(),
         function: function.to_owned(),
         arguments: arguments.to_owned(),

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use hal_daemon::Place;
-use hal_daemon::protocol::{Command, FileKind, Response, StatusReport};
+use hal_daemon::protocol::{AtTip, Command, FileKind, IsolateReport, Problem, Response, StatusReport};
 use hal_store::Home;
 use serde_json::{Value, json};
 
@@ -51,11 +51,11 @@ fn to_json(home: &Home, actor: Option<String>, report: &StatusReport) -> Value {
     let invalid_files: Vec<Value> = catalogue
         .problems
         .iter()
-        // An isolate that does not load is shown as such in `isolates`.
-        .filter(|problem| problem.kind != FileKind::Isolate)
+        .filter(|problem| !shown_as_isolate(problem, &catalogue.isolates))
         .map(|problem| {
             json!({
                 "kind": problem.kind,
+                "name": name_of(problem),
                 "file": problem.file,
                 "error": problem.error,
                 "previous_in_force": problem.previous_in_force,
@@ -67,7 +67,8 @@ fn to_json(home: &Home, actor: Option<String>, report: &StatusReport) -> Value {
         .iter()
         .map(|isolate| json!({"name": isolate.name, "source": isolate.source, "error": isolate.error}))
         .collect();
-    let thread = |thread: &hal_store::ThreadSummary, text: &str| json!({"id": thread.id, "branch": thread.branch, "title": thread.title, "text": text});
+    let thread =
+        |at: &AtTip| json!({"id": at.thread.id, "branch": at.thread.branch, "title": at.thread.title, "text": at.text});
     let daemon = match &report.daemon {
         Some(info) => json!({
             "running": true,
@@ -93,9 +94,29 @@ fn to_json(home: &Home, actor: Option<String>, report: &StatusReport) -> Value {
         "agents": catalogue.agents,
         "isolates": isolates,
         "invalid_files": invalid_files,
-        "waiting_for_you": report.waiting.iter().map(|w| thread(&w.thread, &w.question)).collect::<Vec<_>>(),
-        "interrupted": report.interrupted.iter().map(|t| thread(t, "")).collect::<Vec<_>>(),
+        "waiting_for_you": report.waiting.iter().map(thread).collect::<Vec<_>>(),
+        "interrupted": report.interrupted.iter().map(thread).collect::<Vec<_>>(),
     })
+}
+
+/// Whether `problem` is an isolate or plugin that did not load, which `isolates` shows with its error.
+fn shown_as_isolate(problem: &Problem, isolates: &[IsolateReport]) -> bool {
+    matches!(problem.kind, FileKind::Isolate | FileKind::Plugin)
+        && isolates.iter().any(|isolate| {
+            isolate.error.is_some()
+                && (isolate.source.trim_start_matches("main:") == problem.file
+                    || problem.file == format!("isolates/{}", isolate.name))
+        })
+}
+
+/// A problem's help, agent or file name, as `hal help list` and `hal.yaml` call them.
+fn name_of(problem: &Problem) -> String {
+    match problem.kind {
+        FileKind::Help | FileKind::Agent => std::path::Path::new(&problem.file)
+            .file_stem()
+            .map_or_else(|| problem.file.clone(), |stem| stem.to_string_lossy().into_owned()),
+        _ => problem.file.clone(),
+    }
 }
 
 fn names(value: &Value) -> String {
@@ -149,6 +170,7 @@ fn print_report(report: &Value) -> Result<()> {
         // Help, agent and settings errors name their file, line and field; the others are about a whole file.
         match text(&file["kind"]).as_str() {
             kind @ ("help" | "agent" | "settings") => outln!("invalid {kind}: {error}{kept}"),
+            "other" => outln!("invalid file: {}: {error}{kept}", text(&file["file"])),
             kind => outln!("invalid {kind}: {}: {error}{kept}", text(&file["file"])),
         }
     }
