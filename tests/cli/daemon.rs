@@ -226,6 +226,16 @@ fn helps_committed_to_main_are_loaded_and_broken_ones_reported_while_the_daemon_
     let problems = status["daemon"]["problems"].as_array().expect("problems").clone();
     assert_eq!(problems.len(), 2, "{status}");
     assert!(daemon.log().contains("helps/broken.yaml"), "the log names the file");
+    // What is in force is listed: the greeter's previous version, said to be in force, and not the broken help.
+    let helps: Vec<&str> = status["helps"].as_array().expect("helps").iter().filter_map(|h| h.as_str()).collect();
+    assert!(helps.contains(&"greeter") && !helps.contains(&"broken"), "{status}");
+    let text = hal(&sandbox, &repo, &["status"]).ok().stdout;
+    let helps_line = text.lines().find(|l| l.starts_with("helps:")).expect("helps line");
+    assert!(helps_line.contains("greeter"), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains("helps/greeter.yaml") && l.ends_with("(the previous version is in force)")),
+        "{text}"
+    );
 
     // Still serving, with the greeter's previous version.
     server.push([Scripted::text("Hello again!")]);

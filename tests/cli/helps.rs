@@ -46,10 +46,7 @@ fn validate_reports_every_problem_with_its_place_and_exits_1() {
     let good = sandbox.hal(&root, &["help", "validate", "helps/hal.yaml", "helps/goalie.yaml", "agents/hal.yaml"]).ok();
     assert_eq!(good.stdout.lines().count(), 3, "{}", good.stdout);
 
-    let bad = sandbox.hal(
-        &root,
-        &["help", "validate", "helps/hal.yaml", "fixtures/helps/invalid/03-wrong-type.yaml", "no/such/file.yaml"],
-    );
+    let bad = sandbox.hal(&root, &["help", "validate", "helps/hal.yaml", "fixtures/helps/invalid/03-wrong-type.yaml"]);
     assert_eq!(bad.code, 1, "{bad:?}");
     assert!(bad.stdout.contains("ok helps/hal.yaml"), "{}", bad.stdout);
     assert!(
@@ -59,5 +56,44 @@ fn validate_reports_every_problem_with_its_place_and_exits_1() {
         "{}",
         bad.stderr
     );
-    assert!(bad.stderr.contains("no/such/file.yaml: cannot read"), "{}", bad.stderr);
+    // A file that cannot be read is a usage error (2), not an invalid file (1); the others are still checked.
+    let missing =
+        sandbox.hal(&root, &["help", "validate", "fixtures/helps/invalid/03-wrong-type.yaml", "no/such/file.yaml"]);
+    assert_eq!(missing.code, 2, "{missing:?}");
+    assert!(missing.stderr.contains("no/such/file.yaml: cannot read"), "{}", missing.stderr);
+    assert!(missing.stderr.contains("03-wrong-type.yaml:3:16"), "{}", missing.stderr);
+}
+
+/// `hal help new` writes a commented skeleton that validates as it is, and never over a file; in a home repo,
+/// `hal help validate` checks that each command names a tool, a group of tools, an isolate or a help on main,
+/// located at the command, with the names closest to a typo.
+#[test]
+fn help_new_writes_a_skeleton_that_validates_and_validate_checks_every_command() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let written = sandbox.hal(&repo, &["help", "new", "triage"]).ok();
+    assert!(written.stdout.contains("helps/triage.yaml"), "{written:?}");
+    let skeleton = std::fs::read_to_string(repo.join("helps/triage.yaml")).expect("written");
+    for taught in ["DONE", "PENDING", "NOCANDO", "ERROR", "finish", "done:", "tests:", "commands:", "runner:"] {
+        assert!(skeleton.contains(taught), "the skeleton teaches {taught:?}:\n{skeleton}");
+    }
+    sandbox.hal(&repo, &["help", "validate", "helps/triage.yaml"]).ok();
+    let again = sandbox.hal(&repo, &["help", "new", "triage"]);
+    assert_eq!(again.code, 2, "{again:?}");
+    assert!(again.stderr.contains("exists; it is left as it is"), "{again:?}");
+    assert_eq!(std::fs::read_to_string(repo.join("helps/triage.yaml")).expect("kept"), skeleton);
+    let bad_name = sandbox.hal(&repo, &["help", "new", "Bad Name"]);
+    assert_eq!(bad_name.code, 2, "{bad_name:?}");
+
+    let commands = "description: Typos\ncommands:\n  - files\n  - http.fetch\n  - threads.start\n  - triage\n  \
+                    - files.raed\n  - nosuch.thing\n";
+    std::fs::write(repo.join("helps/typos.yaml"), commands).expect("write");
+    let checked = sandbox.hal(&repo, &["help", "validate", "helps/typos.yaml", "helps/triage.yaml"]);
+    assert_eq!(checked.code, 1, "{checked:?}");
+    assert!(checked.stdout.contains("ok helps/triage.yaml"), "{checked:?}");
+    let errors: Vec<&str> = checked.stderr.lines().collect();
+    assert_eq!(errors.len(), 2, "files, http.fetch, threads.start and triage are known: {errors:?}");
+    assert!(errors[0].starts_with("helps/typos.yaml:7:5: commands[4]: `files.raed` is neither"), "{errors:?}");
+    assert!(errors[0].contains("did you mean `files.read`"), "{errors:?}");
+    assert!(errors[1].starts_with("helps/typos.yaml:8:5: commands[5]: `nosuch.thing`"), "{errors:?}");
 }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{Sandbox, assert_fsck_clean, new_thread};
+use crate::support::{Run, Sandbox, assert_fsck_clean, new_thread};
 
 /// The hostile guest built by hal-sandbox's build script, found beside this test binary (the newest, when
 /// several builds of hal-sandbox left one).
@@ -190,10 +190,15 @@ fn a_rust_isolate_committed_as_source_is_built_by_hal() {
 
     std::fs::write(dir.join("src/lib.rs"), NOTES_LIB.replace("to_uppercase()", "to_uppercase(")).expect("write");
     commit(&sandbox, &repo, "break it");
+    // Listing never builds; building on request shows the compiler's refusal, which listing then shows too.
+    let built = sandbox.hal(&repo, &["isolate", "build", "notes"]);
+    assert_eq!(built.code, 1, "{built:?}");
     let list = sandbox.hal(&repo, &["isolate", "list"]).ok().stdout;
     let line = list.lines().find(|l| l.starts_with("notes")).expect("listed");
     assert!(line.contains("INVALID: building isolate `notes` failed"), "{list}");
-    let shown = sandbox.hal(&repo, &["isolate", "show", "notes", "--json"]).ok().json();
+    let shown = sandbox.hal(&repo, &["isolate", "show", "notes", "--json"]);
+    assert_eq!(shown.code, 1, "an isolate that does not build is not OK: {shown:?}");
+    let shown = shown.json();
     let error = shown["error"].as_str().expect("error");
     assert!(
         error.contains("src/lib.rs:") && error.contains("mismatched closing delimiter"),
@@ -214,4 +219,60 @@ fn a_rust_isolate_committed_as_source_is_built_by_hal() {
     commit(&sandbox, &repo, "notes as a plugin");
     let shout = sandbox.hal(&repo, &["isolate", "call", "notes@v1", "shout", r#"{"text": "psst"}"#]).ok();
     assert_eq!(shout.out(), r#"{"TEXT": "PSST"}"#);
+}
+
+/// `hal status`, `hal isolate list` and `hal isolate show` never build: Rust source the cache holds no build of is
+/// said to be not built yet, and how it gets built. `hal isolate build` builds it; a build the compiler refused
+/// is remembered, so the read-only commands show its error without building again; one that could not start
+/// (no cargo) is not, and stays "not built".
+#[test]
+fn read_only_commands_never_build_and_isolate_build_does() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let cache = sandbox.path("cache");
+    let hal = |args: &[&str], cargo: Option<&str>| {
+        let mut command = sandbox.hal_command(&repo, args);
+        command.env("HAL_CACHE_DIR", &cache);
+        if let Some(cargo) = cargo {
+            command.env("CARGO", cargo);
+        }
+        Run::from(command.output().expect("run hal"))
+    };
+    let dir = repo.join("isolates/notes");
+    std::fs::create_dir_all(dir.join("src")).expect("dir");
+    // A manifest cargo refuses at once: a real compiler failure, without compiling anything.
+    std::fs::write(dir.join("Cargo.toml"), "[package]\nname = \"notes\"\nversion = \"not a version\"\n")
+        .expect("write");
+    std::fs::write(dir.join("src/lib.rs"), NOTES_LIB).expect("write");
+    std::fs::write(dir.join("isolate.yaml"), "name: notes\nversion: 1\ndescription: Shouts\n").expect("write");
+    commit(&sandbox, &repo, "add the notes isolate");
+
+    let status = hal(&["status"], Some("/nonexistent/cargo")).ok().stdout;
+    assert!(status.contains("isolate:  notes not built yet"), "{status}");
+    assert!(!status.contains("invalid"), "not built is not invalid: {status}");
+    let list = hal(&["isolate", "list", "--json"], Some("/nonexistent/cargo")).ok().json();
+    let notes = list.as_array().expect("list").iter().find(|i| i["name"] == "notes").expect("notes").clone();
+    assert_eq!(notes["not_built"], true, "{list}");
+    assert!(notes["error"].as_str().expect("error").contains("`hal isolate build`"), "{list}");
+    let shown = hal(&["isolate", "show", "notes"], Some("/nonexistent/cargo"));
+    assert_eq!(shown.code, 1, "{shown:?}");
+    assert!(!cache.join("builds").exists(), "nothing was built or written for a build");
+
+    let no_cargo = hal(&["isolate", "build", "notes"], Some("/nonexistent/cargo"));
+    assert_eq!(no_cargo.code, 1, "{no_cargo:?}");
+    assert!(no_cargo.stdout.contains("needs cargo"), "{no_cargo:?}");
+    let list = hal(&["isolate", "list"], None).ok().stdout;
+    assert!(list.lines().any(|l| l.starts_with("notes") && l.contains("not built yet")), "not remembered: {list}");
+
+    let refused = hal(&["isolate", "build", "notes"], None);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stdout.contains("building isolate `notes` failed"), "{refused:?}");
+    let list = hal(&["isolate", "list"], Some("/nonexistent/cargo")).ok().stdout;
+    let line = list.lines().find(|l| l.starts_with("notes")).expect("listed");
+    assert!(line.contains("INVALID: building isolate `notes` failed"), "remembered: {list}");
+    let shown = hal(&["isolate", "show", "notes", "--json"], Some("/nonexistent/cargo"));
+    assert_eq!(shown.code, 1, "{shown:?}");
+    let error = shown.json()["error"].as_str().expect("error").to_owned();
+    assert!(error.contains("not a version") && error.contains("`hal isolate build` tries again"), "{error}");
+    assert_eq!(hal(&["isolate", "build"], None).code, 1, "every isolate is judged when none is named");
 }

@@ -182,13 +182,13 @@ fn without_python_one_line_says_what_to_install() {
     std::fs::create_dir_all(&empty).expect("dir");
     let run = Run::from(
         sandbox
-            .hal_command(&repo, &["isolate", "list"])
+            .hal_command(&repo, &["isolate", "build"])
             .env("PATH", &empty)
             .env("HAL_CACHE_DIR", sandbox.path("fresh-cache"))
             .output()
             .expect("run hal"),
     );
-    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.code, 1, "the plugin does not build: {run:?}");
     let line = run.stdout.lines().find(|l| l.starts_with("echo@v1 ")).expect("listed");
     assert!(line.contains("needs Python 3.10 or newer") && line.contains("apt install python3 python3-venv"), "{line}");
 }

@@ -98,9 +98,13 @@ fn plugins_test_refuses_a_rust_plugin_on_a_thread_and_its_build_script_never_run
 
     // The mark is a real witness: once a person merges the crate, HAL builds it from main and its script runs.
     hal(&sandbox, &repo, &["thread", "merge", &thread]).ok();
+    // Listing never builds; building on request does.
     let listed = sandbox.hal_command(&repo, &["isolate", "list"]).env("HAL_CACHE_DIR", &cache).output();
     Run::from(listed.expect("run hal")).ok();
-    assert!(mark.exists(), "merged to main, the crate is built and its build script runs");
+    assert!(!mark.exists(), "a read-only command built the crate");
+    let built = sandbox.hal_command(&repo, &["isolate", "build"]).env("HAL_CACHE_DIR", &cache).output();
+    let built = Run::from(built.expect("run hal"));
+    assert!(mark.exists(), "merged to main, the crate is built and its build script runs: {built:?}");
 }
 
 /// The plugin's manifest: it asks for the host and the secret that `hal.yaml` grants it.

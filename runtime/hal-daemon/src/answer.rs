@@ -40,9 +40,34 @@ pub(crate) fn catalogue(loaded: &Loaded, secrets: &SecretLookup) -> Catalogue {
         models,
         tasks: settings.tasks.clone(),
         isolates: loaded.isolates.iter().map(isolate_report).collect(),
+        tools: loaded.runner.tools(),
         problems: loaded.problems.clone(),
+        warnings: warnings(loaded),
         secrets: secret_needs(loaded),
     }
+}
+
+/// What loads but is likely a mistake: a grant in `hal.yaml` for an isolate that does not exist (a typo gives the
+/// intended one nothing).
+fn warnings(loaded: &Loaded) -> Vec<String> {
+    let names: Vec<&str> = loaded.isolates.iter().map(|e| e.name.as_str()).collect();
+    loaded
+        .runner
+        .catalog()
+        .settings
+        .sandbox
+        .isolates
+        .keys()
+        // A grant follows a plugin's name; its versions are offered as `<name>@v<N>`.
+        .filter(|granted| !names.iter().any(|name| name == granted || name.split('@').next() == Some(granted)))
+        .map(|granted| {
+            format!(
+                "{}: sandbox.isolates grants `{granted}`, and no isolate or plugin has that name (there are: {})",
+                hal_store::CONFIG_FILE,
+                names.join(", ")
+            )
+        })
+        .collect()
 }
 
 fn isolate_report(entry: &IsolateEntry) -> IsolateReport {
@@ -71,7 +96,13 @@ fn isolate_report(entry: &IsolateEntry) -> IsolateReport {
             output_kb: (isolate.limits.output >> 10) as u64,
         },
     });
-    IsolateReport { name: entry.name.clone(), source: entry.source.clone(), loaded, error: entry.error.clone() }
+    IsolateReport {
+        name: entry.name.clone(),
+        source: entry.source.clone(),
+        loaded,
+        error: entry.error.clone(),
+        not_built: entry.not_built,
+    }
 }
 
 /// Who needs which secret: the models' keys, the grants in `hal.yaml`, the isolates' manifests.
@@ -249,6 +280,7 @@ pub(crate) fn is_answered_here(command: &Command) -> bool {
     matches!(
         command,
         Command::Catalogue
+            | Command::BuildIsolates
             | Command::Status
             | Command::CallIsolate { .. }
             | Command::HelpTests { .. }
@@ -267,7 +299,10 @@ pub(crate) fn answer(command: &Command, cx: Context<'_>) -> Result<Response, Dae
         return Err(hal_runner::RunError::InvalidSettings(problem.error.clone()).into());
     }
     match command {
-        Command::Catalogue => Ok(Response::Catalogue { catalogue: catalogue(cx.loaded, cx.secrets) }),
+        // Built as `loaded` was loaded: the engine built what it could before answering (`Shared::answer`).
+        Command::Catalogue | Command::BuildIsolates => {
+            Ok(Response::Catalogue { catalogue: catalogue(cx.loaded, cx.secrets) })
+        }
         Command::Status => {
             Ok(Response::Status { report: status(cx.home, cx.loaded, cx.daemon, cx.running, cx.secrets)? })
         }
@@ -290,6 +325,10 @@ impl crate::daemon::Shared {
     /// Answer a command of this module from what the engine has in force. A call on a thread writes its step as
     /// a `write` command does: never in the middle of a turn on that thread.
     pub(crate) fn answer(self: &std::sync::Arc<Self>, command: &Command) -> Result<Response, DaemonError> {
+        if matches!(command, Command::BuildIsolates) {
+            // Loading builds what the cache holds no build of; here a failed build is tried again.
+            self.reload_with(hal_sandbox::Builds::Retry);
+        }
         let loaded = self.loaded();
         let busy = |branch: &str| {
             let active = self.active.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -3,7 +3,7 @@
 //!
 //! - `GET  /v1/status`: the daemon's state (the same as the `status` command).
 //! - `POST /v1/command`: any [`Command`], answered with a [`crate::protocol::Response`]: `list-threads`, `log`,
-//!   `new-thread`, `say`, `fork`, `write`, `merge`, `catalogue`, `status`, `call-isolate`, `help-tests`,
+//!   `new-thread`, `say`, `fork`, `write`, `merge`, `catalogue`, `build-isolates`, `status`, `call-isolate`, `help-tests`,
 //!   `replay`. A command that sends a
 //!   message takes an `Idempotency-Key` header (or its `idempotency_key` field): sent again with the same key,
 //!   it writes and starts nothing and answers what the first did (`"repeated": true`), across restarts.

@@ -64,6 +64,7 @@ pub fn idempotency_key(command: &Command) -> Option<&str> {
         | Command::Write { .. }
         | Command::Merge { .. }
         | Command::Catalogue
+        | Command::BuildIsolates
         | Command::Status
         | Command::CallIsolate { .. }
         | Command::HelpTests { .. }
@@ -207,6 +208,7 @@ pub(crate) fn apply_with(
         }
         // Answered from what an engine loaded from `main` (`crate::answer`), not from the store alone.
         Command::Catalogue
+        | Command::BuildIsolates
         | Command::Status
         | Command::CallIsolate { .. }
         | Command::HelpTests { .. }

@@ -251,6 +251,11 @@ impl Shared {
     /// Load helps, agents, isolates and settings from `main`, keeping valid versions of files that broke, and
     /// report problems that are new in the owner's backchat and the log.
     pub(crate) fn reload(self: &Arc<Self>) {
+        self.reload_with(hal_sandbox::Builds::Run);
+    }
+
+    /// [`Shared::reload`], building as `builds` says.
+    pub(crate) fn reload_with(self: &Arc<Self>, builds: hal_sandbox::Builds) {
         let previous = self.loaded();
         let previous = previous.main.is_some().then_some(previous.as_ref());
         let weak = Arc::downgrade(self);
@@ -266,6 +271,7 @@ impl Shared {
             dispatch,
             self.observer(),
             &self.secrets,
+            builds,
         ) {
             Ok(loaded) => loaded,
             Err(error) => {
@@ -595,6 +601,7 @@ impl Shared {
                 Ok(response)
             }
             Command::Catalogue
+            | Command::BuildIsolates
             | Command::Status
             | Command::CallIsolate { .. }
             | Command::HelpTests { .. }

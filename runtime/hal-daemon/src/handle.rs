@@ -251,11 +251,13 @@ impl Local {
 impl Local {
     /// Answer a command from what `main` holds. The catalogue and the status are read from the engine's version
     /// when this handle runs one, else from `main` loaded here without the lock (they write nothing, and must
-    /// answer while another process takes turns). The others write (an isolate's step, a replay's thread) or
-    /// come before turns (a help's tests): they go through the engine, which holds the repo's lock, so `main`
-    /// is loaded once and no other process runs a turn meanwhile.
+    /// answer while another process takes turns), never building what the cache lacks; a build on request loads
+    /// it here again, building. The others write (an isolate's step, a replay's thread) or come before turns (a
+    /// help's tests): they go through the engine, which holds the repo's lock, so `main` is loaded once and no
+    /// other process runs a turn meanwhile.
     fn answer(&self, command: &Command) -> Result<Response, DaemonError> {
-        if !matches!(command, Command::Catalogue | Command::Status) {
+        let read_only = matches!(command, Command::Catalogue | Command::Status | Command::BuildIsolates);
+        if !read_only {
             return match self.taker()? {
                 Taker::Daemon(daemon) => daemon.command(command),
                 Taker::Engine(guard) => match guard.as_ref() {
@@ -268,12 +270,15 @@ impl Local {
             return engine.shared.answer(command);
         }
         let mut slot = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
+        let build = matches!(command, Command::BuildIsolates);
+        if slot.is_none() || build {
             let journal = Journal::new(self.home.clone());
             let observer: hal_runner::Observer = Arc::new(|_: &hal_runner::Event<'_>| {});
             let secrets = hal_runner::secrets::lookup();
             let models = ModelSource::Fixed(loaded::empty(&journal).models);
-            let loaded = loaded::load(&self.root, &journal, None, &models, backchat::direct(), observer, &secrets)?;
+            let dispatch = backchat::direct();
+            let builds = if build { hal_sandbox::Builds::Retry } else { hal_sandbox::Builds::CachedOnly };
+            let loaded = loaded::load(&self.root, &journal, None, &models, dispatch, observer, &secrets, builds)?;
             *slot = Some(Arc::new(loaded));
         }
         let Some(loaded) = slot.as_ref() else {

@@ -10,8 +10,8 @@ use hal_model::Client;
 use hal_runner::model::{LiveModels, Models, SecretLookup};
 use hal_runner::tools::Toolbox;
 use hal_runner::{Catalog, Journal, Observer, Runner};
-use hal_sandbox::Sandbox;
 use hal_sandbox::catalog::IsolateEntry;
+use hal_sandbox::{Builds, Sandbox};
 use hal_store::Home;
 
 use crate::backchat::{self, Dispatch};
@@ -78,7 +78,8 @@ pub(crate) fn empty(journal: &Journal) -> Loaded {
 
 /// Load what `main` of the repo at `root` holds now. `previous` supplies the versions kept in force for files
 /// that are invalid now. The repo is opened afresh, so building and compiling isolates never holds the journal
-/// (every turn and API call waits on it).
+/// (every turn and API call waits on it). `builds` says whether isolates and plugins not built yet are built.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn load(
     root: &std::path::Path,
     journal: &Journal,
@@ -87,6 +88,7 @@ pub(crate) fn load(
     dispatch: Dispatch,
     observer: Observer,
     secrets: &SecretLookup,
+    builds: Builds,
 ) -> Result<Loaded, DaemonError> {
     let home = Home::open(root)?;
     let main = home.main_tip()?;
@@ -98,9 +100,11 @@ pub(crate) fn load(
     backchat::add_tools(&mut toolbox, dispatch)?;
     let mut problems = Vec::new();
     let (sandbox, isolates) =
-        match hal_sandbox::catalog::add_repo_tools(&mut toolbox, &home, &catalog.settings, secrets) {
+        match hal_sandbox::catalog::add_repo_tools(&mut toolbox, &home, &catalog.settings, secrets, builds) {
             Ok(offered) => {
-                for (name, error) in offered.left_out() {
+                // One not built yet is not a problem: the catalogue says so, and how it gets built.
+                let not_built = |name: &str| offered.entries.iter().any(|e| e.name == name && e.not_built);
+                for (name, error) in offered.left_out().filter(|(name, _)| !not_built(name)) {
                     let (kind, file) = match offered.entries.iter().find(|e| e.name == name) {
                         Some(entry) if entry.source.starts_with("main:plugins/") => {
                             (FileKind::Plugin, entry.source.trim_start_matches("main:").to_owned())

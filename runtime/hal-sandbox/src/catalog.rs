@@ -9,6 +9,7 @@ use hal_spec::{IsolateManifest, Settings};
 use hal_store::Home;
 use serde::Serialize;
 
+use crate::Builds;
 use crate::builtin::BUILTINS;
 use crate::capabilities::Granted;
 use crate::host::{Isolate, Sandbox};
@@ -30,6 +31,67 @@ pub struct IsolateEntry {
     /// Why it could not be loaded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// It is Rust or Python source the cache holds no build of, and this load did not build it
+    /// ([`Builds::CachedOnly`]); `error` says how it gets built.
+    pub not_built: bool,
+}
+
+/// What `error` says of an isolate or plugin that is not built yet.
+pub const NOT_BUILT: &str =
+    "not built yet: the daemon builds it when it loads main, and `hal isolate build` builds it now";
+
+/// Why an isolate's component is not at hand.
+#[derive(Debug, Clone)]
+pub(crate) enum Missing {
+    /// Its source is not built yet, and this load does not build.
+    NotBuilt,
+    /// It cannot be used, and why.
+    Invalid(String),
+}
+
+impl From<String> for Missing {
+    fn from(reason: String) -> Missing {
+        Missing::Invalid(reason)
+    }
+}
+
+impl From<crate::Unusable> for Missing {
+    fn from(reason: crate::Unusable) -> Missing {
+        Missing::Invalid(reason.0)
+    }
+}
+
+/// A component as `builds` has it: from the cache (`cached`: built, failed, or neither) or by `build`.
+pub(crate) fn by_policy(
+    builds: Builds,
+    cached: impl FnOnce() -> Option<Result<Vec<u8>, crate::Unusable>>,
+    build: impl FnOnce() -> Result<Vec<u8>, crate::Unusable>,
+) -> Result<Vec<u8>, Missing> {
+    let kept = match builds {
+        Builds::Retry => None,
+        Builds::Run | Builds::CachedOnly => cached(),
+    };
+    match (kept, builds) {
+        (Some(kept), _) => Ok(kept?),
+        (None, Builds::CachedOnly) => Err(Missing::NotBuilt),
+        (None, Builds::Run | Builds::Retry) => Ok(build()?),
+    }
+}
+
+impl IsolateEntry {
+    fn new(name: String, source: String, loaded: Result<Isolate, Missing>) -> IsolateEntry {
+        match loaded {
+            Ok(isolate) => {
+                IsolateEntry { name, source, isolate: Some(Arc::new(isolate)), error: None, not_built: false }
+            }
+            Err(Missing::NotBuilt) => {
+                IsolateEntry { name, source, isolate: None, error: Some(NOT_BUILT.to_owned()), not_built: true }
+            }
+            Err(Missing::Invalid(error)) => {
+                IsolateEntry { name, source, isolate: None, error: Some(error), not_built: false }
+            }
+        }
+    }
 }
 
 /// The environment variable that names the directory compiled components are cached in.
@@ -59,12 +121,13 @@ fn user_cache_dir() -> Option<PathBuf> {
 struct Found {
     name: String,
     source: String,
-    files: Result<(Vec<u8>, String), String>,
+    files: Result<(Vec<u8>, String), Missing>,
     builtin: bool,
 }
 
-/// Load every isolate: built-ins, then those on `main` (replacing built-ins of the same name).
-pub fn load_isolates(sandbox: &Sandbox, settings: &Settings, home: Option<&Home>) -> Vec<IsolateEntry> {
+/// Load every isolate: built-ins, then those on `main` (replacing built-ins of the same name), building what
+/// `builds` allows.
+pub fn load_isolates(sandbox: &Sandbox, settings: &Settings, home: Option<&Home>, builds: Builds) -> Vec<IsolateEntry> {
     let mut sources: Vec<Found> = BUILTINS
         .iter()
         .map(|b| Found {
@@ -75,7 +138,7 @@ pub fn load_isolates(sandbox: &Sandbox, settings: &Settings, home: Option<&Home>
         })
         .collect();
     if let Some(home) = home {
-        match repo_isolates(home, sandbox.cache_dir()) {
+        match repo_isolates(home, sandbox.cache_dir(), builds) {
             Ok(found) => {
                 for isolate in found {
                     sources.retain(|existing| existing.name != isolate.name);
@@ -85,31 +148,25 @@ pub fn load_isolates(sandbox: &Sandbox, settings: &Settings, home: Option<&Home>
             Err(error) => tracing::warn!(target: "hal_sandbox", %error, "cannot list the isolates on main"),
         }
     }
-    let plugins = home.map(|home| crate::plugins::repo_plugins(home, sandbox.cache_dir())).unwrap_or_default();
+    let plugins = home.map(|home| crate::plugins::repo_plugins(home, sandbox.cache_dir(), builds)).unwrap_or_default();
     let mut entries: Vec<IsolateEntry> = sources
         .into_iter()
         .map(|found| {
             let Found { name, source, files, builtin } = found;
             let loaded =
-                files.and_then(|(wasm, manifest)| load_one(sandbox, settings, &source, &wasm, &manifest, builtin));
-            match loaded {
-                Ok(isolate) => IsolateEntry { name, source, isolate: Some(Arc::new(isolate)), error: None },
-                Err(error) => IsolateEntry { name, source, isolate: None, error: Some(error) },
-            }
+                files.and_then(|(wasm, manifest)| Ok(load_one(sandbox, settings, &source, &wasm, &manifest, builtin)?));
+            IsolateEntry::new(name, source, loaded)
         })
         .collect();
     for (name, source, built) in plugins {
         let loaded = if entries.iter().any(|e| e.name == name) {
-            Err(format!("an isolate is named `{name}` too: rename the plugin"))
+            Err(Missing::Invalid(format!("an isolate is named `{name}` too: rename the plugin")))
         } else {
             built.and_then(|(wasm, manifest)| {
-                crate::plugins::load_plugin(sandbox, settings, &manifest, &name, &wasm).map_err(String::from)
+                Ok(crate::plugins::load_plugin(sandbox, settings, &manifest, &name, &wasm)?)
             })
         };
-        entries.push(match loaded {
-            Ok(isolate) => IsolateEntry { name, source, isolate: Some(Arc::new(isolate)), error: None },
-            Err(error) => IsolateEntry { name, source, isolate: None, error: Some(error) },
-        });
+        entries.push(IsolateEntry::new(name, source, loaded));
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     entries
@@ -137,8 +194,12 @@ fn load_one(
 }
 
 /// Each `isolates/<name>/` on main with an `isolate.yaml`: its prebuilt component, or the one built from its
-/// Rust source.
-fn repo_isolates(home: &Home, cache: Option<&std::path::Path>) -> Result<Vec<Found>, hal_store::StoreError> {
+/// Rust source (built only if `builds` says so).
+fn repo_isolates(
+    home: &Home,
+    cache: Option<&std::path::Path>,
+    builds: Builds,
+) -> Result<Vec<Found>, hal_store::StoreError> {
     let Some(main) = home.main_tip()? else { return Ok(Vec::new()) };
     let prefix = format!("{ISOLATES_DIR}/");
     let all = home.list_files(main, ISOLATES_DIR)?;
@@ -162,14 +223,19 @@ fn repo_isolates(home: &Home, cache: Option<&std::path::Path>) -> Result<Vec<Fou
         let files = match (prebuilt, has_source, cache) {
             (Some(wasm), _, _) => Ok((wasm, manifest)),
             (None, true, Some(cache)) => crate::plugins::files_under(home, main, &dir)
-                .and_then(|sources| crate::source::build(&name, &sources, cache).map_err(String::from))
+                .map_err(Missing::Invalid)
+                .and_then(|sources| {
+                    let cached = || crate::source::cached(&name, &sources, cache);
+                    by_policy(builds, cached, || crate::source::build(&name, &sources, cache))
+                })
                 .map(|wasm| (wasm, manifest)),
             (None, true, None) => {
-                Err(format!("main:{dir} is Rust source, and there is no cache directory to build it in"))
+                Err(format!("main:{dir} is Rust source, and there is no cache directory to build it in").into())
             }
             (None, false, _) => Err(format!(
                 "main:{dir} has neither a component (`.wasm`) nor Rust source (`Cargo.toml`) beside its isolate.yaml"
-            )),
+            )
+            .into()),
         };
         found.push(Found { name, source: format!("main:{dir}"), files, builtin: false });
     }
@@ -200,9 +266,10 @@ pub fn add_repo_tools(
     home: &Home,
     settings: &Settings,
     secrets: &hal_runner::model::SecretLookup,
+    builds: Builds,
 ) -> Result<Offered, crate::Unusable> {
     let sandbox = Arc::new(sandbox_for(Some(home), settings).map_err(|e| e.to_string())?);
-    let entries = load_isolates(&sandbox, settings, Some(home));
+    let entries = load_isolates(&sandbox, settings, Some(home), builds);
     let isolates: Vec<Arc<Isolate>> = entries.iter().filter_map(|e| e.isolate.clone()).collect();
     crate::add_isolate_tools(toolbox, &sandbox, &isolates, secrets).map_err(|e| e.to_string())?;
     crate::plugins::add_plugin_tools(toolbox, &sandbox, settings).map_err(|e| e.to_string())?;

@@ -45,3 +45,16 @@ impl From<Unusable> for String {
     }
 }
 pub use tool::add_isolate_tools;
+
+/// Whether loading a repo's isolates and plugins may build what the cache does not hold yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builds {
+    /// Build what the cache holds neither a build nor a failed build of (cargo for Rust, componentize-py for
+    /// Python): what takes turns (the daemon, a command's own engine).
+    Run,
+    /// As [`Builds::Run`], and try again what failed to build before: `hal isolate build`.
+    Retry,
+    /// Take only what the cache holds (a build, or why it failed), and say what is not built yet: read-only
+    /// commands (`hal status`, `hal isolate list`) never start a build.
+    CachedOnly,
+}

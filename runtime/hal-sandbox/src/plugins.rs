@@ -26,7 +26,7 @@ pub type PluginFiles = Vec<(String, Vec<u8>)>;
 
 /// A plugin on `main` to offer: its isolate name, where it comes from, and its component and manifest (or why
 /// it cannot be offered).
-pub(crate) type FoundPlugin = (String, String, Result<(Vec<u8>, PluginManifest), String>);
+pub(crate) type FoundPlugin = (String, String, Result<(Vec<u8>, PluginManifest), crate::catalog::Missing>);
 
 /// One plugin version in a tree: `plugins/<name>/v<version>/`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -126,6 +126,23 @@ pub fn build(
     }
 }
 
+/// The component of a plugin version built before, or why its build failed, if the cache holds either: never
+/// builds.
+pub fn cached(
+    manifest: &PluginManifest,
+    files: &[(String, Vec<u8>)],
+    cache: &std::path::Path,
+) -> Option<Result<Vec<u8>, crate::Unusable>> {
+    match manifest.language.as_deref() {
+        Some("rust") => {
+            let crate_files: Vec<(String, Vec<u8>)> =
+                files.iter().filter(|(path, _)| path != "plugin.yaml" && path != "tests.yaml").cloned().collect();
+            crate::source::cached(&manifest.name, &crate_files, cache)
+        }
+        _ => crate::python::cached(manifest, files, cache),
+    }
+}
+
 /// Progress of slow plugin work, for the person watching.
 fn progress(message: &str) {
     tracing::info!(target: "hal_sandbox", "{message}");
@@ -147,8 +164,10 @@ pub(crate) fn files_under(home: &Home, commit: gix::ObjectId, dir: &str) -> Resu
     Ok(files)
 }
 
-/// The plugins on `main` as isolates to load: `(isolate name, source, component and manifest or why not)`.
-pub(crate) fn repo_plugins(home: &Home, cache: Option<&std::path::Path>) -> Vec<FoundPlugin> {
+/// The plugins on `main` as isolates to load: `(isolate name, source, component and manifest or why not)`. With
+/// [`Builds::CachedOnly`](crate::Builds), a version the cache does not hold is not built, only said to be.
+pub(crate) fn repo_plugins(home: &Home, cache: Option<&std::path::Path>, builds: crate::Builds) -> Vec<FoundPlugin> {
+    use crate::catalog::Missing;
     let Ok(Some(main)) = home.main_tip() else { return Vec::new() };
     let Ok(files) = home.list_files(main, PLUGINS_DIR) else { return Vec::new() };
     let versions = versions_in(files.iter().map(|(path, _)| path.as_str()));
@@ -158,16 +177,24 @@ pub(crate) fn repo_plugins(home: &Home, cache: Option<&std::path::Path>) -> Vec<
     for version in versions.iter().rev() {
         let built = (|| {
             if RESERVED.contains(&version.name.as_str()) {
-                return Err(format!("`{}` is the name of HAL's own commands: rename the plugin", version.name));
+                let reason = format!("`{}` is the name of HAL's own commands: rename the plugin", version.name);
+                return Err(Missing::Invalid(reason));
             }
-            let cache = cache.ok_or("there is no cache directory to build plugins in")?;
+            let cache =
+                cache.ok_or_else(|| Missing::Invalid("there is no cache directory to build plugins in".into()))?;
             let files = files_under(home, main, &version.dir())?;
             let (manifest, files) = read_plugin(version, files)?;
-            let wasm = build(&manifest, &files, cache)?;
-            Ok::<_, String>((wasm, manifest))
+            let wasm = crate::catalog::by_policy(
+                builds,
+                || cached(&manifest, &files, cache),
+                || build(&manifest, &files, cache),
+            )?;
+            Ok((wasm, manifest))
         })();
         let source = format!("main:{}", version.dir());
-        if built.is_ok() && offered.as_deref() != Some(version.name.as_str()) {
+        // One the cache does not hold yet may well build: it stands for `<name>` as the daemon would have it.
+        let may_serve = matches!(built, Ok(_) | Err(Missing::NotBuilt));
+        if may_serve && offered.as_deref() != Some(version.name.as_str()) {
             offered = Some(version.name.clone());
             found.push((version.name.clone(), source.clone(), built.clone()));
         }

@@ -197,6 +197,30 @@ fn run(command: &mut Command, what: &str, limit: Duration) -> Result<(), String>
     Err(format!("{what} failed:\n{}", lines[lines.len().saturating_sub(ERROR_LINES)..].join("\n")))
 }
 
+/// The component of the plugin `manifest` built from `files` before, or why componentize-py refused it, if the
+/// cache holds either: never builds.
+pub fn cached(
+    manifest: &PluginManifest,
+    files: &[(String, Vec<u8>)],
+    cache: &Path,
+) -> Option<Result<Vec<u8>, crate::Unusable>> {
+    crate::source::lookup(&built_path(manifest, &glue(manifest), &python_sources(files), cache))
+}
+
+/// The Python files of a plugin, by path.
+fn python_sources(files: &[(String, Vec<u8>)]) -> Vec<&(String, Vec<u8>)> {
+    let mut sources: Vec<&(String, Vec<u8>)> = files.iter().filter(|(path, _)| path.ends_with(".py")).collect();
+    sources.sort_by(|a, b| a.0.cmp(&b.0));
+    sources
+}
+
+/// Where the component of `manifest` built from `sources` with `glue` is kept.
+fn built_path(manifest: &PluginManifest, glue: &str, sources: &[&(String, Vec<u8>)], cache: &Path) -> PathBuf {
+    let parts = [GLUE_VERSION, COMPONENTIZE_PY_VERSION, WIT, HELPER, glue];
+    let key = crate::source::content_key(&parts, sources.iter().copied());
+    cache.join("plugins").join(format!("{}-{key}.wasm", manifest.name))
+}
+
 /// The component of the plugin `manifest` with the source `files` (paths relative to its version directory),
 /// from the cache when this exact plugin was built before. The error of a failed build is componentize-py's
 /// output (a Python syntax or import error shows there, with its line).
@@ -208,15 +232,12 @@ pub fn build(
 ) -> Result<Vec<u8>, crate::Unusable> {
     let name = &manifest.name;
     let glue = glue(manifest);
-    let mut sources: Vec<&(String, Vec<u8>)> = files.iter().filter(|(path, _)| path.ends_with(".py")).collect();
-    sources.sort_by(|a, b| a.0.cmp(&b.0));
-    let parts = [GLUE_VERSION, COMPONENTIZE_PY_VERSION, WIT, HELPER, glue.as_str()];
-    let key = crate::source::content_key(&parts, sources.iter().copied());
-    let builds = cache.join("plugins");
-    let built = builds.join(format!("{name}-{key}.wasm"));
+    let sources = python_sources(files);
+    let built = built_path(manifest, &glue, &sources, cache);
     if let Ok(bytes) = std::fs::read(&built) {
         return Ok(bytes);
     }
+    let builds = cache.join("plugins");
     for (path, _) in &sources {
         crate::names::check_relative(path)?;
     }
@@ -257,7 +278,8 @@ pub fn build(
         .env_clear()
         .env("HOME", work.path())
         .env("PATH", std::env::var_os("PATH").unwrap_or_default());
-    run(&mut command, &format!("building plugin `{name}` with componentize-py"), BUILD_LIMIT)?;
+    run(&mut command, &format!("building plugin `{name}` with componentize-py"), BUILD_LIMIT)
+        .inspect_err(|error| crate::source::remember_failure(&built, error))?;
     let bytes = std::fs::read(&component).map_err(|e| fail("reading the component", e))?;
     crate::source::keep(&built, &bytes).map_err(|e| fail("caching the component", e))?;
     Ok(bytes)

@@ -17,14 +17,14 @@ pub const WIT: &str = include_str!("../../../schemas/wit/isolate.wit");
 const ERROR_LINES: usize = 40;
 
 /// The component built from `files` (paths relative to the crate directory, with their contents), from the
-/// cache when this exact source was built before.
+/// cache when this exact source was built before. A build the compiler refused is remembered ([`cached`]
+/// answers it), and tried again by the next call of this function.
 pub fn build(name: &str, files: &[(String, Vec<u8>)], cache: &Path) -> Result<Vec<u8>, crate::Unusable> {
-    let key = content_key(&[WIT, TARGET], files.iter());
-    let builds = cache.join("builds");
-    let built = builds.join(format!("{name}-{key}.wasm"));
+    let built = built_path(name, files, cache);
     if let Ok(bytes) = std::fs::read(&built) {
         return Ok(bytes);
     }
+    let builds = cache.join("builds");
     let fail = |what: &str, error: std::io::Error| format!("building isolate `{name}`: {what}: {error}");
     std::fs::create_dir_all(&builds).map_err(|e| fail("creating the build cache", e))?;
     let source = tempfile::Builder::new()
@@ -48,10 +48,41 @@ pub fn build(name: &str, files: &[(String, Vec<u8>)], cache: &Path) -> Result<Ve
     std::fs::write(source.path().join("wit/isolate.wit"), WIT).map_err(|e| fail("writing the interface", e))?;
     // A target directory of its own: a shared one could hand back another build's component.
     let target_dir = source.path().join("target");
-    let component = compile(name, source.path(), &target_dir)?;
+    let component = compile(name, source.path(), &target_dir, &built)?;
     let bytes = std::fs::read(&component).map_err(|e| fail("reading the component", e))?;
     keep(&built, &bytes).map_err(|e| fail("caching the component", e))?;
     Ok(bytes)
+}
+
+/// The component built from `files` before, or why the compiler refused it, if the cache holds either: never
+/// builds.
+pub fn cached(name: &str, files: &[(String, Vec<u8>)], cache: &Path) -> Option<Result<Vec<u8>, crate::Unusable>> {
+    lookup(&built_path(name, files, cache))
+}
+
+/// The build kept at `built`, or the failure kept beside it.
+pub(crate) fn lookup(built: &Path) -> Option<Result<Vec<u8>, crate::Unusable>> {
+    if let Ok(bytes) = std::fs::read(built) {
+        return Some(Ok(bytes));
+    }
+    let failed = std::fs::read_to_string(built.with_extension("failed")).ok()?;
+    Some(Err(crate::Unusable(format!(
+        "{failed}\n(kept from the last build of this source: `hal isolate build` tries again)"
+    ))))
+}
+
+/// Keep why the build meant for `built` failed, so that a read-only command can show it without building. A
+/// failure to keep it only costs a build next time.
+pub(crate) fn remember_failure(built: &Path, error: &str) {
+    if let Err(io) = keep(&built.with_extension("failed"), error.as_bytes()) {
+        tracing::warn!(target: "hal_sandbox", path = %built.display(), %io, "cannot keep a build's failure");
+    }
+}
+
+/// Where the component built from `files` is kept.
+fn built_path(name: &str, files: &[(String, Vec<u8>)], cache: &Path) -> PathBuf {
+    let key = content_key(&[WIT, TARGET], files.iter());
+    cache.join("builds").join(format!("{name}-{key}.wasm"))
 }
 
 /// The blake3 key of a build: every part, then every file's path and content, each with its length (so no two
@@ -81,8 +112,9 @@ pub(crate) fn keep(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     temporary.persist(path).map(drop).map_err(|e| e.error)
 }
 
-/// Run cargo in `crate_dir`; the path of the component it built.
-fn compile(name: &str, crate_dir: &Path, target_dir: &Path) -> Result<PathBuf, String> {
+/// Run cargo in `crate_dir`; the path of the component it built. A refusal by cargo (not a failure to start it)
+/// is remembered for `built`.
+fn compile(name: &str, crate_dir: &Path, target_dir: &Path, built: &Path) -> Result<PathBuf, String> {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command
         .args(["build", "--release", "--quiet", "--message-format", "short", "--target", TARGET, "--target-dir"])
@@ -118,16 +150,20 @@ fn compile(name: &str, crate_dir: &Path, target_dir: &Path) -> Result<PathBuf, S
         let stderr = String::from_utf8_lossy(&output.stderr);
         let lines: Vec<&str> = stderr.lines().collect();
         let tail = lines[lines.len().saturating_sub(ERROR_LINES)..].join("\n");
-        return Err(format!("building isolate `{name}` failed:\n{tail}"));
+        let error = format!("building isolate `{name}` failed:\n{tail}");
+        remember_failure(built, &error);
+        return Err(error);
     }
     let package = package_name(crate_dir).unwrap_or_else(|| name.to_owned()).replace('-', "_");
     let component = target_dir.join(TARGET).join("release").join(format!("{package}.wasm"));
     if component.exists() {
         Ok(component)
     } else {
-        Err(format!(
+        let error = format!(
             "building isolate `{name}` made no {package}.wasm: its Cargo.toml needs `[lib] crate-type = [\"cdylib\"]`"
-        ))
+        );
+        remember_failure(built, &error);
+        Err(error)
     }
 }
 

@@ -103,6 +103,23 @@ impl Help {
         SCHEMA.get_or_init(|| Schema::new(HELP_SCHEMA)).load(file, text)
     }
 
+    /// [`Help::parse`], and every command must be one `unknown` has nothing to say about: it answers, for a
+    /// command that names no tool, group of tools or help, why (located at the command, like a schema error).
+    pub fn parse_resolving(
+        file: &str,
+        text: &str,
+        unknown: impl Fn(&str) -> Option<String>,
+    ) -> Result<Help, SpecError> {
+        static SCHEMA: OnceLock<Schema> = OnceLock::new();
+        SCHEMA.get_or_init(|| Schema::new(HELP_SCHEMA)).load_checked(file, text, |help: &Help| {
+            help.commands
+                .iter()
+                .enumerate()
+                .filter_map(|(index, command)| unknown(command).map(|why| (format!("/commands/{index}"), why)))
+                .collect()
+        })
+    }
+
     /// The system prompt: the instructions joined by newlines.
     pub fn system_prompt(&self) -> String {
         self.instructions.join("\n")

@@ -129,6 +129,12 @@ pub enum IsolateCommand {
         /// The isolate's name.
         name: String,
     },
+    /// Build the isolates and plugins on main that are Rust or Python source not built yet (and try again those
+    /// whose build failed), with the daemon when one runs. Exit code 1 when one does not build or load.
+    Build {
+        /// Only this one (the others are built too, but only its result decides the exit code).
+        name: Option<String>,
+    },
     /// Call one function in the sandbox, for debugging. Exit code 1 when the call fails.
     Call {
         /// The isolate's name.
@@ -219,6 +225,11 @@ pub enum ThreadCommand {
 pub enum HelpCommand {
     /// List the helps: built-in ones and those on main (which override built-ins of the same name).
     List,
+    /// Write a commented skeleton of a help to helps/<name>.yaml, to edit, validate and commit on main.
+    New {
+        /// The help's name: lowercase letters, digits, `-` and `_`, as commands name it.
+        name: String,
+    },
     /// Show one help: where it comes from and its text.
     Show {
         /// The help's name.

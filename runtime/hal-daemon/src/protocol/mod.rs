@@ -123,6 +123,9 @@ pub enum Command {
     /// What `main` offers, as the engine that answers has it in force: helps, agents, models, isolates, problems,
     /// the secrets they need.
     Catalogue,
+    /// Build the isolates and plugins on `main` that are source the cache holds no build of, and try again those
+    /// whose build failed; answered with the catalogue ([`Response::Catalogue`]) once done.
+    BuildIsolates,
     /// The engine's state: the catalogue, turns in progress, threads waiting for a person.
     Status,
     /// Call an isolate's function by hand. On a thread, the call reads its tree and its writes become one `write`

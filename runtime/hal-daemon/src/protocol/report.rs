@@ -26,8 +26,15 @@ pub struct Catalogue {
     pub tasks: BTreeMap<String, String>,
     /// Every isolate and plugin, loaded or not.
     pub isolates: Vec<IsolateReport>,
+    /// The tools a help's commands may name (`files.read`, `threads.start`; a group such as `files` selects
+    /// every `files.*`).
+    #[serde(default)]
+    pub tools: Vec<String>,
     /// Files on `main` that do not load (or changed when they may not).
     pub problems: Vec<Problem>,
+    /// What loads but is likely a mistake (a grant in `hal.yaml` for an isolate that does not exist).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// Each secret something here needs, with who needs it.
     pub secrets: Vec<SecretNeed>,
 }
@@ -67,6 +74,10 @@ pub struct IsolateReport {
     pub loaded: Option<IsolateDetails>,
     /// Why it did not load.
     pub error: Option<String>,
+    /// It is source the answering engine has not built yet (`error` says how it gets built); a read-only
+    /// command never builds.
+    #[serde(default)]
+    pub not_built: bool,
 }
 
 /// What a loaded isolate offers and may do.

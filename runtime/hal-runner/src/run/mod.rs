@@ -198,6 +198,11 @@ impl Runner {
         &self.catalog
     }
 
+    /// The names of the tools a help's commands may select (`files.read`; `files` selects every `files.*`).
+    pub fn tools(&self) -> Vec<String> {
+        self.toolbox.names()
+    }
+
     /// Run help `help` on `thread` with `input`, asked by `actor`. The input is appended to the thread as a
     /// message; a thread waiting on `PENDING` is resumed with its whole history.
     pub async fn run(

@@ -179,6 +179,12 @@ fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
     let handle = hal_daemon::handle::Remote::new(super::remote::daemon(&home)?.context("the daemon went away")?)?;
     let (end, _) = super::remote::talk(&handle, actor, &say, &display)?;
     outln!("   HAL: {} ({})", end.output, end.status);
+    anyhow::ensure!(
+        end.status == hal_daemon::protocol::Status::Done,
+        "HAL's turn ended {}: {}",
+        end.status,
+        end.output
+    );
 
     let Some(thread) = home.list_threads()?.into_iter().find(|t| !before.contains(&t.branch)) else {
         outln!("   HAL started no thread; nothing to merge");
@@ -196,21 +202,28 @@ fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
     Ok(())
 }
 
-/// Print each step of `branch` as the daemon commits it, from its first, until its run finishes.
+/// Print each step of `branch` as the daemon commits it, from its first, until its run ends: with a `finish`
+/// step, or a `system` step saying the run could not run (a missing key, say), which has no `finish`. A run that
+/// did not end DONE is an error.
 fn follow_to_finish(handle: &dyn hal_daemon::Handle, branch: &str, actor: &str) -> Result<()> {
-    let mut finished = false;
+    let mut ended: Option<(hal_store::ThreadStatus, String)> = None;
     handle.follow(branch, Some(gix::ObjectId::null(gix::hash::Kind::Sha1)), actor, &mut |event| {
         if let hal_daemon::protocol::ThreadEvent::Step { step } = event {
             print_step(step);
-            if step.kind == hal_store::StepKind::Finish {
-                finished = true;
+            let failed =
+                step.kind == hal_store::StepKind::System && step.status == Some(hal_store::ThreadStatus::Error);
+            if step.kind == hal_store::StepKind::Finish || failed {
+                ended = Some((step.status.clone().unwrap_or(hal_store::ThreadStatus::Error), step.text.clone()));
                 return std::ops::ControlFlow::Break(());
             }
         }
         std::ops::ControlFlow::Continue(())
     })?;
-    anyhow::ensure!(finished, "the daemon stopped before the thread finished");
-    Ok(())
+    match ended {
+        None => anyhow::bail!("the daemon stopped before the thread's run ended"),
+        Some((hal_store::ThreadStatus::Done, _)) => Ok(()),
+        Some((status, text)) => anyhow::bail!("the thread's run ended {status}: {text}"),
+    }
 }
 
 /// One line for a step, as the demo prints them.

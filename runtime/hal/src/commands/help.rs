@@ -2,11 +2,13 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use hal_runner::Catalog;
 use hal_runner::catalog::HelpEntry;
 use hal_spec::{Agent, Help, SpecError};
 use hal_store::Home;
+
+use hal_daemon::protocol::{Command, Response};
 
 use super::Outcome;
 use crate::cli::{Args, HelpCommand};
@@ -16,6 +18,7 @@ use crate::output;
 pub fn run(args: &Args, command: &HelpCommand) -> Result<Outcome> {
     match command {
         HelpCommand::List => list(args),
+        HelpCommand::New { name } => new(args, name),
         HelpCommand::Show { name } => show(args, name),
         HelpCommand::Validate { files } => validate(args, files),
         HelpCommand::Run { name, text, thread, agent, idempotency_key } => {
@@ -34,6 +37,46 @@ fn catalogue(args: &Args) -> Result<Vec<HelpEntry>> {
         Ok(home) => Ok(Catalog::load(&home)?.helps),
         Err(_) => Ok(Catalog::builtin().helps),
     }
+}
+
+/// The skeleton `hal help new` writes, with `NAME` for the help's name.
+const SKELETON: &str = include_str!("help_skeleton.yaml");
+
+/// `hal help new <name>`: a commented skeleton in `helps/<name>.yaml` of the work tree, never over a file.
+fn new(args: &Args, name: &str) -> Result<Outcome> {
+    let valid = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    anyhow::ensure!(
+        valid,
+        "{name:?} cannot name a help: use lowercase letters, digits, `-` and `_` (starting with a letter or digit), \
+         as a help's `commands` name it"
+    );
+    let root = match Home::open(&args.directory) {
+        Ok(home) => home.repo().workdir().map(Path::to_owned).unwrap_or_else(|| args.directory.clone()),
+        Err(_) => args.directory.clone(),
+    };
+    let relative = format!("helps/{name}.yaml");
+    let path = root.join(&relative);
+    std::fs::create_dir_all(root.join("helps"))
+        .with_context(|| format!("creating {}", root.join("helps").display()))?;
+    let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            anyhow::bail!("{} exists; it is left as it is (edit it, or pick another name)", path.display())
+        }
+        Err(error) => return Err(anyhow::Error::new(error).context(format!("creating {}", path.display()))),
+    };
+    std::io::Write::write_all(&mut file, SKELETON.replace("NAME", name).as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    if args.json {
+        output::json(&serde_json::json!({"help": name, "file": path}))?;
+    } else {
+        outln!("wrote {}", path.display());
+        outln!("next: edit it, check it with `hal help validate {relative}`, commit it on main,");
+        outln!("      then `hal help run {name} \"a request\"` (or `hal help test {name}`)");
+    }
+    Ok(Outcome::Done)
 }
 
 fn list(args: &Args) -> Result<Outcome> {
@@ -71,14 +114,83 @@ fn show(args: &Args, name: &str) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
+/// The names a help's `commands` may use, as the repo's handle has `main` loaded: tools (a group selects all of
+/// its `group.*`), isolates and plugins that are not built yet (their functions are not known before they are),
+/// and helps.
+struct Known {
+    tools: Vec<String>,
+    helps: Vec<String>,
+    /// Isolates and plugin versions that did not load, with whether they are only not built yet.
+    unloaded: Vec<(String, bool)>,
+}
+
+impl Known {
+    /// `None` outside a home repo, where only the schema is checked.
+    fn of(args: &Args, files: &[std::path::PathBuf]) -> Result<Option<Known>> {
+        if Home::open(&args.directory).is_err() {
+            return Ok(None);
+        }
+        let handle = super::remote::handle(args)?;
+        let catalogue = match handle.command(&Command::Catalogue)? {
+            Response::Catalogue { catalogue } => catalogue,
+            other => anyhow::bail!("the catalogue command was answered with {other:?}"),
+        };
+        let mut helps = catalogue.helps;
+        // Helps checked together may call each other before any of them is on main.
+        helps.extend(files.iter().filter_map(|file| Some(file.file_stem()?.to_string_lossy().into_owned())));
+        let unloaded =
+            catalogue.isolates.into_iter().filter(|i| i.loaded.is_none()).map(|i| (i.name, i.not_built)).collect();
+        Ok(Some(Known { tools: catalogue.tools, helps, unloaded }))
+    }
+
+    /// Why `command` names nothing a help can call, with the closest names; `None` when it names something.
+    fn unknown(&self, command: &str) -> Option<String> {
+        let prefix = format!("{command}.");
+        if self.tools.iter().any(|t| t == command || t.starts_with(&prefix)) || self.helps.iter().any(|h| h == command)
+        {
+            return None;
+        }
+        let group = command.split('.').next().unwrap_or(command);
+        match self.unloaded.iter().find(|(name, _)| name == group) {
+            Some((_, true)) => return None,
+            Some((name, false)) => {
+                return Some(format!("`{command}`: isolate `{name}` does not load (see `hal isolate show {name}`)"));
+            }
+            None => {}
+        }
+        let mut candidates: Vec<&str> = self.tools.iter().chain(&self.helps).map(String::as_str).collect();
+        candidates.extend(self.tools.iter().filter_map(|t| t.split_once('.').map(|(g, _)| g)));
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut close: Vec<(f64, &str)> = candidates
+            .iter()
+            .map(|name| (strsim::jaro_winkler(command, name), *name))
+            .filter(|(score, _)| *score >= 0.8)
+            .collect();
+        close.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let close: Vec<String> = close.iter().take(3).map(|(_, name)| format!("`{name}`")).collect();
+        let hint = if close.is_empty() {
+            "`hal isolate list` and `hal help list` show what there is".to_owned()
+        } else {
+            format!("did you mean {}?", close.join(" or "))
+        };
+        Some(format!("`{command}` is neither a tool, a group of tools, nor a help on main: {hint}"))
+    }
+}
+
 fn validate(args: &Args, files: &[std::path::PathBuf]) -> Result<Outcome> {
+    let known = Known::of(args, files)?;
     let mut results = Vec::new();
+    let mut unreadable = false;
     for file in files {
         let path = args.directory.join(file);
         let shown = file.display().to_string();
         let outcome = match std::fs::read_to_string(&path) {
-            Ok(text) => check(&shown, &path, &text).err().map(|e| e.to_string()),
-            Err(error) => Some(format!("{shown}: cannot read: {error}")),
+            Ok(text) => check(&shown, &path, &text, known.as_ref()).err().map(|e| e.to_string()),
+            Err(error) => {
+                unreadable = true;
+                Some(format!("{shown}: cannot read: {error}"))
+            }
         };
         results.push((shown, outcome));
     }
@@ -97,11 +209,21 @@ fn validate(args: &Args, files: &[std::path::PathBuf]) -> Result<Outcome> {
             }
         }
     }
-    Ok(if invalid == 0 { Outcome::Done } else { Outcome::Invalid })
+    // A file that cannot be read is a usage error (2), not an invalid file (1).
+    Ok(match (unreadable, invalid) {
+        (true, _) => Outcome::Exit(super::EXIT_USAGE),
+        (false, 0) => Outcome::Done,
+        (false, _) => Outcome::Invalid,
+    })
 }
 
-/// Agents live in an `agents/` directory; everything else is checked as a help.
-fn check(shown: &str, path: &Path, text: &str) -> Result<(), SpecError> {
+/// Agents live in an `agents/` directory; everything else is checked as a help, with its commands resolved
+/// against `known` when there is a home repo.
+fn check(shown: &str, path: &Path, text: &str, known: Option<&Known>) -> Result<(), SpecError> {
     let is_agent = path.parent().and_then(Path::file_name).is_some_and(|dir| dir == "agents");
-    if is_agent { Agent::parse(shown, text).map(drop) } else { Help::parse(shown, text).map(drop) }
+    match (is_agent, known) {
+        (true, _) => Agent::parse(shown, text).map(drop),
+        (false, Some(known)) => Help::parse_resolving(shown, text, |command| known.unknown(command)).map(drop),
+        (false, None) => Help::parse(shown, text).map(drop),
+    }
 }

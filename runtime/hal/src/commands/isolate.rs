@@ -16,18 +16,42 @@ pub fn run(args: &Args, command: &IsolateCommand) -> Result<Outcome> {
     match command {
         IsolateCommand::List => list(args, &isolates(handle.as_ref())?),
         IsolateCommand::Show { name } => show(args, &isolates(handle.as_ref())?, name),
+        IsolateCommand::Build { name } => build(args, handle.as_ref(), name.as_deref()),
         IsolateCommand::Call { name, function, arguments, thread } => {
             call(args, handle.as_ref(), name, function, arguments, thread.as_deref())
         }
     }
 }
 
-/// Every isolate of the catalogue, loaded or not.
+/// Every isolate of the catalogue, loaded or not (never built here: one not built yet says so).
 fn isolates(handle: &dyn Handle) -> Result<Vec<IsolateReport>> {
-    match handle.command(&Command::Catalogue)? {
+    catalogue_isolates(handle, &Command::Catalogue)
+}
+
+fn catalogue_isolates(handle: &dyn Handle, command: &Command) -> Result<Vec<IsolateReport>> {
+    match handle.command(command)? {
         Response::Catalogue { catalogue } => Ok(catalogue.isolates),
         other => anyhow::bail!("the catalogue command was answered with {other:?}"),
     }
+}
+
+/// `hal isolate build [name]`: what is not built yet is built (by the daemon when one runs), then listed.
+fn build(args: &Args, handle: &dyn Handle, name: Option<&str>) -> Result<Outcome> {
+    let entries = catalogue_isolates(handle, &Command::BuildIsolates)?;
+    let judged: Vec<&IsolateReport> = match name {
+        Some(name) => vec![find(&entries, name)?],
+        None => entries.iter().collect(),
+    };
+    let failed = judged.iter().any(|entry| entry.loaded.is_none());
+    list(args, &entries)?;
+    Ok(if failed { Outcome::Exit(super::run::EXIT_FAILED) } else { Outcome::Done })
+}
+
+fn find<'a>(entries: &'a [IsolateReport], name: &str) -> Result<&'a IsolateReport> {
+    entries.iter().find(|e| e.name == name).with_context(|| {
+        let known: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        format!("no isolate named {name:?} (known: {})", known.join(", "))
+    })
 }
 
 fn describe(entry: &IsolateReport) -> serde_json::Value {
@@ -42,7 +66,7 @@ fn describe(entry: &IsolateReport) -> serde_json::Value {
             "asked": isolate.asked,
             "limits": isolate.limits,
         }),
-        None => json!({"name": entry.name, "source": entry.source, "error": entry.error}),
+        None => json!({"name": entry.name, "source": entry.source, "error": entry.error, "not_built": entry.not_built}),
     }
 }
 
@@ -67,25 +91,25 @@ fn list(args: &Args, entries: &[IsolateReport]) -> Result<Outcome> {
                 );
             }
             None => {
-                outln!("{:<10} {:<27} INVALID: {}", entry.name, entry.source, entry.error.as_deref().unwrap_or(""))
+                let error = entry.error.as_deref().unwrap_or("");
+                let state = if entry.not_built { "" } else { "INVALID: " };
+                outln!("{:<10} {:<27} {state}{error}", entry.name, entry.source)
             }
         }
     }
     Ok(Outcome::Done)
 }
 
+/// Exit code 1 when the isolate did not load (or is not built yet): what was asked about is not OK.
 fn show(args: &Args, entries: &[IsolateReport], name: &str) -> Result<Outcome> {
-    let entry = entries.iter().find(|e| e.name == name).with_context(|| {
-        let known: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-        format!("no isolate named {name:?} (known: {})", known.join(", "))
-    })?;
+    let entry = find(entries, name)?;
     let description = describe(entry);
     if args.json {
         output::json(&description)?;
     } else {
         outln!("{}", serde_json::to_string_pretty(&description)?);
     }
-    Ok(Outcome::Done)
+    Ok(if entry.loaded.is_some() { Outcome::Done } else { Outcome::Exit(super::run::EXIT_FAILED) })
 }
 
 fn call(

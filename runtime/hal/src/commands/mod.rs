@@ -20,6 +20,9 @@ use crate::cli::{Args, Command};
 pub const EXIT_CONFLICT: u8 = 1;
 /// Exit code of `hal help validate` when a file is invalid.
 pub const EXIT_INVALID: u8 = 1;
+/// Exit code of a usage or environment error (a file that cannot be read, not a home repo): clap's own for
+/// usage errors, and what `main` returns for every error.
+pub const EXIT_USAGE: u8 = 2;
 
 /// How a command ended, when it did not fail.
 pub enum Outcome {

@@ -65,7 +65,9 @@ fn to_json(home: &Home, actor: Option<String>, report: &StatusReport) -> Value {
     let isolates: Vec<Value> = catalogue
         .isolates
         .iter()
-        .map(|isolate| json!({"name": isolate.name, "source": isolate.source, "error": isolate.error}))
+        .map(|isolate| {
+            json!({"name": isolate.name, "source": isolate.source, "error": isolate.error, "not_built": isolate.not_built})
+        })
         .collect();
     let thread =
         |at: &AtTip| json!({"id": at.thread.id, "branch": at.thread.branch, "title": at.thread.title, "text": at.text});
@@ -94,6 +96,7 @@ fn to_json(home: &Home, actor: Option<String>, report: &StatusReport) -> Value {
         "agents": catalogue.agents,
         "isolates": isolates,
         "invalid_files": invalid_files,
+        "warnings": catalogue.warnings,
         "waiting_for_you": report.waiting.iter().map(thread).collect::<Vec<_>>(),
         "interrupted": report.interrupted.iter().map(thread).collect::<Vec<_>>(),
     })
@@ -159,6 +162,7 @@ fn print_report(report: &Value) -> Result<()> {
     for isolate in report["isolates"].as_array().into_iter().flatten() {
         match isolate["error"].as_str() {
             None => outln!("isolate:  {} ({})", text(&isolate["name"]), text(&isolate["source"])),
+            Some(error) if isolate["not_built"] == true => outln!("isolate:  {} {error}", text(&isolate["name"])),
             Some(error) => {
                 outln!("isolate:  {} INVALID: {}", text(&isolate["name"]), error.lines().next().unwrap_or_default())
             }
@@ -173,6 +177,9 @@ fn print_report(report: &Value) -> Result<()> {
             "other" => outln!("invalid file: {}: {error}{kept}", text(&file["file"])),
             kind => outln!("invalid {kind}: {}: {error}{kept}", text(&file["file"])),
         }
+    }
+    for warning in report["warnings"].as_array().into_iter().flatten() {
+        outln!("warning:  {}", text(warning));
     }
     for thread in report["waiting_for_you"].as_array().into_iter().flatten() {
         let question = text(&thread["text"]);
