@@ -139,6 +139,8 @@ fn a_clone_runs_the_daemon_and_hal_in_the_backchat_starts_a_thread_that_is_merge
     server.push([Scripted::tool("threads.list", json!({})), Scripted::text("Only your backchat so far.")]);
     let run = hal(&sandbox, &repo, &["chat", "-m", "What threads are there?"]).ok();
     assert!(run.stdout.contains("Only your backchat so far."), "{run:?}");
+    // The person sees HAL work: one line per tool call, on stderr, as its result is committed.
+    assert!(run.stderr.lines().any(|l| l.starts_with("  · threads.list: ")), "{run:?}");
     let listed = server.requests().last().expect("a request").body.clone();
     assert!(listed.to_string().contains("backchat"), "threads.list's result reached the model: {listed}");
 

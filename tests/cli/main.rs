@@ -3,11 +3,13 @@
 //! One test binary with a module per area, so it links once. Repositories are built by the scripts in
 //! `fixtures/` with pinned dates and no system or user git configuration (`HOME` is a temporary directory).
 
+mod api;
 mod concurrency;
 mod crash;
 mod daemon;
 mod daemon_turns;
 mod demo;
+mod exit_codes;
 mod handle;
 mod helps;
 mod idempotency;

@@ -201,6 +201,7 @@ fn pending_pauses_and_the_next_message_resumes_with_the_whole_history() {
     assert_eq!(run.code, 3, "PENDING exits 3: {}{}", run.stdout, run.stderr);
     assert!(run.stdout.starts_with("PENDING"), "{}", run.stdout);
     assert!(run.stdout.contains("Which city?"));
+    assert!(run.stderr.contains("answer with: hal thread say "), "the exact command to answer: {}", run.stderr);
     let thread = run.stdout.split("thread ").nth(1).and_then(|s| s.split(',').next()).expect("thread id").to_owned();
     let listed = sandbox.hal(&repo, &["thread", "list", "--json"]).ok().json();
     assert_eq!(listed[0]["status"], "pending");

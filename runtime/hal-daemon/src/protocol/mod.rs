@@ -18,8 +18,9 @@ pub use report::{
 mod report;
 
 /// A change or question about the home repo's threads.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "kebab-case")]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+// A field a command does not take is refused, not ignored: a typo (`titel`) must not pass for a command done.
+#[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Command {
     /// List every thread.
     ListThreads,
@@ -169,19 +170,22 @@ fn empty_object() -> String {
 }
 
 /// What a [`Command`] did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Response {
     /// The threads.
     Threads {
         /// One summary per thread, by id.
+        #[schema(value_type = Vec<Object>)]
         threads: Vec<ThreadSummary>,
     },
     /// A thread was started.
     Started {
         /// The new thread.
+        #[schema(value_type = Object)]
         thread: ThreadRef,
         /// Its first message, when there is one.
+        #[schema(value_type = Option<Object>)]
         message: Option<Appended>,
         /// What the turn-ended event carries for the turn that answers its first message (none without one, or
         /// without a turn-taker).
@@ -198,8 +202,10 @@ pub enum Response {
     /// A message was added (or queued behind the turn in progress).
     Said {
         /// The thread.
+        #[schema(value_type = Object)]
         thread: ThreadRef,
         /// The message's step, unless it is queued.
+        #[schema(value_type = Option<Object>)]
         message: Option<Appended>,
         /// Whether it waits for the thread's current turn to end.
         queued: bool,
@@ -217,18 +223,22 @@ pub enum Response {
     /// A thread's steps, oldest first.
     Steps {
         /// The steps.
+        #[schema(value_type = Vec<Object>)]
         steps: Vec<Step>,
     },
     /// A step was added (a file written).
     Appended {
         /// The step.
+        #[schema(value_type = Object)]
         step: Appended,
     },
     /// The result of a merge.
     Merged {
         /// The thread.
+        #[schema(value_type = Object)]
         thread: ThreadRef,
         /// What happened.
+        #[schema(value_type = Object)]
         outcome: MergeOutcome,
     },
     /// What `main` offers.
@@ -251,18 +261,20 @@ pub enum Response {
         /// The help.
         help: String,
         /// Its cases, in order.
+        #[schema(value_type = Vec<Object>)]
         cases: Vec<hal_spec::HelpTest>,
     },
     /// How a replay went.
     Replayed {
         /// The comparison.
+        #[schema(value_type = Object)]
         report: ReplayReport,
     },
 }
 
 /// The content of a file a command writes: `{"text": "..."}`, or `{"base64": "..."}` for bytes that are not
 /// UTF-8.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FileContent {
     /// UTF-8 text.
@@ -294,9 +306,10 @@ impl FileContent {
 }
 
 /// How a turn ended: the run's status and output, where it ended, and what it cost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TurnEnd {
     /// How the run ended.
+    #[schema(value_type = String, example = "DONE")]
     pub status: Status,
     /// The result, the question (`PENDING`) or the reason (`ERROR`, `NOCANDO`).
     pub output: String,
@@ -304,12 +317,14 @@ pub struct TurnEnd {
     pub thread: String,
     /// The commit of the run's `finish` step; none when the turn could not run.
     #[serde(default, with = "optional_id", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub commit: Option<ObjectId>,
     /// Model turns taken.
     #[serde(default)]
     pub turns: u32,
     /// Tokens used by the run's own model turns.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub usage: Usage,
     /// The confidence the model gave, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -350,12 +365,13 @@ impl TurnEnd {
 }
 
 /// What following a thread yields, one JSON object per event on the HTTP API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum ThreadEvent {
     /// A new step (its machine data left out).
     Step {
         /// The step.
+        #[schema(value_type = Object)]
         step: Step,
     },
     /// Text of a model reply streaming in.
@@ -375,8 +391,20 @@ pub enum ThreadEvent {
     TurnEnded(TurnEnd),
 }
 
+impl ThreadEvent {
+    /// Its name, as its `event` field has it (and the `event:` line of the API's server-sent events).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ThreadEvent::Step { .. } => "step",
+            ThreadEvent::Text { .. } => "text",
+            ThreadEvent::TurnStarted { .. } => "turn-started",
+            ThreadEvent::TurnEnded(_) => "turn-ended",
+        }
+    }
+}
+
 /// What a running daemon publishes about itself (in `.git/hal/daemon.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DaemonInfo {
     /// Its process id.
     pub pid: u32,

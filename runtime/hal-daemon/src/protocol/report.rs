@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{DaemonInfo, optional_id};
 
 /// What `main` offers, as loaded by the engine that answers (the daemon's version in force, when one runs).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Catalogue {
     /// The commit of `main` it was loaded from (none when `main` has no commit).
     pub main: Option<String>,
@@ -40,7 +40,7 @@ pub struct Catalogue {
 }
 
 /// A model of `hal.yaml`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelReport {
     /// Its name in `hal.yaml`.
     pub name: String,
@@ -55,7 +55,7 @@ pub struct ModelReport {
 }
 
 /// A model's API key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyReport {
     /// The secret's name.
     pub secret: String,
@@ -64,7 +64,7 @@ pub struct KeyReport {
 }
 
 /// An isolate (or plugin version) of the catalogue.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IsolateReport {
     /// Its name (`files`, `notes`, `notes@v1`).
     pub name: String,
@@ -81,7 +81,7 @@ pub struct IsolateReport {
 }
 
 /// What a loaded isolate offers and may do.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IsolateDetails {
     /// Its manifest's version.
     pub version: u32,
@@ -92,26 +92,29 @@ pub struct IsolateDetails {
     /// What it is granted: the manifest's asks that `hal.yaml` allows.
     pub granted: Granted,
     /// What its manifest asks for.
+    #[schema(value_type = Object)]
     pub asked: Capabilities,
     /// The limits of each call.
     pub limits: CallLimits,
 }
 
 /// A function of an isolate.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunctionReport {
     /// `<isolate>.<function>`.
     pub name: String,
     /// What it does.
     pub description: String,
     /// The JSON Schema of its arguments.
+    #[schema(value_type = Object)]
     pub parameters: serde_json::Value,
 }
 
 /// What an isolate may do.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Granted {
     /// Access to the thread's tree.
+    #[schema(value_type = String, example = "write")]
     pub tree: TreeAccess,
     /// Hosts it may fetch from.
     pub http: Vec<String>,
@@ -120,7 +123,7 @@ pub struct Granted {
 }
 
 /// The limits of one isolate call.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CallLimits {
     /// Wall time, in milliseconds.
     pub wall_ms: u64,
@@ -133,7 +136,7 @@ pub struct CallLimits {
 }
 
 /// A file on `main` that does not load, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Problem {
     /// What kind of file it is.
     #[serde(default)]
@@ -147,7 +150,7 @@ pub struct Problem {
 }
 
 /// The kinds of file on `main` that HAL loads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FileKind {
     /// `helps/<name>.yaml`.
@@ -179,7 +182,7 @@ impl std::fmt::Display for FileKind {
 }
 
 /// A secret something in the repo needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SecretNeed {
     /// The secret's name.
     pub name: String,
@@ -188,7 +191,7 @@ pub struct SecretNeed {
 }
 
 /// The engine's state as `hal status` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatusReport {
     /// The daemon that answered; none when the answer was made in the asking process (no daemon runs).
     pub daemon: Option<DaemonInfo>,
@@ -203,16 +206,17 @@ pub struct StatusReport {
 }
 
 /// A thread and the text of its tip step.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AtTip {
     /// The thread.
+    #[schema(value_type = Object)]
     pub thread: ThreadSummary,
     /// Its tip step's text.
     pub text: String,
 }
 
 /// How an isolate called by hand went.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Called {
     /// It answered.
@@ -223,6 +227,7 @@ pub enum Called {
         logs: Vec<String>,
         /// The step holding its writes, when it was called on a thread and wrote something.
         #[serde(default, with = "optional_id", skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<String>)]
         commit: Option<ObjectId>,
     },
     /// It failed: its error, a trap, or the sandbox could not make the call.

@@ -105,10 +105,13 @@ fn exchange(
         idempotency_key: idempotency_key.map(str::to_owned),
         relayed: None,
     };
-    let display = remote::Display {
-        steps: (args.verbose > 0).then_some(&remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
-        text: !args.json,
+    // Every step with `-v`; else one line per tool call, unless the output is JSON for a program.
+    let steps: Option<&dyn Fn(&hal_store::Step)> = match (args.verbose > 0, args.json) {
+        (true, _) => Some(&remote::step_to_stderr),
+        (false, false) => Some(&remote::tool_to_stderr),
+        (false, true) => None,
     };
+    let display = remote::Display { steps, text: !args.json };
     let (end, streamed) = remote::talk(handle, &actor, &say, &display)?;
     Ok(Answer { status: end.status, output: end.output, streamed })
 }

@@ -189,7 +189,7 @@ fn validate(args: &Args, files: &[std::path::PathBuf]) -> Result<Outcome> {
             Ok(text) => check(&shown, &path, &text, known.as_ref()).err().map(|e| e.to_string()),
             Err(error) => {
                 unreadable = true;
-                Some(format!("{shown}: cannot read: {error}"))
+                Some(format!("error: {shown}: cannot read: {error}"))
             }
         };
         results.push((shown, outcome));

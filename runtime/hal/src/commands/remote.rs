@@ -41,6 +41,20 @@ pub fn step_to_stderr(step: &hal_store::Step) {
     eprintln!("  {}: {line}", step.kind);
 }
 
+/// One dim line on stderr per tool a model called, as its result is committed (`  · files.write: wrote a.md`),
+/// so a person sees the turn work instead of a pause; other steps show nothing.
+pub fn tool_to_stderr(step: &hal_store::Step) {
+    use std::io::IsTerminal;
+    if step.kind != hal_store::StepKind::Tool {
+        return;
+    }
+    let tool = step.fact(hal_runner::record::fact::TOOL).unwrap_or("a tool");
+    let result: String = step.text.lines().next().unwrap_or_default().chars().take(100).collect();
+    let dim = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let (on, off) = if dim { ("\x1b[2m", "\x1b[0m") } else { ("", "") };
+    eprintln!("{on}  · {tool}: {result}{off}");
+}
+
 /// Send `command` (a message from `actor`) and show the turn that answers it until it ends; also returns the
 /// model text printed meanwhile.
 pub fn talk(handle: &dyn Handle, actor: &str, command: &Command, display: &Display<'_>) -> Result<(TurnEnd, String)> {

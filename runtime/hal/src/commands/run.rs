@@ -102,6 +102,11 @@ pub(super) fn print_end(args: &Args, handle: &dyn hal_daemon::Handle, end: &Turn
         end.usage.input + end.usage.output
     );
     outln!("{}", end.output);
+    if end.status == Status::Pending {
+        // The exact command that answers it (`thread say` resumes the run waiting there).
+        let short: String = end.thread.chars().take(12).collect();
+        eprintln!("answer with: hal thread say {short} \"<your answer>\"");
+    }
     Ok(())
 }
 
