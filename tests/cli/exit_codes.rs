@@ -34,3 +34,20 @@ fn every_row_of_the_readme_exit_code_table_holds() {
     let outside = sandbox.hal(&sandbox.path(""), &["thread", "list"]);
     assert_eq!(outside.code, 2, "not a home repo: {outside:?}");
 }
+
+/// Completions and the manual page come from the command line's own definition: every command is in them.
+#[test]
+fn completions_and_the_manual_are_generated_from_the_command_line() {
+    let sandbox = Sandbox::new();
+    let here = sandbox.path("");
+    for shell in ["bash", "zsh", "fish"] {
+        let script = sandbox.hal(&here, &["completions", shell]).ok().stdout;
+        for command in ["thread", "isolate", "secret", "completions", "validate"] {
+            assert!(script.contains(command), "{shell} completes {command}");
+        }
+    }
+    let man = sandbox.hal(&here, &["man"]).ok().stdout;
+    assert!(man.starts_with(".ie") || man.contains(".TH hal 1"), "{man}");
+    assert!(man.contains("thread") && man.contains("daemon"), "{man}");
+    assert_eq!(sandbox.hal(&here, &["completions", "tcsh"]).code, 2, "an unknown shell is a usage error");
+}

@@ -99,6 +99,14 @@ pub enum Command {
         #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
     },
+    /// Print a completion script for your shell, generated from this command line's definition
+    /// (`hal completions bash > ~/.local/share/bash-completion/completions/hal`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from this command line's definition (`hal man | man -l -`).
+    Man,
 }
 
 /// `hal secret …`

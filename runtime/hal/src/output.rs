@@ -42,6 +42,13 @@ pub fn json(value: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Write `bytes` to stdout as they are (a generated script or manual page).
+pub fn bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    std::io::stdout().write_all(bytes).map_err(StdoutError)?;
+    Ok(())
+}
+
 /// A moment (seconds since the Unix epoch) in the local time zone, to the minute or second.
 pub fn local_time(seconds: i64, with_seconds: bool) -> String {
     const MINUTES: gix::date::time::CustomFormat = gix::date::time::CustomFormat::new("%Y-%m-%d %H:%M");

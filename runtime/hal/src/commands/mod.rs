@@ -15,6 +15,7 @@ mod thread;
 use anyhow::Result;
 
 use crate::cli::{Args, Command};
+use crate::output;
 
 /// Exit code of `hal thread merge` when the thread conflicts with `main`.
 pub const EXIT_CONFLICT: u8 = 1;
@@ -49,6 +50,19 @@ pub fn run(args: &Args) -> Result<Outcome> {
         Command::Daemon { port, recording } => daemon::run(args, *port, recording.as_deref()),
         Command::Chat { message, thread, idempotency_key } => {
             chat::run(args, message.as_deref(), thread.as_deref(), idempotency_key.as_deref())
+        }
+        Command::Completions { shell } => {
+            let mut command = <crate::cli::Args as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut command, "hal", &mut out);
+            output::bytes(&out)?;
+            Ok(Outcome::Done)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(<crate::cli::Args as clap::CommandFactory>::command()).render(&mut out)?;
+            output::bytes(&out)?;
+            Ok(Outcome::Done)
         }
     }
 }
