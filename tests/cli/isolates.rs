@@ -40,6 +40,11 @@ fn built_in_isolates_are_listed_and_files_writes_become_a_step() {
     let list = sandbox.hal(&repo, &["isolate", "list", "--json"]).ok().json();
     let names: Vec<&str> = list.as_array().expect("array").iter().map(|e| e["name"].as_str().expect("name")).collect();
     assert_eq!(names, ["files", "http"]);
+    let text = sandbox.hal(&repo, &["isolate", "show", "files"]).ok().stdout;
+    assert!(
+        text.contains("files.read(path: string)") && text.contains("granted:  tree write"),
+        "text by default: {text}"
+    );
     let files = sandbox.hal(&repo, &["isolate", "show", "files", "--json"]).ok().json();
     let functions: Vec<&str> =
         files["functions"].as_array().expect("functions").iter().map(|f| f["name"].as_str().expect("name")).collect();

@@ -54,6 +54,12 @@ fn a_run_waits_for_an_unset_secret_and_the_value_never_reaches_git() {
     let list = hal(&sandbox, &repo, &["secret", "list", "--json"]).ok().json();
     let row = list.as_array().expect("rows").iter().find(|r| r["name"] == "DECLARED_SECRET").expect("row").clone();
     assert_eq!(row["set"], true, "{list}");
+    assert_eq!(row["source"], "store", "{list}");
+    // The model's key comes from this test's environment: the listing says so.
+    let key = list.as_array().expect("rows").iter().find(|r| r["name"] == crate::runs::KEY_VAR).expect("key").clone();
+    assert_eq!(key["source"], "environment", "{list}");
+    let text = hal(&sandbox, &repo, &["secret", "list"]).ok().stdout;
+    assert!(text.contains("yes (store)") && text.contains("yes (environment)"), "{text}");
 
     // Set: answering the thread resumes the run; the isolate reads the value, which is scrubbed from its result.
     server.push([Scripted::tool("token.leak", json!({})), Scripted::finish("DONE", "used it")]);

@@ -92,6 +92,15 @@ fn list_shows_every_thread_with_its_state() {
     let text = sandbox.hal(&repo, &["thread", "list"]).ok().stdout;
     assert!(text.lines().next().expect("header").starts_with("ID"), "{text}");
     assert!(text.contains(&second) && text.contains("second"), "{text}");
+    // The columns line up whatever the names' lengths: a long actor name moves the TITLE column of every row.
+    let mut long = sandbox.hal_command(&repo, &["thread", "new", "--title", "third"]);
+    crate::support::Run::from(long.env("HAL_ACTOR", "a-rather-long-actor-name").output().expect("run hal")).ok();
+    let text = sandbox.hal(&repo, &["thread", "list"]).ok().stdout;
+    let title_at: Vec<Option<usize>> = text
+        .lines()
+        .map(|line| ["TITLE", "first", "second", "third"].iter().find_map(|title| line.find(title)))
+        .collect();
+    assert!(title_at.windows(2).all(|w| w[0] == w[1] && w[0].is_some()), "aligned:\n{text}");
 }
 
 #[test]
@@ -165,7 +174,11 @@ fn fork_continues_a_conversation_without_touching_the_original() {
 
     assert_eq!(rev(&sandbox, &repo, &format!("threads/alice-example/{id}")), original_tip);
     let list = sandbox.hal(&repo, &["thread", "list", "--json"]).ok().json();
-    assert_eq!(list[1]["title"], "origin", "a fork keeps the title");
+    let title = |thread: &str| {
+        list.as_array().expect("list").iter().find(|t| t["id"] == thread).expect("listed")["title"].clone()
+    };
+    assert_eq!(title(&id), "origin");
+    assert_eq!(title(&fork), "origin (fork at step 3)", "a fork says so in its title");
 
     // Forking at a commit that is not one of the thread's steps is refused.
     let main = rev(&sandbox, &repo, "main");

@@ -168,9 +168,33 @@ pub fn names() -> Result<Vec<String>, SecretError> {
     Ok(read(&store_path()?)?.into_keys().collect())
 }
 
+/// Where a secret's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The secret store (`hal secret set`).
+    Store,
+    /// The environment variable of its name.
+    Environment,
+}
+
+impl Source {
+    /// `store` or `environment`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Store => "store",
+            Source::Environment => "environment",
+        }
+    }
+}
+
 /// The value of `name`: from the store, else from the environment variable of that name; unset or empty is
 /// none. A damaged or exposed store is logged and ignored.
 pub fn get(name: &str) -> Option<String> {
+    get_with_source(name).map(|(value, _)| value)
+}
+
+/// [`get`], saying where the value came from.
+pub fn get_with_source(name: &str) -> Option<(String, Source)> {
     let stored = match store_path().and_then(|path| read(&path)) {
         Ok(mut secrets) => secrets.remove(name),
         Err(error) => {
@@ -178,7 +202,10 @@ pub fn get(name: &str) -> Option<String> {
             None
         }
     };
-    stored.filter(|v| !v.is_empty()).or_else(|| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    match stored.filter(|v| !v.is_empty()) {
+        Some(value) => Some((value, Source::Store)),
+        None => std::env::var(name).ok().filter(|v| !v.is_empty()).map(|value| (value, Source::Environment)),
+    }
 }
 
 /// [`get`] as a [`SecretLookup`].

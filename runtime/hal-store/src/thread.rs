@@ -436,7 +436,11 @@ impl Home {
             kind: StepKind::Fork,
             actor: actor.to_owned(),
             status: ThreadStatus::Open,
-            title: state.title.clone(),
+            // The fork says so in its title: two threads of the same name are otherwise told apart by id only.
+            title: match state.title.as_str() {
+                "" => format!("fork of {} at step {}", source.id, state.steps),
+                title => format!("{title} (fork at step {})", state.steps),
+            },
             text: format!("forked thread {} at step {} ({short})", source.id, state.steps),
             path: None,
             forked_from: Some(format!("{}@{point}", source.id)),

@@ -103,13 +103,76 @@ fn list(args: &Args, entries: &[IsolateReport]) -> Result<Outcome> {
 /// Exit code 1 when the isolate did not load (or is not built yet): what was asked about is not OK.
 fn show(args: &Args, entries: &[IsolateReport], name: &str) -> Result<Outcome> {
     let entry = find(entries, name)?;
-    let description = describe(entry);
     if args.json {
-        output::json(&description)?;
+        output::json(&describe(entry))?;
     } else {
-        outln!("{}", serde_json::to_string_pretty(&description)?);
+        print_details(entry)?;
     }
     Ok(if entry.loaded.is_some() { Outcome::Done } else { Outcome::Exit(super::run::EXIT_FAILED) })
+}
+
+/// `hal isolate show` for a person: what it is, its functions with their arguments, what it may do.
+fn print_details(entry: &IsolateReport) -> Result<()> {
+    outln!("{} ({})", entry.name, entry.source);
+    let Some(isolate) = &entry.loaded else {
+        let state = if entry.not_built { "" } else { "INVALID: " };
+        outln!("{state}{}", entry.error.as_deref().unwrap_or_default());
+        return Ok(());
+    };
+    outln!("version {}: {}", isolate.version, isolate.description);
+    outln!("functions:");
+    for function in &isolate.functions {
+        let properties = function.parameters["properties"].as_object();
+        let required: Vec<&str> =
+            function.parameters["required"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+        let arguments: Vec<String> = properties
+            .into_iter()
+            .flatten()
+            .map(|(name, schema)| {
+                let choices: Vec<&str> =
+                    schema["enum"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+                let kind = if choices.is_empty() {
+                    schema["type"].as_str().unwrap_or("any").to_owned()
+                } else {
+                    choices.join("|")
+                };
+                let optional = if required.contains(&name.as_str()) { "" } else { "?" };
+                format!("{name}{optional}: {kind}")
+            })
+            .collect();
+        outln!("  {}({})", function.name, arguments.join(", "));
+        if !function.description.is_empty() {
+            outln!("      {}", function.description);
+        }
+    }
+    let list = |items: &[String]| if items.is_empty() { "none".to_owned() } else { items.join(", ") };
+    let granted = (&isolate.granted.tree, &isolate.granted.http, &isolate.granted.secrets);
+    let asked = serde_json::to_value(&isolate.asked)?;
+    let strings = |value: &serde_json::Value| -> Vec<String> {
+        value.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+    };
+    let tree = |value: serde_json::Value| value.as_str().unwrap_or("none").to_owned();
+    outln!(
+        "granted:  tree {}, http {}, secrets {}",
+        tree(serde_json::to_value(granted.0)?),
+        list(granted.1),
+        list(granted.2)
+    );
+    outln!(
+        "asks for: tree {}, http {}, secrets {}",
+        tree(asked["tree"].clone()),
+        list(&strings(&asked["http"])),
+        list(&strings(&asked["secrets"]))
+    );
+    let limits = &isolate.limits;
+    outln!(
+        "limits:   {} ms wall, {} fuel, {} MiB memory, {} KiB output per call",
+        limits.wall_ms,
+        limits.fuel,
+        limits.memory_mb,
+        limits.output_kb
+    );
+    Ok(())
 }
 
 fn call(

@@ -62,9 +62,13 @@ fn list(args: &Args) -> Result<Outcome> {
     for name in secrets::names()? {
         needs.entry(name).or_default();
     }
+    // Where each value comes from, as this process finds it (`hal status` says whether the daemon has it).
+    let source = |name: &str| secrets::get_with_source(name).map(|(_, source)| source.as_str());
     let rows: Vec<serde_json::Value> = needs
         .iter()
-        .map(|(name, users)| json!({"name": name, "set": secrets::get(name).is_some(), "needed_by": users}))
+        .map(|(name, users)| {
+            json!({"name": name, "set": source(name).is_some(), "source": source(name), "needed_by": users})
+        })
         .collect();
     if args.json {
         output::json(&rows)?;
@@ -75,11 +79,11 @@ fn list(args: &Args) -> Result<Outcome> {
         return Ok(Outcome::Done);
     }
     let width = needs.keys().map(String::len).max().unwrap_or(4).max(4);
-    outln!("{:<width$}  {:<7}  NEEDED BY", "NAME", "SET");
+    outln!("{:<width$}  {:<16}  NEEDED BY", "NAME", "SET HERE");
     for (name, users) in &needs {
-        let set = if secrets::get(name).is_some() { "yes" } else { "NO" };
+        let set = source(name).map_or_else(|| "NO".to_owned(), |from| format!("yes ({from})"));
         let users = if users.is_empty() { "(stored; nothing here needs it)".to_owned() } else { users.join(", ") };
-        outln!("{name:<width$}  {set:<7}  {users}");
+        outln!("{name:<width$}  {set:<16}  {users}");
     }
     Ok(Outcome::Done)
 }

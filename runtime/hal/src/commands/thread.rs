@@ -131,11 +131,22 @@ fn list(args: &Args, threads: &[hal_store::ThreadSummary]) -> Result<()> {
         eprintln!("no threads yet: start one with `hal thread new`");
         return Ok(());
     }
-    let id_width = threads.iter().map(|t| t.id.len()).max().unwrap_or(2).max(2);
-    outln!("{:<id_width$}  {:<7}  {:>5}  {:<16}  {:<10}  TITLE", "ID", "STATUS", "STEPS", "LAST ACTIVITY", "ACTOR");
+    // Every column as wide as its longest value, so the rows line up whatever the names' lengths.
+    let width = |header: &str, values: &mut dyn Iterator<Item = usize>| values.max().unwrap_or(0).max(header.len());
+    let id_width = width("ID", &mut threads.iter().map(|t| t.id.len()));
+    let status_width = width("STATUS", &mut threads.iter().map(|t| t.status.as_str().len()));
+    let actor_width = width("ACTOR", &mut threads.iter().map(|t| t.actor.chars().count()));
+    outln!(
+        "{:<id_width$}  {:<status_width$}  {:>5}  {:<16}  {:<actor_width$}  TITLE",
+        "ID",
+        "STATUS",
+        "STEPS",
+        "LAST ACTIVITY",
+        "ACTOR"
+    );
     for thread in threads {
         outln!(
-            "{:<id_width$}  {:<7}  {:>5}  {:<16}  {:<10}  {}",
+            "{:<id_width$}  {:<status_width$}  {:>5}  {:<16}  {:<actor_width$}  {}",
             thread.id,
             thread.status.as_str(),
             thread.steps,
