@@ -137,3 +137,49 @@ fn the_api_describes_itself_answers_every_error_in_one_shape_and_names_its_event
     assert_eq!((code, answer["code"].as_str()), (404, Some("unknown-revision")), "{answer}");
     assert_eq!(daemon.stop(), 0);
 }
+
+/// Prometheus can scrape `/metrics` across daemon restarts: with the scrape token (the value of the secret
+/// `metrics.token` names), good for `/metrics` only, or without a token on the loopback port `metrics.listen`
+/// names; an address that is not loopback is refused where it is written.
+#[test]
+fn metrics_are_scraped_with_a_stable_token_or_on_a_loopback_port_and_nothing_else_is() {
+    let sandbox = Sandbox::new();
+    let server = hal_testmodel::ScriptedServer::start(vec![]);
+    let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = free.local_addr().expect("address").port();
+    drop(free);
+    let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
+    let bad = format!("{settings}metrics:\n  listen: 0.0.0.0:{port}\n");
+    crate::runs::commit(&sandbox, &repo, &[("hal.yaml", &bad)]);
+    let status = sandbox.hal(&repo, &["status"]).ok().stdout;
+    assert!(status.contains("metrics.listen: `0.0.0.0:") && status.contains("not a loopback address"), "{status}");
+    let good = format!("{settings}metrics:\n  token: {}\n  listen: 127.0.0.1:{port}\n", crate::runs::KEY_VAR);
+    crate::runs::commit(&sandbox, &repo, &[("hal.yaml", &good)]);
+
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    let get = |path: &str, token: Option<&str>| {
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        raw(&repo, &format!("GET {path} HTTP/1.1\r\nHost: {{host}}\r\n{auth}Connection: close\r\n\r\n"), None)
+    };
+    let scrape = get("/metrics", Some(crate::runs::KEY));
+    assert!(scrape.starts_with("HTTP/1.1 200") && scrape.contains("# TYPE"), "{scrape}");
+    let wrong = get("/metrics", Some("not-the-token"));
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let elsewhere = get("/v1/status", Some(crate::runs::KEY));
+    assert!(elsewhere.starts_with("HTTP/1.1 401"), "the scrape token is good for /metrics only: {elsewhere}");
+
+    // The loopback port: /metrics without a token, and nothing else.
+    let plain = |path: &str| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics.listen");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("send");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read");
+        answer
+    };
+    let open = plain("/metrics");
+    assert!(open.starts_with("HTTP/1.1 200") && open.contains("# TYPE"), "{open}");
+    let other = plain("/v1/status");
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    assert_eq!(daemon.stop(), 0);
+}

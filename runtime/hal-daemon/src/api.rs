@@ -342,10 +342,57 @@ async fn merge(
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "daemon", security(("token" = [])),
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
-async fn metrics(_: Authorized, State(shared): State<Arc<Shared>>) -> Result<HttpResponse, ApiError> {
+    responses((status = 200, description = "Prometheus text format. Besides the daemon's token, the value of the \
+        secret `metrics.token` in hal.yaml names is taken here (and nowhere else); `metrics.listen` serves this \
+        route without a token on a loopback address", content_type = "text/plain", body = String)))]
+async fn metrics(_: Scraper, State(shared): State<Arc<Shared>>) -> Result<HttpResponse, ApiError> {
+    metrics_text(shared).await
+}
+
+/// The Prometheus text of `shared`'s metrics.
+async fn metrics_text(shared: Arc<Shared>) -> Result<HttpResponse, ApiError> {
     let text = blocking(move || shared.metrics_text()).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// Serve `/metrics` alone, without a token, on `listener` (a loopback address `metrics.listen` in `hal.yaml`
+/// names), until `stop` resolves.
+pub(crate) async fn serve_metrics(
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let app = axum::Router::new()
+        .route("/metrics", get(|State(shared): State<Arc<Shared>>| metrics_text(shared)))
+        .fallback(no_route)
+        .with_state(shared);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+        .map_err(|e| DaemonError::start("the metrics listener failed", e))
+}
+
+/// Proof that a request for `/metrics` carried the daemon's token, or the scrape token: the value of the secret
+/// `metrics.token` in `hal.yaml` names, which is good for nothing else.
+struct Scraper;
+
+impl FromRequestParts<Arc<Shared>> for Scraper {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Scraper, ApiError> {
+        let Err(refused) = Authorized::from_request_parts(parts, shared).await else { return Ok(Scraper) };
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        let secret = shared.loaded().runner.catalog().settings.metrics.token.clone();
+        let expected = secret.and_then(|name| (shared.secrets)(&name)).filter(|value| !value.is_empty());
+        match (given, expected) {
+            (Some(given), Some(expected)) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(Scraper),
+            _ => Err(refused),
+        }
+    }
 }
 
 async fn blocking<T: Send + 'static>(

@@ -230,9 +230,47 @@ impl Daemon {
             stopper.stopping.store(true, Ordering::SeqCst);
             let _ = shutdown.send(true);
         };
-        let served = engine.runtime.block_on(crate::api::serve(engine.shared.clone(), listener, stop));
+        let metrics = metrics_listener(&engine);
+        let shared = engine.shared.clone();
+        let served = engine.runtime.block_on(async move {
+            let Some(metrics) = metrics else { return crate::api::serve(shared, listener, stop).await };
+            // The metrics listener stops with the API.
+            let (stopped, stopping) = watch::channel(false);
+            let stop = async move {
+                stop.await;
+                let _ = stopped.send(true);
+            };
+            let mut stopping = stopping;
+            let metrics_stop = async move {
+                let _ = stopping.wait_for(|stopped| *stopped).await;
+            };
+            let (served, metrics) = tokio::join!(
+                crate::api::serve(shared.clone(), listener, stop),
+                crate::api::serve_metrics(shared, metrics, metrics_stop)
+            );
+            if let Err(error) = metrics {
+                tracing::error!(target: "hal_daemon", %error, "the metrics listener failed");
+            }
+            served
+        });
         engine.stop(options.grace);
         served
+    }
+}
+
+/// The listener of `metrics.listen` in `hal.yaml`, when it names one (read at start). One that cannot be bound is
+/// logged, not fatal: the API and the turns matter more than a scrape.
+fn metrics_listener(engine: &Engine) -> Option<tokio::net::TcpListener> {
+    let address = engine.shared.loaded().runner.catalog().settings.metrics.listen_address()?;
+    match engine.runtime.block_on(tokio::net::TcpListener::bind(address)) {
+        Ok(listener) => {
+            tracing::info!(target: "hal_daemon", %address, "serving /metrics without a token");
+            Some(listener)
+        }
+        Err(error) => {
+            tracing::error!(target: "hal_daemon", %address, %error, "cannot serve /metrics at metrics.listen");
+            None
+        }
     }
 }
 

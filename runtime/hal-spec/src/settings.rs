@@ -29,6 +29,27 @@ pub struct Settings {
     pub limits: Limits,
     /// The sandbox policy.
     pub sandbox: Sandbox,
+    /// How Prometheus may scrape `/metrics`.
+    pub metrics: MetricsSettings,
+}
+
+/// The `metrics` section: how a scraper reaches the daemon's `/metrics` without the daemon's own token (which
+/// changes at every start).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// The name of the secret whose value a scraper sends as a bearer token, good for `/metrics` only.
+    pub token: Option<String>,
+    /// A loopback address where `/metrics` is served without a token.
+    pub listen: Option<String>,
+}
+
+impl MetricsSettings {
+    /// The address of `listen`, when it is a loopback address (the settings check refuses any other).
+    pub fn listen_address(&self) -> Option<std::net::SocketAddr> {
+        let address: std::net::SocketAddr = self.listen.as_deref()?.parse().ok()?;
+        address.ip().is_loopback().then_some(address)
+    }
 }
 
 /// The `sandbox` section: default limits of an isolate call and what each isolate is granted.
@@ -119,7 +140,7 @@ impl Settings {
     pub fn parse(file: &str, text: &str) -> Result<Settings, SpecError> {
         static SCHEMA: OnceLock<Schema> = OnceLock::new();
         SCHEMA.get_or_init(|| Schema::new(SETTINGS_SCHEMA)).load_checked(file, text, |settings: &Settings| {
-            settings
+            let mut problems: Vec<(String, String)> = settings
                 .tasks
                 .iter()
                 .filter(|(_, model)| !settings.models.contains_key(*model))
@@ -128,7 +149,18 @@ impl Settings {
                     let known = if known.is_empty() { "none are defined".to_owned() } else { known.join(", ") };
                     (format!("/tasks/{task}"), format!("no model named `{model}` in `models` ({known})"))
                 })
-                .collect()
+                .collect();
+            // Metrics served without a token must not leave the machine.
+            if let Some(listen) = &settings.metrics.listen
+                && settings.metrics.listen_address().is_none()
+            {
+                let why = format!(
+                    "`{listen}` is not a loopback address with a port (such as 127.0.0.1:9464): /metrics is served \
+                     there without a token, so only this machine may reach it"
+                );
+                problems.push(("/metrics/listen".to_owned(), why));
+            }
+            problems
         })
     }
 
