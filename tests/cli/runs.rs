@@ -393,6 +393,12 @@ fn replay_matches_then_diverges_when_the_tree_changed() {
     assert_eq!(server.requests().len(), requests_before, "a replay never calls the model");
     let replayed = log(&sandbox, &repo, report["replay"].as_str().expect("replay thread"));
     assert!(replayed.iter().any(|s| fact(s, "Hal-Model") == Some("recording")));
+    let tip = replayed.last().expect("steps")["commit"].as_str().expect("commit").to_owned();
+    let count = format!("-n{}", replayed.len());
+    let format = "--format=%(trailers:key=Hal-Purpose,valueonly,separator=)";
+    let trailers = sandbox.git(&repo, &["log", format, &count, &tip]).ok().stdout;
+    assert!(trailers.lines().all(|l| l == "replay"), "every step of the replay says so: {trailers}");
+    assert_eq!(trailers.lines().count(), replayed.len(), "{trailers}");
 
     commit(&sandbox, &repo, &[("facts.txt", "the sky is green\n")]);
     let differs = sandbox.hal(&repo, &["thread", "replay", &original, "--from", "main"]);
@@ -428,6 +434,19 @@ fn help_test_reports_each_case() {
     assert!(run.stdout.contains("FAIL  second: output does not contain \"Bonjour\""), "{}", run.stdout);
     assert!(run.stdout.contains("PASS  refuses"), "{}", run.stdout);
     assert!(run.stdout.contains("2 passed, 1 failed"), "{}", run.stdout);
+    // The cases' threads are marked as such, on every step: `hal thread list` leaves them out unless --all.
+    let listed = sandbox.hal(&repo, &["thread", "list", "--json"]).ok().json();
+    assert_eq!(listed, json!([]), "{listed}");
+    let text = sandbox.hal(&repo, &["thread", "list"]).ok();
+    assert!(text.stderr.contains("3 thread(s) of help tests and replays not shown"), "{text:?}");
+    let all = sandbox.hal(&repo, &["thread", "list", "--all", "--json"]).ok().json();
+    let purposes: Vec<&str> = all.as_array().expect("all").iter().filter_map(|t| t["purpose"].as_str()).collect();
+    assert_eq!(purposes, ["test", "test", "test"], "{all}");
+    // A fork of one is a person's own thread.
+    let first = all[0]["id"].as_str().expect("id");
+    let fork = sandbox.hal(&repo, &["thread", "fork", first]).ok().out().to_owned();
+    let listed = sandbox.hal(&repo, &["thread", "list", "--json"]).ok().json();
+    assert_eq!(listed[0]["id"], fork.as_str(), "{listed}");
 }
 
 #[test]
@@ -518,6 +537,13 @@ fn status_shows_models_invalid_files_and_threads_waiting_for_a_person() {
         (&broken["kind"], &broken["name"], &broken["file"]),
         (&json!("help"), &json!("broken"), &json!("helps/broken.yaml"))
     );
+
+    // A grant for an isolate that does not exist (a typo gives the intended one nothing) is a warning.
+    let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
+    let grant = "sandbox:\n  isolates:\n    weathr:\n      http: [api.weather.gov]\n";
+    commit(&sandbox, &repo, &[("hal.yaml", &format!("{settings}{grant}"))]);
+    let text = sandbox.hal(&repo, &["status"]).ok().stdout;
+    assert!(text.contains("warning:  hal.yaml: sandbox.isolates grants `weathr`, and no isolate"), "{text}");
 
     // A `hal.yaml` that does not validate, with no earlier version in force: the status still answers and names
     // it, but nothing runs on settings the owner did not write.

@@ -144,6 +144,7 @@ fn main() {
     runtime.block_on(async {
         for n in 0..threads {
             let command = DaemonCommand::NewThread {
+                purpose: None,
                 actor: None,
                 from: None,
                 title: Some(format!("load {n}")),

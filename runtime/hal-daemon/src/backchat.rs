@@ -224,6 +224,7 @@ fn run(
             let title = if title.trim().is_empty() { format!("{help}: {}", first_line(&input)) } else { title };
             let depth = next_depth(journal, caller, "started")?;
             let command = Command::NewThread {
+                purpose: None,
                 idempotency_key: None,
                 actor: who,
                 from: None,

@@ -147,9 +147,19 @@ pub(crate) fn apply_with(
     let actor = |explicit: &Option<String>| home.resolve_actor(explicit.as_deref());
     match command {
         Command::ListThreads => Ok(Response::Threads { threads: home.list_threads()? }),
-        Command::NewThread { actor: who, from, title, help, agent, input, idempotency_key, started_by_run } => {
+        Command::NewThread {
+            actor: who,
+            from,
+            title,
+            help,
+            agent,
+            input,
+            purpose,
+            idempotency_key,
+            started_by_run,
+        } => {
             let who = actor(who)?;
-            let thread = home.new_thread(&who, from.as_deref(), title.as_deref())?;
+            let thread = home.new_thread_for(&who, from.as_deref(), title.as_deref(), *purpose)?;
             // Recorded before the request is written: a daemon may start the turn as soon as it sees it.
             if let Some(depth) = started_by_run {
                 home.record_depth(&thread.branch, *depth)?;

@@ -202,7 +202,8 @@ pub async fn replay(
     };
     let title = format!("replay of {}", original.id);
     let from = format!("the start of thread {}", original.id);
-    let mut thread = journal.with(|home| home.start_thread_at(actor, base, Some(&title), &from))?;
+    let mut thread = journal
+        .with(|home| home.start_thread_at(actor, base, Some(&title), &from, Some(hal_store::ThreadPurpose::Replay)))?;
     let mut notes = Vec::new();
     for input in &inputs {
         if let (Some(entry), Some(blob)) = (runner.catalog().entry(&input.help), &input.blob)

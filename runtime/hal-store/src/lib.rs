@@ -47,7 +47,7 @@ pub use home::{
 pub use maintenance::{CHECK_EVERY, MAINTENANCE_ENV};
 pub use merge::{MergeGuard, MergeOutcome, Unguarded};
 pub use refs::STALE_LOCK_AGE;
-pub use step::{StepKind, ThreadStatus};
+pub use step::{StepKind, ThreadPurpose, ThreadStatus};
 pub use thread::{
     Appended, BACKCHAT, KEYED_LOOK_BACK, Keyed, MAX_STEP_BYTES, NewStep, Step, ThreadRef, ThreadSummary,
     deserialize_id, serialize_id,

@@ -119,6 +119,7 @@ impl Home {
                 text: "merged the thread's work into main".to_owned(),
                 path: None,
                 forked_from: None,
+                purpose: state.purpose,
                 facts: Vec::new(),
             };
             let step = self.write_commit(state.tree, vec![tip], &signature, &record.to_message()?)?;

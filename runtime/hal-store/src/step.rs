@@ -47,11 +47,14 @@ pub mod key {
     pub const PATH: &str = "Hal-Path";
     /// `<thread>@<commit>` a forked thread started from.
     pub const FORKED_FROM: &str = "Hal-Forked-From";
+    /// What the thread was made for, when it is not a person's work (see [`ThreadPurpose`](super::ThreadPurpose)),
+    /// carried on every step like the title.
+    pub const PURPOSE: &str = "Hal-Purpose";
     /// The idempotency key of the command that wrote the step (a fact: see [`crate::NewStep::idempotency_key`]).
     pub const IDEMPOTENCY_KEY: &str = "Hal-Idempotency-Key";
     /// Every trailer key HAL reads into a [`StepRecord`](super::StepRecord) field; other `Hal-*` trailers are
     /// its `facts`.
-    pub const CORE: [&str; 8] = [THREAD, STEP, KIND, ACTOR, STATUS, TITLE, PATH, FORKED_FROM];
+    pub const CORE: [&str; 9] = [THREAD, STEP, KIND, ACTOR, STATUS, TITLE, PATH, FORKED_FROM, PURPOSE];
 }
 
 /// The commit header that carries a step's machine data (see [`crate::NewStep::data`]). Git keeps unknown
@@ -209,6 +212,36 @@ impl std::fmt::Display for ThreadStatus {
     }
 }
 
+/// What a thread was made for, when it is not a person's work: such threads are left out of `hal thread list`
+/// unless `--all` is given. A value this version does not know reads as a person's thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThreadPurpose {
+    /// A case of `hal help test`.
+    Test,
+    /// A replay of another thread (`hal thread replay`).
+    Replay,
+}
+
+impl ThreadPurpose {
+    /// The name used in the `Hal-Purpose` trailer.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThreadPurpose::Test => "test",
+            ThreadPurpose::Replay => "replay",
+        }
+    }
+
+    /// The purpose a trailer value names; `None` for one this version does not know.
+    pub fn parse(value: &str) -> Option<ThreadPurpose> {
+        match value {
+            "test" => Some(ThreadPurpose::Test),
+            "replay" => Some(ThreadPurpose::Replay),
+            _ => None,
+        }
+    }
+}
+
 /// The content of one step, as written into and read back from a commit message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRecord {
@@ -230,6 +263,8 @@ pub struct StepRecord {
     pub path: Option<String>,
     /// `<thread>@<commit>` for a fork's first step.
     pub forked_from: Option<String>,
+    /// What the thread was made for, when it is not a person's work (carried on every step).
+    pub purpose: Option<ThreadPurpose>,
     /// Further `Hal-*` trailers (key with its `Hal-` prefix, value on one line), in order: what a runner records
     /// about a step (help, model, tokens, …).
     pub facts: Vec<(String, String)>,
@@ -266,6 +301,9 @@ impl StepRecord {
         }
         if let Some(from) = &self.forked_from {
             trailer(key::FORKED_FROM, from);
+        }
+        if let Some(purpose) = self.purpose {
+            trailer(key::PURPOSE, purpose.as_str());
         }
         for (name, value) in &self.facts {
             if !valid_fact_key(name) {
@@ -312,6 +350,7 @@ impl StepRecord {
                     text,
                     path: get(key::PATH).map(str::to_owned),
                     forked_from: get(key::FORKED_FROM).map(str::to_owned),
+                    purpose: get(key::PURPOSE).and_then(ThreadPurpose::parse),
                     facts: trailers
                         .iter()
                         .filter(|(k, _)| k.starts_with(FACT_PREFIX) && !key::CORE.contains(k))
@@ -370,6 +409,7 @@ mod tests {
             text: text.into(),
             path: None,
             forked_from: None,
+            purpose: Some(ThreadPurpose::Replay),
             facts: Vec::new(),
         }
     }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::error::GixContext;
 use crate::home::{ActorKind, Home, THREADS_PREFIX};
 use crate::refs::{self, Expect};
-use crate::step::{StepKind, StepRecord, ThreadStatus};
+use crate::step::{StepKind, StepRecord, ThreadPurpose, ThreadStatus};
 use crate::tip_cache::{TipCache, TipFacts};
 use crate::{Result, StoreError, maintenance, thread_id, tree_path};
 
@@ -73,6 +73,9 @@ pub struct ThreadSummary {
     /// The tip commit.
     #[serde(serialize_with = "serialize_id", deserialize_with = "deserialize_id")]
     pub tip: ObjectId,
+    /// What it was made for, when it is not a person's work (`hal thread list` leaves it out without `--all`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<ThreadPurpose>,
 }
 
 /// One step as shown by `hal thread log`.
@@ -202,6 +205,7 @@ pub(crate) struct ThreadState {
     pub(crate) tree: ObjectId,
     pub(crate) title: String,
     pub(crate) status: ThreadStatus,
+    pub(crate) purpose: Option<ThreadPurpose>,
 }
 
 /// Read a git object id from its hex text (for `#[serde(deserialize_with)]`).
@@ -309,7 +313,7 @@ impl Home {
                 None => {
                     let state = self.state_at(thread.tip, &thread.branch)?;
                     let (steps, time, status, title) = (state.steps, state.time, state.status, state.title);
-                    TipFacts { steps, time, status, title, merged: false }
+                    TipFacts { steps, time, status, title, purpose: state.purpose, merged: false }
                 }
             };
             let cached = cache.get(&thread.tip).map(|facts| facts.merged);
@@ -333,12 +337,24 @@ impl Home {
                 steps: facts.steps,
                 last_activity: facts.time,
                 tip: thread.tip,
+                purpose: facts.purpose,
             })
             .collect())
     }
 
     /// Start a new thread for `actor` from `from` (a thread, a ref or a commit; `main` when `None`).
     pub fn new_thread(&self, actor: &str, from: Option<&str>, title: Option<&str>) -> Result<ThreadRef> {
+        self.new_thread_for(actor, from, title, None)
+    }
+
+    /// [`Home::new_thread`] for `purpose` (a test case's thread, say), which every step of it carries.
+    pub fn new_thread_for(
+        &self,
+        actor: &str,
+        from: Option<&str>,
+        title: Option<&str>,
+        purpose: Option<ThreadPurpose>,
+    ) -> Result<ThreadRef> {
         let (base, from_text) = match from {
             None => (self.main_tip()?.ok_or_else(|| self.not_home("it has no `main` branch"))?, "main".to_owned()),
             Some(spec) => match self.resolve_thread(spec) {
@@ -347,17 +363,18 @@ impl Home {
                 Err(other) => return Err(other),
             },
         };
-        self.start_thread_at(actor, base, title, &from_text)
+        self.start_thread_at(actor, base, title, &from_text, purpose)
     }
 
     /// Start a new thread for `actor` on the commit `base`; `from_text` says in its first step where that
-    /// commit came from (`main`, `thread <id>`, …).
+    /// commit came from (`main`, `thread <id>`, …); `purpose` what it is for, when it is not a person's work.
     pub fn start_thread_at(
         &self,
         actor: &str,
         base: ObjectId,
         title: Option<&str>,
         from_text: &str,
+        purpose: Option<ThreadPurpose>,
     ) -> Result<ThreadRef> {
         let title = title.map(str::trim).unwrap_or_default();
         let text = if title.is_empty() {
@@ -375,6 +392,7 @@ impl Home {
             text: text.clone(),
             path: None,
             forked_from: None,
+            purpose,
             facts: Vec::new(),
         })
     }
@@ -399,6 +417,7 @@ impl Home {
             text: format!("started the backchat of {actor} with HAL from main"),
             path: None,
             forked_from: None,
+            purpose: None,
             facts: Vec::new(),
         };
         let commit = self.write_commit(tree, vec![base], &self.signature(actor), &record.to_message()?)?;
@@ -444,6 +463,8 @@ impl Home {
             text: format!("forked thread {} at step {} ({short})", source.id, state.steps),
             path: None,
             forked_from: Some(format!("{}@{point}", source.id)),
+            // A fork is a person's own thread, whatever the original was made for.
+            purpose: None,
             facts: Vec::new(),
         })
     }
@@ -546,6 +567,7 @@ impl Home {
                     _ => None,
                 },
                 forked_from: None,
+                purpose: state.purpose,
                 facts: facts.clone(),
             };
             let message = record.to_message()?;
@@ -708,6 +730,7 @@ impl Home {
                         tree,
                         title: record.title,
                         status: record.status,
+                        purpose: record.purpose,
                     });
                 }
                 Some(Err(reason)) => {

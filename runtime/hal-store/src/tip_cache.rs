@@ -9,9 +9,10 @@
 //! Whether `main` reaches a tip depends on `main` too: the header records the commit of `main` the `merged` flags
 //! were computed at, and [`crate::merged`] brings them up to date when `main` moves.
 //!
-//! Format: a header line (`hal thread-tips v2 <main>`, `-` for no `main`), then one line per tip:
-//! `<commit>\t<steps>\t<time>\t<status>\t<merged>\t<title>` (`merged` is `1` or `0`). Trailer values never
-//! contain tabs or newlines (see [`crate::step`]), so the title can safely come last.
+//! Format: a header line (`hal thread-tips v3 <main>`, `-` for no `main`), then one line per tip:
+//! `<commit>\t<steps>\t<time>\t<status>\t<merged>\t<purpose>\t<title>` (`merged` is `1` or `0`, `purpose` a
+//! [`ThreadPurpose`] name or `-`). Trailer values never contain tabs or newlines (see [`crate::step`]), so the
+//! title can safely come last. A file of an older version reads as empty.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -19,9 +20,9 @@ use std::path::PathBuf;
 
 use gix::ObjectId;
 
-use crate::step::ThreadStatus;
+use crate::step::{ThreadPurpose, ThreadStatus};
 
-const HEADER: &str = "hal thread-tips v2";
+const HEADER: &str = "hal thread-tips v3";
 
 /// What a thread tip shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub(crate) struct TipFacts {
     pub(crate) time: i64,
     pub(crate) status: ThreadStatus,
     pub(crate) title: String,
+    /// What the thread was made for, when it is not a person's work.
+    pub(crate) purpose: Option<ThreadPurpose>,
     /// Whether the cache's `main` reaches the tip.
     pub(crate) merged: bool,
 }
@@ -75,7 +78,8 @@ impl TipCache {
         for (tip, facts) in current {
             let merged = u8::from(facts.merged);
             let (steps, time, status, title) = (facts.steps, facts.time, &facts.status, &facts.title);
-            text.push_str(&format!("{tip}\t{steps}\t{time}\t{status}\t{merged}\t{title}\n"));
+            let purpose = facts.purpose.map_or("-", ThreadPurpose::as_str);
+            text.push_str(&format!("{tip}\t{steps}\t{time}\t{status}\t{merged}\t{purpose}\t{title}\n"));
         }
         if let Err(error) = self.write_atomically(text.as_bytes()) {
             tracing::debug!(target: "hal_store::cache", path = %self.path.display(), %error, "could not write the thread cache");
@@ -117,14 +121,15 @@ fn parse(text: &str) -> (Option<ObjectId>, HashMap<ObjectId, TipFacts>) {
     };
     let entries = lines
         .filter_map(|line| {
-            let mut fields = line.splitn(6, '\t');
+            let mut fields = line.splitn(7, '\t');
             let tip = ObjectId::from_hex(fields.next()?.as_bytes()).ok()?;
             let steps = fields.next()?.parse().ok()?;
             let time = fields.next()?.parse().ok()?;
             let status = ThreadStatus::parse(fields.next()?);
             let merged = fields.next()? == "1";
+            let purpose = ThreadPurpose::parse(fields.next()?);
             let title = fields.next()?.to_owned();
-            Some((tip, TipFacts { steps, time, status, title, merged }))
+            Some((tip, TipFacts { steps, time, status, title, purpose, merged }))
         })
         .collect();
     (main, entries)
@@ -143,6 +148,7 @@ mod tests {
             time: 1_800_000_000,
             status: ThreadStatus::Merged,
             title: "a: b c".into(),
+            purpose: Some(ThreadPurpose::Test),
             merged: true,
         };
         TipCache::load(dir.path()).store(Some(tip), &[(tip, facts.clone())]);

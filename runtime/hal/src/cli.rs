@@ -170,8 +170,13 @@ pub enum ThreadCommand {
         #[arg(long)]
         title: Option<String>,
     },
-    /// List threads: id, status, step count, last activity and title.
-    List,
+    /// List threads: id, status, step count, last activity and title. Threads made by `hal help test` and
+    /// `hal thread replay` are left out unless --all is given.
+    List {
+        /// Every thread, test cases' and replays' too.
+        #[arg(long)]
+        all: bool,
+    },
     /// Show a thread's steps, newest last.
     Log {
         /// Thread id, unique prefix or branch.

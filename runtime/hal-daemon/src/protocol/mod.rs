@@ -44,6 +44,11 @@ pub enum Command {
         /// The request.
         #[serde(default)]
         input: Option<String>,
+        /// What the thread is for, when it is not a person's work (`test`, `replay`): every step of it carries
+        /// this, and `hal thread list` leaves it out unless asked for `--all`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<String>, example = "test")]
+        purpose: Option<hal_store::ThreadPurpose>,
         /// Makes the command safe to send again: a later command with the same key writes and starts nothing
         /// and answers what the first one did, across restarts (the key is recorded on the message's step).
         #[serde(default, skip_serializing_if = "Option::is_none")]

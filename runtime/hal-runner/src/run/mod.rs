@@ -722,7 +722,7 @@ impl Runner {
         };
         let title = format!("{}: {}", call.name, input.lines().next().unwrap_or_default());
         let from = format!("thread {}", state.thread.id);
-        let sub = self.journal.with(|home| home.start_thread_at(&state.actor, state.tip, Some(&title), &from))?;
+        let sub = self.journal.with(|home| home.start_thread_at(&state.actor, state.tip, Some(&title), &from, None))?;
         let own_deadline = deadline_after(prepared.limits.max_seconds);
         let deadline = own_deadline.min(state.deadline);
         // A sub-run is part of its caller's run: the same chain, the same count of threads started.

@@ -65,6 +65,7 @@ pub fn help_run(
             relayed: None,
         },
         None => Command::NewThread {
+            purpose: None,
             actor: Some(actor.clone()),
             from: None,
             title: Some(format!("{name}: {}", title_of(text))),
@@ -141,6 +142,7 @@ pub fn help_test(args: &Args, agent: &str, name: &str) -> Result<Outcome> {
     for (n, case) in cases.iter().enumerate() {
         let case_name = case.name.clone().unwrap_or_else(|| format!("case {}", n + 1));
         let command = Command::NewThread {
+            purpose: Some(hal_store::ThreadPurpose::Test),
             actor: Some(actor.clone()),
             from: None,
             title: Some(format!("test {name}: {case_name}")),

@@ -18,6 +18,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
     match command {
         ThreadCommand::New { from, title } => {
             let command = Command::NewThread {
+                purpose: None,
                 actor: Some(home.resolve_actor(None)?),
                 from: from.clone(),
                 title: title.clone(),
@@ -37,9 +38,13 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
                 print_thread(args, &thread)?;
             }
         }
-        ThreadCommand::List => {
+        ThreadCommand::List { all } => {
             if let Response::Threads { threads } = handle.command(&Command::ListThreads)? {
-                list(args, &threads)?;
+                let (shown, hidden): (Vec<_>, Vec<_>) = threads.into_iter().partition(|t| *all || t.purpose.is_none());
+                list(args, &shown)?;
+                if !hidden.is_empty() && !args.json {
+                    eprintln!("({} thread(s) of help tests and replays not shown: --all shows them)", hidden.len());
+                }
             }
         }
         ThreadCommand::Log { id, count } => {
