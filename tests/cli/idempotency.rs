@@ -102,3 +102,66 @@ fn a_retry_does_not_take_a_pushed_answer_for_hals() {
     assert!(retry.stderr.contains("nothing answered it"), "{retry:?}");
     assert!(server.requests().is_empty(), "and no model was asked");
 }
+
+/// An isolate called by hand with an idempotency key (on a thread) runs once: the retry answers the first call's
+/// result and step without running, without a daemon, through one, through the API and after a restart; the key
+/// for another call, or a call's key for a message, is refused.
+#[test]
+fn an_isolate_call_with_a_key_runs_once() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let thread = crate::support::new_thread(&sandbox, &repo, "by hand");
+    let write = r#"{"path": "once.txt", "content": "once"}"#;
+    let call_to = |function: &str, arguments: &str, key: &str| {
+        let args =
+            ["isolate", "call", "files", function, arguments, "--thread", &thread, "--idempotency-key", key, "--json"];
+        hal(&sandbox, &repo, &args)
+    };
+    let call = |arguments: &str, key: &str| call_to("write", arguments, key);
+    let first = call(write, "call-1").ok().json();
+    assert_eq!(first["repeated"], false, "{first}");
+    let commit = first["commit"].as_str().expect("a step").to_owned();
+    let refs = all_refs(&sandbox, &repo);
+    let again = call(write, "call-1").ok().json();
+    assert_eq!(
+        (&again["repeated"], &again["commit"], &again["result"]),
+        (&json!(true), &json!(commit), &first["result"])
+    );
+    assert_eq!(all_refs(&sandbox, &repo), refs, "nothing ran or was written");
+
+    // A call that writes nothing is recorded too when it has a key: the record is what a retry finds.
+    let read = call_to("read", r#"{"path": "once.txt"}"#, "call-2").ok().json();
+    assert_eq!(read["result"], "once");
+    let refs = all_refs(&sandbox, &repo);
+    assert_eq!(call_to("read", r#"{"path": "once.txt"}"#, "call-2").ok().json()["repeated"], true);
+    assert_eq!(all_refs(&sandbox, &repo), refs);
+
+    let reused = call(r#"{"path": "other.txt", "content": "x"}"#, "call-1");
+    assert_eq!(reused.code, 2, "{reused:?}");
+    assert!(reused.stderr.contains("was used for a different request"), "{reused:?}");
+    // Regression: an option after the message's words was taken for words (`hi --idempotency-key call-1`), and the
+    // key was lost. It is the option, and a call's key is refused for a message.
+    let as_message = hal(&sandbox, &repo, &["thread", "say", &thread, "hi", "--idempotency-key", "call-1"]);
+    assert_eq!(as_message.code, 2, "{as_message:?}");
+    assert!(as_message.stderr.contains("was used for a different request"), "{as_message:?}");
+
+    // Through a daemon and its API, and after a restart: the same answer, nothing run.
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    assert_eq!(call(write, "call-1").ok().json()["repeated"], true);
+    let body = format!(
+        r#"{{"command": "call-isolate", "isolate": "files", "function": "write", "arguments": {}, "thread": "{thread}"}}"#,
+        serde_json::to_string(write).expect("json")
+    );
+    let (code, answer) = post(&repo, "/v1/command", "call-1", &body);
+    assert_eq!(
+        (code, &answer["repeated"], &answer["called"]["commit"]),
+        (200, &json!(true), &json!(commit)),
+        "{answer}"
+    );
+    assert_eq!(daemon.stop(), 0);
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    assert_eq!(call(write, "call-1").ok().json()["repeated"], true);
+    assert_eq!(daemon.stop(), 0);
+    let steps = sandbox.hal(&repo, &["thread", "log", &thread, "--json"]).ok().json();
+    assert_eq!(steps.as_array().expect("steps").len(), 3, "the start and one step per key: {steps}");
+}

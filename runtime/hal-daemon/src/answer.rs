@@ -181,6 +181,7 @@ pub(crate) struct Call<'a> {
     pub(crate) function: &'a str,
     pub(crate) arguments: &'a str,
     pub(crate) thread: Option<&'a str>,
+    pub(crate) idempotency_key: Option<&'a str>,
 }
 
 /// Call an isolate of `loaded` by hand, on `home`'s thread when one is named: its writes become one `write` step
@@ -208,18 +209,30 @@ pub(crate) fn call_isolate(
         Err(error) => return Err(DaemonError::BadArguments(format!("the arguments are not JSON: {error}"))),
     }
     let thread = call.thread.map(|id| home.resolve_thread(id)).transpose()?;
+    if let Some(key) = call.idempotency_key {
+        let Some(thread) = &thread else {
+            let why = "an idempotency key goes with a thread: a call on none writes nothing to remember it by";
+            return Err(DaemonError::BadArguments(why.to_owned()));
+        };
+        if let Some(keyed) = home.keyed_step(key)? {
+            return repeated_call(key, &keyed, thread, &call);
+        }
+    }
     let tree = thread.as_ref().map(|thread| {
         Box::new(ToolContext::new(loaded.runner.journal().clone(), &thread.id, thread.tip)) as Box<dyn Tree>
     });
     let context = CallContext { tree, http: true, secret: secrets.clone() };
     let output = match sandbox.call(isolate, call.function, call.arguments, context) {
         Ok(output) => output,
-        Err(error) => return Ok(Response::Called { called: Called::Failed { error: error.to_string() } }),
+        Err(error) => {
+            return Ok(Response::Called { called: Called::Failed { error: error.to_string() }, repeated: false });
+        }
     };
     let mut commit = None;
     if let (Some(thread), Some(tree)) = (&thread, output.tree) {
         let writes = tree.into_writes();
-        if !writes.is_empty() {
+        // A keyed call is recorded even when it wrote nothing: the record is what a retry finds.
+        if !writes.is_empty() || call.idempotency_key.is_some() {
             let actor = home.resolve_actor(call.actor)?;
             let text = format!("called {}.{} by hand: {}", call.isolate, call.function, output.result);
             let mut step = NewStep::new(StepKind::Write, text, ThreadStatus::Open)
@@ -229,10 +242,53 @@ pub(crate) fn call_isolate(
             // The isolate read the thread at its tip then: its writes change that tree, and would undo whatever
             // was committed since (the store refuses the step if the thread moved on).
             step.on_tip = Some(thread.tip);
+            if let Some(key) = call.idempotency_key {
+                step.idempotency_key = Some(key.to_owned());
+                let record = CallRecord {
+                    isolate: call.isolate.to_owned(),
+                    function: call.function.to_owned(),
+                    arguments: call.arguments.to_owned(),
+                    result: output.result.clone(),
+                    logs: output.logs.clone(),
+                };
+                step.data = Some(serde_json::to_string(&record).map_err(|e| DaemonError::BadArguments(e.to_string()))?);
+            }
             commit = Some(append(&actor, thread, &step)?.commit);
         }
     }
-    Ok(Response::Called { called: Called::Ok { result: output.result, logs: output.logs, commit } })
+    Ok(Response::Called { called: Called::Ok { result: output.result, logs: output.logs, commit }, repeated: false })
+}
+
+/// What the step of a keyed call records (its `hal-data`), so that a retry answers the same without running.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq)]
+struct CallRecord {
+    isolate: String,
+    function: String,
+    arguments: String,
+    result: String,
+    logs: Vec<String>,
+}
+
+/// The answer to a call whose idempotency `key` was seen before (`keyed`): the first call's, when it was the same
+/// call on the same thread; else the key is refused as reused.
+fn repeated_call(
+    key: &str,
+    keyed: &hal_store::Keyed,
+    thread: &ThreadRef,
+    call: &Call<'_>,
+) -> Result<Response, DaemonError> {
+    let record = keyed.step.data.as_deref().and_then(|data| serde_json::from_str::<CallRecord>(data).ok());
+    let same = record.as_ref().is_some_and(|record| {
+        (record.isolate.as_str(), record.function.as_str(), record.arguments.as_str())
+            == (call.isolate, call.function, call.arguments)
+    });
+    match record {
+        Some(record) if same && keyed.thread.branch == thread.branch => Ok(Response::Called {
+            called: Called::Ok { result: record.result, logs: record.logs, commit: Some(keyed.step.commit) },
+            repeated: true,
+        }),
+        _ => Err(DaemonError::KeyReused(key.to_owned())),
+    }
 }
 
 /// The test cases of `help` as `loaded` has it in force.
@@ -307,8 +363,9 @@ pub(crate) fn answer(command: &Command, cx: Context<'_>) -> Result<Response, Dae
             Ok(Response::Status { report: status(cx.home, cx.loaded, cx.daemon, cx.running, cx.secrets)? })
         }
         Command::HelpTests { help } => help_tests(cx.loaded, help),
-        Command::CallIsolate { actor, isolate, function, arguments, thread } => {
-            let call = Call { actor: actor.as_deref(), isolate, function, arguments, thread: thread.as_deref() };
+        Command::CallIsolate { actor, isolate, function, arguments, thread, idempotency_key } => {
+            let (actor, thread, idempotency_key) = (actor.as_deref(), thread.as_deref(), idempotency_key.as_deref());
+            let call = Call { actor, isolate, function, arguments, thread, idempotency_key };
             call_isolate(cx.home, cx.loaded, cx.secrets, call, cx.append)
         }
         Command::Replay { actor, thread, from } => {

@@ -264,14 +264,16 @@ fn with_key(mut command: Command, headers: &HeaderMap) -> Result<Command, ApiErr
     let refused = |why: &str| ApiError::new(StatusCode::BAD_REQUEST, "bad-idempotency-key", why);
     let key = value.to_str().map_err(|_| refused("the Idempotency-Key header is not visible ASCII"))?.to_owned();
     match &mut command {
-        Command::NewThread { idempotency_key, .. } | Command::Say { idempotency_key, .. } => {
+        Command::NewThread { idempotency_key, .. }
+        | Command::Say { idempotency_key, .. }
+        | Command::CallIsolate { idempotency_key, .. } => {
             if idempotency_key.as_ref().is_some_and(|given| *given != key) {
                 return Err(refused("the body and the Idempotency-Key header name different keys"));
             }
             *idempotency_key = Some(key);
             Ok(command)
         }
-        _ => Err(refused("only a command that sends a message takes an Idempotency-Key")),
+        _ => Err(refused("only a command that sends a message or calls an isolate takes an Idempotency-Key")),
     }
 }
 

@@ -57,7 +57,9 @@ pub fn message_step(who: &str, text: &str, asks: Asks<'_>, relayed: Option<u32>)
 /// The idempotency key `command` carries.
 pub fn idempotency_key(command: &Command) -> Option<&str> {
     match command {
-        Command::NewThread { idempotency_key, .. } | Command::Say { idempotency_key, .. } => idempotency_key.as_deref(),
+        Command::NewThread { idempotency_key, .. }
+        | Command::Say { idempotency_key, .. }
+        | Command::CallIsolate { idempotency_key, .. } => idempotency_key.as_deref(),
         Command::ListThreads
         | Command::Log { .. }
         | Command::Fork { .. }
@@ -66,7 +68,6 @@ pub fn idempotency_key(command: &Command) -> Option<&str> {
         | Command::Catalogue
         | Command::BuildIsolates
         | Command::Status
-        | Command::CallIsolate { .. }
         | Command::HelpTests { .. }
         | Command::Replay { .. } => None,
     }

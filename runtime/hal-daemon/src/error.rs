@@ -18,8 +18,8 @@ pub enum DaemonError {
         /// The holder's process id.
         pid: String,
     },
-    /// An idempotency key came again with a different message.
-    #[error("the idempotency key {0:?} was used for a different message; use a new key for a new message")]
+    /// An idempotency key came again with a different message (or call).
+    #[error("the idempotency key {0:?} was used for a different request; use a new key for a new one")]
     KeyReused(String),
     /// An idempotency key came with a command that sends no message.
     #[error("an idempotency key goes with a message: give the command a text")]

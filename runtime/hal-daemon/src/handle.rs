@@ -260,8 +260,9 @@ impl Local {
         if !read_only {
             return match self.taker()? {
                 Taker::Daemon(daemon) => daemon.command(command),
+                // Through `Shared::command`, as the daemon's API does: a keyed call is serialised with the others.
                 Taker::Engine(guard) => match guard.as_ref() {
-                    Some(engine) => engine.shared.answer(command),
+                    Some(engine) => engine.shared.command(command),
                     None => Err(DaemonError::start("the in-process engine", "it did not start")),
                 },
             };

@@ -155,6 +155,10 @@ pub enum IsolateCommand {
         /// Run against this thread's files; writes become one step on it.
         #[arg(long, value_name = "ID")]
         thread: Option<String>,
+        /// Safe to run again (with --thread): a second call with the same key runs nothing and shows what the
+        /// first one answered (a UUID or a job id: 1 to 255 visible ASCII characters).
+        #[arg(long, value_name = "KEY", requires = "thread")]
+        idempotency_key: Option<String>,
     },
 }
 
@@ -191,8 +195,9 @@ pub enum ThreadCommand {
     Say {
         /// Thread id, unique prefix or branch.
         id: String,
-        /// The message; several words are joined with spaces.
-        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        /// The message; several words are joined with spaces (`-` reads it from stdin; put `--` before a message
+        /// that starts with `-`).
+        #[arg(required = true, num_args = 1..)]
         text: Vec<String>,
         /// Safe to run again: a second command with the same key sends nothing and shows what the first one's
         /// message got (a UUID or a job id: 1 to 255 visible ASCII characters).

@@ -150,6 +150,10 @@ pub enum Command {
         /// Thread id, unique prefix or branch whose tree the call works on.
         #[serde(default)]
         thread: Option<String>,
+        /// Makes the call safe to send again (with a thread only): its step records the key and the answer, and
+        /// a later call with the same key runs nothing and answers the same, across restarts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
     },
     /// A help's test cases, as the version in force has them.
     HelpTests {
@@ -260,6 +264,9 @@ pub enum Response {
     Called {
         /// How.
         called: Called,
+        /// Whether this answers an earlier call with the same idempotency key (nothing ran now).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        repeated: bool,
     },
     /// A help's test cases.
     HelpTests {

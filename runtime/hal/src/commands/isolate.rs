@@ -17,8 +17,9 @@ pub fn run(args: &Args, command: &IsolateCommand) -> Result<Outcome> {
         IsolateCommand::List => list(args, &isolates(handle.as_ref())?),
         IsolateCommand::Show { name } => show(args, &isolates(handle.as_ref())?, name),
         IsolateCommand::Build { name } => build(args, handle.as_ref(), name.as_deref()),
-        IsolateCommand::Call { name, function, arguments, thread } => {
-            call(args, handle.as_ref(), name, function, arguments, thread.as_deref())
+        IsolateCommand::Call { name, function, arguments, thread, idempotency_key } => {
+            let target = Target { thread: thread.as_deref(), idempotency_key: idempotency_key.as_deref() };
+            call(args, handle.as_ref(), name, function, arguments, target)
         }
     }
 }
@@ -175,13 +176,19 @@ fn print_details(entry: &IsolateReport) -> Result<()> {
     Ok(())
 }
 
+/// Where a call by hand works: on a thread's tree, with an idempotency key.
+struct Target<'a> {
+    thread: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
+}
+
 fn call(
     args: &Args,
     handle: &dyn Handle,
     name: &str,
     function: &str,
     arguments: &str,
-    thread: Option<&str>,
+    target: Target<'_>,
 ) -> Result<Outcome> {
     let actor = hal_store::Home::open(&args.directory)?.resolve_actor(None)?;
     let command = Command::CallIsolate {
@@ -189,17 +196,23 @@ fn call(
         isolate: name.to_owned(),
         function: function.to_owned(),
         arguments: arguments.to_owned(),
-        thread: thread.map(str::to_owned),
+        thread: target.thread.map(str::to_owned),
+        idempotency_key: target.idempotency_key.map(str::to_owned),
     };
-    let called = match handle.command(&command)? {
-        Response::Called { called } => called,
+    let (called, repeated) = match handle.command(&command)? {
+        Response::Called { called, repeated } => (called, repeated),
         other => anyhow::bail!("the call was answered with {other:?}"),
     };
+    if repeated && !args.json {
+        eprintln!("(a call with this idempotency key ran before: its answer, nothing ran now)");
+    }
     match called {
         Called::Ok { result, logs, commit } => {
             if args.json {
                 let commit = commit.map(|c| c.to_string());
-                output::json(&json!({"ok": true, "result": result, "logs": logs, "commit": commit}))?;
+                output::json(
+                    &json!({"ok": true, "result": result, "logs": logs, "commit": commit, "repeated": repeated}),
+                )?;
             } else {
                 outln!("{result}");
                 if let Some(commit) = commit {
