@@ -86,13 +86,14 @@ fn list(args: &Args) -> Result<Outcome> {
         return Ok(Outcome::Done);
     }
     let width = entries.iter().map(|e| e.name.len()).max().unwrap_or(4).max(4);
+    let source_width = entries.iter().map(|e| e.source.to_string().chars().count()).max().unwrap_or(0);
     for entry in &entries {
         let about = match (&entry.spec, &entry.error) {
             (Some(help), _) => help.description.clone(),
             (None, Some(error)) => format!("INVALID: {}", error.lines().next().unwrap_or_default()),
             (None, None) => String::new(),
         };
-        outln!("{:<width$}  {:<24}  {about}", entry.name, entry.source.to_string());
+        outln!("{:<width$}  {:<source_width$}  {about}", entry.name, entry.source.to_string());
     }
     Ok(Outcome::Done)
 }

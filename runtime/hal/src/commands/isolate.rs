@@ -76,17 +76,19 @@ fn list(args: &Args, entries: &[IsolateReport]) -> Result<Outcome> {
         output::json(&entries.iter().map(describe).collect::<Vec<_>>())?;
         return Ok(Outcome::Done);
     }
+    // Every column as wide as its longest value, so the rows line up whatever the names' lengths.
+    let name_width = entries.iter().map(|e| e.name.chars().count()).max().unwrap_or(0);
+    let source_width = entries.iter().map(|e| e.source.chars().count()).max().unwrap_or(0);
     for entry in entries {
+        let (name, source) = (&entry.name, &entry.source);
         match &entry.loaded {
             Some(isolate) => {
                 let prefix = format!("{}.", entry.name);
                 let functions: Vec<&str> =
                     isolate.functions.iter().map(|f| f.name.strip_prefix(&prefix).unwrap_or(&f.name)).collect();
+                let version = format!("v{}", isolate.version);
                 outln!(
-                    "{:<10} v{:<3} {:<22} {} ({})",
-                    entry.name,
-                    isolate.version,
-                    entry.source,
+                    "{name:<name_width$}  {version:<4} {source:<source_width$}  {} ({})",
                     isolate.description,
                     functions.join(", ")
                 );
@@ -94,7 +96,7 @@ fn list(args: &Args, entries: &[IsolateReport]) -> Result<Outcome> {
             None => {
                 let error = entry.error.as_deref().unwrap_or("");
                 let state = if entry.not_built { "" } else { "INVALID: " };
-                outln!("{:<10} {:<27} {state}{error}", entry.name, entry.source)
+                outln!("{name:<name_width$}  {:<4} {source:<source_width$}  {state}{error}", "")
             }
         }
     }
