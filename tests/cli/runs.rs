@@ -385,9 +385,18 @@ fn replay_matches_then_diverges_when_the_tree_changed() {
     let original = thread_of(&run);
     let requests_before = server.requests().len();
 
-    let same = sandbox.hal(&repo, &["thread", "replay", &original, "--json"]);
+    let same = sandbox.hal(&repo, &["thread", "replay", &original, "--idempotency-key", "replay-1", "--json"]);
     assert_eq!(same.code, 0, "{}{}", same.stdout, same.stderr);
     let report = same.json();
+    // Again with the key: no new thread, the same replay thread compared again.
+    let threads = sandbox.hal(&repo, &["thread", "list", "--all", "--json"]).ok().json();
+    let again =
+        sandbox.hal(&repo, &["thread", "replay", &original, "--idempotency-key", "replay-1", "--json"]).ok().json();
+    assert_eq!((&again["replay"], &again["divergence"]), (&report["replay"], &report["divergence"]), "{again}");
+    assert!(again["notes"].to_string().contains("ran before"), "{again}");
+    assert_eq!(sandbox.hal(&repo, &["thread", "list", "--all", "--json"]).ok().json(), threads, "nothing was started");
+    let reused = sandbox.hal(&repo, &["thread", "say", &original, "hi", "--idempotency-key", "replay-1"]);
+    assert_eq!(reused.code, 2, "a replay's key is not a message's: {reused:?}");
     assert_eq!(report["divergence"], serde_json::Value::Null, "{report}");
     assert_eq!(report["compared"], 3, "two tool calls and the finish: {report}");
     assert_eq!(server.requests().len(), requests_before, "a replay never calls the model");

@@ -297,20 +297,37 @@ pub(crate) fn help_tests(loaded: &Loaded, help: &str) -> Result<Response, Daemon
     Ok(Response::HelpTests { help: help.to_owned(), cases: spec.tests.clone() })
 }
 
-/// Replay `thread` of `home` with `loaded`'s runner, on `runtime`.
+/// The fields of [`crate::protocol::Command::Replay`].
+pub(crate) struct Replay<'a> {
+    pub(crate) actor: Option<&'a str>,
+    pub(crate) thread: &'a str,
+    pub(crate) from: Option<&'a str>,
+    pub(crate) idempotency_key: Option<&'a str>,
+}
+
+/// Replay a thread of `home` with `loaded`'s runner, on `runtime`. A replay whose key was seen before answers the
+/// comparison of that replay's thread as it is now, starting nothing; the key of another command is refused.
 pub(crate) fn replay(
     home: &Home,
     loaded: &Loaded,
     runtime: &tokio::runtime::Handle,
-    actor: Option<&str>,
-    thread: &str,
-    from: Option<&str>,
+    asked: Replay<'_>,
 ) -> Result<Response, DaemonError> {
-    let actor = home.resolve_actor(actor)?;
-    let original = home.resolve_thread(thread)?;
-    let base = from.map(|spec| home.resolve_commit(spec)).transpose()?;
-    let report: ReplayReport = runtime.block_on(hal_runner::replay::replay(&loaded.runner, &actor, &original, base))?;
-    Ok(Response::Replayed { report })
+    let actor = home.resolve_actor(asked.actor)?;
+    let original = home.resolve_thread(asked.thread)?;
+    if let Some(key) = asked.idempotency_key
+        && let Some(keyed) = home.keyed_step(key)?
+    {
+        if !hal_runner::replay::is_replay_start(&keyed.step, &original.id) {
+            return Err(DaemonError::KeyReused(key.to_owned()));
+        }
+        let report = hal_runner::replay::report_of(home, &original, &keyed.thread)?;
+        return Ok(Response::Replayed { report, repeated: true });
+    }
+    let base = asked.from.map(|spec| home.resolve_commit(spec)).transpose()?;
+    let run = hal_runner::replay::replay(&loaded.runner, &actor, &original, base, asked.idempotency_key);
+    let report: ReplayReport = runtime.block_on(run)?;
+    Ok(Response::Replayed { report, repeated: false })
 }
 
 /// What answering a command needs besides the command.
@@ -368,11 +385,12 @@ pub(crate) fn answer(command: &Command, cx: Context<'_>) -> Result<Response, Dae
             let call = Call { actor, isolate, function, arguments, thread, idempotency_key };
             call_isolate(cx.home, cx.loaded, cx.secrets, call, cx.append)
         }
-        Command::Replay { actor, thread, from } => {
+        Command::Replay { actor, thread, from, idempotency_key } => {
             let Some(runtime) = cx.runtime else {
                 return Err(DaemonError::NoAnswer("nothing runs turns here to replay with".to_owned()));
             };
-            replay(cx.home, cx.loaded, runtime, actor.as_deref(), thread, from.as_deref())
+            let (actor, from, idempotency_key) = (actor.as_deref(), from.as_deref(), idempotency_key.as_deref());
+            replay(cx.home, cx.loaded, runtime, Replay { actor, thread, from, idempotency_key })
         }
         other => Err(DaemonError::NoAnswer(format!("{other:?} is not answered from what is loaded"))),
     }

@@ -266,14 +266,15 @@ fn with_key(mut command: Command, headers: &HeaderMap) -> Result<Command, ApiErr
     match &mut command {
         Command::NewThread { idempotency_key, .. }
         | Command::Say { idempotency_key, .. }
-        | Command::CallIsolate { idempotency_key, .. } => {
+        | Command::CallIsolate { idempotency_key, .. }
+        | Command::Replay { idempotency_key, .. } => {
             if idempotency_key.as_ref().is_some_and(|given| *given != key) {
                 return Err(refused("the body and the Idempotency-Key header name different keys"));
             }
             *idempotency_key = Some(key);
             Ok(command)
         }
-        _ => Err(refused("only a command that sends a message or calls an isolate takes an Idempotency-Key")),
+        _ => Err(refused("only a command that sends a message, calls an isolate or replays takes an Idempotency-Key")),
     }
 }
 

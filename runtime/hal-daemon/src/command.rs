@@ -59,7 +59,8 @@ pub fn idempotency_key(command: &Command) -> Option<&str> {
     match command {
         Command::NewThread { idempotency_key, .. }
         | Command::Say { idempotency_key, .. }
-        | Command::CallIsolate { idempotency_key, .. } => idempotency_key.as_deref(),
+        | Command::CallIsolate { idempotency_key, .. }
+        | Command::Replay { idempotency_key, .. } => idempotency_key.as_deref(),
         Command::ListThreads
         | Command::Log { .. }
         | Command::Fork { .. }
@@ -68,8 +69,7 @@ pub fn idempotency_key(command: &Command) -> Option<&str> {
         | Command::Catalogue
         | Command::BuildIsolates
         | Command::Status
-        | Command::HelpTests { .. }
-        | Command::Replay { .. } => None,
+        | Command::HelpTests { .. } => None,
     }
 }
 

@@ -168,22 +168,22 @@ pub fn trace_of(steps: &[Step]) -> Result<Vec<(u64, Trace)>, RunError> {
     Ok(trace)
 }
 
-/// Replay `original` on a new thread of `actor` started from `base` (the original's starting commit when
-/// `None`).
-pub async fn replay(
-    runner: &Runner,
-    actor: &str,
-    original: &ThreadRef,
-    base: Option<gix::ObjectId>,
-) -> Result<ReplayReport, RunError> {
-    let journal = runner.journal().clone();
-    let (steps, recording) = journal.with(|home| {
-        let steps = steps_of(home, original)?;
-        let recording = recording_from(home, &steps)?;
-        Ok::<_, RunError>((steps, recording))
-    })?;
-    let recording = Arc::new(recording);
-    let inputs: Vec<RunInput> = steps
+/// The text of a replay's first step: how a replay of `original` started from `from` says what it is.
+fn start_text(original: &str) -> (String, String) {
+    (format!("replay of {original}"), format!("the start of thread {original}"))
+}
+
+/// Whether `step` is the first step of a replay of `original`, as [`replay`] writes it.
+pub fn is_replay_start(step: &Step, original: &str) -> bool {
+    let (title, from) = start_text(original);
+    step.kind == StepKind::Start
+        && step.number == Some(1)
+        && step.text == format!("started thread \"{title}\" from {from}")
+}
+
+/// The requests of `steps` that started runs.
+fn inputs_of(steps: &[Step]) -> Vec<RunInput> {
+    steps
         .iter()
         .filter(|step| crate::conversation::is_persons_message(step))
         .filter_map(|step| {
@@ -195,15 +195,39 @@ pub async fn replay(
                 text: step.text.clone(),
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Replay `original` on a new thread of `actor` started from `base` (the original's starting commit when
+/// `None`). With an idempotency `key`, the new thread's first step is recorded for it before anything runs
+/// (see [`report_of`] for answering a retry).
+pub async fn replay(
+    runner: &Runner,
+    actor: &str,
+    original: &ThreadRef,
+    base: Option<gix::ObjectId>,
+    key: Option<&str>,
+) -> Result<ReplayReport, RunError> {
+    let journal = runner.journal().clone();
+    let (steps, recording) = journal.with(|home| {
+        let steps = steps_of(home, original)?;
+        let recording = recording_from(home, &steps)?;
+        Ok::<_, RunError>((steps, recording))
+    })?;
+    let recording = Arc::new(recording);
+    let inputs = inputs_of(&steps);
     let base = match base {
         Some(base) => base,
         None => journal.with(|home| start_parent(home, &steps))?,
     };
-    let title = format!("replay of {}", original.id);
-    let from = format!("the start of thread {}", original.id);
-    let mut thread = journal
-        .with(|home| home.start_thread_at(actor, base, Some(&title), &from, Some(hal_store::ThreadPurpose::Replay)))?;
+    let (title, from) = start_text(&original.id);
+    let mut thread = journal.with(|home| {
+        let thread = home.start_thread_at(actor, base, Some(&title), &from, Some(hal_store::ThreadPurpose::Replay))?;
+        if let Some(key) = key {
+            home.record_key(key, thread.tip)?;
+        }
+        Ok::<_, hal_store::StoreError>(thread)
+    })?;
     let mut notes = Vec::new();
     for input in &inputs {
         if let (Some(entry), Some(blob)) = (runner.catalog().entry(&input.help), &input.blob)
@@ -227,7 +251,26 @@ pub async fn replay(
         notes.push(format!("{} recorded model replies were not played", recording.remaining()));
     }
     let replayed = journal.with(|home| steps_of(home, &thread))?;
-    let (expected, got) = (trace_of(&steps)?, trace_of(&replayed)?);
+    compare(original, &thread, &steps, &replayed, notes)
+}
+
+/// The report of the replay `thread` of `original` as both threads are now: what a retry of a keyed replay
+/// answers, without running anything again.
+pub fn report_of(home: &Home, original: &ThreadRef, thread: &ThreadRef) -> Result<ReplayReport, RunError> {
+    let (steps, replayed) = (steps_of(home, original)?, steps_of(home, thread)?);
+    let notes = vec!["a replay with this idempotency key ran before: its thread, compared as it is now".to_owned()];
+    compare(original, thread, &steps, &replayed, notes)
+}
+
+/// Compare the tool calls and endings of `original` (`steps`) and its replay `thread` (`replayed`).
+fn compare(
+    original: &ThreadRef,
+    thread: &ThreadRef,
+    steps: &[Step],
+    replayed: &[Step],
+    notes: Vec<String>,
+) -> Result<ReplayReport, RunError> {
+    let (expected, got) = (trace_of(steps)?, trace_of(replayed)?);
     let compared = expected.len().max(got.len());
     let divergence = (0..compared).find_map(|i| {
         let (a, b) = (expected.get(i), got.get(i));
@@ -240,8 +283,8 @@ pub async fn replay(
     });
     Ok(ReplayReport {
         original: original.id.clone(),
-        replay: thread.id,
-        runs: inputs.len(),
+        replay: thread.id.clone(),
+        runs: inputs_of(steps).len(),
         compared,
         divergence,
         notes,

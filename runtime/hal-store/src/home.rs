@@ -178,6 +178,13 @@ impl Home {
         self.record.add_depth(key, depth)
     }
 
+    /// Remember that `commit` (on its branch, which HAL wrote) answers the idempotency `key`, for a commit written
+    /// without the key in its trailers (the first step of a thread a keyed command made): [`Home::keyed_step`]
+    /// finds it.
+    pub fn record_key(&self, key: &str, commit: gix::ObjectId) -> Result<()> {
+        self.record.add_key(key, commit)
+    }
+
     /// How many starts and relays by runs HAL recorded leading to `key` (a branch or a commit): `None` when no run
     /// led to it (a person did, or it arrived from elsewhere), whatever its commits claim.
     pub fn depth_of(&self, key: &str) -> Result<Option<u32>> {

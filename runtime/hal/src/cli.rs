@@ -235,6 +235,10 @@ pub enum ThreadCommand {
         /// Start the replay from this commit or ref instead of where the original started.
         #[arg(long, value_name = "REF")]
         from: Option<String>,
+        /// Safe to run again: a second replay with the same key starts nothing and reports on the first one's
+        /// thread (a UUID or a job id: 1 to 255 visible ASCII characters).
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
     },
 }
 

@@ -171,6 +171,10 @@ pub enum Command {
         /// Start the replay from this commit or ref instead of where the original started.
         #[serde(default)]
         from: Option<String>,
+        /// Makes the replay safe to send again: a later replay with the same key starts nothing and answers the
+        /// comparison of the first one's thread, across restarts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
     },
 }
 
@@ -281,6 +285,9 @@ pub enum Response {
         /// The comparison.
         #[schema(value_type = Object)]
         report: ReplayReport,
+        /// Whether this answers an earlier replay with the same idempotency key (nothing ran now).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        repeated: bool,
     },
 }
 

@@ -210,13 +210,14 @@ fn check_case(case: &HelpTest, outcome: &TurnEnd) -> Vec<String> {
 }
 
 /// `hal thread replay <id> [--from <ref>]`: the repo's handle replays it (the daemon when one runs).
-pub fn thread_replay(args: &Args, id: &str, from: Option<&str>) -> Result<Outcome> {
+pub fn thread_replay(args: &Args, id: &str, from: Option<&str>, idempotency_key: Option<&str>) -> Result<Outcome> {
     let home = Home::open(&args.directory)?;
     let handle = super::remote::handle(args)?;
     let actor = Some(home.resolve_actor(None)?);
-    let command = Command::Replay { actor, thread: id.to_owned(), from: from.map(str::to_owned) };
+    let (thread, from, idempotency_key) = (id.to_owned(), from.map(str::to_owned), idempotency_key.map(str::to_owned));
+    let command = Command::Replay { actor, thread, from, idempotency_key };
     let report = match handle.command(&command)? {
-        Response::Replayed { report } => report,
+        Response::Replayed { report, .. } => report,
         other => anyhow::bail!("the replay command was answered with {other:?}"),
     };
     if args.json {

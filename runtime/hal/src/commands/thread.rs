@@ -96,9 +96,9 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
             }
         }
         ThreadCommand::Merge { id } => return merge(args, &home, handle.as_ref(), id),
-        ThreadCommand::Replay { id, from } => {
+        ThreadCommand::Replay { id, from, idempotency_key } => {
             drop(home);
-            return super::run::thread_replay(args, id, from.as_deref());
+            return super::run::thread_replay(args, id, from.as_deref(), idempotency_key.as_deref());
         }
     }
     Ok(Outcome::Done)
