@@ -38,7 +38,7 @@ fn the_same_key_twice_through_the_cli_and_the_api_and_after_a_restart_starts_one
     let refs = all_refs(&sandbox, &repo);
     let reused = hal(&sandbox, &repo, &["help", "run", "greeter", "goodbye", "--idempotency-key", "job-1"]);
     assert_eq!(reused.code, 2, "{reused:?}");
-    assert!(reused.stderr.contains("used for a different message"), "{reused:?}");
+    assert!(reused.stderr.contains("used for a different request"), "{reused:?}");
     let spaced = hal(&sandbox, &repo, &["help", "run", "greeter", "hi", "--idempotency-key", "a key"]);
     assert!(spaced.code == 2 && spaced.stderr.contains("visible ASCII"), "{spaced:?}");
     assert_eq!(all_refs(&sandbox, &repo), refs, "refused keys write nothing");
