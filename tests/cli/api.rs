@@ -96,6 +96,7 @@ fn the_api_describes_itself_answers_every_error_in_one_shape_and_names_its_event
             "unauthorized",
         ),
         ("GET", "/v1/nosuch", auth.clone(), "", 404, "no-route"),
+        ("DELETE", "/v1/threads", auth.clone(), "", 405, "wrong-method"),
         ("POST", "/v1/command", auth.clone(), r#"{"command": "list-threads"}"#, 415, "not-json"),
         (
             "POST",

@@ -62,6 +62,7 @@ pub(crate) async fn serve(
         // The description holds nothing of the repo: it is served without the token, for tools to read.
         .route("/v1/openapi.json", get(move || std::future::ready(Json(description.as_ref().clone()))))
         .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         // A `write` carries a whole file (a step holds up to 16 MiB; base64 makes that about 22 MiB).
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared);
@@ -193,6 +194,12 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
             Err(other) => Err(ApiError::new(other.status(), "bad-body", other.body_text())),
         }
     }
+}
+
+/// A route the API has, asked with a method it does not take.
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let message = format!("{} does not take {method} (see GET /v1/openapi.json)", uri.path());
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "wrong-method", message)
 }
 
 /// Any route the API does not have.

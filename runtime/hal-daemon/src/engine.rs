@@ -231,23 +231,20 @@ impl Daemon {
             let _ = shutdown.send(true);
         };
         let metrics = metrics_listener(&engine);
-        let shared = engine.shared.clone();
+        let (shared, metrics_shared) = (engine.shared.clone(), engine.shared.clone());
         let served = engine.runtime.block_on(async move {
             let Some(metrics) = metrics else { return crate::api::serve(shared, listener, stop).await };
-            // The metrics listener stops with the API.
-            let (stopped, stopping) = watch::channel(false);
-            let stop = async move {
-                stop.await;
+            // The metrics listener stops when the API does, however the API ends.
+            let (stopped, mut stopping) = watch::channel(false);
+            let api = async move {
+                let served = crate::api::serve(shared.clone(), listener, stop).await;
                 let _ = stopped.send(true);
+                served
             };
-            let mut stopping = stopping;
             let metrics_stop = async move {
                 let _ = stopping.wait_for(|stopped| *stopped).await;
             };
-            let (served, metrics) = tokio::join!(
-                crate::api::serve(shared.clone(), listener, stop),
-                crate::api::serve_metrics(shared, metrics, metrics_stop)
-            );
+            let (served, metrics) = tokio::join!(api, crate::api::serve_metrics(metrics_shared, metrics, metrics_stop));
             if let Err(error) = metrics {
                 tracing::error!(target: "hal_daemon", %error, "the metrics listener failed");
             }
