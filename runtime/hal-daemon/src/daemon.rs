@@ -175,6 +175,9 @@ pub(crate) struct Shared {
     /// Held by a command with an idempotency key from its look-up to its write: two tries of one key never both
     /// write.
     pub(crate) keyed: Mutex<()>,
+    /// Held by a load of `main` (the scanner's, or a build asked for): one at a time, so an older load never
+    /// finishes after a newer one and puts what it read back in force.
+    pub(crate) reloading: Mutex<()>,
     pub(crate) wake: Mutex<Sender<()>>,
     pub(crate) models: ModelSource,
     pub(crate) secrets: SecretLookup,
@@ -256,6 +259,7 @@ impl Shared {
 
     /// [`Shared::reload`], building as `builds` says.
     pub(crate) fn reload_with(self: &Arc<Self>, builds: hal_sandbox::Builds) {
+        let _reloading = lock(&self.reloading);
         let previous = self.loaded();
         let previous = previous.main.is_some().then_some(previous.as_ref());
         let weak = Arc::downgrade(self);

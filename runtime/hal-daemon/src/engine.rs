@@ -130,6 +130,7 @@ impl Engine {
             joining: Mutex::default(),
             reported: Mutex::default(),
             keyed: Mutex::default(),
+            reloading: Mutex::default(),
             wake: Mutex::new(wake_tx.clone()),
             models,
             secrets: hal_runner::secrets::lookup(),
