@@ -171,16 +171,20 @@ fn metrics_are_scraped_with_a_stable_token_or_on_a_loopback_port_and_nothing_els
     assert!(elsewhere.starts_with("HTTP/1.1 401"), "the scrape token is good for /metrics only: {elsewhere}");
 
     // The loopback port: /metrics without a token, and nothing else.
-    let plain = |path: &str| {
+    let plain_as = |path: &str, host: &str| {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics.listen");
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("send");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").expect("send");
         let mut answer = String::new();
         stream.read_to_string(&mut answer).expect("read");
         answer
     };
+    let plain = |path: &str| plain_as(path, &format!("127.0.0.1:{port}"));
     let open = plain("/metrics");
     assert!(open.starts_with("HTTP/1.1 200") && open.contains("# TYPE"), "{open}");
     let other = plain("/v1/status");
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+    // A web page that rebinds its own name to 127.0.0.1 sends its own name: refused.
+    let rebound = plain_as("/metrics", "evil.example:9464");
+    assert!(rebound.starts_with("HTTP/1.1 403"), "{rebound}");
     assert_eq!(daemon.stop(), 0);
 }

@@ -28,7 +28,7 @@ fn every_row_of_the_readme_exit_code_table_holds() {
         assert_eq!(run.code, *code, "hal {}: {run:?}", args.join(" "));
         if *code == 2 {
             let first = run.stderr.lines().next().unwrap_or_default();
-            assert!(first.starts_with("error: ") || first.starts_with("error:"), "one error line first: {run:?}");
+            assert!(first.starts_with("error: "), "one error line first: {run:?}");
         }
     }
     let outside = sandbox.hal(&sandbox.path(""), &["thread", "list"]);

@@ -98,15 +98,17 @@ fn help_new_writes_a_skeleton_that_validates_and_validate_checks_every_command()
     assert!(errors[1].starts_with("helps/typos.yaml:8:5: commands[5]: `nosuch.thing`"), "{errors:?}");
 }
 
-/// The help in the README's "Writing a help" is a valid help, as `hal help validate` checks one.
+/// The help in the README's "Writing a help" is a valid help, as `hal help validate` checks one in a home repo
+/// (every command names something there).
 #[test]
 fn the_readme_help_example_validates() {
     let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
     let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
         .expect("README.md");
     let section = readme.split("## Writing a help").nth(1).expect("the section");
     let example = section.split("```yaml\n").nth(1).and_then(|rest| rest.split("```").next()).expect("its example");
-    std::fs::write(sandbox.path("minutes.yaml"), example).expect("write");
-    let checked = sandbox.hal(&sandbox.path(""), &["help", "validate", "minutes.yaml"]);
+    std::fs::write(repo.join("minutes.yaml"), example).expect("write");
+    let checked = sandbox.hal(&repo, &["help", "validate", "minutes.yaml"]);
     assert_eq!(checked.code, 0, "{checked:?}\n{example}");
 }

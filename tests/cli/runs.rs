@@ -397,6 +397,9 @@ fn replay_matches_then_diverges_when_the_tree_changed() {
     assert_eq!(sandbox.hal(&repo, &["thread", "list", "--all", "--json"]).ok().json(), threads, "nothing was started");
     let reused = sandbox.hal(&repo, &["thread", "say", &original, "hi", "--idempotency-key", "replay-1"]);
     assert_eq!(reused.code, 2, "a replay's key is not a message's: {reused:?}");
+    let mut by_another = sandbox.hal_command(&repo, &["thread", "replay", &original, "--idempotency-key", "replay-1"]);
+    let by_another = Run::from(by_another.env("HAL_ACTOR", "someone-else").output().expect("run hal"));
+    assert!(by_another.code == 2 && by_another.stderr.contains("different request"), "another actor's: {by_another:?}");
     assert_eq!(report["divergence"], serde_json::Value::Null, "{report}");
     assert_eq!(report["compared"], 3, "two tool calls and the finish: {report}");
     assert_eq!(server.requests().len(), requests_before, "a replay never calls the model");

@@ -147,7 +147,8 @@ pub(crate) fn status(
     running.sort();
     let mut waiting = Vec::new();
     let mut interrupted = Vec::new();
-    for thread in home.list_threads()? {
+    // A help test's or a replay's thread waits for nobody: `hal thread list --all` shows it.
+    for thread in home.list_threads()?.into_iter().filter(|t| t.purpose.is_none()) {
         let list = match thread.status {
             ThreadStatus::Pending => &mut waiting,
             ThreadStatus::Running => &mut interrupted,
@@ -215,7 +216,7 @@ pub(crate) fn call_isolate(
             return Err(DaemonError::BadArguments(why.to_owned()));
         };
         if let Some(keyed) = home.keyed_step(key)? {
-            return repeated_call(key, &keyed, thread, &call);
+            return repeated_call(key, &keyed, thread, &home.resolve_actor(call.actor)?, &call);
         }
     }
     let tree = thread.as_ref().map(|thread| {
@@ -275,6 +276,7 @@ fn repeated_call(
     key: &str,
     keyed: &hal_store::Keyed,
     thread: &ThreadRef,
+    actor: &str,
     call: &Call<'_>,
 ) -> Result<Response, DaemonError> {
     let record = keyed.step.data.as_deref().and_then(|data| serde_json::from_str::<CallRecord>(data).ok());
@@ -283,10 +285,12 @@ fn repeated_call(
             == (call.isolate, call.function, call.arguments)
     });
     match record {
-        Some(record) if same && keyed.thread.branch == thread.branch => Ok(Response::Called {
-            called: Called::Ok { result: record.result, logs: record.logs, commit: Some(keyed.step.commit) },
-            repeated: true,
-        }),
+        Some(record) if same && keyed.thread.branch == thread.branch && keyed.step.actor == actor => {
+            Ok(Response::Called {
+                called: Called::Ok { result: record.result, logs: record.logs, commit: Some(keyed.step.commit) },
+                repeated: true,
+            })
+        }
         _ => Err(DaemonError::KeyReused(key.to_owned())),
     }
 }
@@ -318,7 +322,16 @@ pub(crate) fn replay(
     if let Some(key) = asked.idempotency_key
         && let Some(keyed) = home.keyed_step(key)?
     {
-        if !hal_runner::replay::is_replay_start(&keyed.step, &original.id) {
+        // The same replay: of the same thread, by the same actor, from the same commit.
+        let base = match asked.from {
+            Some(spec) => home.resolve_commit(spec)?,
+            None => hal_runner::replay::start_of(home, &original)?,
+        };
+        let started_on = home.resolve_commit(&format!("{}^", keyed.step.commit))?;
+        if !hal_runner::replay::is_replay_start(&keyed.step, &original.id)
+            || keyed.step.actor != actor
+            || started_on != base
+        {
             return Err(DaemonError::KeyReused(key.to_owned()));
         }
         let report = hal_runner::replay::report_of(home, &original, &keyed.thread)?;

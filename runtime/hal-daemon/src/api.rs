@@ -373,13 +373,35 @@ pub(crate) async fn serve_metrics(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let app = axum::Router::new()
-        .route("/metrics", get(|State(shared): State<Arc<Shared>>| metrics_text(shared)))
+        .route("/metrics", get(|_: LoopbackHost, State(shared): State<Arc<Shared>>| metrics_text(shared)))
         .fallback(no_route)
         .with_state(shared);
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
         .map_err(|e| DaemonError::start("the metrics listener failed", e))
+}
+
+/// Proof that a request to the metrics listener names a loopback host: a web page the browser was tricked into
+/// sending to this port (DNS rebinding) names its own.
+struct LoopbackHost;
+
+impl<S: Send + Sync> FromRequestParts<S> for LoopbackHost {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<LoopbackHost, ApiError> {
+        let host = parts.headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or_default();
+        let name = match host.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or_default(),
+            None => host.split(':').next().unwrap_or_default(),
+        };
+        match name {
+            "127.0.0.1" | "localhost" | "::1" => Ok(LoopbackHost),
+            _ => {
+                Err(ApiError::new(StatusCode::FORBIDDEN, "not-loopback", format!("host {host:?} is not this machine")))
+            }
+        }
+    }
 }
 
 /// Proof that a request for `/metrics` carried the daemon's token, or the scrape token: the value of the secret
@@ -396,10 +418,12 @@ impl FromRequestParts<Arc<Shared>> for Scraper {
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "));
+        // Nothing is looked up for a request that brings no token.
+        let Some(given) = given.filter(|given| !given.is_empty()) else { return Err(refused) };
         let secret = shared.loaded().runner.catalog().settings.metrics.token.clone();
         let expected = secret.and_then(|name| (shared.secrets)(&name)).filter(|value| !value.is_empty());
-        match (given, expected) {
-            (Some(given), Some(expected)) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(Scraper),
+        match expected {
+            Some(expected) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(Scraper),
             _ => Err(refused),
         }
     }

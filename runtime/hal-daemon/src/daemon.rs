@@ -172,9 +172,9 @@ pub(crate) struct Shared {
     pub(crate) joining: Mutex<HashMap<String, Vec<u64>>>,
     /// Problems already reported in the owner's backchat.
     pub(crate) reported: Mutex<Vec<Problem>>,
-    /// Held by a command with an idempotency key from its look-up to its write: two tries of one key never both
-    /// write.
-    pub(crate) keyed: Mutex<()>,
+    /// Held by a command with an idempotency key, per key, from its look-up to its write: two tries of one key
+    /// never both write.
+    pub(crate) keyed: crate::keys::KeyLocks,
     /// Held by a load of `main` (the scanner's, or a build asked for): one at a time, so an older load never
     /// finishes after a newer one and puts what it read back in force.
     pub(crate) reloading: Mutex<()>,
@@ -481,7 +481,7 @@ impl Shared {
     /// it must be able to run (its help and agent exist, a model is configured), else nothing is written. A
     /// message to a thread in the middle of a turn waits for the turn's end; a merge of it is refused until then.
     pub(crate) fn command(self: &Arc<Self>, command: &Command) -> Result<Response, DaemonError> {
-        let _keyed = command::idempotency_key(command).map(|_| lock(&self.keyed));
+        let _keyed = command::idempotency_key(command).map(|key| self.keyed.hold(key));
         if let Some(response) = self.journal.with(|home| command::repeated(home, command))? {
             return self.see_answered(command, response);
         }

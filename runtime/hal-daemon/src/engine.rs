@@ -129,7 +129,7 @@ impl Engine {
             recent_ends: Mutex::default(),
             joining: Mutex::default(),
             reported: Mutex::default(),
-            keyed: Mutex::default(),
+            keyed: crate::keys::KeyLocks::default(),
             reloading: Mutex::default(),
             wake: Mutex::new(wake_tx.clone()),
             models,
@@ -140,7 +140,12 @@ impl Engine {
         if mode == Mode::Daemon {
             info.write(&hal_dir)?;
         }
-        shared.reload();
+        // A daemon's start is when a build that failed is tried again (a target or a toolchain installed since);
+        // a command's own engine takes the failure kept, and says how to try again.
+        shared.reload_with(match mode {
+            Mode::Daemon => hal_sandbox::Builds::Retry,
+            Mode::InProcess => hal_sandbox::Builds::Run,
+        });
         if mode == Mode::InProcess
             && let Some(problem) = shared.loaded().problems.iter().find(|p| p.file == hal_store::CONFIG_FILE)
         {
@@ -218,6 +223,8 @@ impl Daemon {
         let address = address.to_string();
         let engine = Engine::start_locked(path, &options, runtime, Some(address), lock)?;
         let info = engine.shared.info.clone();
+        // Bound before anyone is told the daemon is ready: a scraper told so finds it listening.
+        let metrics = metrics_listener(&engine);
         tracing::info!(target: "hal_daemon", address = %info.address, pid = info.pid, "daemon ready");
         ready(&info);
         let stopper = engine.shared.clone();
@@ -231,7 +238,6 @@ impl Daemon {
             stopper.stopping.store(true, Ordering::SeqCst);
             let _ = shutdown.send(true);
         };
-        let metrics = metrics_listener(&engine);
         let (shared, metrics_shared) = (engine.shared.clone(), engine.shared.clone());
         let served = engine.runtime.block_on(async move {
             let Some(metrics) = metrics else { return crate::api::serve(shared, listener, stop).await };

@@ -23,6 +23,7 @@ mod error;
 mod files;
 mod follow;
 pub mod handle;
+mod keys;
 mod loaded;
 mod lock;
 mod metrics;

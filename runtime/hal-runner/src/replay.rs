@@ -291,6 +291,11 @@ fn compare(
     })
 }
 
+/// The commit `original`'s first step was made on: where a replay of it starts unless told otherwise.
+pub fn start_of(home: &Home, original: &ThreadRef) -> Result<gix::ObjectId, RunError> {
+    start_parent(home, &steps_of(home, original)?)
+}
+
 /// The commit the thread's first step was made on.
 fn start_parent(home: &Home, steps: &[Step]) -> Result<gix::ObjectId, RunError> {
     let first = steps

@@ -52,7 +52,8 @@ pub enum Builds {
     /// Build what the cache holds neither a build nor a failed build of (cargo for Rust, componentize-py for
     /// Python): what takes turns (the daemon, a command's own engine).
     Run,
-    /// As [`Builds::Run`], and try again what failed to build before: `hal isolate build`.
+    /// As [`Builds::Run`], and try again what failed to build before: `hal isolate build`, and a daemon's start
+    /// (a failure may have been the environment's: a missing target, a download).
     Retry,
     /// Take only what the cache holds (a build, or why it failed), and say what is not built yet: read-only
     /// commands (`hal status`, `hal isolate list`) never start a build.

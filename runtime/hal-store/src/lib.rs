@@ -30,6 +30,7 @@ mod local_record;
 mod maintenance;
 mod merge;
 mod merged;
+mod purpose;
 mod refs;
 pub mod step;
 mod thread;

@@ -24,6 +24,8 @@
 
 use serde::Serialize;
 
+pub use crate::purpose::ThreadPurpose;
+
 use crate::{Result, StoreError};
 
 /// Longest subject summary, in characters, before it is shortened with `…`.
@@ -209,36 +211,6 @@ impl ThreadStatus {
 impl std::fmt::Display for ThreadStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.pad(self.as_str())
-    }
-}
-
-/// What a thread was made for, when it is not a person's work: such threads are left out of `hal thread list`
-/// unless `--all` is given. A value this version does not know reads as a person's thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ThreadPurpose {
-    /// A case of `hal help test`.
-    Test,
-    /// A replay of another thread (`hal thread replay`).
-    Replay,
-}
-
-impl ThreadPurpose {
-    /// The name used in the `Hal-Purpose` trailer.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ThreadPurpose::Test => "test",
-            ThreadPurpose::Replay => "replay",
-        }
-    }
-
-    /// The purpose a trailer value names; `None` for one this version does not know.
-    pub fn parse(value: &str) -> Option<ThreadPurpose> {
-        match value {
-            "test" => Some(ThreadPurpose::Test),
-            "replay" => Some(ThreadPurpose::Replay),
-            _ => None,
-        }
     }
 }
 

@@ -19,7 +19,8 @@ mod report;
 
 /// A change or question about the home repo's threads.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-// A field a command does not take is refused, not ignored: a typo (`titel`) must not pass for a command done.
+// A field a command does not take is refused, not ignored: a typo (`titel`) must not pass for a command done. (serde
+// checks this for the commands with fields only: `{"command": "status", "x": 1}` still reads as `status`.)
 #[serde(tag = "command", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Command {
     /// List every thread.

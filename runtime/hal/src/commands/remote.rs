@@ -37,7 +37,15 @@ pub struct Display<'a> {
 
 /// One line per step on stderr: what `hal help run` and `hal thread say` show while a turn runs.
 pub fn step_to_stderr(step: &hal_store::Step) {
-    let line: String = step.text.lines().next().unwrap_or_default().chars().take(160).collect();
+    let line: String = step
+        .text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(160)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     eprintln!("  {}: {line}", step.kind);
 }
 
@@ -49,7 +57,16 @@ pub fn tool_to_stderr(step: &hal_store::Step) {
         return;
     }
     let tool = step.fact(hal_runner::record::fact::TOOL).unwrap_or("a tool");
-    let result: String = step.text.lines().next().unwrap_or_default().chars().take(100).collect();
+    // A tool's result may be a web page's text: no control character reaches the terminal.
+    let result: String = step
+        .text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(100)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     let dim = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let (on, off) = if dim { ("\x1b[2m", "\x1b[0m") } else { ("", "") };
     eprintln!("{on}  · {tool}: {result}{off}");

@@ -133,7 +133,7 @@ fn list(args: &Args, threads: &[hal_store::ThreadSummary]) -> Result<()> {
         return output::json(&threads);
     }
     if threads.is_empty() {
-        eprintln!("no threads yet: start one with `hal thread new`");
+        eprintln!("no threads to show: start one with `hal thread new`");
         return Ok(());
     }
     // Every column as wide as its longest value, so the rows line up whatever the names' lengths.
