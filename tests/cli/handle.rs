@@ -66,3 +66,39 @@ fn status_isolates_calls_help_tests_and_replays_go_through_the_daemon_when_one_r
     assert_eq!(server.requests().len(), 1, "a replay never calls the model");
     assert_eq!(daemon.stop(), 0);
 }
+
+/// Regression: a daemon that kept the previous `hal.yaml` in force forgot it had, at the next reload with the
+/// file still invalid, and then refused what runs (an isolate call) while turns still ran on those settings. And
+/// a help asked about by name that does not exist is 404, a message whose turn names one is 400.
+#[test]
+fn regression_settings_kept_in_force_stay_in_force_across_reloads_and_unknown_helps_are_told_apart() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    let settings_problem = |status: &serde_json::Value| {
+        status["daemon"]["problems"].as_array()?.iter().find(|p| p["kind"] == "settings").cloned()
+    };
+    commit(&sandbox, &repo, &[("hal.yaml", "models: [not, a, map]\n")]);
+    crate::daemon::eventually("the invalid hal.yaml", &daemon, || {
+        settings_problem(&sandbox.hal(&repo, &["status", "--json"]).ok().json())
+    });
+    commit(&sandbox, &repo, &[("helps/other.yaml", "description: Another\n")]);
+    let main = crate::support::rev(&sandbox, &repo, "main");
+    let status = crate::daemon::eventually("the next reload", &daemon, || {
+        let status = sandbox.hal(&repo, &["status", "--json"]).ok().json();
+        (status["daemon"]["main"] == main.as_str()).then_some(status)
+    });
+    assert_eq!(settings_problem(&status).expect("still invalid")["previous_in_force"], true, "{status}");
+    // Not refused for the settings: the call is made (and fails in the isolate: there is no thread's tree).
+    let called = sandbox.hal(&repo, &["isolate", "call", "files", "list", "{}"]);
+    assert!(called.code == 1 && called.stderr.contains("not made on a thread"), "{called:?}");
+
+    let token = std::fs::read_to_string(repo.join(".git/hal/daemon.token")).expect("token");
+    let command = |body: &str| crate::daemon::http_with(&repo, "POST", "/v1/command", Some(token.trim()), body);
+    let (code, body) = command(r#"{"command": "help-tests", "help": "nosuch"}"#);
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = command(r#"{"command": "new-thread", "help": "nosuch", "input": "hello"}"#);
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(daemon.stop(), 0);
+}

@@ -135,6 +135,9 @@ fn secret_needs(loaded: &Loaded) -> Vec<SecretNeed> {
     needs.into_iter().map(|(name, needed_by)| SecretNeed { name, needed_by }).collect()
 }
 
+/// The most of a tip step's text the status carries (a running turn's tip may be a large tool result).
+const TIP_TEXT: usize = 2_000;
+
 /// The status: `loaded`'s catalogue, the turns in progress (`running`), and the threads of `home` that wait for
 /// a person or were left `running`.
 pub(crate) fn status(
@@ -154,8 +157,16 @@ pub(crate) fn status(
             ThreadStatus::Running => &mut interrupted,
             _ => continue,
         };
-        let reference = home.resolve_thread(&thread.branch)?;
-        let text = home.steps_back(&reference).next().transpose()?.map(|step| step.text).unwrap_or_default();
+        // One thread that cannot be read (deleted meanwhile, a malformed pushed tip) costs its text, not the report.
+        let text = home
+            .resolve_thread(&thread.branch)
+            .and_then(|reference| home.steps_back(&reference).next().transpose())
+            .unwrap_or_else(|error| {
+                tracing::warn!(target: "hal_daemon", branch = %thread.branch, %error, "cannot read a thread's tip");
+                None
+            })
+            .map(|step| step.text.chars().take(TIP_TEXT).collect())
+            .unwrap_or_default();
         list.push(AtTip { thread, text });
     }
     Ok(StatusReport { daemon, catalogue: catalogue(loaded, secrets), running, waiting, interrupted })
@@ -297,7 +308,10 @@ fn repeated_call(
 
 /// The test cases of `help` as `loaded` has it in force.
 pub(crate) fn help_tests(loaded: &Loaded, help: &str) -> Result<Response, DaemonError> {
-    let (_, spec) = loaded.runner.catalog().help(help)?;
+    let (_, spec) = loaded.runner.catalog().help(help).map_err(|error| match error {
+        hal_runner::RunError::UnknownHelp { .. } => DaemonError::UnknownHelp(error.to_string()),
+        other => DaemonError::Run(other),
+    })?;
     Ok(Response::HelpTests { help: help.to_owned(), cases: spec.tests.clone() })
 }
 

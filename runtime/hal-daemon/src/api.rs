@@ -27,7 +27,6 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::get;
 use futures_util::Stream;
-use hal_runner::RunError;
 use hal_store::StoreError;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -130,8 +129,9 @@ impl From<DaemonError> for ApiError {
             DaemonError::Store(StoreError::UnknownThread(_)) => (StatusCode::NOT_FOUND, "unknown-thread"),
             DaemonError::Store(StoreError::UnknownRevision { .. }) => (StatusCode::NOT_FOUND, "unknown-revision"),
             DaemonError::UnknownIsolate { .. } => (StatusCode::NOT_FOUND, "unknown-isolate"),
-            DaemonError::Run(RunError::UnknownHelp { .. }) => (StatusCode::NOT_FOUND, "unknown-help"),
-            DaemonError::Run(RunError::UnknownAgent { .. }) => (StatusCode::NOT_FOUND, "unknown-agent"),
+            // A message whose turn names a help or agent that is gone is a message that cannot run (400, below);
+            // a help asked about by name is a thing not found.
+            DaemonError::UnknownHelp(_) => (StatusCode::NOT_FOUND, "unknown-help"),
             DaemonError::Store(StoreError::AmbiguousThread { .. }) => (StatusCode::BAD_REQUEST, "ambiguous-thread"),
             DaemonError::Store(
                 StoreError::InvalidText(_) | StoreError::InvalidPath { .. } | StoreError::NotAStep { .. },

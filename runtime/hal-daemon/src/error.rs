@@ -46,6 +46,9 @@ pub enum DaemonError {
     /// The thread runs a turn; the command must wait for its end.
     #[error("{0} is running a turn; try again when it ends")]
     Busy(String),
+    /// A command named a help that does not exist (`help-tests`: the help is what it asks about).
+    #[error("{0}")]
+    UnknownHelp(String),
     /// The sandbox did not start, so no isolate can run.
     #[error("the sandbox did not start: {0}")]
     NoSandbox(String),

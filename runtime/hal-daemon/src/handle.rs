@@ -1,7 +1,7 @@
 //! One way for any client to work with a home repo: a [`Handle`]. [`open`] gives the daemon's, reached over its
 //! HTTP API, when a daemon runs; otherwise one that applies commands to the repo itself and, for a command that
-//! waits for its answer ([`Handle::talk`]), takes the turn in this process with the daemon's own engine (holding
-//! `.git/hal/daemon.lock` while it does). A client holds a `Box<dyn Handle>` and never asks which it has, except
+//! waits for its answer ([`Handle::talk`]), and for an isolate called by hand, a help's tests and a replay, uses
+//! the daemon's own engine in this process (holding `.git/hal/daemon.lock` while it does). A client holds a `Box<dyn Handle>` and never asks which it has, except
 //! to say so to a person ([`Handle::place`]).
 
 use std::ops::ControlFlow;

@@ -147,7 +147,14 @@ pub(crate) fn load(
             kind: FileKind::Settings,
             file: hal_store::CONFIG_FILE.to_owned(),
             error: error.clone(),
-            previous_in_force: previous.is_some_and(|p| p.runner.catalog().settings_error.is_none()),
+            // The previous load's settings are the owner's when its hal.yaml was valid, or when it kept valid ones
+            // in force itself (an invalid hal.yaml committed over twice keeps the last valid version).
+            previous_in_force: previous.is_some_and(|p| {
+                p.problems
+                    .iter()
+                    .find(|problem| problem.kind == FileKind::Settings)
+                    .is_none_or(|problem| problem.previous_in_force)
+            }),
         });
     }
     let published = match main {

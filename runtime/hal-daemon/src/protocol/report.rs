@@ -211,7 +211,8 @@ pub struct AtTip {
     /// The thread.
     #[schema(value_type = Object)]
     pub thread: ThreadSummary,
-    /// Its tip step's text.
+    /// Its tip step's text (at most 2,000 characters); `question` in versions before it was named so.
+    #[serde(alias = "question")]
     pub text: String,
 }
 
