@@ -214,12 +214,7 @@ impl FromRequestParts<Arc<Shared>> for Authorized {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Authorized, ApiError> {
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        match given {
+        match bearer(parts) {
             Some(token) if constant_time_eq(token.as_bytes(), shared.token.as_bytes()) => Ok(Authorized),
             _ => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -228,6 +223,11 @@ impl FromRequestParts<Arc<Shared>> for Authorized {
             )),
         }
     }
+}
+
+/// The token of the request's `Authorization: Bearer <token>` header.
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -413,13 +413,8 @@ impl FromRequestParts<Arc<Shared>> for Scraper {
 
     async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Scraper, ApiError> {
         let Err(refused) = Authorized::from_request_parts(parts, shared).await else { return Ok(Scraper) };
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
         // Nothing is looked up for a request that brings no token.
-        let Some(given) = given.filter(|given| !given.is_empty()) else { return Err(refused) };
+        let Some(given) = bearer(parts).filter(|given| !given.is_empty()) else { return Err(refused) };
         let secret = shared.loaded().runner.catalog().settings.metrics.token.clone();
         let expected = secret.and_then(|name| (shared.secrets)(&name)).filter(|value| !value.is_empty());
         match expected {

@@ -8,7 +8,7 @@ use hal_runner::catalog::HelpEntry;
 use hal_spec::{Agent, Help, SpecError};
 use hal_store::Home;
 
-use hal_daemon::protocol::{Command, Response};
+use hal_daemon::protocol::Command;
 
 use super::Outcome;
 use crate::cli::{Args, HelpCommand};
@@ -132,10 +132,7 @@ impl Known {
             return Ok(None);
         }
         let handle = super::remote::handle(args)?;
-        let catalogue = match handle.command(&Command::Catalogue)? {
-            Response::Catalogue { catalogue } => catalogue,
-            other => anyhow::bail!("the catalogue command was answered with {other:?}"),
-        };
+        let catalogue = super::remote::catalogue(handle.as_ref(), &Command::Catalogue)?;
         let mut helps = catalogue.helps;
         // Helps checked together may call each other before any of them is on main.
         helps.extend(files.iter().filter_map(|file| Some(file.file_stem()?.to_string_lossy().into_owned())));

@@ -26,19 +26,12 @@ pub fn run(args: &Args, command: &IsolateCommand) -> Result<Outcome> {
 
 /// Every isolate of the catalogue, loaded or not (never built here: one not built yet says so).
 fn isolates(handle: &dyn Handle) -> Result<Vec<IsolateReport>> {
-    catalogue_isolates(handle, &Command::Catalogue)
-}
-
-fn catalogue_isolates(handle: &dyn Handle, command: &Command) -> Result<Vec<IsolateReport>> {
-    match handle.command(command)? {
-        Response::Catalogue { catalogue } => Ok(catalogue.isolates),
-        other => anyhow::bail!("the catalogue command was answered with {other:?}"),
-    }
+    Ok(remote::catalogue(handle, &Command::Catalogue)?.isolates)
 }
 
 /// `hal isolate build [name]`: what is not built yet is built (by the daemon when one runs), then listed.
 fn build(args: &Args, handle: &dyn Handle, name: Option<&str>) -> Result<Outcome> {
-    let entries = catalogue_isolates(handle, &Command::BuildIsolates)?;
+    let entries = remote::catalogue(handle, &Command::BuildIsolates)?.isolates;
     let judged: Vec<&IsolateReport> = match name {
         Some(name) => vec![find(&entries, name)?],
         None => entries.iter().collect(),

@@ -15,6 +15,15 @@ pub fn handle(args: &Args) -> Result<Box<dyn Handle>> {
     hal_daemon::handle::open(&args.directory).context("opening the home repo")
 }
 
+/// What `main` offers, as `handle` has it: `command` is [`Command::Catalogue`], or [`Command::BuildIsolates`]
+/// (which builds first and answers the same).
+pub fn catalogue(handle: &dyn Handle, command: &Command) -> Result<hal_daemon::protocol::Catalogue> {
+    match handle.command(command)? {
+        hal_daemon::protocol::Response::Catalogue { catalogue } => Ok(catalogue),
+        other => anyhow::bail!("the catalogue command was answered with {other:?}"),
+    }
+}
+
 /// The daemon of the home repo at `home`, if one runs.
 pub fn daemon(home: &hal_store::Home) -> Result<Option<hal_daemon::client::Client>> {
     hal_daemon::client::Client::for_repo(home.repo().common_dir()).context("checking for a running daemon")
@@ -37,16 +46,14 @@ pub struct Display<'a> {
 
 /// One line per step on stderr: what `hal help run` and `hal thread say` show while a turn runs.
 pub fn step_to_stderr(step: &hal_store::Step) {
-    let line: String = step
-        .text
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(160)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    eprintln!("  {}: {line}", step.kind);
+    eprintln!("  {}: {}", step.kind, first_line(&step.text, 160));
+}
+
+/// The first line of `text`, at most `limit` characters, with no control character: a step's text may be a web
+/// page's, and must not reach the terminal as escape codes.
+fn first_line(text: &str, limit: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    line.chars().take(limit).map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// One dim line on stderr per tool a model called, as its result is committed (`  · files.write: wrote a.md`),
@@ -57,16 +64,7 @@ pub fn tool_to_stderr(step: &hal_store::Step) {
         return;
     }
     let tool = step.fact(hal_runner::record::fact::TOOL).unwrap_or("a tool");
-    // A tool's result may be a web page's text: no control character reaches the terminal.
-    let result: String = step
-        .text
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(100)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let result = first_line(&step.text, 100);
     let dim = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let (on, off) = if dim { ("\x1b[2m", "\x1b[0m") } else { ("", "") };
     eprintln!("{on}  · {tool}: {result}{off}");

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal};
 
 use anyhow::{Context, Result};
-use hal_daemon::protocol::{Command, Response};
+use hal_daemon::protocol::Command;
 use hal_runner::secrets;
 use hal_store::Home;
 use serde_json::json;
@@ -49,12 +49,8 @@ fn needs(args: &Args) -> Result<BTreeMap<String, Vec<String>>> {
         return Ok(BTreeMap::new());
     }
     let handle = super::remote::handle(args)?;
-    match handle.command(&Command::Catalogue)? {
-        Response::Catalogue { catalogue } => {
-            Ok(catalogue.secrets.into_iter().map(|need| (need.name, need.needed_by)).collect())
-        }
-        other => anyhow::bail!("the catalogue command was answered with {other:?}"),
-    }
+    let catalogue = super::remote::catalogue(handle.as_ref(), &Command::Catalogue)?;
+    Ok(catalogue.secrets.into_iter().map(|need| (need.name, need.needed_by)).collect())
 }
 
 fn list(args: &Args) -> Result<Outcome> {
