@@ -401,7 +401,7 @@ impl Shared {
             }
             match self.journal.with(|home| plan_for(home, &thread, startup)) {
                 Ok(Plan::Nothing) => {}
-                Ok(Plan::Turn { .. }) => self.start_turn(thread.branch, Why::Scan { startup }),
+                Ok(Plan::Turn(_)) => self.start_turn(thread.branch, Why::Scan { startup }),
                 Ok(Plan::Abandon) => self.note(
                     &thread,
                     "interrupted: the daemon stopped during this sub-help's run; its caller runs the help again \
@@ -656,7 +656,7 @@ impl Shared {
             return Ok(response);
         }
         let resume = active.is_empty();
-        if let Plan::Turn { .. } = self.journal.with(|home| plan_for(home, thread, resume))? {
+        if let Plan::Turn(_) = self.journal.with(|home| plan_for(home, thread, resume))? {
             if self.mode == Mode::InProcess {
                 lock(&self.answering).insert(thread.branch.clone());
             }
@@ -742,21 +742,18 @@ enum Why {
 async fn turn(mut guard: TurnGuard, why: Why) {
     let shared = guard.shared.clone();
     let branch = guard.branch.clone();
-    let planned = shared.journal.with(|home| -> hal_store::Result<_> {
+    // The plan read here is the one the runner acts on: it does not read the tip again.
+    let planned = shared.journal.with(|home| -> Result<_, hal_runner::RunError> {
         let thread = home.resolve_thread(&branch)?;
-        let plan = match why {
-            Why::Scan { startup } => plan_for(home, &thread, startup)?,
-            Why::FollowUp => {
-                let (help, agent) = hal_runner::plan::next_turn(home, &thread)?;
-                Plan::Turn { help, agent, actor: thread.actor.clone() }
-            }
-        };
-        Ok((thread, plan))
+        match why {
+            Why::Scan { startup } => plan_for(home, &thread, startup),
+            Why::FollowUp => Ok(Plan::Turn(Box::new(hal_runner::plan::follow_up(home, &thread)?))),
+        }
     });
     // The messages this turn answers (or, when there is nothing to run, whose waiters hear that).
     guard.tickets = lock(&shared.tickets).remove(&branch).unwrap_or_default();
-    let (thread, help, agent, actor) = match planned {
-        Ok((thread, Plan::Turn { help, agent, actor })) => (thread, help, agent, actor),
+    let turn = match planned {
+        Ok(Plan::Turn(turn)) => turn,
         Ok(_) => {
             guard.ended = Some(TurnEnd::without_run(Status::Done, &thread_id(&branch), "nothing to answer"));
             return;
@@ -766,6 +763,7 @@ async fn turn(mut guard: TurnGuard, why: Why) {
             return;
         }
     };
+    let (thread, help, agent) = (&turn.thread, &turn.help, &turn.agent);
     let _ = shared.notices.send(Notice::TurnStarted {
         branch: branch.clone(),
         help: help.clone(),
@@ -774,8 +772,8 @@ async fn turn(mut guard: TurnGuard, why: Why) {
     tracing::info!(target: "hal_daemon", %branch, %help, %agent, "turn starts");
     let started = Instant::now();
     let loaded = shared.loaded();
-    let runner = loaded.runner.clone().with_agent(&agent);
-    let end = match runner.resume(loaded.models.clone(), &thread, &actor, &help).await {
+    let runner = &loaded.runner;
+    let end = match runner.run_turn(loaded.models.clone(), &turn).await {
         Ok(outcome) => TurnEnd::of_run(outcome),
         Err(error) => {
             let text = format!("could not run help `{help}` as agent `{agent}`: {error}");

@@ -12,6 +12,7 @@ mod checked;
 #[path = "support/write_tool.rs"]
 mod write_tool;
 use checked::Checked;
+use hal_runner::plan::{Plan, plan_for};
 use hal_runner::{Catalog, Journal, Runner, Status};
 use hal_store::{Home, StepKind};
 
@@ -409,4 +410,53 @@ fn regression_a_step_of_hals_on_a_borrowed_reply_does_not_replay_its_calls() {
         .map(|s| (s.kind.to_string(), s.actor, s.text.chars().take(60).collect()))
         .collect();
     assert_eq!(home.file_at(outcome.commit, "a").expect("read"), None, "the borrowed call did not run: {log:?}");
+}
+
+/// A plain commit by a person on `branch` with `message`, on top of `tip`; the branch moves to it.
+fn push_plain(dir: &Path, branch: &str, tip: &str, message: &str) -> String {
+    let output = Command::new("git")
+        .args(["-c", "user.name=Alice", "-c", "user.email=a@example.com", "commit-tree", &format!("{tip}^{{tree}}")])
+        .args(["-p", tip, "-m", message])
+        .current_dir(dir)
+        .output()
+        .expect("git commit-tree");
+    let commit = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
+    git(dir, &["update-ref", &format!("refs/heads/{branch}"), &commit, tip]);
+    commit
+}
+
+/// The turn a plan decided on is the one that runs: a commit pushed after the plan read the tip is not mixed into
+/// it (the runner does not read the tip again); it stays on the branch under the run's steps, for the next turn.
+#[test]
+fn a_turn_answers_the_tip_its_plan_read_not_one_pushed_after() {
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
+    let home = home_with(dir.path(), &[("writer", "description: Writes\ncommands: [files]\n")]);
+    let thread = home.new_thread("alice", None, Some("t")).expect("thread");
+    drop(home);
+    // A first run names the help the thread's next turns run.
+    let first = Arc::new(Recording::new(vec![text("hello")], vec![]));
+    let outcome = runtime()
+        .block_on(runner(dir.path()).run(Arc::new(first) as Arc<dyn Models>, &thread, "alice", "writer", "hi"))
+        .expect("run");
+    let home = Home::open(dir.path()).expect("open");
+    push_plain(dir.path(), &thread.branch, &outcome.commit.to_string(), "First question.");
+    let thread = home.resolve_thread(&thread.id).expect("thread");
+    let Plan::Turn(turn) = plan_for(&home, &thread, false).expect("plan") else { panic!("a message at the tip") };
+    assert_eq!((turn.thread.tip, turn.help.as_str()), (thread.tip, "writer"));
+    let pushed = push_plain(dir.path(), &thread.branch, &thread.tip.to_string(), "Second, pushed after the plan.");
+    drop(home);
+
+    let recording = Arc::new(Recording::new(vec![text("answered the first")], vec![]).keeping_requests());
+    let outcome = runtime()
+        .block_on(runner(dir.path()).run_turn(Arc::new(recording.clone()) as Arc<dyn Models>, &turn))
+        .expect("turn");
+    assert_eq!(outcome.status, Status::Done);
+    let messages = &recording.requests()[0].messages;
+    assert_eq!(messages.last(), Some(&hal_model::Message::User { text: "First question.".into() }));
+    assert!(!format!("{messages:?}").contains("Second, pushed"), "{messages:#?}");
+    // The run's steps were built on the pushed commit, which is still there for the next turn to answer.
+    let home = Home::open(dir.path()).expect("open");
+    let log: Vec<String> =
+        home.thread_log(&thread.id, None).expect("log").iter().map(|s| s.commit.to_string()).collect();
+    assert!(log.contains(&pushed), "{log:?}");
 }

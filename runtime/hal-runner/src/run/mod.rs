@@ -16,7 +16,7 @@ use hal_store::{NewStep, StepKind, ThreadRef, ThreadStatus, identity::HAL_ACTOR}
 use serde_json::{Value, json};
 
 use crate::catalog::{Catalog, HelpEntry};
-use crate::conversation::{Conversation, finish_result, is_persons_step};
+use crate::conversation::{Conversation, finish_result};
 use crate::error::RunError;
 use crate::journal::Journal;
 use crate::model::{Model, Models};
@@ -25,7 +25,8 @@ use crate::status::Status;
 use crate::tools::{BoxFuture, RunScope, Tool, ToolContext, ToolResult, Toolbox};
 
 mod resume;
-use resume::{PendingReply, chain_scope, unanswered_reply};
+use crate::plan::{PendingReply, Start, Turn};
+use resume::chain_scope;
 
 pub use crate::record::FINISH;
 /// The placeholder in a help's instructions replaced by the catalogue of helps.
@@ -147,6 +148,15 @@ struct Prepared {
     limits: Limits,
 }
 
+/// What a run starts from.
+#[derive(Clone, Copy)]
+enum Begin<'a> {
+    /// A new request: appended to the thread as a message first.
+    Input(&'a str),
+    /// What is committed, as a plan read it.
+    Turn(&'a Start),
+}
+
 /// One run's moving parts.
 struct RunState<'a> {
     prepared: &'a Prepared,
@@ -215,13 +225,26 @@ impl Runner {
     ) -> Result<Outcome, RunError> {
         let prepared = self.prepare(models.as_ref(), help)?;
         let deadline = deadline_after(prepared.limits.max_seconds);
-        self.execute(&prepared, models, thread.clone(), actor, Some(input), 0, None, deadline).await
+        self.execute(&prepared, models, thread.clone(), actor, Begin::Input(input), 0, None, deadline).await
     }
 
-    /// Continue help `help` on `thread` from what is already committed, without a new input: the tip is a
-    /// person's message (a `message` step, or a plain git commit whose message is the text) or a step of a run
+    /// Run the turn a plan decided on ([`crate::plan::plan_for`]), as its agent, from what the plan read: the tip is
+    /// a person's message (a `message` step, or a plain git commit whose message is the text) or a step of a run
     /// that was interrupted. Tool calls of the newest reply that have no result yet are run first; a reply that
     /// ended the run without its `finish` step is finished. A resumed run gets fresh limits.
+    pub async fn run_turn(&self, models: Arc<dyn Models>, turn: &Turn) -> Result<Outcome, RunError> {
+        let runner = match self.agent == turn.agent {
+            true => self.clone(),
+            false => self.clone().with_agent(&turn.agent),
+        };
+        let prepared = runner.prepare(models.as_ref(), &turn.help)?;
+        let deadline = deadline_after(prepared.limits.max_seconds);
+        let begin = Begin::Turn(&turn.start);
+        runner.execute(&prepared, models, turn.thread.clone(), &turn.actor, begin, 0, None, deadline).await
+    }
+
+    /// Continue help `help` on `thread` from what is already committed, as [`Runner::run_turn`] does with the turn
+    /// read from `thread`'s tip now, as this runner's agent.
     pub async fn resume(
         &self,
         models: Arc<dyn Models>,
@@ -229,9 +252,8 @@ impl Runner {
         actor: &str,
         help: &str,
     ) -> Result<Outcome, RunError> {
-        let prepared = self.prepare(models.as_ref(), help)?;
-        let deadline = deadline_after(prepared.limits.max_seconds);
-        self.execute(&prepared, models, thread.clone(), actor, None, 0, None, deadline).await
+        let turn = self.journal.with(|home| Turn::read(home, thread, help, &self.agent, actor))?;
+        self.run_turn(models, &turn).await
     }
 
     /// Check that help `name` can run with `models` (it exists, is valid, its commands exist, a model is
@@ -276,15 +298,15 @@ impl Runner {
         models: Arc<dyn Models>,
         thread: ThreadRef,
         actor: &'a str,
-        input: Option<&'a str>,
+        begin: Begin<'a>,
         depth: u32,
         scope: Option<RunScope>,
         deadline: Instant,
     ) -> BoxFuture<'a, Result<Outcome, RunError>> {
         Box::pin(async move {
             let context_tokens = prepared.model.context_tokens();
-            let (thread, mut conversation, pending, request) = match input {
-                Some(input) => {
+            let (thread, mut conversation, pending, request) = match begin {
+                Begin::Input(input) => {
                     let mut request = NewStep::new(StepKind::Message, input, ThreadStatus::Running)
                         .fact(fact::HELP, &prepared.entry.name)
                         .fact(fact::HELP_BLOB, prepared.entry.blob)
@@ -317,40 +339,23 @@ impl Runner {
                     conversation.pin_last();
                     (thread, conversation, None, Some(appended.commit))
                 }
-                None => {
+                Begin::Turn(start) => {
                     // A person's message on top of the tip a kept conversation is current at continues it.
-                    let (tip_message, parent) = self.journal.with(|home| -> Result<_, RunError> {
-                        let tip = home.steps_back(&thread).next().transpose()?;
-                        let commit = home.repo().find_commit(thread.tip).ok();
-                        let parent = commit.and_then(|c| c.parent_ids().next().map(|p| p.detach()));
-                        // A plain commit with no text is no message (the conversation read back skips it too).
-                        let message = tip
-                            .filter(|step| {
-                                is_persons_step(step) && (step.number.is_some() || !step.text.trim().is_empty())
+                    let cached = match &start.message {
+                        Some((text, parent)) => {
+                            self.cached_conversation(&thread.branch, *parent).map(|mut conversation| {
+                                conversation.push(Message::User { text: text.clone() });
+                                conversation.pin_last();
+                                conversation
                             })
-                            .map(|step| crate::conversation::request_text(&step));
-                        Ok((message, parent))
-                    })?;
-                    let cached = match &tip_message {
-                        Some(text) => self.cached_conversation(&thread.branch, parent).map(|mut conversation| {
-                            conversation.push(Message::User { text: text.clone() });
-                            conversation.pin_last();
-                            conversation
-                        }),
+                        }
                         None => self.cached_conversation(&thread.branch, Some(thread.tip)),
                     };
                     let conversation = match cached {
                         Some(conversation) => conversation,
                         None => self.journal.with(|home| Conversation::load(home, &thread, context_tokens))?,
                     };
-                    let pending = self.journal.with(|home| unanswered_reply(home, &thread))?;
-                    // The request whose chain this run continues: the message at the tip, or, for an interrupted
-                    // run, the request it was answering (so a restart does not start its chain afresh).
-                    let request = match tip_message {
-                        Some(_) => Some(thread.tip),
-                        None => self.journal.with(|home| resume::interrupted_request(home, &thread))?,
-                    };
-                    (thread, conversation, pending, request)
+                    (thread, conversation, start.pending.clone(), start.request)
                 }
             };
             // A reply this run resumes gets its results from the run (or, not HAL's, from `distrust`).
@@ -728,7 +733,16 @@ impl Runner {
         // A sub-run is part of its caller's run: the same chain, the same count of threads started.
         let scope = Some(state.scope.clone());
         let outcome = self
-            .execute(&prepared, models, sub.clone(), &state.actor, Some(&input), state.depth + 1, scope, deadline)
+            .execute(
+                &prepared,
+                models,
+                sub.clone(),
+                &state.actor,
+                Begin::Input(&input),
+                state.depth + 1,
+                scope,
+                deadline,
+            )
             .await?;
         // What a sub-help spends counts against the caller's token limit too.
         state.usage.input = state.usage.input.saturating_add(outcome.usage.input);

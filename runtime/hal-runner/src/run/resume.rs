@@ -1,17 +1,15 @@
-//! What a resumed run acts on, and what it refuses: the newest reply whose calls have no result yet (only when
-//! HAL wrote it and left the branch at its tip, by its local record), calls refused together in one step, and the
-//! chain of starts and relays a run continues.
-
-use std::collections::HashSet;
+//! What a resumed run refuses (the plan, [`crate::plan::Turn`], says what it acts on): calls refused together in
+//! one step, a reply HAL did not write, and the chain of starts and relays a run continues.
 
 use gix::ObjectId;
-use hal_model::{Message, Reply, ToolCall};
-use hal_store::{NewStep, StepKind, ThreadRef, ThreadStatus, identity::HAL_ACTOR};
+use hal_model::{Message, ToolCall};
+use hal_store::{NewStep, StepKind, ThreadStatus, identity::HAL_ACTOR};
 
 use super::{Limits, RunState, Runner, tool_message, without_nul};
-use crate::conversation::{Conversation, is_persons_message};
+use crate::conversation::Conversation;
 use crate::error::RunError;
-use crate::record::{ReplyData, StepData, ToolData, fact};
+use crate::plan::PendingReply;
+use crate::record::{StepData, ToolData, fact};
 use crate::tools::{RunScope, ToolResult};
 
 impl Runner {
@@ -88,21 +86,6 @@ impl Runner {
     }
 }
 
-/// The request of the run that `thread`'s tip continues (an interrupted run resumed): the newest message of a
-/// person or relayed by HAL since the last finished run, looked for among the newest steps only.
-pub(super) fn interrupted_request(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option<ObjectId>, RunError> {
-    const LOOK_BACK: usize = 1000;
-    for step in home.steps_back(thread).take(LOOK_BACK) {
-        let step = step?;
-        match &step.kind {
-            StepKind::Finish => return Ok(None),
-            _ if is_persons_message(&step) => return Ok(Some(step.commit)),
-            _ => {}
-        }
-    }
-    Ok(None)
-}
-
 /// The scope of a run on `branch` answering the message `request`: its chain of starts and relays by runs is the
 /// longer of its thread's and its request's, as HAL's local record has them (never as commits claim).
 pub(super) fn chain_scope(
@@ -119,55 +102,4 @@ pub(super) fn chain_scope(
     let mut scope = RunScope::new(limits);
     scope.chain_depth = thread.max(request);
     Ok(scope)
-}
-
-/// A committed reply a resumed run still has to act on.
-pub(super) struct PendingReply {
-    pub(super) reply: Reply,
-    /// Ids of its tool calls that already have a result step.
-    pub(super) answered: HashSet<String>,
-    /// Its commit.
-    pub(super) commit: ObjectId,
-    /// Whether this HAL wrote it (its local record says so): only then are its calls run and its ending taken.
-    pub(super) ours: bool,
-}
-
-/// The newest reply of `thread` if the run stopped before acting on all of it: some of its tool calls have no
-/// result step, or it ended the run (plain text, or a `finish` call) without a `finish` step.
-pub(super) fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option<PendingReply>, RunError> {
-    let mut answered = HashSet::new();
-    // Whether every step between the tip and the reply is HAL's, written on this branch.
-    let mut hal_between = true;
-    for step in home.steps_back(thread) {
-        let step = step?;
-        match &step.kind {
-            StepKind::Tool => {
-                hal_between = hal_between && home.wrote_on(step.commit, &thread.branch)?;
-                match ToolData::of(&step) {
-                    Ok(Some(data)) => answered.extend(data.call_ids().map(str::to_owned)),
-                    _ => answered.extend(step.fact(fact::CALL).map(str::to_owned)),
-                }
-            }
-            // Notes written beside a run (a runtime note, a merge) do not end it.
-            StepKind::System | StepKind::Merged => {
-                hal_between = hal_between && home.wrote_on(step.commit, &thread.branch)?;
-            }
-            StepKind::Reply => {
-                let reply = ReplyData::required(&step)?.reply;
-                let open = reply.tool_calls.is_empty() || reply.tool_calls.iter().any(|c| !answered.contains(&c.id));
-                if !open {
-                    return Ok(None);
-                }
-                // HAL acts on a reply only when it wrote it on this branch, every step since is HAL's on this
-                // branch, and it left the branch at the tip it has now: a branch rewound to an old reply of HAL's,
-                // or another branch pointed at one (even with a step of HAL's written on top), replays nothing.
-                let ours = home.wrote_on(step.commit, &thread.branch)?
-                    && home.is_tip_written(&thread.branch, thread.tip)?
-                    && hal_between;
-                return Ok(Some(PendingReply { reply, answered, commit: step.commit, ours }));
-            }
-            _ => return Ok(None),
-        }
-    }
-    Ok(None)
 }
