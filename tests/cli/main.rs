@@ -24,5 +24,6 @@ mod regression;
 mod replies;
 mod runs;
 mod secrets;
+mod signing;
 mod support;
 mod threads;

@@ -18,6 +18,7 @@
 
 #![deny(missing_docs)]
 
+mod actor;
 mod agent;
 pub mod builtin;
 mod document;
@@ -28,6 +29,7 @@ mod problem;
 mod settings;
 mod validate;
 
+pub use actor::{ACTOR_SCHEMA, ActorFile, ActorKey};
 pub use agent::{AGENT_SCHEMA, Agent};
 pub use help::{Done, Example, HELP_SCHEMA, Help, HelpTest, OutputCheck, Runner};
 pub use isolate::{Capabilities, ISOLATE_SCHEMA, IsolateManifest, SandboxLimits, TreeAccess};

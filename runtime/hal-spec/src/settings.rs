@@ -31,6 +31,8 @@ pub struct Settings {
     pub sandbox: Sandbox,
     /// How Prometheus may scrape `/metrics`.
     pub metrics: MetricsSettings,
+    /// Owners by actor name, with the public keys whose signatures count as theirs.
+    pub owners: BTreeMap<String, Vec<String>>,
 }
 
 /// The `metrics` section: how a scraper reaches the daemon's `/metrics` without the daemon's own token (which

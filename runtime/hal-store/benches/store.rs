@@ -108,6 +108,11 @@ fn main() {
     let scaled = |n: u64| ((n as f64 * scale) as u64).max(WINDOW);
     let root = tempfile::Builder::new().prefix("hal-bench-").tempdir().expect("temp dir");
     println!("| measurement | figure |\n| --- | --- |");
+    // `HAL_BENCH_ONLY=signing` measures signing alone.
+    if std::env::var("HAL_BENCH_ONLY").is_ok_and(|only| only == "signing") {
+        signing(root.path(), &scaled);
+        return;
+    }
 
     // 1. One thread growing to 100k steps: cost per step near 1k, 10k and 100k.
     let home = fresh_home(root.path(), "long");
@@ -189,4 +194,58 @@ fn main() {
     list("after `git pack-refs --all`");
     git(&many_dir, &["gc", "--quiet"]);
     list("after `git gc`");
+    signing(root.path(), &scaled);
+}
+
+/// Section 4, what signing costs: the same steps signed and unsigned, alternating windows in one run; then signing and
+/// checking a signature alone.
+fn signing(root: &Path, scaled: &dyn Fn(u64) -> u64) {
+    let home = fresh_home(root, "signing");
+    let key = ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519).expect("key");
+    let key = hal_store::keys::Signer::new(key).expect("signer");
+    let signed = home.clone().with_hal_key(Some(key.clone()));
+    let unsigned = home.with_hal_key(None);
+    let thread = signed.new_thread(ACTOR, None, Some("signing")).expect("thread");
+    let rounds = scaled(2_000) / WINDOW;
+    let (mut signed_cpu, mut unsigned_cpu) = (Vec::new(), Vec::new());
+    let mut n = 0;
+    for _ in 0..rounds {
+        for (home, costs) in [(&signed, &mut signed_cpu), (&unsigned, &mut unsigned_cpu)] {
+            let cost = measure(|| {
+                for _ in 0..WINDOW {
+                    n += 1;
+                    home.say(ACTOR, &thread.id, &message(n)).expect("say");
+                }
+            });
+            costs.push(cost.cpu);
+        }
+    }
+    let per_step = |costs: Vec<Duration>| median(costs).as_secs_f64() * 1e6 / WINDOW as f64;
+    let (with, without) = (per_step(signed_cpu), per_step(unsigned_cpu));
+    println!(
+        "| a step signed / unsigned (median of {rounds} windows of {WINDOW}): CPU per step | {with:.1} µs / {without:.1} µs ({:+.1} µs) |",
+        with - without
+    );
+    let tip = signed.say(ACTOR, &thread.id, "signed").expect("say").commit;
+    let payload = signed.repo().find_object(tip).expect("tip").data.clone();
+    let count = scaled(5_000);
+    let cost = measure(|| {
+        for _ in 0..count {
+            std::hint::black_box(hal_store::keys::sign(&key, &payload).expect("sign"));
+        }
+    });
+    let (sign_cpu, _) = per(&cost, count);
+    let cost = measure(|| {
+        for _ in 0..count {
+            let verdict = hal_store::keys::verify_commit_bytes(&payload, gix::hash::Kind::Sha1).expect("verify");
+            assert!(matches!(verdict, hal_store::keys::CommitSignature::Good(_)));
+        }
+    });
+    let (verify_cpu, _) = per(&cost, count);
+    println!(
+        "| signing / checking one step's commit ({} bytes), {count} times: CPU each | {:.1} µs / {:.1} µs |",
+        payload.len(),
+        sign_cpu * 1000.0,
+        verify_cpu * 1000.0
+    );
 }

@@ -135,6 +135,14 @@ pub enum StoreError {
         /// What went wrong.
         detail: String,
     },
+    /// A key could not be read, made or used.
+    #[error("{}{reason}", if path.as_os_str().is_empty() { String::new() } else { format!("key {}: ", path.display()) })]
+    Key {
+        /// The key's file (empty when the problem is not one file).
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// File-system access around the repository failed.
     #[error("{context}: {source}")]
     Io {

@@ -27,8 +27,10 @@ pub const ACTOR_ENV: &str = "HAL_ACTOR";
 /// Local git configuration key that names the local actor (set by `hal init`).
 pub const ACTOR_CONFIG_KEY: &str = "hal.actor";
 
-/// The `hal.yaml` that `hal init` commits.
+/// The `hal.yaml` that `hal init` commits, before its `owners`.
 const DEFAULT_CONFIG: &str = include_str!("default-hal.yaml");
+/// What `hal init` writes above the first owner in `hal.yaml`.
+const OWNERS_COMMENT: &str = "\n# Owners merge to `main`, approve, and change policy: each with the public keys whose signatures count as\n# theirs. `hal init` recorded the first owner with the key that signed this file; a change to this section counts\n# only when an owner signs it.\n";
 
 /// An opened home repo. Cloning gives an independent handle on the same repository (its own object cache), for
 /// work done on another thread without sharing a lock.
@@ -39,6 +41,18 @@ pub struct Home {
     clock: Clock,
     /// What this HAL wrote (shared by clones of this handle).
     record: std::sync::Arc<LocalRecord>,
+    /// The key HAL signs its commits with (shared by clones of this handle).
+    signing: std::sync::Arc<Signing>,
+}
+
+/// Which key signs HAL's commits.
+enum Signing {
+    /// HAL's key on this machine, read (or made) at the first commit.
+    MachineKey(std::sync::OnceLock<std::sync::Arc<crate::keys::Signer>>),
+    /// A key given by whoever opened the repo.
+    Given(std::sync::Arc<crate::keys::Signer>),
+    /// None: commits are unsigned (only for measuring what signing costs).
+    Unsigned,
 }
 
 /// Where commit times come from: read for every commit, when it is made.
@@ -70,6 +84,10 @@ pub struct InitReport {
     pub created_actors: Vec<String>,
     /// Local branches created for threads and actors found on remotes (after a `git clone`).
     pub adopted_branches: Vec<String>,
+    /// The private key the person signs with on this machine.
+    pub key: Option<PathBuf>,
+    /// The allowed-signers file git checks HAL's signatures with (`gpg.ssh.allowedSignersFile`).
+    pub allowed_signers: Option<PathBuf>,
 }
 
 /// Whether an actor is a person or a program.
@@ -109,7 +127,9 @@ impl Home {
         let home = Home::from_repo(repo);
         report.path = home.path().to_owned();
         report.actor = home.resolve_actor(actor)?;
-        report.committed_config = home.ensure_config(&report.actor)?;
+        // The person signs what makes them the first owner: hal.yaml's owners, and the keys of actors.
+        let person = home.person_key(&report.actor)?;
+        report.committed_config = home.ensure_config(&report.actor, &person)?;
         if actor.is_some() || home.config_string(ACTOR_CONFIG_KEY).is_none() {
             home.set_local_config(ACTOR_CONFIG_KEY, &report.actor)?;
         }
@@ -118,11 +138,26 @@ impl Home {
             gix::discover(&report.path).git_context(|| format!("reopening {}", report.path.display()))?,
         );
         report.adopted_branches = home.adopt_remote_branches()?;
-        for (name, kind) in [(report.actor.as_str(), ActorKind::Human), (identity::HAL_ACTOR, ActorKind::Machine)] {
-            if home.ensure_actor(name, kind)? {
+        let machine = crate::keys::hostname();
+        let person_keys: Vec<_> = person.public_keys().into_iter().map(|key| (key, machine.clone())).collect();
+        let hal_key = home.hal_key()?.map(|key| key.public_key().clone());
+        let hal_keys: Vec<_> = hal_key.iter().map(|key| (key.clone(), machine.clone())).collect();
+        for (name, kind, keys) in [
+            (report.actor.as_str(), ActorKind::Human, &person_keys),
+            (identity::HAL_ACTOR, ActorKind::Machine, &hal_keys),
+        ] {
+            if home.ensure_actor_keys(name, kind, keys, Some(&person.key))? {
                 report.created_actors.push(name.to_owned());
             }
         }
+        let signers = crate::keys::allowed_signers(
+            person_keys
+                .iter()
+                .map(|(key, _)| (report.actor.as_str(), key))
+                .chain(hal_keys.iter().map(|(key, _)| (identity::HAL_ACTOR, key))),
+        );
+        report.allowed_signers = Some(home.write_allowed_signers(&signers)?);
+        report.key = Some(person.path);
         Ok((home, report))
     }
 
@@ -131,7 +166,40 @@ impl Home {
         repo.object_cache_size_if_unset(4 * 1024 * 1024);
         let refs = RefWriter::new(&repo);
         let record = std::sync::Arc::new(LocalRecord::new(repo.common_dir()));
-        Home { repo, refs, clock: system_clock(), record }
+        Home {
+            repo,
+            refs,
+            clock: system_clock(),
+            record,
+            signing: std::sync::Arc::new(Signing::MachineKey(Default::default())),
+        }
+    }
+
+    /// The same home repo, signing HAL's commits with `key` (`None`: unsigned, which only measurements want)
+    /// instead of HAL's key on this machine.
+    pub fn with_hal_key(mut self, key: Option<crate::keys::Signer>) -> Home {
+        self.signing = std::sync::Arc::new(match key {
+            Some(key) => Signing::Given(std::sync::Arc::new(key)),
+            None => Signing::Unsigned,
+        });
+        self
+    }
+
+    /// The key HAL signs its commits with: by default HAL's key on this machine, made at its first use.
+    pub fn hal_key(&self) -> Result<Option<std::sync::Arc<crate::keys::Signer>>> {
+        match &*self.signing {
+            Signing::Given(key) => Ok(Some(key.clone())),
+            Signing::Unsigned => Ok(None),
+            Signing::MachineKey(cell) => {
+                if let Some(key) = cell.get() {
+                    return Ok(Some(key.clone()));
+                }
+                let path = crate::keys::keys_dir()?.join(crate::keys::HAL_KEY_FILE);
+                let key = crate::keys::load_or_create(&path, &format!("hal@{}", crate::keys::hostname()))?;
+                let key = crate::keys::Signer::new(key)?;
+                Ok(Some(cell.get_or_init(|| std::sync::Arc::new(key)).clone()))
+            }
+        }
     }
 
     /// The same home repo, dating its commits by `clock`.
@@ -322,7 +390,7 @@ impl Home {
     }
 
     /// Write `key = value` into the repository's own (local) git configuration.
-    fn set_local_config(&self, key: &str, value: &str) -> Result<()> {
+    pub(crate) fn set_local_config(&self, key: &str, value: &str) -> Result<()> {
         git_cli::run(git_cli::in_git_dir(self.repo.git_dir()), &["config", "--local", key, value])
     }
 
@@ -364,7 +432,7 @@ impl Home {
     }
 
     /// Commit `hal.yaml` on `main` unless it is there. Returns whether a commit was made.
-    fn ensure_config(&self, actor: &str) -> Result<bool> {
+    fn ensure_config(&self, actor: &str, person: &crate::actor_keys::PersonKey) -> Result<bool> {
         let main = refs::full_name(MAIN_REF)?;
         let head = self.repo.head_name().git_context(|| "reading HEAD".to_owned())?;
         let main_tip = refs::read(&self.repo, &main)?;
@@ -395,7 +463,10 @@ impl Home {
         {
             return Ok(false);
         }
-        let blob = self.repo.write_blob(DEFAULT_CONFIG).git_context(|| "writing hal.yaml".to_owned())?.detach();
+        let owners: String =
+            person.public_keys().iter().map(|key| format!("    - \"{}\"\n", crate::keys::public_line(key))).collect();
+        let config = format!("{DEFAULT_CONFIG}{OWNERS_COMMENT}owners:\n  {actor}:\n{owners}");
+        let blob = self.repo.write_blob(config).git_context(|| "writing hal.yaml".to_owned())?.detach();
         let signature = self.signature(actor);
         let message = "hal: initialise home repo\n\nAdd hal.yaml, the settings HAL reads from `main`.\n";
         let base_tree = match main_tip {
@@ -405,7 +476,8 @@ impl Home {
         let mut editor = self.repo.edit_tree(base_tree).git_context(|| "editing main's tree".to_owned())?;
         editor.upsert(CONFIG_FILE, EntryKind::Blob, blob).git_context(|| "adding hal.yaml".to_owned())?;
         let tree = editor.write().git_context(|| "writing main's tree".to_owned())?.detach();
-        let commit = self.write_commit(tree, main_tip.into_iter().collect(), &signature, message)?;
+        let parents = main_tip.into_iter().collect();
+        let commit = self.write_signed_commit(tree, parents, &signature, message, None, Some(&person.key))?;
         self.move_branch(&main, main_tip, commit, &signature, "hal init: add hal.yaml")?;
         Ok(true)
     }
@@ -435,11 +507,25 @@ impl Home {
         message: &str,
         data: Option<&str>,
     ) -> Result<ObjectId> {
+        let key = self.hal_key()?;
+        self.write_signed_commit(tree, parents, signature, message, data, key.as_deref())
+    }
+
+    /// Write a commit object signed by `key` (unsigned when `None`), with `data` in its `hal-data` header.
+    pub(crate) fn write_signed_commit(
+        &self,
+        tree: ObjectId,
+        parents: Vec<ObjectId>,
+        signature: &gix::actor::Signature,
+        message: &str,
+        data: Option<&str>,
+        key: Option<&crate::keys::Signer>,
+    ) -> Result<ObjectId> {
         let extra_headers = match data {
             Some(data) => vec![(crate::step::DATA_HEADER.into(), data.into())],
             None => Vec::new(),
         };
-        let commit = gix::objs::Commit {
+        let mut commit = gix::objs::Commit {
             tree,
             parents: parents.into(),
             author: signature.clone(),
@@ -448,6 +534,13 @@ impl Home {
             message: message.into(),
             extra_headers,
         };
+        if let Some(key) = key {
+            // What git signs: the object as it is without the signature header, which goes last (where git puts it).
+            let mut payload = Vec::with_capacity(512 + message.len());
+            gix::objs::WriteTo::write_to(&commit, &mut payload).io_context(|| "encoding a commit".to_owned())?;
+            let armored = crate::keys::sign(key, &payload)?;
+            commit.extra_headers.push((crate::keys::SIGNATURE_HEADER.into(), armored.into()));
+        }
         Ok(self.repo.write_object(&commit).git_context(|| "writing a commit".to_owned())?.detach())
     }
 
@@ -495,37 +588,9 @@ impl Home {
         }
     }
 
-    /// Create the branch `actors/<name>` unless it exists. Returns whether it was created.
+    /// Create the branch `actors/<name>` unless it exists (a commit HAL signs). Returns whether it was created.
     pub fn ensure_actor(&self, name: &str, kind: ActorKind) -> Result<bool> {
-        identity::validate(name)?;
-        let branch = refs::full_name(&format!("{ACTORS_PREFIX}{name}"))?;
-        if refs::read(&self.repo, &branch)?.is_some() {
-            return Ok(false);
-        }
-        let (kind_text, display) = match kind {
-            ActorKind::Human => ("human", self.config_string("user.name").unwrap_or_else(|| name.to_owned())),
-            ActorKind::Machine => ("machine", "HAL".to_owned()),
-        };
-        let yaml = format!(
-            "# The actor `{name}`: an identity that starts and takes part in threads.\nname: {name}\nkind: {kind_text}\ndisplay_name: {}\n",
-            yaml_string(&display)
-        );
-        let blob = self.repo.write_blob(yaml).git_context(|| "writing actor.yaml".to_owned())?.detach();
-        let mut editor = self
-            .repo
-            .edit_tree(ObjectId::empty_tree(self.repo.object_hash()))
-            .git_context(|| "building the actor tree".to_owned())?;
-        editor.upsert(ACTOR_FILE, EntryKind::Blob, blob).git_context(|| "adding actor.yaml".to_owned())?;
-        let tree = editor.write().git_context(|| "writing the actor tree".to_owned())?.detach();
-        let signature = self.signature(name);
-        let commit =
-            self.write_commit(tree, Vec::new(), &signature, &format!("{name}: joined as a {kind_text} actor\n"))?;
-        match self.refs.swap_once(&branch, Expect::Absent, Target::Object(commit), None) {
-            Ok(()) => Ok(true),
-            // Another process created it at the same moment: that is the outcome we wanted.
-            Err(_) if refs::read(&self.repo, &branch)?.is_some() => Ok(false),
-            Err(error) => Err(error),
-        }
+        self.ensure_actor_keys(name, kind, &[], None)
     }
 
     /// After a `git clone`, threads and actors exist only as remote-tracking branches: create local branches
@@ -561,7 +626,7 @@ impl Home {
 }
 
 /// Quote `text` as a YAML double-quoted string.
-fn yaml_string(text: &str) -> String {
+pub(crate) fn yaml_string(text: &str) -> String {
     let mut out = String::from("\"");
     for ch in text.chars() {
         match ch {

@@ -22,10 +22,12 @@
 
 #![deny(missing_docs)]
 
+mod actor_keys;
 mod error;
 mod git_cli;
 mod home;
 pub mod identity;
+pub mod keys;
 mod local_record;
 mod maintenance;
 mod merge;
@@ -40,6 +42,7 @@ pub mod tree_path;
 mod tree_write;
 mod worktree;
 
+pub use actor_keys::PersonKey;
 pub use error::{Result, StoreError};
 pub use home::{
     ACTOR_CONFIG_KEY, ACTOR_ENV, ACTOR_FILE, ACTORS_PREFIX, ActorKind, CONFIG_FILE, Home, InitReport, MAIN_REF,

@@ -45,5 +45,11 @@ pub fn run(args: &Args, path: Option<&Path>, actor: Option<&str>) -> Result<Outc
             outln!("  - {change}");
         }
     }
+    if let Some(key) = &report.key {
+        outln!("Your commits through HAL are signed with {}; HAL's with its own key on this machine.", key.display());
+    }
+    if let Some(signers) = &report.allowed_signers {
+        outln!("git checks both with {} (`git log --show-signature`).", signers.display());
+    }
     Ok(Outcome::Done)
 }

@@ -1,0 +1,66 @@
+//! Signed steps: every commit HAL writes verifies with plain git and the allowed-signers file `hal init` set up.
+
+use crate::support::Sandbox;
+
+/// The demo's repo (a daemon's run with tool calls, a merge, a refused merge): every commit HAL wrote carries an SSH
+/// signature `git verify-commit` accepts, and a commit HAL wrote with one trailer changed is refused by git.
+#[test]
+fn every_commit_hal_writes_verifies_with_git() {
+    let sandbox = Sandbox::new();
+    sandbox.hal(&sandbox.path(""), &["demo", "--dir", "demo"]).ok();
+    let repo = sandbox.path("demo");
+    let signers = sandbox.git(&repo, &["config", "gpg.ssh.allowedSignersFile"]).ok().stdout;
+    let signers = std::fs::read_to_string(signers.trim()).expect("the allowed-signers file init wrote");
+    assert!(signers.lines().any(|line| line.starts_with("hal namespaces=\"git\" ssh-ed25519 ")), "{signers}");
+
+    let commits = sandbox.git(&repo, &["rev-list", "--all"]).ok().stdout;
+    let mut signed = 0;
+    let mut step = None;
+    for commit in commits.lines() {
+        let raw = sandbox.git(&repo, &["cat-file", "commit", commit]).ok().stdout;
+        let by_hal = raw.lines().any(|line| line.starts_with("committer HAL <hal@hal.invalid>"));
+        if !raw.contains("\ngpgsig -----BEGIN SSH SIGNATURE-----") {
+            assert!(!by_hal, "HAL wrote {commit} unsigned:\n{raw}");
+            continue;
+        }
+        let verified = sandbox.git(&repo, &["verify-commit", commit]);
+        assert_eq!(verified.code, 0, "{commit}: {}\n{raw}", verified.stderr);
+        signed += 1;
+        if by_hal && raw.contains("Hal-Status: ") {
+            step = Some(raw);
+        }
+    }
+    assert!(signed >= 15, "only {signed} signed commits in:\n{commits}");
+
+    // One of HAL's steps with its status changed, its signature kept: git refuses it.
+    let raw = step.expect("a step of HAL's");
+    let changed = raw.replacen("Hal-Status: ", "Hal-Status: x", 1);
+    assert_ne!(changed, raw, "{raw}");
+    let file = sandbox.path("changed");
+    std::fs::write(&file, changed).expect("write");
+    let file = file.to_str().expect("utf-8");
+    let forged = sandbox.git(&repo, &["hash-object", "-t", "commit", "-w", file]).ok().stdout;
+    let refused = sandbox.git(&repo, &["verify-commit", forged.trim()]);
+    assert_ne!(refused.code, 0, "git accepted a changed commit");
+}
+
+/// `hal init` with a relative path sets git up so that, in the repo, plain `git verify-commit` checks the person's
+/// signature on `hal.yaml` and on the actor branches.
+#[test]
+fn init_sets_git_up_to_check_signatures_from_inside_the_repo() {
+    let sandbox = Sandbox::new();
+    let run = sandbox.hal(&sandbox.path(""), &["init", "fresh"]).ok();
+    assert!(run.stdout.contains("signed with") && run.stdout.contains("allowed_signers"), "{}", run.stdout);
+    let repo = sandbox.path("fresh");
+    let configured = sandbox.git(&repo, &["config", "gpg.ssh.allowedSignersFile"]).ok().stdout;
+    assert!(std::path::Path::new(configured.trim()).is_absolute(), "{configured}");
+    for branch in ["main", "actors/hal", "actors/alice-example"] {
+        let verified = sandbox.git(&repo, &["verify-commit", branch]);
+        assert_eq!(verified.code, 0, "{branch}: {}", verified.stderr);
+        assert!(verified.stderr.contains("Good \"git\" signature for alice-example"), "{}", verified.stderr);
+    }
+    let owners = sandbox.git(&repo, &["show", "main:hal.yaml"]).ok().stdout;
+    let hal = sandbox.git(&repo, &["show", "actors/hal:actor.yaml"]).ok().stdout;
+    assert!(owners.contains("owners:\n  alice-example:\n    - \"ssh-ed25519 "), "{owners}");
+    assert!(hal.contains("keys:\n  - key: \"ssh-ed25519 "), "{hal}");
+}
