@@ -1,0 +1,288 @@
+//! The keys that count, read from who signed what: owners from `main`'s `hal.yaml`, each actor's keys from its
+//! branch. A trailer, a file or a branch only claims; a signature by an owner's key decides.
+//!
+//! - **Owners.** The changes to `hal.yaml` along `main`'s first parents, oldest first. The first one that names
+//!   owners and is signed by one of the keys it names is the root (what `hal init` writes). After it, a change is
+//!   applied only when a key of the owners in force signed it; any other (a plain `git merge` by someone else) is
+//!   reported and the owners stay as they were.
+//! - **Actor keys.** The changes to `actor.yaml` along `actors/<name>`'s first parents, oldest first. A key added by
+//!   a commit an owner signed counts for that actor; one added otherwise is reported and ignored. A key removed by
+//!   an owner-signed commit is revoked; a removal nobody trusted signed is reported and changes nothing.
+//!
+//! Commits are ordered by the graph, never by their dates, which whoever writes them chooses.
+
+use std::collections::{BTreeMap, HashMap};
+
+use gix::ObjectId;
+use hal_store::keys::{self, CommitSignature};
+use hal_store::{ACTOR_FILE, ACTORS_PREFIX, CONFIG_FILE, Home, MAIN_REF};
+use ssh_key::PublicKey;
+
+use crate::TrustError;
+
+/// How many commits of one branch's history are read, at most.
+pub const HISTORY_LIMIT: usize = 100_000;
+
+/// A key that counts, and for whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedKey {
+    /// The actor it belongs to.
+    pub actor: String,
+    /// Revoked by an owner-signed commit.
+    pub revoked: bool,
+}
+
+/// Something in the history that was not applied, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TrustProblem {
+    /// The branch and file (`main:hal.yaml`, `actors/hal:actor.yaml`).
+    pub place: String,
+    /// The commit.
+    #[serde(serialize_with = "hal_store::serialize_id")]
+    pub commit: ObjectId,
+    /// What is wrong and what was done about it.
+    pub text: String,
+}
+
+/// Owners and the keys that count.
+#[derive(Debug, Clone, Default)]
+pub struct Keyring {
+    /// Owners in force, by actor, with their key lines.
+    pub owners: BTreeMap<String, Vec<String>>,
+    /// The commit of `main` whose `hal.yaml` holds the owners in force.
+    pub owners_from: Option<ObjectId>,
+    /// Keys by their line (`ssh-ed25519 AAAA…`, no comment).
+    keys: HashMap<String, TrustedKey>,
+    /// What was not applied.
+    pub problems: Vec<TrustProblem>,
+}
+
+impl Keyring {
+    /// Read owners and keys from `home` as its branches are now.
+    pub fn load(home: &Home) -> Result<Keyring, TrustError> {
+        let mut ring = Keyring::default();
+        if let Some(main) = read_ref(home, MAIN_REF)? {
+            ring.read_owners(home, main)?;
+        }
+        for (name, tip) in actor_branches(home)? {
+            ring.read_actor(home, &name, tip)?;
+        }
+        Ok(ring)
+    }
+
+    /// Who `key` belongs to, if it counts (revoked or not).
+    pub fn owner_of(&self, key: &PublicKey) -> Option<&TrustedKey> {
+        self.keys.get(&keys::public_line(key))
+    }
+
+    /// Whether `key` is an owner's key in force (and not revoked).
+    pub fn is_owner_key(&self, key: &PublicKey) -> bool {
+        let line = keys::public_line(key);
+        self.owners.values().any(|lines| lines.iter().any(|l| same_key(l, &line)))
+            && !self.keys.get(&line).is_some_and(|k| k.revoked)
+    }
+
+    /// The keys that count and are not revoked, as (actor, key line), sorted.
+    pub fn trusted(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .keys
+            .iter()
+            .filter(|(_, key)| !key.revoked)
+            .map(|(line, key)| (key.actor.clone(), line.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// An allowed-signers file (`gpg.ssh.allowedSignersFile`) of the keys that count: each may sign commits as
+    /// its actor.
+    pub fn allowed_signers(&self) -> String {
+        self.trusted()
+            .into_iter()
+            .map(|(actor, line)| format!("{actor} namespaces=\"{}\" {line}\n", keys::GIT_NAMESPACE))
+            .collect()
+    }
+
+    fn read_owners(&mut self, home: &Home, main: ObjectId) -> Result<(), TrustError> {
+        let changes = changes_of(home, main, CONFIG_FILE)?;
+        let place = format!("main:{CONFIG_FILE}");
+        for (commit, text) in changes {
+            let owners = match hal_spec::Settings::parse(&place, &text) {
+                Ok(settings) => settings.owners,
+                Err(error) => {
+                    self.problem(&place, commit, format!("not applied: it does not validate ({error})"));
+                    continue;
+                }
+            };
+            let signer = signer_of(home, commit)?;
+            let signed_by = |owners: &BTreeMap<String, Vec<String>>| {
+                signer.as_ref().is_some_and(|key| {
+                    let line = keys::public_line(key);
+                    owners.values().flatten().any(|l| same_key(l, &line))
+                })
+            };
+            if self.owners_from.is_none() {
+                // The root: the first change naming owners, signed by one of them.
+                if owners.is_empty() {
+                    continue;
+                }
+                if !signed_by(&owners) {
+                    self.problem(&place, commit, "names owners, but none of their keys signed it: not applied".into());
+                    continue;
+                }
+            } else if owners == self.owners {
+                // Another change that leaves the owners as they are (models, limits): who may change policy is
+                // the next issue's; the owners in force stay.
+                continue;
+            } else if !signed_by(&self.owners) {
+                self.problem(&place, commit, "changes the owners, but no owner signed it: not applied".into());
+                continue;
+            }
+            self.owners = owners;
+            self.owners_from = Some(commit);
+        }
+        for (actor, lines) in &self.owners.clone() {
+            for line in lines {
+                match keys::parse_public(line) {
+                    Ok(key) => self.trust(&place, self.owners_from, actor, &key),
+                    Err(error) => {
+                        let commit = self.owners_from.unwrap_or(main);
+                        self.problem(&place, commit, format!("owner {actor}: {error}"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_actor(&mut self, home: &Home, name: &str, tip: ObjectId) -> Result<(), TrustError> {
+        let place = format!("actors/{name}:{ACTOR_FILE}");
+        let mut claimed: Vec<String> = Vec::new();
+        for (commit, text) in changes_of(home, tip, ACTOR_FILE)? {
+            let file = match hal_spec::ActorFile::parse(&place, &text) {
+                Ok(file) if file.name == name => file,
+                Ok(file) => {
+                    let text = format!("names the actor `{}` on the branch of `{name}`: not applied", file.name);
+                    self.problem(&place, commit, text);
+                    continue;
+                }
+                Err(error) => {
+                    self.problem(&place, commit, format!("not applied: it does not validate ({error})"));
+                    continue;
+                }
+            };
+            let now: Vec<String> = file.keys.iter().map(|k| k.key.clone()).collect();
+            let by_owner = signer_of(home, commit)?.is_some_and(|key| self.is_owner_key(&key));
+            for line in now.iter().filter(|line| !claimed.iter().any(|c| same_key(c, line))) {
+                let Ok(key) = keys::parse_public(line) else { continue };
+                if by_owner {
+                    self.trust(&place, Some(commit), name, &key);
+                } else {
+                    let text = format!("adds {}, but no owner signed it: ignored", keys::fingerprint(&key));
+                    self.problem(&place, commit, text);
+                }
+            }
+            for line in claimed.iter().filter(|line| !now.iter().any(|n| same_key(n, line))) {
+                let Ok(key) = keys::parse_public(line) else { continue };
+                let known = self.keys.get_mut(&keys::public_line(&key));
+                match known {
+                    Some(trusted) if by_owner && trusted.actor == name => trusted.revoked = true,
+                    Some(trusted) if trusted.actor == name => {
+                        let text =
+                            format!("removes {}, but no owner signed it: the key stays", keys::fingerprint(&key));
+                        self.problem(&place, commit, text);
+                    }
+                    _ => {}
+                }
+            }
+            claimed = now;
+        }
+        Ok(())
+    }
+
+    fn trust(&mut self, place: &str, commit: Option<ObjectId>, actor: &str, key: &PublicKey) {
+        let line = keys::public_line(key);
+        match self.keys.get(&line) {
+            Some(known) if known.actor != actor => {
+                let text =
+                    format!("gives {} to `{actor}`, but it is `{}`'s: ignored", keys::fingerprint(key), known.actor);
+                self.problem(place, commit.unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1)), text);
+            }
+            Some(_) => {}
+            None => {
+                self.keys.insert(line, TrustedKey { actor: actor.to_owned(), revoked: false });
+            }
+        }
+    }
+
+    fn problem(&mut self, place: &str, commit: ObjectId, text: String) {
+        self.problems.push(TrustProblem { place: place.to_owned(), commit, text });
+    }
+}
+
+/// Whether two key lines name the same key (comments aside).
+fn same_key(a: &str, b: &str) -> bool {
+    let strip = |line: &str| line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    strip(a) == strip(b)
+}
+
+/// The key whose good signature `commit` carries, if any.
+pub(crate) fn signer_of(home: &Home, commit: ObjectId) -> Result<Option<PublicKey>, TrustError> {
+    Ok(match keys::verify_commit(home.repo(), commit)? {
+        CommitSignature::Good(key) => Some(key),
+        _ => None,
+    })
+}
+
+fn read_ref(home: &Home, name: &str) -> Result<Option<ObjectId>, TrustError> {
+    match home.repo().try_find_reference(name) {
+        Ok(Some(reference)) => Ok(reference.target().try_id().map(|id| id.to_owned())),
+        Ok(None) => Ok(None),
+        Err(error) => Err(TrustError::Git(format!("reading {name}: {error}"))),
+    }
+}
+
+/// Every `actors/<name>` branch with its tip.
+fn actor_branches(home: &Home) -> Result<Vec<(String, ObjectId)>, TrustError> {
+    let git = |e: &dyn std::fmt::Display| TrustError::Git(format!("listing actor branches: {e}"));
+    let references = home.repo().references().map_err(|e| git(&e))?;
+    let mut out = Vec::new();
+    for reference in references.prefixed(ACTORS_PREFIX).map_err(|e| git(&e))? {
+        let Ok(reference) = reference else { continue };
+        let name = reference.name().as_bstr().to_string();
+        let Some(actor) = name.strip_prefix(ACTORS_PREFIX) else { continue };
+        if let Some(id) = reference.target().try_id() {
+            out.push((actor.to_owned(), id.to_owned()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The commits along `tip`'s first parents that changed `path` (its blob differs from the first parent's), oldest
+/// first, each with the file's text (empty when removed).
+fn changes_of(home: &Home, tip: ObjectId, path: &str) -> Result<Vec<(ObjectId, String)>, TrustError> {
+    let mut chain = Vec::new();
+    let mut next = Some(tip);
+    while let Some(commit) = next {
+        if chain.len() >= HISTORY_LIMIT {
+            return Err(TrustError::TooLong { tip, limit: HISTORY_LIMIT });
+        }
+        let found = home.repo().find_commit(commit).map_err(|e| TrustError::Git(format!("reading {commit}: {e}")))?;
+        next = found.parent_ids().next().map(|id| id.detach());
+        chain.push((commit, home.entry_id(commit, path)?));
+    }
+    let mut changes = Vec::new();
+    let mut before = None;
+    for (commit, entry) in chain.into_iter().rev() {
+        if entry != before {
+            let text = match entry {
+                Some(_) => String::from_utf8_lossy(&home.file_at(commit, path)?.unwrap_or_default()).into_owned(),
+                None => String::new(),
+            };
+            changes.push((commit, text));
+        }
+        before = entry;
+    }
+    Ok(changes)
+}

@@ -1,0 +1,116 @@
+//! A verdict for every step: who signed its commit, against who the step says wrote it.
+
+use hal_store::identity::HAL_ACTOR;
+use hal_store::keys::{self, CommitSignature};
+use hal_store::{Home, Step};
+
+use crate::TrustError;
+use crate::keyring::Keyring;
+
+/// What the signature of a step's commit proves.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Signed by a key that counts for the actor the step names.
+    Signed {
+        /// The actor (a field of its own: a checked step also has the `actor` it names).
+        by: String,
+    },
+    /// Written for a person and signed by HAL (a key that counts for `hal`): HAL vouches that it wrote it, the
+    /// person's own signature is not in it.
+    ByHal,
+    /// No signature: a person's plain-git commit, believed or not as `hal.yaml` says.
+    Unsigned,
+    /// Signed by a key that does not count for the actor the step names.
+    SignedByOther {
+        /// Whose key it is, when it counts for someone.
+        signer: Option<String>,
+        /// The key's fingerprint.
+        fingerprint: String,
+    },
+    /// Signed by a key an owner revoked.
+    Revoked {
+        /// Whose key it was.
+        signer: String,
+        /// The key's fingerprint.
+        fingerprint: String,
+    },
+    /// A signature that does not check out (the commit was changed after it was signed).
+    BadSignature {
+        /// Why.
+        reason: String,
+    },
+    /// Claims to be HAL's but no key of HAL's signed it: never a reply, a status or an approval.
+    Forged {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Verdict {
+    /// Whether something is wrong with the step (an unsigned person's commit is not wrong in itself).
+    pub fn is_wrong(&self) -> bool {
+        !matches!(self, Verdict::Signed { .. } | Verdict::ByHal | Verdict::Unsigned)
+    }
+
+    /// Whether HAL may take the step as its own (a reply, a status, an approval).
+    pub fn is_hals(&self) -> bool {
+        matches!(self, Verdict::Signed { by } if by == HAL_ACTOR)
+    }
+
+    /// A word for a log line.
+    pub fn label(&self) -> String {
+        match self {
+            Verdict::Signed { by } => format!("signed by {by}"),
+            Verdict::ByHal => "signed by hal".to_owned(),
+            Verdict::Unsigned => "unsigned".to_owned(),
+            Verdict::SignedByOther { signer: Some(signer), fingerprint } => {
+                format!("SIGNED BY ANOTHER: {signer} ({fingerprint})")
+            }
+            Verdict::SignedByOther { signer: None, fingerprint } => format!("SIGNED BY AN UNKNOWN KEY {fingerprint}"),
+            Verdict::Revoked { signer, fingerprint } => format!("SIGNED BY A REVOKED KEY of {signer} ({fingerprint})"),
+            Verdict::BadSignature { reason } => format!("BAD SIGNATURE: {reason}"),
+            Verdict::Forged { reason } => format!("FORGED: {reason}"),
+        }
+    }
+}
+
+impl Keyring {
+    /// The verdict on `step` of `home`.
+    pub fn verdict(&self, home: &Home, step: &Step) -> Result<Verdict, TrustError> {
+        let claims_hal = step.actor == HAL_ACTOR;
+        let signature = keys::verify_commit(home.repo(), step.commit)?;
+        let key = match signature {
+            CommitSignature::Good(key) => key,
+            CommitSignature::Unsigned if claims_hal => {
+                return Ok(Verdict::Forged { reason: "it says HAL wrote it, and it is not signed".to_owned() });
+            }
+            CommitSignature::Unsigned => return Ok(Verdict::Unsigned),
+            CommitSignature::Bad(reason) if claims_hal => {
+                return Ok(Verdict::Forged { reason: format!("it says HAL wrote it: {reason}") });
+            }
+            CommitSignature::Bad(reason) => return Ok(Verdict::BadSignature { reason }),
+        };
+        let fingerprint = keys::fingerprint(&key);
+        let Some(trusted) = self.owner_of(&key) else {
+            return Ok(match claims_hal {
+                true => Verdict::Forged { reason: format!("signed by {fingerprint}, which is no key of HAL's") },
+                false => Verdict::SignedByOther { signer: None, fingerprint },
+            });
+        };
+        if trusted.revoked {
+            let actor = trusted.actor.clone();
+            return Ok(match claims_hal {
+                true => Verdict::Forged { reason: format!("signed by {fingerprint}, a revoked key of {actor}") },
+                false => Verdict::Revoked { signer: actor, fingerprint },
+            });
+        }
+        Ok(match (trusted.actor == step.actor, trusted.actor == HAL_ACTOR, claims_hal) {
+            (true, _, _) => Verdict::Signed { by: step.actor.clone() },
+            // HAL writes the steps of the people it talks to (one writer per thread).
+            (false, true, false) => Verdict::ByHal,
+            (false, _, true) => Verdict::Forged { reason: format!("signed by {}, not by HAL", trusted.actor) },
+            (false, _, false) => Verdict::SignedByOther { signer: Some(trusted.actor.clone()), fingerprint },
+        })
+    }
+}

@@ -1,0 +1,207 @@
+//! Verdicts on real home repos, against commits an attacker can push with plain git.
+
+use std::path::Path;
+use std::process::Command;
+
+use hal_store::{Home, NewStep, StepKind, ThreadStatus};
+use hal_trust::{Keyring, Verdict, check_thread};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(["-c", "user.name=Mallory", "-c", "user.email=m@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+}
+
+/// A commit on `parent` with `tree` and `message`, signed by the key file `key` when given; `branch` moves to it.
+fn push_commit(dir: &Path, branch: &str, parent: &str, tree: &str, message: &str, key: Option<&Path>) -> String {
+    let mut args = vec!["commit-tree".to_owned(), tree.to_owned(), "-p".to_owned(), parent.to_owned()];
+    let mut config = Vec::new();
+    if let Some(key) = key {
+        config = vec![
+            "-c".to_owned(),
+            "gpg.format=ssh".to_owned(),
+            "-c".to_owned(),
+            format!("user.signingkey={}", key.display()),
+        ];
+        args.push("-S".to_owned());
+    }
+    args.extend(["-m".to_owned(), message.to_owned()]);
+    let all: Vec<&str> = config.iter().chain(args.iter()).map(String::as_str).collect();
+    let commit = git(dir, &all);
+    git(dir, &["update-ref", &format!("refs/heads/{branch}"), &commit]);
+    commit
+}
+
+/// A tree like `base`'s with `path` holding `content`.
+fn tree_with(dir: &Path, base: &str, path: &str, content: &str) -> String {
+    let file = dir.join(".git/attacker-file");
+    std::fs::write(&file, content).expect("write");
+    let blob = git(dir, &["hash-object", "-w", file.to_str().expect("utf-8")]);
+    let index = dir.join(".git/attacker-index");
+    let _ = std::fs::remove_file(&index);
+    let run = |args: &[&str]| {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_INDEX_FILE", &index)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .expect("git");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+    };
+    run(&["read-tree", base]);
+    run(&["update-index", "--add", "--cacheinfo", &format!("100644,{blob},{path}")]);
+    run(&["write-tree"])
+}
+
+/// An ed25519 key file nobody trusts, for signing with git.
+fn attacker_key(dir: &Path) -> (std::path::PathBuf, ssh_key::PublicKey) {
+    use std::os::unix::fs::PermissionsExt;
+    let key = ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519).expect("key");
+    let path = dir.join("mallory_ed25519");
+    std::fs::write(&path, key.to_openssh(ssh_key::LineEnding::LF).expect("pem").as_bytes()).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::write(dir.join("mallory_ed25519.pub"), key.public_key().to_openssh().expect("pub")).expect("write");
+    (path, key.public_key().clone())
+}
+
+fn home() -> (tempfile::TempDir, Home, hal_store::ThreadRef) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (home, _) = Home::init(dir.path(), Some("alice")).expect("init");
+    let thread = home.new_thread("alice", None, Some("t")).expect("thread");
+    (dir, home, thread)
+}
+
+#[test]
+fn hals_steps_are_hals_and_a_persons_steps_written_by_hal_say_so() {
+    let (_dir, home, thread) = home();
+    home.say("alice", &thread.id, "hello").expect("say");
+    let reply = NewStep::new(StepKind::Reply, "hi", ThreadStatus::Done);
+    home.append_step("hal", &home.resolve_thread(&thread.id).expect("thread"), &reply).expect("reply");
+    let keyring = Keyring::load(&home).expect("keyring");
+    assert!(keyring.problems.is_empty(), "{:?}", keyring.problems);
+    assert_eq!(keyring.owners.keys().collect::<Vec<_>>(), ["alice"]);
+    let verdicts: Vec<Verdict> =
+        check_thread(&home, &keyring, &thread.id, None).expect("check").into_iter().map(|c| c.verdict).collect();
+    assert_eq!(verdicts, [Verdict::ByHal, Verdict::ByHal, Verdict::Signed { by: "hal".into() }]);
+    let signers = keyring.allowed_signers();
+    assert!(
+        signers.contains("alice namespaces=\"git\" ssh-ed25519 ") && signers.contains("hal namespaces"),
+        "{signers}"
+    );
+}
+
+/// A commit pushed by plain git whose trailers say HAL wrote it and the run is DONE, unsigned or signed by a key
+/// that is not HAL's, and a valid HAL commit re-committed with one trailer changed: all forged.
+#[test]
+fn a_step_claiming_to_be_hals_without_hals_signature_is_forged() {
+    let (dir, home, thread) = home();
+    let tip = thread.tip.to_string();
+    let tree = git(dir.path(), &["rev-parse", &format!("{tip}^{{tree}}")]);
+    let claim = |n: u32| {
+        format!(
+            "hal: Done.\n\nHal-Thread: {}\nHal-Step: {n}\nHal-Kind: finish\nHal-Actor: hal\nHal-Status: done\n",
+            thread.id
+        )
+    };
+    let unsigned = push_commit(dir.path(), &thread.branch, &tip, &tree, &claim(2), None);
+    let (key, _) = attacker_key(dir.path());
+    let signed = push_commit(dir.path(), &thread.branch, &unsigned, &tree, &claim(3), Some(&key));
+
+    let appended = home
+        .append_step(
+            "hal",
+            &home.resolve_thread(&thread.id).expect("t"),
+            &NewStep::new(StepKind::Reply, "ok", ThreadStatus::Running),
+        )
+        .expect("hal's step");
+    let keyring = Keyring::load(&home).expect("keyring");
+    let before = check_thread(&home, &keyring, &thread.id, None).expect("check");
+    assert_eq!(
+        before.last().map(|c| (c.step.commit, c.verdict.clone())),
+        Some((appended.commit, Verdict::Signed { by: "hal".into() }))
+    );
+    let raw = git(dir.path(), &["cat-file", "commit", &appended.commit.to_string()]) + "\n";
+    let changed = raw.replacen("Hal-Status: running", "Hal-Status: done", 1);
+    assert_ne!(changed, raw);
+    let file = dir.path().join(".git/changed");
+    std::fs::write(&file, changed).expect("write");
+    let copy = git(dir.path(), &["hash-object", "-t", "commit", "-w", file.to_str().expect("utf-8")]);
+    git(dir.path(), &["update-ref", &format!("refs/heads/{}", thread.branch), &copy]);
+
+    let keyring = Keyring::load(&home).expect("keyring");
+    let checked = check_thread(&home, &keyring, &thread.id, None).expect("check");
+    let verdict_of = |commit: &str| {
+        checked.iter().find(|c| c.step.commit.to_string() == commit).map(|c| c.verdict.clone()).expect("listed")
+    };
+    for commit in [&unsigned, &signed, &copy] {
+        let verdict = verdict_of(commit);
+        assert!(matches!(verdict, Verdict::Forged { .. }), "{commit}: {verdict:?}");
+        assert!(verdict.is_wrong() && !verdict.is_hals());
+    }
+}
+
+/// A key added to `actors/hal` by someone who is not an owner (unsigned, or signed by their own key) counts for
+/// nothing: it is reported, a step it signs as HAL's is forged, and the allowed signers leave it out.
+#[test]
+fn a_key_added_to_hals_actor_branch_by_a_non_owner_is_ignored() {
+    let (dir, home, thread) = home();
+    let (key, public) = attacker_key(dir.path());
+    let actor_tip = git(dir.path(), &["rev-parse", "actors/hal"]);
+    let actor = git(dir.path(), &["show", "actors/hal:actor.yaml"]);
+    let line = hal_store::keys::public_line(&public);
+    let added = format!("{actor}\n  - key: \"{line}\"\n    machine: \"evil\"\n");
+    let tree = tree_with(dir.path(), &actor_tip, "actor.yaml", &added);
+    let unsigned = push_commit(dir.path(), "actors/hal", &actor_tip, &tree, "hal: add a key", None);
+    push_commit(dir.path(), "actors/hal", &unsigned, &tree, "hal: add a key, signed", Some(&key));
+
+    // A step signed by that key, claiming HAL.
+    let tip = thread.tip.to_string();
+    let thread_tree = git(dir.path(), &["rev-parse", &format!("{tip}^{{tree}}")]);
+    let claim = format!(
+        "hal: Run this.\n\nHal-Thread: {}\nHal-Step: 2\nHal-Kind: reply\nHal-Actor: hal\nHal-Status: running\n",
+        thread.id
+    );
+    let step = push_commit(dir.path(), &thread.branch, &tip, &thread_tree, &claim, Some(&key));
+
+    let keyring = Keyring::load(&home).expect("keyring");
+    assert!(keyring.owner_of(&public).is_none());
+    assert!(
+        keyring.problems.iter().any(|p| p.place == "actors/hal:actor.yaml" && p.text.contains("no owner signed it")),
+        "{:?}",
+        keyring.problems
+    );
+    assert!(!keyring.allowed_signers().contains(&line));
+    let checked = check_thread(&home, &keyring, &thread.id, None).expect("check");
+    let last = checked.iter().find(|c| c.step.commit.to_string() == step).expect("listed");
+    assert!(
+        matches!(&last.verdict, Verdict::Forged { reason } if reason.contains("no key of HAL's")),
+        "{:?}",
+        last.verdict
+    );
+}
+
+/// A change to the owners on `main` that no owner signed (a plain merge or commit) is reported and not applied.
+#[test]
+fn owners_changed_by_a_non_owner_stay_as_they_were() {
+    let (dir, home, _thread) = home();
+    let (key, public) = attacker_key(dir.path());
+    let main = git(dir.path(), &["rev-parse", "main"]);
+    let config = git(dir.path(), &["show", "main:hal.yaml"]);
+    let line = hal_store::keys::public_line(&public);
+    let changed = format!("{config}\n  mallory:\n    - \"{line}\"\n");
+    let tree = tree_with(dir.path(), &main, "hal.yaml", &changed);
+    push_commit(dir.path(), "main", &main, &tree, "make me an owner", Some(&key));
+    let keyring = Keyring::load(&home).expect("keyring");
+    assert_eq!(keyring.owners.keys().collect::<Vec<_>>(), ["alice"]);
+    assert_eq!(keyring.owners_from.map(|c| c.to_string()), Some(main));
+    assert!(keyring.problems.iter().any(|p| p.text.contains("no owner signed it")), "{:?}", keyring.problems);
+    assert!(!keyring.is_owner_key(&public));
+}
