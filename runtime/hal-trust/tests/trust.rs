@@ -139,7 +139,8 @@ fn a_step_claiming_to_be_hals_without_hals_signature_is_forged() {
     let keyring = Keyring::load(&home).expect("keyring");
     let checked = check_thread(&home, &keyring, &thread.id, None).expect("check");
     let verdict_of = |commit: &str| {
-        checked.iter().find(|c| c.step.commit.to_string() == commit).map(|c| c.verdict.clone()).expect("listed")
+        let id: gix::ObjectId = commit.parse().expect("an id");
+        checked.iter().find(|c| c.step.commit == id).map(|c| c.verdict.clone()).expect("listed")
     };
     for commit in [&unsigned, &signed, &copy] {
         let verdict = verdict_of(commit);
@@ -169,7 +170,8 @@ fn a_key_added_to_hals_actor_branch_by_a_non_owner_is_ignored() {
         "hal: Run this.\n\nHal-Thread: {}\nHal-Step: 2\nHal-Kind: reply\nHal-Actor: hal\nHal-Status: running\n",
         thread.id
     );
-    let step = push_commit(dir.path(), &thread.branch, &tip, &thread_tree, &claim, Some(&key));
+    let step: gix::ObjectId =
+        push_commit(dir.path(), &thread.branch, &tip, &thread_tree, &claim, Some(&key)).parse().expect("an id");
 
     let keyring = Keyring::load(&home).expect("keyring");
     assert!(keyring.owner_of(&public).is_none());
@@ -180,7 +182,7 @@ fn a_key_added_to_hals_actor_branch_by_a_non_owner_is_ignored() {
     );
     assert!(!keyring.allowed_signers().contains(&line));
     let checked = check_thread(&home, &keyring, &thread.id, None).expect("check");
-    let last = checked.iter().find(|c| c.step.commit.to_string() == step).expect("listed");
+    let last = checked.iter().find(|c| c.step.commit == step).expect("listed");
     assert!(
         matches!(&last.verdict, Verdict::Forged { reason } if reason.contains("no key of HAL's")),
         "{:?}",
