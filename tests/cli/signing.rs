@@ -64,3 +64,38 @@ fn init_sets_git_up_to_check_signatures_from_inside_the_repo() {
     assert!(owners.contains("owners:\n  alice-example:\n    - \"ssh-ed25519 "), "{owners}");
     assert!(hal.contains("keys:\n  - key: \"ssh-ed25519 "), "{hal}");
 }
+
+/// `hal verify --all` passes on the demo's repo; a commit pushed by plain git that claims to be HAL's finishing a run
+/// is shown as forged by `hal thread log` and makes `hal thread verify` exit 1 naming it.
+#[test]
+fn verify_passes_on_hals_work_and_names_a_forged_step() {
+    let sandbox = Sandbox::new();
+    sandbox.hal(&sandbox.path(""), &["demo", "--dir", "demo"]).ok();
+    let repo = sandbox.path("demo");
+    let all = sandbox.hal(&repo, &["verify", "--all"]).ok();
+    assert!(all.stdout.contains(" ok: ") && !all.stdout.contains("WRONG"), "{}", all.stdout);
+    let signers = sandbox.hal(&repo, &["actor", "allowed-signers"]).ok().stdout;
+    assert!(signers.contains("hal namespaces=\"git\" ssh-ed25519 "), "{signers}");
+
+    let threads = sandbox.hal(&repo, &["--json", "thread", "list"]).ok().json();
+    let thread = threads.as_array().and_then(|t| t.first()).expect("a thread");
+    let (id, branch) = (thread["id"].as_str().expect("id"), thread["branch"].as_str().expect("branch"));
+    let tip = sandbox.git(&repo, &["rev-parse", branch]).ok().stdout;
+    let tip = tip.trim();
+    let steps = thread["steps"].as_u64().expect("steps");
+    let claim = format!(
+        "hal: All done.\n\nHal-Thread: {id}\nHal-Step: {}\nHal-Kind: finish\nHal-Actor: hal\nHal-Status: done\n",
+        steps + 1
+    );
+    let forged = sandbox.git(&repo, &["commit-tree", &format!("{tip}^{{tree}}"), "-p", tip, "-m", &claim]).ok().stdout;
+    let forged = forged.trim();
+    sandbox.git(&repo, &["update-ref", &format!("refs/heads/{branch}"), forged, tip]).ok();
+
+    let log = sandbox.hal(&repo, &["thread", "log", id]).ok().stdout;
+    assert!(log.lines().any(|l| l.contains(&forged[..7]) && l.contains("FORGED")), "{log}");
+    assert!(log.contains("signed by hal"), "{log}");
+    let verify = sandbox.hal(&repo, &["thread", "verify", id]);
+    assert_eq!(verify.code, 1, "{}\n{}", verify.stdout, verify.stderr);
+    assert!(verify.stdout.contains("WRONG") && verify.stdout.contains(&forged[..7]), "{}", verify.stdout);
+    assert_eq!(sandbox.hal(&repo, &["verify", "--all"]).code, 1);
+}

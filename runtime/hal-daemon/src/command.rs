@@ -63,6 +63,8 @@ pub fn idempotency_key(command: &Command) -> Option<&str> {
         | Command::Replay { idempotency_key, .. } => idempotency_key.as_deref(),
         Command::ListThreads
         | Command::Log { .. }
+        | Command::Verify { .. }
+        | Command::AllowedSigners
         | Command::Fork { .. }
         | Command::Write { .. }
         | Command::Merge { .. }
@@ -199,7 +201,22 @@ pub(crate) fn apply_with(
         }
         Command::Log { thread, count } => {
             let count = count.unwrap_or(MAX_LOG).min(MAX_LOG);
-            Ok(Response::Steps { steps: home.thread_log(thread, Some(count))? })
+            let keyring = hal_trust::Keyring::load(home)?;
+            Ok(Response::Steps { steps: hal_trust::check_thread(home, &keyring, thread, Some(count))? })
+        }
+        Command::Verify { thread } => {
+            let keyring = hal_trust::Keyring::load(home)?;
+            let ids = match thread {
+                Some(thread) => vec![thread.clone()],
+                None => home.list_threads()?.into_iter().map(|t| t.id).collect(),
+            };
+            let threads =
+                ids.iter().map(|id| hal_trust::verify_thread(home, &keyring, id)).collect::<Result<Vec<_>, _>>()?;
+            Ok(Response::Verified { threads, problems: keyring.problems })
+        }
+        Command::AllowedSigners => {
+            let keyring = hal_trust::Keyring::load(home)?;
+            Ok(Response::AllowedSigners { text: keyring.allowed_signers(), problems: keyring.problems })
         }
         Command::Fork { actor: who, thread, at } => {
             let thread = home.fork_thread(&actor(who)?, thread, at.as_deref())?;

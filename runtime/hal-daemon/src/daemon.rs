@@ -598,7 +598,9 @@ impl Shared {
                 Ok(response)
             }
             // Reads take a handle of their own: a long thread or ten thousand of them never holds up the writers.
-            Command::ListThreads | Command::Log { .. } => Ok(command::apply(&self.journal.handle(), command)?),
+            Command::ListThreads | Command::Log { .. } | Command::Verify { .. } | Command::AllowedSigners => {
+                Ok(command::apply(&self.journal.handle(), command)?)
+            }
             Command::Fork { .. } => {
                 let response = self.journal.with(|home| command::apply(home, command))?;
                 self.wake();

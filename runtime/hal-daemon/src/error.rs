@@ -40,6 +40,9 @@ pub enum DaemonError {
     /// The runner refused something.
     #[error(transparent)]
     Run(#[from] hal_runner::RunError),
+    /// Who signed what could not be read.
+    #[error("{0}")]
+    Trust(String),
     /// A tool could not be offered.
     #[error(transparent)]
     Tool(#[from] hal_runner::tools::InvalidSchema),
@@ -110,5 +113,14 @@ impl DaemonError {
 
     pub(crate) fn io(what: &'static str, path: &std::path::Path, source: std::io::Error) -> DaemonError {
         DaemonError::Io { what, path: path.to_owned(), source }
+    }
+}
+
+impl From<hal_trust::TrustError> for DaemonError {
+    fn from(error: hal_trust::TrustError) -> DaemonError {
+        match error {
+            hal_trust::TrustError::Store(error) => DaemonError::Store(error),
+            other => DaemonError::Trust(other.to_string()),
+        }
     }
 }

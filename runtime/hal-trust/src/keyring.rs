@@ -33,12 +33,12 @@ pub struct TrustedKey {
 }
 
 /// Something in the history that was not applied, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TrustProblem {
     /// The branch and file (`main:hal.yaml`, `actors/hal:actor.yaml`).
     pub place: String,
     /// The commit.
-    #[serde(serialize_with = "hal_store::serialize_id")]
+    #[serde(serialize_with = "hal_store::serialize_id", deserialize_with = "hal_store::deserialize_id")]
     pub commit: ObjectId,
     /// What is wrong and what was done about it.
     pub text: String,

@@ -10,6 +10,9 @@ mod verdict;
 pub use keyring::{HISTORY_LIMIT, Keyring, TrustProblem, TrustedKey};
 pub use verdict::Verdict;
 
+/// The key lines of `hal.yaml`'s owners and of actors (`ssh-ed25519 AAAA…`).
+pub use hal_store::keys::public_line;
+
 use hal_store::{Home, Step};
 
 /// Why trust could not be read.
@@ -32,13 +35,13 @@ pub enum TrustError {
 }
 
 /// A step with its verdict.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Checked {
     /// The step.
     #[serde(flatten)]
     pub step: Step,
     /// What its signature proves.
-    #[serde(flatten)]
+    #[serde(rename = "trust")]
     pub verdict: Verdict,
 }
 
@@ -51,4 +54,46 @@ pub fn check_thread(
 ) -> Result<Vec<Checked>, TrustError> {
     let steps = home.thread_log(id, limit)?;
     steps.into_iter().map(|step| Ok(Checked { verdict: keyring.verdict(home, &step)?, step })).collect()
+}
+
+/// How many findings a [`ThreadCheck`] lists; the counts cover every step.
+pub const MAX_FINDINGS: usize = 1_000;
+
+/// What `hal thread verify` reports of one thread.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ThreadCheck {
+    /// The thread's id.
+    pub thread: String,
+    /// Its steps.
+    pub steps: usize,
+    /// Steps signed by the actor they name.
+    pub signed: usize,
+    /// Steps HAL wrote and signed for a person.
+    pub by_hal: usize,
+    /// Unsigned steps (a person's plain-git commits).
+    pub unsigned: usize,
+    /// Steps with something wrong.
+    pub wrong: usize,
+    /// The unsigned and wrong steps, oldest first, [`MAX_FINDINGS`] at most.
+    pub findings: Vec<Checked>,
+}
+
+/// Check every step of thread `id`.
+pub fn verify_thread(home: &Home, keyring: &Keyring, id: &str) -> Result<ThreadCheck, TrustError> {
+    let thread = home.resolve_thread(id)?;
+    let mut check = ThreadCheck { thread: thread.id.clone(), ..ThreadCheck::default() };
+    for step in home.thread_log(&thread.branch, None)? {
+        let verdict = keyring.verdict(home, &step)?;
+        check.steps += 1;
+        match &verdict {
+            Verdict::Signed { .. } => check.signed += 1,
+            Verdict::ByHal => check.by_hal += 1,
+            Verdict::Unsigned => check.unsigned += 1,
+            _ => check.wrong += 1,
+        }
+        if !matches!(verdict, Verdict::Signed { .. } | Verdict::ByHal) && check.findings.len() < MAX_FINDINGS {
+            check.findings.push(Checked { step, verdict });
+        }
+    }
+    Ok(check)
 }

@@ -99,6 +99,16 @@ pub enum Command {
         #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
     },
+    /// Check who wrote every step of every thread (as `hal thread verify` does for one). Exit code 1 when a
+    /// step is forged, signed by someone else or by a revoked key, or its signature does not match.
+    Verify {
+        /// Every thread (required: checking all of them reads every step).
+        #[arg(long, required = true)]
+        all: bool,
+    },
+    /// Actors: people and programs, with the keys they sign with.
+    #[command(subcommand)]
+    Actor(ActorCommand),
     /// Print a completion script for your shell, generated from this command line's definition
     /// (`hal completions bash > ~/.local/share/bash-completion/completions/hal`).
     Completions {
@@ -107,6 +117,19 @@ pub enum Command {
     },
     /// Print the manual page (roff), generated from this command line's definition (`hal man | man -l -`).
     Man,
+}
+
+/// `hal actor …`
+#[derive(Debug, Subcommand)]
+pub enum ActorCommand {
+    /// Print the keys that count (added by commits an owner signed, not revoked) as an allowed-signers file,
+    /// for `git config gpg.ssh.allowedSignersFile`; `git verify-commit` and `git log --show-signature` then
+    /// check HAL's signatures.
+    AllowedSigners {
+        /// Also write it to .git/hal/allowed_signers, the file `hal init` points git at.
+        #[arg(long)]
+        write: bool,
+    },
 }
 
 /// `hal secret …`
@@ -224,6 +247,13 @@ pub enum ThreadCommand {
     },
     /// Accept a thread's work into `main`. Exit code 1 and the conflicting paths when it cannot merge cleanly.
     Merge {
+        /// Thread id, unique prefix or branch.
+        id: String,
+    },
+    /// Check who wrote each step of a thread: its signature against the keys that count. Lists the unsigned
+    /// and wrong steps by commit; exit code 1 when a step is forged, signed by someone else or by a revoked
+    /// key, or its signature does not match.
+    Verify {
         /// Thread id, unique prefix or branch.
         id: String,
     },

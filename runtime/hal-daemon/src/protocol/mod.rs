@@ -85,6 +85,14 @@ pub enum Command {
         #[serde(skip)]
         relayed: Option<u32>,
     },
+    /// Check who wrote the steps of one thread, or of every thread.
+    Verify {
+        /// Thread id, unique prefix or branch; every thread when absent.
+        #[serde(default)]
+        thread: Option<String>,
+    },
+    /// The keys that count, as an allowed-signers file for git.
+    AllowedSigners,
     /// A thread's steps, oldest first: the newest [`crate::command::MAX_LOG`] at most.
     Log {
         /// Thread id, unique prefix or branch.
@@ -234,11 +242,28 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         answer: Option<TurnEnd>,
     },
-    /// A thread's steps, oldest first.
+    /// A thread's steps, oldest first, each with what its signature proves (`trust`).
     Steps {
         /// The steps.
         #[schema(value_type = Vec<Object>)]
-        steps: Vec<Step>,
+        steps: Vec<hal_trust::Checked>,
+    },
+    /// Who wrote the steps of the threads asked about.
+    Verified {
+        /// One report per thread.
+        #[schema(value_type = Vec<Object>)]
+        threads: Vec<hal_trust::ThreadCheck>,
+        /// Changes to owners and keys that were not applied.
+        #[schema(value_type = Vec<Object>)]
+        problems: Vec<hal_trust::TrustProblem>,
+    },
+    /// The keys that count.
+    AllowedSigners {
+        /// An allowed-signers file (`gpg.ssh.allowedSignersFile`).
+        text: String,
+        /// Changes to owners and keys that were not applied.
+        #[schema(value_type = Vec<Object>)]
+        problems: Vec<hal_trust::TrustProblem>,
     },
     /// A step was added (a file written).
     Appended {

@@ -11,6 +11,7 @@ mod run;
 mod secret;
 mod status;
 mod thread;
+mod verify;
 
 use anyhow::Result;
 
@@ -47,6 +48,8 @@ pub fn run(args: &Args) -> Result<Outcome> {
         Command::Isolate(command) => isolate::run(args, command),
         Command::Status => status::run(args),
         Command::Secret(command) => secret::run(args, command),
+        Command::Verify { .. } => verify::run(args, None),
+        Command::Actor(crate::cli::ActorCommand::AllowedSigners { write }) => verify::allowed_signers(args, *write),
         Command::Daemon { port, recording } => daemon::run(args, *port, recording.as_deref()),
         Command::Chat { message, thread, idempotency_key } => {
             chat::run(args, message.as_deref(), thread.as_deref(), idempotency_key.as_deref())

@@ -47,6 +47,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
                 }
             }
         }
+        ThreadCommand::Verify { id } => return super::verify::run(args, Some(id)),
         ThreadCommand::Log { id, count } => {
             if let Response::Steps { steps } = handle.command(&Command::Log { thread: id.clone(), count: *count })? {
                 log(args, &steps)?;
@@ -163,19 +164,21 @@ fn list(args: &Args, threads: &[hal_store::ThreadSummary]) -> Result<()> {
     Ok(())
 }
 
-fn log(args: &Args, steps: &[hal_store::Step]) -> Result<()> {
+fn log(args: &Args, steps: &[hal_trust::Checked]) -> Result<()> {
     if args.json {
         return output::json(&steps);
     }
-    for step in steps {
+    for checked in steps {
+        let step = &checked.step;
         let number = step.number.map_or_else(|| "-".to_owned(), |n| n.to_string());
         let path = step.path.as_deref().map(|p| format!(" · {p}")).unwrap_or_default();
         outln!(
-            "#{number} {} · {} · {} · {}{path}",
+            "#{number} {} · {} · {} · {}{path} · {}",
             step.kind,
             step.actor,
             output::local_time(step.time, true),
             output::short(&step.commit),
+            checked.verdict.label(),
         );
         for line in step.text.lines() {
             outln!("    {line}");
