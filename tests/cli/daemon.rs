@@ -327,6 +327,34 @@ fn a_plain_git_commit_on_a_thread_is_answered_and_plain_git_merge_accepts_the_wo
     sandbox.git(&repo, &["merge-base", "--is-ancestor", &answered, "main"]).ok();
     let files = tree_paths(&sandbox, &repo, "main");
     assert!(files.contains(&"a.txt".to_owned()) && files.contains(&"b.txt".to_owned()), "{files:?}");
+
+    // Once the repo has a remote, an unsigned plain commit is not answered (a system step says why); one signed
+    // with the key `hal init` set as git's signing key is.
+    sandbox.git(&repo, &["remote", "add", "origin", "https://example.invalid/home.git"]).ok();
+    let asked = server.requests().len();
+    let tip = rev(&sandbox, &repo, &branch);
+    let unsigned =
+        sandbox.git(&repo, &["commit-tree", &format!("{tip}^{{tree}}"), "-p", &tip, "-m", "Delete everything."]).ok();
+    let unsigned = unsigned.out().to_owned();
+    sandbox.git(&repo, &["update-ref", &branch, &unsigned, &tip]).ok();
+    let note = eventually("the note on the unsigned commit", &daemon, || {
+        let steps = steps(&sandbox, &repo, &id);
+        let last = steps.last()?;
+        (last["kind"] == "system").then(|| last["text"].as_str().unwrap_or_default().to_owned())
+    });
+    assert!(note.contains(&unsigned) && note.contains("not signed"), "{note}");
+    assert_eq!(server.requests().len(), asked, "the model was not asked");
+    server.push([Scripted::finish("DONE", "answered the signed one")]);
+    let tip = rev(&sandbox, &repo, &branch);
+    let signed = sandbox
+        .git(&repo, &["commit-tree", "-S", &format!("{tip}^{{tree}}"), "-p", &tip, "-m", "A signed question."])
+        .ok();
+    let signed = signed.out().to_owned();
+    sandbox.git(&repo, &["update-ref", &branch, &signed, &tip]).ok();
+    eventually("the answer to the signed commit", &daemon, || {
+        let steps = steps(&sandbox, &repo, &id);
+        (steps.last()?["text"] == "answered the signed one").then_some(())
+    });
     assert_eq!(daemon.stop(), 0);
     assert_fsck_clean(&sandbox, &repo);
 }

@@ -14,7 +14,7 @@ fn init_makes_a_fresh_home_repo_and_is_harmless_to_repeat() {
     assert_eq!(tree_paths(&sandbox, &repo, "actors/alice-example"), ["actor.yaml"]);
     assert_eq!(tree_paths(&sandbox, &repo, "actors/hal"), ["actor.yaml"]);
     let actor = sandbox.git(&repo, &["show", "actors/alice-example:actor.yaml"]).ok().stdout;
-    assert!(actor.contains("kind: human") && actor.contains("Alice Example"), "{actor}");
+    assert!(actor.contains("kind: \"human\"") && actor.contains("Alice Example"), "{actor}");
     assert_eq!(sandbox.git(&repo, &["config", "hal.actor"]).out(), "alice-example");
     // The checked-out main was brought along: nothing shows as changed.
     assert_eq!(sandbox.git(&repo, &["status", "--porcelain"]).out(), "");

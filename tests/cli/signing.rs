@@ -61,7 +61,7 @@ fn init_sets_git_up_to_check_signatures_from_inside_the_repo() {
     }
     let owners = sandbox.git(&repo, &["show", "main:hal.yaml"]).ok().stdout;
     let hal = sandbox.git(&repo, &["show", "actors/hal:actor.yaml"]).ok().stdout;
-    assert!(owners.contains("owners:\n  alice-example:\n    - \"ssh-ed25519 "), "{owners}");
+    assert!(owners.contains("owners:\n  \"alice-example\":\n    - \"ssh-ed25519 "), "{owners}");
     assert!(hal.contains("keys:\n  - key: \"ssh-ed25519 "), "{hal}");
 }
 

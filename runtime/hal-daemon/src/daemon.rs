@@ -21,7 +21,7 @@ use crate::error::DaemonError;
 use crate::loaded::{self, Loaded, ModelSource};
 use crate::metrics::Metrics;
 use crate::protocol::{Command, DaemonInfo, Problem, Response, Status, StatusReport, TurnEnd};
-use hal_runner::plan::{Plan, plan_for};
+use hal_runner::plan::{Plan, Turn, plan_for};
 
 /// How long the scanner waits after a wake-up for more of the same burst.
 const COALESCE: Duration = Duration::from_millis(10);
@@ -399,9 +399,13 @@ impl Shared {
             if self.stopping.load(Ordering::SeqCst) {
                 continue;
             }
-            match self.journal.with(|home| plan_for(home, &thread, startup)) {
+            match self.journal.with(|home| plan_for(home, &thread, startup, self.admit(home))) {
                 Ok(Plan::Nothing) => {}
-                Ok(Plan::Turn(_)) => self.start_turn(thread.branch, Why::Scan { startup }),
+                Ok(Plan::Ignore { reason }) => {
+                    tracing::warn!(target: "hal_daemon", branch = %thread.branch, %reason, "a message not answered");
+                    self.note_on_tip(&thread, &reason);
+                }
+                Ok(Plan::Turn { .. }) => self.start_turn(thread.branch, Why::Scan { startup }),
                 Ok(Plan::Abandon) => self.note(
                     &thread,
                     "interrupted: the daemon stopped during this sub-help's run; its caller runs the help again \
@@ -412,6 +416,21 @@ impl Shared {
                     tracing::warn!(target: "hal_daemon", branch = %thread.branch, %error, "cannot read the thread")
                 }
             }
+        }
+    }
+
+    /// What HAL believes of people's steps, by the `hal.yaml` in force and the repo's remotes now.
+    fn admit(&self, home: &Home) -> hal_runner::plan::Admit {
+        hal_runner::plan::Admit::for_repo(home, &self.loaded().runner.catalog().settings.trust)
+    }
+
+    /// A system step on `thread` right on the tip it was planned at (`Open`): when the branch moved meanwhile, the
+    /// next scan plans for what is there, and no note hides it.
+    fn note_on_tip(&self, thread: &ThreadRef, text: &str) {
+        let mut step = NewStep::new(StepKind::System, text, ThreadStatus::Open);
+        step.on_tip = Some(thread.tip);
+        if let Err(error) = self.journal.with(|home| home.append_step(HAL_ACTOR, thread, &step)) {
+            tracing::warn!(target: "hal_daemon", branch = %thread.branch, %error, "no system step written");
         }
     }
 
@@ -658,7 +677,7 @@ impl Shared {
             return Ok(response);
         }
         let resume = active.is_empty();
-        if let Plan::Turn(_) = self.journal.with(|home| plan_for(home, thread, resume))? {
+        if let Plan::Turn { .. } = self.journal.with(|home| plan_for(home, thread, resume, self.admit(home)))? {
             if self.mode == Mode::InProcess {
                 lock(&self.answering).insert(thread.branch.clone());
             }
@@ -744,19 +763,33 @@ enum Why {
 async fn turn(mut guard: TurnGuard, why: Why) {
     let shared = guard.shared.clone();
     let branch = guard.branch.clone();
-    // The plan read here is the one the runner acts on: it does not read the tip again.
+    // Planned again (messages committed since the scan are part of this turn) and read once: the runner acts on
+    // this reading and does not read the tip again.
     let planned = shared.journal.with(|home| -> Result<_, hal_runner::RunError> {
         let thread = home.resolve_thread(&branch)?;
-        match why {
-            Why::Scan { startup } => plan_for(home, &thread, startup),
-            Why::FollowUp => Ok(Plan::Turn(Box::new(hal_runner::plan::follow_up(home, &thread)?))),
-        }
+        let plan = match why {
+            Why::Scan { startup } => plan_for(home, &thread, startup, shared.admit(home))?,
+            Why::FollowUp => {
+                let (help, agent) = hal_runner::plan::next_turn(home, &thread)?;
+                Plan::Turn { help, agent, actor: thread.actor.clone() }
+            }
+        };
+        let Plan::Turn { help, agent, actor } = plan else { return Ok(Err(thread)) };
+        Ok(Ok(Turn::read(home, &thread, &help, &agent, &actor).map_err(|error| (thread, help, agent, error))))
     });
     // The messages this turn answers (or, when there is nothing to run, whose waiters hear that).
     guard.tickets = lock(&shared.tickets).remove(&branch).unwrap_or_default();
     let turn = match planned {
-        Ok(Plan::Turn(turn)) => turn,
-        Ok(_) => {
+        Ok(Ok(Ok(turn))) => turn,
+        Ok(Ok(Err((thread, help, agent, error)))) => {
+            // What the thread holds cannot be acted on (a damaged reply, say): the thread says so, as a failed run.
+            let text = format!("could not run help `{help}` as agent `{agent}`: {error}");
+            tracing::warn!(target: "hal_daemon", %branch, %error, "turn failed");
+            shared.note(&thread, &text, ThreadStatus::Error);
+            guard.ended = Some(TurnEnd::without_run(Status::Error, &thread.id, text));
+            return;
+        }
+        Ok(Err(_)) => {
             guard.ended = Some(TurnEnd::without_run(Status::Done, &thread_id(&branch), "nothing to answer"));
             return;
         }

@@ -55,6 +55,9 @@ pub enum RunError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] hal_store::StoreError),
+    /// Who signed what could not be read.
+    #[error("{0}")]
+    Trust(String),
     /// A thread's recorded steps cannot be read back.
     #[error("step {commit} cannot be read back: {reason}")]
     BadRecord {
@@ -63,4 +66,14 @@ pub enum RunError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl RunError {
+    /// A trust error as a run error (a store failure stays one).
+    pub fn from_trust(error: hal_trust::TrustError) -> RunError {
+        match error {
+            hal_trust::TrustError::Store(error) => RunError::Store(error),
+            other => RunError::Trust(other.to_string()),
+        }
+    }
 }

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 
 use gix::ObjectId;
 use hal_model::Reply;
-use hal_store::{BACKCHAT, Home, StepKind, ThreadRef, ThreadStatus};
+use hal_spec::{TrustSettings, UnsignedMessages};
+use hal_store::{BACKCHAT, Home, Step, StepKind, ThreadRef, ThreadStatus};
+use hal_trust::Verdict;
 
 use crate::catalog::DEFAULT_AGENT;
 use crate::conversation::{is_persons_message, is_persons_step, request_text};
@@ -23,15 +25,98 @@ const LOOK_BACK: usize = 200;
 pub enum Plan {
     /// Nothing: the thread is finished, idle, or someone else is writing it.
     Nothing,
-    /// Run the next turn: answer the person's message at the tip, or continue an interrupted run.
-    Turn(Box<Turn>),
+    /// Run the next turn: answer the person's message at the tip, or continue an interrupted run. What the turn
+    /// acts on is read when it starts ([`Turn::read`]): a scan only decides.
+    Turn {
+        /// The help to run.
+        help: String,
+        /// As which agent.
+        agent: String,
+        /// On whose behalf (the thread's actor).
+        actor: String,
+    },
     /// A sub-help's thread whose run was cut off: its caller runs the help again when it resumes, so this one
     /// is only marked.
     Abandon,
+    /// A person's step at the tip that HAL does not answer (unsigned where `trust.unsigned_messages` says to
+    /// ignore those, or signed wrongly): a system step says why.
+    Ignore {
+        /// Why, for the system step.
+        reason: String,
+    },
 }
 
-/// A turn to run, with everything the plan read of its thread: [`crate::Runner::run_turn`] acts on this and does
-/// not read the tip again, so what was decided and what runs are the same reading of one tip.
+/// What HAL believes of the people whose steps it plans turns for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admit {
+    /// Whether an unsigned plain-git message is answered.
+    pub unsigned: UnsignedMessages,
+    /// Whether that comes from the default (no `trust.unsigned_messages` in `hal.yaml`).
+    pub by_default: bool,
+}
+
+impl Admit {
+    /// `settings`' rule, else the default: accept while the repo has no remote (one person talking to their own
+    /// repo by plain `git commit`), ignore once it has one. The repo's configuration is read now: a remote added
+    /// while a daemon runs counts at once.
+    pub fn for_repo(home: &Home, settings: &TrustSettings) -> Admit {
+        match settings.unsigned_messages {
+            Some(unsigned) => Admit { unsigned, by_default: false },
+            None => {
+                let unsigned = match has_remote(home) {
+                    true => UnsignedMessages::Ignore,
+                    false => UnsignedMessages::Accept,
+                };
+                Admit { unsigned, by_default: true }
+            }
+        }
+    }
+}
+
+/// Whether the repository's own configuration names a remote with a URL.
+fn has_remote(home: &Home) -> bool {
+    let path = home.repo().common_dir().join("config");
+    let Ok(text) = std::fs::read(&path) else { return false };
+    let Ok(config) = gix::config::File::from_bytes_no_includes(
+        &text,
+        gix::config::file::Metadata::from(gix::config::Source::Local),
+        Default::default(),
+    ) else {
+        // A configuration git cannot read either: assume the stricter case.
+        return true;
+    };
+    config.sections_by_name("remote").is_some_and(|mut sections| sections.any(|s| s.value("url").is_some()))
+}
+
+/// Why the person's step `tip` is not answered, if it is not: steps this HAL wrote (messages sent through it) are;
+/// others by their signature's verdict.
+fn refusal(home: &Home, tip: &Step, admit: Admit) -> Result<Option<String>, RunError> {
+    if home.wrote(tip.commit)? {
+        return Ok(None);
+    }
+    let keyring = hal_trust::Keyring::load(home).map_err(RunError::from_trust)?;
+    let verdict = keyring.verdict(home, tip).map_err(RunError::from_trust)?;
+    Ok(match verdict {
+        Verdict::Signed { .. } | Verdict::ByHal => None,
+        Verdict::Unsigned if admit.unsigned == UnsignedMessages::Accept => None,
+        Verdict::Unsigned => {
+            let why = match admit.by_default {
+                true => "the repo has a remote and hal.yaml does not set trust.unsigned_messages",
+                false => "hal.yaml sets trust.unsigned_messages to `ignore`",
+            };
+            Some(format!(
+                "Not answered: commit {} is not signed, and {why}. Sign your commits (`git commit -S`, with the key \
+                 `hal init` set up) or send messages with `hal thread say`; `trust: {{unsigned_messages: accept}}` \
+                 in hal.yaml answers unsigned ones.",
+                tip.commit
+            ))
+        }
+        wrong => Some(format!("Not answered: commit {} is {}.", tip.commit, wrong.label())),
+    })
+}
+
+/// A turn to run, with everything read of its thread when it starts: [`crate::Runner::run_turn`] acts on this and
+/// does not read the tip again, so what runs is one reading of one tip.
 #[derive(Debug, Clone)]
 pub struct Turn {
     /// The thread as the plan read it: `thread.tip` is the tip it decided on.
@@ -99,7 +184,7 @@ impl Turn {
 
 /// The plan for `thread`. Runs left `running` are continued only at `startup` (later, a `running` tip belongs to
 /// whoever is writing it).
-pub fn plan_for(home: &Home, thread: &ThreadRef, startup: bool) -> Result<Plan, RunError> {
+pub fn plan_for(home: &Home, thread: &ThreadRef, startup: bool, admit: Admit) -> Result<Plan, RunError> {
     let mut steps = home.steps_back(thread).take(LOOK_BACK);
     let Some(tip) = steps.next().transpose()? else { return Ok(Plan::Nothing) };
     let plain_commit = tip.number.is_none();
@@ -112,6 +197,9 @@ pub fn plan_for(home: &Home, thread: &ThreadRef, startup: bool) -> Result<Plan, 
     }
     if !(is_persons_step(&tip) || (interrupted && startup)) {
         return Ok(Plan::Nothing);
+    }
+    if !interrupted && let Some(reason) = refusal(home, &tip, admit)? {
+        return Ok(Plan::Ignore { reason });
     }
     let mut help = tip.fact(fact::HELP).map(str::to_owned);
     let mut agent = tip.fact(fact::AGENT).map(str::to_owned);
@@ -143,14 +231,7 @@ pub fn plan_for(home: &Home, thread: &ThreadRef, startup: bool) -> Result<Plan, 
     }
     let help = help.unwrap_or_else(|| DEFAULT_HELP.to_owned());
     let agent = agent.unwrap_or_else(|| DEFAULT_AGENT.to_owned());
-    Ok(Plan::Turn(Box::new(Turn::read(home, thread, &help, &agent, &thread.actor)?)))
-}
-
-/// The turn that answers what landed on `thread` while its previous turn ran (a person's commit the turn did not
-/// see): the help and agent of [`next_turn`], from what is committed now.
-pub fn follow_up(home: &Home, thread: &ThreadRef) -> Result<Turn, RunError> {
-    let (help, agent) = next_turn(home, thread)?;
-    Turn::read(home, thread, &help, &agent, &thread.actor)
+    Ok(Plan::Turn { help, agent, actor: thread.actor.clone() })
 }
 
 /// The help and agent a new message on `thread` would run: the backchat's are HAL's; elsewhere, those of the

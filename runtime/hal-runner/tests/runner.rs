@@ -12,7 +12,7 @@ mod checked;
 #[path = "support/write_tool.rs"]
 mod write_tool;
 use checked::Checked;
-use hal_runner::plan::{Plan, plan_for};
+use hal_runner::plan::{Admit, Plan, Turn, plan_for};
 use hal_runner::{Catalog, Journal, Runner, Status};
 use hal_store::{Home, StepKind};
 
@@ -441,7 +441,11 @@ fn a_turn_answers_the_tip_its_plan_read_not_one_pushed_after() {
     let home = Home::open(dir.path()).expect("open");
     push_plain(dir.path(), &thread.branch, &outcome.commit.to_string(), "First question.");
     let thread = home.resolve_thread(&thread.id).expect("thread");
-    let Plan::Turn(turn) = plan_for(&home, &thread, false).expect("plan") else { panic!("a message at the tip") };
+    let admit = Admit::for_repo(&home, &Default::default());
+    let Plan::Turn { help, agent, actor } = plan_for(&home, &thread, false, admit).expect("plan") else {
+        panic!("a message at the tip")
+    };
+    let turn = Turn::read(&home, &thread, &help, &agent, &actor).expect("read");
     assert_eq!((turn.thread.tip, turn.help.as_str()), (thread.tip, "writer"));
     let pushed = push_plain(dir.path(), &thread.branch, &thread.tip.to_string(), "Second, pushed after the plan.");
     drop(home);
@@ -459,4 +463,39 @@ fn a_turn_answers_the_tip_its_plan_read_not_one_pushed_after() {
     let log: Vec<String> =
         home.thread_log(&thread.id, None).expect("log").iter().map(|s| s.commit.to_string()).collect();
     assert!(log.contains(&pushed), "{log:?}");
+}
+
+/// A person's plain-git message is answered when it is signed by a key that counts; unsigned, only while the repo
+/// has no remote (or `trust.unsigned_messages: accept` says so), otherwise the plan says why it is ignored.
+#[test]
+fn an_unsigned_plain_message_is_ignored_once_the_repo_has_a_remote_and_a_signed_one_is_answered() {
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
+    let home = home_with(dir.path(), &[("writer", "description: Writes\ncommands: [files]\n")]);
+    let thread = home.new_thread("alice", None, Some("t")).expect("thread");
+    let plan = |home: &Home, settings: &hal_spec::TrustSettings| {
+        let thread = home.resolve_thread(&thread.id).expect("thread");
+        plan_for(home, &thread, false, Admit::for_repo(home, settings)).expect("plan")
+    };
+    let unsigned = push_plain(dir.path(), &thread.branch, &thread.tip.to_string(), "Unsigned question.");
+    assert!(matches!(plan(&home, &Default::default()), Plan::Turn { .. }), "no remote: answered");
+
+    git(dir.path(), &["remote", "add", "origin", "https://example.invalid/repo.git"]);
+    let Plan::Ignore { reason } = plan(&home, &Default::default()) else { panic!("a remote: ignored") };
+    assert!(reason.contains(&unsigned) && reason.contains("not signed") && reason.contains("has a remote"), "{reason}");
+    let accept = hal_spec::TrustSettings { unsigned_messages: Some(hal_spec::UnsignedMessages::Accept) };
+    assert!(matches!(plan(&home, &accept), Plan::Turn { .. }), "accept: answered");
+
+    // Signed with the key `hal init` set as git's signing key: answered, remote or not.
+    let tree = format!("{unsigned}^{{tree}}");
+    let output = Command::new("git")
+        .args(["-c", "user.name=Alice", "-c", "user.email=a@example.com", "commit-tree", "-S", &tree, "-p", &unsigned])
+        .args(["-m", "Signed question."])
+        .current_dir(dir.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git commit-tree");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let signed = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
+    git(dir.path(), &["update-ref", &format!("refs/heads/{}", thread.branch), &signed, &unsigned]);
+    assert!(matches!(plan(&home, &Default::default()), Plan::Turn { .. }), "signed: answered");
 }

@@ -37,5 +37,5 @@ pub use plugin::{PLUGIN_SCHEMA, PLUGIN_TESTS_SCHEMA, PluginFunction, PluginManif
 pub use problem::{Problem, SpecError};
 pub use settings::{
     DEFAULT_TASK, IsolatePolicy, Limits, MetricsSettings, ModelSettings, ReplyLimits, SETTINGS_SCHEMA, Sandbox,
-    Settings,
+    Settings, TrustSettings, UnsignedMessages,
 };

@@ -33,6 +33,26 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// Owners by actor name, with the public keys whose signatures count as theirs.
     pub owners: BTreeMap<String, Vec<String>>,
+    /// What HAL believes of steps it did not sign.
+    pub trust: TrustSettings,
+}
+
+/// The `trust` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrustSettings {
+    /// Whether a person's unsigned plain-git message is answered (default: only while the repo has no remote).
+    pub unsigned_messages: Option<UnsignedMessages>,
+}
+
+/// What to do with a person's unsigned plain-git message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnsignedMessages {
+    /// Answer it.
+    Accept,
+    /// Leave it unanswered, with a system step saying why.
+    Ignore,
 }
 
 /// The `metrics` section: how a scraper reaches the daemon's `/metrics` without the daemon's own token (which

@@ -14,6 +14,7 @@ use crate::home::{ACTOR_FILE, ACTORS_PREFIX, ActorKind};
 use crate::keys::{self, ALLOWED_SIGNERS_FILE, Signer};
 use crate::refs::{self, Expect};
 use crate::{Home, Result, StoreError, git_cli, identity};
+use hal_spec::{ActorFile, ActorKey};
 
 /// The key a person signs with on this machine.
 pub struct PersonKey {
@@ -46,24 +47,33 @@ impl Home {
         };
         let mut also = None;
         if let Some(value) = &configured {
-            match value.strip_prefix("key::") {
+            // As git reads it: `key::<public key>`, a public key itself, or a file (a private key, or its `.pub`).
+            let literal = value.strip_prefix("key::").or_else(|| value.starts_with("ssh-").then_some(value.as_str()));
+            match literal {
                 Some(literal) => also = keys::parse_public(literal).ok(),
                 None => {
                     let path = expand_home(value);
-                    let private = match path.extension().and_then(|e| e.to_str()) {
-                        Some("pub") => path.with_extension(""),
-                        _ => path.clone(),
+                    let private = match path.to_str().and_then(|p| p.strip_suffix(".pub")) {
+                        Some(stem) => PathBuf::from(stem),
+                        None => path.clone(),
                     };
                     match keys::read_key(&private) {
                         Ok(key) => return Ok(PersonKey { key: Signer::new(key)?, path: private, also: None }),
                         Err(error) => {
                             tracing::info!(target: "hal_store", %error, "git's signing key cannot sign in process");
-                            let public = private.with_extension("pub");
+                            let mut public = private.clone().into_os_string();
+                            public.push(".pub");
                             also = std::fs::read_to_string(&public).ok().and_then(|t| keys::parse_public(&t).ok());
                         }
                     }
                 }
             }
+        }
+        // Only ed25519 keys are published (the formats of actor files and owners say so); another kind of key
+        // keeps signing the person's own commits, which then show as signed by an unknown key.
+        if let Some(key) = also.take_if(|key| key.algorithm() != ssh_key::Algorithm::Ed25519) {
+            tracing::warn!(target: "hal_store", algorithm = %key.algorithm(),
+                "git's signing key is not an ed25519 key: HAL does not publish it");
         }
         let path = keys::keys_dir()?.join(format!("{actor}_ed25519"));
         let key = keys::load_or_create(&path, &format!("{actor}@{}", keys::hostname()))?;
@@ -79,7 +89,9 @@ impl Home {
     }
 
     /// Make sure the branch `actors/<name>` exists and its `actor.yaml` lists `keys` (each with the machine it
-    /// lives on), by commits `signer` signs (HAL's key when `None`). Returns whether the branch was created.
+    /// lives on), by commits `signer` signs (HAL's key when `None`). The file is read as an actor file and written
+    /// again whole, so what it holds is what the schema says; one that does not validate is refused, not patched.
+    /// Returns whether the branch was created.
     pub fn ensure_actor_keys(
         &self,
         name: &str,
@@ -89,66 +101,81 @@ impl Home {
     ) -> Result<bool> {
         identity::validate(name)?;
         let branch = refs::full_name(&format!("{ACTORS_PREFIX}{name}"))?;
-        let tip = refs::read(self.repo(), &branch)?;
-        let text = match tip {
-            Some(tip) => String::from_utf8_lossy(&self.file_at(tip, ACTOR_FILE)?.unwrap_or_default()).into_owned(),
-            None => self.new_actor_text(name, kind),
-        };
-        let missing: Vec<&(PublicKey, String)> =
-            keys.iter().filter(|(key, _)| !text.contains(&keys::public_line(key))).collect();
-        if tip.is_some() && missing.is_empty() {
-            return Ok(false);
-        }
-        let mut text = text;
-        if !missing.is_empty() && !text.lines().any(|line| line == "keys:") {
-            if !text.ends_with('\n') {
-                text.push('\n');
+        let place = format!("actors/{name}:{ACTOR_FILE}");
+        const ATTEMPTS: u32 = 5;
+        let mut last_error = String::new();
+        for _ in 0..ATTEMPTS {
+            let tip = refs::read(self.repo(), &branch)?;
+            let existing = match tip {
+                Some(tip) => self.file_at(tip, ACTOR_FILE)?,
+                None => None,
+            };
+            let mut file = match existing {
+                Some(bytes) => {
+                    let text = String::from_utf8(bytes)
+                        .map_err(|_| StoreError::InvalidFile(format!("{place}: not UTF-8; fix it on the branch")))?;
+                    ActorFile::parse(&place, &text).map_err(|error| StoreError::InvalidFile(error.to_string()))?
+                }
+                None => self.new_actor(name, kind),
+            };
+            let missing: Vec<&(PublicKey, String)> = keys
+                .iter()
+                .filter(|(key, _)| {
+                    let line = keys::public_line(key);
+                    !file.keys.iter().any(|known| known.key.split_whitespace().take(2).eq(line.split_whitespace()))
+                })
+                .collect();
+            if tip.is_some() && missing.is_empty() {
+                return Ok(false);
             }
-            text.push_str("keys:\n");
-        }
-        for (key, machine) in &missing {
-            text.push_str(&format!("  - key: \"{}\"\n    machine: \"{}\"\n", keys::public_line(key), machine));
-        }
-        let blob = self.repo().write_blob(&text).git_context(|| "writing actor.yaml".to_owned())?.detach();
-        let base = match tip {
-            Some(tip) => self.tree_of(tip)?.id,
-            None => ObjectId::empty_tree(self.repo().object_hash()),
-        };
-        let mut editor = self.repo().edit_tree(base).git_context(|| "building the actor tree".to_owned())?;
-        editor.upsert(ACTOR_FILE, EntryKind::Blob, blob).git_context(|| "adding actor.yaml".to_owned())?;
-        let tree = editor.write().git_context(|| "writing the actor tree".to_owned())?.detach();
-        let signature = self.signature(name);
-        let message = match tip {
-            None => format!("{name}: joined as a {} actor\n", kind_text(kind)),
-            Some(_) => format!("{name}: add {} key(s)\n", missing.len()),
-        };
-        let hal_key = match signer {
-            Some(_) => None,
-            None => self.hal_key()?,
-        };
-        let signer = signer.or(hal_key.as_deref());
-        let commit = self.write_signed_commit(tree, tip.into_iter().collect(), &signature, &message, None, signer)?;
-        let expect = tip.map_or(Expect::Absent, Expect::At);
-        match self.refs().swap_once(&branch, expect, Target::Object(commit), None) {
-            Ok(()) => Ok(tip.is_none()),
-            // Another process changed it at the same moment: look again (bounded by what is left to add).
-            Err(_) if refs::read(self.repo(), &branch)? != tip => {
-                self.ensure_actor_keys(name, kind, keys, signer).map(|_| false)
+            for (key, machine) in &missing {
+                file.keys.push(ActorKey { key: keys::public_line(key), machine: Some(machine.clone()) });
             }
-            Err(error) => Err(error),
+            let text = actor_text(&file);
+            // Written by HAL from a validated file: still, nothing that does not validate is ever signed.
+            ActorFile::parse(&place, &text).map_err(|error| StoreError::InvalidFile(error.to_string()))?;
+            let blob = self.repo().write_blob(&text).git_context(|| "writing actor.yaml".to_owned())?.detach();
+            let base = match tip {
+                Some(tip) => self.tree_of(tip)?.id,
+                None => ObjectId::empty_tree(self.repo().object_hash()),
+            };
+            let mut editor = self.repo().edit_tree(base).git_context(|| "building the actor tree".to_owned())?;
+            editor.upsert(ACTOR_FILE, EntryKind::Blob, blob).git_context(|| "adding actor.yaml".to_owned())?;
+            let tree = editor.write().git_context(|| "writing the actor tree".to_owned())?.detach();
+            let signature = self.signature(name);
+            let message = match tip {
+                None => format!("{name}: joined as a {} actor\n", kind_text(kind)),
+                Some(_) => format!("{name}: add {} key(s)\n", missing.len()),
+            };
+            let hal_key = match signer {
+                Some(_) => None,
+                None => self.hal_key()?,
+            };
+            let signer = signer.or(hal_key.as_deref());
+            let parents = tip.into_iter().collect();
+            let commit = self.write_signed_commit(tree, parents, &signature, &message, None, signer)?;
+            let expect = tip.map_or(Expect::Absent, Expect::At);
+            match self.refs().swap_once(&branch, expect, Target::Object(commit), None) {
+                Ok(()) => return Ok(tip.is_none()),
+                // Another process changed it at the same moment: read it again.
+                Err(error) if refs::read(self.repo(), &branch)? != tip => last_error = error.to_string(),
+                Err(error) => return Err(error),
+            }
         }
+        Err(StoreError::RefUpdateFailed { name: branch.to_string(), attempts: ATTEMPTS, reason: last_error })
     }
 
-    fn new_actor_text(&self, name: &str, kind: ActorKind) -> String {
+    fn new_actor(&self, name: &str, kind: ActorKind) -> ActorFile {
         let display = match kind {
             ActorKind::Human => self.config_string("user.name").unwrap_or_else(|| name.to_owned()),
             ActorKind::Machine => "HAL".to_owned(),
         };
-        format!(
-            "# The actor `{name}`: an identity that starts and takes part in threads.\nname: {name}\nkind: {}\ndisplay_name: {}\n",
-            kind_text(kind),
-            crate::home::yaml_string(&display)
-        )
+        ActorFile {
+            name: name.to_owned(),
+            kind: kind_text(kind).to_owned(),
+            display_name: Some(display),
+            keys: Vec::new(),
+        }
     }
 
     /// Write `signers` (the text of an allowed-signers file) to `.git/hal/allowed_signers` and point git's
@@ -177,6 +204,30 @@ impl Home {
         }
         Ok(path)
     }
+}
+
+/// `file` as YAML, every value quoted (an actor named `007` or `true` stays a name).
+fn actor_text(file: &ActorFile) -> String {
+    let quoted = crate::home::yaml_string;
+    let mut text = format!(
+        "# The actor `{}`: an identity that starts and takes part in threads.\nname: {}\nkind: {}\n",
+        file.name,
+        quoted(&file.name),
+        quoted(&file.kind)
+    );
+    if let Some(display) = &file.display_name {
+        text.push_str(&format!("display_name: {}\n", quoted(display)));
+    }
+    if !file.keys.is_empty() {
+        text.push_str("keys:\n");
+        for key in &file.keys {
+            text.push_str(&format!("  - key: {}\n", quoted(&key.key)));
+            if let Some(machine) = &key.machine {
+                text.push_str(&format!("    machine: {}\n", quoted(machine)));
+            }
+        }
+    }
+    text
 }
 
 fn kind_text(kind: ActorKind) -> &'static str {

@@ -135,6 +135,9 @@ pub enum StoreError {
         /// What went wrong.
         detail: String,
     },
+    /// A file HAL reads from a branch does not validate (an actor file, say).
+    #[error("{0}")]
+    InvalidFile(String),
     /// A key could not be read, made or used.
     #[error("{}{reason}", if path.as_os_str().is_empty() { String::new() } else { format!("key {}: ", path.display()) })]
     Key {

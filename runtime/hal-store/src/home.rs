@@ -465,7 +465,7 @@ impl Home {
         }
         let owners: String =
             person.public_keys().iter().map(|key| format!("    - \"{}\"\n", crate::keys::public_line(key))).collect();
-        let config = format!("{DEFAULT_CONFIG}{OWNERS_COMMENT}owners:\n  {actor}:\n{owners}");
+        let config = format!("{DEFAULT_CONFIG}{OWNERS_COMMENT}owners:\n  {}:\n{owners}", yaml_string(actor));
         let blob = self.repo.write_blob(config).git_context(|| "writing hal.yaml".to_owned())?.detach();
         let signature = self.signature(actor);
         let message = "hal: initialise home repo\n\nAdd hal.yaml, the settings HAL reads from `main`.\n";

@@ -56,11 +56,22 @@ pub fn load_or_create(path: &Path, comment: &str) -> Result<PrivateKey> {
         .map_err(|e| key_error(format!("making a key: {e}")))?;
     key.set_comment(comment);
     let text = key.to_openssh(LineEnding::LF).map_err(|e| key_error(format!("encoding the key: {e}")))?;
-    if let Some(dir) = path.parent()
-        && !dir.exists()
-    {
-        std::fs::create_dir_all(dir).map_err(|e| key_error(format!("creating its directory: {e}")))?;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    if let Some(dir) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| key_error(format!("creating its directory: {e}")))?;
+        // Whoever can write the directory can swap the key.
+        let mode = std::fs::metadata(dir).map_err(|e| key_error(format!("reading its directory: {e}")))?;
+        if mode.permissions().mode() & 0o022 != 0 {
+            return Err(key_error(format!(
+                "others can write its directory (mode {:o}); run `chmod 700 {}`",
+                mode.permissions().mode() & 0o777,
+                dir.display()
+            )));
+        }
     }
     let temp = path.with_extension(format!("tmp{}-{}", std::process::id(), fastrand::u64(..)));
     let written = std::fs::OpenOptions::new()
@@ -69,7 +80,16 @@ pub fn load_or_create(path: &Path, comment: &str) -> Result<PrivateKey> {
         .mode(0o600)
         .open(&temp)
         .and_then(|mut file| file.write_all(text.as_bytes()).and_then(|()| file.sync_all()));
-    let linked = written.and_then(|()| std::fs::hard_link(&temp, path));
+    let linked = written.and_then(|()| match std::fs::hard_link(&temp, path) {
+        // A file system without hard links: `create_new` on the key's own path is just as exclusive.
+        Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut file| file.write_all(text.as_bytes()).and_then(|()| file.sync_all())),
+        other => other,
+    });
     let _ = std::fs::remove_file(&temp);
     match linked {
         Ok(()) => Ok(key),
@@ -213,6 +233,9 @@ pub fn verify_commit(repo: &gix::Repository, commit: ObjectId) -> Result<CommitS
 
 /// [`verify_commit`] on the raw bytes of a commit object.
 pub fn verify_commit_bytes(data: &[u8], hash: gix::hash::Kind) -> Result<CommitSignature> {
+    // gix leaves the first `gpgsig` header out of what was signed; git leaves out every `gpgsig` and
+    // `gpgsig-sha256` line. So a commit with a second signature header that git accepts is "bad" here: stricter,
+    // never looser.
     let found = gix::objs::CommitRefIter::signature(data, hash)
         .map_err(|e| StoreError::Key { path: PathBuf::new(), reason: format!("reading a commit: {e}") })?;
     let Some((armored, signed)) = found else { return Ok(CommitSignature::Unsigned) };

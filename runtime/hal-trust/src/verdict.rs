@@ -105,6 +105,10 @@ impl Keyring {
                 false => Verdict::Revoked { signer: actor, fingerprint },
             });
         }
+        // A plain git commit names an author, not an actor: a key that counts says who wrote it.
+        if step.number.is_none() && !claims_hal {
+            return Ok(Verdict::Signed { by: trusted.actor.clone() });
+        }
         Ok(match (trusted.actor == step.actor, trusted.actor == HAL_ACTOR, claims_hal) {
             (true, _, _) => Verdict::Signed { by: step.actor.clone() },
             // HAL writes the steps of the people it talks to (one writer per thread).

@@ -233,9 +233,13 @@ impl Runner {
     /// that was interrupted. Tool calls of the newest reply that have no result yet are run first; a reply that
     /// ended the run without its `finish` step is finished. A resumed run gets fresh limits.
     pub async fn run_turn(&self, models: Arc<dyn Models>, turn: &Turn) -> Result<Outcome, RunError> {
+        let with_agent;
         let runner = match self.agent == turn.agent {
-            true => self.clone(),
-            false => self.clone().with_agent(&turn.agent),
+            true => self,
+            false => {
+                with_agent = self.clone().with_agent(&turn.agent);
+                &with_agent
+            }
         };
         let prepared = runner.prepare(models.as_ref(), &turn.help)?;
         let deadline = deadline_after(prepared.limits.max_seconds);
