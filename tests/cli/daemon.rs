@@ -265,7 +265,7 @@ fn helps_committed_to_main_are_loaded_and_broken_ones_reported_while_the_daemon_
     });
     // Removing the version whole retires it: the problem goes.
     sandbox.git(&repo, &["rm", "-rq", "plugins"]).ok();
-    sandbox.git(&repo, &["commit", "-q", "-m", "remove the plugin"]).ok();
+    sandbox.git(&repo, &["commit", "-S", "-q", "-m", "remove the plugin"]).ok();
     eventually("the retired version's problem to go", &daemon, || {
         let status = hal(&sandbox, &repo, &["status", "--json"]).ok().json();
         (!status["daemon"]["problems"].to_string().contains("plugins/p/v1")).then_some(())
@@ -274,7 +274,7 @@ fn helps_committed_to_main_are_loaded_and_broken_ones_reported_while_the_daemon_
     // Fixing both is reported too.
     commit(&sandbox, &repo, &[("helps/greeter.yaml", GREETER)]);
     sandbox.git(&repo, &["rm", "-q", "helps/broken.yaml"]).ok();
-    sandbox.git(&repo, &["commit", "-q", "-m", "remove the broken help"]).ok();
+    sandbox.git(&repo, &["commit", "-S", "-q", "-m", "remove the broken help"]).ok();
     eventually("the fixes in the backchat", &daemon, || {
         let log = hal(&sandbox, &repo, &["thread", "log", "backchat"]).ok().stdout;
         (log.contains("helps/greeter.yaml on main loads again")

@@ -18,7 +18,7 @@ fn the_catalogue_has_built_ins_and_the_helps_committed_on_main() {
     std::fs::write(repo.join("helps/hal.yaml"), "description: Our own HAL\n").expect("write");
     std::fs::write(repo.join("helps/broken.yaml"), "runner:\n  tempreature: 1\n").expect("write");
     sandbox.git(&repo, &["add", "helps"]).ok();
-    sandbox.git(&repo, &["commit", "-q", "-m", "Add helps"]).ok();
+    sandbox.git(&repo, &["commit", "-S", "-q", "-m", "Add helps"]).ok();
 
     let list = sandbox.hal(&repo, &["help", "list", "--json"]).ok().json();
     let find = |name: &str| list.as_array().expect("array").iter().find(|e| e["name"] == name).cloned().expect(name);

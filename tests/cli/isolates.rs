@@ -30,7 +30,7 @@ pub(crate) fn add_hostile_isolate(repo: &Path) {
 
 fn commit(sandbox: &Sandbox, repo: &Path, message: &str) {
     sandbox.git(repo, &["add", "-A"]).ok();
-    sandbox.git(repo, &["commit", "-q", "-m", message]).ok();
+    sandbox.git(repo, &["commit", "-S", "-q", "-m", message]).ok();
 }
 
 #[test]

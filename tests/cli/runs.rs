@@ -20,7 +20,7 @@ pub(crate) fn commit(sandbox: &Sandbox, repo: &Path, files: &[(&str, &str)]) {
         std::fs::write(&path, content).expect("write");
     }
     sandbox.git(repo, &["add", "-A"]).ok();
-    sandbox.git(repo, &["commit", "-q", "-m", "configure"]).ok();
+    sandbox.git(repo, &["commit", "-S", "-q", "-m", "configure"]).ok();
 }
 
 /// A home repo whose default model is the scripted server, speaking `provider`.

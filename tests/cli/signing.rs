@@ -99,3 +99,25 @@ fn verify_passes_on_hals_work_and_names_a_forged_step() {
     assert!(verify.stdout.contains("WRONG") && verify.stdout.contains(&forged[..7]), "{}", verify.stdout);
     assert_eq!(sandbox.hal(&repo, &["verify", "--all"]).code, 1);
 }
+
+/// A change to hal.yaml pushed without an owner's signature is not in force (a model it adds is not offered) and
+/// `hal status` says so; the same change signed by the owner is.
+#[test]
+fn an_unsigned_change_to_hal_yaml_is_reported_and_not_applied() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let settings =
+        "version: 1\nmodels:\n  evil:\n    provider: openai\n    base_url: http://127.0.0.1:9/v1\n    model: m\n";
+    std::fs::write(repo.join("hal.yaml"), settings).expect("write");
+    sandbox.git(&repo, &["commit", "-q", "-am", "point HAL at my model"]).ok();
+    let unsigned = sandbox.git(&repo, &["rev-parse", "HEAD"]).ok().stdout;
+    let status = sandbox.hal(&repo, &["--json", "status"]).ok().json();
+    assert_eq!(status["models"], serde_json::json!([]), "{status:#}");
+    let warnings = status["warnings"].to_string();
+    assert!(warnings.contains(&unsigned.trim()[..10]) && warnings.contains("no owner signed it"), "{warnings}");
+
+    std::fs::write(repo.join("hal.yaml"), format!("{settings}# signed\n")).expect("write");
+    sandbox.git(&repo, &["commit", "-q", "-S", "-am", "point HAL at my model, signed"]).ok();
+    let status = sandbox.hal(&repo, &["--json", "status"]).ok().json();
+    assert_eq!(status["models"][0]["name"], "evil", "{status:#}");
+}

@@ -169,7 +169,28 @@ pub(crate) fn status(
             .unwrap_or_default();
         list.push(AtTip { thread, text });
     }
-    Ok(StatusReport { daemon, catalogue: catalogue(loaded, secrets), running, waiting, interrupted })
+    let mut catalogue = catalogue(loaded, secrets);
+    catalogue.warnings.extend(trust_warnings(home)?);
+    Ok(StatusReport { daemon, catalogue, running, waiting, interrupted })
+}
+
+/// What is in the history but not believed (a change to `hal.yaml` or a key nobody trusted signed), and a repo
+/// whose `hal.yaml` never named owners.
+fn trust_warnings(home: &Home) -> Result<Vec<String>, DaemonError> {
+    let keyring = hal_trust::Keyring::load(home)?;
+    let mut warnings: Vec<String> = keyring
+        .problems
+        .iter()
+        .map(|p| format!("{} at {}: {}", p.place, &p.commit.to_string()[..10], p.text))
+        .collect();
+    if keyring.owners_from.is_none() {
+        warnings.push(format!(
+            "{}: names no owners, so no key counts and nothing signed is believed; add `owners:` with your name and \
+             key (the one `hal init` prints) and commit it signed (`git commit -S`)",
+            hal_store::CONFIG_FILE
+        ));
+    }
+    Ok(warnings)
 }
 
 /// The isolate entry named `name`, loaded.

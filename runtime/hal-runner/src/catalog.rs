@@ -144,12 +144,16 @@ impl Catalog {
         Catalog::at(None).unwrap_or_default()
     }
 
-    /// The built-ins replaced by the helps and agents committed on `main`, and `main`'s `hal.yaml`.
+    /// The built-ins replaced by the helps and agents committed on `main`, and the `hal.yaml` in force: that of the
+    /// newest change on `main` an owner signed (`main`'s own while no `hal.yaml` ever named owners). A change nobody
+    /// trusted signed is not applied ([`hal_trust::Keyring`] reports it).
     pub fn load(home: &Home) -> Result<Catalog, RunError> {
         let main = home.main_tip()?;
         let mut catalog = Catalog::at(main.map(|main| (home, main)))?;
-        if let Some(main) = main
-            && let Some(bytes) = home.file_at(main, CONFIG_FILE)?
+        let keyring = hal_trust::Keyring::load(home).map_err(RunError::from_trust)?;
+        let settings_at = keyring.settings_from.or(main);
+        if let Some(at) = settings_at
+            && let Some(bytes) = home.file_at(at, CONFIG_FILE)?
         {
             match Settings::parse(CONFIG_FILE, &String::from_utf8_lossy(&bytes)) {
                 Ok(settings) => catalog.settings = settings,

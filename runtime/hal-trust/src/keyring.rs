@@ -4,7 +4,8 @@
 //! - **Owners.** The changes to `hal.yaml` along `main`'s first parents, oldest first. The first one that names
 //!   owners and is signed by one of the keys it names is the root (what `hal init` writes). After it, a change is
 //!   applied only when a key of the owners in force signed it; any other (a plain `git merge` by someone else) is
-//!   reported and the owners stay as they were.
+//!   reported and not applied. A `hal.yaml` without `owners` leaves the owners as they are (they change only by
+//!   being listed). The newest applied change is the `hal.yaml` in force.
 //! - **Actor keys.** The changes to `actor.yaml` along `actors/<name>`'s first parents, oldest first. A key added by
 //!   a commit an owner signed counts for that actor; one added otherwise is reported and ignored. A key removed by
 //!   an owner-signed commit is revoked; a removal nobody trusted signed is reported and changes nothing.
@@ -51,6 +52,9 @@ pub struct Keyring {
     pub owners: BTreeMap<String, Vec<String>>,
     /// The commit of `main` whose `hal.yaml` holds the owners in force.
     pub owners_from: Option<ObjectId>,
+    /// The commit of `main` whose `hal.yaml` is in force: the newest change an owner in force signed (`None` while
+    /// no `hal.yaml` ever named owners: then `main`'s is, as before owners existed).
+    pub settings_from: Option<ObjectId>,
     /// Keys by their line (`ssh-ed25519 AAAA…`, no comment).
     keys: HashMap<String, TrustedKey>,
     /// What was not applied.
@@ -104,22 +108,35 @@ impl Keyring {
     }
 
     fn read_owners(&mut self, home: &Home, main: ObjectId) -> Result<(), TrustError> {
-        let changes = changes_of(home, main, CONFIG_FILE)?;
         let place = format!("main:{CONFIG_FILE}");
+        let mut truncated = Vec::new();
+        let changes = changes_of(home, main, CONFIG_FILE, &mut truncated)?;
+        for commit in truncated {
+            self.problem(&place, commit, format!("history read back {HISTORY_LIMIT} commits only"));
+        }
         for (commit, text) in changes {
-            let owners = match hal_spec::Settings::parse(&place, &text) {
-                Ok(settings) => settings.owners,
-                Err(error) => {
-                    self.problem(&place, commit, format!("not applied: it does not validate ({error})"));
-                    continue;
-                }
-            };
             let signer = signer_of(home, commit)?;
             let signed_by = |owners: &BTreeMap<String, Vec<String>>| {
                 signer.as_ref().is_some_and(|key| {
                     let line = keys::public_line(key);
                     owners.values().flatten().any(|l| same_key(l, &line))
                 })
+            };
+            let owners = match hal_spec::Settings::parse(&place, &text) {
+                // A hal.yaml without `owners` leaves them as they are: owners change only by being listed, so a
+                // file rewritten from scratch does not leave the repo without any.
+                Ok(settings) if settings.owners.is_empty() && self.owners_from.is_some() => self.owners.clone(),
+                Ok(settings) => settings.owners,
+                // An owner's invalid change is in force as far as settings go: the catalogue reports why it does
+                // not load (and keeps what loaded before); the owners stay.
+                Err(_) if self.owners_from.is_some() && signed_by(&self.owners) => {
+                    self.settings_from = Some(commit);
+                    continue;
+                }
+                Err(error) => {
+                    self.problem(&place, commit, format!("not applied: it does not validate ({error})"));
+                    continue;
+                }
             };
             if self.owners_from.is_none() {
                 // The root: the first change naming owners, signed by one of them.
@@ -130,16 +147,17 @@ impl Keyring {
                     self.problem(&place, commit, "names owners, but none of their keys signed it: not applied".into());
                     continue;
                 }
-            } else if owners == self.owners {
-                // Another change that leaves the owners as they are (models, limits): who may change policy is
-                // the next issue's; the owners in force stay.
-                continue;
             } else if !signed_by(&self.owners) {
-                self.problem(&place, commit, "changes the owners, but no owner signed it: not applied".into());
+                let what = if owners == self.owners { "changes hal.yaml" } else { "changes the owners" };
+                let kept = self.settings_from.map(|c| c.to_hex_with_len(7).to_string()).unwrap_or_default();
+                self.problem(&place, commit, format!("{what}, but no owner signed it: not applied ({kept} stays)"));
                 continue;
             }
-            self.owners = owners;
-            self.owners_from = Some(commit);
+            if owners != self.owners {
+                self.owners = owners;
+                self.owners_from = Some(commit);
+            }
+            self.settings_from = Some(commit);
         }
         for (actor, lines) in &self.owners.clone() {
             for line in lines {
@@ -158,7 +176,12 @@ impl Keyring {
     fn read_actor(&mut self, home: &Home, name: &str, tip: ObjectId) -> Result<(), TrustError> {
         let place = format!("actors/{name}:{ACTOR_FILE}");
         let mut claimed: Vec<String> = Vec::new();
-        for (commit, text) in changes_of(home, tip, ACTOR_FILE)? {
+        let mut truncated = Vec::new();
+        let changes = changes_of(home, tip, ACTOR_FILE, &mut truncated)?;
+        for commit in truncated {
+            self.problem(&place, commit, format!("history read back {HISTORY_LIMIT} commits only"));
+        }
+        for (commit, text) in changes {
             let file = match hal_spec::ActorFile::parse(&place, &text) {
                 Ok(file) if file.name == name => file,
                 Ok(file) => {
@@ -261,12 +284,19 @@ fn actor_branches(home: &Home) -> Result<Vec<(String, ObjectId)>, TrustError> {
 
 /// The commits along `tip`'s first parents that changed `path` (its blob differs from the first parent's), oldest
 /// first, each with the file's text (empty when removed).
-fn changes_of(home: &Home, tip: ObjectId, path: &str) -> Result<Vec<(ObjectId, String)>, TrustError> {
+fn changes_of(
+    home: &Home,
+    tip: ObjectId,
+    path: &str,
+    truncated: &mut Vec<ObjectId>,
+) -> Result<Vec<(ObjectId, String)>, TrustError> {
     let mut chain = Vec::new();
     let mut next = Some(tip);
     while let Some(commit) = next {
         if chain.len() >= HISTORY_LIMIT {
-            return Err(TrustError::TooLong { tip, limit: HISTORY_LIMIT });
+            // Read no further, and say so: what came before is not seen (not believed either).
+            truncated.push(commit);
+            break;
         }
         let found = home.repo().find_commit(commit).map_err(|e| TrustError::Git(format!("reading {commit}: {e}")))?;
         next = found.parent_ids().next().map(|id| id.detach());

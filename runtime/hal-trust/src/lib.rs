@@ -24,14 +24,6 @@ pub enum TrustError {
     /// Reading git failed.
     #[error("{0}")]
     Git(String),
-    /// A branch's history is longer than HAL reads.
-    #[error("the history of {tip} is longer than {limit} commits; HAL reads no further")]
-    TooLong {
-        /// The branch tip.
-        tip: gix::ObjectId,
-        /// How far HAL reads.
-        limit: usize,
-    },
 }
 
 /// A step with its verdict.

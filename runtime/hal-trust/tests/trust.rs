@@ -207,3 +207,24 @@ fn owners_changed_by_a_non_owner_stay_as_they_were() {
     assert!(keyring.problems.iter().any(|p| p.text.contains("no owner signed it")), "{:?}", keyring.problems);
     assert!(!keyring.is_owner_key(&public));
 }
+
+/// A hal.yaml change an owner signed is the one in force, even without an `owners` section (the owners stay);
+/// a later one nobody trusted signed is reported and not in force.
+#[test]
+fn the_hal_yaml_in_force_is_the_newest_an_owner_signed() {
+    let (dir, home, _thread) = home();
+    let main = git(dir.path(), &["rev-parse", "main"]);
+    let tree = tree_with(dir.path(), &main, "hal.yaml", "version: 1\nlimits:\n  max_steps: 7\n");
+    let key = git(dir.path(), &["config", "user.signingkey"]);
+    let signed = push_commit(dir.path(), "main", &main, &tree, "limits", Some(Path::new(&key)));
+    let tree = tree_with(dir.path(), &signed, "hal.yaml", "version: 1\nlimits:\n  max_steps: 70\n");
+    let unsigned = push_commit(dir.path(), "main", &signed, &tree, "more steps", None);
+    let keyring = Keyring::load(&home).expect("keyring");
+    assert_eq!(keyring.owners.keys().collect::<Vec<_>>(), ["alice"]);
+    assert_eq!(keyring.settings_from.map(|c| c.to_string()), Some(signed));
+    assert!(
+        keyring.problems.iter().any(|p| p.commit.to_string() == unsigned && p.text.contains("no owner signed it")),
+        "{:?}",
+        keyring.problems
+    );
+}
