@@ -218,12 +218,13 @@ fn the_hal_yaml_in_force_is_the_newest_an_owner_signed() {
     let key = git(dir.path(), &["config", "user.signingkey"]);
     let signed = push_commit(dir.path(), "main", &main, &tree, "limits", Some(Path::new(&key)));
     let tree = tree_with(dir.path(), &signed, "hal.yaml", "version: 1\nlimits:\n  max_steps: 70\n");
-    let unsigned = push_commit(dir.path(), "main", &signed, &tree, "more steps", None);
+    let unsigned: gix::ObjectId =
+        push_commit(dir.path(), "main", &signed, &tree, "more steps", None).parse().expect("an id");
     let keyring = Keyring::load(&home).expect("keyring");
     assert_eq!(keyring.owners.keys().collect::<Vec<_>>(), ["alice"]);
     assert_eq!(keyring.settings_from.map(|c| c.to_string()), Some(signed));
     assert!(
-        keyring.problems.iter().any(|p| p.commit.to_string() == unsigned && p.text.contains("no owner signed it")),
+        keyring.problems.iter().any(|p| p.commit == unsigned && p.text.contains("no owner signed it")),
         "{:?}",
         keyring.problems
     );
