@@ -121,3 +121,21 @@ fn an_unsigned_change_to_hal_yaml_is_reported_and_not_applied() {
     let status = sandbox.hal(&repo, &["--json", "status"]).ok().json();
     assert_eq!(status["models"][0]["name"], "evil", "{status:#}");
 }
+
+/// `hal thread say` signs the message with the person's key: the step HAL writes carries the signature, and its
+/// verdict is the person's, not HAL's on their behalf.
+#[test]
+fn a_message_sent_with_hal_thread_say_carries_the_persons_signature() {
+    let sandbox = Sandbox::new();
+    let server = hal_testmodel::ScriptedServer::start(vec![hal_testmodel::Scripted::finish("DONE", "noted")]);
+    let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
+    let id = crate::support::new_thread(&sandbox, &repo, "signed talk");
+    crate::runs::hal(&sandbox, &repo, &["thread", "say", &id, "Please", "note", "this."]).ok();
+    let log = sandbox.hal(&repo, &["--json", "thread", "log", &id]).ok().json();
+    let message = log.as_array().and_then(|steps| steps.iter().find(|s| s["kind"] == "message")).expect("a message");
+    assert_eq!(message["trust"], serde_json::json!({"verdict": "signed", "by": "alice-example"}), "{message:#}");
+    let raw = sandbox.git(&repo, &["log", "-1", "--format=%B", message["commit"].as_str().expect("commit")]).ok();
+    assert!(raw.stdout.contains("Hal-Signature: ") && raw.stdout.contains("Hal-After: "), "{}", raw.stdout);
+    let text = sandbox.hal(&repo, &["thread", "log", &id]).ok().stdout;
+    assert!(text.contains("signed by alice-example"), "{text}");
+}

@@ -146,6 +146,7 @@ impl From<DaemonError> for ApiError {
             DaemonError::BadArguments(_) => (StatusCode::BAD_REQUEST, "bad-arguments"),
             // The IETF's idempotency-key draft: a key sent again with a different request is unprocessable.
             DaemonError::KeyReused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "key-reused"),
+            DaemonError::BadSignature(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bad-signature"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError(status, code, error.to_string())

@@ -249,6 +249,7 @@ fn run(
             }
             let depth = next_depth(journal, caller, "sent")?;
             let command = Command::Say {
+                signature: None,
                 idempotency_key: None,
                 actor: who,
                 thread: target.branch,

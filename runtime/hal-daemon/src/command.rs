@@ -54,6 +54,29 @@ pub fn message_step(who: &str, text: &str, asks: Asks<'_>, relayed: Option<u32>)
     (writer, step)
 }
 
+/// Refuse a message whose signature does not check out: it must be `who`'s by a key that counts, over this text on
+/// this thread, written after a step the thread has (its tip, or one before it when the thread moved meanwhile).
+fn check_signature(
+    home: &Home,
+    who: &str,
+    thread: &ThreadRef,
+    text: &str,
+    signature: &crate::protocol::MessageSignature,
+) -> Result<(), DaemonError> {
+    let refused = |reason: String| DaemonError::BadSignature(reason);
+    let after = gix::ObjectId::from_hex(signature.after.as_bytes())
+        .map_err(|_| refused(format!("`after` is not a commit id: {:?}", signature.after)))?;
+    let keyring = hal_trust::Keyring::load(home)?;
+    hal_trust::check_message(&keyring, who, &thread.id, &signature.after, text, &signature.signature)
+        .map_err(refused)?;
+    let on_thread = after == thread.tip
+        || home.repo().merge_base(after, thread.tip).is_ok_and(|base| base.is_some_and(|base| base.detach() == after));
+    if !on_thread {
+        return Err(refused(format!("the message was signed after {after}, which is not a step of {}", thread.id)));
+    }
+    Ok(())
+}
+
 /// The idempotency key `command` carries.
 pub fn idempotency_key(command: &Command) -> Option<&str> {
     match command {
@@ -179,7 +202,7 @@ pub(crate) fn apply_with(
             let thread = ThreadRef { tip: message.as_ref().map_or(thread.tip, |m| m.commit), ..thread };
             Ok(Response::Started { thread, message, ticket: None, repeated: false, answer: None })
         }
-        Command::Say { actor: who, thread, text, help, agent, idempotency_key, relayed } => {
+        Command::Say { actor: who, thread, text, help, agent, idempotency_key, relayed, signature } => {
             if text.trim().is_empty() {
                 return Err(hal_store::StoreError::InvalidText("the message is empty").into());
             }
@@ -187,7 +210,13 @@ pub(crate) fn apply_with(
             let thread = thread_of(home, &who, thread)?;
             let key = idempotency_key.as_deref();
             let asks = Asks { help: help.as_deref(), help_blob, agent: agent.as_deref(), idempotency_key: key };
-            let (writer, step) = message_step(&who, text, asks, *relayed);
+            let (writer, mut step) = message_step(&who, text, asks, *relayed);
+            if let Some(signature) = signature {
+                check_signature(home, &who, &thread, text, signature)?;
+                step = step
+                    .fact(hal_trust::AFTER_FACT, &signature.after)
+                    .fact(hal_trust::SIGNATURE_FACT, &signature.signature);
+            }
             let appended = home.append_step(&writer, &thread, &step)?;
             let thread = ThreadRef { tip: appended.commit, ..thread };
             Ok(Response::Said {

@@ -505,7 +505,7 @@ impl Shared {
             return self.see_answered(command, response);
         }
         match command {
-            Command::Say { actor, thread, text, help, agent, idempotency_key, relayed } => {
+            Command::Say { actor, thread, text, help, agent, idempotency_key, relayed, .. } => {
                 if text.trim().is_empty() {
                     return Err(hal_store::StoreError::InvalidText("the message is empty").into());
                 }

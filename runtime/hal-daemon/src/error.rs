@@ -43,6 +43,9 @@ pub enum DaemonError {
     /// Who signed what could not be read.
     #[error("{0}")]
     Trust(String),
+    /// A message's signature does not check out: nothing was written.
+    #[error("refused: {0}")]
+    BadSignature(String),
     /// A tool could not be offered.
     #[error(transparent)]
     Tool(#[from] hal_runner::tools::InvalidSchema),

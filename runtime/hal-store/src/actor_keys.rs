@@ -244,3 +244,27 @@ fn expand_home(value: &str) -> PathBuf {
         _ => PathBuf::from(value),
     }
 }
+
+impl Home {
+    /// The key `actor` signs with on this machine, if there is one HAL can use, without making or configuring
+    /// anything (for signing a message as it is sent): git's `user.signingkey` when `gpg.format` is `ssh` and HAL
+    /// can read it, else the one `hal init` made in the key directory.
+    pub fn existing_person_key(&self, actor: &str) -> Option<Signer> {
+        if self.config_string("gpg.format").as_deref() == Some("ssh")
+            && let Some(value) = self.config_string("user.signingkey")
+            && !value.starts_with("key::")
+            && !value.starts_with("ssh-")
+        {
+            let path = expand_home(&value);
+            let private = match path.to_str().and_then(|p| p.strip_suffix(".pub")) {
+                Some(stem) => PathBuf::from(stem),
+                None => path,
+            };
+            if let Ok(key) = keys::read_key(&private) {
+                return Signer::new(key).ok();
+            }
+        }
+        let path = keys::keys_dir().ok()?.join(format!("{actor}_ed25519"));
+        keys::read_key(&path).ok().and_then(|key| Signer::new(key).ok())
+    }
+}

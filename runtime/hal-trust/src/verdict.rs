@@ -111,8 +111,18 @@ impl Keyring {
         }
         Ok(match (trusted.actor == step.actor, trusted.actor == HAL_ACTOR, claims_hal) {
             (true, _, _) => Verdict::Signed { by: step.actor.clone() },
-            // HAL writes the steps of the people it talks to (one writer per thread).
-            (false, true, false) => Verdict::ByHal,
+            // HAL writes the steps of the people it talks to (one writer per thread); a person who signed their
+            // message has their signature in it.
+            (false, true, false) => match (step.fact(crate::SIGNATURE_FACT), step.fact(crate::AFTER_FACT)) {
+                (Some(signature), Some(after)) => {
+                    let thread = step.thread.as_deref().unwrap_or_default();
+                    match crate::check_message(self, &step.actor, thread, after, &step.text, signature) {
+                        Ok(_) => Verdict::Signed { by: step.actor.clone() },
+                        Err(reason) => Verdict::BadSignature { reason },
+                    }
+                }
+                _ => Verdict::ByHal,
+            },
             (false, _, true) => Verdict::Forged { reason: format!("signed by {}, not by HAL", trusted.actor) },
             (false, _, false) => Verdict::SignedByOther { signer: Some(trusted.actor.clone()), fingerprint },
         })

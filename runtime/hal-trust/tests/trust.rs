@@ -229,3 +229,31 @@ fn the_hal_yaml_in_force_is_the_newest_an_owner_signed() {
         keyring.problems
     );
 }
+
+/// A person's signed statement checks out for what it says and nothing else: another text, thread, step, or a key
+/// that is not theirs is refused.
+#[test]
+fn a_signed_message_checks_out_only_for_what_it_says() {
+    let (dir, home, thread) = home();
+    let key = home.existing_person_key("alice").expect("the key init made");
+    let keyring = Keyring::load(&home).expect("keyring");
+    let after = thread.tip.to_string();
+    let signature = hal_trust::sign_message(&key, "alice", &thread.id, &after, "merge it").expect("sign");
+    let check = |actor: &str, thread: &str, after: &str, text: &str, signature: &str| {
+        hal_trust::check_message(&keyring, actor, thread, after, text, signature)
+    };
+    assert!(check("alice", &thread.id, &after, "merge it", &signature).is_ok());
+    assert!(check("alice", &thread.id, &after, "delete it", &signature).is_err());
+    assert!(check("alice", "other", &after, "merge it", &signature).is_err());
+    assert!(check("alice", &thread.id, &"0".repeat(40), "merge it", &signature).is_err());
+    assert!(check("hal", &thread.id, &after, "merge it", &signature).expect_err("not hal's").contains("not of hal"));
+    assert!(check("alice", &thread.id, &after, "merge it", "not base64!").is_err());
+    let (path, _) = attacker_key(dir.path());
+    let mallory = hal_store::keys::Signer::new(hal_store::keys::read_key(&path).expect("key")).expect("signer");
+    let forged = hal_trust::sign_message(&mallory, "alice", &thread.id, &after, "merge it").expect("sign");
+    assert!(
+        check("alice", &thread.id, &after, "merge it", &forged)
+            .expect_err("not a key that counts")
+            .contains("no key that counts")
+    );
+}

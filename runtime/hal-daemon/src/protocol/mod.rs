@@ -17,6 +17,16 @@ pub use report::{
 
 mod report;
 
+/// A person's signature of a message ([`hal_trust::message_statement`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageSignature {
+    /// The commit of the step the message was written after (the thread's tip then, or an earlier step).
+    pub after: String,
+    /// The SSH signature, its base64 on one line.
+    pub signature: String,
+}
+
 /// A change or question about the home repo's threads.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 // A field a command does not take is refused, not ignored: a typo (`titel`) must not pass for a command done. (serde
@@ -79,6 +89,10 @@ pub enum Command {
         /// and answers what the first one did, across restarts (the key is recorded on the message's step).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         idempotency_key: Option<String>,
+        /// The person's signature of the message ([`hal_trust::sign_message`]): kept in the step, so who wrote
+        /// it can be checked later; one that does not check out is refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<MessageSignature>,
         /// Set when a run relays the text (`threads.say`): how many starts and relays by runs led to it. The step
         /// is then HAL's, written for `actor` (trailer `Hal-For`), never the person's own words, and the depth is
         /// recorded for its commit. Only HAL's own tools set it: it never crosses the API.

@@ -103,6 +103,7 @@ fn exchange(
         help: None,
         agent: None,
         idempotency_key: idempotency_key.map(str::to_owned),
+        signature: remote::sign_message(home, &actor, target, text),
         relayed: None,
     };
     // Every step with `-v`; else one line per tool call, unless the output is JSON for a program.

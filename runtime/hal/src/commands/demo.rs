@@ -166,6 +166,7 @@ fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
     outln!("\n== hal chat -m {request:?}");
     let before: Vec<String> = home.list_threads()?.into_iter().map(|t| t.branch).collect();
     let say = hal_daemon::protocol::Command::Say {
+        signature: None,
         actor: Some(actor.to_owned()),
         thread: hal_store::BACKCHAT.to_owned(),
         text: request.to_owned(),

@@ -99,3 +99,28 @@ pub fn talk(handle: &dyn Handle, actor: &str, command: &Command, display: &Displ
 pub fn exit_code(status: Status) -> u8 {
     super::run::exit_code(status)
 }
+
+/// `actor`'s signature of `text` as a message on `thread` (written after its tip now), with the key they sign with
+/// on this machine: `None` when they have none HAL can use, or the thread does not exist yet (a backchat's first
+/// message), and the message goes unsigned (HAL's signature on the step says HAL wrote it for them).
+pub fn sign_message(
+    home: &hal_store::Home,
+    actor: &str,
+    thread: &str,
+    text: &str,
+) -> Option<hal_daemon::protocol::MessageSignature> {
+    let name = match thread {
+        hal_store::BACKCHAT => format!("threads/{actor}/{}", hal_store::BACKCHAT),
+        _ => thread.to_owned(),
+    };
+    let thread = home.resolve_thread(&name).ok()?;
+    let key = home.existing_person_key(actor)?;
+    let after = thread.tip.to_string();
+    match hal_trust::sign_message(&key, actor, &thread.id, &after, text) {
+        Ok(signature) => Some(hal_daemon::protocol::MessageSignature { after, signature }),
+        Err(error) => {
+            tracing::warn!(target: "hal", %error, "the message goes unsigned");
+            None
+        }
+    }
+}

@@ -56,6 +56,7 @@ pub fn help_run(
     let (help, agent) = (Some(name.to_owned()), Some(agent.to_owned()));
     let command = match thread {
         Some(id) => Command::Say {
+            signature: None,
             actor: Some(actor.clone()),
             thread: home.resolve_thread(id)?.branch,
             text: text.to_owned(),

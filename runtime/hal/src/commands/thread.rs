@@ -66,6 +66,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
                 help,
                 agent: agent.flatten(),
                 idempotency_key: idempotency_key.clone(),
+                signature: remote::sign_message(&home, &actor, id, &text),
                 relayed: None,
             };
             // A daemon answers every message; without one, this process takes the turn of a waiting run.
