@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod actor_keys;
+mod commit;
 mod error;
 mod git_cli;
 mod home;
