@@ -139,3 +139,26 @@ fn a_message_sent_with_hal_thread_say_carries_the_persons_signature() {
     let text = sandbox.hal(&repo, &["thread", "log", &id]).ok().stdout;
     assert!(text.contains("signed by alice-example"), "{text}");
 }
+
+/// A home repo from before owners (its hal.yaml names none): `hal init` records the person running it as the first
+/// owner, in a commit they sign, keeping what the file held; running it again changes nothing.
+#[test]
+fn init_records_the_first_owner_in_a_hal_yaml_from_before_owners() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.path("old");
+    sandbox.git(&sandbox.path(""), &["init", "-q", "-b", "main", "old"]).ok();
+    std::fs::write(repo.join("hal.yaml"), "version: 1\nlimits:\n  max_steps: 9\n").expect("write");
+    sandbox.git(&repo, &["add", "hal.yaml"]).ok();
+    sandbox.git(&repo, &["commit", "-q", "-m", "hal.yaml from before owners"]).ok();
+    sandbox.hal(&repo, &["init"]).ok();
+    let config = sandbox.git(&repo, &["show", "main:hal.yaml"]).ok().stdout;
+    assert!(config.starts_with("version: 1\nlimits:\n  max_steps: 9\n"), "{config}");
+    assert!(config.contains("owners:\n  \"alice-example\":\n    - \"ssh-ed25519 "), "{config}");
+    let verified = sandbox.git(&repo, &["verify-commit", "main"]);
+    assert_eq!(verified.code, 0, "{}", verified.stderr);
+    let status = sandbox.hal(&repo, &["--json", "status"]).ok().json();
+    assert!(!status["warnings"].to_string().contains("names no owners"), "{status:#}");
+    let before = crate::support::all_refs(&sandbox, &repo);
+    sandbox.hal(&repo, &["init"]).ok();
+    assert_eq!(crate::support::all_refs(&sandbox, &repo), before);
+}

@@ -394,7 +394,8 @@ impl Home {
         gix::actor::Signature { name: name.into(), email: email.into(), time }
     }
 
-    /// Commit `hal.yaml` on `main` unless it is there. Returns whether a commit was made.
+    /// Commit `hal.yaml` on `main` unless it is there, or add the person as its first owner when it names none.
+    /// Returns whether a commit was made.
     fn ensure_config(&self, actor: &str, person: &crate::actor_keys::PersonKey) -> Result<bool> {
         let main = refs::full_name(MAIN_REF)?;
         let head = self.repo.head_name().git_context(|| "reading HEAD".to_owned())?;
@@ -421,17 +422,41 @@ impl Home {
                 }
             }
         }
-        if let Some(tip) = main_tip
-            && self.file_at(tip, CONFIG_FILE)?.is_some()
-        {
-            return Ok(false);
-        }
         let owners: String =
             person.public_keys().iter().map(|key| format!("    - \"{}\"\n", crate::keys::public_line(key))).collect();
-        let config = format!("{DEFAULT_CONFIG}{OWNERS_COMMENT}owners:\n  {}:\n{owners}", yaml_string(actor));
+        let owners = format!("{OWNERS_COMMENT}owners:\n  {}:\n{owners}", yaml_string(actor));
+        let existing = match main_tip {
+            Some(tip) => self.file_at(tip, CONFIG_FILE)?,
+            None => None,
+        };
+        let (config, message, reflog) = match existing {
+            None => (
+                format!("{DEFAULT_CONFIG}{owners}"),
+                "hal: initialise home repo\n\nAdd hal.yaml, the settings HAL reads from `main`.\n",
+                "hal init: add hal.yaml",
+            ),
+            // A hal.yaml from before owners: the person running `hal init` becomes the first owner, unless the file
+            // does not validate (then it is the owner's to fix) or says something of owners already.
+            Some(bytes) => {
+                let Ok(text) = String::from_utf8(bytes) else { return Ok(false) };
+                let valid = hal_spec::Settings::parse(CONFIG_FILE, &text).is_ok_and(|s| s.owners.is_empty());
+                if !valid || text.lines().any(|line| line.starts_with("owners:")) {
+                    return Ok(false);
+                }
+                let separator = if text.ends_with('\n') { "" } else { "\n" };
+                let config = format!("{text}{separator}{owners}");
+                if hal_spec::Settings::parse(CONFIG_FILE, &config).map_or(true, |s| s.owners.is_empty()) {
+                    return Ok(false);
+                }
+                (
+                    config,
+                    "hal: record the first owner\n\nAdd `owners` to hal.yaml, signed by that owner.\n",
+                    "hal init: add owners",
+                )
+            }
+        };
         let blob = self.repo.write_blob(config).git_context(|| "writing hal.yaml".to_owned())?.detach();
         let signature = self.signature(actor);
-        let message = "hal: initialise home repo\n\nAdd hal.yaml, the settings HAL reads from `main`.\n";
         let base_tree = match main_tip {
             Some(tip) => self.tree_of(tip)?.id,
             None => ObjectId::empty_tree(self.repo.object_hash()),
@@ -441,7 +466,7 @@ impl Home {
         let tree = editor.write().git_context(|| "writing main's tree".to_owned())?.detach();
         let parents = main_tip.into_iter().collect();
         let commit = self.write_signed_commit(tree, parents, &signature, message, None, Some(&person.key))?;
-        self.move_branch(&main, main_tip, commit, &signature, "hal init: add hal.yaml")?;
+        self.move_branch(&main, main_tip, commit, &signature, reflog)?;
         Ok(true)
     }
 
