@@ -79,7 +79,9 @@ impl Keyring {
     /// The verdict on `step` of `home`.
     pub fn verdict(&self, home: &Home, step: &Step) -> Result<Verdict, TrustError> {
         let claims_hal = step.actor == HAL_ACTOR;
-        let signature = keys::verify_commit(home.repo(), step.commit)?;
+        // Unreadable signature headers prove nothing, like a signature that does not match.
+        let signature = keys::verify_commit(home.repo(), step.commit)
+            .unwrap_or_else(|error| CommitSignature::Bad(format!("unreadable: {error}")));
         let key = match signature {
             CommitSignature::Good(key) => key,
             CommitSignature::Unsigned if claims_hal => {
