@@ -111,8 +111,12 @@ impl Keyring {
         let place = format!("main:{CONFIG_FILE}");
         let mut truncated = Vec::new();
         let changes = changes_of(home, main, CONFIG_FILE, &mut truncated)?;
-        for commit in truncated {
-            self.problem(&place, commit, format!("history read back {HISTORY_LIMIT} commits only"));
+        if let Some(commit) = truncated.first() {
+            // The oldest change seen is not the root when older ones were not read: trust no owner at all rather
+            // than whoever pushed enough commits on top of their own.
+            let text = format!("history longer than {HISTORY_LIMIT} commits: no owner is believed");
+            self.problem(&place, *commit, text);
+            return Ok(());
         }
         for (commit, text) in changes {
             let signer = signer_of(home, commit)?;
@@ -296,7 +300,7 @@ fn changes_of(
     let mut next = Some(tip);
     while let Some(commit) = next {
         if chain.len() >= HISTORY_LIMIT {
-            // Read no further, and say so: what came before is not seen (not believed either).
+            // Read no further, and say so: the caller believes nothing of a history it did not read whole.
             truncated.push(commit);
             break;
         }
