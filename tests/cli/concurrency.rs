@@ -38,6 +38,10 @@ fn two_processes_appending_500_steps_each_lose_nothing() {
     for (index, step) in steps.iter().enumerate() {
         assert_eq!(step["step"], index + 1, "step numbers are contiguous");
     }
+    // Each signed after the tip it saw, and landed after the other writer's steps written since: still the person's.
+    for step in steps.iter().filter(|s| s["kind"] == "message") {
+        assert_eq!(step["trust"]["verdict"], "signed", "{step:#}");
+    }
     for writer in ["w1", "w2"] {
         let order: Vec<usize> = steps
             .iter()

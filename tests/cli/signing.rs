@@ -122,18 +122,28 @@ fn an_unsigned_change_to_hal_yaml_is_reported_and_not_applied() {
     assert_eq!(status["models"][0]["name"], "evil", "{status:#}");
 }
 
-/// `hal thread say` signs the message with the person's key: the step HAL writes carries the signature, and its
-/// verdict is the person's, not HAL's on their behalf.
+/// `hal thread say` signs the message with the person's key, in process and through a daemon (where a message to a
+/// busy thread waits for the turn's end): the step HAL writes carries the signature, and its verdict is the
+/// person's, not HAL's on their behalf.
 #[test]
 fn a_message_sent_with_hal_thread_say_carries_the_persons_signature() {
     let sandbox = Sandbox::new();
-    let server = hal_testmodel::ScriptedServer::start(vec![hal_testmodel::Scripted::finish("DONE", "noted")]);
+    let noted = || hal_testmodel::Scripted::finish("DONE", "noted");
+    let server = hal_testmodel::ScriptedServer::start(vec![noted(), noted()]);
     let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
     let id = crate::support::new_thread(&sandbox, &repo, "signed talk");
     crate::runs::hal(&sandbox, &repo, &["thread", "say", &id, "Please", "note", "this."]).ok();
+    // The daemon answers the first message as it starts; the second reaches it in or after that turn.
+    let daemon = crate::daemon::DaemonProcess::start(&sandbox, &repo);
+    crate::runs::hal(&sandbox, &repo, &["thread", "say", &id, "And", "this."]).ok();
+    assert_eq!(daemon.stop(), 0);
     let log = sandbox.hal(&repo, &["--json", "thread", "log", &id]).ok().json();
-    let message = log.as_array().and_then(|steps| steps.iter().find(|s| s["kind"] == "message")).expect("a message");
-    assert_eq!(message["trust"], serde_json::json!({"verdict": "signed", "by": "alice-example"}), "{message:#}");
+    let messages: Vec<_> = log.as_array().expect("steps").iter().filter(|s| s["kind"] == "message").collect();
+    assert_eq!(messages.len(), 2, "{log:#}");
+    for message in &messages {
+        assert_eq!(message["trust"], serde_json::json!({"verdict": "signed", "by": "alice-example"}), "{message:#}");
+    }
+    let message = messages[0];
     let raw = sandbox.git(&repo, &["log", "-1", "--format=%B", message["commit"].as_str().expect("commit")]).ok();
     assert!(raw.stdout.contains("Hal-Signature: ") && raw.stdout.contains("Hal-After: "), "{}", raw.stdout);
     let text = sandbox.hal(&repo, &["thread", "log", &id]).ok().stdout;

@@ -55,8 +55,10 @@ pub fn message_step(who: &str, text: &str, asks: Asks<'_>, relayed: Option<u32>)
 }
 
 /// Refuse a message whose signature does not check out: it must be `who`'s by a key that counts, over this text on
-/// this thread, written right after the thread's tip (sign again when it moved).
-fn check_signature(
+/// this thread, signed after the thread's tip or a step shortly before it, and not written already
+/// ([`hal_trust::check_placement`]: an old signature copied from the log cannot be sent again). A message queued
+/// behind a turn still lands after the step it was signed after.
+pub(crate) fn check_signature(
     home: &Home,
     who: &str,
     thread: &ThreadRef,
@@ -64,19 +66,20 @@ fn check_signature(
     signature: &crate::protocol::MessageSignature,
 ) -> Result<(), DaemonError> {
     let refused = |reason: String| DaemonError::BadSignature(reason);
-    let after = gix::ObjectId::from_hex(signature.after.as_bytes())
-        .map_err(|_| refused(format!("`after` is not a commit id: {:?}", signature.after)))?;
     let keyring = hal_trust::Keyring::load(home)?;
     hal_trust::check_message(&keyring, who, &thread.id, &signature.after, text, &signature.signature)
         .map_err(refused)?;
-    // Only on the tip it was signed after: an old signature copied from the log cannot be sent again later.
-    if after != thread.tip {
-        return Err(refused(format!(
-            "the message was signed after {after}, and {} is at {} now",
-            thread.id, thread.tip
-        )));
+    hal_trust::check_placement(home, thread.tip, &signature.after, &signature.signature).map_err(refused)
+}
+
+/// `step` with the person's signature of its message in it.
+pub(crate) fn signed(step: NewStep, signature: Option<&crate::protocol::MessageSignature>) -> NewStep {
+    match signature {
+        Some(signature) => {
+            step.fact(hal_trust::AFTER_FACT, &signature.after).fact(hal_trust::SIGNATURE_FACT, &signature.signature)
+        }
+        None => step,
     }
-    Ok(())
 }
 
 /// The idempotency key `command` carries.
@@ -212,13 +215,11 @@ pub(crate) fn apply_with(
             let thread = thread_of(home, &who, thread)?;
             let key = idempotency_key.as_deref();
             let asks = Asks { help: help.as_deref(), help_blob, agent: agent.as_deref(), idempotency_key: key };
-            let (writer, mut step) = message_step(&who, text, asks, *relayed);
+            let (writer, step) = message_step(&who, text, asks, *relayed);
             if let Some(signature) = signature {
                 check_signature(home, &who, &thread, text, signature)?;
-                step = step
-                    .fact(hal_trust::AFTER_FACT, &signature.after)
-                    .fact(hal_trust::SIGNATURE_FACT, &signature.signature);
             }
+            let step = signed(step, signature.as_ref());
             let appended = home.append_step(&writer, &thread, &step)?;
             let thread = ThreadRef { tip: appended.commit, ..thread };
             Ok(Response::Said {

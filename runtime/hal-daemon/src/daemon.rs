@@ -20,7 +20,7 @@ use crate::engine::Mode;
 use crate::error::DaemonError;
 use crate::loaded::{self, Loaded, ModelSource};
 use crate::metrics::Metrics;
-use crate::protocol::{Command, DaemonInfo, Problem, Response, Status, StatusReport, TurnEnd};
+use crate::protocol::{Command, DaemonInfo, MessageSignature, Problem, Response, Status, StatusReport, TurnEnd};
 use hal_runner::plan::{Plan, Turn, plan_for};
 
 /// How long the scanner waits after a wake-up for more of the same burst.
@@ -138,6 +138,8 @@ pub(crate) struct Queued {
     idempotency_key: Option<String>,
     /// HAL relays it from a run, at the end of a chain this long.
     relayed: Option<u32>,
+    /// The person's signature of it, checked when it came.
+    signature: Option<MessageSignature>,
     ticket: u64,
 }
 
@@ -470,6 +472,7 @@ impl Shared {
                     idempotency_key: message.idempotency_key.as_deref(),
                 };
                 let (writer, step) = command::message_step(&message.actor, &message.text, asks, message.relayed);
+                let step = command::signed(step, message.signature.as_ref());
                 let result = self.journal.with(|home| {
                     let current = home.resolve_thread(branch)?;
                     home.append_step(&writer, &current, &step)
@@ -505,7 +508,7 @@ impl Shared {
             return self.see_answered(command, response);
         }
         match command {
-            Command::Say { actor, thread, text, help, agent, idempotency_key, relayed, .. } => {
+            Command::Say { actor, thread, text, help, agent, idempotency_key, relayed, signature } => {
                 if text.trim().is_empty() {
                     return Err(hal_store::StoreError::InvalidText("the message is empty").into());
                 }
@@ -519,9 +522,17 @@ impl Shared {
                     Ok((who, existing))
                 })?;
                 self.check_turn(existing.as_ref(), help.as_deref(), agent.as_deref())?;
-                let target = match existing {
-                    Some(target) => target,
-                    None => self.journal.with(|home| command::thread_of(home, &who, thread))?,
+                let target = match (existing, signature) {
+                    (Some(target), Some(signature)) => {
+                        self.journal.with(|home| command::check_signature(home, &who, &target, text, signature))?;
+                        target
+                    }
+                    (Some(target), None) => target,
+                    (None, Some(_)) => {
+                        let reason = "the message is signed after a step of a thread that does not exist yet";
+                        return Err(DaemonError::BadSignature(reason.to_owned()));
+                    }
+                    (None, None) => self.journal.with(|home| command::thread_of(home, &who, thread))?,
                 };
                 let ticket = self.next_ticket.fetch_add(1, Ordering::SeqCst);
                 let help_blob = self.help_blob(help.as_deref());
@@ -574,6 +585,7 @@ impl Shared {
                         agent: agent.clone(),
                         idempotency_key: idempotency_key.clone(),
                         relayed: *relayed,
+                        signature: signature.clone(),
                         ticket,
                     };
                     queue.push(queued);
@@ -587,6 +599,7 @@ impl Shared {
                     idempotency_key: idempotency_key.as_deref(),
                 };
                 let (writer, step) = command::message_step(&who, text, asks, *relayed);
+                let step = command::signed(step, signature.as_ref());
                 let appended = self.journal.with(|home| home.append_step(&writer, &target, &step))?;
                 lock(&self.tickets).entry(target.branch.clone()).or_default().push(ticket);
                 drop(active);

@@ -9,7 +9,10 @@ mod statement;
 mod verdict;
 
 pub use keyring::{HISTORY_LIMIT, Keyring, TrustProblem, TrustedKey};
-pub use statement::{AFTER_FACT, MESSAGE_NAMESPACE, SIGNATURE_FACT, check_message, message_statement, sign_message};
+pub use statement::{
+    AFTER_FACT, MAX_MESSAGE_LAG, MESSAGE_NAMESPACE, SIGNATURE_FACT, check_message, check_placement, message_statement,
+    sign_message,
+};
 pub use verdict::Verdict;
 
 /// The key lines of `hal.yaml`'s owners and of actors (`ssh-ed25519 AAAA…`).

@@ -3,7 +3,11 @@
 //! after which step. The statement is signed in its own namespace (`hal-message`), so no git commit signature can
 //! pass for one, nor one for a commit.
 
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use hal_store::Home;
 use hal_store::keys::{self, Signer};
+use hal_store::step::StepRecord;
 use ssh_key::{HashAlg, LineEnding, PublicKey, SshSig};
 
 use crate::keyring::Keyring;
@@ -15,7 +19,8 @@ pub const SIGNATURE_FACT: &str = "Hal-Signature";
 /// The trailer holding the step the message was written after (part of what is signed).
 pub const AFTER_FACT: &str = "Hal-After";
 
-/// What a person signs for a message: who says `text` on `thread`, written after the step `after`.
+/// What a person signs for a message: who says `text` on `thread`, having seen it up to the step `after` (the
+/// message is written after that step, once: [`check_placement`]).
 pub fn message_statement(actor: &str, thread: &str, after: &str, text: &str) -> Vec<u8> {
     use ssh_key::sha2::{Digest, Sha256};
     let digest = Sha256::digest(text.as_bytes());
@@ -73,4 +78,33 @@ pub fn check_message(
     key.verify(MESSAGE_NAMESPACE, &statement, &signature)
         .map_err(|e| format!("the message's signature does not match what it signs: {e}"))?;
     Ok(key)
+}
+
+/// How many steps may come between the step a message was signed after and the message: a message queued behind a
+/// turn lands a few steps later; one claiming a step from long ago would cost every check a long walk.
+pub const MAX_MESSAGE_LAG: usize = 1_000;
+
+/// Check that a message signed `after` a step may be written (or was written) right after `tip`: `after` is `tip`
+/// or one of the [`MAX_MESSAGE_LAG`] steps before it along the thread, and no step since carries the same
+/// `signature` (that step would be the message itself, and this a replay of it). `Ok`, or why not.
+pub fn check_placement(home: &Home, tip: ObjectId, after: &str, signature: &str) -> Result<(), String> {
+    let after = ObjectId::from_hex(after.as_bytes()).map_err(|_| format!("`after` is not a commit id: {after:?}"))?;
+    let mut at = tip;
+    for _ in 0..=MAX_MESSAGE_LAG {
+        if at == after {
+            return Ok(());
+        }
+        let commit = home.repo().find_commit(at).map_err(|e| format!("reading {at}: {e}"))?;
+        let message = commit.message_raw_sloppy().to_str_lossy();
+        if let Some(Ok(record)) = StepRecord::from_message(&message)
+            && record.fact(SIGNATURE_FACT) == Some(signature)
+        {
+            return Err(format!("the message was already written, as {at}: this is a copy of it"));
+        }
+        match commit.parent_ids().next() {
+            Some(parent) => at = parent.detach(),
+            None => break,
+        }
+    }
+    Err(format!("signed after {after}, which is not one of the {MAX_MESSAGE_LAG} steps before it on the thread"))
 }

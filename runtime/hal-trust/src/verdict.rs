@@ -116,19 +116,17 @@ impl Keyring {
             // HAL writes the steps of the people it talks to (one writer per thread); a person who signed their
             // message has their signature in it.
             (false, true, false) => match (step.fact(crate::SIGNATURE_FACT), step.fact(crate::AFTER_FACT)) {
-                // Signed for the step it follows: the same signature on a later step is a replay.
-                (Some(_), Some(after))
-                    if home
+                // Signed after a step before it, and written once: the same signature on a later step is a copy.
+                (Some(signature), Some(after))
+                    if let Err(reason) = home
                         .repo()
                         .find_commit(step.commit)
                         .ok()
                         .and_then(|c| c.parent_ids().next())
-                        .map(|p| p.to_string())
-                        != Some(after.to_owned()) =>
+                        .ok_or_else(|| "it has no step before it".to_owned())
+                        .and_then(|parent| crate::check_placement(home, parent.detach(), after, signature)) =>
                 {
-                    Verdict::BadSignature {
-                        reason: format!("signed to follow {after}, which is not the step before it"),
-                    }
+                    Verdict::BadSignature { reason }
                 }
                 (Some(signature), Some(after)) => {
                     let thread = step.thread.as_deref().unwrap_or_default();

@@ -257,3 +257,42 @@ fn a_signed_message_checks_out_only_for_what_it_says() {
             .contains("no key that counts")
     );
 }
+
+/// A signed message lands after the step it was signed after, or after steps written since (it waited behind a
+/// turn, or another writer got there first), and counts once: the same signature again is a copy, and one signed
+/// after a step of another line of the thread is refused.
+#[test]
+fn a_signed_message_counts_once_after_the_step_it_was_signed_after() {
+    let (_dir, home, thread) = home();
+    let key = home.existing_person_key("alice").expect("the key init made");
+    let after = thread.tip.to_string();
+    let signature = hal_trust::sign_message(&key, "alice", &thread.id, &after, "go on").expect("sign");
+    let message = NewStep::new(StepKind::Message, "go on", ThreadStatus::Open)
+        .fact(hal_trust::AFTER_FACT, &after)
+        .fact(hal_trust::SIGNATURE_FACT, &signature);
+    let current = || home.resolve_thread(&thread.id).expect("thread");
+    home.say("alice", &thread.id, "an unsigned line came first").expect("say");
+    assert!(hal_trust::check_placement(&home, current().tip, &after, &signature).is_ok());
+    home.append_step("alice", &current(), &message).expect("the signed message");
+    let copied = current().tip;
+    let copy = hal_trust::check_placement(&home, copied, &after, &signature).expect_err("already written");
+    assert!(copy.contains("copy"), "{copy}");
+    home.append_step("alice", &current(), &message).expect("a copy");
+    let elsewhere = home.new_thread("alice", None, Some("other")).expect("another thread").tip.to_string();
+    let stray = hal_trust::sign_message(&key, "alice", &thread.id, &elsewhere, "go on").expect("sign");
+    let stray_step = NewStep::new(StepKind::Message, "go on", ThreadStatus::Open)
+        .fact(hal_trust::AFTER_FACT, &elsewhere)
+        .fact(hal_trust::SIGNATURE_FACT, &stray);
+    home.append_step("alice", &current(), &stray_step).expect("signed after a step of another thread");
+
+    let keyring = Keyring::load(&home).expect("keyring");
+    let verdicts: Vec<Verdict> =
+        check_thread(&home, &keyring, &thread.id, None).expect("check").into_iter().map(|c| c.verdict).collect();
+    assert_eq!(verdicts[..3], [Verdict::ByHal, Verdict::ByHal, Verdict::Signed { by: "alice".into() }]);
+    assert!(matches!(&verdicts[3], Verdict::BadSignature { reason } if reason.contains("copy")), "{:?}", verdicts[3]);
+    assert!(
+        matches!(&verdicts[4], Verdict::BadSignature { reason } if reason.contains("not one of the")),
+        "{:?}",
+        verdicts[4]
+    );
+}

@@ -21,7 +21,8 @@ mod report;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageSignature {
-    /// The commit of the step the message was written after (the thread's tip then, or an earlier step).
+    /// The commit of the thread's tip when the message was signed: the message lands after it (after the steps
+    /// written since, when the thread moved on), and the same signature is taken once.
     pub after: String,
     /// The SSH signature, its base64 on one line.
     pub signature: String,
