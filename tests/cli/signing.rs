@@ -172,3 +172,40 @@ fn init_records_the_first_owner_in_a_hal_yaml_from_before_owners() {
     sandbox.hal(&repo, &["init"]).ok();
     assert_eq!(crate::support::all_refs(&sandbox, &repo), before);
 }
+
+/// A thread whose branch someone moves back (here `git update-ref` to its first step) is frozen: `hal status` names
+/// it, and messages, files and merges are refused, until `hal thread unfreeze` records who let HAL go on from there.
+#[test]
+fn a_thread_moved_back_by_plain_git_is_frozen_until_a_person_unfreezes_it() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let id = crate::support::new_thread(&sandbox, &repo, "moved");
+    let log = sandbox.hal(&repo, &["--json", "thread", "log", &id]).ok().json();
+    let start = log[0]["commit"].as_str().expect("the start step").to_owned();
+    sandbox.hal(&repo, &["thread", "say", &id, "first"]).ok();
+    let branch = format!("refs/heads/threads/alice-example/{id}");
+    assert!(!sandbox.hal(&repo, &["status"]).ok().stdout.contains("frozen"), "not moved: not frozen");
+
+    sandbox.git(&repo, &["update-ref", &branch, &start]).ok();
+    let status = sandbox.hal(&repo, &["status"]).ok().stdout;
+    assert!(status.contains(&format!("thread {id} is frozen")), "{status}");
+    for refused in [
+        sandbox.hal(&repo, &["thread", "say", &id, "again"]),
+        sandbox.hal_with_input(&repo, &["thread", "write", &id, "f.txt"], b"x"),
+        sandbox.hal(&repo, &["thread", "merge", &id]),
+    ] {
+        assert_ne!(refused.code, 0, "{}", refused.stdout);
+        assert!(refused.stderr.contains("is frozen") && refused.stderr.contains("unfreeze"), "{}", refused.stderr);
+    }
+    let after = sandbox.git(&repo, &["rev-parse", &branch]).ok().out().to_owned();
+    assert_eq!(after, start, "nothing was written on the frozen thread");
+
+    sandbox.hal(&repo, &["thread", "unfreeze", &id]).ok();
+    let log = sandbox.hal(&repo, &["--json", "thread", "log", &id]).ok().json();
+    let last = log.as_array().and_then(|steps| steps.last()).expect("a step");
+    assert_eq!(last["kind"], "system", "{last:#}");
+    assert!(last["text"].as_str().expect("text").starts_with("unfrozen by alice-example"), "{last:#}");
+    sandbox.hal(&repo, &["thread", "say", &id, "again"]).ok();
+    let again = sandbox.hal(&repo, &["thread", "unfreeze", &id]);
+    assert!(again.code != 0 && again.stderr.contains("is not frozen"), "{}", again.stderr);
+}

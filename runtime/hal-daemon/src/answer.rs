@@ -171,6 +171,7 @@ pub(crate) fn status(
     }
     let mut catalogue = catalogue(loaded, secrets);
     catalogue.warnings.extend(trust_warnings(home)?);
+    catalogue.warnings.extend(frozen_warnings(home)?);
     Ok(StatusReport { daemon, catalogue, running, waiting, interrupted })
 }
 
@@ -189,6 +190,37 @@ fn trust_warnings(home: &Home) -> Result<Vec<String>, DaemonError> {
              key (the one `hal init` prints) and commit it signed (`git commit -S`)",
             hal_store::CONFIG_FILE
         ));
+    }
+    Ok(warnings)
+}
+
+/// How many frozen threads `hal status` names; it counts the rest.
+const FROZEN_NAMED: usize = 20;
+
+/// The threads whose branch someone moved back or sideways: HAL acts on none of them until a person unfreezes it.
+fn frozen_warnings(home: &Home) -> Result<Vec<String>, DaemonError> {
+    let mut frozen = Vec::new();
+    for thread in home.threads()? {
+        if let Some(left) = hal_runner::plan::moved_from(home, &thread)? {
+            frozen.push((thread, left));
+        }
+    }
+    let mut warnings: Vec<String> = frozen
+        .iter()
+        .take(FROZEN_NAMED)
+        .map(|(thread, left)| {
+            format!(
+                "thread {} is frozen: its branch was moved from {}, where HAL left it, to {}; look at it, then `hal \
+                 thread unfreeze {}`",
+                thread.id,
+                &left.to_string()[..10],
+                &thread.tip.to_string()[..10],
+                thread.id
+            )
+        })
+        .collect();
+    if frozen.len() > FROZEN_NAMED {
+        warnings.push(format!("and {} more frozen threads", frozen.len() - FROZEN_NAMED));
     }
     Ok(warnings)
 }

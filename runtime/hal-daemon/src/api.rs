@@ -137,6 +137,8 @@ impl From<DaemonError> for ApiError {
                 StoreError::InvalidText(_) | StoreError::InvalidPath { .. } | StoreError::NotAStep { .. },
             ) => (StatusCode::BAD_REQUEST, "invalid-input"),
             DaemonError::Busy(_) => (StatusCode::CONFLICT, "busy"),
+            DaemonError::Frozen { .. } => (StatusCode::CONFLICT, "frozen"),
+            DaemonError::NotFrozen(_) => (StatusCode::CONFLICT, "not-frozen"),
             DaemonError::Store(StoreError::Moved { .. }) => (StatusCode::CONFLICT, "moved"),
             DaemonError::NoSandbox(_) => (StatusCode::SERVICE_UNAVAILABLE, "no-sandbox"),
             // The turn a message asks for cannot run (no such help or agent, no model): nothing was written.

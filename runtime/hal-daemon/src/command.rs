@@ -16,6 +16,14 @@ pub fn thread_of(home: &Home, actor: &str, query: &str) -> hal_store::Result<Thr
     if query == hal_store::BACKCHAT { home.backchat(actor) } else { home.resolve_thread(query) }
 }
 
+/// Refuse to write on `thread` while it is frozen ([`hal_runner::plan::moved_from`]).
+pub(crate) fn refuse_frozen(home: &Home, thread: &ThreadRef) -> Result<(), DaemonError> {
+    match hal_runner::plan::moved_from(home, thread)? {
+        Some(left) => Err(DaemonError::Frozen { thread: thread.id.clone(), left, tip: thread.tip }),
+        None => Ok(()),
+    }
+}
+
 /// What a message asks to run: a help (with the blob of the exact version in force, when known) as an agent; and
 /// the idempotency key of the command that sends it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -95,6 +103,7 @@ pub fn idempotency_key(command: &Command) -> Option<&str> {
         | Command::AllowedSigners
         | Command::Fork { .. }
         | Command::Write { .. }
+        | Command::Unfreeze { .. }
         | Command::Merge { .. }
         | Command::Catalogue
         | Command::BuildIsolates
@@ -215,6 +224,7 @@ pub(crate) fn apply_with(
             let thread = thread_of(home, &who, thread)?;
             let key = idempotency_key.as_deref();
             let asks = Asks { help: help.as_deref(), help_blob, agent: agent.as_deref(), idempotency_key: key };
+            refuse_frozen(home, &thread)?;
             let (writer, step) = message_step(&who, text, asks, *relayed);
             if let Some(signature) = signature {
                 check_signature(home, &who, &thread, text, signature)?;
@@ -256,12 +266,29 @@ pub(crate) fn apply_with(
         }
         Command::Write { actor: who, thread, path, content, message } => {
             let bytes = content.bytes().ok_or(hal_store::StoreError::InvalidText("content.base64 is not base64"))?;
+            refuse_frozen(home, &home.resolve_thread(thread)?)?;
             let step = home.write_file(&actor(who)?, thread, path, &bytes, message.as_deref())?;
             Ok(Response::Appended { step })
+        }
+        Command::Unfreeze { actor: who, thread } => {
+            let who = actor(who)?;
+            let thread = home.resolve_thread(thread)?;
+            let Some(left) = hal_runner::plan::moved_from(home, &thread)? else {
+                return Err(DaemonError::NotFrozen(thread.id));
+            };
+            let text = format!(
+                "unfrozen by {who}: the branch had been moved from {left}, where HAL left it, to {}; HAL goes on \
+                 from here",
+                thread.tip
+            );
+            // On exactly the tip the person looked at: one moved again since is still frozen.
+            let step = NewStep { on_tip: Some(thread.tip), ..NewStep::new(StepKind::System, text, ThreadStatus::Open) };
+            Ok(Response::Appended { step: home.append_step(HAL_ACTOR, &thread, &step)? })
         }
         Command::Merge { actor: who, thread } => {
             let who = actor(who)?;
             let thread = home.resolve_thread(thread)?;
+            refuse_frozen(home, &thread)?;
             // A published plugin version never changes: the sandbox's rule, passed to the store as the merge's guard.
             let outcome = home.merge_thread(&who, &thread.branch, &hal_sandbox::plugins::Published)?;
             Ok(Response::Merged { thread, outcome })

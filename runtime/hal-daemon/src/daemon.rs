@@ -407,6 +407,11 @@ impl Shared {
                     tracing::warn!(target: "hal_daemon", branch = %thread.branch, %reason, "a message not answered");
                     self.note_on_tip(&thread, &reason);
                 }
+                Ok(Plan::Frozen { left }) => {
+                    // Reported by `hal status` and refused to every command that would write on it.
+                    tracing::warn!(target: "hal_daemon", branch = %thread.branch, %left, tip = %thread.tip,
+                        "the branch was moved back or sideways: the thread is frozen until a person unfreezes it");
+                }
                 Ok(Plan::Turn { .. }) => self.start_turn(thread.branch, Why::Scan { startup }),
                 Ok(Plan::Abandon) => self.note(
                     &thread,
@@ -438,8 +443,13 @@ impl Shared {
 
     /// A system step on `thread`.
     fn note(&self, thread: &ThreadRef, text: &str, status: ThreadStatus) {
-        let step = NewStep::new(StepKind::System, text, status);
-        if let Err(error) = self.journal.with(|home| home.append_step(HAL_ACTOR, thread, &step)) {
+        // Never on a frozen thread (a note would move HAL's mark onto the moved branch), nor on one moved since.
+        let step = NewStep { descends_from: Some(thread.tip), ..NewStep::new(StepKind::System, text, status) };
+        let written = self.journal.with(|home| {
+            command::refuse_frozen(home, thread)?;
+            Ok::<_, DaemonError>(home.append_step(HAL_ACTOR, thread, &step)?)
+        });
+        if let Err(error) = written {
             tracing::error!(target: "hal_daemon", branch = %thread.branch, %error, "cannot write a system step");
         }
     }
@@ -524,10 +534,14 @@ impl Shared {
                 self.check_turn(existing.as_ref(), help.as_deref(), agent.as_deref())?;
                 let target = match (existing, signature) {
                     (Some(target), Some(signature)) => {
+                        self.journal.with(|home| command::refuse_frozen(home, &target))?;
                         self.journal.with(|home| command::check_signature(home, &who, &target, text, signature))?;
                         target
                     }
-                    (Some(target), None) => target,
+                    (Some(target), None) => {
+                        self.journal.with(|home| command::refuse_frozen(home, &target))?;
+                        target
+                    }
                     (None, Some(_)) => {
                         let reason = "the message is signed after a step of a thread that does not exist yet";
                         return Err(DaemonError::BadSignature(reason.to_owned()));
@@ -644,7 +658,9 @@ impl Shared {
             | Command::CallIsolate { .. }
             | Command::HelpTests { .. }
             | Command::Replay { .. } => self.answer(command),
-            Command::Merge { actor, thread } | Command::Write { actor, thread, .. } => {
+            Command::Merge { actor, thread }
+            | Command::Write { actor, thread, .. }
+            | Command::Unfreeze { actor, thread } => {
                 // A merge or a file written in the middle of a turn would land between its steps: wait for the
                 // turn's end.
                 let target = self.journal.with(|home| -> hal_store::Result<ThreadRef> {

@@ -44,6 +44,12 @@ pub enum Plan {
         /// Why, for the system step.
         reason: String,
     },
+    /// The branch no longer holds the tip HAL left it at (it was reset back, or pointed at another line): HAL
+    /// writes nothing on it, and acts on nothing of it, until a person looks (`hal thread unfreeze`).
+    Frozen {
+        /// The tip HAL left the branch at.
+        left: ObjectId,
+    },
 }
 
 /// What HAL believes of the people whose steps it plans turns for.
@@ -88,10 +94,10 @@ fn has_remote(home: &Home) -> bool {
     config.sections_by_name("remote").is_some_and(|mut sections| sections.any(|s| s.value("url").is_some()))
 }
 
-/// Why the person's step `tip` is not answered, if it is not: steps this HAL wrote (messages sent through it) are;
-/// others by their signature's verdict.
-fn refusal(home: &Home, tip: &Step, admit: Admit) -> Result<Option<String>, RunError> {
-    if home.wrote(tip.commit)? {
+/// Why the person's step `tip` on `branch` is not answered, if it is not: steps this HAL wrote there (messages sent
+/// through it) are; others by their signature's verdict.
+pub fn refusal(home: &Home, branch: &str, tip: &Step, admit: Admit) -> Result<Option<String>, RunError> {
+    if home.wrote_on(tip.commit, branch)? {
         return Ok(None);
     }
     let keyring = hal_trust::Keyring::load(home).map_err(RunError::from_trust)?;
@@ -185,6 +191,9 @@ impl Turn {
 /// The plan for `thread`. Runs left `running` are continued only at `startup` (later, a `running` tip belongs to
 /// whoever is writing it).
 pub fn plan_for(home: &Home, thread: &ThreadRef, startup: bool, admit: Admit) -> Result<Plan, RunError> {
+    if let Some(left) = moved_from(home, thread)? {
+        return Ok(Plan::Frozen { left });
+    }
     let mut steps = home.steps_back(thread).take(LOOK_BACK);
     let Some(tip) = steps.next().transpose()? else { return Ok(Plan::Nothing) };
     let plain_commit = tip.number.is_none();
@@ -198,7 +207,7 @@ pub fn plan_for(home: &Home, thread: &ThreadRef, startup: bool, admit: Admit) ->
     if !(is_persons_step(&tip) || (interrupted && startup)) {
         return Ok(Plan::Nothing);
     }
-    if !interrupted && let Some(reason) = refusal(home, &tip, admit)? {
+    if !interrupted && let Some(reason) = refusal(home, &thread.branch, &tip, admit)? {
         return Ok(Plan::Ignore { reason });
     }
     let mut help = tip.fact(fact::HELP).map(str::to_owned);
@@ -232,6 +241,15 @@ pub fn plan_for(home: &Home, thread: &ThreadRef, startup: bool, admit: Admit) ->
     let help = help.unwrap_or_else(|| DEFAULT_HELP.to_owned());
     let agent = agent.unwrap_or_else(|| DEFAULT_AGENT.to_owned());
     Ok(Plan::Turn { help, agent, actor: thread.actor.clone() })
+}
+
+/// The tip HAL left `thread`'s branch at, when the branch no longer descends from it: reset back, pointed at
+/// another line, or at a commit git cannot relate to it. `None` while the branch holds it or grew on top of it
+/// (a person's commits after HAL's), or HAL never wrote on it.
+pub fn moved_from(home: &Home, thread: &ThreadRef) -> Result<Option<ObjectId>, RunError> {
+    let Some(left) = home.landed_tip(&thread.branch)? else { return Ok(None) };
+    // Whatever git cannot answer (a missing commit, no common history) counts as moved: the safe side.
+    Ok((!home.is_ancestor(left, thread.tip).unwrap_or(false)).then_some(left))
 }
 
 /// The help and agent a new message on `thread` would run: the backchat's are HAL's; elsewhere, those of the

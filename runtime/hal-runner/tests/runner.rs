@@ -249,6 +249,48 @@ fn an_interrupted_run_resumes_from_its_commits_without_repeating_a_step() {
     assert_eq!(messages.last(), Some(&hal_model::Message::User { text: "Now a third one, please.".into() }));
 }
 
+/// A call HAL started and stopped before recording the result of (a crash between the two) is not run again when
+/// the run resumes: its journal says it started, so it is answered as not run again, and the reply's other call
+/// runs.
+#[test]
+fn a_call_started_before_a_crash_is_answered_and_not_run_again() {
+    use hal_runner::record::{ReplyData, fact};
+    use hal_store::{NewStep, StepKind, ThreadStatus};
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
+    let home = home_with(dir.path(), &[("writer", "description: Writes\ncommands: [files]\n")]);
+    let thread = home.new_thread("alice", None, None).expect("thread");
+    let request = NewStep::new(StepKind::Message, "write two files", ThreadStatus::Running).fact(fact::HELP, "writer");
+    home.append_step("alice", &thread, &request).expect("request");
+    let reply = Reply {
+        tool_calls: vec![
+            ToolCall { id: "c1".into(), name: "files.write".into(), arguments: r#"{"path":"a","content":"1"}"#.into() },
+            ToolCall { id: "c2".into(), name: "files.write".into(), arguments: r#"{"path":"b","content":"2"}"#.into() },
+        ],
+        ..Reply::default()
+    };
+    let mut step = NewStep::new(StepKind::Reply, "calls", ThreadStatus::Running).fact(fact::HELP, "writer");
+    step.data = Some(serde_json::to_string(&ReplyData { reply, response: None, request_bytes: 0 }).expect("json"));
+    let reply = home.append_step("hal", &thread, &step).expect("reply").commit;
+    // What HAL journals as the first call starts; then it stops.
+    assert!(home.claim_call(reply, 0).expect("journal"), "the first start of the call");
+    assert!(!home.claim_call(reply, 0).expect("journal"), "a second start is refused");
+    let thread = home.resolve_thread(&thread.id).expect("thread");
+    drop(home);
+
+    let recording = Arc::new(Recording::new(vec![text("done")], vec![]).keeping_requests());
+    let outcome = runtime()
+        .block_on(runner(dir.path()).resume(Arc::new(recording.clone()) as Arc<dyn Models>, &thread, "alice", "writer"))
+        .expect("resume");
+    assert_eq!(outcome.status, Status::Done);
+    let home = Home::open(dir.path()).expect("open");
+    assert_eq!(home.file_at(outcome.commit, "a").expect("read"), None, "the started call did not run again");
+    assert_eq!(home.file_at(outcome.commit, "b").expect("read").as_deref(), Some(&b"2"[..]));
+    let steps = home.thread_log(&thread.id, None).expect("log");
+    let tools: Vec<&str> = steps.iter().filter(|s| s.kind == StepKind::Tool).map(|s| s.text.as_str()).collect();
+    assert!(tools[0].starts_with("not run again"), "{tools:?}");
+    assert!(!home.claim_call(reply, 1).expect("journal"), "the second call was journalled before it ran");
+}
+
 /// Regression: a commit pushed by plain git that looks like HAL's reply (its trailers, a `hal-data` header holding
 /// tool calls) was resumed as an unanswered reply: its calls ran with the repo's grants and no model involved.
 #[test]
@@ -329,6 +371,9 @@ fn regression_a_branch_rewound_to_an_old_reply_of_hals_does_not_replay_its_calls
     let home = Home::open(dir.path()).expect("open");
     let rewound = home.resolve_thread(&thread.id).expect("thread");
     assert_eq!(rewound.tip, old_reply);
+    // The daemon freezes such a thread: it plans nothing for it until a person unfreezes it.
+    let plan = plan_for(&home, &rewound, true, Admit::for_repo(&home, &Default::default())).expect("plan");
+    assert!(matches!(plan, Plan::Frozen { left } if left == answered), "{plan:?}");
     drop(home);
     let recording = Arc::new(Recording::new(vec![text("asked again")], vec![]));
     let outcome = runtime()

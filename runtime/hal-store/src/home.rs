@@ -203,6 +203,18 @@ impl Home {
         self.record.is_tip_written(branch, commit)
     }
 
+    /// The newest commit of HAL's that `branch` moved to (where HAL last left it for certain), by its local
+    /// record: a branch that no longer descends from it was moved back or sideways by someone else.
+    pub fn landed_tip(&self, branch: &str) -> Result<Option<ObjectId>> {
+        self.record.landed_tip(branch)
+    }
+
+    /// Record, before it runs, that HAL starts tool call `index` of the reply committed as `reply`: `false` when it
+    /// started that call before (then it must not run again). Kept in `.git/hal/record/calls`.
+    pub fn claim_call(&self, reply: ObjectId, index: u32) -> Result<bool> {
+        self.record.claim_call(reply, index)
+    }
+
     /// Record that a run led to `key` at the end of a chain of `depth` starts and relays: `key` is the branch of a
     /// thread a run started, or the commit of a message a run relayed.
     pub fn record_depth(&self, key: &str, depth: u32) -> Result<()> {

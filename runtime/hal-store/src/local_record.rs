@@ -10,12 +10,20 @@
 //!   crash, in which case HAL asks the model again instead of acting on it: the safe side). The newest line of a
 //!   branch is the tip HAL left it at: a branch moved back to an older commit of HAL's (a rewind), or another
 //!   branch pointed at one, does not match it, so HAL's own old replies cannot be replayed through them.
+//! - `landed`: `<commit> <branch>` for each of those commits once the branch moved to it: the newest line of a
+//!   branch is where HAL last left it for certain. A branch that no longer descends from that commit was moved
+//!   back or sideways by someone else, and HAL freezes the thread (a commit recorded in `written` that never
+//!   landed, because HAL stopped or lost a race in between, does not count).
 //! - `depths`: `<depth> <key>` for every thread HAL started from a run (key: the branch) and every message HAL
 //!   relayed from a run (key: the commit): how many starts and relays by runs led to it. A run's chain depth is
 //!   the larger of its thread's and its request's; past `limits.max_depth` HAL starts and relays nothing more.
 //! - `keys`: `<commit> <key>` for every step written for a command that carried an idempotency key, added before
 //!   the branch moves to it. A retried command with the same key finds the step its first try wrote (the key is
 //!   also a trailer of the step, for people reading `git log`; this log is how HAL finds it fast).
+//! - `calls`: `<reply commit> <index>` for every tool call HAL started, added before it runs: a call runs at most
+//!   once, whatever happens to the branch or the process afterwards (a crash between the call and its result
+//!   step, a branch reset to the reply). This one cannot be rebuilt from the repository: deleting it forgets
+//!   which calls ran, and only the checks on `written` stand between an old reply and a second run of its calls.
 //!
 //! Each line is appended with one `write` on a file opened with `O_APPEND`, so processes sharing the repository
 //! never interleave lines. Each process keeps an index in memory and reads only what was appended since it last
@@ -41,6 +49,8 @@ pub(crate) struct LocalRecord {
     written: Log<Written>,
     depths: Log<HashMap<String, u32>>,
     keys: Log<HashMap<String, Vec<ObjectId>>>,
+    calls: Log<std::collections::HashSet<(ObjectId, u32)>>,
+    landed: Log<HashMap<String, ObjectId>>,
 }
 
 /// The index of `written`: every commit HAL wrote with the branch it wrote it on, and the newest it wrote on each
@@ -73,6 +83,8 @@ impl LocalRecord {
             written: Log::new(dir.join("written")),
             depths: Log::new(dir.join("depths")),
             keys: Log::new(dir.join("keys")),
+            calls: Log::new(dir.join("calls")),
+            landed: Log::new(dir.join("landed")),
         }
     }
 
@@ -125,6 +137,43 @@ impl LocalRecord {
         // Always read what was appended since: a later try of the same key must not be missed.
         self.keys.lookup(|_| false, add)?;
         self.keys.lookup(|index| index.get(key).cloned().unwrap_or_default(), add)
+    }
+
+    /// Record that HAL starts call `index` of the reply `reply`: `false` (and nothing recorded) when it started it
+    /// before. Processes do not race here: one turn at a time runs a thread (the daemon's lock).
+    pub(crate) fn claim_call(&self, reply: ObjectId, index: u32) -> Result<bool> {
+        let add = |index: &mut std::collections::HashSet<(ObjectId, u32)>, line: &str| {
+            if let Some((commit, n)) = line.split_once(' ')
+                && let (Ok(id), Ok(n)) = (ObjectId::from_hex(commit.as_bytes()), n.parse())
+            {
+                index.insert((id, n));
+            }
+        };
+        if self.calls.lookup(|calls| calls.contains(&(reply, index)), add)? {
+            return Ok(false);
+        }
+        self.calls.append(&format!("{reply} {index}\n"))?;
+        Ok(true)
+    }
+
+    /// Record that `branch` moved to `commit`, which HAL wrote (after the ref update).
+    pub(crate) fn add_landed(&self, commit: ObjectId, branch: &str) -> Result<()> {
+        check_key(branch)?;
+        self.landed.append(&format!("{commit} {branch}\n"))
+    }
+
+    /// The newest commit of HAL's that `branch` moved to: where HAL last left it for certain.
+    pub(crate) fn landed_tip(&self, branch: &str) -> Result<Option<ObjectId>> {
+        let add = |index: &mut HashMap<String, ObjectId>, line: &str| {
+            if let Some((commit, branch)) = line.split_once(' ')
+                && let Ok(id) = ObjectId::from_hex(commit.as_bytes())
+            {
+                index.insert(branch.to_owned(), id);
+            }
+        };
+        // Always read what was appended since: an older line must not answer for a newer one.
+        self.landed.lookup(|_| None::<ObjectId>, add)?;
+        self.landed.lookup(|index| index.get(branch).copied(), add)
     }
 
     /// The branch this HAL wrote `commit` on, if it wrote it.

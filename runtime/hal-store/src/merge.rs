@@ -145,9 +145,10 @@ impl Home {
                 Err(error) if self.main_tip()? == Some(main_tip) => return Err(error),
                 Err(_) => continue, // main moved: merge again with its new tip
             }
-            if self.refs().swap_once(&thread_name, Expect::At(tip), Target::Object(step), None).is_err() {
-                tracing::warn!(target: "hal_store::merge", branch = %thread.branch,
-                    "the thread moved while it was being merged; its `merged` step is on main only");
+            match self.refs().swap_once(&thread_name, Expect::At(tip), Target::Object(step), None) {
+                Ok(()) => self.record().add_landed(step, &thread.branch)?,
+                Err(_) => tracing::warn!(target: "hal_store::merge", branch = %thread.branch,
+                    "the thread moved while it was being merged; its `merged` step is on main only"),
             }
             return Ok(outcome);
         }
@@ -264,7 +265,7 @@ impl Home {
     }
 
     /// Whether `ancestor` is reachable from `descendant` (or equal to it).
-    pub(crate) fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool> {
+    pub fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool> {
         if ancestor == descendant {
             return Ok(true);
         }

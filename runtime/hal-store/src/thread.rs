@@ -158,6 +158,10 @@ pub struct NewStep {
     /// writes were computed from the tree there (an isolate called by hand), which would otherwise silently
     /// undo whatever was committed since.
     pub on_tip: Option<ObjectId>,
+    /// Append only if the thread's tip is this commit or grew from it ([`StoreError::Moved`] otherwise): a run's
+    /// steps follow the run's own, with whatever people pushed on top, never a branch moved back or sideways
+    /// under it.
+    pub descends_from: Option<ObjectId>,
 }
 
 impl NewStep {
@@ -173,6 +177,7 @@ impl NewStep {
             chain_depth: None,
             idempotency_key: None,
             on_tip: None,
+            descends_from: None,
         }
     }
 
@@ -425,6 +430,7 @@ impl Home {
         let name = refs::full_name(&format!("refs/heads/{branch}"))?;
         match self.refs().swap_once(&name, Expect::Absent, Target::Object(commit), None) {
             Ok(()) => {
+                self.record().add_landed(commit, &branch)?;
                 maintenance::after_write(self);
                 Ok(ThreadRef { id: BACKCHAT.to_owned(), actor: actor.to_owned(), branch, tip: commit })
             }
@@ -484,6 +490,7 @@ impl Home {
             self.record().add_written(commit, &branch)?;
             match self.refs().swap_once(&name, Expect::Absent, Target::Object(commit), None) {
                 Ok(()) => {
+                    self.record().add_landed(commit, &branch)?;
                     tracing::debug!(target: "hal_store::thread", %branch, "created thread");
                     maintenance::after_write(self);
                     return Ok(ThreadRef { id, actor: actor.to_owned(), branch, tip: commit });
@@ -552,6 +559,12 @@ impl Home {
             {
                 return Err(StoreError::Moved { branch: thread.branch.clone(), expected, found: tip });
             }
+            if let Some(base) = step.descends_from
+                && base != tip
+                && !self.is_ancestor(base, tip).unwrap_or(false)
+            {
+                return Err(StoreError::Moved { branch: thread.branch.clone(), expected: base, found: tip });
+            }
             let state = self.state_at(tip, &thread.branch)?;
             let tree = self.tree_with_files(state.tree, &blobs)?;
             let record = StepRecord {
@@ -582,6 +595,7 @@ impl Home {
             }
             Ok((commit, record.number))
         })?;
+        self.record().add_landed(commit, &thread.branch)?;
         maintenance::after_write(self);
         Ok(Appended { thread: thread.id.clone(), step: step_number, commit })
     }

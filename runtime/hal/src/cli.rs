@@ -250,6 +250,13 @@ pub enum ThreadCommand {
         /// Thread id, unique prefix or branch.
         id: String,
     },
+    /// Let HAL go on with a frozen thread from where its branch is now. A thread is frozen when its branch was
+    /// moved back or sideways (a `git reset`, a push that replaced it): HAL then acts on nothing of it and
+    /// writes nothing on it until a person has looked. A system step records who unfroze it.
+    Unfreeze {
+        /// Thread id, unique prefix or branch.
+        id: String,
+    },
     /// Check who wrote each step of a thread: its signature against the keys that count. Lists the unsigned
     /// and wrong steps by commit; exit code 1 when a step is forged, signed by someone else or by a revoked
     /// key, or its signature does not match.

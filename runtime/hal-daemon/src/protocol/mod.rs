@@ -142,6 +142,15 @@ pub enum Command {
         #[serde(default)]
         message: Option<String>,
     },
+    /// Let HAL go on with a frozen thread (one whose branch someone moved back or sideways) from where it is now:
+    /// a system step on its tip says who did, and HAL acts on the thread again.
+    Unfreeze {
+        /// Who looked at it (default: the repo's actor).
+        #[serde(default)]
+        actor: Option<String>,
+        /// Thread id, unique prefix or branch.
+        thread: String,
+    },
     /// Merge a thread into `main`.
     Merge {
         /// Who merges (default: the repo's actor).

@@ -430,26 +430,36 @@ impl Runner {
         let system = self.system_prompt(&prepared.agent, &prepared.help);
         let tools = self.tool_specs(prepared);
         loop {
-            let (reply, answered) = match pending.take() {
+            let (reply, answered, reply_commit) = match pending.take() {
                 Some(pending) if !pending.ours => {
                     self.distrust(state, conversation, &pending)?;
                     continue;
                 }
-                Some(pending) => (pending.reply, pending.answered),
+                Some(pending) => (pending.reply, pending.answered, pending.commit),
                 None => match self.next_reply(state, conversation, &system, &tools).await? {
-                    Ok(reply) => (reply, std::collections::HashSet::new()),
+                    // The reply is the step just written.
+                    Ok(reply) => (reply, std::collections::HashSet::new(), state.tip),
                     Err(ended) => return Ok(ended),
                 },
             };
             let is_answered = |call: &&ToolCall| answered.contains(&call.id);
-            let (finishes, calls): (Vec<&ToolCall>, Vec<&ToolCall>) =
-                reply.tool_calls.iter().partition(|call| call.name == FINISH);
+            let finishes: Vec<&ToolCall> = reply.tool_calls.iter().filter(|call| call.name == FINISH).collect();
+            let calls = reply.tool_calls.iter().enumerate().filter(|(_, call)| call.name != FINISH);
             let mut over_limit = Vec::new();
-            for (n, call) in calls.into_iter().enumerate() {
+            for (n, (index, call)) in calls.enumerate() {
                 if is_answered(&call) {
                     continue;
                 }
                 if n < MAX_CALLS_PER_REPLY {
+                    // Journalled before it runs: a call runs at most once, even if HAL stops before its result is
+                    // committed, or the branch is later put back to this reply.
+                    let index = u32::try_from(index).unwrap_or(u32::MAX);
+                    if !self.journal.with(|home| home.claim_call(reply_commit, index))? {
+                        let reason = "not run again: HAL started this call before and stopped before its result                                       was recorded; a call runs at most once, so whether it took effect is unknown"
+                            .to_owned();
+                        self.refuse(state, conversation, call, reason)?;
+                        continue;
+                    }
                     let result = self.call_tool(state, call).await?;
                     conversation.push(tool_message(call, result));
                 } else {
@@ -855,9 +865,12 @@ impl Runner {
         })
     }
 
+    /// Append `step` after the run's newest step (or on what people pushed on top of it; never on a branch moved
+    /// back or sideways under the run: [`hal_store::StoreError::Moved`] ends the run instead).
     fn append(&self, state: &mut RunState<'_>, actor: &str, step: &NewStep) -> Result<(), RunError> {
-        let appended = self.journal.with(|home| home.append_step(actor, &state.thread, step))?;
-        self.appended(state, step, appended.commit);
+        let step = NewStep { descends_from: Some(state.tip), ..step.clone() };
+        let appended = self.journal.with(|home| home.append_step(actor, &state.thread, &step))?;
+        self.appended(state, &step, appended.commit);
         Ok(())
     }
 
@@ -868,6 +881,7 @@ impl Runner {
         if step.writes.is_empty() {
             return self.append(state, actor, &step);
         }
+        let step = NewStep { descends_from: Some(state.tip), ..step };
         let (home, actor, thread) = (self.journal.handle(), actor.to_owned(), state.thread.clone());
         let (step, appended) = tokio::task::spawn_blocking(move || {
             let appended = home.append_step(&actor, &thread, &step);

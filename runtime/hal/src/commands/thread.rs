@@ -98,6 +98,12 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
             }
         }
         ThreadCommand::Merge { id } => return merge(args, &home, handle.as_ref(), id),
+        ThreadCommand::Unfreeze { id } => {
+            let unfreeze = Command::Unfreeze { actor: Some(home.resolve_actor(None)?), thread: id.clone() };
+            if let Response::Appended { step } = handle.command(&unfreeze)? {
+                print_appended(args, &step)?;
+            }
+        }
         ThreadCommand::Replay { id, from, idempotency_key } => {
             drop(home);
             return super::run::thread_replay(args, id, from.as_deref(), idempotency_key.as_deref());
