@@ -848,9 +848,26 @@ async fn turn(mut guard: TurnGuard, why: Why) {
         }
     };
     shared.metrics.turn_seconds(started.elapsed().as_secs_f64());
-    let pushed = end.commit.is_some_and(|end| {
-        shared.journal.with(|home| persons_commit_between(home, &branch, thread.tip, end)).unwrap_or(false)
+    let between = end.commit.map(|end| {
+        shared.journal.with(|home| persons_commits_between(home, &branch, thread.tip, end, shared.admit(home)))
     });
+    let pushed = match between {
+        Some(Ok(between)) => {
+            if !between.refused.is_empty() {
+                tracing::warn!(target: "hal_daemon", %branch, "a message pushed during a turn is not answered");
+                let current = shared.journal.with(|home| home.resolve_thread(&branch));
+                if let Ok(current) = current {
+                    shared.note(&current, &between.refused.join("\n"), ThreadStatus::Open);
+                }
+            }
+            between.answer
+        }
+        Some(Err(error)) => {
+            tracing::warn!(target: "hal_daemon", %branch, %error, "cannot read what was pushed during the turn");
+            false
+        }
+        None => false,
+    };
     guard.ended = Some(end);
     if pushed {
         // The turn did not see it: read the thread again from its commits and answer in a follow-up turn.
@@ -865,18 +882,37 @@ fn thread_id(branch: &str) -> String {
     branch.rsplit('/').next().unwrap_or_default().to_owned()
 }
 
-/// Whether a person's message or plain commit sits between `from` (exclusive) and `to` on `branch`: something
-/// pushed while a turn ran.
-fn persons_commit_between(home: &Home, branch: &str, from: ObjectId, to: ObjectId) -> hal_store::Result<bool> {
+/// What people pushed on `branch` while a turn ran.
+#[derive(Default)]
+struct Between {
+    /// A message or plain commit of a person's that HAL answers sits between the turn's start and end.
+    answer: bool,
+    /// Why the others are not answered (unsigned where that is not accepted, or signed wrongly).
+    refused: Vec<String>,
+}
+
+/// The people's messages and plain commits between `from` (exclusive) and `to` on `branch`, judged as the plan
+/// judges a message at the tip ([`hal_runner::plan::refusal`]): a follow-up turn answers only what a turn would.
+fn persons_commits_between(
+    home: &Home,
+    branch: &str,
+    from: ObjectId,
+    to: ObjectId,
+    admit: hal_runner::plan::Admit,
+) -> Result<Between, hal_runner::RunError> {
     let thread = ThreadRef { id: String::new(), actor: String::new(), branch: branch.to_owned(), tip: to };
+    let mut between = Between::default();
     for step in home.steps_back(&thread).take(10_000) {
         let step = step?;
         if step.commit == from {
-            return Ok(false);
+            break;
         }
         if is_persons_step(&step) {
-            return Ok(true);
+            match hal_runner::plan::refusal(home, branch, &step, admit)? {
+                None => between.answer = true,
+                Some(reason) => between.refused.push(reason),
+            }
         }
     }
-    Ok(false)
+    Ok(between)
 }

@@ -249,7 +249,14 @@ pub fn plan_for(home: &Home, thread: &ThreadRef, startup: bool, admit: Admit) ->
 pub fn moved_from(home: &Home, thread: &ThreadRef) -> Result<Option<ObjectId>, RunError> {
     let Some(left) = home.landed_tip(&thread.branch)? else { return Ok(None) };
     // Whatever git cannot answer (a missing commit, no common history) counts as moved: the safe side.
-    Ok((!home.is_ancestor(left, thread.tip).unwrap_or(false)).then_some(left))
+    let grows_from = |tip: ObjectId| home.is_ancestor(left, tip).unwrap_or(false);
+    if grows_from(thread.tip) {
+        return Ok(None);
+    }
+    // `thread` may have been read before another writer's step landed (the record is read after it): judge by
+    // where the branch is now, which is read after the record, so it is at or past every landed step.
+    let now = home.resolve_thread(&thread.branch)?.tip;
+    Ok((!grows_from(now)).then_some(left))
 }
 
 /// The help and agent a new message on `thread` would run: the backchat's are HAL's; elsewhere, those of the
