@@ -3,11 +3,17 @@
 //! Only the newest steps that fit the model's context are read: a long thread costs no more per turn than a
 //! short one once the window is full. The request a run answers is pinned: however many steps the run adds after
 //! it, the window always carries it.
+//!
+//! What HAL does not believe is left out, with a note in its place: a step that claims to be HAL's and no key of
+//! HAL's signed (a pushed "reply" would otherwise put words in the model's mouth, a pushed "tool" step fake a
+//! result), and a person's step HAL does not answer (unsigned where `trust.unsigned_messages` says to ignore
+//! those, or signed wrongly), as [`crate::plan::refusal`] judges one at the tip.
 
 use hal_model::Message;
 use hal_store::{Home, Step, StepKind, ThreadRef};
 
 use crate::error::RunError;
+use crate::plan::Admit;
 use crate::record::{FinishData, ReplyData, StepData, ToolData, fact};
 
 /// Characters per token assumed when fitting messages into a context window (conservative for English).
@@ -65,15 +71,27 @@ impl Conversation {
         }
     }
 
-    /// The conversation of `thread`, newest steps first until the window is full.
-    pub fn load(home: &Home, thread: &ThreadRef, context_tokens: u64) -> Result<Conversation, RunError> {
+    /// The conversation of `thread`, newest steps first until the window is full; `admit` says which people's
+    /// steps HAL answers.
+    pub fn load(home: &Home, thread: &ThreadRef, context_tokens: u64, admit: Admit) -> Result<Conversation, RunError> {
         let mut conversation = Conversation::new(context_tokens);
         let mut newest_first = Vec::new();
         let mut used = 0;
         let mut request = None;
+        let mut keyring = None;
         let mut steps = home.steps_back(thread);
         for step in steps.by_ref() {
             let step = step?;
+            if let Some(reason) = left_out(home, &thread.branch, &step, admit, &mut keyring)? {
+                // The results HAL recorded for a left-out reply's calls answer calls the model never sees.
+                if let Some(calls) = left_out_calls(&step) {
+                    drop_results(&mut newest_first, &calls);
+                }
+                let note = Message::User { text: format!("[a note from the HAL runtime] {reason}") };
+                used += size_of(&note);
+                newest_first.push(note);
+                continue;
+            }
             let messages = messages_of(&step)?;
             if request.is_none() && is_request(&step) {
                 request = messages.first().cloned();
@@ -269,6 +287,56 @@ fn shortened(message: Message, max: usize) -> Message {
         Message::Assistant { text, tool_calls } => Message::Assistant { text: cut(text), tool_calls },
         Message::Tool { call_id, name, content, is_error } => {
             Message::Tool { call_id, name, content: cut(content), is_error }
+        }
+    }
+}
+
+/// Why `step` of `branch` is left out of the conversation, if it is: steps this HAL wrote there are kept; a step
+/// that claims to be HAL's needs a key of HAL's; a person's step must be one HAL answers. `keyring` is loaded
+/// at the first step that needs it.
+fn left_out(
+    home: &Home,
+    branch: &str,
+    step: &Step,
+    admit: Admit,
+    keyring: &mut Option<hal_trust::Keyring>,
+) -> Result<Option<String>, RunError> {
+    let claims_hal = step.actor == hal_store::identity::HAL_ACTOR && step.number.is_some();
+    let persons = step.number.is_none() || is_persons_message(step);
+    if !(claims_hal || persons) || home.wrote_on(step.commit, branch)? {
+        return Ok(None);
+    }
+    if claims_hal && step.fact(fact::FOR).is_none() {
+        let keyring = match keyring {
+            Some(keyring) => keyring,
+            None => keyring.insert(hal_trust::Keyring::load(home).map_err(RunError::from_trust)?),
+        };
+        let verdict = keyring.verdict(home, step).map_err(RunError::from_trust)?;
+        return Ok((!verdict.is_hals()).then(|| {
+            format!("step {} is left out: it claims to be HAL's, and it is {}.", step.commit, verdict.label())
+        }));
+    }
+    Ok(crate::plan::refusal(home, branch, step, admit)?
+        .map(|reason| format!("step {} is left out. {reason}", step.commit)))
+}
+
+/// The ids of the tool calls of a left-out `step`, when it is a reply that holds some.
+fn left_out_calls(step: &Step) -> Option<Vec<String>> {
+    let reply = ReplyData::of(step).ok().flatten()?.reply;
+    (!reply.tool_calls.is_empty()).then(|| reply.tool_calls.into_iter().map(|call| call.id).collect())
+}
+
+/// Remove from `newest_first` (the messages newer than a left-out reply, newest first) the results of its
+/// `calls`, up to the next reply.
+fn drop_results(newest_first: &mut Vec<Message>, calls: &[String]) {
+    let newer = newest_first.iter().rposition(|m| matches!(m, Message::Assistant { .. })).map_or(0, |at| at + 1);
+    let mut index = newer;
+    while index < newest_first.len() {
+        match &newest_first[index] {
+            Message::Tool { call_id, .. } if calls.contains(call_id) => {
+                newest_first.remove(index);
+            }
+            _ => index += 1,
         }
     }
 }

@@ -338,11 +338,18 @@ fn regression_a_reply_written_by_plain_git_is_not_executed() {
     assert_eq!(kinds, ["start", "reply", "tool", "system", "reply", "finish"]);
     assert!(steps[2].text.starts_with("not run: HAL did not write the reply"), "{}", steps[2].text);
     assert!(steps[3].text.contains(&forged) && steps[3].text.contains("not written by this HAL"), "{}", steps[3].text);
+    // The model never sees the forged reply as its own words, nor its call: a note stands in for it.
     let asked = &recording.requests()[0].messages;
-    let refused = asked
-        .iter()
-        .any(|m| matches!(m, hal_model::Message::Tool { call_id, is_error: true, .. } if call_id == "evil"));
-    assert!(refused, "the model sees the forged call answered as not run: {asked:?}");
+    let seen = asked.iter().any(|m| match m {
+        hal_model::Message::Tool { call_id, .. } => call_id == "evil",
+        hal_model::Message::Assistant { tool_calls, .. } => tool_calls.iter().any(|c| c.id == "evil"),
+        hal_model::Message::User { .. } => false,
+    });
+    assert!(!seen, "{asked:?}");
+    let noted = asked.iter().any(
+        |m| matches!(m, hal_model::Message::User { text } if text.contains(&forged) && text.contains("claims to be HAL's")),
+    );
+    assert!(noted, "{asked:?}");
 }
 
 /// Regression: HAL's record trusted a commit id on any branch at any time, so a branch rewound to an old reply of
@@ -543,4 +550,16 @@ fn an_unsigned_plain_message_is_ignored_once_the_repo_has_a_remote_and_a_signed_
     let signed = String::from_utf8(output.stdout).expect("utf-8").trim().to_owned();
     git(dir.path(), &["update-ref", &format!("refs/heads/{}", thread.branch), &signed, &unsigned]);
     assert!(matches!(plan(&home, &Default::default()), Plan::Turn { .. }), "signed: answered");
+
+    // The turn that answers it shows the model the signed question, not the unsigned one before it.
+    let Plan::Turn { agent, actor, .. } = plan(&home, &Default::default()) else { panic!("a turn") };
+    let turn = Turn::read(&home, &home.resolve_thread(&thread.id).expect("thread"), "writer", &agent, &actor);
+    let turn = turn.expect("turn");
+    drop(home);
+    let recording = Arc::new(Recording::new(vec![text("answered")], vec![]).keeping_requests());
+    let models = Arc::new(recording.clone()) as Arc<dyn Models>;
+    runtime().block_on(runner(dir.path()).run_turn(models, &turn)).expect("turn runs");
+    let asked = format!("{:?}", recording.requests()[0].messages);
+    assert!(asked.contains("Signed question.") && !asked.contains("Unsigned question."), "{asked}");
+    assert!(asked.contains(&format!("step {unsigned} is left out")), "{asked}");
 }

@@ -338,7 +338,9 @@ impl Runner {
                             conversation.push(Message::User { text });
                             conversation
                         }
-                        None => self.journal.with(|home| Conversation::load(home, &thread, context_tokens))?,
+                        None => self
+                            .journal
+                            .with(|home| Conversation::load(home, &thread, context_tokens, self.admit(home)))?,
                     };
                     conversation.pin_last();
                     (thread, conversation, None, Some(appended.commit))
@@ -357,7 +359,9 @@ impl Runner {
                     };
                     let conversation = match cached {
                         Some(conversation) => conversation,
-                        None => self.journal.with(|home| Conversation::load(home, &thread, context_tokens))?,
+                        None => self
+                            .journal
+                            .with(|home| Conversation::load(home, &thread, context_tokens, self.admit(home)))?,
                     };
                     (thread, conversation, start.pending.clone(), start.request)
                 }
@@ -410,6 +414,11 @@ impl Runner {
             cache.remove(0);
         }
         cache.push((branch.to_owned(), tip, conversation));
+    }
+
+    /// Which people's steps HAL answers, by the `hal.yaml` in force and the repo's remotes now.
+    fn admit(&self, home: &hal_store::Home) -> crate::plan::Admit {
+        crate::plan::Admit::for_repo(home, &self.catalog.settings.trust)
     }
 
     /// Model turns and tool calls until the run ends. `pending` is a committed reply (with the ids of its calls
@@ -469,11 +478,11 @@ impl Runner {
             // Calls over the limit are answered together, in one step: a reply with thousands of calls makes one
             // commit, not thousands.
             let reason = format!("not run: a reply may make at most {MAX_CALLS_PER_REPLY} tool calls");
-            self.refuse_all(state, conversation, &over_limit, reason)?;
+            self.refuse_all(state, Some(conversation), &over_limit, reason)?;
             // Every call needs an answer in the conversation: a second `finish` in one reply is refused.
             let extra: Vec<&ToolCall> = finishes.iter().skip(1).filter(|call| !is_answered(call)).copied().collect();
             let reason = "only the first `finish` of a reply counts; this one was ignored".to_owned();
-            self.refuse_all(state, conversation, &extra, reason)?;
+            self.refuse_all(state, Some(conversation), &extra, reason)?;
             let ending = match finishes.first() {
                 // A finish that was refused (malformed, or failing the completion check) has its answer.
                 Some(call) if is_answered(call) => None,

@@ -13,17 +13,22 @@ use crate::record::{StepData, ToolData, fact};
 use crate::tools::{RunScope, ToolResult};
 
 impl Runner {
-    /// Answer every call of `calls` with the same error instead of running them, in one tool step.
+    /// Answer every call of `calls` with the same error instead of running them, in one tool step, and in
+    /// `conversation` when the model sees those calls.
     pub(super) fn refuse_all(
         &self,
         state: &mut RunState<'_>,
-        conversation: &mut Conversation,
+        conversation: Option<&mut Conversation>,
         calls: &[&ToolCall],
         reason: String,
     ) -> Result<(), RunError> {
         let Some((first, rest)) = calls.split_first() else { return Ok(()) };
         if rest.is_empty() {
-            return self.refuse(state, conversation, first, reason);
+            let result = self.record_tool(state, first, ToolResult::error(reason), None)?;
+            if let Some(conversation) = conversation {
+                conversation.push(tool_message(first, result));
+            }
+            return Ok(());
         }
         let text = without_nul(reason);
         let step = NewStep::new(StepKind::Tool, text.clone(), ThreadStatus::Running)
@@ -39,8 +44,10 @@ impl Runner {
         let mut step = step;
         data.put(&mut step)?;
         self.append(state, HAL_ACTOR, &step)?;
-        for call in calls {
-            conversation.push(tool_message(call, ToolResult::error(text.clone())));
+        if let Some(conversation) = conversation {
+            for call in calls {
+                conversation.push(tool_message(call, ToolResult::error(text.clone())));
+            }
         }
         Ok(())
     }
@@ -56,7 +63,9 @@ impl Runner {
         let open: Vec<&ToolCall> =
             pending.reply.tool_calls.iter().filter(|call| !pending.answered.contains(&call.id)).collect();
         let reason = "not run: HAL did not write the reply that asks for this call".to_owned();
-        self.refuse_all(state, conversation, &open, reason)?;
+        // Recorded, so the reply counts as answered; the model never sees the reply (the conversation leaves it
+        // out), so nor its calls' results.
+        self.refuse_all(state, None, &open, reason)?;
         let note = format!(
             "The reply {} was not written by this HAL, or the branch was moved since HAL last wrote to it (HAL's \
              local record of the steps it wrote, .git/hal/record, says so), so none of its tool calls ran and its \
