@@ -68,7 +68,8 @@ fn regression_a_reply_pushed_by_plain_git_is_not_executed_by_the_daemon() {
     assert_eq!(rev(&sandbox, &repo, &branch), forged, "nothing was written on top of it");
     assert!(server.requests().is_empty(), "no model was asked either");
 
-    // A person's message on top: the turn runs, the forged call is answered as never run, and nothing runs it.
+    // A person's message on top: the turn runs, the model never sees the forged reply (a note stands in for it),
+    // and nothing runs its call.
     let message = sandbox.git(&repo, &["commit-tree", &format!("{forged}^{{tree}}"), "-p", &forged, "-m", "Go on."]);
     sandbox.git(&repo, &["update-ref", &format!("refs/heads/{branch}"), message.ok().out(), &forged]).ok();
     let done = eventually("the turn to end", &daemon, || {
@@ -80,8 +81,9 @@ fn regression_a_reply_pushed_by_plain_git_is_not_executed_by_the_daemon() {
     assert!(!paths.contains("pwned.txt"), "{paths}");
     let asked = &server.requests()[0].body;
     let messages = asked["messages"].as_array().expect("messages");
-    let answer = messages.iter().find(|m| m["role"] == "tool" && m["tool_call_id"] == "evil").expect("answered");
-    assert!(answer["content"].as_str().expect("text").starts_with("not run"), "{answer}");
+    assert!(!asked.to_string().contains("evil"), "{asked:#}");
+    let note = messages.iter().find(|m| m["content"].as_str().is_some_and(|text| text.contains(&forged)));
+    assert!(note.expect("a note")["content"].as_str().expect("text").contains("claims to be HAL's"), "{asked:#}");
     drop(daemon);
 }
 

@@ -233,7 +233,8 @@ fn pending_pauses_and_the_next_message_resumes_with_the_whole_history() {
 #[test]
 fn an_empty_help_is_a_plain_call_and_the_agent_persona_opens_the_prompt() {
     let sandbox = Sandbox::new();
-    let server = ScriptedServer::start(vec![Scripted::text("plain answer"), Scripted::text("as Zed")]);
+    let server =
+        ScriptedServer::start(vec![Scripted::text("plain answer"), Scripted::text("as Zed"), Scripted::text("read")]);
     let repo = home_with_model(&sandbox, &server, "openai");
     commit(&sandbox, &repo, &[("helps/empty.yaml", "{}\n")]);
     let run = hal(&sandbox, &repo, &["help", "run", "empty", "hi", "--json"]);
@@ -252,6 +253,27 @@ fn an_empty_help_is_a_plain_call_and_the_agent_persona_opens_the_prompt() {
     let missing = hal(&sandbox, &repo, &["help", "run", "empty", "hi", "--agent", "nobody"]);
     assert_eq!(missing.code, 2);
     assert!(missing.stderr.contains("no agent named `nobody`"), "{}", missing.stderr);
+
+    // An agent with lists runs only the helps they name, offered only the functions they name.
+    let narrow = "description: Narrow\nhelps: [reader]\nisolates: [files.read]\n";
+    commit(
+        &sandbox,
+        &repo,
+        &[("agents/narrow.yaml", narrow), ("helps/reader.yaml", "description: R\ncommands: [files]\n")],
+    );
+    let refused = hal(&sandbox, &repo, &["help", "run", "empty", "hi", "--agent", "narrow"]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("agent `narrow` may not run help `empty`"), "{}", refused.stderr);
+    let run = hal(&sandbox, &repo, &["help", "run", "reader", "hi", "--agent", "narrow"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let requests = server.requests();
+    let offered: Vec<&str> = requests[2].body["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|tool| tool["function"]["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(offered, ["files_read", "finish"], "only what the agent may call is offered");
 }
 
 #[test]

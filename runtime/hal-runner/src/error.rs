@@ -46,6 +46,16 @@ pub enum RunError {
         /// The tools there are.
         tools: Vec<String>,
     },
+    /// The agent's file does not let it run the help, or call what the help uses.
+    #[error("agent `{agent}` may not {what}: its file (agents/{agent}.yaml) does not list it under `{list}`")]
+    NotAllowed {
+        /// The agent.
+        agent: String,
+        /// What it may not do (`run help \`x\``).
+        what: String,
+        /// The list that would allow it: `helps` or `isolates`.
+        list: &'static str,
+    },
     /// No model can be chosen for the help.
     #[error("{0}")]
     NoModel(String),

@@ -269,13 +269,27 @@ impl Runner {
     /// Check that `help` can run and choose its model and tools, before anything is written.
     fn prepare(&self, models: &dyn Models, name: &str) -> Result<Prepared, RunError> {
         let (entry, help) = self.catalog.help(name)?;
+        let (_, agent) = self.catalog.agent(&self.agent)?;
+        // The agent's file says what it may run and call: `helps` and `isolates` (everything when absent).
+        let not_allowed = |what: String, list| RunError::NotAllowed { agent: self.agent.clone(), what, list };
+        if !agent.may_run(name) {
+            return Err(not_allowed(format!("run help `{name}`"), "helps"));
+        }
         let mut tools = Vec::new();
         let mut helps = Vec::new();
         for command in &help.commands {
             let selected = self.toolbox.select(command);
             if !selected.is_empty() {
-                tools.extend(selected);
+                // `files` offers the functions the agent may call; none at all is an error in the files.
+                let allowed: Vec<_> = selected.into_iter().filter(|tool| agent.may_call(&tool.spec().name)).collect();
+                if allowed.is_empty() {
+                    return Err(not_allowed(format!("call `{command}`, which help `{name}` uses"), "isolates"));
+                }
+                tools.extend(allowed);
             } else if self.catalog.entry(command).is_some() {
+                if !agent.may_run(command) {
+                    return Err(not_allowed(format!("run help `{command}`, which help `{name}` calls"), "helps"));
+                }
                 helps.push(command.clone());
             } else {
                 return Err(RunError::UnknownCommand {
@@ -285,7 +299,6 @@ impl Runner {
                 });
             }
         }
-        let (_, agent) = self.catalog.agent(&self.agent)?;
         let model = if help.runner.model.is_some() || help.runner.task.is_some() {
             models.choose(help.runner.model.as_deref(), help.runner.task.as_deref())?
         } else {
