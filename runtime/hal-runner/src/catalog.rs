@@ -151,6 +151,10 @@ impl Catalog {
         let main = home.main_tip()?;
         let mut catalog = Catalog::at(main.map(|main| (home, main)))?;
         let keyring = hal_trust::Keyring::load(home).map_err(RunError::from_trust)?;
+        if let Some(rewritten) = keyring.rewritten {
+            catalog.settings_error = Some(rewritten);
+            return Ok(catalog);
+        }
         let settings_at = keyring.settings_from.or(main);
         if let Some(at) = settings_at
             && let Some(bytes) = home.file_at(at, CONFIG_FILE)?

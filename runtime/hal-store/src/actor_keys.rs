@@ -106,6 +106,11 @@ impl Home {
         let mut last_error = String::new();
         for _ in 0..ATTEMPTS {
             let tip = refs::read(self.repo(), &branch)?;
+            // An actor that exists with nothing to add is left as it is, whatever its file holds: a broken
+            // actor.yaml pushed to its branch must not stop HAL from writing that actor's steps.
+            if tip.is_some() && keys.is_empty() {
+                return Ok(false);
+            }
             let existing = match tip {
                 Some(tip) => self.file_at(tip, ACTOR_FILE)?,
                 None => None,

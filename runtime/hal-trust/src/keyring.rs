@@ -11,6 +11,10 @@
 //!   an owner-signed commit is revoked; a removal nobody trusted signed is reported and changes nothing.
 //!
 //! Commits are ordered by the graph, never by their dates, which whoever writes them chooses.
+//!
+//! - **The pinned root.** The first root this repository saw is pinned in `.git/hal/trust-root` (git never
+//!   carries it). A `main` whose root is another commit had its history rewritten (a force push with a
+//!   self-signed `hal.yaml` of someone else's): no owner is believed until a person removes the pin.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -52,6 +56,11 @@ pub struct Keyring {
     pub owners: BTreeMap<String, Vec<String>>,
     /// The commit of `main` whose `hal.yaml` holds the owners in force.
     pub owners_from: Option<ObjectId>,
+    /// The root: the first change of `hal.yaml` on `main` that named owners, signed by one of them.
+    pub root: Option<ObjectId>,
+    /// Why `main` is not believed at all: its root is not the one this repository pinned (its history was
+    /// rewritten). Then no owner counts and no `hal.yaml` of it is in force.
+    pub rewritten: Option<String>,
     /// The commit of `main` whose `hal.yaml` is in force: the newest change an owner in force signed (`None` while
     /// no `hal.yaml` ever named owners: then `main`'s is, as before owners existed).
     pub settings_from: Option<ObjectId>,
@@ -67,9 +76,26 @@ impl Keyring {
         let mut ring = Keyring::default();
         if let Some(main) = read_ref(home, MAIN_REF)? {
             ring.read_owners(home, main)?;
+            ring.check_pin(home, main);
         }
         for (name, tip) in actor_branches(home)? {
             ring.read_actor(home, &name, tip)?;
+        }
+        // An owner's key is an owner's by `hal.yaml`: revoked on its actor branch, it no longer counts for the
+        // actor's steps, and signs `hal.yaml` changes until another owner removes it from `owners`.
+        for (actor, lines) in ring.owners.clone() {
+            for line in lines {
+                let revoked = ring.keys.get(&line.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+                if revoked.is_some_and(|key| key.revoked) {
+                    let text = format!(
+                        "owner {actor}'s key {} is revoked on actors/{actor}, and still an owner's key: remove it \
+                         from `owners` in a hal.yaml change another owner signs",
+                        line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+                    );
+                    let at = ring.owners_from.unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1));
+                    ring.problem(&format!("main:{CONFIG_FILE}"), at, text);
+                }
+            }
         }
         Ok(ring)
     }
@@ -160,6 +186,7 @@ impl Keyring {
             if owners != self.owners {
                 self.owners = owners;
                 self.owners_from = Some(commit);
+                self.root = self.root.or(Some(commit));
             }
             self.settings_from = Some(commit);
         }
@@ -175,6 +202,42 @@ impl Keyring {
             }
         }
         Ok(())
+    }
+
+    /// Pin the root on first sight; believe no owner when `main`'s root is not the pinned one.
+    fn check_pin(&mut self, home: &Home, main: ObjectId) {
+        let path = pin_path(home);
+        let root = self.root.map(|root| root.to_string());
+        match std::fs::read_to_string(&path) {
+            Ok(pinned) if Some(pinned.trim()) == root.as_deref() => {}
+            Ok(pinned) => {
+                let text = format!(
+                    "main's history was rewritten: its trust root is {}, and this repository first saw {}; no owner \
+                     is believed and its hal.yaml is not applied (remove {} to accept the new root)",
+                    root.as_deref().unwrap_or("gone"),
+                    pinned.trim(),
+                    path.display()
+                );
+                *self = Keyring::default();
+                self.problem(&format!("main:{CONFIG_FILE}"), main, text.clone());
+                self.rewritten = Some(text);
+            }
+            Err(_) if root.is_none() => {}
+            // First sight: pinned atomically, never half-written.
+            Err(_) => {
+                let write = || -> std::io::Result<()> {
+                    if let Some(dir) = path.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    let temp = path.with_extension(format!("tmp{}", std::process::id()));
+                    std::fs::write(&temp, format!("{}\n", root.as_deref().unwrap_or_default()))?;
+                    std::fs::rename(&temp, &path)
+                };
+                if let Err(error) = write() {
+                    tracing::warn!(target: "hal_trust", %error, path = %path.display(), "cannot pin the trust root");
+                }
+            }
+        }
     }
 
     fn read_actor(&mut self, home: &Home, name: &str, tip: ObjectId) -> Result<(), TrustError> {
@@ -245,6 +308,11 @@ impl Keyring {
     fn problem(&mut self, place: &str, commit: ObjectId, text: String) {
         self.problems.push(TrustProblem { place: place.to_owned(), commit, text });
     }
+}
+
+/// Where the root this repository first saw is pinned.
+fn pin_path(home: &Home) -> std::path::PathBuf {
+    home.repo().common_dir().join("hal/trust-root")
 }
 
 /// Whether two key lines name the same key (comments aside).

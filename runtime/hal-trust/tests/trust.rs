@@ -296,3 +296,43 @@ fn a_signed_message_counts_once_after_the_step_it_was_signed_after() {
         verdicts[4]
     );
 }
+
+/// Regression: an actor.yaml that does not validate, pushed to an actor's branch, stopped every thread of that
+/// actor (HAL read and parsed it before each new thread). The keyring reports it; HAL goes on.
+#[test]
+fn regression_a_broken_actor_file_pushed_to_an_actor_branch_does_not_stop_hal() {
+    let (dir, home, thread) = home();
+    let actor_tip = git(dir.path(), &["rev-parse", "actors/alice"]);
+    let tree = tree_with(dir.path(), &actor_tip, "actor.yaml", "kind: [not, a, kind]\nkeys: 7\n");
+    push_commit(dir.path(), "actors/alice", &actor_tip, &tree, "break it", None);
+    home.say("alice", &thread.id, "still here").expect("a message");
+    home.new_thread("alice", None, Some("another")).expect("a new thread");
+    let keyring = Keyring::load(&home).expect("keyring");
+    assert!(keyring.problems.iter().any(|p| p.place.starts_with("actors/alice")), "{:?}", keyring.problems);
+}
+
+/// The root this repository first saw is pinned: a `main` rewritten from scratch (a force push whose own
+/// `hal.yaml` names the pusher as owner, signed by them) believes no owner, and its `hal.yaml` is not in force.
+#[test]
+fn a_main_rewritten_with_a_self_signed_root_believes_no_owner() {
+    let (dir, home, _thread) = home();
+    let first = Keyring::load(&home).expect("keyring");
+    assert!(first.rewritten.is_none() && first.root.is_some());
+    let (key, public) = attacker_key(dir.path());
+    let line = hal_store::keys::public_line(&public);
+    let main = git(dir.path(), &["rev-parse", "main"]);
+    let tree =
+        tree_with(dir.path(), &main, "hal.yaml", &format!("version: 1\nowners:\n  mallory:\n    - \"{line}\"\n"));
+    let config = ["-c", "gpg.format=ssh", "-c"];
+    let signing = format!("user.signingkey={}", key.display());
+    let mut args: Vec<&str> = config.to_vec();
+    args.extend([signing.as_str(), "commit-tree", "-S", tree.as_str(), "-m", "a new beginning"]);
+    let root = git(dir.path(), &args);
+    git(dir.path(), &["update-ref", "refs/heads/main", &root]);
+
+    let keyring = Keyring::load(&home).expect("keyring");
+    assert!(keyring.owners.is_empty() && !keyring.is_owner_key(&public), "{:?}", keyring.owners);
+    let why = keyring.rewritten.as_deref().expect("rewritten");
+    assert!(why.contains("history was rewritten") && why.contains(&root), "{why}");
+    assert_eq!(keyring.settings_from, None, "no hal.yaml of the rewritten main is in force");
+}

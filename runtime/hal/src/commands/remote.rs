@@ -115,6 +115,13 @@ pub fn sign_message(
     };
     let thread = home.resolve_thread(&name).ok()?;
     let key = home.existing_person_key(actor)?;
+    // Only a key that counts for them: a signature HAL would refuse would refuse the message with it.
+    let keyring = hal_trust::Keyring::load(home).ok()?;
+    let counts = keyring.owner_of(key.public_key()).is_some_and(|k| k.actor == actor && !k.revoked);
+    if !counts {
+        tracing::warn!(target: "hal", %actor, "your key does not count for you in this repo: the message goes unsigned");
+        return None;
+    }
     let after = thread.tip.to_string();
     match hal_trust::sign_message(&key, actor, &thread.id, &after, text) {
         Ok(signature) => Some(hal_daemon::protocol::MessageSignature { after, signature }),
