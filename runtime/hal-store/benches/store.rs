@@ -113,6 +113,11 @@ fn main() {
         signing(root.path(), &scaled);
         return;
     }
+    // `HAL_BENCH_ONLY=records` measures the no-replay records alone.
+    if std::env::var("HAL_BENCH_ONLY").is_ok_and(|only| only == "records") {
+        records(root.path(), &scaled);
+        return;
+    }
 
     // 1. One thread growing to 100k steps: cost per step near 1k, 10k and 100k.
     let home = fresh_home(root.path(), "long");
@@ -248,4 +253,48 @@ fn signing(root: &Path, scaled: &dyn Fn(u64) -> u64) {
         sign_cpu * 1000.0,
         verify_cpu * 1000.0
     );
+}
+
+/// Section 5, what the no-replay records cost: journalling a tool call before it runs, reading where HAL left a
+/// branch, and asking git whether the branch still grows from there (what freezing a moved thread checks).
+fn records(root: &Path, scaled: &dyn Fn(u64) -> u64) {
+    let home = fresh_home(root, "records");
+    let thread = home.new_thread(ACTOR, None, Some("records")).expect("thread");
+    let count = scaled(10_000);
+    let reply = home.say(ACTOR, &thread.id, "a reply stands here").expect("say").commit;
+    let cost = measure(|| {
+        for index in 0..count {
+            assert!(home.claim_call(reply, index as u32).expect("journal"));
+        }
+    });
+    let (claim, claim_wall) = per(&cost, count);
+    let cost = measure(|| {
+        for _ in 0..count {
+            std::hint::black_box(home.landed_tip(&thread.branch).expect("record"));
+        }
+    });
+    let (landed, _) = per(&cost, count);
+    println!(
+        "| journalling a tool call ({count} calls): CPU / wall each; reading where HAL left a branch: CPU each | \
+         {:.1} µs / {:.1} µs; {:.1} µs |",
+        claim * 1000.0,
+        claim_wall * 1000.0,
+        landed * 1000.0
+    );
+    let left = home.landed_tip(&thread.branch).expect("record").expect("landed");
+    let (mut tip, mut written) = (left, 0u64);
+    for ahead in [1u64, 1_000] {
+        while written < ahead {
+            written += 1;
+            tip = home.say(ACTOR, &thread.id, &message(written)).expect("say").commit;
+        }
+        let runs = 200;
+        let cost = measure(|| {
+            for _ in 0..runs {
+                assert!(home.is_ancestor(left, tip).expect("merge base"));
+            }
+        });
+        let (each, _) = per(&cost, runs);
+        println!("| does the branch grow from where HAL left it, {ahead} steps ahead: CPU each | {:.1} µs |", each * 1000.0);
+    }
 }
