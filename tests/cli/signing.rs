@@ -116,6 +116,32 @@ fn an_unsigned_change_to_hal_yaml_is_reported_and_not_applied() {
     let warnings = status["warnings"].to_string();
     assert!(warnings.contains(&unsigned.trim()[..10]) && warnings.contains("no owner signed it"), "{warnings}");
 
+    // A daemon tells the owner in their backchat, once (a restart does not say it again).
+    let told = |daemon: &crate::daemon::DaemonProcess| {
+        crate::daemon::eventually("the backchat to tell", daemon, || {
+            let log = sandbox.hal(&repo, &["--json", "thread", "log", "backchat"]);
+            let steps = (log.code == 0).then(|| log.json())?;
+            let notes: Vec<String> = steps
+                .as_array()?
+                .iter()
+                .filter_map(|s| s["text"].as_str())
+                .filter(|text| text.contains(&format!("Not believed: main:hal.yaml at {}", unsigned.trim())))
+                .map(str::to_owned)
+                .collect();
+            (!notes.is_empty()).then_some(notes)
+        })
+    };
+    let daemon = crate::daemon::DaemonProcess::start(&sandbox, &repo);
+    assert_eq!(told(&daemon).len(), 1);
+    assert_eq!(daemon.stop(), 0);
+    let daemon = crate::daemon::DaemonProcess::start(&sandbox, &repo);
+    told(&daemon);
+    // After a whole second life of the daemon (its load of main included): still once.
+    sandbox.hal(&repo, &["thread", "new", "--title", "a scan"]).ok();
+    assert_eq!(daemon.stop(), 0);
+    let log = sandbox.hal(&repo, &["--json", "thread", "log", "backchat"]).ok().stdout;
+    assert_eq!(log.matches("Not believed: main:hal.yaml").count(), 1, "told once: {log}");
+
     std::fs::write(repo.join("hal.yaml"), format!("{settings}# signed\n")).expect("write");
     sandbox.git(&repo, &["commit", "-q", "-S", "-am", "point HAL at my model, signed"]).ok();
     let status = sandbox.hal(&repo, &["--json", "status"]).ok().json();

@@ -174,6 +174,8 @@ pub(crate) struct Shared {
     pub(crate) joining: Mutex<HashMap<String, Vec<u64>>>,
     /// Problems already reported in the owner's backchat.
     pub(crate) reported: Mutex<Vec<Problem>>,
+    /// Trust problems already reported there (commit and text), since this daemon started.
+    pub(crate) reported_trust: Mutex<std::collections::HashSet<(ObjectId, String)>>,
     /// Held by a command with an idempotency key, per key, from its look-up to its write: two tries of one key
     /// never both write.
     pub(crate) keyed: crate::keys::KeyLocks,
@@ -297,6 +299,42 @@ impl Shared {
         let problems = loaded.problems.clone();
         *self.loaded.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(loaded);
         self.report(&problems);
+        self.report_trust();
+    }
+
+    /// Tell the owner, in their backchat, what the history holds that HAL does not believe (a `hal.yaml` change or
+    /// a key no owner signed, a rewritten `main`), once each: `hal status` lists them all the time.
+    fn report_trust(&self) {
+        if self.mode == Mode::InProcess {
+            return;
+        }
+        let problems = match self.journal.with(hal_trust::Keyring::load) {
+            Ok(keyring) => keyring.problems,
+            Err(error) => {
+                tracing::error!(target: "hal_daemon", %error, "cannot read who signed what");
+                return;
+            }
+        };
+        // A restart finds the same problems: those the backchat's newest steps already tell are not told again.
+        let told: String = self.journal.with(|home| {
+            let backchat = home.resolve_thread(&format!("threads/{}/{BACKCHAT}", self.owner)).ok();
+            backchat
+                .map(|backchat| {
+                    let steps = home.steps_back(&backchat).take(200).filter_map(Result::ok);
+                    steps.filter(|step| step.kind == StepKind::System).map(|step| step.text).collect()
+                })
+                .unwrap_or_default()
+        });
+        let text: String = problems
+            .iter()
+            .filter(|problem| lock(&self.reported_trust).insert((problem.commit, problem.text.clone())))
+            .map(|problem| format!("Not believed: {} at {}: {}\n", problem.place, problem.commit, problem.text))
+            .filter(|line| !told.contains(line.trim_end()))
+            .collect();
+        for line in text.lines() {
+            tracing::warn!(target: "hal_daemon", problem = %line, "in the history, not believed");
+        }
+        self.tell_owner(text.trim_end());
     }
 
     /// Tell the owner, in their backchat, about problems not reported yet, and about fixed ones.
@@ -324,7 +362,11 @@ impl Shared {
         }
         *reported = problems.to_vec();
         drop(reported);
-        let text = text.trim_end();
+        self.tell_owner(text.trim_end());
+    }
+
+    /// A system step with `text` in the owner's backchat, unless it is empty or one of its newest steps says it.
+    fn tell_owner(&self, text: &str) {
         if text.is_empty() {
             return;
         }

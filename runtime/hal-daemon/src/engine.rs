@@ -129,6 +129,7 @@ impl Engine {
             recent_ends: Mutex::default(),
             joining: Mutex::default(),
             reported: Mutex::default(),
+            reported_trust: Mutex::default(),
             keyed: crate::keys::KeyLocks::default(),
             reloading: Mutex::default(),
             wake: Mutex::new(wake_tx.clone()),

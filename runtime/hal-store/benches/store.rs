@@ -295,6 +295,9 @@ fn records(root: &Path, scaled: &dyn Fn(u64) -> u64) {
             }
         });
         let (each, _) = per(&cost, runs);
-        println!("| does the branch grow from where HAL left it, {ahead} steps ahead: CPU each | {:.1} µs |", each * 1000.0);
+        println!(
+            "| does the branch grow from where HAL left it, {ahead} steps ahead: CPU each | {:.1} µs |",
+            each * 1000.0
+        );
     }
 }
