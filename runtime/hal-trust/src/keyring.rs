@@ -8,7 +8,9 @@
 //!   being listed). The newest applied change is the `hal.yaml` in force.
 //! - **Actor keys.** The changes to `actor.yaml` along `actors/<name>`'s first parents, oldest first. A key added by
 //!   a commit an owner signed counts for that actor; one added otherwise is reported and ignored. A key removed by
-//!   an owner-signed commit is revoked; a removal nobody trusted signed is reported and changes nothing.
+//!   an owner-signed commit is revoked; a removal nobody trusted signed is reported and changes nothing. A revoked
+//!   key's plain commits are shown as such; a message it signed inside a step HAL wrote stays HAL's word for it
+//!   (HAL checked the key when it wrote the step). Owners' powers come from `hal.yaml` alone.
 //!
 //! Commits are ordered by the graph, never by their dates, which whoever writes them chooses.
 //!
@@ -105,11 +107,12 @@ impl Keyring {
         self.keys.get(&keys::public_line(key))
     }
 
-    /// Whether `key` is an owner's key in force (and not revoked).
+    /// Whether `key` is an owner's key in force. Owner powers come from `hal.yaml`'s `owners` alone, ordered along
+    /// `main`: a key revoked on its actor branch (no order relates that branch's commits to the others') stops
+    /// counting for the actor's steps, not as an owner's (a problem says so), so the keys it added stay.
     pub fn is_owner_key(&self, key: &PublicKey) -> bool {
         let line = keys::public_line(key);
         self.owners.values().any(|lines| lines.iter().any(|l| same_key(l, &line)))
-            && !self.keys.get(&line).is_some_and(|k| k.revoked)
     }
 
     /// The keys that count and are not revoked, as (actor, key line), sorted.

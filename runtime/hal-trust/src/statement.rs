@@ -50,13 +50,7 @@ pub fn check_message(
     {
         return Err("the message's signature is not base64".to_owned());
     }
-    let mut pem = String::from("-----BEGIN SSH SIGNATURE-----\n");
-    for chunk in signature.as_bytes().chunks(70) {
-        pem.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        pem.push('\n');
-    }
-    pem.push_str("-----END SSH SIGNATURE-----\n");
-    let signature = SshSig::from_pem(pem.as_bytes()).map_err(|e| format!("the message's signature is damaged: {e}"))?;
+    let signature = parse(signature)?;
     let key = PublicKey::from(signature.public_key().clone());
     match keyring.owner_of(&key) {
         Some(trusted) if trusted.actor == actor && !trusted.revoked => {}
@@ -78,6 +72,22 @@ pub fn check_message(
     key.verify(MESSAGE_NAMESPACE, &statement, &signature)
         .map_err(|e| format!("the message's signature does not match what it signs: {e}"))?;
     Ok(key)
+}
+
+/// The key that made a message signature (one line, from [`sign_message`]), whether or not it checks out.
+pub fn message_signer(signature: &str) -> Option<PublicKey> {
+    parse(signature).ok().map(|signature| PublicKey::from(signature.public_key().clone()))
+}
+
+/// A message signature from its one line of base64.
+fn parse(signature: &str) -> Result<SshSig, String> {
+    let mut pem = String::from("-----BEGIN SSH SIGNATURE-----\n");
+    for chunk in signature.as_bytes().chunks(70) {
+        pem.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END SSH SIGNATURE-----\n");
+    SshSig::from_pem(pem.as_bytes()).map_err(|e| format!("the message's signature is damaged: {e}"))
 }
 
 /// How many steps may come between the step a message was signed after and the message: a message queued behind a

@@ -128,6 +128,15 @@ impl Keyring {
                 {
                     Verdict::BadSignature { reason }
                 }
+                // Signed by a key revoked since: HAL checked it when it wrote the step (it refuses revoked keys),
+                // so the step stays what HAL vouches for, no longer the person's own word.
+                (Some(signature), Some(_))
+                    if crate::statement::message_signer(signature)
+                        .and_then(|key| self.owner_of(&key).cloned())
+                        .is_some_and(|key| key.revoked && key.actor == step.actor) =>
+                {
+                    Verdict::ByHal
+                }
                 (Some(signature), Some(after)) => {
                     let thread = step.thread.as_deref().unwrap_or_default();
                     match crate::check_message(self, &step.actor, thread, after, &step.text, signature) {

@@ -336,3 +336,36 @@ fn a_main_rewritten_with_a_self_signed_root_believes_no_owner() {
     assert!(why.contains("history was rewritten") && why.contains(&root), "{why}");
     assert_eq!(keyring.settings_from, None, "no hal.yaml of the rewritten main is in force");
 }
+
+/// A message signed by a key its owner revoked since stays what HAL vouched for when it wrote it (HAL refuses a
+/// revoked key, so it was checked then), no longer the person's own word; a message signed with it now is refused.
+#[test]
+fn a_message_signed_before_its_key_was_revoked_stays_hals_word_for_it() {
+    let (dir, home, thread) = home();
+    let key = home.existing_person_key("alice").expect("the key init made");
+    let after = thread.tip.to_string();
+    let signature = hal_trust::sign_message(&key, "alice", &thread.id, &after, "ship it").expect("sign");
+    let message = NewStep::new(StepKind::Message, "ship it", ThreadStatus::Open)
+        .fact(hal_trust::AFTER_FACT, &after)
+        .fact(hal_trust::SIGNATURE_FACT, &signature);
+    home.append_step("alice", &thread, &message).expect("the signed message");
+    let verdict = |home: &Home| {
+        let keyring = Keyring::load(home).expect("keyring");
+        check_thread(home, &keyring, &thread.id, None).expect("check").pop().expect("a step").verdict
+    };
+    assert_eq!(verdict(&home), Verdict::Signed { by: "alice".into() });
+
+    // Alice (an owner) revokes her key: actor.yaml without it, in a commit she signs.
+    let path = git(dir.path(), &["config", "user.signingkey"]);
+    let actor_tip = git(dir.path(), &["rev-parse", "actors/alice"]);
+    let actor = git(dir.path(), &["show", "actors/alice:actor.yaml"]);
+    let kept: String = actor.lines().take_while(|line| !line.starts_with("keys:")).map(|l| format!("{l}\n")).collect();
+    let tree = tree_with(dir.path(), &actor_tip, "actor.yaml", &kept);
+    push_commit(dir.path(), "actors/alice", &actor_tip, &tree, "alice: revoke my laptop key", Some(Path::new(&path)));
+    let keyring = Keyring::load(&home).expect("keyring");
+    assert!(keyring.owner_of(key.public_key()).is_some_and(|k| k.revoked), "{:?}", keyring.problems);
+    assert_eq!(verdict(&home), Verdict::ByHal);
+    let now = hal_trust::sign_message(&key, "alice", &thread.id, &after, "again").expect("sign");
+    let refused = hal_trust::check_message(&keyring, "alice", &thread.id, &after, "again", &now).expect_err("revoked");
+    assert!(refused.contains("revoked"), "{refused}");
+}
