@@ -10,6 +10,7 @@ mod daemon;
 mod daemon_turns;
 mod demo;
 mod exit_codes;
+mod halt;
 mod handle;
 mod helps;
 mod idempotency;

@@ -172,7 +172,10 @@ pub(crate) fn status(
     let mut catalogue = catalogue(loaded, secrets);
     catalogue.warnings.extend(trust_warnings(home)?);
     catalogue.warnings.extend(frozen_warnings(home)?);
-    Ok(StatusReport { daemon, catalogue, running, waiting, interrupted })
+    let keyring = hal_trust::Keyring::load(home)?;
+    let halt = hal_trust::halt::halt_state(home, &keyring)?;
+    catalogue.warnings.extend(halt.problem);
+    Ok(StatusReport { daemon, catalogue, running, waiting, interrupted, halt: halt.halt })
 }
 
 /// What is in the history but not believed (a change to `hal.yaml` or a key nobody trusted signed), and a repo

@@ -138,6 +138,7 @@ impl From<DaemonError> for ApiError {
             ) => (StatusCode::BAD_REQUEST, "invalid-input"),
             DaemonError::Busy(_) => (StatusCode::CONFLICT, "busy"),
             DaemonError::Frozen { .. } => (StatusCode::CONFLICT, "frozen"),
+            DaemonError::Halted(_) => (StatusCode::CONFLICT, "halted"),
             DaemonError::NotFrozen(_) => (StatusCode::CONFLICT, "not-frozen"),
             DaemonError::Store(StoreError::Moved { .. }) => (StatusCode::CONFLICT, "moved"),
             DaemonError::NoSandbox(_) => (StatusCode::SERVICE_UNAVAILABLE, "no-sandbox"),

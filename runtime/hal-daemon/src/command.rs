@@ -16,6 +16,31 @@ pub fn thread_of(home: &Home, actor: &str, query: &str) -> hal_store::Result<Thr
     if query == hal_store::BACKCHAT { home.backchat(actor) } else { home.resolve_thread(query) }
 }
 
+/// Whether `command` starts work (a turn, a tool call): refused while an owner halted HAL.
+pub(crate) fn starts_work(command: &Command) -> bool {
+    match command {
+        Command::NewThread { input, .. } => input.as_deref().is_some_and(|text| !text.trim().is_empty()),
+        Command::Say { .. } | Command::CallIsolate { .. } | Command::Replay { .. } | Command::HelpTests { .. } => true,
+        Command::ListThreads
+        | Command::Log { .. }
+        | Command::Verify { .. }
+        | Command::AllowedSigners
+        | Command::Halt { .. }
+        | Command::Fork { .. }
+        | Command::Write { .. }
+        | Command::Unfreeze { .. }
+        | Command::Merge { .. }
+        | Command::Catalogue
+        | Command::BuildIsolates
+        | Command::Status => false,
+    }
+}
+
+/// The word for a halt command.
+fn halt_word(on: bool) -> &'static str {
+    if on { "a halt" } else { "a resume" }
+}
+
 /// Refuse to write on `thread` while it is frozen ([`hal_runner::plan::moved_from`]).
 pub(crate) fn refuse_frozen(home: &Home, thread: &ThreadRef) -> Result<(), DaemonError> {
     match hal_runner::plan::moved_from(home, thread)? {
@@ -103,6 +128,7 @@ pub fn idempotency_key(command: &Command) -> Option<&str> {
         | Command::AllowedSigners
         | Command::Fork { .. }
         | Command::Write { .. }
+        | Command::Halt { .. }
         | Command::Unfreeze { .. }
         | Command::Merge { .. }
         | Command::Catalogue
@@ -269,6 +295,22 @@ pub(crate) fn apply_with(
             refuse_frozen(home, &home.resolve_thread(thread)?)?;
             let step = home.write_file(&actor(who)?, thread, path, &bytes, message.as_deref())?;
             Ok(Response::Appended { step })
+        }
+        Command::Halt { actor: who, on, reason, after, signature } => {
+            let who = actor(who)?;
+            let after = match after {
+                Some(after) => Some(
+                    gix::ObjectId::from_hex(after.as_bytes())
+                        .map_err(|_| DaemonError::BadSignature(format!("`after` is not a commit id: {after:?}")))?,
+                ),
+                None => None,
+            };
+            let keyring = hal_trust::Keyring::load(home)?;
+            hal_trust::halt::check_halt(&keyring, &who, *on, reason, after, signature)
+                .map_err(|why| DaemonError::BadSignature(format!("{} by {who}: {why}", halt_word(*on))))?;
+            let commit = home.write_halt(after, *on, &who, reason, signature)?;
+            let state = hal_trust::halt::halt_state(home, &keyring)?;
+            Ok(Response::Halted { halt: state.halt, commit: commit.to_string() })
         }
         Command::Unfreeze { actor: who, thread } => {
             let who = actor(who)?;

@@ -174,6 +174,8 @@ pub(crate) struct Shared {
     pub(crate) joining: Mutex<HashMap<String, Vec<u64>>>,
     /// Problems already reported in the owner's backchat.
     pub(crate) reported: Mutex<Vec<Problem>>,
+    /// The halt in force, with the tip of `refs/hal/halt` it was judged at (read again when the tip moves).
+    pub(crate) halt: Mutex<(Option<ObjectId>, hal_trust::halt::Halt)>,
     /// Trust problems already reported there (commit and text), since this daemon started.
     pub(crate) reported_trust: Mutex<std::collections::HashSet<(ObjectId, String)>>,
     /// Held by a command with an idempotency key, per key, from its look-up to its write: two tries of one key
@@ -271,7 +273,7 @@ impl Shared {
             let shared = weak.upgrade().ok_or("the daemon is stopping")?;
             shared.command(command).map_err(|e| e.to_string())
         });
-        let loaded = match loaded::load(
+        let mut loaded = match loaded::load(
             &self.root,
             &self.journal,
             previous,
@@ -297,9 +299,50 @@ impl Shared {
         );
         self.metrics.reload(loaded.problems.len());
         let problems = loaded.problems.clone();
+        // Every model call and tool call of its runs asks whether an owner halted HAL meanwhile.
+        let weak = Arc::downgrade(self);
+        loaded.runner = loaded.runner.with_halt(Arc::new(move || weak.upgrade().and_then(|shared| shared.halted())));
         *self.loaded.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(loaded);
         self.report(&problems);
         self.report_trust();
+    }
+
+    /// Why nothing may start, when an owner halted HAL (as the last look at `refs/hal/halt` found).
+    pub(crate) fn halted(&self) -> Option<String> {
+        lock(&self.halt).1.reason()
+    }
+
+    /// Look at `refs/hal/halt` again; judged (who signed it) only when its tip moved.
+    pub(crate) fn refresh_halt(&self) {
+        let tip = self.journal.with(|home| home.halt_record().map(|record| record.map(|r| r.commit)));
+        let tip = match tip {
+            Ok(tip) => tip,
+            // Not a halt commit: judged below, where the problem is reported and the halt believed last stays.
+            Err(_) => Some(ObjectId::null(gix::hash::Kind::Sha1)),
+        };
+        if lock(&self.halt).0 == tip && tip.is_some() {
+            return;
+        }
+        let judged = self.journal.with(|home| -> Result<_, DaemonError> {
+            let keyring = hal_trust::Keyring::load(home)?;
+            Ok(hal_trust::halt::halt_state(home, &keyring)?)
+        });
+        match judged {
+            Ok(state) => {
+                if let Some(problem) = &state.problem {
+                    tracing::warn!(target: "hal_daemon", %problem, "a halt not believed");
+                }
+                let mut halt = lock(&self.halt);
+                if halt.1 != state.halt {
+                    match state.halt.reason() {
+                        Some(reason) => tracing::warn!(target: "hal_daemon", %reason, "halted"),
+                        None => tracing::info!(target: "hal_daemon", "resumed"),
+                    }
+                }
+                *halt = (tip, state.halt);
+            }
+            Err(error) => tracing::error!(target: "hal_daemon", %error, "cannot read the halt switch"),
+        }
     }
 
     /// Tell the owner, in their backchat, what the history holds that HAL does not believe (a `hal.yaml` change or
@@ -419,6 +462,11 @@ impl Shared {
         };
         if main != self.loaded().main {
             self.reload();
+        }
+        // Halted: nothing is planned (the threads are looked at again after the resume moves the switch).
+        self.refresh_halt();
+        if self.halted().is_some() {
+            return;
         }
         let answering = match self.mode {
             Mode::Daemon => None,
@@ -555,6 +603,12 @@ impl Shared {
     /// it must be able to run (its help and agent exist, a model is configured), else nothing is written. A
     /// message to a thread in the middle of a turn waits for the turn's end; a merge of it is refused until then.
     pub(crate) fn command(self: &Arc<Self>, command: &Command) -> Result<Response, DaemonError> {
+        if command::starts_work(command) {
+            self.refresh_halt();
+            if let Some(reason) = self.halted() {
+                return Err(DaemonError::Halted(reason));
+            }
+        }
         let _keyed = command::idempotency_key(command).map(|key| self.keyed.hold(key));
         if let Some(response) = self.journal.with(|home| command::repeated(home, command))? {
             return self.see_answered(command, response);
@@ -691,6 +745,13 @@ impl Shared {
             }
             Command::Fork { .. } => {
                 let response = self.journal.with(|home| command::apply(home, command))?;
+                self.wake();
+                Ok(response)
+            }
+            Command::Halt { .. } => {
+                let response = self.journal.with(|home| command::apply(home, command))?;
+                // In force at once for this engine's runs (the scan of other daemons finds the moved switch).
+                self.refresh_halt();
                 self.wake();
                 Ok(response)
             }
@@ -850,6 +911,11 @@ async fn turn(mut guard: TurnGuard, why: Why) {
     });
     // The messages this turn answers (or, when there is nothing to run, whose waiters hear that).
     guard.tickets = lock(&shared.tickets).remove(&branch).unwrap_or_default();
+    // Halted since the turn was asked for (a follow-up, a queued message): it does not start.
+    if let Some(reason) = shared.halted() {
+        guard.ended = Some(TurnEnd::without_run(Status::Error, &thread_id(&branch), reason));
+        return;
+    }
     let turn = match planned {
         Ok(Ok(Ok(turn))) => turn,
         Ok(Ok(Err((thread, help, agent, error)))) => {

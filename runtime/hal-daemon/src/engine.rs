@@ -130,6 +130,7 @@ impl Engine {
             joining: Mutex::default(),
             reported: Mutex::default(),
             reported_trust: Mutex::default(),
+            halt: Mutex::default(),
             keyed: crate::keys::KeyLocks::default(),
             reloading: Mutex::default(),
             wake: Mutex::new(wake_tx.clone()),

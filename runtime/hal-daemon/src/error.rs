@@ -58,6 +58,9 @@ pub enum DaemonError {
         /// Where it is now.
         tip: gix::ObjectId,
     },
+    /// An owner halted HAL: nothing that starts work is accepted.
+    #[error("{0}; an owner lifts it with `hal resume`")]
+    Halted(String),
     /// `unfreeze` of a thread that is not frozen.
     #[error("{0} is not frozen: its branch grows from the step HAL wrote last")]
     NotFrozen(String),

@@ -307,6 +307,12 @@ impl Handle for Local {
     }
 
     fn command(&self, command: &Command) -> Result<Response, DaemonError> {
+        if crate::command::starts_work(command) {
+            let keyring = hal_trust::Keyring::load(&self.home)?;
+            if let Some(reason) = hal_trust::halt::halt_state(&self.home, &keyring)?.halt.reason() {
+                return Err(DaemonError::Halted(reason));
+            }
+        }
         if answer::is_answered_here(command) {
             return self.answer(command);
         }

@@ -26,6 +26,7 @@ mod actor_keys;
 mod commit;
 mod error;
 mod git_cli;
+pub mod halt;
 mod home;
 pub mod identity;
 pub mod keys;

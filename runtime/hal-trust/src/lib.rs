@@ -4,6 +4,7 @@
 
 #![deny(missing_docs)]
 
+pub mod halt;
 mod keyring;
 mod statement;
 mod verdict;

@@ -80,7 +80,7 @@ pub fn message_signer(signature: &str) -> Option<PublicKey> {
 }
 
 /// A message signature from its one line of base64.
-fn parse(signature: &str) -> Result<SshSig, String> {
+pub(crate) fn parse(signature: &str) -> Result<SshSig, String> {
     let mut pem = String::from("-----BEGIN SSH SIGNATURE-----\n");
     for chunk in signature.as_bytes().chunks(70) {
         pem.push_str(std::str::from_utf8(chunk).unwrap_or_default());

@@ -369,3 +369,38 @@ fn a_message_signed_before_its_key_was_revoked_stays_hals_word_for_it() {
     let refused = hal_trust::check_message(&keyring, "alice", &thread.id, &after, "again", &now).expect_err("revoked");
     assert!(refused.contains("revoked"), "{refused}");
 }
+
+/// A halt counts when an owner signed it for exactly this place on the switch: a key that is not an owner's, a
+/// statement for another reason, or one copied onto another commit is refused.
+#[test]
+fn only_an_owners_halt_for_this_place_counts() {
+    let (dir, home, _thread) = home();
+    let keyring = Keyring::load(&home).expect("keyring");
+    let key = home.existing_person_key("alice").expect("the key init made");
+    let signature = hal_trust::halt::sign_halt(&key, "alice", true, "stop", None).expect("sign");
+    let check = |actor: &str, on: bool, reason: &str, after: Option<gix::ObjectId>, signature: &str| {
+        hal_trust::halt::check_halt(&keyring, actor, on, reason, after, signature)
+    };
+    assert!(check("alice", true, "stop", None, &signature).is_ok());
+    assert!(check("alice", false, "stop", None, &signature).is_err(), "a halt is no resume");
+    assert!(check("alice", true, "go", None, &signature).is_err());
+    assert!(check("alice", true, "stop", Some(home.main_tip().expect("main").expect("a tip")), &signature).is_err());
+    let (path, _) = attacker_key(dir.path());
+    let mallory = hal_store::keys::Signer::new(hal_store::keys::read_key(&path).expect("key")).expect("signer");
+    let theirs = hal_trust::halt::sign_halt(&mallory, "alice", true, "stop", None).expect("sign");
+    let refused = check("alice", true, "stop", None, &theirs).expect_err("not an owner's key");
+    assert!(refused.contains("not a key of an owner"), "{refused}");
+
+    // Written, it is in force; the same statement on a commit of its own after it is a copy.
+    let first = home.write_halt(None, true, "alice", "stop", &signature).expect("halt");
+    let state = hal_trust::halt::halt_state(&home, &keyring).expect("state");
+    assert_eq!(state.halt.reason().as_deref(), Some("halted by alice: stop"));
+    let resume = hal_trust::halt::sign_halt(&key, "alice", false, "", Some(first)).expect("sign");
+    let resumed = home.write_halt(Some(first), false, "alice", "", &resume).expect("resume");
+    assert_eq!(hal_trust::halt::halt_state(&home, &keyring).expect("state").halt, hal_trust::halt::Halt::Off);
+    let copy = home.write_halt(Some(resumed), true, "alice", "stop", &signature).expect("a copy written");
+    let state = hal_trust::halt::halt_state(&home, &keyring).expect("state");
+    assert_eq!(state.halt, hal_trust::halt::Halt::Off, "the copy does not halt");
+    let problem = state.problem.expect("the copy is reported");
+    assert!(problem.contains(&copy.to_string()) && problem.contains("does not match"), "{problem}");
+}

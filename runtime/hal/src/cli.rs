@@ -106,6 +106,20 @@ pub enum Command {
         #[arg(long, required = true)]
         all: bool,
     },
+    /// Halt HAL in this repo (an owner only, signed with your key): no turn, model call or tool call starts,
+    /// turns in flight end at their next step with ERROR, and commands that start work are refused, in every
+    /// process and daemon using the repo, until `hal resume`. Kept on `refs/hal/halt`.
+    Halt {
+        /// Why, one line (shown in every run it ends).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a halt (an owner only, signed with your key).
+    Resume {
+        /// Why, one line.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// Actors: people and programs, with the keys they sign with.
     #[command(subcommand)]
     Actor(ActorCommand),

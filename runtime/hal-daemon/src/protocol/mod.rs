@@ -108,6 +108,24 @@ pub enum Command {
     },
     /// The keys that count, as an allowed-signers file for git.
     AllowedSigners,
+    /// Halt (`on`) or resume HAL in this repo: an owner's signed statement ([`hal_trust::halt`]), written on
+    /// `refs/hal/halt`. While halted no turn, model call or tool call starts, and work-starting commands are
+    /// refused; turns in flight end at their next step.
+    Halt {
+        /// Who asks (default: the repo's actor); an owner named in `hal.yaml`.
+        #[serde(default)]
+        actor: Option<String>,
+        /// Halt (`true`) or resume.
+        on: bool,
+        /// Why, one line.
+        #[serde(default)]
+        reason: String,
+        /// The halt commit the statement follows (the tip of `refs/hal/halt` the asker saw; none for the first).
+        #[serde(default)]
+        after: Option<String>,
+        /// The owner's signature of the statement ([`hal_trust::halt::sign_halt`]).
+        signature: String,
+    },
     /// A thread's steps, oldest first: the newest [`crate::command::MAX_LOG`] at most.
     Log {
         /// Thread id, unique prefix or branch.
@@ -280,6 +298,14 @@ pub enum Response {
         /// Changes to owners and keys that were not applied.
         #[schema(value_type = Vec<Object>)]
         problems: Vec<hal_trust::TrustProblem>,
+    },
+    /// The halt in force after a `halt` command.
+    Halted {
+        /// In force now.
+        #[schema(value_type = Object)]
+        halt: hal_trust::halt::Halt,
+        /// The halt commit written.
+        commit: String,
     },
     /// The keys that count.
     AllowedSigners {

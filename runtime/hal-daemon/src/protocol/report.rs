@@ -203,6 +203,10 @@ pub struct StatusReport {
     pub waiting: Vec<AtTip>,
     /// Threads whose tip says `running`: a turn in progress, or one that was cut off.
     pub interrupted: Vec<AtTip>,
+    /// Whether an owner halted HAL in this repo.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub halt: hal_trust::halt::Halt,
 }
 
 /// A thread and the text of its tip step.

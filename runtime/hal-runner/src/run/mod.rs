@@ -135,7 +135,12 @@ pub struct Runner {
     /// Conversations of recent runs by branch, with the tip they are current at: the next run on the same
     /// thread continues from memory instead of reading its steps again.
     conversations: Arc<std::sync::Mutex<Vec<(String, ObjectId, Conversation)>>>,
+    /// Asked before every model call and tool call: `Some(why)` when an owner halted HAL, and the run ends there.
+    halt: Option<HaltCheck>,
 }
+
+/// Whether HAL is halted, and why (`halted by <owner>: <reason>`).
+pub type HaltCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 /// A help ready to run: checked, with its model and tools.
 struct Prepared {
@@ -182,7 +187,19 @@ impl Runner {
             observer: None,
             agent: crate::catalog::DEFAULT_AGENT.to_owned(),
             conversations: Arc::default(),
+            halt: None,
         }
+    }
+
+    /// Ask `halt` before every model call and tool call; a run ends with ERROR and its reason when it answers.
+    pub fn with_halt(mut self, halt: HaltCheck) -> Runner {
+        self.halt = Some(halt);
+        self
+    }
+
+    /// Why nothing may start now, when an owner halted HAL.
+    fn halted(&self) -> Option<String> {
+        self.halt.as_ref().and_then(|halt| halt())
     }
 
     /// Work as the agent `name` (default: `hal`): its persona opens the system prompt, and its model or task
@@ -458,6 +475,9 @@ impl Runner {
                     continue;
                 }
                 Some(pending) => (pending.reply, pending.answered, pending.commit),
+                None if let Some(reason) = self.halted() => {
+                    return self.finish(state, Status::Error, &reason, None, None);
+                }
                 None => match self.next_reply(state, conversation, &system, &tools).await? {
                     // The reply is the step just written.
                     Ok(reply) => (reply, std::collections::HashSet::new(), state.tip),
@@ -471,6 +491,9 @@ impl Runner {
             for (n, (index, call)) in calls.enumerate() {
                 if is_answered(&call) {
                     continue;
+                }
+                if let Some(reason) = self.halted() {
+                    return self.finish(state, Status::Error, &reason, None, None);
                 }
                 if n < MAX_CALLS_PER_REPLY {
                     // Journalled before it runs: a call runs at most once, even if HAL stops before its result is

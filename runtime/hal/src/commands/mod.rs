@@ -3,6 +3,7 @@
 mod chat;
 mod daemon;
 mod demo;
+mod halt;
 mod help;
 mod init;
 mod isolate;
@@ -49,6 +50,8 @@ pub fn run(args: &Args) -> Result<Outcome> {
         Command::Status => status::run(args),
         Command::Secret(command) => secret::run(args, command),
         Command::Verify { .. } => verify::run(args, None),
+        Command::Halt { reason } => halt::run(args, true, reason),
+        Command::Resume { reason } => halt::run(args, false, reason),
         Command::Actor(crate::cli::ActorCommand::AllowedSigners { write }) => verify::allowed_signers(args, *write),
         Command::Daemon { port, recording } => daemon::run(args, *port, recording.as_deref()),
         Command::Chat { message, thread, idempotency_key } => {

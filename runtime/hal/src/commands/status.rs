@@ -89,6 +89,8 @@ fn to_json(home: &Home, actor: Option<String>, report: &StatusReport) -> Value {
         "home": home.path(),
         "actor": actor,
         "daemon": daemon,
+        "halt": report.halt,
+        "halted": report.halt.reason(),
         "main": catalogue.main,
         "models": catalogue.models,
         "tasks": catalogue.tasks,
@@ -144,6 +146,9 @@ fn print_report(report: &Value) -> Result<()> {
         }
         (Some(true), Some(error)) => outln!("daemon:   running (pid {}) but not answering: {error}", daemon["pid"]),
         _ => outln!("daemon:   not running (start it with `hal daemon`)"),
+    }
+    if let Some(halted) = report["halted"].as_str() {
+        outln!("HALTED:   {halted} (nothing starts until an owner runs `hal resume`)");
     }
     let models = report["models"].as_array().cloned().unwrap_or_default();
     if models.is_empty() {

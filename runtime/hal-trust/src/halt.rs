@@ -1,0 +1,188 @@
+//! Whether HAL is halted: the newest halt or resume on `refs/hal/halt` ([`hal_store::halt`]) counts when an owner
+//! signed its statement (who, halt or resume, the reason, the commit it follows). Anything else there (a commit
+//! pushed by hand, a signature that is not an owner's, a statement copied from an older commit) is a problem, and
+//! the state stays what it last was: this repository remembers the last halt commit it believed in
+//! `.git/hal/halt-seen`, so moving the ref back to an older resume does not lift a halt, and deleting it does not
+//! either.
+
+use gix::ObjectId;
+use hal_store::Home;
+use hal_store::halt::HaltRecord;
+use hal_store::keys::Signer;
+use ssh_key::{HashAlg, LineEnding, SshSig};
+
+use crate::TrustError;
+use crate::keyring::Keyring;
+
+/// The SSH signature namespace of halt statements.
+pub const HALT_NAMESPACE: &str = "hal-halt";
+
+/// What an owner signs to halt (`on`) or resume: who, which, why, after which halt commit (`None`: the first).
+pub fn halt_statement(actor: &str, on: bool, reason: &str, after: Option<ObjectId>) -> Vec<u8> {
+    let after = after.map_or_else(|| "none".to_owned(), |id| id.to_string());
+    let word = if on { "on" } else { "off" };
+    format!("hal halt v1\nactor {actor}\nhalt {word}\nafter {after}\nreason {reason}\n").into_bytes()
+}
+
+/// `signer`'s signature of a halt statement, as one line.
+pub fn sign_halt(
+    signer: &Signer,
+    actor: &str,
+    on: bool,
+    reason: &str,
+    after: Option<ObjectId>,
+) -> Result<String, String> {
+    let statement = halt_statement(actor, on, reason, after);
+    let signature = SshSig::sign(signer, HALT_NAMESPACE, HashAlg::Sha512, &statement).map_err(|e| e.to_string())?;
+    let pem = signature.to_pem(LineEnding::LF).map_err(|e| e.to_string())?;
+    Ok(pem.lines().filter(|line| !line.starts_with("-----")).collect())
+}
+
+/// Check that `signature` is `actor`'s, an owner's key, over the statement: `Ok`, or why not.
+pub fn check_halt(
+    keyring: &Keyring,
+    actor: &str,
+    on: bool,
+    reason: &str,
+    after: Option<ObjectId>,
+    signature: &str,
+) -> Result<(), String> {
+    let signature = crate::statement::parse(signature)?;
+    let key = ssh_key::PublicKey::from(signature.public_key().clone());
+    let owner = keyring.owners.get(actor).is_some_and(|lines| {
+        let line = hal_store::keys::public_line(&key);
+        lines.iter().any(|l| l.split_whitespace().take(2).eq(line.split_whitespace().take(2)))
+    });
+    if !owner {
+        return Err(format!(
+            "signed by {}, which is not a key of an owner named {actor} in hal.yaml",
+            hal_store::keys::fingerprint(&key)
+        ));
+    }
+    key.verify(HALT_NAMESPACE, &halt_statement(actor, on, reason, after), &signature)
+        .map_err(|e| format!("the signature does not match what it signs: {e}"))
+}
+
+/// Whether HAL is halted, and by whom.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum Halt {
+    /// Running.
+    #[default]
+    Off,
+    /// Halted: no turn or tool call starts.
+    On {
+        /// The owner who halted.
+        by: String,
+        /// Why.
+        reason: String,
+        /// The halt commit.
+        #[serde(serialize_with = "hal_store::serialize_id", deserialize_with = "hal_store::deserialize_id")]
+        commit: ObjectId,
+    },
+}
+
+impl Halt {
+    /// Why nothing may start, when halted: `halted by <actor>: <reason>`.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Halt::Off => None,
+            Halt::On { by, reason, .. } if reason.is_empty() => Some(format!("halted by {by}")),
+            Halt::On { by, reason, .. } => Some(format!("halted by {by}: {reason}")),
+        }
+    }
+}
+
+/// The halt in force, and what on `refs/hal/halt` is not believed.
+#[derive(Debug, Clone, Default)]
+pub struct HaltState {
+    /// In force.
+    pub halt: Halt,
+    /// Why the ref's tip was not believed, if it was not.
+    pub problem: Option<String>,
+}
+
+/// The halt in force in `home`, judged with `keyring`; remembers the newest halt commit it believes.
+pub fn halt_state(home: &Home, keyring: &Keyring) -> Result<HaltState, TrustError> {
+    let seen = Seen::read(home);
+    let record = match home.halt_record() {
+        Ok(record) => record,
+        Err(error) => return Ok(HaltState { halt: seen.halt, problem: Some(error.to_string()) }),
+    };
+    let Some(record) = record else {
+        let problem = (seen.halt != Halt::Off)
+            .then(|| format!("{} is gone: the halt it held stays in force", hal_store::halt::HALT_REF));
+        return Ok(HaltState { halt: seen.halt, problem });
+    };
+    if seen.commit == Some(record.commit) {
+        return Ok(HaltState { halt: seen.halt, problem: None });
+    }
+    if let Err(why) = believe(keyring, &record) {
+        let problem = format!("{} at {} is not believed: {why}", hal_store::halt::HALT_REF, record.commit);
+        return Ok(HaltState { halt: seen.halt, problem: Some(problem) });
+    }
+    // Moved back or sideways from the newest one believed: a resume found there does not lift a halt.
+    if let Some(before) = seen.commit
+        && !home.is_ancestor(before, record.commit).unwrap_or(false)
+        && seen.halt != Halt::Off
+        && !record.on
+    {
+        let problem = format!("{} was moved back from {before}: the halt stays in force", hal_store::halt::HALT_REF);
+        return Ok(HaltState { halt: seen.halt, problem: Some(problem) });
+    }
+    let halt = match record.on {
+        true => Halt::On { by: record.actor.clone(), reason: record.reason.clone(), commit: record.commit },
+        false => Halt::Off,
+    };
+    Seen { commit: Some(record.commit), halt: halt.clone() }.write(home);
+    Ok(HaltState { halt, problem: None })
+}
+
+/// Why `record` is not an owner's halt or resume, if it is not.
+fn believe(keyring: &Keyring, record: &HaltRecord) -> Result<(), String> {
+    let signature = record.signature.as_deref().ok_or("it carries no signature")?;
+    let named = record.after.as_deref().unwrap_or_default();
+    let parent = record.parent.map_or_else(|| "none".to_owned(), |p| p.to_string());
+    if named != parent {
+        return Err(format!("it says it follows {named}, and it follows {parent} (a copy of an older one)"));
+    }
+    check_halt(keyring, &record.actor, record.on, &record.reason, record.parent, signature)
+}
+
+/// The newest halt commit this repository believed, kept in `.git/hal/halt-seen` (git never carries it).
+struct Seen {
+    commit: Option<ObjectId>,
+    halt: Halt,
+}
+
+impl Seen {
+    fn path(home: &Home) -> std::path::PathBuf {
+        home.repo().common_dir().join("hal/halt-seen")
+    }
+
+    fn read(home: &Home) -> Seen {
+        let text = std::fs::read_to_string(Seen::path(home)).unwrap_or_default();
+        let mut lines = text.lines();
+        let commit = lines.next().and_then(|line| ObjectId::from_hex(line.trim().as_bytes()).ok());
+        let halt = lines.next().and_then(|line| serde_json::from_str(line).ok()).unwrap_or_default();
+        Seen { commit, halt }
+    }
+
+    /// Written whole (a temporary file renamed over it), so a reader never sees half of it.
+    fn write(&self, home: &Home) {
+        let path = Seen::path(home);
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let commit = self.commit.map(|c| c.to_string()).unwrap_or_default();
+            let halt = serde_json::to_string(&self.halt).map_err(std::io::Error::other)?;
+            let temp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&temp, format!("{commit}\n{halt}\n"))?;
+            std::fs::rename(&temp, &path)
+        };
+        if let Err(error) = write() {
+            tracing::warn!(target: "hal_trust", %error, path = %path.display(), "cannot remember the halt");
+        }
+    }
+}
