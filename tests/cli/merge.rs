@@ -124,3 +124,28 @@ fn regression_a_thread_merged_by_hand_lists_as_merged() {
     assert_eq!(status(&id), "merged", "without a cache too");
     assert_fsck_clean(&sandbox, &repo);
 }
+
+/// Merging into main is an owner's act: through the API without an owner's signature, or signed for another tip
+/// than the thread's, the merge is refused (403 `not-owner`) and main does not move; `hal thread merge` signs.
+#[test]
+fn a_merge_no_owner_signed_is_refused() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let id = new_thread(&sandbox, &repo, "report");
+    sandbox.hal_with_input(&repo, &["thread", "write", &id, "reports/q1.md"], b"# Q1\n").ok();
+    let main = rev(&sandbox, &repo, "main");
+    let daemon = crate::daemon::DaemonProcess::start(&sandbox, &repo);
+    let token = std::fs::read_to_string(repo.join(".git/hal/daemon.token")).expect("token");
+    let path = format!("/v1/threads/{id}/merge");
+    let (code, body) = crate::daemon::http_with(&repo, "POST", &path, Some(token.trim()), "");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("not-owner") && body.contains("owner's signature"), "{body}");
+    let old = sandbox.git(&repo, &["rev-parse", &format!("threads/alice-example/{id}~1")]).ok().out().to_owned();
+    let command = serde_json::json!({"command": "merge", "thread": id, "signature": {"tip": old, "signature": "AAAA"}});
+    let (code, body) = crate::daemon::http_with(&repo, "POST", "/v1/command", Some(token.trim()), &command.to_string());
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(rev(&sandbox, &repo, "main"), main, "main did not move");
+    let run = sandbox.hal(&repo, &["thread", "merge", &id]).ok();
+    assert!(run.stdout.contains("fast-forward"), "{}", run.stdout);
+    assert_eq!(daemon.stop(), 0);
+}

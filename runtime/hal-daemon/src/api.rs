@@ -139,6 +139,7 @@ impl From<DaemonError> for ApiError {
             DaemonError::Busy(_) => (StatusCode::CONFLICT, "busy"),
             DaemonError::Frozen { .. } => (StatusCode::CONFLICT, "frozen"),
             DaemonError::Halted(_) => (StatusCode::CONFLICT, "halted"),
+            DaemonError::NotOwner(_) => (StatusCode::FORBIDDEN, "not-owner"),
             DaemonError::NotFrozen(_) => (StatusCode::CONFLICT, "not-frozen"),
             DaemonError::Store(StoreError::Moved { .. }) => (StatusCode::CONFLICT, "moved"),
             DaemonError::NoSandbox(_) => (StatusCode::SERVICE_UNAVAILABLE, "no-sandbox"),
@@ -352,7 +353,7 @@ async fn merge(
     state: State<Arc<Shared>>,
     Path(thread): Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    command(auth, state, HeaderMap::new(), Body(Command::Merge { actor: None, thread })).await
+    command(auth, state, HeaderMap::new(), Body(Command::Merge { actor: None, thread, signature: None })).await
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "daemon", security(("token" = [])),

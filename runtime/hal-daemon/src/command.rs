@@ -36,6 +36,37 @@ pub(crate) fn starts_work(command: &Command) -> bool {
     }
 }
 
+/// Refuse a merge into `main` that no owner signed, once `hal.yaml` names owners (before, nobody can prove to
+/// be one, and merges stay as they were): the owner `who`'s signature of exactly this thread at its tip now.
+fn check_merge(
+    home: &Home,
+    who: &str,
+    thread: &ThreadRef,
+    signature: Option<&crate::protocol::MergeSignature>,
+) -> Result<(), DaemonError> {
+    let keyring = hal_trust::Keyring::load(home)?;
+    if keyring.owners.is_empty() {
+        return Ok(());
+    }
+    let Some(signature) = signature else {
+        return Err(DaemonError::NotOwner(format!(
+            "merging into main is an owner's act: the merge of {} needs an owner's signature (`hal thread merge` \
+             signs with your key)",
+            thread.id
+        )));
+    };
+    let statement = hal_trust::merge_statement(who, &thread.id, &signature.tip);
+    hal_trust::check_owner_statement(&keyring, who, hal_trust::MERGE_NAMESPACE, &statement, &signature.signature)
+        .map_err(|why| DaemonError::NotOwner(format!("the merge of {} by {who} is refused: {why}", thread.id)))?;
+    if signature.tip != thread.tip.to_string() {
+        return Err(DaemonError::NotOwner(format!(
+            "the merge of {} was signed for its tip {}, and it is at {} now: look again and merge again",
+            thread.id, signature.tip, thread.tip
+        )));
+    }
+    Ok(())
+}
+
 /// The word for a halt command.
 fn halt_word(on: bool) -> &'static str {
     if on { "a halt" } else { "a resume" }
@@ -327,10 +358,11 @@ pub(crate) fn apply_with(
             let step = NewStep { on_tip: Some(thread.tip), ..NewStep::new(StepKind::System, text, ThreadStatus::Open) };
             Ok(Response::Appended { step: home.append_step(HAL_ACTOR, &thread, &step)? })
         }
-        Command::Merge { actor: who, thread } => {
+        Command::Merge { actor: who, thread, signature } => {
             let who = actor(who)?;
             let thread = home.resolve_thread(thread)?;
             refuse_frozen(home, &thread)?;
+            check_merge(home, &who, &thread, signature.as_ref())?;
             // A published plugin version never changes: the sandbox's rule, passed to the store as the merge's guard.
             let outcome = home.merge_thread(&who, &thread.branch, &hal_sandbox::plugins::Published)?;
             Ok(Response::Merged { thread, outcome })

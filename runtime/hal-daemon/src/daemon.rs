@@ -761,7 +761,7 @@ impl Shared {
             | Command::CallIsolate { .. }
             | Command::HelpTests { .. }
             | Command::Replay { .. } => self.answer(command),
-            Command::Merge { actor, thread }
+            Command::Merge { actor, thread, .. }
             | Command::Write { actor, thread, .. }
             | Command::Unfreeze { actor, thread } => {
                 // A merge or a file written in the middle of a turn would land between its steps: wait for the

@@ -58,6 +58,9 @@ pub enum DaemonError {
         /// Where it is now.
         tip: gix::ObjectId,
     },
+    /// Only an owner may do this, and nothing proves the asker is one.
+    #[error("{0}")]
+    NotOwner(String),
     /// An owner halted HAL: nothing that starts work is accepted.
     #[error("{0}; an owner lifts it with `hal resume`")]
     Halted(String),

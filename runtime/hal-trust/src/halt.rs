@@ -9,7 +9,6 @@ use gix::ObjectId;
 use hal_store::Home;
 use hal_store::halt::HaltRecord;
 use hal_store::keys::Signer;
-use ssh_key::{HashAlg, LineEnding, SshSig};
 
 use crate::TrustError;
 use crate::keyring::Keyring;
@@ -32,10 +31,7 @@ pub fn sign_halt(
     reason: &str,
     after: Option<ObjectId>,
 ) -> Result<String, String> {
-    let statement = halt_statement(actor, on, reason, after);
-    let signature = SshSig::sign(signer, HALT_NAMESPACE, HashAlg::Sha512, &statement).map_err(|e| e.to_string())?;
-    let pem = signature.to_pem(LineEnding::LF).map_err(|e| e.to_string())?;
-    Ok(pem.lines().filter(|line| !line.starts_with("-----")).collect())
+    crate::sign_statement(signer, HALT_NAMESPACE, &halt_statement(actor, on, reason, after))
 }
 
 /// Check that `signature` is `actor`'s, an owner's key, over the statement: `Ok`, or why not.
@@ -47,20 +43,8 @@ pub fn check_halt(
     after: Option<ObjectId>,
     signature: &str,
 ) -> Result<(), String> {
-    let signature = crate::statement::parse(signature)?;
-    let key = ssh_key::PublicKey::from(signature.public_key().clone());
-    let owner = keyring.owners.get(actor).is_some_and(|lines| {
-        let line = hal_store::keys::public_line(&key);
-        lines.iter().any(|l| l.split_whitespace().take(2).eq(line.split_whitespace().take(2)))
-    });
-    if !owner {
-        return Err(format!(
-            "signed by {}, which is not a key of an owner named {actor} in hal.yaml",
-            hal_store::keys::fingerprint(&key)
-        ));
-    }
-    key.verify(HALT_NAMESPACE, &halt_statement(actor, on, reason, after), &signature)
-        .map_err(|e| format!("the signature does not match what it signs: {e}"))
+    let statement = halt_statement(actor, on, reason, after);
+    crate::check_owner_statement(keyring, actor, HALT_NAMESPACE, &statement, signature)
 }
 
 /// Whether HAL is halted, and by whom.

@@ -11,8 +11,8 @@ mod verdict;
 
 pub use keyring::{HISTORY_LIMIT, Keyring, TrustProblem, TrustedKey};
 pub use statement::{
-    AFTER_FACT, MAX_MESSAGE_LAG, MESSAGE_NAMESPACE, SIGNATURE_FACT, check_message, check_placement, message_statement,
-    sign_message,
+    AFTER_FACT, MAX_MESSAGE_LAG, MERGE_NAMESPACE, MESSAGE_NAMESPACE, SIGNATURE_FACT, check_message,
+    check_owner_statement, check_placement, merge_statement, message_statement, sign_message, sign_statement,
 };
 pub use verdict::Verdict;
 

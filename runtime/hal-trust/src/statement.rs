@@ -74,6 +74,46 @@ pub fn check_message(
     Ok(key)
 }
 
+/// The SSH signature namespace of merge statements.
+pub const MERGE_NAMESPACE: &str = "hal-merge";
+
+/// What an owner signs to merge a thread into `main`: who, which thread, at which tip.
+pub fn merge_statement(actor: &str, thread: &str, tip: &str) -> Vec<u8> {
+    format!("hal merge v1\nactor {actor}\nthread {thread}\ntip {tip}\n").into_bytes()
+}
+
+/// `signer`'s signature of `statement` in `namespace`, as one line.
+pub fn sign_statement(signer: &Signer, namespace: &str, statement: &[u8]) -> Result<String, String> {
+    let signature = SshSig::sign(signer, namespace, HashAlg::Sha512, statement).map_err(|e| e.to_string())?;
+    let pem = signature.to_pem(LineEnding::LF).map_err(|e| e.to_string())?;
+    Ok(pem.lines().filter(|line| !line.starts_with("-----")).collect())
+}
+
+/// Check that `signature` is by a key `hal.yaml` names for the owner `actor`, over `statement` in `namespace`:
+/// `Ok`, or why not.
+pub fn check_owner_statement(
+    keyring: &Keyring,
+    actor: &str,
+    namespace: &str,
+    statement: &[u8],
+    signature: &str,
+) -> Result<(), String> {
+    let signature = parse(signature)?;
+    let key = PublicKey::from(signature.public_key().clone());
+    let line = keys::public_line(&key);
+    let owner = keyring
+        .owners
+        .get(actor)
+        .is_some_and(|lines| lines.iter().any(|l| l.split_whitespace().take(2).eq(line.split_whitespace().take(2))));
+    if !owner {
+        return Err(format!(
+            "signed by {}, which is not a key of an owner named {actor} in hal.yaml",
+            keys::fingerprint(&key)
+        ));
+    }
+    key.verify(namespace, statement, &signature).map_err(|e| format!("the signature does not match what it signs: {e}"))
+}
+
 /// The key that made a message signature (one line, from [`sign_message`]), whether or not it checks out.
 pub fn message_signer(signature: &str) -> Option<PublicKey> {
     parse(signature).ok().map(|signature| PublicKey::from(signature.public_key().clone()))

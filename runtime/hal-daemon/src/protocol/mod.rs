@@ -28,6 +28,17 @@ pub struct MessageSignature {
     pub signature: String,
 }
 
+/// An owner's signature of a merge: the thread's tip they saw, and their SSH signature of the statement (who,
+/// which thread, that tip) in the namespace `hal-merge`, its base64 on one line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MergeSignature {
+    /// The commit of the thread's tip that is merged.
+    pub tip: String,
+    /// The SSH signature, its base64 on one line.
+    pub signature: String,
+}
+
 /// A change or question about the home repo's threads.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 // A field a command does not take is refused, not ignored: a typo (`titel`) must not pass for a command done. (serde
@@ -169,13 +180,17 @@ pub enum Command {
         /// Thread id, unique prefix or branch.
         thread: String,
     },
-    /// Merge a thread into `main`.
+    /// Merge a thread into `main`: an owner's act. Once `hal.yaml` names owners, the merge carries the owner's
+    /// signature of what they merge (`hal thread merge` signs with your key); without one it is refused.
     Merge {
         /// Who merges (default: the repo's actor).
         #[serde(default)]
         actor: Option<String>,
         /// Thread id, unique prefix or branch.
         thread: String,
+        /// The owner's signature of the merge ([`hal_trust::merge_statement`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<MergeSignature>,
     },
     /// What `main` offers, as the engine that answers has it in force: helps, agents, models, isolates, problems,
     /// the secrets they need.

@@ -74,9 +74,9 @@ pub fn run(args: &Args, dir: Option<&Path>, live: bool) -> Result<Outcome> {
     // Merges go through the repo's handle, as `hal thread merge` does: the guards of a merge are the engine's.
     let handle = hal_daemon::handle::open(&dir)?;
     outln!("\n== accept the first thread's work");
-    report_merge(&merge(handle.as_ref(), &actor, &thread.id)?, &thread.branch)?;
+    report_merge(&merge(&home, handle.as_ref(), &actor, &thread.id)?, &thread.branch)?;
     outln!("\n== try to accept the fork too");
-    report_merge(&merge(handle.as_ref(), &actor, &fork.id)?, &fork.branch)?;
+    report_merge(&merge(&home, handle.as_ref(), &actor, &fork.id)?, &fork.branch)?;
     drop(handle);
 
     if let Some(settings) = &live_settings {
@@ -195,7 +195,12 @@ fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
     follow_to_finish(&handle, &thread.branch, actor)?;
 
     outln!("\n== hal thread merge {}", thread.id);
-    let merge = hal_daemon::protocol::Command::Merge { actor: Some(actor.to_owned()), thread: thread.branch.clone() };
+    let signature = super::remote::sign_merge(&home, actor, &thread.branch);
+    let merge = hal_daemon::protocol::Command::Merge {
+        actor: Some(actor.to_owned()),
+        thread: thread.branch.clone(),
+        signature,
+    };
     match hal_daemon::Handle::command(&handle, &merge)? {
         hal_daemon::protocol::Response::Merged { outcome, thread } => report_merge(&outcome, &thread.branch)?,
         other => anyhow::bail!("unexpected answer to the merge: {other:?}"),
@@ -304,9 +309,10 @@ fn report_merge(outcome: &MergeOutcome, branch: &str) -> Result<()> {
     Ok(())
 }
 
-/// Merge `thread` through `handle`.
-fn merge(handle: &dyn hal_daemon::Handle, actor: &str, thread: &str) -> Result<MergeOutcome> {
-    let command = HalCommand::Merge { actor: Some(actor.to_owned()), thread: thread.to_owned() };
+/// Merge `thread` through `handle`, signed as `hal thread merge` signs it.
+fn merge(home: &Home, handle: &dyn hal_daemon::Handle, actor: &str, thread: &str) -> Result<MergeOutcome> {
+    let signature = super::remote::sign_merge(home, actor, thread);
+    let command = HalCommand::Merge { actor: Some(actor.to_owned()), thread: thread.to_owned(), signature };
     match handle.command(&command)? {
         Response::Merged { outcome, .. } => Ok(outcome),
         other => anyhow::bail!("the merge was answered with {other:?}"),

@@ -100,6 +100,22 @@ pub fn exit_code(status: Status) -> u8 {
     super::run::exit_code(status)
 }
 
+/// `actor`'s signature of a merge of `thread` at its tip now, with the key they sign with on this machine: `None`
+/// when they have none (the daemon then refuses the merge once `hal.yaml` names owners, and says why).
+pub fn sign_merge(home: &hal_store::Home, actor: &str, thread: &str) -> Option<hal_daemon::protocol::MergeSignature> {
+    let thread = home.resolve_thread(thread).ok()?;
+    let key = home.existing_person_key(actor)?;
+    let tip = thread.tip.to_string();
+    let statement = hal_trust::merge_statement(actor, &thread.id, &tip);
+    match hal_trust::sign_statement(&key, hal_trust::MERGE_NAMESPACE, &statement) {
+        Ok(signature) => Some(hal_daemon::protocol::MergeSignature { tip, signature }),
+        Err(error) => {
+            tracing::warn!(target: "hal", %error, "the merge goes unsigned");
+            None
+        }
+    }
+}
+
 /// `actor`'s signature of `text` as a message on `thread` (written after its tip now), with the key they sign with
 /// on this machine: `None` when they have none HAL can use, or the thread does not exist yet (a backchat's first
 /// message), and the message goes unsigned (HAL's signature on the step says HAL wrote it for them).

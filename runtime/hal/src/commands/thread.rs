@@ -206,7 +206,9 @@ fn waiting_run(home: &Home, id: &str) -> Result<Option<(String, Option<String>)>
 }
 
 fn merge(args: &Args, home: &Home, handle: &dyn Handle, id: &str) -> Result<Outcome> {
-    let command = Command::Merge { actor: Some(home.resolve_actor(None)?), thread: id.to_owned() };
+    let actor = home.resolve_actor(None)?;
+    let signature = remote::sign_merge(home, &actor, id);
+    let command = Command::Merge { actor: Some(actor), thread: id.to_owned(), signature };
     let Response::Merged { thread, outcome } = handle.command(&command)? else {
         anyhow::bail!("the daemon answered something other than a merge");
     };
