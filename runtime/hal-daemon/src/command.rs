@@ -58,7 +58,7 @@ fn check_merge(
     let statement = hal_trust::merge_statement(who, &thread.id, &signature.tip);
     hal_trust::check_owner_statement(&keyring, who, hal_trust::MERGE_NAMESPACE, &statement, &signature.signature)
         .map_err(|why| DaemonError::NotOwner(format!("the merge of {} by {who} is refused: {why}", thread.id)))?;
-    if signature.tip != thread.tip.to_string() {
+    if *signature.tip != thread.tip {
         return Err(DaemonError::NotOwner(format!(
             "the merge of {} was signed for its tip {}, and it is at {} now: look again and merge again",
             thread.id, signature.tip, thread.tip
