@@ -234,4 +234,14 @@ fn a_thread_moved_back_by_plain_git_is_frozen_until_a_person_unfreezes_it() {
     sandbox.hal(&repo, &["thread", "say", &id, "again"]).ok();
     let again = sandbox.hal(&repo, &["thread", "unfreeze", &id]);
     assert!(again.code != 0 && again.stderr.contains("is not frozen"), "{}", again.stderr);
+
+    // A merge commit whose second parent is HAL's step, its first parent the old line: HAL reads first parents,
+    // so that is another line, and the thread is frozen again.
+    let tip = sandbox.git(&repo, &["rev-parse", &branch]).ok().out().to_owned();
+    let tree = format!("{start}^{{tree}}");
+    let merge =
+        sandbox.git(&repo, &["commit-tree", &tree, "-p", &start, "-p", &tip, "-m", "merge"]).ok().out().to_owned();
+    sandbox.git(&repo, &["update-ref", &branch, &merge]).ok();
+    let status = sandbox.hal(&repo, &["status"]).ok().stdout;
+    assert!(status.contains(&format!("thread {id} is frozen")), "{status}");
 }

@@ -137,7 +137,7 @@ impl From<DaemonError> for ApiError {
                 StoreError::InvalidText(_) | StoreError::InvalidPath { .. } | StoreError::NotAStep { .. },
             ) => (StatusCode::BAD_REQUEST, "invalid-input"),
             DaemonError::Busy(_) => (StatusCode::CONFLICT, "busy"),
-            DaemonError::Frozen { .. } => (StatusCode::CONFLICT, "frozen"),
+            DaemonError::Store(StoreError::Frozen { .. }) => (StatusCode::CONFLICT, "frozen"),
             DaemonError::Halted(_) => (StatusCode::CONFLICT, "halted"),
             DaemonError::NotOwner(_) => (StatusCode::FORBIDDEN, "not-owner"),
             DaemonError::NotFrozen(_) => (StatusCode::CONFLICT, "not-frozen"),

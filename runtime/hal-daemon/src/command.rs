@@ -75,7 +75,7 @@ fn halt_word(on: bool) -> &'static str {
 /// Refuse to write on `thread` while it is frozen ([`hal_runner::plan::moved_from`]).
 pub(crate) fn refuse_frozen(home: &Home, thread: &ThreadRef) -> Result<(), DaemonError> {
     match hal_runner::plan::moved_from(home, thread)? {
-        Some(left) => Err(DaemonError::Frozen { thread: thread.id.clone(), left, tip: thread.tip }),
+        Some(left) => Err(hal_store::StoreError::Frozen { thread: thread.id.clone(), left, found: thread.tip }.into()),
         None => Ok(()),
     }
 }
@@ -355,7 +355,11 @@ pub(crate) fn apply_with(
                 thread.tip
             );
             // On exactly the tip the person looked at: one moved again since is still frozen.
-            let step = NewStep { on_tip: Some(thread.tip), ..NewStep::new(StepKind::System, text, ThreadStatus::Open) };
+            let step = NewStep {
+                on_tip: Some(thread.tip),
+                unfreezes: true,
+                ..NewStep::new(StepKind::System, text, ThreadStatus::Open)
+            };
             Ok(Response::Appended { step: home.append_step(HAL_ACTOR, &thread, &step)? })
         }
         Command::Merge { actor: who, thread, signature } => {

@@ -887,7 +887,10 @@ enum Why {
         startup: bool,
     },
     /// A person's commit landed in the middle of the previous turn, which did not see it.
-    FollowUp,
+    FollowUp {
+        /// The previous turn's last step: the branch must still grow from it.
+        after: ObjectId,
+    },
 }
 
 /// One turn on the guard's branch: re-read the tip (messages committed since the scan planned it are part of
@@ -901,9 +904,18 @@ async fn turn(mut guard: TurnGuard, why: Why) {
         let thread = home.resolve_thread(&branch)?;
         let plan = match why {
             Why::Scan { startup } => plan_for(home, &thread, startup, shared.admit(home))?,
-            Why::FollowUp => {
-                let (help, agent) = hal_runner::plan::next_turn(home, &thread)?;
-                Plan::Turn { help, agent, actor: thread.actor.clone() }
+            Why::FollowUp { after } => {
+                let tip = home.steps_back(&thread).next().transpose()?;
+                if !home.grows_from(after, thread.tip) || hal_runner::plan::moved_from(home, &thread)?.is_some() {
+                    // Moved back or sideways since the turn: the next scan plans it (frozen, most likely).
+                    Plan::Nothing
+                } else if tip.as_ref().is_some_and(is_persons_step) {
+                    // A person's step at the tip is judged as any is.
+                    plan_for(home, &thread, false, shared.admit(home))?
+                } else {
+                    let (help, agent) = hal_runner::plan::next_turn(home, &thread)?;
+                    Plan::Turn { help, agent, actor: thread.actor.clone() }
+                }
             }
         };
         let Plan::Turn { help, agent, actor } = plan else { return Ok(Err(thread)) };
@@ -956,6 +968,7 @@ async fn turn(mut guard: TurnGuard, why: Why) {
         }
     };
     shared.metrics.turn_seconds(started.elapsed().as_secs_f64());
+    let end_commit = end.commit;
     let between = end.commit.map(|end| {
         shared.journal.with(|home| persons_commits_between(home, &branch, thread.tip, end, shared.admit(home)))
     });
@@ -977,11 +990,11 @@ async fn turn(mut guard: TurnGuard, why: Why) {
         None => false,
     };
     guard.ended = Some(end);
-    if pushed {
+    if let (true, Some(after)) = (pushed, end_commit) {
         // The turn did not see it: read the thread again from its commits and answer in a follow-up turn.
         runner.forget(&branch);
         drop(guard);
-        shared.start_turn(branch, Why::FollowUp);
+        shared.start_turn(branch, Why::FollowUp { after });
     }
 }
 
@@ -1008,16 +1021,26 @@ fn persons_commits_between(
     to: ObjectId,
     admit: hal_runner::plan::Admit,
 ) -> Result<Between, hal_runner::RunError> {
+    /// How many refusals one note lists.
+    const REFUSED_LISTED: usize = 20;
     let thread = ThreadRef { id: String::new(), actor: String::new(), branch: branch.to_owned(), tip: to };
     let mut between = Between::default();
-    for step in home.steps_back(&thread).take(10_000) {
+    let mut keyring = None;
+    // A turn writes a few hundred steps at most; a branch whose first parents do not lead back to the turn's start
+    // within that (a merge of main pushed meanwhile) is not read further.
+    for step in home.steps_back(&thread).take(1_000) {
         let step = step?;
         if step.commit == from {
             break;
         }
         if is_persons_step(&step) {
-            match hal_runner::plan::refusal(home, branch, &step, admit)? {
+            let keyring = match &keyring {
+                Some(keyring) => keyring,
+                None => keyring.insert(hal_trust::Keyring::load(home).map_err(hal_runner::RunError::from_trust)?),
+            };
+            match hal_runner::plan::refusal_with(home, keyring, branch, &step, admit)? {
                 None => between.answer = true,
+                Some(_) if between.refused.len() >= REFUSED_LISTED => {}
                 Some(reason) => between.refused.push(reason),
             }
         }

@@ -43,21 +43,6 @@ pub enum DaemonError {
     /// Who signed what could not be read.
     #[error("{0}")]
     Trust(String),
-    /// The thread's branch was moved back or sideways by someone else: HAL writes nothing on it until a person
-    /// unfreezes it.
-    #[error(
-        "{thread} is frozen: its branch was moved from {left}, where HAL left it, to {tip}, which does not grow \
-         from it (reset back, or pointed at another line); look at it (`hal thread log {thread}`), then `hal \
-         thread unfreeze {thread}` lets HAL go on from there"
-    )]
-    Frozen {
-        /// The thread's id.
-        thread: String,
-        /// Where HAL left the branch.
-        left: gix::ObjectId,
-        /// Where it is now.
-        tip: gix::ObjectId,
-    },
     /// Only an owner may do this, and nothing proves the asker is one.
     #[error("{0}")]
     NotOwner(String),

@@ -4,10 +4,11 @@
 //! short one once the window is full. The request a run answers is pinned: however many steps the run adds after
 //! it, the window always carries it.
 //!
-//! What HAL does not believe is left out, with a note in its place: a step that claims to be HAL's and no key of
-//! HAL's signed (a pushed "reply" would otherwise put words in the model's mouth, a pushed "tool" step fake a
-//! result), and a person's step HAL does not answer (unsigned where `trust.unsigned_messages` says to ignore
-//! those, or signed wrongly), as [`crate::plan::refusal`] judges one at the tip.
+//! What HAL does not believe is left out, with a note in its place: a step only HAL writes (a reply, a tool
+//! result, a note, whatever actor it names) that no key of HAL's signed (a pushed "reply" would otherwise put
+//! words in the model's mouth, a pushed "tool" step fake a result), and a person's step HAL does not answer
+//! (unsigned where `trust.unsigned_messages` says to ignore those, or signed wrongly), as
+//! [`crate::plan::refusal`] judges one at the tip.
 
 use hal_model::Message;
 use hal_store::{Home, Step, StepKind, ThreadRef};
@@ -90,6 +91,11 @@ impl Conversation {
                 let note = Message::User { text: format!("[a note from the HAL runtime] {reason}") };
                 used += size_of(&note);
                 newest_first.push(note);
+                // Notes count against the window like any message: a thread full of them is not read whole.
+                if used > conversation.budget {
+                    conversation.truncated = true;
+                    break;
+                }
                 continue;
             }
             let messages = messages_of(&step)?;
@@ -301,22 +307,28 @@ fn left_out(
     admit: Admit,
     keyring: &mut Option<hal_trust::Keyring>,
 ) -> Result<Option<String>, RunError> {
-    let claims_hal = step.actor == hal_store::identity::HAL_ACTOR && step.number.is_some();
-    let persons = step.number.is_none() || is_persons_message(step);
-    if !(claims_hal || persons) || home.wrote_on(step.commit, branch)? {
+    if home.wrote_on(step.commit, branch)? {
         return Ok(None);
     }
-    if claims_hal && step.fact(fact::FOR).is_none() {
-        let keyring = match keyring {
-            Some(keyring) => keyring,
-            None => keyring.insert(hal_trust::Keyring::load(home).map_err(RunError::from_trust)?),
-        };
+    // A person's step is a plain commit or a message in a person's name (or relayed for one); every other step
+    // (a reply, a tool result, a note, HAL's own message) is HAL's to write, whatever actor it names.
+    let persons = step.number.is_none() || is_persons_message(step);
+    let keyring = match keyring {
+        Some(keyring) => keyring,
+        None => keyring.insert(hal_trust::Keyring::load(home).map_err(RunError::from_trust)?),
+    };
+    if !persons {
         let verdict = keyring.verdict(home, step).map_err(RunError::from_trust)?;
-        return Ok((!verdict.is_hals()).then(|| {
-            format!("step {} is left out: it claims to be HAL's, and it is {}.", step.commit, verdict.label())
+        return Ok((!(verdict.is_hals() || verdict == hal_trust::Verdict::ByHal)).then(|| {
+            format!(
+                "step {} is left out: only HAL writes a {} step, and it is {}.",
+                step.commit,
+                step.kind,
+                verdict.label()
+            )
         }));
     }
-    Ok(crate::plan::refusal(home, branch, step, admit)?
+    Ok(crate::plan::refusal_with(home, keyring, branch, step, admit)?
         .map(|reason| format!("step {} is left out. {reason}", step.commit)))
 }
 

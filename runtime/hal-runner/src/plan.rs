@@ -101,6 +101,20 @@ pub fn refusal(home: &Home, branch: &str, tip: &Step, admit: Admit) -> Result<Op
         return Ok(None);
     }
     let keyring = hal_trust::Keyring::load(home).map_err(RunError::from_trust)?;
+    refusal_with(home, &keyring, branch, tip, admit)
+}
+
+/// [`refusal`] with the keys that count already read (a caller judging many steps reads them once).
+pub fn refusal_with(
+    home: &Home,
+    keyring: &hal_trust::Keyring,
+    branch: &str,
+    tip: &Step,
+    admit: Admit,
+) -> Result<Option<String>, RunError> {
+    if home.wrote_on(tip.commit, branch)? {
+        return Ok(None);
+    }
     let verdict = keyring.verdict(home, tip).map_err(RunError::from_trust)?;
     Ok(match verdict {
         Verdict::Signed { .. } | Verdict::ByHal => None,
@@ -210,6 +224,22 @@ pub fn plan_for(home: &Home, thread: &ThreadRef, startup: bool, admit: Admit) ->
     if !interrupted && let Some(reason) = refusal(home, &thread.branch, &tip, admit)? {
         return Ok(Plan::Ignore { reason });
     }
+    // A person's step belongs where it was written: one that names another thread, or that a run answered on
+    // another branch, is a copy (its signature would lend its author's authority to a second run).
+    if !interrupted {
+        if let Some(named) = tip.thread.as_deref()
+            && named != thread.id
+        {
+            let reason = format!("Not answered: commit {} says it belongs to thread {named}: a copy.", tip.commit);
+            return Ok(Plan::Ignore { reason });
+        }
+        if let Some(branch) = home.answered_on(tip.commit)?
+            && branch != thread.branch
+        {
+            let reason = format!("Not answered: commit {} was answered on {branch} already: a copy.", tip.commit);
+            return Ok(Plan::Ignore { reason });
+        }
+    }
     let mut help = tip.fact(fact::HELP).map(str::to_owned);
     let mut agent = tip.fact(fact::AGENT).map(str::to_owned);
     let mut depth = tip.fact(fact::DEPTH).and_then(|d| d.parse::<u32>().ok());
@@ -248,8 +278,9 @@ pub fn plan_for(home: &Home, thread: &ThreadRef, startup: bool, admit: Admit) ->
 /// (a person's commits after HAL's), or HAL never wrote on it.
 pub fn moved_from(home: &Home, thread: &ThreadRef) -> Result<Option<ObjectId>, RunError> {
     let Some(left) = home.landed_tip(&thread.branch)? else { return Ok(None) };
-    // Whatever git cannot answer (a missing commit, no common history) counts as moved: the safe side.
-    let grows_from = |tip: ObjectId| home.is_ancestor(left, tip).unwrap_or(false);
+    // Along first parents, as HAL reads a thread (a merge whose second parent is HAL's step is another line);
+    // whatever git cannot answer (a missing commit) counts as moved: the safe side.
+    let grows_from = |tip: ObjectId| home.grows_from(left, tip);
     if grows_from(thread.tip) {
         return Ok(None);
     }

@@ -347,7 +347,7 @@ fn regression_a_reply_written_by_plain_git_is_not_executed() {
     });
     assert!(!seen, "{asked:?}");
     let noted = asked.iter().any(
-        |m| matches!(m, hal_model::Message::User { text } if text.contains(&forged) && text.contains("claims to be HAL's")),
+        |m| matches!(m, hal_model::Message::User { text } if text.contains(&forged) && text.contains("only HAL writes")),
     );
     assert!(noted, "{asked:?}");
 }
@@ -382,16 +382,18 @@ fn regression_a_branch_rewound_to_an_old_reply_of_hals_does_not_replay_its_calls
     let plan = plan_for(&home, &rewound, true, Admit::for_repo(&home, &Default::default())).expect("plan");
     assert!(matches!(plan, Plan::Frozen { left } if left == answered), "{plan:?}");
     drop(home);
+    // A run started on it anyway writes nothing and runs nothing: the store refuses a frozen thread.
     let recording = Arc::new(Recording::new(vec![text("asked again")], vec![]));
-    let outcome = runtime()
-        .block_on(runner(dir.path()).resume(Arc::new(recording) as Arc<dyn Models>, &rewound, "alice", "writer"))
-        .expect("resume");
-    assert_eq!(outcome.output, "asked again");
+    let resumed = runtime().block_on(runner(dir.path()).resume(
+        Arc::new(recording) as Arc<dyn Models>,
+        &rewound,
+        "alice",
+        "writer",
+    ));
+    assert!(matches!(resumed, Err(hal_runner::RunError::Store(hal_store::StoreError::Frozen { .. }))), "{resumed:?}");
     let home = Home::open(dir.path()).expect("open");
-    assert_eq!(home.file_at(outcome.commit, "a").expect("read"), None, "the old call did not run again");
-    let kinds: Vec<String> =
-        home.thread_log(&thread.id, None).expect("log").into_iter().map(|s| s.kind.to_string()).collect();
-    assert_eq!(kinds, ["start", "message", "reply", "tool", "system", "reply", "finish"]);
+    assert_eq!(home.resolve_thread(&thread.id).expect("thread").tip, old_reply, "nothing was written");
+    assert_eq!(home.file_at(old_reply, "a").expect("read"), None, "the old call did not run again");
 }
 
 /// Regression: `hal isolate call --thread` wrote a `tool` step without the call it answers (no `hal-data`), and
@@ -562,4 +564,32 @@ fn an_unsigned_plain_message_is_ignored_once_the_repo_has_a_remote_and_a_signed_
     let asked = format!("{:?}", recording.requests()[0].messages);
     assert!(asked.contains("Signed question.") && !asked.contains("Unsigned question."), "{asked}");
     assert!(asked.contains(&format!("step {unsigned} is left out")), "{asked}");
+}
+
+/// A person's message copied to a branch of its own (a new thread id, or another actor's branch with the same id)
+/// is not answered again: it names another thread, or a run answered it on its own branch already.
+#[test]
+fn a_message_copied_to_another_branch_is_not_answered_again() {
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
+    let home = home_with(dir.path(), &[("writer", "description: Writes\ncommands: [files]\n")]);
+    let thread = home.new_thread("alice", None, Some("t")).expect("thread");
+    let message = home.say("alice", &thread.id, "deploy it").expect("say").commit;
+    let thread = home.resolve_thread(&thread.id).expect("thread");
+    drop(home);
+    let recording = Arc::new(Recording::new(vec![text("deployed")], vec![]));
+    let outcome = runtime()
+        .block_on(runner(dir.path()).resume(Arc::new(recording) as Arc<dyn Models>, &thread, "alice", "writer"))
+        .expect("the first answer");
+    assert_eq!(outcome.output, "deployed");
+
+    let plan = |branch: &str| {
+        git(dir.path(), &["update-ref", &format!("refs/heads/{branch}"), &message.to_string()]);
+        let home = Home::open(dir.path()).expect("open");
+        let copy = home.resolve_thread(branch).expect("the copy");
+        plan_for(&home, &copy, false, Admit::for_repo(&home, &Default::default())).expect("plan")
+    };
+    let Plan::Ignore { reason } = plan("threads/alice/0000000000a") else { panic!("a copy under a new id") };
+    assert!(reason.contains("says it belongs to thread") && reason.contains("a copy"), "{reason}");
+    let Plan::Ignore { reason } = plan(&format!("threads/mallory/{}", thread.id)) else { panic!("same id") };
+    assert!(reason.contains("was answered on") && reason.contains("a copy"), "{reason}");
 }

@@ -88,6 +88,21 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The thread's branch no longer grows from where HAL last left it (reset back, pointed at another line):
+    /// nothing is written on it until a person unfreezes it.
+    #[error(
+        "{thread} is frozen: its branch was moved from {left}, where HAL left it, to {found}, which does not grow \
+         from it (reset back, or pointed at another line); look at it (`hal thread log {thread}`), then `hal \
+         thread unfreeze {thread}` lets HAL go on from there"
+    )]
+    Frozen {
+        /// The thread's id.
+        thread: String,
+        /// Where HAL left the branch.
+        left: gix::ObjectId,
+        /// Where it is now.
+        found: gix::ObjectId,
+    },
     /// A step meant for one tip of a thread found another there: nothing was written.
     #[error("{branch} moved on (from {expected} to {found}); nothing was written")]
     Moved {

@@ -209,6 +209,17 @@ impl Home {
         self.record.landed_tip(branch)
     }
 
+    /// Record that a run on `branch` answers the request `commit` (a person's message): [`Home::answered_on`]
+    /// then names that branch, and no other branch's run answers it again.
+    pub fn record_answered(&self, commit: ObjectId, branch: &str) -> Result<()> {
+        self.record.add_answered(commit, branch)
+    }
+
+    /// The branch a run answered the request `commit` on, if one did (by HAL's local record).
+    pub fn answered_on(&self, commit: ObjectId) -> Result<Option<String>> {
+        self.record.answered_on(commit)
+    }
+
     /// Record, before it runs, that HAL starts tool call `index` of the reply committed as `reply`: `false` when it
     /// started that call before (then it must not run again). Kept in `.git/hal/record/calls`.
     pub fn claim_call(&self, reply: ObjectId, index: u32) -> Result<bool> {

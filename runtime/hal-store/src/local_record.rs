@@ -14,6 +14,9 @@
 //!   branch is where HAL last left it for certain. A branch that no longer descends from that commit was moved
 //!   back or sideways by someone else, and HAL freezes the thread (a commit recorded in `written` that never
 //!   landed, because HAL stopped or lost a race in between, does not count).
+//! - `answered`: `<commit> <branch>` for every request a run answered: a person's message is answered on the
+//!   branch it was answered on, never again on another (a signed message copied to a branch of its own would
+//!   otherwise be acted on twice, with its author's authority).
 //! - `depths`: `<depth> <key>` for every thread HAL started from a run (key: the branch) and every message HAL
 //!   relayed from a run (key: the commit): how many starts and relays by runs led to it. A run's chain depth is
 //!   the larger of its thread's and its request's; past `limits.max_depth` HAL starts and relays nothing more.
@@ -51,6 +54,7 @@ pub(crate) struct LocalRecord {
     keys: Log<HashMap<String, Vec<ObjectId>>>,
     calls: Log<std::collections::HashSet<(ObjectId, u32)>>,
     landed: Log<HashMap<String, ObjectId>>,
+    answered: Log<HashMap<ObjectId, String>>,
 }
 
 /// The index of `written`: every commit HAL wrote with the branch it wrote it on, and the newest it wrote on each
@@ -85,6 +89,7 @@ impl LocalRecord {
             keys: Log::new(dir.join("keys")),
             calls: Log::new(dir.join("calls")),
             landed: Log::new(dir.join("landed")),
+            answered: Log::new(dir.join("answered")),
         }
     }
 
@@ -154,6 +159,29 @@ impl LocalRecord {
         }
         self.calls.append(&format!("{reply} {index}\n"))?;
         Ok(true)
+    }
+
+    /// Record that a run on `branch` answers the request `commit` (the first branch recorded keeps it).
+    pub(crate) fn add_answered(&self, commit: ObjectId, branch: &str) -> Result<()> {
+        check_key(branch)?;
+        if self.answered_on(commit)?.is_some() {
+            return Ok(());
+        }
+        self.answered.append(&format!("{commit} {branch}\n"))
+    }
+
+    /// The branch a run answered the request `commit` on, if one did.
+    pub(crate) fn answered_on(&self, commit: ObjectId) -> Result<Option<String>> {
+        self.answered.lookup(
+            |index| index.get(&commit).cloned(),
+            |index, line| {
+                if let Some((id, branch)) = line.split_once(' ')
+                    && let Ok(id) = ObjectId::from_hex(id.as_bytes())
+                {
+                    index.entry(id).or_insert_with(|| branch.to_owned());
+                }
+            },
+        )
     }
 
     /// Record that `branch` moved to `commit`, which HAL wrote (after the ref update).

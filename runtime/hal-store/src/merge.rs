@@ -264,6 +264,26 @@ impl Home {
         Ok(decoded.entries.iter().map(|e| (e.filename.to_vec(), e.oid.to_owned(), e.mode.is_tree())).collect())
     }
 
+    /// How many first parents back [`Home::grows_from`] looks.
+    pub const GROWTH_LOOK_BACK: usize = 10_000;
+
+    /// Whether the branch at `tip` grows from `base`: `base` is `tip` or one of its first parents (at most
+    /// [`Home::GROWTH_LOOK_BACK`] back). What HAL reads of a thread follows first parents, so a merge commit
+    /// whose second parent is `base` does not count: its first-parent history is another line.
+    pub fn grows_from(&self, base: ObjectId, tip: ObjectId) -> bool {
+        let mut at = tip;
+        for _ in 0..=Self::GROWTH_LOOK_BACK {
+            if at == base {
+                return true;
+            }
+            let Some(parent) = self.repo().find_commit(at).ok().and_then(|c| c.parent_ids().next()) else {
+                return false;
+            };
+            at = parent.detach();
+        }
+        false
+    }
+
     /// Whether `ancestor` is reachable from `descendant` (or equal to it).
     pub fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool> {
         if ancestor == descendant {

@@ -162,6 +162,10 @@ pub struct NewStep {
     /// steps follow the run's own, with whatever people pushed on top, never a branch moved back or sideways
     /// under it.
     pub descends_from: Option<ObjectId>,
+    /// Written on a frozen thread (one whose branch no longer grows from where HAL last left it): only a person's
+    /// `unfreeze`, on exactly the tip they looked at (`on_tip`). Every other step refuses a frozen thread
+    /// ([`StoreError::Frozen`]), since landing it would move HAL's mark onto the moved branch.
+    pub unfreezes: bool,
 }
 
 impl NewStep {
@@ -178,6 +182,7 @@ impl NewStep {
             idempotency_key: None,
             on_tip: None,
             descends_from: None,
+            unfreezes: false,
         }
     }
 
@@ -560,10 +565,15 @@ impl Home {
                 return Err(StoreError::Moved { branch: thread.branch.clone(), expected, found: tip });
             }
             if let Some(base) = step.descends_from
-                && base != tip
-                && !self.is_ancestor(base, tip).unwrap_or(false)
+                && !self.grows_from(base, tip)
             {
                 return Err(StoreError::Moved { branch: thread.branch.clone(), expected: base, found: tip });
+            }
+            if !(step.unfreezes && step.on_tip == Some(tip))
+                && let Some(left) = self.record().landed_tip(&thread.branch)?
+                && !self.grows_from(left, tip)
+            {
+                return Err(StoreError::Frozen { thread: thread.id.clone(), left, found: tip });
             }
             let state = self.state_at(tip, &thread.branch)?;
             let tree = self.tree_with_files(state.tree, &blobs)?;

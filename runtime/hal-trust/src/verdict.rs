@@ -87,6 +87,12 @@ impl Keyring {
             CommitSignature::Unsigned if claims_hal => {
                 return Ok(Verdict::Forged { reason: "it says HAL wrote it, and it is not signed".to_owned() });
             }
+            // Only HAL writes numbered steps other than messages (a person's plain commit has no number).
+            CommitSignature::Unsigned if step.number.is_some() && step.kind != hal_store::StepKind::Message => {
+                return Ok(Verdict::Forged {
+                    reason: format!("a {} step nobody signed: only HAL writes those", step.kind),
+                });
+            }
             CommitSignature::Unsigned => return Ok(Verdict::Unsigned),
             CommitSignature::Bad(reason) if claims_hal => {
                 return Ok(Verdict::Forged { reason: format!("it says HAL wrote it: {reason}") });

@@ -396,6 +396,10 @@ impl Runner {
                     (thread, conversation, start.pending.clone(), start.request)
                 }
             };
+            // Answered here, and so on no other branch (a copy of it elsewhere is refused by the plan).
+            if let Some(request) = request {
+                self.journal.with(|home| home.record_answered(request, &thread.branch))?;
+            }
             // A reply this run resumes gets its results from the run (or, not HAL's, from `distrust`).
             if pending.is_none() {
                 conversation.close_open_calls();
