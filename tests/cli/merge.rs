@@ -145,6 +145,15 @@ fn a_merge_no_owner_signed_is_refused() {
     let (code, body) = crate::daemon::http_with(&repo, "POST", "/v1/command", Some(token.trim()), &command.to_string());
     assert_eq!(code, 403, "{body}");
     assert_eq!(rev(&sandbox, &repo, "main"), main, "main did not move");
+
+    // Unfreezing is an owner's act too.
+    let branch = format!("refs/heads/threads/alice-example/{id}");
+    sandbox.git(&repo, &["update-ref", &branch, &old]).ok();
+    let command = serde_json::json!({"command": "unfreeze", "thread": id});
+    let (code, body) = crate::daemon::http_with(&repo, "POST", "/v1/command", Some(token.trim()), &command.to_string());
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(rev(&sandbox, &repo, &branch), old, "nothing was written");
+    sandbox.hal(&repo, &["thread", "unfreeze", &id]).ok();
     let run = sandbox.hal(&repo, &["thread", "merge", &id]).ok();
     assert!(run.stdout.contains("fast-forward"), "{}", run.stdout);
     assert_eq!(daemon.stop(), 0);

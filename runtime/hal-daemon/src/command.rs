@@ -36,31 +36,45 @@ pub(crate) fn starts_work(command: &Command) -> bool {
     }
 }
 
-/// Refuse a merge into `main` that no owner signed, once `hal.yaml` names owners (before, nobody can prove to
-/// be one, and merges stay as they were): the owner `who`'s signature of exactly this thread at its tip now.
-fn check_merge(
+/// An owner's act on a thread at its tip.
+#[derive(Debug, Clone, Copy)]
+enum Act {
+    Merge,
+    Unfreeze,
+}
+
+/// Refuse an owner's act that no owner signed, once `hal.yaml` names owners (before, nobody can prove to be one,
+/// and it stays as it was): the owner `who`'s signature of exactly this act on this thread at its tip now.
+fn check_owner_act(
     home: &Home,
+    act: Act,
     who: &str,
     thread: &ThreadRef,
-    signature: Option<&crate::protocol::MergeSignature>,
+    signature: Option<&crate::protocol::TipSignature>,
 ) -> Result<(), DaemonError> {
     let keyring = hal_trust::Keyring::load(home)?;
     if keyring.owners.is_empty() {
         return Ok(());
     }
+    let (word, namespace, command) = match act {
+        Act::Merge => ("merge", hal_trust::MERGE_NAMESPACE, "hal thread merge"),
+        Act::Unfreeze => ("unfreeze", hal_trust::UNFREEZE_NAMESPACE, "hal thread unfreeze"),
+    };
     let Some(signature) = signature else {
         return Err(DaemonError::NotOwner(format!(
-            "merging into main is an owner's act: the merge of {} needs an owner's signature (`hal thread merge` \
-             signs with your key)",
+            "the {word} of {} is an owner's act and needs an owner's signature (`{command}` signs with your key)",
             thread.id
         )));
     };
-    let statement = hal_trust::merge_statement(who, &thread.id, &signature.tip);
-    hal_trust::check_owner_statement(&keyring, who, hal_trust::MERGE_NAMESPACE, &statement, &signature.signature)
-        .map_err(|why| DaemonError::NotOwner(format!("the merge of {} by {who} is refused: {why}", thread.id)))?;
+    let statement = match act {
+        Act::Merge => hal_trust::merge_statement(who, &thread.id, &signature.tip),
+        Act::Unfreeze => hal_trust::unfreeze_statement(who, &thread.id, &signature.tip),
+    };
+    hal_trust::check_owner_statement(&keyring, who, namespace, &statement, &signature.signature)
+        .map_err(|why| DaemonError::NotOwner(format!("the {word} of {} by {who} is refused: {why}", thread.id)))?;
     if *signature.tip != thread.tip {
         return Err(DaemonError::NotOwner(format!(
-            "the merge of {} was signed for its tip {}, and it is at {} now: look again and merge again",
+            "the {word} of {} was signed for its tip {}, and it is at {} now: look again, then {word} again",
             thread.id, signature.tip, thread.tip
         )));
     }
@@ -343,12 +357,13 @@ pub(crate) fn apply_with(
             let state = hal_trust::halt::halt_state(home, &keyring)?;
             Ok(Response::Halted { halt: state.halt, commit: commit.to_string() })
         }
-        Command::Unfreeze { actor: who, thread } => {
+        Command::Unfreeze { actor: who, thread, signature } => {
             let who = actor(who)?;
-            let thread = home.resolve_thread(thread)?;
+            let thread = thread_of(home, &who, thread)?;
             let Some(left) = hal_runner::plan::moved_from(home, &thread)? else {
                 return Err(DaemonError::NotFrozen(thread.id));
             };
+            check_owner_act(home, Act::Unfreeze, &who, &thread, signature.as_ref())?;
             let text = format!(
                 "unfrozen by {who}: the branch had been moved from {left}, where HAL left it, to {}; HAL goes on \
                  from here",
@@ -366,7 +381,7 @@ pub(crate) fn apply_with(
             let who = actor(who)?;
             let thread = home.resolve_thread(thread)?;
             refuse_frozen(home, &thread)?;
-            check_merge(home, &who, &thread, signature.as_ref())?;
+            check_owner_act(home, Act::Merge, &who, &thread, signature.as_ref())?;
             // A published plugin version never changes: the sandbox's rule, passed to the store as the merge's guard.
             let outcome = home.merge_thread(&who, &thread.branch, &hal_sandbox::plugins::Published)?;
             Ok(Response::Merged { thread, outcome })

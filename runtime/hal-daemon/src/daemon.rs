@@ -763,7 +763,7 @@ impl Shared {
             | Command::Replay { .. } => self.answer(command),
             Command::Merge { actor, thread, .. }
             | Command::Write { actor, thread, .. }
-            | Command::Unfreeze { actor, thread } => {
+            | Command::Unfreeze { actor, thread, .. } => {
                 // A merge or a file written in the middle of a turn would land between its steps: wait for the
                 // turn's end.
                 let target = self.journal.with(|home| -> hal_store::Result<ThreadRef> {

@@ -33,8 +33,9 @@
 //! looked, so a lookup costs the same at ten steps as at a million. A line left without its newline by a crash is
 //! ended before the next line is added, so it never merges with it; a torn line is skipped. The record is not a
 //! cache: deleting it makes HAL distrust its own unfinished runs (they ask the model again) and count the threads
-//! it started as started by a person (depth 0: a chain can start again from there, as it can when a person asks).
-//! It is not synced to disk per line.
+//! it started as started by a person (depth 0: a chain can start again from there, as it can when a person asks),
+//! forgets where HAL left each branch (`landed`: no thread is frozen until HAL writes on it again) and which
+//! requests and calls were answered and run. Only `calls` is synced to disk per line (before the call runs).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -157,7 +158,8 @@ impl LocalRecord {
         if self.calls.lookup(|calls| calls.contains(&(reply, index)), add)? {
             return Ok(false);
         }
-        self.calls.append(&format!("{reply} {index}\n"))?;
+        // On disk before the call runs: a power cut after a call took effect must not forget that it ran.
+        self.calls.append_durably(&format!("{reply} {index}\n"))?;
         Ok(true)
     }
 
@@ -261,6 +263,15 @@ impl<I: Default> Log<I> {
     }
 
     fn append(&self, line: &str) -> Result<()> {
+        self.append_with(line, false)
+    }
+
+    /// Append `line` and wait until it is on disk: for a record whose loss would let something happen twice.
+    fn append_durably(&self, line: &str) -> Result<()> {
+        self.append_with(line, true)
+    }
+
+    fn append_with(&self, line: &str, durable: bool) -> Result<()> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.file.is_none() {
             if let Some(dir) = self.path.parent() {
@@ -280,7 +291,11 @@ impl<I: Default> Log<I> {
         }
         let file = state.file.as_mut().expect("opened just above");
         // One write call per line: with O_APPEND, lines of concurrent writers never interleave.
-        file.write_all(line.as_bytes()).io_context(|| format!("appending to {}", self.path.display()))
+        file.write_all(line.as_bytes()).io_context(|| format!("appending to {}", self.path.display()))?;
+        if durable {
+            file.sync_data().io_context(|| format!("syncing {}", self.path.display()))?;
+        }
+        Ok(())
     }
 
     /// `found(index)` after reading what was appended since the last look, unless the index already knows (a

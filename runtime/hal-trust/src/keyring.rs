@@ -90,8 +90,9 @@ impl Keyring {
                 let revoked = ring.keys.get(&line.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
                 if revoked.is_some_and(|key| key.revoked) {
                     let text = format!(
-                        "owner {actor}'s key {} is revoked on actors/{actor}, and still an owner's key: remove it \
-                         from `owners` in a hal.yaml change another owner signs",
+                        "owner {actor}'s key {} is revoked on actors/{actor}, and still an owner's key (it signs \
+                         hal.yaml and actor keys): remove it from `owners` in a hal.yaml change signed by an owner's \
+                         key you still hold",
                         line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
                     );
                     let at = ring.owners_from.unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1));

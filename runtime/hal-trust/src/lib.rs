@@ -11,8 +11,9 @@ mod verdict;
 
 pub use keyring::{HISTORY_LIMIT, Keyring, TrustProblem, TrustedKey};
 pub use statement::{
-    AFTER_FACT, MAX_MESSAGE_LAG, MERGE_NAMESPACE, MESSAGE_NAMESPACE, SIGNATURE_FACT, check_message,
+    AFTER_FACT, MAX_MESSAGE_LAG, MERGE_NAMESPACE, MESSAGE_NAMESPACE, SIGNATURE_FACT, UNFREEZE_NAMESPACE, check_message,
     check_owner_statement, check_placement, merge_statement, message_statement, sign_message, sign_statement,
+    unfreeze_statement,
 };
 pub use verdict::Verdict;
 

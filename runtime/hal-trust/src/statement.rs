@@ -68,10 +68,36 @@ pub fn check_message(
             return Err(format!("the message is signed by {}, which is no key that counts", keys::fingerprint(&key)));
         }
     }
-    let statement = message_statement(actor, thread, after, text);
-    key.verify(MESSAGE_NAMESPACE, &statement, &signature)
-        .map_err(|e| format!("the message's signature does not match what it signs: {e}"))?;
+    verify_message(actor, thread, after, text, &key, &signature)?;
     Ok(key)
+}
+
+/// Whether `signature` (one line) is a good signature of the statement by whatever key made it, counting or not:
+/// the key, or why not.
+pub(crate) fn message_signed_by(
+    actor: &str,
+    thread: &str,
+    after: &str,
+    text: &str,
+    signature: &str,
+) -> Result<PublicKey, String> {
+    let signature = parse(signature)?;
+    let key = PublicKey::from(signature.public_key().clone());
+    verify_message(actor, thread, after, text, &key, &signature)?;
+    Ok(key)
+}
+
+fn verify_message(
+    actor: &str,
+    thread: &str,
+    after: &str,
+    text: &str,
+    key: &PublicKey,
+    signature: &SshSig,
+) -> Result<(), String> {
+    let statement = message_statement(actor, thread, after, text);
+    key.verify(MESSAGE_NAMESPACE, &statement, signature)
+        .map_err(|e| format!("the message's signature does not match what it signs: {e}"))
 }
 
 /// The SSH signature namespace of merge statements.
@@ -80,6 +106,14 @@ pub const MERGE_NAMESPACE: &str = "hal-merge";
 /// What an owner signs to merge a thread into `main`: who, which thread, at which tip.
 pub fn merge_statement(actor: &str, thread: &str, tip: &str) -> Vec<u8> {
     format!("hal merge v1\nactor {actor}\nthread {thread}\ntip {tip}\n").into_bytes()
+}
+
+/// The SSH signature namespace of unfreeze statements.
+pub const UNFREEZE_NAMESPACE: &str = "hal-unfreeze";
+
+/// What an owner signs to let HAL go on with a frozen thread from the tip they looked at.
+pub fn unfreeze_statement(actor: &str, thread: &str, tip: &str) -> Vec<u8> {
+    format!("hal unfreeze v1\nactor {actor}\nthread {thread}\ntip {tip}\n").into_bytes()
 }
 
 /// `signer`'s signature of `statement` in `namespace`, as one line.

@@ -135,13 +135,18 @@ impl Keyring {
                     Verdict::BadSignature { reason }
                 }
                 // Signed by a key revoked since: HAL checked it when it wrote the step (it refuses revoked keys),
-                // so the step stays what HAL vouches for, no longer the person's own word.
-                (Some(signature), Some(_))
+                // so the step stays what HAL vouches for, no longer the person's own word, when the signature
+                // itself still matches what it signs.
+                (Some(signature), Some(after))
                     if crate::statement::message_signer(signature)
                         .and_then(|key| self.owner_of(&key).cloned())
                         .is_some_and(|key| key.revoked && key.actor == step.actor) =>
                 {
-                    Verdict::ByHal
+                    let thread = step.thread.as_deref().unwrap_or_default();
+                    match crate::statement::message_signed_by(&step.actor, thread, after, &step.text, signature) {
+                        Ok(_) => Verdict::ByHal,
+                        Err(reason) => Verdict::BadSignature { reason },
+                    }
                 }
                 (Some(signature), Some(after)) => {
                     let thread = step.thread.as_deref().unwrap_or_default();

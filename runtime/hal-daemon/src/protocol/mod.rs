@@ -28,11 +28,12 @@ pub struct MessageSignature {
     pub signature: String,
 }
 
-/// An owner's signature of a merge: the thread's tip they saw, and their SSH signature of the statement (who,
-/// which thread, that tip) in the namespace `hal-merge`, its base64 on one line.
+/// An owner's signature of an act on a thread at the tip they saw (a merge, an unfreeze): the tip, and their SSH
+/// signature of the statement (who, which thread, that tip) in the act's namespace (`hal-merge`,
+/// `hal-unfreeze`), its base64 on one line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MergeSignature {
+pub struct TipSignature {
     /// The commit of the thread's tip that is merged.
     pub tip: String,
     /// The SSH signature, its base64 on one line.
@@ -172,13 +173,17 @@ pub enum Command {
         message: Option<String>,
     },
     /// Let HAL go on with a frozen thread (one whose branch someone moved back or sideways) from where it is now:
-    /// a system step on its tip says who did, and HAL acts on the thread again.
+    /// a system step on its tip says who did, and HAL acts on the thread again. An owner's act, signed as a merge
+    /// is (`hal thread unfreeze` signs with your key) once `hal.yaml` names owners.
     Unfreeze {
         /// Who looked at it (default: the repo's actor).
         #[serde(default)]
         actor: Option<String>,
         /// Thread id, unique prefix or branch.
         thread: String,
+        /// The owner's signature of the unfreeze at the tip they looked at ([`hal_trust::unfreeze_statement`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<TipSignature>,
     },
     /// Merge a thread into `main`: an owner's act. Once `hal.yaml` names owners, the merge carries the owner's
     /// signature of what they merge (`hal thread merge` signs with your key); without one it is refused.
@@ -190,7 +195,7 @@ pub enum Command {
         thread: String,
         /// The owner's signature of the merge ([`hal_trust::merge_statement`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        signature: Option<MergeSignature>,
+        signature: Option<TipSignature>,
     },
     /// What `main` offers, as the engine that answers has it in force: helps, agents, models, isolates, problems,
     /// the secrets they need.

@@ -504,8 +504,11 @@ impl Runner {
                     // committed, or the branch is later put back to this reply.
                     let index = u32::try_from(index).unwrap_or(u32::MAX);
                     if !self.journal.with(|home| home.claim_call(reply_commit, index))? {
-                        let reason = "not run again: HAL started this call before and stopped before its result                                       was recorded; a call runs at most once, so whether it took effect is unknown"
-                            .to_owned();
+                        let reason =
+                            "not run again: HAL started this call before (it stopped, or the branch was put back, \
+                                      before its result was recorded); a call runs at most once, so whether it \
+                                      took effect is unknown"
+                                .to_owned();
                         self.refuse(state, conversation, call, reason)?;
                         continue;
                     }

@@ -102,13 +102,29 @@ pub fn exit_code(status: Status) -> u8 {
 
 /// `actor`'s signature of a merge of `thread` at its tip now, with the key they sign with on this machine: `None`
 /// when they have none (the daemon then refuses the merge once `hal.yaml` names owners, and says why).
-pub fn sign_merge(home: &hal_store::Home, actor: &str, thread: &str) -> Option<hal_daemon::protocol::MergeSignature> {
+pub fn sign_merge(home: &hal_store::Home, actor: &str, thread: &str) -> Option<hal_daemon::protocol::TipSignature> {
+    sign_act(home, actor, thread, hal_trust::MERGE_NAMESPACE, hal_trust::merge_statement)
+}
+
+/// `actor`'s signature of an unfreeze of `thread` at its tip now, as [`sign_merge`].
+pub fn sign_unfreeze(home: &hal_store::Home, actor: &str, thread: &str) -> Option<hal_daemon::protocol::TipSignature> {
+    sign_act(home, actor, thread, hal_trust::UNFREEZE_NAMESPACE, hal_trust::unfreeze_statement)
+}
+
+/// `actor`'s signature of the statement `statement` makes of `thread` at its tip now, in `namespace`.
+fn sign_act(
+    home: &hal_store::Home,
+    actor: &str,
+    thread: &str,
+    namespace: &str,
+    statement: fn(&str, &str, &str) -> Vec<u8>,
+) -> Option<hal_daemon::protocol::TipSignature> {
     let thread = home.resolve_thread(thread).ok()?;
     let key = home.existing_person_key(actor)?;
     let tip = thread.tip.to_string();
-    let statement = hal_trust::merge_statement(actor, &thread.id, &tip);
-    match hal_trust::sign_statement(&key, hal_trust::MERGE_NAMESPACE, &statement) {
-        Ok(signature) => Some(hal_daemon::protocol::MergeSignature { tip, signature }),
+    let statement = statement(actor, &thread.id, &tip);
+    match hal_trust::sign_statement(&key, namespace, &statement) {
+        Ok(signature) => Some(hal_daemon::protocol::TipSignature { tip, signature }),
         Err(error) => {
             tracing::warn!(target: "hal", %error, "the merge goes unsigned");
             None

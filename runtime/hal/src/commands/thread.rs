@@ -99,7 +99,9 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
         }
         ThreadCommand::Merge { id } => return merge(args, &home, handle.as_ref(), id),
         ThreadCommand::Unfreeze { id } => {
-            let unfreeze = Command::Unfreeze { actor: Some(home.resolve_actor(None)?), thread: id.clone() };
+            let actor = home.resolve_actor(None)?;
+            let signature = remote::sign_unfreeze(&home, &actor, id);
+            let unfreeze = Command::Unfreeze { actor: Some(actor), thread: id.clone(), signature };
             if let Response::Appended { step } = handle.command(&unfreeze)? {
                 print_appended(args, &step)?;
             }
