@@ -687,6 +687,16 @@ impl Shared {
                     lock(&self.answering).insert(target.branch.clone());
                 }
                 if let Some(queue) = active.get_mut(&target.branch) {
+                    // The same signed message twice (a retry without an idempotency key) is one message.
+                    if let Some(signature) = signature
+                        && queue
+                            .iter()
+                            .any(|q| q.signature.as_ref().is_some_and(|s| s.signature == signature.signature))
+                    {
+                        return Err(DaemonError::BadSignature(
+                            "this signed message is already waiting for the turn's end; it is sent once".to_owned(),
+                        ));
+                    }
                     let queued = Queued {
                         actor: who,
                         text: text.clone(),
