@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use gix::ObjectId;
-use hal_runner::conversation::is_persons_step;
 use hal_runner::model::{Models, SecretLookup};
 use hal_runner::{Event, Journal, Observer};
 use hal_store::identity::HAL_ACTOR;
@@ -20,8 +19,9 @@ use crate::engine::Mode;
 use crate::error::DaemonError;
 use crate::loaded::{self, Loaded, ModelSource};
 use crate::metrics::Metrics;
-use crate::protocol::{Command, DaemonInfo, MessageSignature, Problem, Response, Status, StatusReport, TurnEnd};
-use hal_runner::plan::{Plan, Turn, plan_for};
+use crate::protocol::{Command, DaemonInfo, MessageSignature, Problem, Response, StatusReport, TurnEnd};
+use crate::turn::{TurnGuard, Why, turn};
+use hal_runner::plan::{Plan, plan_for};
 
 /// How long the scanner waits after a wake-up for more of the same burst.
 const COALESCE: Duration = Duration::from_millis(10);
@@ -191,30 +191,8 @@ pub(crate) struct Shared {
     pub(crate) stopping: AtomicBool,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Ends a turn however its task ends (finished, failed, panicked or cut off by a stop): the branch is released
-/// and the messages queued behind the turn are committed, so none is lost.
-struct TurnGuard {
-    shared: Arc<Shared>,
-    branch: String,
-    tickets: Vec<u64>,
-    ended: Option<TurnEnd>,
-}
-
-impl Drop for TurnGuard {
-    fn drop(&mut self) {
-        let end = self.ended.take().unwrap_or_else(|| {
-            TurnEnd::without_run(
-                Status::Error,
-                &thread_id(&self.branch),
-                "the turn was cut off; a daemon resumes it when it starts",
-            )
-        });
-        self.shared.end_turn(&self.branch, std::mem::take(&mut self.tickets), end);
-    }
 }
 
 impl Shared {
@@ -237,7 +215,7 @@ impl Shared {
         lock(&self.recent_ends).of(branch)
     }
 
-    fn observer(self: &Arc<Self>) -> Observer {
+    pub(crate) fn observer(self: &Arc<Self>) -> Observer {
         let weak = Arc::downgrade(self);
         Arc::new(move |event: &Event<'_>| {
             let Some(shared) = weak.upgrade() else { return };
@@ -305,132 +283,6 @@ impl Shared {
         *self.loaded.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(loaded);
         self.report(&problems);
         self.report_trust();
-    }
-
-    /// Why nothing may start, when an owner halted HAL (as the last look at `refs/hal/halt` found).
-    pub(crate) fn halted(&self) -> Option<String> {
-        lock(&self.halt).1.reason()
-    }
-
-    /// Look at `refs/hal/halt` again; judged (who signed it) only when its tip moved.
-    pub(crate) fn refresh_halt(&self) {
-        let tip = self.journal.with(|home| home.halt_record().map(|record| record.map(|r| r.commit)));
-        let tip = match tip {
-            Ok(tip) => tip,
-            // Not a halt commit: judged below, where the problem is reported and the halt believed last stays.
-            Err(_) => Some(ObjectId::null(gix::hash::Kind::Sha1)),
-        };
-        if lock(&self.halt).0 == tip && tip.is_some() {
-            return;
-        }
-        let judged = self.journal.with(|home| -> Result<_, DaemonError> {
-            let keyring = hal_trust::Keyring::load(home)?;
-            Ok(hal_trust::halt::halt_state(home, &keyring)?)
-        });
-        match judged {
-            Ok(state) => {
-                if let Some(problem) = &state.problem {
-                    tracing::warn!(target: "hal_daemon", %problem, "a halt not believed");
-                }
-                let mut halt = lock(&self.halt);
-                if halt.1 != state.halt {
-                    match state.halt.reason() {
-                        Some(reason) => tracing::warn!(target: "hal_daemon", %reason, "halted"),
-                        None => tracing::info!(target: "hal_daemon", "resumed"),
-                    }
-                }
-                *halt = (tip, state.halt);
-            }
-            Err(error) => tracing::error!(target: "hal_daemon", %error, "cannot read the halt switch"),
-        }
-    }
-
-    /// Tell the owner, in their backchat, what the history holds that HAL does not believe (a `hal.yaml` change or
-    /// a key no owner signed, a rewritten `main`), once each: `hal status` lists them all the time.
-    fn report_trust(&self) {
-        if self.mode == Mode::InProcess {
-            return;
-        }
-        let problems = match self.journal.with(hal_trust::Keyring::load) {
-            Ok(keyring) => keyring.problems,
-            Err(error) => {
-                tracing::error!(target: "hal_daemon", %error, "cannot read who signed what");
-                return;
-            }
-        };
-        // A restart finds the same problems: those the backchat's newest steps already tell are not told again.
-        let told: String = self.journal.with(|home| {
-            let backchat = home.resolve_thread(&format!("threads/{}/{BACKCHAT}", self.owner)).ok();
-            backchat
-                .map(|backchat| {
-                    let steps = home.steps_back(&backchat).take(200).filter_map(Result::ok);
-                    steps.filter(|step| step.kind == StepKind::System).map(|step| step.text).collect()
-                })
-                .unwrap_or_default()
-        });
-        let text: String = problems
-            .iter()
-            .filter(|problem| lock(&self.reported_trust).insert((problem.commit, problem.text.clone())))
-            .map(|problem| format!("Not believed: {} at {}: {}\n", problem.place, problem.commit, problem.text))
-            .filter(|line| !told.contains(line.trim_end()))
-            .collect();
-        for line in text.lines() {
-            tracing::warn!(target: "hal_daemon", problem = %line, "in the history, not believed");
-        }
-        self.tell_owner(text.trim_end());
-    }
-
-    /// Tell the owner, in their backchat, about problems not reported yet, and about fixed ones.
-    fn report(&self, problems: &[Problem]) {
-        // In process, problems are the command's errors; only the daemon writes to the backchat unasked.
-        if self.mode == Mode::InProcess {
-            return;
-        }
-        let mut reported = lock(&self.reported);
-        let new: Vec<&Problem> = problems.iter().filter(|p| !reported.contains(p)).collect();
-        let fixed: Vec<&Problem> = reported.iter().filter(|old| !problems.iter().any(|p| p.file == old.file)).collect();
-        let mut text = String::new();
-        for problem in &new {
-            tracing::error!(target: "hal_daemon", file = %problem.file, error = %problem.error, "invalid file on main");
-            text.push_str(&format!(
-                "{} on main is invalid: {}{}\n",
-                problem.file,
-                problem.error,
-                if problem.previous_in_force { " (its previous valid version stays in force)" } else { "" }
-            ));
-        }
-        for problem in &fixed {
-            tracing::info!(target: "hal_daemon", file = %problem.file, "file on main loads again");
-            text.push_str(&format!("{} on main loads again.\n", problem.file));
-        }
-        *reported = problems.to_vec();
-        drop(reported);
-        self.tell_owner(text.trim_end());
-    }
-
-    /// A system step with `text` in the owner's backchat, unless it is empty or one of its newest steps says it.
-    fn tell_owner(&self, text: &str) {
-        if text.is_empty() {
-            return;
-        }
-        let result = self.journal.with(|home| -> hal_store::Result<()> {
-            let backchat = home.backchat(&self.owner)?;
-            // A restart finds the same problems: the backchat already says so.
-            let said = home
-                .steps_back(&backchat)
-                .take(50)
-                .filter_map(Result::ok)
-                .any(|step| step.kind == StepKind::System && step.actor == HAL_ACTOR && step.text == text);
-            if said {
-                return Ok(());
-            }
-            let status = home.steps_back(&backchat).next().transpose()?.and_then(|s| s.status);
-            let status = status.filter(|s| *s != ThreadStatus::Running).unwrap_or(ThreadStatus::Open);
-            home.append_step(HAL_ACTOR, &backchat, &NewStep::new(StepKind::System, text, status)).map(drop)
-        });
-        if let Err(error) = result {
-            tracing::error!(target: "hal_daemon", %error, "cannot report in the backchat");
-        }
     }
 
     pub(crate) fn scan_loop(self: &Arc<Self>, wake: &Receiver<()>, poll: Duration) {
@@ -517,13 +369,13 @@ impl Shared {
     }
 
     /// What HAL believes of people's steps, by the `hal.yaml` in force and the repo's remotes now.
-    fn admit(&self, home: &Home) -> hal_runner::plan::Admit {
+    pub(crate) fn admit(&self, home: &Home) -> hal_runner::plan::Admit {
         hal_runner::plan::Admit::for_repo(home, &self.loaded().runner.catalog().settings.trust)
     }
 
     /// A system step on `thread` right on the tip it was planned at (`Open`): when the branch moved meanwhile, the
     /// next scan plans for what is there, and no note hides it.
-    fn note_on_tip(&self, thread: &ThreadRef, text: &str) {
+    pub(crate) fn note_on_tip(&self, thread: &ThreadRef, text: &str) {
         let mut step = NewStep::new(StepKind::System, text, ThreadStatus::Open);
         step.on_tip = Some(thread.tip);
         if let Err(error) = self.journal.with(|home| home.append_step(HAL_ACTOR, thread, &step)) {
@@ -532,7 +384,7 @@ impl Shared {
     }
 
     /// A system step on `thread`.
-    fn note(&self, thread: &ThreadRef, text: &str, status: ThreadStatus) {
+    pub(crate) fn note(&self, thread: &ThreadRef, text: &str, status: ThreadStatus) {
         // Never on a frozen thread (a note would move HAL's mark onto the moved branch), nor on one moved since.
         let step = NewStep { descends_from: Some(thread.tip), ..NewStep::new(StepKind::System, text, status) };
         let written = self.journal.with(|home| {
@@ -545,7 +397,7 @@ impl Shared {
     }
 
     /// Start a turn on `branch` unless one runs there already.
-    fn start_turn(self: &Arc<Self>, branch: String, why: Why) {
+    pub(crate) fn start_turn(self: &Arc<Self>, branch: String, why: Why) {
         {
             let mut active = lock(&self.active);
             if active.contains_key(&branch) || self.stopping.load(Ordering::SeqCst) {
@@ -560,7 +412,7 @@ impl Shared {
     }
 
     /// Release `branch` after a turn: commit the messages queued behind it, announce the end, and look again.
-    fn end_turn(self: &Arc<Self>, branch: &str, tickets: Vec<u64>, mut end: TurnEnd) {
+    pub(crate) fn end_turn(self: &Arc<Self>, branch: &str, tickets: Vec<u64>, mut end: TurnEnd) {
         {
             let mut active = lock(&self.active);
             let queued = active.remove(branch).unwrap_or_default();
@@ -798,7 +650,11 @@ impl Shared {
     /// now (a run this engine left unfinished is resumed, as at a start, when no turn of its runs at all: then no
     /// sub-help run can be writing that thread either). Without either, nothing would answer it: the response
     /// has neither ticket nor answer.
-    fn see_answered(self: &Arc<Self>, command: &Command, response: Response) -> Result<Response, DaemonError> {
+    pub(crate) fn see_answered(
+        self: &Arc<Self>,
+        command: &Command,
+        response: Response,
+    ) -> Result<Response, DaemonError> {
         if matches!(&response, Response::Started { answer: Some(_), .. } | Response::Said { answer: Some(_), .. }) {
             return Ok(response);
         }
@@ -833,13 +689,13 @@ impl Shared {
     }
 
     /// The blob of the version of `help` in force.
-    fn help_blob(&self, help: Option<&str>) -> Option<ObjectId> {
+    pub(crate) fn help_blob(&self, help: Option<&str>) -> Option<ObjectId> {
         help.and_then(|name| self.loaded().runner.catalog().entry(name).map(|entry| entry.blob))
     }
 
     /// Check that the turn answering a new message on `thread` (a new thread when `None`) can run: `help` and
     /// `agent` when given, else those the thread's next turn would run.
-    fn check_turn(
+    pub(crate) fn check_turn(
         &self,
         thread: Option<&ThreadRef>,
         help: Option<&str>,
@@ -886,174 +742,4 @@ impl Shared {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-}
-
-/// Why a turn starts.
-#[derive(Debug, Clone, Copy)]
-enum Why {
-    /// A scan found a message (or, at startup, an interrupted run) at the tip.
-    Scan {
-        /// Whether this is the first scan after the start.
-        startup: bool,
-    },
-    /// A person's commit landed in the middle of the previous turn, which did not see it.
-    FollowUp {
-        /// The previous turn's last step: the branch must still grow from it.
-        after: ObjectId,
-    },
-}
-
-/// One turn on the guard's branch: re-read the tip (messages committed since the scan planned it are part of
-/// this turn), run the help, and if a person's commit landed in the middle of the turn, answer it too.
-async fn turn(mut guard: TurnGuard, why: Why) {
-    let shared = guard.shared.clone();
-    let branch = guard.branch.clone();
-    // Planned again (messages committed since the scan are part of this turn) and read once: the runner acts on
-    // this reading and does not read the tip again.
-    let planned = shared.journal.with(|home| -> Result<_, hal_runner::RunError> {
-        let thread = home.resolve_thread(&branch)?;
-        let plan = match why {
-            Why::Scan { startup } => plan_for(home, &thread, startup, shared.admit(home))?,
-            Why::FollowUp { after } => {
-                let tip = home.steps_back(&thread).next().transpose()?;
-                if !home.grows_from(after, thread.tip) || hal_runner::plan::moved_from(home, &thread)?.is_some() {
-                    // Moved back or sideways since the turn: the next scan plans it (frozen, most likely).
-                    Plan::Nothing
-                } else if tip.as_ref().is_some_and(is_persons_step) {
-                    // A person's step at the tip is judged as any is.
-                    plan_for(home, &thread, false, shared.admit(home))?
-                } else {
-                    let (help, agent) = hal_runner::plan::next_turn(home, &thread)?;
-                    Plan::Turn { help, agent, actor: thread.actor.clone() }
-                }
-            }
-        };
-        let Plan::Turn { help, agent, actor } = plan else { return Ok(Err(thread)) };
-        Ok(Ok(Turn::read(home, &thread, &help, &agent, &actor).map_err(|error| (thread, help, agent, error))))
-    });
-    // The messages this turn answers (or, when there is nothing to run, whose waiters hear that).
-    guard.tickets = lock(&shared.tickets).remove(&branch).unwrap_or_default();
-    // Halted since the turn was asked for (a follow-up, a queued message): it does not start.
-    if let Some(reason) = shared.halted() {
-        guard.ended = Some(TurnEnd::without_run(Status::Error, &thread_id(&branch), reason));
-        return;
-    }
-    let turn = match planned {
-        Ok(Ok(Ok(turn))) => turn,
-        Ok(Ok(Err((thread, help, agent, error)))) => {
-            // What the thread holds cannot be acted on (a damaged reply, say): the thread says so, as a failed run.
-            let text = format!("could not run help `{help}` as agent `{agent}`: {error}");
-            tracing::warn!(target: "hal_daemon", %branch, %error, "turn failed");
-            shared.note(&thread, &text, ThreadStatus::Error);
-            guard.ended = Some(TurnEnd::without_run(Status::Error, &thread.id, text));
-            return;
-        }
-        Ok(Err(_)) => {
-            guard.ended = Some(TurnEnd::without_run(Status::Done, &thread_id(&branch), "nothing to answer"));
-            return;
-        }
-        Err(error) => {
-            guard.ended = Some(TurnEnd::without_run(Status::Error, &thread_id(&branch), error.to_string()));
-            return;
-        }
-    };
-    let (thread, help, agent) = (&turn.thread, &turn.help, &turn.agent);
-    let _ = shared.notices.send(Notice::TurnStarted {
-        branch: branch.clone(),
-        help: help.clone(),
-        tickets: guard.tickets.clone(),
-    });
-    tracing::info!(target: "hal_daemon", %branch, %help, %agent, "turn starts");
-    let started = Instant::now();
-    let loaded = shared.loaded();
-    let runner = &loaded.runner;
-    let end = match runner.run_turn(loaded.models.clone(), &turn).await {
-        Ok(outcome) => TurnEnd::of_run(outcome),
-        Err(error) => {
-            let text = format!("could not run help `{help}` as agent `{agent}`: {error}");
-            tracing::warn!(target: "hal_daemon", %branch, %error, "turn failed");
-            let current = shared.journal.with(|home| home.resolve_thread(&branch)).unwrap_or(thread.clone());
-            shared.note(&current, &text, ThreadStatus::Error);
-            TurnEnd::without_run(Status::Error, &thread.id, text)
-        }
-    };
-    shared.metrics.turn_seconds(started.elapsed().as_secs_f64());
-    let end_commit = end.commit;
-    let between = end.commit.map(|end| {
-        shared.journal.with(|home| persons_commits_between(home, &branch, thread.tip, end, shared.admit(home)))
-    });
-    let pushed = match between {
-        Some(Ok(between)) => {
-            if !between.refused.is_empty() {
-                tracing::warn!(target: "hal_daemon", %branch, "a message pushed during a turn is not answered");
-                let current = shared.journal.with(|home| home.resolve_thread(&branch));
-                if let Ok(current) = current {
-                    shared.note(&current, &between.refused.join("\n"), ThreadStatus::Open);
-                }
-            }
-            between.answer
-        }
-        Some(Err(error)) => {
-            tracing::warn!(target: "hal_daemon", %branch, %error, "cannot read what was pushed during the turn");
-            false
-        }
-        None => false,
-    };
-    guard.ended = Some(end);
-    if let (true, Some(after)) = (pushed, end_commit) {
-        // The turn did not see it: read the thread again from its commits and answer in a follow-up turn.
-        runner.forget(&branch);
-        drop(guard);
-        shared.start_turn(branch, Why::FollowUp { after });
-    }
-}
-
-/// The id of the thread on `branch` (its last component).
-fn thread_id(branch: &str) -> String {
-    branch.rsplit('/').next().unwrap_or_default().to_owned()
-}
-
-/// What people pushed on `branch` while a turn ran.
-#[derive(Default)]
-struct Between {
-    /// A message or plain commit of a person's that HAL answers sits between the turn's start and end.
-    answer: bool,
-    /// Why the others are not answered (unsigned where that is not accepted, or signed wrongly).
-    refused: Vec<String>,
-}
-
-/// The people's messages and plain commits between `from` (exclusive) and `to` on `branch`, judged as the plan
-/// judges a message at the tip ([`hal_runner::plan::refusal`]): a follow-up turn answers only what a turn would.
-fn persons_commits_between(
-    home: &Home,
-    branch: &str,
-    from: ObjectId,
-    to: ObjectId,
-    admit: hal_runner::plan::Admit,
-) -> Result<Between, hal_runner::RunError> {
-    /// How many refusals one note lists.
-    const REFUSED_LISTED: usize = 20;
-    let thread = ThreadRef { id: String::new(), actor: String::new(), branch: branch.to_owned(), tip: to };
-    let mut between = Between::default();
-    let mut keyring = None;
-    // A turn writes a few hundred steps at most; a branch whose first parents do not lead back to the turn's start
-    // within that (a merge of main pushed meanwhile) is not read further.
-    for step in home.steps_back(&thread).take(1_000) {
-        let step = step?;
-        if step.commit == from {
-            break;
-        }
-        if is_persons_step(&step) {
-            let keyring = match &keyring {
-                Some(keyring) => keyring,
-                None => keyring.insert(hal_trust::Keyring::load(home).map_err(hal_runner::RunError::from_trust)?),
-            };
-            match hal_runner::plan::refusal_with(home, keyring, branch, &step, admit)? {
-                None => between.answer = true,
-                Some(_) if between.refused.len() >= REFUSED_LISTED => {}
-                Some(reason) => between.refused.push(reason),
-            }
-        }
-    }
-    Ok(between)
 }

@@ -27,7 +27,9 @@ mod keys;
 mod loaded;
 mod lock;
 mod metrics;
+mod owner;
 pub mod protocol;
+mod turn;
 mod watch;
 
 pub use daemon::{DaemonOptions, Notice};

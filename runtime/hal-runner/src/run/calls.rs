@@ -1,0 +1,137 @@
+//! A call the model makes: a tool of the help's, or a sub-help run on a thread of its own, recorded as one step.
+
+use std::time::Instant;
+
+use hal_model::ToolCall;
+use hal_store::{NewStep, StepKind, ThreadStatus, identity::HAL_ACTOR};
+use serde_json::{Value, json};
+
+use super::{Begin, FINISH, RunState, Runner, cut_to_step, deadline_after, without_nul};
+use crate::error::RunError;
+use crate::record::{StepData, ToolData, fact};
+use crate::status::Status;
+use crate::tools::{ToolContext, ToolResult};
+
+impl Runner {
+    pub(super) async fn call_tool(&self, state: &mut RunState<'_>, call: &ToolCall) -> Result<ToolResult, RunError> {
+        let mut subthread = None;
+        let result = if state.prepared.helps.contains(&call.name) {
+            let (result, thread) = self.call_help(state, call).await?;
+            subthread = thread;
+            result
+        } else if state.prepared.tools.iter().any(|tool| tool.spec().name == call.name) {
+            let mut context = ToolContext::new(self.journal.clone(), &state.thread.id, state.tip)
+                .with_actor(&state.actor)
+                .with_config(&state.prepared.help.config)
+                .with_branch(&state.thread.branch)
+                .with_run(state.scope.clone());
+            let remaining = state.deadline.saturating_duration_since(Instant::now());
+            let result = tokio::time::timeout(remaining, self.toolbox.call(&call.name, &call.arguments, &mut context))
+                .await
+                .unwrap_or_else(|_| ToolResult::error("the tool did not finish before the run's time limit"));
+            let writes = context.into_writes();
+            let (step, result) = self.tool_step(state, call, result, writes, None)?;
+            self.append_writes(state, HAL_ACTOR, step).await?;
+            return Ok(result);
+        } else {
+            let mut offered: Vec<&str> = state.prepared.tools.iter().map(|t| t.spec().name.as_str()).collect();
+            offered.extend(state.prepared.helps.iter().map(String::as_str));
+            offered.push(FINISH);
+            ToolResult::error(format!("there is no tool `{}`; this help offers: {}", call.name, offered.join(", ")))
+        };
+        self.record_tool(state, call, result, subthread)
+    }
+
+    /// Run a help named in `commands` on a new sub-thread started from the caller's current step.
+    pub(super) async fn call_help(
+        &self,
+        state: &mut RunState<'_>,
+        call: &ToolCall,
+    ) -> Result<(ToolResult, Option<String>), RunError> {
+        if Instant::now() >= state.deadline {
+            return Ok((ToolResult::error("not started: the run is out of time"), None));
+        }
+        if state.depth + 1 > state.prepared.limits.max_depth {
+            let reason = format!(
+                "helps may call helps only {} deep (limits.max_depth in hal.yaml)",
+                state.prepared.limits.max_depth
+            );
+            return Ok((ToolResult::error(reason), None));
+        }
+        let input = match serde_json::from_str::<Value>(&call.arguments) {
+            Ok(args) => match args.get("input").and_then(Value::as_str) {
+                Some(input) if !input.trim().is_empty() => input.to_owned(),
+                _ => return Ok((ToolResult::error("the arguments need a non-empty `input` text"), None)),
+            },
+            Err(error) => return Ok((ToolResult::error(format!("the arguments are not valid JSON: {error}")), None)),
+        };
+        let models = state.models.subrun();
+        let prepared = match self.prepare(models.as_ref(), &call.name) {
+            Ok(prepared) => prepared,
+            Err(error) => return Ok((ToolResult::error(error.to_string()), None)),
+        };
+        let title = format!("{}: {}", call.name, input.lines().next().unwrap_or_default());
+        let from = format!("thread {}", state.thread.id);
+        let sub = self.journal.with(|home| home.start_thread_at(&state.actor, state.tip, Some(&title), &from, None))?;
+        let own_deadline = deadline_after(prepared.limits.max_seconds);
+        let deadline = own_deadline.min(state.deadline);
+        // A sub-run is part of its caller's run: the same chain, the same count of threads started.
+        let scope = Some(state.scope.clone());
+        let outcome = self
+            .execute(
+                &prepared,
+                models,
+                sub.clone(),
+                &state.actor,
+                Begin::Input(&input),
+                state.depth + 1,
+                scope,
+                deadline,
+            )
+            .await?;
+        // What a sub-help spends counts against the caller's token limit too.
+        state.usage.input = state.usage.input.saturating_add(outcome.usage.input);
+        state.usage.output = state.usage.output.saturating_add(outcome.usage.output);
+        let content = json!({"status": outcome.status, "output": outcome.output, "thread": sub.id}).to_string();
+        let result = ToolResult { content, is_error: outcome.status == Status::Error };
+        Ok((result, Some(sub.id)))
+    }
+
+    pub(super) fn record_tool(
+        &self,
+        state: &mut RunState<'_>,
+        call: &ToolCall,
+        result: ToolResult,
+        subthread: Option<String>,
+    ) -> Result<ToolResult, RunError> {
+        let (step, result) = self.tool_step(state, call, result, Vec::new(), subthread)?;
+        self.append(state, HAL_ACTOR, &step)?;
+        Ok(result)
+    }
+
+    /// The tool step answering `call` with `result` and the call's file `writes`, and the result as the model gets
+    /// it.
+    pub(super) fn tool_step(
+        &self,
+        state: &RunState<'_>,
+        call: &ToolCall,
+        result: ToolResult,
+        writes: Vec<(String, Vec<u8>)>,
+        subthread: Option<String>,
+    ) -> Result<(NewStep, ToolResult), RunError> {
+        // A commit message cannot hold NUL, nor may a step grow past what HAL reads back: the model and the record
+        // both get the same, replaced and cut, text.
+        let result = ToolResult { content: cut_to_step(without_nul(result.content)), is_error: result.is_error };
+        let mut step = NewStep::new(StepKind::Tool, result.content.clone(), ThreadStatus::Running)
+            .fact(fact::HELP, &state.prepared.entry.name)
+            .fact(fact::TOOL, &call.name)
+            .fact(fact::CALL, &call.id)
+            .fact(fact::OUTCOME, if result.is_error { "error" } else { "ok" });
+        if let Some(thread) = subthread {
+            step = step.fact(fact::SUBTHREAD, thread);
+        }
+        ToolData { call: call.clone(), also: Vec::new() }.put(&mut step)?;
+        step.writes = writes;
+        Ok((step, result))
+    }
+}
