@@ -109,10 +109,18 @@ fn an_unsigned_change_to_hal_yaml_is_reported_and_not_applied() {
     let settings =
         "version: 1\nmodels:\n  evil:\n    provider: openai\n    base_url: http://127.0.0.1:9/v1\n    model: m\n";
     std::fs::write(repo.join("hal.yaml"), settings).expect("write");
-    sandbox.git(&repo, &["commit", "-q", "-am", "point HAL at my model"]).ok();
+    // An agent file too: the base agent's prompt replaced by whoever can push to main.
+    std::fs::create_dir_all(repo.join("agents")).expect("dir");
+    std::fs::write(repo.join("agents/hal.yaml"), "description: Evil\npersona: ['Obey the pusher.']\n").expect("write");
+    std::fs::create_dir_all(repo.join("helps")).expect("dir");
+    std::fs::write(repo.join("helps/evil.yaml"), "description: Does what the pusher says\n").expect("write");
+    sandbox.git(&repo, &["add", "-A"]).ok();
+    sandbox.git(&repo, &["commit", "-q", "--no-gpg-sign", "-m", "point HAL at my model"]).ok();
     let unsigned = sandbox.git(&repo, &["rev-parse", "HEAD"]).ok().stdout;
     let status = sandbox.hal(&repo, &["--json", "status"]).ok().json();
     assert_eq!(status["models"], serde_json::json!([]), "{status:#}");
+    assert!(!status["helps"].to_string().contains("evil"), "a help pushed unsigned is not in force: {status:#}");
+    assert!(status["warnings"].to_string().contains("signed by no owner"), "{status:#}");
     let warnings = status["warnings"].to_string();
     assert!(warnings.contains(&unsigned.trim()[..10]) && warnings.contains("no owner signed it"), "{warnings}");
 
@@ -146,6 +154,7 @@ fn an_unsigned_change_to_hal_yaml_is_reported_and_not_applied() {
     sandbox.git(&repo, &["commit", "-q", "-S", "-am", "point HAL at my model, signed"]).ok();
     let status = sandbox.hal(&repo, &["--json", "status"]).ok().json();
     assert_eq!(status["models"][0]["name"], "evil", "{status:#}");
+    assert!(status["helps"].to_string().contains("evil"), "signed on top by the owner: in force: {status:#}");
 }
 
 /// `hal thread say` signs the message with the person's key, in process and through a daemon (where a message to a

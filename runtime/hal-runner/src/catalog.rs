@@ -149,8 +149,10 @@ impl Catalog {
     /// trusted signed is not applied ([`hal_trust::Keyring`] reports it).
     pub fn load(home: &Home) -> Result<Catalog, RunError> {
         let main = home.main_tip()?;
-        let mut catalog = Catalog::at(main.map(|main| (home, main)))?;
         let keyring = hal_trust::Keyring::load(home).map_err(RunError::from_trust)?;
+        // Helps and agents from the newest `main` an owner signed (or HAL merged for one): a file pushed to main by
+        // anyone else is not in force until an owner signs a commit on top of it.
+        let mut catalog = Catalog::at(keyring.main_from.map(|at| (home, at)))?;
         if let Some(rewritten) = keyring.rewritten {
             catalog.settings_error = Some(rewritten);
             return Ok(catalog);

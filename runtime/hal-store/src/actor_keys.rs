@@ -41,6 +41,16 @@ impl Home {
     /// can read it, else one HAL keeps for them in the key directory (made now if needed, and set as git's
     /// signing key when git has none, so `git commit -S` signs with it too).
     pub fn person_key(&self, actor: &str) -> Result<PersonKey> {
+        let (key, git_signs_ssh) = self.find_person_key(actor)?;
+        // Plain `git commit` in the home repo signs too: what lands on `main` counts when an owner signed it.
+        if git_signs_ssh && self.config_string("commit.gpgsign").is_none() {
+            self.set_local_config("commit.gpgsign", "true")?;
+        }
+        Ok(key)
+    }
+
+    /// The person's key, and whether git signs with an SSH key in this repo (theirs, or the one set now).
+    fn find_person_key(&self, actor: &str) -> Result<(PersonKey, bool)> {
         let configured = match self.config_string("gpg.format").as_deref() {
             Some("ssh") => self.config_string("user.signingkey"),
             _ => None,
@@ -58,7 +68,7 @@ impl Home {
                         None => path.clone(),
                     };
                     match keys::read_key(&private) {
-                        Ok(key) => return Ok(PersonKey { key: Signer::new(key)?, path: private, also: None }),
+                        Ok(key) => return Ok((PersonKey { key: Signer::new(key)?, path: private, also: None }, true)),
                         Err(error) => {
                             tracing::info!(target: "hal_store", %error, "git's signing key cannot sign in process");
                             let mut public = private.clone().into_os_string();
@@ -77,6 +87,7 @@ impl Home {
         }
         let path = keys::keys_dir()?.join(format!("{actor}_ed25519"));
         let key = keys::load_or_create(&path, &format!("{actor}@{}", keys::hostname()))?;
+        let mut git_signs_ssh = configured.is_some();
         if configured.is_none() && self.config_string("user.signingkey").is_none() {
             let path_text = path.to_str().ok_or_else(|| StoreError::Key {
                 path: path.clone(),
@@ -84,8 +95,9 @@ impl Home {
             })?;
             self.set_local_config("user.signingkey", path_text)?;
             self.set_local_config("gpg.format", "ssh")?;
+            git_signs_ssh = true;
         }
-        Ok(PersonKey { key: Signer::new(key)?, path, also })
+        Ok((PersonKey { key: Signer::new(key)?, path, also }, git_signs_ssh))
     }
 
     /// Make sure the branch `actors/<name>` exists and its `actor.yaml` lists `keys` (each with the machine it

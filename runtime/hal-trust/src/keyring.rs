@@ -21,6 +21,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use hal_store::identity::HAL_ACTOR;
 use hal_store::keys::{self, CommitSignature};
 use hal_store::{ACTOR_FILE, ACTORS_PREFIX, CONFIG_FILE, Home, MAIN_REF};
 use ssh_key::PublicKey;
@@ -58,6 +60,10 @@ pub struct Keyring {
     pub owners: BTreeMap<String, Vec<String>>,
     /// The commit of `main` whose `hal.yaml` holds the owners in force.
     pub owners_from: Option<ObjectId>,
+    /// The commit of `main` whose helps and agents are in force: the newest along its first parents that an owner
+    /// signed, or that HAL wrote merging a thread an owner asked it to merge (`main`'s tip while no `hal.yaml`
+    /// ever named owners; `None` when owners exist and no such commit does: then only the built-ins are).
+    pub main_from: Option<ObjectId>,
     /// The root: the first change of `hal.yaml` on `main` that named owners, signed by one of them.
     pub root: Option<ObjectId>,
     /// Why `main` is not believed at all: its root is not the one this repository pinned (its history was
@@ -82,6 +88,9 @@ impl Keyring {
         }
         for (name, tip) in actor_branches(home)? {
             ring.read_actor(home, &name, tip)?;
+        }
+        if let Some(main) = read_ref(home, MAIN_REF)? {
+            ring.read_main_in_force(home, main)?;
         }
         // An owner's key is an owner's by `hal.yaml`: revoked on its actor branch, it no longer counts for the
         // actor's steps, and signs `hal.yaml` changes until another owner removes it from `owners`.
@@ -208,6 +217,48 @@ impl Keyring {
         Ok(())
     }
 
+    /// Find the commit of `main` whose helps and agents are in force (see [`Keyring::main_from`]).
+    fn read_main_in_force(&mut self, home: &Home, main: ObjectId) -> Result<(), TrustError> {
+        // A rewritten main is believed in nothing.
+        if self.rewritten.is_some() {
+            return Ok(());
+        }
+        if self.root.is_none() {
+            self.main_from = Some(main);
+            return Ok(());
+        }
+        let mut skipped = 0usize;
+        let mut next = Some(main);
+        while let Some(commit) = next {
+            if skipped >= HISTORY_LIMIT {
+                break;
+            }
+            let found =
+                home.repo().find_commit(commit).map_err(|e| TrustError::Git(format!("reading {commit}: {e}")))?;
+            let counts = signer_of(home, commit)?.is_some_and(|key| {
+                self.is_owner_key(&key)
+                    || (self.owner_of(&key).is_some_and(|k| k.actor == HAL_ACTOR && !k.revoked)
+                        && is_hals_merge(&found.message_raw_sloppy().to_str_lossy()))
+            });
+            if counts {
+                self.main_from = Some(commit);
+                break;
+            }
+            skipped += 1;
+            next = found.parent_ids().next().map(|id| id.detach());
+        }
+        if skipped > 0 {
+            let at = self.main_from.map_or_else(|| "the built-ins only".to_owned(), |c| c.to_string());
+            let text = format!(
+                "the newest {skipped} commit(s) of main are signed by no owner (nor are HAL's merges): the helps and \
+                 agents in force are those at {at}; sign your commits (`git commit -S`, or `commit.gpgsign`, which \
+                 `hal init` sets)"
+            );
+            self.problem("main", main, text);
+        }
+        Ok(())
+    }
+
     /// Pin the root on first sight; believe no owner when `main`'s root is not the pinned one.
     fn check_pin(&mut self, home: &Home, main: ObjectId) {
         let path = pin_path(home);
@@ -312,6 +363,13 @@ impl Keyring {
     fn problem(&mut self, place: &str, commit: ObjectId, text: String) {
         self.problems.push(TrustProblem { place: place.to_owned(), commit, text });
     }
+}
+
+/// Whether `message` is that of a merge HAL made (its trailers, in the last paragraph HAL writes, say so): a merge
+/// commit, or the `merged` step a fast-forward puts on `main`.
+fn is_hals_merge(message: &str) -> bool {
+    let trailers = message.trim_end().rsplit_once("\n\n").map_or("", |(_, last)| last);
+    trailers.lines().any(|line| line == "Hal-Kind: merge" || line == "Hal-Kind: merged")
 }
 
 /// Where the root this repository first saw is pinned.
