@@ -343,8 +343,11 @@ async fn say(
     command(auth, state, headers, Body(command_from("say", body, &[("thread", thread)])?)).await
 }
 
+/// `POST /v1/threads/{thread}/merge`: a merge without a signature, which only a repo whose `hal.yaml` names no
+/// owners takes; otherwise send `merge` with the owner's `signature` to `POST /v1/command`.
 #[utoipa::path(post, path = "/v1/threads/{thread}/merge", tag = "threads", security(("token" = [])),
-    params(("thread" = String, Path, description = "Thread id, unique prefix or branch")),
+    params(("thread" = String, Path, description = "Thread id, unique prefix or branch. Once hal.yaml names owners, \
+        a merge needs an owner's signature: send `merge` with `signature` to POST /v1/command instead")),
     responses((status = 200, description = "The `merged` result of `merge`", body = Response),
         (status = 404, description = "No such thread", body = ErrorBody),
         (status = 409, description = "The thread runs a turn", body = ErrorBody)))]

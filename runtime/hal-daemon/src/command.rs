@@ -20,7 +20,11 @@ pub fn thread_of(home: &Home, actor: &str, query: &str) -> hal_store::Result<Thr
 pub(crate) fn starts_work(command: &Command) -> bool {
     match command {
         Command::NewThread { input, .. } => input.as_deref().is_some_and(|text| !text.trim().is_empty()),
-        Command::Say { .. } | Command::CallIsolate { .. } | Command::Replay { .. } | Command::HelpTests { .. } => true,
+        Command::Say { .. }
+        | Command::CallIsolate { .. }
+        | Command::Replay { .. }
+        | Command::HelpTests { .. }
+        | Command::BuildIsolates => true,
         Command::ListThreads
         | Command::Log { .. }
         | Command::Verify { .. }
@@ -31,7 +35,6 @@ pub(crate) fn starts_work(command: &Command) -> bool {
         | Command::Unfreeze { .. }
         | Command::Merge { .. }
         | Command::Catalogue
-        | Command::BuildIsolates
         | Command::Status => false,
     }
 }
@@ -53,7 +56,9 @@ fn check_owner_act(
     signature: Option<&crate::protocol::TipSignature>,
 ) -> Result<(), DaemonError> {
     let keyring = hal_trust::Keyring::load(home)?;
-    if keyring.owners.is_empty() {
+    // Before any owner was named, nobody can prove to be one. A main rewritten around another root (or one too
+    // long to read) believes no owner either, and then nothing is an owner's act.
+    if keyring.owners.is_empty() && keyring.rewritten.is_none() {
         return Ok(());
     }
     let (word, namespace, command) = match act {
@@ -73,10 +78,10 @@ fn check_owner_act(
     hal_trust::check_owner_statement(&keyring, who, namespace, &statement, &signature.signature)
         .map_err(|why| DaemonError::NotOwner(format!("the {word} of {} by {who} is refused: {why}", thread.id)))?;
     if *signature.tip != thread.tip {
-        return Err(DaemonError::NotOwner(format!(
-            "the {word} of {} was signed for its tip {}, and it is at {} now: look again, then {word} again",
-            thread.id, signature.tip, thread.tip
-        )));
+        // Not a refusal of who asked: the thread moved on since they looked (409 `moved`).
+        let expected = gix::ObjectId::from_hex(signature.tip.as_bytes())
+            .unwrap_or_else(|_| gix::ObjectId::null(gix::hash::Kind::Sha1));
+        return Err(hal_store::StoreError::Moved { branch: thread.branch.clone(), expected, found: thread.tip }.into());
     }
     Ok(())
 }
@@ -353,8 +358,24 @@ pub(crate) fn apply_with(
             let keyring = hal_trust::Keyring::load(home)?;
             hal_trust::halt::check_halt(&keyring, &who, *on, reason, after, signature)
                 .map_err(|why| DaemonError::BadSignature(format!("{} by {who}: {why}", halt_word(*on))))?;
-            let commit = home.write_halt(after, *on, &who, reason, signature)?;
-            let state = hal_trust::halt::halt_state(home, &keyring)?;
+            // After the halt commit believed last, wherever someone moved the ref meanwhile.
+            let believed = hal_trust::halt::believed(home);
+            if after != believed {
+                return Err(DaemonError::BadSignature(format!(
+                    "{} signed after {}, and the halt commit believed last is {}: sign again",
+                    halt_word(*on),
+                    after.map_or_else(|| "none".to_owned(), |c| c.to_string()),
+                    believed.map_or_else(|| "none".to_owned(), |c| c.to_string())
+                )));
+            }
+            let commit = home.write_halt(after, home.halt_tip()?, *on, &who, reason, signature)?;
+            let state = hal_trust::halt::halt_state_with(home, &keyring)?;
+            if let Some(problem) = state.problem {
+                return Err(DaemonError::BadSignature(format!(
+                    "{} was written and is not believed: {problem}",
+                    halt_word(*on)
+                )));
+            }
             Ok(Response::Halted { halt: state.halt, commit: commit.to_string() })
         }
         Command::Unfreeze { actor: who, thread, signature } => {
@@ -383,7 +404,9 @@ pub(crate) fn apply_with(
             refuse_frozen(home, &thread)?;
             check_owner_act(home, Act::Merge, &who, &thread, signature.as_ref())?;
             // A published plugin version never changes: the sandbox's rule, passed to the store as the merge's guard.
-            let outcome = home.merge_thread(&who, &thread.branch, &hal_sandbox::plugins::Published)?;
+            // Exactly the tip checked (and signed): a commit pushed meanwhile is not merged with it.
+            let published = &hal_sandbox::plugins::Published;
+            let outcome = home.merge_thread_at(&who, &thread.branch, published, Some(thread.tip))?;
             Ok(Response::Merged { thread, outcome })
         }
         // Answered from what an engine loaded from `main` (`crate::answer`), not from the store alone.

@@ -174,8 +174,11 @@ pub(crate) struct Shared {
     pub(crate) joining: Mutex<HashMap<String, Vec<u64>>>,
     /// Problems already reported in the owner's backchat.
     pub(crate) reported: Mutex<Vec<Problem>>,
-    /// The halt in force, with the tip of `refs/hal/halt` it was judged at (read again when the tip moves).
-    pub(crate) halt: Mutex<(Option<ObjectId>, hal_trust::halt::Halt)>,
+    /// The halt in force, with the tip of `refs/hal/halt` it was judged at (`None`: not judged yet; judged again
+    /// when the tip moves).
+    pub(crate) halt: Mutex<(Option<Option<ObjectId>>, hal_trust::halt::Halt)>,
+    /// A start found HAL halted: the runs it would resume wait for the first scan after the resume.
+    pub(crate) resume_pending: AtomicBool,
     /// Trust problems already reported there (commit and text), since this daemon started.
     pub(crate) reported_trust: Mutex<std::collections::HashSet<(ObjectId, String)>>,
     /// Held by a command with an idempotency key, per key, from its look-up to its write: two tries of one key
@@ -235,13 +238,8 @@ impl Shared {
         })
     }
 
-    /// Load helps, agents, isolates and settings from `main`, keeping valid versions of files that broke, and
-    /// report problems that are new in the owner's backchat and the log.
-    pub(crate) fn reload(self: &Arc<Self>) {
-        self.reload_with(hal_sandbox::Builds::Run);
-    }
-
-    /// [`Shared::reload`], building as `builds` says.
+    /// Load helps, agents, isolates and settings from `main`, keeping valid versions of files that broke, building
+    /// as `builds` says, and report problems that are new in the owner's backchat and the log.
     pub(crate) fn reload_with(self: &Arc<Self>, builds: hal_sandbox::Builds) {
         let _reloading = lock(&self.reloading);
         let previous = self.loaded();
@@ -312,12 +310,16 @@ impl Shared {
                 return;
             }
         };
+        let halted = self.halted().is_some();
         if main != self.loaded().main {
-            self.reload();
+            // Halted, nothing is built (a build runs code): what was built before is loaded.
+            self.reload_with(if halted { hal_sandbox::Builds::CachedOnly } else { hal_sandbox::Builds::Run });
         }
-        // Halted: nothing is planned (the threads are looked at again after the resume moves the switch).
-        self.refresh_halt();
-        if self.halted().is_some() {
+        // Halted: nothing is planned (the threads are looked at again after the resume moves the switch), and the
+        // runs a start would resume wait for the first scan after it.
+        let startup = startup || self.resume_pending.swap(false, Ordering::SeqCst);
+        if halted {
+            self.resume_pending.fetch_or(startup, Ordering::SeqCst);
             return;
         }
         let answering = match self.mode {

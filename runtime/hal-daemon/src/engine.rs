@@ -131,6 +131,7 @@ impl Engine {
             reported: Mutex::default(),
             reported_trust: Mutex::default(),
             halt: Mutex::default(),
+            resume_pending: AtomicBool::new(false),
             keyed: crate::keys::KeyLocks::default(),
             reloading: Mutex::default(),
             wake: Mutex::new(wake_tx.clone()),

@@ -307,11 +307,10 @@ impl Handle for Local {
     }
 
     fn command(&self, command: &Command) -> Result<Response, DaemonError> {
-        if crate::command::starts_work(command) {
-            let keyring = hal_trust::Keyring::load(&self.home)?;
-            if let Some(reason) = hal_trust::halt::halt_state(&self.home, &keyring)?.halt.reason() {
-                return Err(DaemonError::Halted(reason));
-            }
+        if crate::command::starts_work(command)
+            && let Some(reason) = hal_trust::halt::halt_state(&self.home)?.halt.reason()
+        {
+            return Err(DaemonError::Halted(reason));
         }
         if answer::is_answered_here(command) {
             return self.answer(command);

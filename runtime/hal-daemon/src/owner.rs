@@ -7,31 +7,28 @@ use hal_store::{BACKCHAT, NewStep, StepKind, ThreadStatus};
 
 use crate::daemon::{Shared, lock};
 use crate::engine::Mode;
-use crate::error::DaemonError;
 use crate::protocol::Problem;
 
 impl Shared {
-    /// Why nothing may start, when an owner halted HAL (as the last look at `refs/hal/halt` found).
+    /// Why nothing may start, when an owner halted HAL: the switch is looked at again (a ref read; judged only
+    /// when it moved), so a halt written by any process stops the next model or tool call of every run here.
     pub(crate) fn halted(&self) -> Option<String> {
+        self.refresh_halt();
         lock(&self.halt).1.reason()
     }
 
-    /// Look at `refs/hal/halt` again; judged (who signed it) only when its tip moved.
+    /// Look at `refs/hal/halt` again; judged (who signed it) only when its tip moved. When it cannot be judged,
+    /// nothing starts: a switch that cannot be read must not pass for "running".
     pub(crate) fn refresh_halt(&self) {
-        let tip = self.journal.with(|home| home.halt_record().map(|record| record.map(|r| r.commit)));
+        let tip = self.journal.with(|home| home.halt_tip());
         let tip = match tip {
             Ok(tip) => tip,
-            // Not a halt commit: judged below, where the problem is reported and the halt believed last stays.
-            Err(_) => Some(ObjectId::null(gix::hash::Kind::Sha1)),
+            Err(error) => return self.cannot_judge(&error.to_string()),
         };
-        if lock(&self.halt).0 == tip && tip.is_some() {
+        if lock(&self.halt).0 == Some(tip) {
             return;
         }
-        let judged = self.journal.with(|home| -> Result<_, DaemonError> {
-            let keyring = hal_trust::Keyring::load(home)?;
-            Ok(hal_trust::halt::halt_state(home, &keyring)?)
-        });
-        match judged {
+        match self.journal.with(hal_trust::halt::halt_state) {
             Ok(state) => {
                 if let Some(problem) = &state.problem {
                     tracing::warn!(target: "hal_daemon", %problem, "a halt not believed");
@@ -43,10 +40,18 @@ impl Shared {
                         None => tracing::info!(target: "hal_daemon", "resumed"),
                     }
                 }
-                *halt = (tip, state.halt);
+                *halt = (Some(tip), state.halt);
             }
-            Err(error) => tracing::error!(target: "hal_daemon", %error, "cannot read the halt switch"),
+            Err(error) => self.cannot_judge(&error.to_string()),
         }
+    }
+
+    /// Halt until the switch can be read again (it is looked at again at the next check).
+    fn cannot_judge(&self, error: &str) {
+        tracing::error!(target: "hal_daemon", %error, "cannot read the halt switch: nothing starts");
+        let reason = format!("the halt switch cannot be read ({error})");
+        let null = ObjectId::null(gix::hash::Kind::Sha1);
+        *lock(&self.halt) = (None, hal_trust::halt::Halt::On { by: "hal".to_owned(), reason, commit: null });
     }
 
     /// Tell the owner, in their backchat, what the history holds that HAL does not believe (a `hal.yaml` change or

@@ -75,6 +75,11 @@ pub(crate) async fn turn(mut guard: TurnGuard, why: Why) {
             }
         };
         let Plan::Turn { help, agent, actor } = plan else { return Ok(Err(thread)) };
+        // Claimed here, under the store's lock, before it runs: of two branches pointing at one person's message,
+        // one turn answers it.
+        if is_persons_step_at_tip(home, &thread)? && !home.record_answered(thread.tip, &thread.branch)? {
+            return Ok(Err(thread));
+        }
         Ok(Ok(Turn::read(home, &thread, &help, &agent, &actor).map_err(|error| (thread, help, agent, error))))
     });
     // The messages this turn answers (or, when there is nothing to run, whose waiters hear that).
@@ -202,4 +207,9 @@ fn persons_commits_between(
         }
     }
     Ok(between)
+}
+
+/// Whether the step at `thread`'s tip is a person's (a message to answer).
+fn is_persons_step_at_tip(home: &Home, thread: &ThreadRef) -> hal_store::Result<bool> {
+    Ok(home.steps_back(thread).next().transpose()?.as_ref().is_some_and(is_persons_step))
 }

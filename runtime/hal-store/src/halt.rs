@@ -50,6 +50,11 @@ pub struct HaltRecord {
 }
 
 impl Home {
+    /// Where `refs/hal/halt` points, whatever is there.
+    pub fn halt_tip(&self) -> Result<Option<ObjectId>> {
+        refs::read(self.repo(), &refs::full_name(HALT_REF)?)
+    }
+
     /// The newest halt or resume, if the switch was ever used. A commit there that does not read as one (pushed
     /// by hand) is an error the caller reports: it must not pass for "not halted" unnoticed.
     pub fn halt_record(&self) -> Result<Option<HaltRecord>> {
@@ -84,12 +89,14 @@ impl Home {
         }))
     }
 
-    /// Write a halt (`on`) or resume on top of `expected` (the chain's tip the asker saw: `None` for the first),
-    /// signed by HAL, carrying the asker's `signature` of the statement. [`StoreError::Moved`] when the switch
-    /// moved since: the asker signs again.
+    /// Write a halt (`on`) or resume after `expected` (the halt commit the asker's statement follows: the one
+    /// believed last, `None` for the first), signed by HAL, carrying the asker's `signature` of the statement, and
+    /// point the switch at it in place of `replacing` (where the ref points now, whatever someone put there).
+    /// [`StoreError::Moved`] when the ref moved from `replacing` meanwhile.
     pub fn write_halt(
         &self,
         expected: Option<ObjectId>,
+        replacing: Option<ObjectId>,
         on: bool,
         actor: &str,
         reason: &str,
@@ -120,12 +127,12 @@ impl Home {
         let tree = tree.detach();
         let commit = self.write_commit(tree, expected.into_iter().collect(), &self.signature(actor), &message)?;
         let name = refs::full_name(HALT_REF)?;
-        let expect = expected.map_or(Expect::Absent, Expect::At);
+        let expect = replacing.map_or(Expect::Absent, Expect::At);
         if self.refs().swap_once(&name, expect, Target::Object(commit), None).is_err() {
             let found = refs::read(self.repo(), &name)?.unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1));
             return Err(StoreError::Moved {
                 branch: HALT_REF.to_owned(),
-                expected: expected.unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1)),
+                expected: replacing.unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1)),
                 found,
             });
         }

@@ -210,8 +210,9 @@ impl Home {
     }
 
     /// Record that a run on `branch` answers the request `commit` (a person's message): [`Home::answered_on`]
-    /// then names that branch, and no other branch's run answers it again.
-    pub fn record_answered(&self, commit: ObjectId, branch: &str) -> Result<()> {
+    /// then names that branch, and no other branch's run answers it again. `false` (nothing recorded) when a run
+    /// on another branch answered it first. One process takes turns in a repo, and it claims under its store lock.
+    pub fn record_answered(&self, commit: ObjectId, branch: &str) -> Result<bool> {
         self.record.add_answered(commit, branch)
     }
 

@@ -164,12 +164,13 @@ impl LocalRecord {
     }
 
     /// Record that a run on `branch` answers the request `commit` (the first branch recorded keeps it).
-    pub(crate) fn add_answered(&self, commit: ObjectId, branch: &str) -> Result<()> {
+    pub(crate) fn add_answered(&self, commit: ObjectId, branch: &str) -> Result<bool> {
         check_key(branch)?;
-        if self.answered_on(commit)?.is_some() {
-            return Ok(());
+        if let Some(on) = self.answered_on(commit)? {
+            return Ok(on == branch);
         }
-        self.answered.append(&format!("{commit} {branch}\n"))
+        self.answered.append(&format!("{commit} {branch}\n"))?;
+        Ok(true)
     }
 
     /// The branch a run answered the request `commit` on, if one did.

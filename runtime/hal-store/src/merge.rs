@@ -81,6 +81,18 @@ impl Home {
     /// Merge the thread named by `query` into `main` on behalf of `actor`, refusing a change to what `guard`
     /// freezes.
     pub fn merge_thread(&self, actor: &str, query: &str, guard: &dyn MergeGuard) -> Result<MergeOutcome> {
+        self.merge_thread_at(actor, query, guard, None)
+    }
+
+    /// [`Home::merge_thread`] of exactly the tip `expected` (the one an owner signed): [`StoreError::Moved`] when
+    /// the branch is elsewhere, so what lands on `main` is what was approved.
+    pub fn merge_thread_at(
+        &self,
+        actor: &str,
+        query: &str,
+        guard: &dyn MergeGuard,
+        expected: Option<ObjectId>,
+    ) -> Result<MergeOutcome> {
         let thread = self.resolve_thread(query)?;
         let thread_name = refs::full_name(&format!("refs/heads/{}", thread.branch))?;
         let main = refs::full_name(MAIN_REF)?;
@@ -88,6 +100,11 @@ impl Home {
         for _ in 0..MAX_ATTEMPTS {
             let main_tip = self.main_tip()?.ok_or_else(|| self.not_home("it has no `main` branch"))?;
             let tip = refs::read(self.repo(), &thread_name)?.ok_or_else(|| StoreError::UnknownThread(query.into()))?;
+            if let Some(expected) = expected
+                && tip != expected
+            {
+                return Err(StoreError::Moved { branch: thread.branch.clone(), expected, found: tip });
+            }
             if self.is_ancestor(tip, main_tip)? {
                 return Ok(MergeOutcome::AlreadyMerged);
             }

@@ -2,8 +2,10 @@
 //! signed its statement (who, halt or resume, the reason, the commit it follows). Anything else there (a commit
 //! pushed by hand, a signature that is not an owner's, a statement copied from an older commit) is a problem, and
 //! the state stays what it last was: this repository remembers the last halt commit it believed in
-//! `.git/hal/halt-seen`, so moving the ref back to an older resume does not lift a halt, and deleting it does not
-//! either.
+//! `.git/hal/halt-seen`, and a new one counts only when it follows that one along first parents. Moving the ref
+//! back (to an older resume, or an older halt and then its resume), deleting it, or pointing it at garbage changes
+//! nothing; an owner's next halt or resume is written after the one believed, wherever the ref was moved. Removing
+//! `halt-seen` forgets it (the ref is then judged afresh).
 
 use gix::ObjectId;
 use hal_store::Home;
@@ -86,33 +88,56 @@ pub struct HaltState {
     pub problem: Option<String>,
 }
 
-/// The halt in force in `home`, judged with `keyring`; remembers the newest halt commit it believes.
-pub fn halt_state(home: &Home, keyring: &Keyring) -> Result<HaltState, TrustError> {
+/// The halt commit this repository believed last (a statement must follow it): `None` before the first.
+pub fn believed(home: &Home) -> Option<ObjectId> {
+    Seen::read(home).commit
+}
+
+/// The halt in force in `home`; the keys that count are read only when the switch moved since the halt commit
+/// believed last. Remembers the newest one it believes.
+pub fn halt_state(home: &Home) -> Result<HaltState, TrustError> {
+    let mut keyring = None;
+    judge(home, &mut keyring)
+}
+
+/// [`halt_state`] with the keys that count already read.
+pub fn halt_state_with(home: &Home, keyring: &Keyring) -> Result<HaltState, TrustError> {
+    let mut keyring = Some(keyring.clone());
+    judge(home, &mut keyring)
+}
+
+/// A halt or resume counts only when an owner signed it and it follows, along first parents, the halt commit
+/// believed last: a copy of an older statement, an older halt or resume the ref is moved back to, or anything
+/// pushed there by hand is reported, and the state stays as it was.
+fn judge(home: &Home, keyring: &mut Option<Keyring>) -> Result<HaltState, TrustError> {
     let seen = Seen::read(home);
-    let record = match home.halt_record() {
-        Ok(record) => record,
-        Err(error) => return Ok(HaltState { halt: seen.halt, problem: Some(error.to_string()) }),
-    };
-    let Some(record) = record else {
-        let problem = (seen.halt != Halt::Off)
-            .then(|| format!("{} is gone: the halt it held stays in force", hal_store::halt::HALT_REF));
-        return Ok(HaltState { halt: seen.halt, problem });
-    };
-    if seen.commit == Some(record.commit) {
+    let tip = home.halt_tip()?;
+    if tip == seen.commit {
         return Ok(HaltState { halt: seen.halt, problem: None });
     }
-    if let Err(why) = believe(keyring, &record) {
-        let problem = format!("{} at {} is not believed: {why}", hal_store::halt::HALT_REF, record.commit);
-        return Ok(HaltState { halt: seen.halt, problem: Some(problem) });
-    }
-    // Moved back or sideways from the newest one believed: a resume found there does not lift a halt.
+    let kept = |problem: String| Ok(HaltState { halt: seen.halt.clone(), problem: Some(problem) });
+    let Some(tip) = tip else {
+        return kept(format!("{} is gone: the state it held stays in force", hal_store::halt::HALT_REF));
+    };
+    let record = match home.halt_record() {
+        Ok(Some(record)) => record,
+        Ok(None) => return Ok(HaltState { halt: seen.halt, problem: None }),
+        Err(error) => return kept(error.to_string()),
+    };
     if let Some(before) = seen.commit
-        && !home.is_ancestor(before, record.commit).unwrap_or(false)
-        && seen.halt != Halt::Off
-        && !record.on
+        && !(record.commit != before && home.grows_from(before, record.commit))
     {
-        let problem = format!("{} was moved back from {before}: the halt stays in force", hal_store::halt::HALT_REF);
-        return Ok(HaltState { halt: seen.halt, problem: Some(problem) });
+        return kept(format!(
+            "{} at {tip} does not follow the halt commit believed last ({before}): not believed, the state stays",
+            hal_store::halt::HALT_REF
+        ));
+    }
+    let keyring = match keyring {
+        Some(keyring) => keyring,
+        None => keyring.insert(Keyring::load(home)?),
+    };
+    if let Err(why) = believe(keyring, &record) {
+        return kept(format!("{} at {} is not believed: {why}", hal_store::halt::HALT_REF, record.commit));
     }
     let halt = match record.on {
         true => Halt::On { by: record.actor.clone(), reason: record.reason.clone(), commit: record.commit },
@@ -161,8 +186,13 @@ impl Seen {
             }
             let commit = self.commit.map(|c| c.to_string()).unwrap_or_default();
             let halt = serde_json::to_string(&self.halt).map_err(std::io::Error::other)?;
-            let temp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&temp, format!("{commit}\n{halt}\n"))?;
+            // A name of its own per write (threads of one process may write at once), on disk before it counts.
+            static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let temp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
+            let mut file = std::fs::File::create(&temp)?;
+            std::io::Write::write_all(&mut file, format!("{commit}\n{halt}\n").as_bytes())?;
+            file.sync_data()?;
             std::fs::rename(&temp, &path)
         };
         if let Err(error) = write() {

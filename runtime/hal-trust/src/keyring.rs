@@ -154,7 +154,8 @@ impl Keyring {
             // The oldest change seen is not the root when older ones were not read: trust no owner at all rather
             // than whoever pushed enough commits on top of their own.
             let text = format!("history longer than {HISTORY_LIMIT} commits: no owner is believed");
-            self.problem(&place, *commit, text);
+            self.problem(&place, *commit, text.clone());
+            self.rewritten = Some(text);
             return Ok(());
         }
         for (commit, text) in changes {

@@ -392,15 +392,49 @@ fn only_an_owners_halt_for_this_place_counts() {
     assert!(refused.contains("not a key of an owner"), "{refused}");
 
     // Written, it is in force; the same statement on a commit of its own after it is a copy.
-    let first = home.write_halt(None, true, "alice", "stop", &signature).expect("halt");
-    let state = hal_trust::halt::halt_state(&home, &keyring).expect("state");
+    let first = home.write_halt(None, None, true, "alice", "stop", &signature).expect("halt");
+    let state = hal_trust::halt::halt_state_with(&home, &keyring).expect("state");
     assert_eq!(state.halt.reason().as_deref(), Some("halted by alice: stop"));
     let resume = hal_trust::halt::sign_halt(&key, "alice", false, "", Some(first)).expect("sign");
-    let resumed = home.write_halt(Some(first), false, "alice", "", &resume).expect("resume");
-    assert_eq!(hal_trust::halt::halt_state(&home, &keyring).expect("state").halt, hal_trust::halt::Halt::Off);
-    let copy = home.write_halt(Some(resumed), true, "alice", "stop", &signature).expect("a copy written");
-    let state = hal_trust::halt::halt_state(&home, &keyring).expect("state");
+    let resumed = home.write_halt(Some(first), Some(first), false, "alice", "", &resume).expect("resume");
+    assert_eq!(hal_trust::halt::halt_state_with(&home, &keyring).expect("state").halt, hal_trust::halt::Halt::Off);
+    let copy =
+        home.write_halt(Some(resumed), Some(resumed), true, "alice", "stop", &signature).expect("a copy written");
+    let state = hal_trust::halt::halt_state_with(&home, &keyring).expect("state");
     assert_eq!(state.halt, hal_trust::halt::Halt::Off, "the copy does not halt");
     let problem = state.problem.expect("the copy is reported");
     assert!(problem.contains(&copy.to_string()) && problem.contains("does not match"), "{problem}");
+}
+
+/// The switch moved back to an older halt, then to that halt's resume, does not lift the halt in force; nor does a
+/// ref pointed at garbage or deleted; the owner's next resume, written after the halt believed last, does.
+#[test]
+fn a_halt_is_lifted_only_by_a_resume_after_it() {
+    let (dir, home, _thread) = home();
+    let key = home.existing_person_key("alice").expect("the key init made");
+    let keyring = Keyring::load(&home).expect("keyring");
+    let write = |on: bool, reason: &str| {
+        let after = hal_trust::halt::believed(&home);
+        let signature = hal_trust::halt::sign_halt(&key, "alice", on, reason, after).expect("sign");
+        let commit = home.write_halt(after, home.halt_tip().expect("tip"), on, "alice", reason, &signature).expect("w");
+        let state = hal_trust::halt::halt_state_with(&home, &keyring).expect("state");
+        assert!(state.problem.is_none(), "{:?}", state.problem);
+        commit
+    };
+    let halted = |home: &Home| hal_trust::halt::halt_state(home).expect("state").halt.reason();
+    let h1 = write(true, "first");
+    let r1 = write(false, "");
+    write(true, "second");
+    assert_eq!(halted(&home).as_deref(), Some("halted by alice: second"));
+    for moved in [h1, r1] {
+        git(dir.path(), &["update-ref", "refs/hal/halt", &moved.to_string()]);
+        assert_eq!(halted(&home).as_deref(), Some("halted by alice: second"), "moved back to {moved}");
+    }
+    let main = git(dir.path(), &["rev-parse", "main"]);
+    git(dir.path(), &["update-ref", "refs/hal/halt", &main]);
+    assert_eq!(halted(&home).as_deref(), Some("halted by alice: second"), "garbage");
+    git(dir.path(), &["update-ref", "-d", "refs/hal/halt"]);
+    assert_eq!(halted(&home).as_deref(), Some("halted by alice: second"), "deleted");
+    write(false, "all clear");
+    assert_eq!(halted(&home), None);
 }

@@ -399,8 +399,12 @@ impl Runner {
                 }
             };
             // Answered here, and so on no other branch (a copy of it elsewhere is refused by the plan).
-            if let Some(request) = request {
-                self.journal.with(|home| home.record_answered(request, &thread.branch))?;
+            if let Some(request) = request
+                && !self.journal.with(|home| home.record_answered(request, &thread.branch))?
+            {
+                return Err(RunError::Trust(format!(
+                    "the request {request} was answered on another branch: this is a copy of it, not answered again"
+                )));
             }
             // A reply this run resumes gets its results from the run (or, not HAL's, from `distrust`).
             if pending.is_none() {

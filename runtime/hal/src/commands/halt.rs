@@ -21,8 +21,8 @@ pub fn run(args: &Args, on: bool, reason: &str) -> Result<Outcome> {
             if on { "a halt" } else { "a resume" }
         );
     };
-    // Signed after the switch's tip as it is now: a halt written since makes this one refused, to sign again.
-    let after = home.halt_record()?.map(|record| record.commit);
+    // Signed after the halt commit believed last: one written since makes this one refused, to sign again.
+    let after = hal_trust::halt::believed(&home);
     let signature = hal_trust::halt::sign_halt(&key, &actor, on, reason, after).map_err(anyhow::Error::msg)?;
     drop(home);
     let handle = remote::handle(args)?;

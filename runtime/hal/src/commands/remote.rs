@@ -126,7 +126,7 @@ fn sign_act(
     match hal_trust::sign_statement(&key, namespace, &statement) {
         Ok(signature) => Some(hal_daemon::protocol::TipSignature { tip, signature }),
         Err(error) => {
-            tracing::warn!(target: "hal", %error, "the merge goes unsigned");
+            tracing::warn!(target: "hal", %error, "the request goes unsigned");
             None
         }
     }
