@@ -41,7 +41,7 @@ fn an_owner_halts_and_nothing_starts_until_they_resume_and_a_forged_or_rewound_r
     sandbox.git(&repo, &["update-ref", "refs/hal/halt", &resume]).ok();
     let status = sandbox.hal(&repo, &["--json", "status"]).ok().json();
     assert_eq!(status["halted"], "halted by alice-example: again", "{status:#}");
-    assert!(status["warnings"].to_string().contains("moved back"), "{status:#}");
+    assert!(status["warnings"].to_string().contains("does not follow the halt commit believed last"), "{status:#}");
     let refused = sandbox.hal(&repo, &["thread", "say", &id, "go on"]);
     assert!(refused.stderr.contains("halted by alice-example: again"), "{}", refused.stderr);
 }

@@ -569,9 +569,12 @@ impl Home {
             {
                 return Err(StoreError::Moved { branch: thread.branch.clone(), expected: base, found: tip });
             }
+            // `tip` was read before the record: another writer may have landed a step since, and then the swap
+            // below loses the race and this is built again on the new tip; frozen only if the ref is still here.
             if !(step.unfreezes && step.on_tip == Some(tip))
                 && let Some(left) = self.record().landed_tip(&thread.branch)?
                 && !self.grows_from(left, tip)
+                && refs::read(self.repo(), &name)? == Some(tip)
             {
                 return Err(StoreError::Frozen { thread: thread.id.clone(), left, found: tip });
             }
