@@ -278,6 +278,13 @@ impl Shared {
         // Every model call and tool call of its runs asks whether an owner halted HAL meanwhile.
         let weak = Arc::downgrade(self);
         loaded.runner = loaded.runner.with_halt(Arc::new(move || weak.upgrade().and_then(|shared| shared.halted())));
+        // What runs at AL2 (act and tell) is told in the owner's backchat.
+        let weak = Arc::downgrade(self);
+        loaded.runner = loaded.runner.with_teller(Arc::new(move |text: &str| {
+            if let Some(shared) = weak.upgrade() {
+                shared.tell_owner(text);
+            }
+        }));
         *self.loaded.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(loaded);
         self.report(&problems);
         self.report_trust();

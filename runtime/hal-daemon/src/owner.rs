@@ -86,7 +86,7 @@ impl Shared {
         for line in text.lines() {
             tracing::warn!(target: "hal_daemon", problem = %line, "in the history, not believed");
         }
-        self.tell_owner(text.trim_end());
+        self.tell_owner_once(text.trim_end());
     }
 
     /// Tell the owner, in their backchat, about problems not reported yet, and about fixed ones.
@@ -114,22 +114,32 @@ impl Shared {
         }
         *reported = problems.to_vec();
         drop(reported);
-        self.tell_owner(text.trim_end());
+        self.tell_owner_once(text.trim_end());
     }
 
     /// A system step with `text` in the owner's backchat, unless it is empty or one of its newest steps says it.
+    pub(crate) fn tell_owner_once(&self, text: &str) {
+        self.tell(text, true);
+    }
+
+    /// A system step with `text` in the owner's backchat (what ran at AL2: each time).
     pub(crate) fn tell_owner(&self, text: &str) {
+        self.tell(text, false);
+    }
+
+    fn tell(&self, text: &str, once: bool) {
         if text.is_empty() {
             return;
         }
         let result = self.journal.with(|home| -> hal_store::Result<()> {
             let backchat = home.backchat(&self.owner)?;
             // A restart finds the same problems: the backchat already says so.
-            let said = home
-                .steps_back(&backchat)
-                .take(50)
-                .filter_map(Result::ok)
-                .any(|step| step.kind == StepKind::System && step.actor == HAL_ACTOR && step.text == text);
+            let said = once
+                && home
+                    .steps_back(&backchat)
+                    .take(50)
+                    .filter_map(Result::ok)
+                    .any(|step| step.kind == StepKind::System && step.actor == HAL_ACTOR && step.text == text);
             if said {
                 return Ok(());
             }

@@ -593,3 +593,56 @@ fn a_message_copied_to_another_branch_is_not_answered_again() {
     let Plan::Ignore { reason } = plan(&format!("threads/mallory/{}", thread.id)) else { panic!("same id") };
     assert!(reason.contains("was answered on") && reason.contains("a copy"), "{reason}");
 }
+
+/// `policy` in hal.yaml: at AL0 a call is recorded and not run (the model hears "proposed, not executed"); at AL2
+/// it runs and the owner is told; a disabled help is not offered as a command.
+#[test]
+fn autonomy_levels_propose_tell_and_disable() {
+    use hal_runner::record::fact;
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
+    let helps = [
+        ("proposer", "description: Proposes\ncommands: [files, other]\n"),
+        ("teller", "description: Tells\ncommands: [files]\n"),
+        ("other", "description: Another\n"),
+    ];
+    let home = home_with(dir.path(), &helps);
+    let settings = std::fs::read_to_string(dir.path().join("hal.yaml")).expect("hal.yaml");
+    let policy = "policy:\n  helps:\n    proposer: {files.write: AL0}\n    teller: {files: AL2}\n  disabled: [other]\n";
+    std::fs::write(dir.path().join("hal.yaml"), format!("{settings}{policy}")).expect("write");
+    git(dir.path(), &["commit", "-q", "-am", "policy"]);
+    drop(home);
+    let told = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let run = |help: &str| {
+        let home = Home::open(dir.path()).expect("open");
+        let thread = home.new_thread("alice", None, Some(help)).expect("thread");
+        home.say("alice", &thread.id, "write a").expect("say");
+        let thread = home.resolve_thread(&thread.id).expect("thread");
+        let catalog = Catalog::load(&home).expect("catalog");
+        let told = told.clone();
+        let teller = Arc::new(move |text: &str| told.lock().expect("lock").push(text.to_owned()));
+        let runner = Runner::new(Journal::new(home), Arc::new(catalog), write_tool::toolbox()).with_teller(teller);
+        let replies = vec![call("c1", "files.write", r#"{"path":"a","content":"1"}"#), text("done")];
+        let recording = Arc::new(Recording::new(replies, vec![]).keeping_requests());
+        let models = Arc::new(recording.clone()) as Arc<dyn Models>;
+        let outcome = runtime().block_on(runner.resume(models, &thread, "alice", help)).expect("run");
+        assert_eq!(outcome.status, Status::Done);
+        (thread, outcome, recording)
+    };
+
+    let (thread, outcome, recording) = run("proposer");
+    let home = Home::open(dir.path()).expect("open");
+    assert_eq!(home.file_at(outcome.commit, "a").expect("read"), None, "AL0: not run");
+    let steps = home.thread_log(&thread.id, None).expect("log");
+    let tool = steps.iter().find(|s| s.kind == StepKind::Tool).expect("a tool step");
+    assert!(tool.text.starts_with("proposed, not executed: policy.helps.proposer.files.write"), "{}", tool.text);
+    assert_eq!(tool.fact(fact::TOOL), Some("files.write"));
+    let offered: Vec<String> = recording.requests()[0].tools.iter().map(|t| t.name.clone()).collect();
+    assert!(!offered.contains(&"other".to_owned()) && offered.contains(&"files.write".to_owned()), "{offered:?}");
+    assert!(told.lock().expect("lock").is_empty(), "nothing ran");
+
+    let (_, outcome, _) = run("teller");
+    assert_eq!(home.file_at(outcome.commit, "a").expect("read").as_deref(), Some(&b"1"[..]), "AL2: it ran");
+    let told = told.lock().expect("lock").clone();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].starts_with("ran files.write(") && told[0].contains("AL2"), "{told:?}");
+}

@@ -25,6 +25,7 @@ mod document;
 mod help;
 mod isolate;
 mod plugin;
+pub mod policy;
 mod problem;
 mod settings;
 mod validate;

@@ -35,6 +35,8 @@ pub struct Settings {
     pub owners: BTreeMap<String, Vec<String>>,
     /// What HAL believes of steps it did not sign.
     pub trust: TrustSettings,
+    /// How far HAL may act on its own, per tool and help.
+    pub policy: crate::policy::Policy,
 }
 
 /// The `trust` section.

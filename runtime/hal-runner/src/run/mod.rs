@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use gix::ObjectId;
 use hal_model::{Message, Reply, Request, ToolCall, ToolSpec, Usage};
+use hal_spec::policy::Level;
 use hal_spec::{Agent, Help};
 use hal_store::{NewStep, StepKind, ThreadRef, ThreadStatus, identity::HAL_ACTOR};
 use serde_json::{Value, json};
@@ -24,6 +25,7 @@ use crate::record::fact;
 use crate::status::Status;
 use crate::tools::{BoxFuture, RunScope, Tool, ToolResult, Toolbox};
 
+mod autonomy;
 mod calls;
 mod resume;
 mod steps;
@@ -139,7 +141,12 @@ pub struct Runner {
     conversations: Arc<std::sync::Mutex<Vec<(String, ObjectId, Conversation)>>>,
     /// Asked before every model call and tool call: `Some(why)` when an owner halted HAL, and the run ends there.
     halt: Option<HaltCheck>,
+    /// Tells the owner what ran at autonomy level AL2 (their backchat, when a daemon runs).
+    teller: Option<Teller>,
 }
+
+/// Tells the owner something, in their backchat.
+pub type Teller = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Whether HAL is halted, and why (`halted by <owner>: <reason>`).
 pub type HaltCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
@@ -190,7 +197,14 @@ impl Runner {
             agent: crate::catalog::DEFAULT_AGENT.to_owned(),
             conversations: Arc::default(),
             halt: None,
+            teller: None,
         }
+    }
+
+    /// Tell the owner through `teller` what ran at autonomy level AL2.
+    pub fn with_teller(mut self, teller: Teller) -> Runner {
+        self.teller = Some(teller);
+        self
     }
 
     /// Ask `halt` before every model call and tool call; a run ends with ERROR and its reason when it answers.
@@ -289,6 +303,14 @@ impl Runner {
     fn prepare(&self, models: &dyn Models, name: &str) -> Result<Prepared, RunError> {
         let (entry, help) = self.catalog.help(name)?;
         let (_, agent) = self.catalog.agent(&self.agent)?;
+        let policy = &self.catalog.settings.policy;
+        if policy.is_disabled(name) {
+            return Err(RunError::NotAllowed {
+                agent: self.agent.clone(),
+                what: format!("run help `{name}`, which policy.disabled in hal.yaml turns off"),
+                list: "helps",
+            });
+        }
         // The agent's file says what it may run and call: `helps` and `isolates` (everything when absent).
         let not_allowed = |what: String, list| RunError::NotAllowed { agent: self.agent.clone(), what, list };
         if !agent.may_run(name) {
@@ -301,6 +323,9 @@ impl Runner {
             if !selected.is_empty() {
                 // `files` offers the functions the agent may call; none at all is an error in the files.
                 let allowed: Vec<_> = selected.into_iter().filter(|tool| agent.may_call(&tool.spec().name)).collect();
+                // What the policy turns off is not offered at all.
+                let allowed: Vec<_> =
+                    allowed.into_iter().filter(|tool| !policy.is_disabled(&tool.spec().name)).collect();
                 if allowed.is_empty() {
                     return Err(not_allowed(format!("call `{command}`, which help `{name}` uses"), "isolates"));
                 }
@@ -309,7 +334,9 @@ impl Runner {
                 if !agent.may_run(command) {
                     return Err(not_allowed(format!("run help `{command}`, which help `{name}` calls"), "helps"));
                 }
-                helps.push(command.clone());
+                if !policy.is_disabled(command) {
+                    helps.push(command.clone());
+                }
             } else {
                 return Err(RunError::UnknownCommand {
                     help: name.to_owned(),
@@ -508,6 +535,15 @@ impl Runner {
                 if n < MAX_CALLS_PER_REPLY {
                     // Journalled before it runs: a call runs at most once, even if HAL stops before its result is
                     // committed, or the branch is later put back to this reply.
+                    // How far HAL may act on its own here: AL0 records the call and runs nothing.
+                    let (level, rule) = self.autonomy(state, &call.name);
+                    if level == Level::Propose {
+                        let text = format!("proposed, not executed: {rule} sets {} (propose only)", level.as_str());
+                        let result =
+                            self.record_tool(state, call, ToolResult { content: text, is_error: false }, None)?;
+                        conversation.push(tool_message(call, result));
+                        continue;
+                    }
                     let index = u32::try_from(index).unwrap_or(u32::MAX);
                     if !self.journal.with(|home| home.claim_call(reply_commit, index))? {
                         let reason =
@@ -519,6 +555,9 @@ impl Runner {
                         continue;
                     }
                     let result = self.call_tool(state, call).await?;
+                    if level == Level::ActAndTell {
+                        self.tell(state, call, &result, &rule);
+                    }
                     conversation.push(tool_message(call, result));
                 } else {
                     over_limit.push(call);

@@ -1,0 +1,150 @@
+//! The `policy` section of `hal.yaml`: how far HAL may act on its own, per tool, per help and by default (the
+//! autonomy levels of ARCHITECTURE.md §6), and what it never calls.
+//!
+//! A rule names a tool as a help's command does: an isolate (`http`), one of its functions (`http.fetch`), a
+//! plugin or one version of it (`wordcount`, `wordcount@v2`), or a sub-help by name. The most specific rule wins:
+//! the help's own rules before the repo's, a function before its isolate.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// An autonomy level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Level {
+    /// Propose only: the call is recorded, never run; the model hears "proposed, not executed".
+    #[serde(rename = "AL0")]
+    Propose,
+    /// Act and tell: the call runs, and the owner is told in their backchat what ran.
+    #[serde(rename = "AL2")]
+    ActAndTell,
+    /// Autonomous within the limits and budgets.
+    #[serde(rename = "AL3")]
+    Autonomous,
+}
+
+impl Level {
+    /// Its name in `hal.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Propose => "AL0",
+            Level::ActAndTell => "AL2",
+            Level::Autonomous => "AL3",
+        }
+    }
+}
+
+/// The `policy` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// The level of a call no rule names (the built-in defaults when absent).
+    pub default: Option<Level>,
+    /// Levels by tool.
+    pub tools: BTreeMap<String, Level>,
+    /// Levels by tool for the runs of one help, by help name.
+    pub helps: BTreeMap<String, BTreeMap<String, Level>>,
+    /// Tools (and helps) never called: not offered to the model, refused if called anyway.
+    pub disabled: Vec<String>,
+}
+
+/// Which rule gave a call its level, for the step that records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rule {
+    /// `policy.helps.<help>.<pattern>`.
+    Help(String, String),
+    /// `policy.tools.<pattern>`.
+    Tool(String),
+    /// `policy.default`.
+    Default,
+    /// The built-in default for this kind of tool.
+    BuiltIn,
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rule::Help(help, pattern) => write!(f, "policy.helps.{help}.{pattern} in hal.yaml"),
+            Rule::Tool(pattern) => write!(f, "policy.tools.{pattern} in hal.yaml"),
+            Rule::Default => write!(f, "policy.default in hal.yaml"),
+            Rule::BuiltIn => write!(f, "HAL's default for it (set policy.tools in hal.yaml)"),
+        }
+    }
+}
+
+impl Policy {
+    /// The level of a call of `tool` in a run of `help`, and the rule that says so; `built_in` is the level HAL
+    /// gives that kind of tool when no rule names it.
+    pub fn level(&self, help: &str, tool: &str, built_in: Level) -> (Level, Rule) {
+        if let Some(rules) = self.helps.get(help)
+            && let Some((pattern, level)) = most_specific(rules, tool)
+        {
+            return (level, Rule::Help(help.to_owned(), pattern));
+        }
+        if let Some((pattern, level)) = most_specific(&self.tools, tool) {
+            return (level, Rule::Tool(pattern));
+        }
+        match self.default {
+            Some(level) => (level, Rule::Default),
+            None => (built_in, Rule::BuiltIn),
+        }
+    }
+
+    /// Whether `tool` (or its isolate, or the plugin of that version) is disabled.
+    pub fn is_disabled(&self, tool: &str) -> bool {
+        self.disabled.iter().any(|pattern| specificity(pattern, tool).is_some())
+    }
+}
+
+/// The rule of `rules` that names `tool` most specifically.
+fn most_specific(rules: &BTreeMap<String, Level>, tool: &str) -> Option<(String, Level)> {
+    rules
+        .iter()
+        .filter_map(|(pattern, level)| specificity(pattern, tool).map(|rank| (rank, pattern, *level)))
+        .max_by_key(|(rank, _, _)| *rank)
+        .map(|(_, pattern, level)| (pattern.clone(), level))
+}
+
+/// How specifically `pattern` names `tool` (`<isolate>[@v<N>].<function>`, or a help's name), if it does: the
+/// whole name 3, the isolate of that version 2, the isolate 1.
+fn specificity(pattern: &str, tool: &str) -> Option<u8> {
+    if pattern == tool {
+        return Some(3);
+    }
+    let isolate = tool.split_once('.').map_or(tool, |(isolate, _)| isolate);
+    if pattern == isolate {
+        return Some(if isolate.contains('@') { 2 } else { 1 });
+    }
+    let name = isolate.split_once('@').map_or(isolate, |(name, _)| name);
+    (pattern == name).then_some(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Level, Policy, Rule};
+
+    #[test]
+    fn the_most_specific_rule_wins_and_the_helps_own_first() {
+        let text = "default: AL3\ntools: {http: AL2, http.fetch: AL0, wc: AL2, wc@v2: AL0}\nhelps: {brief: {http: AL3}}\n\
+                    disabled: [git]\n";
+        let policy: Policy = parse(text);
+        assert_eq!(policy.level("any", "http.fetch", Level::Autonomous).0, Level::Propose);
+        assert_eq!(policy.level("any", "http.post", Level::Autonomous).0, Level::ActAndTell);
+        assert_eq!(
+            policy.level("brief", "http.fetch", Level::Autonomous),
+            (Level::Autonomous, Rule::Help("brief".into(), "http".into()))
+        );
+        assert_eq!(policy.level("any", "wc@v2.count", Level::Autonomous).0, Level::Propose);
+        assert_eq!(policy.level("any", "wc@v1.count", Level::Autonomous).0, Level::ActAndTell);
+        assert_eq!(policy.level("any", "files.read", Level::ActAndTell), (Level::Autonomous, Rule::Default));
+        assert!(policy.is_disabled("git.show") && !policy.is_disabled("gitx.show"));
+        let empty = Policy::default();
+        assert_eq!(empty.level("any", "files.read", Level::ActAndTell), (Level::ActAndTell, Rule::BuiltIn));
+    }
+
+    /// The section as `hal.yaml` holds it, through the settings' own reader.
+    fn parse(text: &str) -> Policy {
+        let indented: String = text.lines().map(|line| format!("  {line}\n")).collect();
+        crate::Settings::parse("hal.yaml", &format!("version: 1\npolicy:\n{indented}")).expect("valid").policy
+    }
+}
