@@ -507,6 +507,10 @@ fn a_model_fetches_through_the_http_isolate_from_a_granted_host() {
     let tool = log(&sandbox, &repo, &thread_of(&run)).into_iter().find(|s| s["kind"] == "tool").expect("tool step");
     assert_eq!(fact(&tool, "Hal-Outcome"), Some("ok"));
     assert!(tool["text"].as_str().expect("text").contains("\"status\":200"), "{tool}");
+    // Reaching the network is AL2 by default (act and tell): the owner's backchat says what ran.
+    let backchat = log(&sandbox, &repo, "backchat");
+    let told = backchat.iter().filter_map(|s| s["text"].as_str()).find(|t| t.starts_with("ran http.fetch("));
+    assert!(told.is_some_and(|t| t.contains("AL2")), "{backchat:#?}");
 }
 
 #[test]

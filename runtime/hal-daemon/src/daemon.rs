@@ -280,8 +280,11 @@ impl Shared {
         loaded.runner = loaded.runner.with_halt(Arc::new(move || weak.upgrade().and_then(|shared| shared.halted())));
         // What runs at AL2 (act and tell) is told in the owner's backchat.
         let weak = Arc::downgrade(self);
-        loaded.runner = loaded.runner.with_teller(Arc::new(move |text: &str| {
-            if let Some(shared) = weak.upgrade() {
+        loaded.runner = loaded.runner.with_teller(Arc::new(move |branch: &str, text: &str| {
+            // A run in the owner's own backchat shows them its calls there already.
+            if let Some(shared) = weak.upgrade()
+                && branch != format!("threads/{}/{BACKCHAT}", shared.owner)
+            {
                 shared.tell_owner(text);
             }
         }));

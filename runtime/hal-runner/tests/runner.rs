@@ -619,7 +619,7 @@ fn autonomy_levels_propose_tell_and_disable() {
         let thread = home.resolve_thread(&thread.id).expect("thread");
         let catalog = Catalog::load(&home).expect("catalog");
         let told = told.clone();
-        let teller = Arc::new(move |text: &str| told.lock().expect("lock").push(text.to_owned()));
+        let teller = Arc::new(move |_: &str, text: &str| told.lock().expect("lock").push(text.to_owned()));
         let runner = Runner::new(Journal::new(home), Arc::new(catalog), write_tool::toolbox()).with_teller(teller);
         let replies = vec![call("c1", "files.write", r#"{"path":"a","content":"1"}"#), text("done")];
         let recording = Arc::new(Recording::new(replies, vec![]).keeping_requests());

@@ -37,9 +37,12 @@ impl Runner {
         let arguments: String = call.arguments.chars().take(300).collect();
         let outcome = if result.is_error { "failed" } else { "ran" };
         let first: String = result.content.lines().next().unwrap_or_default().chars().take(300).collect();
-        teller(&format!(
-            "{outcome} {}({arguments}) on thread {} for help {} (AL2, act and tell: {rule}): {first}",
-            call.name, state.thread.id, state.prepared.entry.name
-        ));
+        teller(
+            &state.thread.branch,
+            &format!(
+                "{outcome} {}({arguments}) on thread {} for help {} (AL2, act and tell: {rule}): {first}",
+                call.name, state.thread.id, state.prepared.entry.name
+            ),
+        );
     }
 }

@@ -145,8 +145,8 @@ pub struct Runner {
     teller: Option<Teller>,
 }
 
-/// Tells the owner something, in their backchat.
-pub type Teller = Arc<dyn Fn(&str) + Send + Sync>;
+/// Tells the owner, in their backchat, what a run on the branch (first argument) did.
+pub type Teller = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// Whether HAL is halted, and why (`halted by <owner>: <reason>`).
 pub type HaltCheck = Arc<dyn Fn() -> Option<String> + Send + Sync>;
