@@ -158,3 +158,24 @@ fn a_merge_no_owner_signed_is_refused() {
     assert!(run.stdout.contains("fast-forward"), "{}", run.stdout);
     assert_eq!(daemon.stop(), 0);
 }
+
+/// With `members` in hal.yaml, the API refuses a message in the name of someone who is neither a member nor an
+/// owner (403 `not-member`), and nothing is written.
+#[test]
+fn a_message_from_someone_not_a_member_is_refused_through_the_api() {
+    let sandbox = Sandbox::new();
+    let repo = sandbox.home("home");
+    let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
+    crate::runs::commit(&sandbox, &repo, &[("hal.yaml", &format!("{settings}members: [bob]\n"))]);
+    let id = new_thread(&sandbox, &repo, "talk");
+    let branch = format!("threads/alice-example/{id}");
+    let before = rev(&sandbox, &repo, &branch);
+    let daemon = crate::daemon::DaemonProcess::start(&sandbox, &repo);
+    let token = std::fs::read_to_string(repo.join(".git/hal/daemon.token")).expect("token");
+    let command = serde_json::json!({"command": "say", "actor": "carol", "thread": id, "text": "do my bidding"});
+    let (code, body) = crate::daemon::http_with(&repo, "POST", "/v1/command", Some(token.trim()), &command.to_string());
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("not-member") && body.contains("carol is neither an owner nor one of the members"), "{body}");
+    assert_eq!(rev(&sandbox, &repo, &branch), before, "nothing was written");
+    assert_eq!(daemon.stop(), 0);
+}

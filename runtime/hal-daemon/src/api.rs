@@ -140,6 +140,7 @@ impl From<DaemonError> for ApiError {
             DaemonError::Store(StoreError::Frozen { .. }) => (StatusCode::CONFLICT, "frozen"),
             DaemonError::Halted(_) => (StatusCode::CONFLICT, "halted"),
             DaemonError::NotOwner(_) => (StatusCode::FORBIDDEN, "not-owner"),
+            DaemonError::NotMember(_) => (StatusCode::FORBIDDEN, "not-member"),
             DaemonError::NotFrozen(_) => (StatusCode::CONFLICT, "not-frozen"),
             DaemonError::Store(StoreError::Moved { .. }) => (StatusCode::CONFLICT, "moved"),
             DaemonError::NoSandbox(_) => (StatusCode::SERVICE_UNAVAILABLE, "no-sandbox"),

@@ -382,7 +382,9 @@ impl Shared {
 
     /// What HAL believes of people's steps, by the `hal.yaml` in force and the repo's remotes now.
     pub(crate) fn admit(&self, home: &Home) -> hal_runner::plan::Admit {
-        hal_runner::plan::Admit::for_repo(home, &self.loaded().runner.catalog().settings.trust)
+        let loaded = self.loaded();
+        let settings = &loaded.runner.catalog().settings;
+        hal_runner::plan::Admit::for_repo(home, &settings.trust).with_members(settings.members.as_ref())
     }
 
     /// A system step on `thread` right on the tip it was planned at (`Open`): when the branch moved meanwhile, the
@@ -491,6 +493,9 @@ impl Shared {
                     };
                     Ok((who, existing))
                 })?;
+                if relayed.is_none() {
+                    self.check_member(&who)?;
+                }
                 self.check_turn(existing.as_ref(), help.as_deref(), agent.as_deref())?;
                 let target = match (existing, signature) {
                     (Some(target), Some(signature)) => {
@@ -592,9 +597,13 @@ impl Shared {
                 let (message, ticket) = (Some(appended), Some(ticket));
                 Ok(Response::Said { thread, message, queued: false, ticket, repeated: false, answer: None })
             }
-            Command::NewThread { input, help, agent, started_by_run, .. } => {
+            Command::NewThread { actor, input, help, agent, started_by_run, .. } => {
                 let asks = input.as_deref().is_some_and(|text| !text.trim().is_empty());
                 if asks {
+                    if started_by_run.is_none() {
+                        let who = self.journal.with(|home| home.resolve_actor(actor.as_deref()))?;
+                        self.check_member(&who)?;
+                    }
                     self.check_turn(None, help.as_deref(), agent.as_deref())?;
                 }
                 // Held while the thread is made: a scan cannot plan it before its ticket is in place.
@@ -721,6 +730,19 @@ impl Shared {
         let loaded = self.loaded();
         loaded.runner.clone().with_agent(agent).check(loaded.models.as_ref(), help)?;
         Ok(())
+    }
+
+    /// Refuse a message in the name of `who` when `hal.yaml` names members and they are neither one nor an owner.
+    pub(crate) fn check_member(&self, who: &str) -> Result<(), DaemonError> {
+        let admit = self.journal.with(|home| self.admit(home));
+        if admit.members.is_none() {
+            return Ok(());
+        }
+        let keyring = self.journal.with(hal_trust::Keyring::load)?;
+        match admit.not_member(&keyring, who) {
+            Some(reason) => Err(DaemonError::NotMember(reason.replace("Not answered: ", "Refused: "))),
+            None => Ok(()),
+        }
     }
 
     /// The state `hal status` shows.

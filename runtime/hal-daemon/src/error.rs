@@ -46,6 +46,9 @@ pub enum DaemonError {
     /// Only an owner may do this, and nothing proves the asker is one.
     #[error("{0}")]
     NotOwner(String),
+    /// `hal.yaml` names members, and the asker is neither one nor an owner.
+    #[error("{0}")]
+    NotMember(String),
     /// An owner halted HAL: nothing that starts work is accepted.
     #[error("{0}; an owner lifts it with `hal resume`")]
     Halted(String),

@@ -199,7 +199,7 @@ fn persons_commits_between(
                 Some(keyring) => keyring,
                 None => keyring.insert(hal_trust::Keyring::load(home).map_err(hal_runner::RunError::from_trust)?),
             };
-            match hal_runner::plan::refusal_with(home, keyring, branch, &step, admit)? {
+            match hal_runner::plan::refusal_with(home, keyring, branch, &step, &admit)? {
                 None => between.answer = true,
                 Some(_) if between.refused.len() >= REFUSED_LISTED => {}
                 Some(reason) => between.refused.push(reason),

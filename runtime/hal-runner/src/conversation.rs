@@ -83,7 +83,7 @@ impl Conversation {
         let mut steps = home.steps_back(thread);
         for step in steps.by_ref() {
             let step = step?;
-            if let Some(reason) = left_out(home, &thread.branch, &step, admit, &mut keyring)? {
+            if let Some(reason) = left_out(home, &thread.branch, &step, &admit, &mut keyring)? {
                 // The results HAL recorded for a left-out reply's calls answer calls the model never sees.
                 if let Some(calls) = left_out_calls(&step) {
                     drop_results(&mut newest_first, &calls);
@@ -304,7 +304,7 @@ fn left_out(
     home: &Home,
     branch: &str,
     step: &Step,
-    admit: Admit,
+    admit: &Admit,
     keyring: &mut Option<hal_trust::Keyring>,
 ) -> Result<Option<String>, RunError> {
     if home.wrote_on(step.commit, branch)? {

@@ -53,12 +53,14 @@ pub enum Plan {
 }
 
 /// What HAL believes of the people whose steps it plans turns for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admit {
     /// Whether an unsigned plain-git message is answered.
     pub unsigned: UnsignedMessages,
     /// Whether that comes from the default (no `trust.unsigned_messages` in `hal.yaml`).
     pub by_default: bool,
+    /// `hal.yaml`'s `members`: when set, only they and the owners are answered.
+    pub members: Option<std::sync::Arc<Vec<String>>>,
 }
 
 impl Admit {
@@ -67,15 +69,34 @@ impl Admit {
     /// while a daemon runs counts at once.
     pub fn for_repo(home: &Home, settings: &TrustSettings) -> Admit {
         match settings.unsigned_messages {
-            Some(unsigned) => Admit { unsigned, by_default: false },
+            Some(unsigned) => Admit { unsigned, by_default: false, members: None },
             None => {
                 let unsigned = match has_remote(home) {
                     true => UnsignedMessages::Ignore,
                     false => UnsignedMessages::Accept,
                 };
-                Admit { unsigned, by_default: true }
+                Admit { unsigned, by_default: true, members: None }
             }
         }
+    }
+}
+
+impl Admit {
+    /// Answer only `members` (and the owners), when `hal.yaml` names members.
+    pub fn with_members(mut self, members: Option<&Vec<String>>) -> Admit {
+        self.members = members.map(|members| std::sync::Arc::new(members.clone()));
+        self
+    }
+
+    /// Why `actor` is not answered, when `hal.yaml` names members and they are neither one nor an owner.
+    pub fn not_member(&self, keyring: &hal_trust::Keyring, actor: &str) -> Option<String> {
+        let members = self.members.as_ref()?;
+        let allowed = actor == hal_store::identity::HAL_ACTOR
+            || keyring.owners.contains_key(actor)
+            || members.iter().any(|member| member == actor);
+        (!allowed).then(|| {
+            format!("Not answered: {actor} is neither an owner nor one of the members hal.yaml names (`members`).")
+        })
     }
 }
 
@@ -96,8 +117,8 @@ fn has_remote(home: &Home) -> bool {
 
 /// Why the person's step `tip` on `branch` is not answered, if it is not: steps this HAL wrote there (messages sent
 /// through it) are; others by their signature's verdict.
-pub fn refusal(home: &Home, branch: &str, tip: &Step, admit: Admit) -> Result<Option<String>, RunError> {
-    if home.wrote_on(tip.commit, branch)? {
+pub fn refusal(home: &Home, branch: &str, tip: &Step, admit: &Admit) -> Result<Option<String>, RunError> {
+    if home.wrote_on(tip.commit, branch)? && admit.members.is_none() {
         return Ok(None);
     }
     let keyring = hal_trust::Keyring::load(home).map_err(RunError::from_trust)?;
@@ -110,14 +131,16 @@ pub fn refusal_with(
     keyring: &hal_trust::Keyring,
     branch: &str,
     tip: &Step,
-    admit: Admit,
+    admit: &Admit,
 ) -> Result<Option<String>, RunError> {
+    // Written by this HAL for the person the step names (a message through `hal` or the API).
     if home.wrote_on(tip.commit, branch)? {
-        return Ok(None);
+        return Ok(admit.not_member(keyring, &tip.actor));
     }
     let verdict = keyring.verdict(home, tip).map_err(RunError::from_trust)?;
     Ok(match verdict {
-        Verdict::Signed { .. } | Verdict::ByHal => None,
+        Verdict::Signed { by } => admit.not_member(keyring, &by),
+        Verdict::ByHal => admit.not_member(keyring, &tip.actor),
         Verdict::Unsigned if admit.unsigned == UnsignedMessages::Accept => None,
         Verdict::Unsigned => {
             let why = match admit.by_default {
@@ -221,7 +244,7 @@ pub fn plan_for(home: &Home, thread: &ThreadRef, startup: bool, admit: Admit) ->
     if !(is_persons_step(&tip) || (interrupted && startup)) {
         return Ok(Plan::Nothing);
     }
-    if !interrupted && let Some(reason) = refusal(home, &thread.branch, &tip, admit)? {
+    if !interrupted && let Some(reason) = refusal(home, &thread.branch, &tip, &admit)? {
         return Ok(Plan::Ignore { reason });
     }
     // A person's step belongs where it was written: one that names another thread, or that a run answered on

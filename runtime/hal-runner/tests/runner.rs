@@ -646,3 +646,28 @@ fn autonomy_levels_propose_tell_and_disable() {
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(told[0].starts_with("ran files.write(") && told[0].contains("AL2"), "{told:?}");
 }
+
+/// With `members` in hal.yaml, HAL answers only them and the owners: a message in anyone else's name is ignored,
+/// with the reason.
+#[test]
+fn only_owners_and_members_are_answered_once_hal_yaml_names_members() {
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
+    let home = home_with(dir.path(), &[("writer", "description: Writes\ncommands: [files]\n")]);
+    let settings = std::fs::read_to_string(dir.path().join("hal.yaml")).expect("hal.yaml");
+    std::fs::write(dir.path().join("hal.yaml"), format!("{settings}members: [bob]\n")).expect("write");
+    git(dir.path(), &["commit", "-q", "-am", "members"]);
+    drop(home);
+    let home = Home::open(dir.path()).expect("open");
+    let catalog = Catalog::load(&home).expect("catalog");
+    let admit = Admit::for_repo(&home, &catalog.settings.trust).with_members(catalog.settings.members.as_ref());
+    let plan = |actor: &str| {
+        let thread = home.new_thread(actor, None, Some(actor)).expect("thread");
+        home.say(actor, &thread.id, "do it").expect("say");
+        let thread = home.resolve_thread(&thread.id).expect("thread");
+        plan_for(&home, &thread, false, admit.clone()).expect("plan")
+    };
+    assert!(matches!(plan("alice"), Plan::Turn { .. }), "an owner");
+    assert!(matches!(plan("bob"), Plan::Turn { .. }), "a member");
+    let Plan::Ignore { reason } = plan("carol") else { panic!("carol is neither") };
+    assert!(reason.contains("carol is neither an owner nor one of the members"), "{reason}");
+}

@@ -33,6 +33,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// Owners by actor name, with the public keys whose signatures count as theirs.
     pub owners: BTreeMap<String, Vec<String>>,
+    /// The actors besides the owners HAL answers (everyone whose key counts when absent).
+    pub members: Option<Vec<String>>,
     /// What HAL believes of steps it did not sign.
     pub trust: TrustSettings,
     /// How far HAL may act on its own, per tool and help.

@@ -485,7 +485,8 @@ impl Runner {
 
     /// Which people's steps HAL answers, by the `hal.yaml` in force and the repo's remotes now.
     fn admit(&self, home: &hal_store::Home) -> crate::plan::Admit {
-        crate::plan::Admit::for_repo(home, &self.catalog.settings.trust)
+        let settings = &self.catalog.settings;
+        crate::plan::Admit::for_repo(home, &settings.trust).with_members(settings.members.as_ref())
     }
 
     /// Model turns and tool calls until the run ends. `pending` is a committed reply (with the ids of its calls
