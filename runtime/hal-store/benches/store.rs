@@ -300,4 +300,33 @@ fn records(root: &Path, scaled: &dyn Fn(u64) -> u64) {
             each * 1000.0
         );
     }
+    // What every model call and tool call asks of the halt switch while it has not moved: where its ref points.
+    let cost = measure(|| {
+        for _ in 0..count {
+            std::hint::black_box(home.halt_tip().expect("ref"));
+        }
+    });
+    let (halt, halt_wall) = per(&cost, count);
+    println!(
+        "| reading the halt switch's ref ({count} times): CPU / wall each | {:.1} µs / {:.1} µs |",
+        halt * 1000.0,
+        halt_wall * 1000.0
+    );
+    // The level of a call under a policy of 40 rules.
+    let mut text = String::from("version: 1\npolicy:\n  default: AL3\n  tools:\n");
+    for n in 0..20 {
+        text.push_str(&format!("    tool{n}: AL2\n    tool{n}.run: AL0\n"));
+    }
+    let policy = hal_spec::Settings::parse("hal.yaml", &text).expect("valid").policy;
+    let cost = measure(|| {
+        for n in 0..count {
+            let tool = format!("tool{}.run", n % 25);
+            std::hint::black_box(policy.level("help", &tool, hal_spec::policy::Level::Autonomous));
+        }
+    });
+    let (level, _) = per(&cost, count);
+    println!(
+        "| the autonomy level of a call, policy of 40 rules ({count} calls): CPU each | {:.2} µs |",
+        level * 1000.0
+    );
 }
