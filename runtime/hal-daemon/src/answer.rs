@@ -200,7 +200,7 @@ fn trust_warnings(home: &Home) -> Result<Vec<String>, DaemonError> {
 /// How many frozen threads `hal status` names; it counts the rest.
 const FROZEN_NAMED: usize = 20;
 
-/// The threads whose branch someone moved back or sideways: HAL acts on none of them until a person unfreezes it.
+/// The threads whose branch someone moved back or sideways: HAL acts on none of them until an owner unfreezes it.
 fn frozen_warnings(home: &Home) -> Result<Vec<String>, DaemonError> {
     let mut frozen = Vec::new();
     for thread in home.threads()? {

@@ -364,7 +364,7 @@ impl Shared {
                 Ok(Plan::Frozen { left }) => {
                     // Reported by `hal status` and refused to every command that would write on it.
                     tracing::warn!(target: "hal_daemon", branch = %thread.branch, %left, tip = %thread.tip,
-                        "the branch was moved back or sideways: the thread is frozen until a person unfreezes it");
+                        "the branch was moved back or sideways: the thread is frozen until an owner unfreezes it");
                 }
                 Ok(Plan::Turn { .. }) => self.start_turn(thread.branch, Why::Scan { startup }),
                 Ok(Plan::Abandon) => self.note(

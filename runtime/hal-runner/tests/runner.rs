@@ -378,7 +378,7 @@ fn regression_a_branch_rewound_to_an_old_reply_of_hals_does_not_replay_its_calls
     let home = Home::open(dir.path()).expect("open");
     let rewound = home.resolve_thread(&thread.id).expect("thread");
     assert_eq!(rewound.tip, old_reply);
-    // The daemon freezes such a thread: it plans nothing for it until a person unfreezes it.
+    // The daemon freezes such a thread: it plans nothing for it until an owner unfreezes it.
     let plan = plan_for(&home, &rewound, true, Admit::for_repo(&home, &Default::default())).expect("plan");
     assert!(matches!(plan, Plan::Frozen { left } if left == answered), "{plan:?}");
     drop(home);

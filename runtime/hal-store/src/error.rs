@@ -89,11 +89,12 @@ pub enum StoreError {
         reason: String,
     },
     /// The thread's branch no longer grows from where HAL last left it (reset back, pointed at another line):
-    /// nothing is written on it until a person unfreezes it.
+    /// nothing is written on it until an owner unfreezes it.
     #[error(
         "{thread} is frozen: its branch was moved from {left}, where HAL left it, to {found}, which does not grow \
-         from it (reset back, or pointed at another line); look at it (`hal thread log {thread}`), then `hal \
-         thread unfreeze {thread}` lets HAL go on from there"
+         from it along first parents (reset back, pointed at another line, or a `git pull` that merged: use `git \
+         pull --rebase` on thread branches); look at it (`hal thread log {thread}`), then an owner's `hal thread \
+         unfreeze {thread}` lets HAL go on from there"
     )]
     Frozen {
         /// The thread's id.

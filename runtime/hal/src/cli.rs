@@ -266,7 +266,7 @@ pub enum ThreadCommand {
     },
     /// Let HAL go on with a frozen thread from where its branch is now. A thread is frozen when its branch was
     /// moved back or sideways (a `git reset`, a push that replaced it): HAL then acts on nothing of it and
-    /// writes nothing on it until a person has looked. A system step records who unfroze it.
+    /// writes nothing on it until an owner has looked (signed with their key). A system step records who unfroze it.
     Unfreeze {
         /// Thread id, unique prefix or branch.
         id: String,
