@@ -19,7 +19,7 @@ use crate::engine::Mode;
 use crate::error::DaemonError;
 use crate::loaded::{self, Loaded, ModelSource};
 use crate::metrics::Metrics;
-use crate::protocol::{Command, DaemonInfo, MessageSignature, Problem, Response, StatusReport, TurnEnd};
+use crate::protocol::{Command, DaemonInfo, MessageSignature, Problem, Response, Status, StatusReport, TurnEnd};
 use crate::turn::{TurnGuard, Why, turn};
 use hal_runner::plan::{Plan, plan_for};
 
@@ -330,6 +330,18 @@ impl Shared {
         let startup = startup || self.resume_pending.swap(false, Ordering::SeqCst);
         if halted {
             self.resume_pending.fetch_or(startup, Ordering::SeqCst);
+            // Clients waiting for messages no turn will answer now hear why, instead of waiting for the resume.
+            let reason = self.halted().unwrap_or_default();
+            let waiting: Vec<(String, Vec<u64>)> = {
+                let active = lock(&self.active);
+                let mut tickets = lock(&self.tickets);
+                let idle: Vec<String> = tickets.keys().filter(|b| !active.contains_key(*b)).cloned().collect();
+                idle.into_iter().filter_map(|b| tickets.remove(&b).map(|t| (b, t))).collect()
+            };
+            for (branch, tickets) in waiting {
+                let id = branch.rsplit('/').next().unwrap_or_default().to_owned();
+                self.answer_unrun(&branch, &id, tickets, &reason);
+            }
             return;
         }
         let answering = match self.mode {
@@ -427,6 +439,8 @@ impl Shared {
 
     /// Release `branch` after a turn: commit the messages queued behind it, announce the end, and look again.
     pub(crate) fn end_turn(self: &Arc<Self>, branch: &str, tickets: Vec<u64>, mut end: TurnEnd) {
+        // Queued messages that could not be written (the thread froze meanwhile, say): their senders hear why.
+        let mut unwritten = Vec::new();
         {
             let mut active = lock(&self.active);
             let queued = active.remove(branch).unwrap_or_default();
@@ -446,7 +460,8 @@ impl Shared {
                 match result {
                     Ok(_) => lock(&self.tickets).entry(branch.to_owned()).or_default().push(message.ticket),
                     Err(error) => {
-                        tracing::error!(target: "hal_daemon", %branch, %error, "cannot add a queued message")
+                        tracing::error!(target: "hal_daemon", %branch, %error, "cannot add a queued message");
+                        unwritten.push((message.ticket, error.to_string()));
                     }
                 }
             }
@@ -460,9 +475,23 @@ impl Shared {
         lock(&self.seen).remove(branch);
         self.metrics.turn_ended(end.status.as_str());
         tracing::info!(target: "hal_daemon", %branch, status = %end.status, "turn ends");
+        let id = end.thread.clone();
         lock(&self.recent_ends).add(branch, end.clone());
         let _ = self.notices.send(Notice::TurnEnded { branch: branch.to_owned(), end });
+        for (ticket, error) in unwritten {
+            self.answer_unrun(branch, &id, vec![ticket], &format!("the message was not written: {error}"));
+        }
         self.wake();
+    }
+
+    /// Tell the clients holding `tickets` on `branch` that no turn answers their messages, and why.
+    pub(crate) fn answer_unrun(&self, branch: &str, thread: &str, tickets: Vec<u64>, why: &str) {
+        if tickets.is_empty() {
+            return;
+        }
+        let mut end = TurnEnd::without_run(Status::Error, thread, why.to_owned());
+        end.tickets = tickets;
+        let _ = self.notices.send(Notice::TurnEnded { branch: branch.to_owned(), end });
     }
 
     /// Apply a command from a client or from HAL's own tools. A message is checked first: the turn that answers
