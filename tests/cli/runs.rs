@@ -509,7 +509,7 @@ fn a_model_fetches_through_the_http_isolate_from_a_granted_host() {
     assert!(tool["text"].as_str().expect("text").contains("\"status\":200"), "{tool}");
     // Reaching the network is AL2 by default (act and tell): the owner's backchat says what ran.
     let backchat = log(&sandbox, &repo, "backchat");
-    let told = backchat.iter().filter_map(|s| s["text"].as_str()).find(|t| t.starts_with("ran http.fetch("));
+    let told = backchat.iter().filter_map(|s| s["text"].as_str()).find(|t| t.starts_with("ran http.fetch on thread"));
     assert!(told.is_some_and(|t| t.contains("AL2")), "{backchat:#?}");
 }
 

@@ -358,7 +358,9 @@ pub(crate) fn apply_with(
             let keyring = hal_trust::Keyring::load(home)?;
             hal_trust::halt::check_halt(&keyring, &who, *on, reason, after, signature)
                 .map_err(|why| DaemonError::BadSignature(format!("{} by {who}: {why}", halt_word(*on))))?;
-            // After the halt commit believed last, wherever someone moved the ref meanwhile.
+            // After the halt commit believed last (judged first: one pushed from elsewhere is followed, never
+            // dropped), wherever someone moved the ref meanwhile.
+            hal_trust::halt::halt_state_with(home, &keyring)?;
             let believed = hal_trust::halt::believed(home);
             if after != believed {
                 return Err(DaemonError::BadSignature(format!(

@@ -179,6 +179,8 @@ pub(crate) struct Shared {
     pub(crate) halt: Mutex<(Option<Option<ObjectId>>, hal_trust::halt::Halt)>,
     /// A start found HAL halted: the runs it would resume wait for the first scan after the resume.
     pub(crate) resume_pending: AtomicBool,
+    /// `main` was loaded while halted, so without building: the first scan after the resume loads it again, built.
+    pub(crate) built_while_halted: AtomicBool,
     /// Trust problems already reported there (commit and text), since this daemon started.
     pub(crate) reported_trust: Mutex<std::collections::HashSet<(ObjectId, String)>>,
     /// Held by a command with an idempotency key, per key, from its look-up to its write: two tries of one key
@@ -321,8 +323,9 @@ impl Shared {
             }
         };
         let halted = self.halted().is_some();
-        if main != self.loaded().main {
-            // Halted, nothing is built (a build runs code): what was built before is loaded.
+        if main != self.loaded().main || (!halted && self.built_while_halted.load(Ordering::SeqCst)) {
+            // Halted, nothing is built (a build runs code): what was built before is loaded, and built after.
+            self.built_while_halted.store(halted, Ordering::SeqCst);
             self.reload_with(if halted { hal_sandbox::Builds::CachedOnly } else { hal_sandbox::Builds::Run });
         }
         // Halted: nothing is planned (the threads are looked at again after the resume moves the switch), and the

@@ -132,6 +132,7 @@ impl Engine {
             reported_trust: Mutex::default(),
             halt: Mutex::default(),
             resume_pending: AtomicBool::new(false),
+            built_while_halted: AtomicBool::new(false),
             keyed: crate::keys::KeyLocks::default(),
             reloading: Mutex::default(),
             wake: Mutex::new(wake_tx.clone()),
@@ -145,9 +146,13 @@ impl Engine {
         }
         // A daemon's start is when a build that failed is tried again (a target or a toolchain installed since);
         // a command's own engine takes the failure kept, and says how to try again.
-        shared.reload_with(match mode {
-            Mode::Daemon => hal_sandbox::Builds::Retry,
-            Mode::InProcess => hal_sandbox::Builds::Run,
+        // Halted, nothing is built (a build runs code): the first scan after the resume builds.
+        let halted = shared.halted().is_some();
+        shared.built_while_halted.store(halted, Ordering::SeqCst);
+        shared.reload_with(match (halted, mode) {
+            (true, _) => hal_sandbox::Builds::CachedOnly,
+            (false, Mode::Daemon) => hal_sandbox::Builds::Retry,
+            (false, Mode::InProcess) => hal_sandbox::Builds::Run,
         });
         if mode == Mode::InProcess
             && let Some(problem) = shared.loaded().problems.iter().find(|p| p.file == hal_store::CONFIG_FILE)

@@ -28,7 +28,12 @@ impl Shared {
         if lock(&self.halt).0 == Some(tip) {
             return;
         }
-        match self.journal.with(hal_trust::halt::halt_state) {
+        // Once more before giving up: a ref read can fail while git packs refs.
+        let judged = self.journal.with(hal_trust::halt::halt_state).or_else(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            self.journal.with(hal_trust::halt::halt_state)
+        });
+        match judged {
             Ok(state) => {
                 if let Some(problem) = &state.problem {
                     tracing::warn!(target: "hal_daemon", %problem, "a halt not believed");
@@ -144,7 +149,8 @@ impl Shared {
                 return Ok(());
             }
             let status = home.steps_back(&backchat).next().transpose()?.and_then(|s| s.status);
-            let status = status.filter(|s| *s != ThreadStatus::Running).unwrap_or(ThreadStatus::Open);
+            // The backchat's status stays as it is: a turn running there (or cut off) is still running.
+            let status = status.unwrap_or(ThreadStatus::Open);
             home.append_step(HAL_ACTOR, &backchat, &NewStep::new(StepKind::System, text, status)).map(drop)
         });
         if let Err(error) = result {

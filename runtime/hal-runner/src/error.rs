@@ -56,6 +56,9 @@ pub enum RunError {
         /// The list that would allow it: `helps` or `isolates`.
         list: &'static str,
     },
+    /// `policy.disabled` in `hal.yaml` turns the help off.
+    #[error("help `{0}` is turned off by policy.disabled in hal.yaml")]
+    Disabled(String),
     /// No model can be chosen for the help.
     #[error("{0}")]
     NoModel(String),

@@ -141,6 +141,12 @@ pub fn refusal_with(
     Ok(match verdict {
         Verdict::Signed { by } => admit.not_member(keyring, &by),
         Verdict::ByHal => admit.not_member(keyring, &tip.actor),
+        // Once hal.yaml names members, an unsigned commit proves nobody's identity.
+        Verdict::Unsigned if admit.members.is_some() => Some(format!(
+            "Not answered: commit {} is not signed, and hal.yaml names members: only an owner's or a member's signed \
+             message is answered.",
+            tip.commit
+        )),
         Verdict::Unsigned if admit.unsigned == UnsignedMessages::Accept => None,
         Verdict::Unsigned => {
             let why = match admit.by_default {

@@ -18,7 +18,8 @@ use hal_store::{Home, StepKind};
 
 fn git(dir: &Path, args: &[&str]) {
     let output = Command::new("git")
-        .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
+        // The owner's commits on main, signed (with the key `hal init` set up) so that they are in force.
+        .args(["-c", "user.name=T", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=true"])
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -644,7 +645,7 @@ fn autonomy_levels_propose_tell_and_disable() {
     assert_eq!(home.file_at(outcome.commit, "a").expect("read").as_deref(), Some(&b"1"[..]), "AL2: it ran");
     let told = told.lock().expect("lock").clone();
     assert_eq!(told.len(), 1, "{told:?}");
-    assert!(told[0].starts_with("ran files.write(") && told[0].contains("AL2"), "{told:?}");
+    assert!(told[0].starts_with("ran files.write on thread") && told[0].contains("AL2"), "{told:?}");
 }
 
 /// With `members` in hal.yaml, HAL answers only them and the owners: a message in anyone else's name is ignored,

@@ -193,6 +193,18 @@ fn load_one(
     Ok(sandbox.load(wasm, manifest, granted, limits, builtin)?)
 }
 
+/// The commit of `main` whose isolates and plugins are in force: as for helps and agents, the newest an owner signed
+/// or HAL merged for one (`hal_trust::Keyring::main_from`); code pushed by anyone else waits, and is never built.
+pub(crate) fn main_in_force(home: &Home) -> Option<gix::ObjectId> {
+    match hal_trust::Keyring::load(home) {
+        Ok(keyring) => keyring.main_from,
+        Err(error) => {
+            tracing::warn!(target: "hal_sandbox", %error, "cannot tell which main is in force: no isolate from it");
+            None
+        }
+    }
+}
+
 /// Each `isolates/<name>/` on main with an `isolate.yaml`: its prebuilt component, or the one built from its
 /// Rust source (built only if `builds` says so).
 fn repo_isolates(
@@ -200,7 +212,7 @@ fn repo_isolates(
     cache: Option<&std::path::Path>,
     builds: Builds,
 ) -> Result<Vec<Found>, hal_store::StoreError> {
-    let Some(main) = home.main_tip()? else { return Ok(Vec::new()) };
+    let Some(main) = main_in_force(home) else { return Ok(Vec::new()) };
     let prefix = format!("{ISOLATES_DIR}/");
     let all = home.list_files(main, ISOLATES_DIR)?;
     let mut names: Vec<String> = all

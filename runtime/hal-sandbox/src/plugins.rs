@@ -168,7 +168,7 @@ pub(crate) fn files_under(home: &Home, commit: gix::ObjectId, dir: &str) -> Resu
 /// [`Builds::CachedOnly`](crate::Builds), a version the cache does not hold is not built, only said to be.
 pub(crate) fn repo_plugins(home: &Home, cache: Option<&std::path::Path>, builds: crate::Builds) -> Vec<FoundPlugin> {
     use crate::catalog::Missing;
-    let Ok(Some(main)) = home.main_tip() else { return Vec::new() };
+    let Some(main) = crate::catalog::main_in_force(home) else { return Vec::new() };
     let Ok(files) = home.list_files(main, PLUGINS_DIR) else { return Vec::new() };
     let versions = versions_in(files.iter().map(|(path, _)| path.as_str()));
     let mut found = Vec::new();

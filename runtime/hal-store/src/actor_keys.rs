@@ -41,11 +41,9 @@ impl Home {
     /// can read it, else one HAL keeps for them in the key directory (made now if needed, and set as git's
     /// signing key when git has none, so `git commit -S` signs with it too).
     pub fn person_key(&self, actor: &str) -> Result<PersonKey> {
-        let (key, git_signs_ssh) = self.find_person_key(actor)?;
-        // Plain `git commit` in the home repo signs too: what lands on `main` counts when an owner signed it.
-        if git_signs_ssh && self.config_string("commit.gpgsign").is_none() {
-            self.set_local_config("commit.gpgsign", "true")?;
-        }
+        // Commits are not signed behind the person's back (`commit.gpgsign`): a signature on main is an owner's
+        // deliberate word (a merge they sign brings in what the other side holds).
+        let (key, _git_signs_ssh) = self.find_person_key(actor)?;
         Ok(key)
     }
 

@@ -221,6 +221,11 @@ impl Home {
         self.record.answered_on(commit)
     }
 
+    /// Whether HAL started tool call `index` of the reply `reply` (its journal says so).
+    pub fn call_started(&self, reply: ObjectId, index: u32) -> Result<bool> {
+        self.record.call_started(reply, index)
+    }
+
     /// Record, before it runs, that HAL starts tool call `index` of the reply committed as `reply`: `false` when it
     /// started that call before (then it must not run again). Kept in `.git/hal/record/calls`.
     pub fn claim_call(&self, reply: ObjectId, index: u32) -> Result<bool> {

@@ -148,14 +148,7 @@ impl LocalRecord {
     /// Record that HAL starts call `index` of the reply `reply`: `false` (and nothing recorded) when it started it
     /// before. Processes do not race here: one turn at a time runs a thread (the daemon's lock).
     pub(crate) fn claim_call(&self, reply: ObjectId, index: u32) -> Result<bool> {
-        let add = |index: &mut std::collections::HashSet<(ObjectId, u32)>, line: &str| {
-            if let Some((commit, n)) = line.split_once(' ')
-                && let (Ok(id), Ok(n)) = (ObjectId::from_hex(commit.as_bytes()), n.parse())
-            {
-                index.insert((id, n));
-            }
-        };
-        if self.calls.lookup(|calls| calls.contains(&(reply, index)), add)? {
+        if self.call_started(reply, index)? {
             return Ok(false);
         }
         // On disk before the call runs: a power cut after a call took effect must not forget that it ran.
@@ -185,6 +178,18 @@ impl LocalRecord {
                 }
             },
         )
+    }
+
+    /// Whether HAL started call `index` of the reply `reply`.
+    pub(crate) fn call_started(&self, reply: ObjectId, index: u32) -> Result<bool> {
+        let add = |index: &mut std::collections::HashSet<(ObjectId, u32)>, line: &str| {
+            if let Some((commit, n)) = line.split_once(' ')
+                && let (Ok(id), Ok(n)) = (ObjectId::from_hex(commit.as_bytes()), n.parse())
+            {
+                index.insert((id, n));
+            }
+        };
+        self.calls.lookup(|calls| calls.contains(&(reply, index)), add)
     }
 
     /// Record that `branch` moved to `commit`, which HAL wrote (after the ref update).

@@ -81,6 +81,30 @@ pub struct Keyring {
 impl Keyring {
     /// Read owners and keys from `home` as its branches are now.
     pub fn load(home: &Home) -> Result<Keyring, TrustError> {
+        // What it is read from: the same refs (and pin) give the same keyring, so a process reads it once per change.
+        let key = CacheKey {
+            repo: home.repo().common_dir().to_path_buf(),
+            main: read_ref(home, MAIN_REF)?,
+            actors: actor_branches(home)?,
+            pin: std::fs::read_to_string(pin_path(home)).ok(),
+        };
+        let cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, ring)) = cache.iter().find(|(cached, _)| *cached == key) {
+            return Ok(ring.clone());
+        }
+        drop(cache);
+        let ring = Keyring::read(home)?;
+        // Read again after a first pin: the key names the pin as it is now.
+        let key = CacheKey { pin: std::fs::read_to_string(pin_path(home)).ok(), ..key };
+        let mut cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= CACHED {
+            cache.remove(0);
+        }
+        cache.push((key, ring.clone()));
+        Ok(ring)
+    }
+
+    fn read(home: &Home) -> Result<Keyring, TrustError> {
         let mut ring = Keyring::default();
         if let Some(main) = read_ref(home, MAIN_REF)? {
             ring.read_owners(home, main)?;
@@ -251,9 +275,9 @@ impl Keyring {
         if skipped > 0 {
             let at = self.main_from.map_or_else(|| "the built-ins only".to_owned(), |c| c.to_string());
             let text = format!(
-                "the newest {skipped} commit(s) of main are signed by no owner (nor are HAL's merges): the helps and \
-                 agents in force are those at {at}; sign your commits (`git commit -S`, or `commit.gpgsign`, which \
-                 `hal init` sets)"
+                "the newest {skipped} commit(s) of main are signed by no owner (nor are HAL's merges): the helps, \
+                 agents, isolates and plugins in force are those at {at}; an owner signs what they accept (`git \
+                 commit -S` with the key `hal init` set up)"
             );
             self.problem("main", main, text);
         }
@@ -371,6 +395,21 @@ impl Keyring {
 fn is_hals_merge(message: &str) -> bool {
     let trailers = message.trim_end().rsplit_once("\n\n").map_or("", |(_, last)| last);
     trailers.lines().any(|line| line == "Hal-Kind: merge" || line == "Hal-Kind: merged")
+}
+
+/// How many keyrings a process keeps (one per repository and state of its refs).
+const CACHED: usize = 8;
+
+/// The keyrings read last, by what they were read from.
+static CACHE: std::sync::Mutex<Vec<(CacheKey, Keyring)>> = std::sync::Mutex::new(Vec::new());
+
+/// What a keyring is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CacheKey {
+    repo: std::path::PathBuf,
+    main: Option<ObjectId>,
+    actors: Vec<(String, ObjectId)>,
+    pin: Option<String>,
 }
 
 /// Where the root this repository first saw is pinned.

@@ -305,11 +305,7 @@ impl Runner {
         let (_, agent) = self.catalog.agent(&self.agent)?;
         let policy = &self.catalog.settings.policy;
         if policy.is_disabled(name) {
-            return Err(RunError::NotAllowed {
-                agent: self.agent.clone(),
-                what: format!("run help `{name}`, which policy.disabled in hal.yaml turns off"),
-                list: "helps",
-            });
+            return Err(RunError::Disabled(name.to_owned()));
         }
         // The agent's file says what it may run and call: `helps` and `isolates` (everything when absent).
         let not_allowed = |what: String, list| RunError::NotAllowed { agent: self.agent.clone(), what, list };
@@ -323,13 +319,11 @@ impl Runner {
             if !selected.is_empty() {
                 // `files` offers the functions the agent may call; none at all is an error in the files.
                 let allowed: Vec<_> = selected.into_iter().filter(|tool| agent.may_call(&tool.spec().name)).collect();
-                // What the policy turns off is not offered at all.
-                let allowed: Vec<_> =
-                    allowed.into_iter().filter(|tool| !policy.is_disabled(&tool.spec().name)).collect();
                 if allowed.is_empty() {
                     return Err(not_allowed(format!("call `{command}`, which help `{name}` uses"), "isolates"));
                 }
-                tools.extend(allowed);
+                // What the policy turns off is not offered at all (the help runs without it).
+                tools.extend(allowed.into_iter().filter(|tool| !policy.is_disabled(&tool.spec().name)));
             } else if self.catalog.entry(command).is_some() {
                 if !agent.may_run(command) {
                     return Err(not_allowed(format!("run help `{command}`, which help `{name}` calls"), "helps"));
@@ -536,9 +530,13 @@ impl Runner {
                 if n < MAX_CALLS_PER_REPLY {
                     // Journalled before it runs: a call runs at most once, even if HAL stops before its result is
                     // committed, or the branch is later put back to this reply.
-                    // How far HAL may act on its own here: AL0 records the call and runs nothing.
+                    // How far HAL may act on its own here: AL0 records the call and runs nothing (unless it started
+                    // before, under another level: then it is answered as not run again, below).
                     let (level, rule) = self.autonomy(state, &call.name);
-                    if level == Level::Propose {
+                    let started = self
+                        .journal
+                        .with(|home| home.call_started(reply_commit, u32::try_from(index).unwrap_or(u32::MAX)))?;
+                    if level == Level::Propose && !started {
                         let text = format!("proposed, not executed: {rule} sets {} (propose only)", level.as_str());
                         let result =
                             self.record_tool(state, call, ToolResult { content: text, is_error: false }, None)?;

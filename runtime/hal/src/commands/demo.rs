@@ -244,9 +244,8 @@ fn print_step(step: &hal_store::Step) {
 fn git_commit(dir: &Path, paths: &[&str], message: &str) -> Result<()> {
     let identity = ["-c", "user.name=HAL demo", "-c", "user.email=demo@hal.invalid"];
     let add: Vec<&str> = ["add", "--"].into_iter().chain(paths.iter().copied()).collect();
-    // A change to hal.yaml counts only when an owner signs it: with the key `hal init` set as git's signing key.
-    let sign = if paths.contains(&hal_store::CONFIG_FILE) { "-S" } else { "-q" };
-    for command in [&add[..], &["commit", "-q", sign, "-m", message][..]] {
+    // What lands on main counts only when an owner signs it: with the key `hal init` set as git's signing key.
+    for command in [&add[..], &["commit", "-q", "-S", "-m", message][..]] {
         let status = Command::new("git").arg("-C").arg(dir).args(identity).args(command).status()?;
         anyhow::ensure!(status.success(), "git {} failed in the demo repo", command.join(" "));
     }

@@ -22,6 +22,8 @@ pub fn run(args: &Args, on: bool, reason: &str) -> Result<Outcome> {
         );
     };
     // Signed after the halt commit believed last: one written since makes this one refused, to sign again.
+    // Judged first: a halt pushed from elsewhere becomes the one believed, and is followed, never dropped.
+    hal_trust::halt::halt_state(&home)?;
     let after = hal_trust::halt::believed(&home);
     let signature = hal_trust::halt::sign_halt(&key, &actor, on, reason, after).map_err(anyhow::Error::msg)?;
     drop(home);
