@@ -145,6 +145,18 @@ fn a_merge_no_owner_signed_is_refused() {
     let (code, body) = crate::daemon::http_with(&repo, "POST", "/v1/command", Some(token.trim()), &command.to_string());
     assert_eq!(code, 403, "{body}");
     assert_eq!(rev(&sandbox, &repo, "main"), main, "main did not move");
+    // The owner's good signature, for the tip before the last step: the thread moved on since, 409 `moved`.
+    let home = hal_store::Home::open(&repo).expect("open");
+    let key = home.existing_person_key("alice-example").expect("the key hal init set up");
+    let thread = home.resolve_thread(&id).expect("thread");
+    let statement = hal_trust::merge_statement("alice-example", &thread.id, &old);
+    let signature = hal_trust::sign_statement(&key, hal_trust::MERGE_NAMESPACE, &statement).expect("sign");
+    let command = serde_json::json!({"command": "merge", "actor": "alice-example", "thread": id,
+        "signature": {"tip": old, "signature": signature}});
+    let (code, body) = crate::daemon::http_with(&repo, "POST", "/v1/command", Some(token.trim()), &command.to_string());
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("moved"), "{body}");
+    assert_eq!(rev(&sandbox, &repo, "main"), main, "main did not move");
 
     // Unfreezing is an owner's act too.
     let branch = format!("refs/heads/threads/alice-example/{id}");
