@@ -87,6 +87,7 @@ impl Keyring {
             main: read_ref(home, MAIN_REF)?,
             actors: actor_branches(home)?,
             pin: std::fs::read_to_string(pin_path(home)).ok(),
+            main_seen: std::fs::read_to_string(main_seen_path(home)).ok(),
         };
         let cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((_, ring)) = cache.iter().find(|(cached, _)| *cached == key) {
@@ -95,7 +96,11 @@ impl Keyring {
         drop(cache);
         let ring = Keyring::read(home)?;
         // Read again after a first pin: the key names the pin as it is now.
-        let key = CacheKey { pin: std::fs::read_to_string(pin_path(home)).ok(), ..key };
+        let key = CacheKey {
+            pin: std::fs::read_to_string(pin_path(home)).ok(),
+            main_seen: std::fs::read_to_string(main_seen_path(home)).ok(),
+            ..key
+        };
         let mut cache = CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if cache.len() >= CACHED {
             cache.remove(0);
@@ -106,14 +111,18 @@ impl Keyring {
 
     fn read(home: &Home) -> Result<Keyring, TrustError> {
         let mut ring = Keyring::default();
-        if let Some(main) = read_ref(home, MAIN_REF)? {
+        let main = match read_ref(home, MAIN_REF)? {
+            Some(main) => Some(ring.main_not_moved_back(home, main)),
+            None => None,
+        };
+        if let Some(main) = main {
             ring.read_owners(home, main)?;
             ring.check_pin(home, main);
         }
         for (name, tip) in actor_branches(home)? {
             ring.read_actor(home, &name, tip)?;
         }
-        if let Some(main) = read_ref(home, MAIN_REF)? {
+        if let Some(main) = main {
             ring.read_main_in_force(home, main)?;
         }
         // An owner's key is an owner's by `hal.yaml`: revoked on its actor branch, it no longer counts for the
@@ -240,6 +249,31 @@ impl Keyring {
             }
         }
         Ok(())
+    }
+
+    /// The `main` to believe: `main` itself while it grows (along first parents) from the one this repository saw
+    /// last (`.git/hal/main-seen`); the one seen last when `main` was moved back or sideways (reset to an older
+    /// owner-signed commit, or pointed at another line), so helps, settings and owners never roll back by a push.
+    fn main_not_moved_back(&mut self, home: &Home, main: ObjectId) -> ObjectId {
+        let path = main_seen_path(home);
+        let seen = std::fs::read_to_string(&path).ok().and_then(|t| ObjectId::from_hex(t.trim().as_bytes()).ok());
+        if let Some(seen) = seen
+            && seen != main
+            && !home.grows_from(seen, main)
+            && home.repo().find_commit(seen).is_ok()
+        {
+            let text = format!(
+                "main was moved from {seen} to {main}, which does not grow from it: what {seen} holds stays in force \
+                 (remove {} to accept the move)",
+                path.display()
+            );
+            self.problem("main", main, text);
+            return seen;
+        }
+        if seen != Some(main) {
+            write_whole(&path, &format!("{main}\n"));
+        }
+        main
     }
 
     /// Find the commit of `main` whose helps and agents are in force (see [`Keyring::main_from`]).
@@ -410,6 +444,29 @@ struct CacheKey {
     main: Option<ObjectId>,
     actors: Vec<(String, ObjectId)>,
     pin: Option<String>,
+    main_seen: Option<String>,
+}
+
+/// Where the newest `main` this repository believed is kept.
+fn main_seen_path(home: &Home) -> std::path::PathBuf {
+    home.repo().common_dir().join("hal/main-seen")
+}
+
+/// Write `text` to `path` whole (a temporary file renamed over it); a failure is logged, not fatal.
+fn write_whole(path: &std::path::Path, text: &str) {
+    let write = || -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
+        std::fs::write(&temp, text)?;
+        std::fs::rename(&temp, path)
+    };
+    if let Err(error) = write() {
+        tracing::warn!(target: "hal_trust", %error, path = %path.display(), "cannot record what was believed");
+    }
 }
 
 /// Where the root this repository first saw is pinned.

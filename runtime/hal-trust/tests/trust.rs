@@ -311,10 +311,11 @@ fn regression_a_broken_actor_file_pushed_to_an_actor_branch_does_not_stop_hal() 
     assert!(keyring.problems.iter().any(|p| p.place.starts_with("actors/alice")), "{:?}", keyring.problems);
 }
 
-/// The root this repository first saw is pinned: a `main` rewritten from scratch (a force push whose own
-/// `hal.yaml` names the pusher as owner, signed by them) believes no owner, and its `hal.yaml` is not in force.
+/// A `main` rewritten from scratch (a force push whose own `hal.yaml` names the pusher as owner, signed by them)
+/// does not grow from the one seen last, which stays in force; and once that record is removed, the root this
+/// repository first saw is still pinned: no owner is believed, and no `hal.yaml` of it is in force.
 #[test]
-fn a_main_rewritten_with_a_self_signed_root_believes_no_owner() {
+fn a_main_moved_to_a_self_signed_root_is_not_believed() {
     let (dir, home, _thread) = home();
     let first = Keyring::load(&home).expect("keyring");
     assert!(first.rewritten.is_none() && first.root.is_some());
@@ -330,6 +331,15 @@ fn a_main_rewritten_with_a_self_signed_root_believes_no_owner() {
     let root = git(dir.path(), &args);
     git(dir.path(), &["update-ref", "refs/heads/main", &root]);
 
+    // The main seen last stays in force: alice owns the repo, nothing of the new line counts.
+    let keyring = Keyring::load(&home).expect("keyring");
+    assert_eq!(keyring.owners.keys().collect::<Vec<_>>(), ["alice"]);
+    assert!(!keyring.is_owner_key(&public));
+    assert!(keyring.problems.iter().any(|p| p.text.contains("does not grow from it")), "{:?}", keyring.problems);
+    assert_eq!(keyring.settings_from.map(|c| c.to_string()), Some(main.clone()));
+
+    // Told to accept the move (the record of main removed), the pinned root still refuses the new one.
+    std::fs::remove_file(dir.path().join(".git/hal/main-seen")).expect("remove");
     let keyring = Keyring::load(&home).expect("keyring");
     assert!(keyring.owners.is_empty() && !keyring.is_owner_key(&public), "{:?}", keyring.owners);
     let why = keyring.rewritten.as_deref().expect("rewritten");
