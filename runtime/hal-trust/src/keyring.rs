@@ -111,10 +111,7 @@ impl Keyring {
 
     fn read(home: &Home) -> Result<Keyring, TrustError> {
         let mut ring = Keyring::default();
-        let main = match read_ref(home, MAIN_REF)? {
-            Some(main) => Some(ring.main_not_moved_back(home, main)),
-            None => None,
-        };
+        let main = read_ref(home, MAIN_REF)?.map(|main| ring.main_not_moved_back(home, main));
         if let Some(main) = main {
             ring.read_owners(home, main)?;
             ring.check_pin(home, main);
