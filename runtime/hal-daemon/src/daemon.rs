@@ -670,12 +670,19 @@ impl Shared {
                 self.wake();
                 Ok(response)
             }
-            Command::Catalogue
-            | Command::BuildIsolates
-            | Command::Status
-            | Command::CallIsolate { .. }
-            | Command::HelpTests { .. }
-            | Command::Replay { .. } => self.answer(command),
+            // Calling an isolate by hand or replaying a run acts in someone's name: a member's or an owner's, once
+            // hal.yaml names members.
+            Command::CallIsolate { actor, .. } | Command::Replay { actor, .. } => {
+                let who = self.journal.with(|home| home.resolve_actor(actor.as_deref()))?;
+                self.check_member(&who)?;
+                self.answer(command)
+            }
+            Command::HelpTests { .. } => {
+                let who = self.journal.with(|home| home.resolve_actor(None))?;
+                self.check_member(&who)?;
+                self.answer(command)
+            }
+            Command::Catalogue | Command::BuildIsolates | Command::Status => self.answer(command),
             Command::Merge { actor, thread, .. }
             | Command::Write { actor, thread, .. }
             | Command::Unfreeze { actor, thread, .. } => {

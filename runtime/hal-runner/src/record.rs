@@ -29,6 +29,8 @@ pub mod fact {
     pub const CALL: &str = "Hal-Call";
     /// `ok` or `error`: how a tool call went.
     pub const OUTCOME: &str = "Hal-Outcome";
+    /// The autonomy level that kept a call from running (`AL0`: proposed, not executed).
+    pub const AUTONOMY: &str = "Hal-Autonomy";
     /// The thread a sub-help ran on.
     pub const SUBTHREAD: &str = "Hal-Subthread";
     /// The final status of a run (`DONE`, …).

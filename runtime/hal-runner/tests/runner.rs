@@ -637,6 +637,7 @@ fn autonomy_levels_propose_tell_and_disable() {
     let tool = steps.iter().find(|s| s.kind == StepKind::Tool).expect("a tool step");
     assert!(tool.text.starts_with("proposed, not executed: policy.helps.proposer.files.write"), "{}", tool.text);
     assert_eq!(tool.fact(fact::TOOL), Some("files.write"));
+    assert_eq!(tool.fact(fact::AUTONOMY), Some("AL0"), "a proposal says so in its trailers");
     let offered: Vec<String> = recording.requests()[0].tools.iter().map(|t| t.name.clone()).collect();
     assert!(!offered.contains(&"other".to_owned()) && offered.contains(&"files.write".to_owned()), "{offered:?}");
     assert!(told.lock().expect("lock").is_empty(), "nothing ran");

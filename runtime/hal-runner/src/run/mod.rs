@@ -538,8 +538,9 @@ impl Runner {
                         .with(|home| home.call_started(reply_commit, u32::try_from(index).unwrap_or(u32::MAX)))?;
                     if level == Level::Propose && !started {
                         let text = format!("proposed, not executed: {rule} sets {} (propose only)", level.as_str());
-                        let result =
-                            self.record_tool(state, call, ToolResult { content: text, is_error: false }, None)?;
+                        let proposed = ToolResult { content: text, is_error: false };
+                        let (step, result) = self.tool_step(state, call, proposed, Vec::new(), None)?;
+                        self.append(state, HAL_ACTOR, &step.fact(fact::AUTONOMY, level.as_str()))?;
                         conversation.push(tool_message(call, result));
                         continue;
                     }
