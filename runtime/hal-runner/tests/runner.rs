@@ -673,3 +673,37 @@ fn only_owners_and_members_are_answered_once_hal_yaml_names_members() {
     let Plan::Ignore { reason } = plan("carol") else { panic!("carol is neither") };
     assert!(reason.contains("carol is neither an owner nor one of the members"), "{reason}");
 }
+
+/// A call HAL started before the owner set its tool to AL0 (it stopped before the result was recorded) is answered
+/// as not run again on the resume, never recorded as merely proposed: it may have taken effect.
+#[test]
+fn a_call_started_before_a_policy_of_propose_only_is_not_recorded_as_proposed() {
+    use hal_runner::record::{ReplyData, fact};
+    use hal_store::{NewStep, ThreadStatus};
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
+    let home = home_with(dir.path(), &[("writer", "description: Writes\ncommands: [files]\n")]);
+    let thread = home.new_thread("alice", None, None).expect("thread");
+    let request = NewStep::new(StepKind::Message, "write a", ThreadStatus::Running).fact(fact::HELP, "writer");
+    home.append_step("alice", &thread, &request).expect("request");
+    let mut step = NewStep::new(StepKind::Reply, "calls", ThreadStatus::Running).fact(fact::HELP, "writer");
+    let reply = call("c1", "files.write", r#"{"path":"a","content":"1"}"#);
+    step.data = Some(serde_json::to_string(&ReplyData { reply, response: None, request_bytes: 0 }).expect("json"));
+    let reply = home.append_step("hal", &thread, &step).expect("reply").commit;
+    assert!(home.claim_call(reply, 0).expect("journal"), "the call starts; then HAL stops");
+    let settings = std::fs::read_to_string(dir.path().join("hal.yaml")).expect("hal.yaml");
+    std::fs::write(dir.path().join("hal.yaml"), format!("{settings}policy:\n  tools:\n    files.write: AL0\n"))
+        .expect("write");
+    git(dir.path(), &["commit", "-q", "-am", "propose only, from now on"]);
+    let thread = home.resolve_thread(&thread.id).expect("thread");
+    drop(home);
+    let recording = Arc::new(Recording::new(vec![text("done")], vec![]));
+    let outcome = runtime()
+        .block_on(runner(dir.path()).resume(Arc::new(recording) as Arc<dyn Models>, &thread, "alice", "writer"))
+        .expect("resume");
+    assert_eq!(outcome.status, Status::Done);
+    let home = Home::open(dir.path()).expect("open");
+    let steps = home.thread_log(&thread.id, None).expect("log");
+    let tool = steps.iter().find(|s| s.kind == StepKind::Tool).expect("the call's answer");
+    assert!(tool.text.starts_with("not run again"), "{}", tool.text);
+    assert_eq!(tool.fact(fact::AUTONOMY), None);
+}
