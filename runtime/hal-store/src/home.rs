@@ -14,6 +14,10 @@ use crate::{Result, StoreError, git_cli, identity, worktree};
 
 /// The branch that holds accepted work and the repo's configuration.
 pub const MAIN_REF: &str = "refs/heads/main";
+
+/// Where, under the common git dir, the newest `main` this repository believed is kept (`hal_trust` reads and
+/// writes it; a `main` moved back or sideways from it is not believed).
+pub const MAIN_SEEN: &str = "hal/main-seen";
 /// The configuration file `hal init` commits on `main`.
 pub const CONFIG_FILE: &str = "hal.yaml";
 /// Where thread branches live.
@@ -533,7 +537,15 @@ impl Home {
     fn put_back(&self, name: &FullName, old: Option<ObjectId>, new: ObjectId) -> Result<()> {
         use gix::refs::transaction::{Change, PreviousValue, RefEdit, RefLog};
         match old {
-            Some(old) => self.refs.swap_once(name, Expect::At(new), Target::Object(old), None),
+            Some(old) => {
+                self.refs.swap_once(name, Expect::At(new), Target::Object(old), None)?;
+                // HAL's own step back is no push moving main back: a reader that saw `new` meanwhile forgets it.
+                let seen = self.repo.common_dir().join(MAIN_SEEN);
+                if name.as_bstr() == MAIN_REF && std::fs::read_to_string(&seen).is_ok_and(|t| *t.trim() == new) {
+                    std::fs::write(&seen, format!("{old}\n")).io_context(|| format!("writing {}", seen.display()))?;
+                }
+                Ok(())
+            }
             None => {
                 let edit = RefEdit {
                     change: Change::Delete {

@@ -48,7 +48,7 @@ pub use actor_keys::PersonKey;
 pub use error::{Result, StoreError};
 pub use home::{
     ACTOR_CONFIG_KEY, ACTOR_ENV, ACTOR_FILE, ACTORS_PREFIX, ActorKind, CONFIG_FILE, Home, InitReport, MAIN_REF,
-    THREADS_PREFIX,
+    MAIN_SEEN, THREADS_PREFIX,
 };
 pub use maintenance::{CHECK_EVERY, MAINTENANCE_ENV};
 pub use merge::{MergeGuard, MergeOutcome, Unguarded};

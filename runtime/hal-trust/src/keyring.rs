@@ -446,7 +446,7 @@ struct CacheKey {
 
 /// Where the newest `main` this repository believed is kept.
 fn main_seen_path(home: &Home) -> std::path::PathBuf {
-    home.repo().common_dir().join("hal/main-seen")
+    home.repo().common_dir().join(hal_store::MAIN_SEEN)
 }
 
 /// Write `text` to `path` whole (a temporary file renamed over it); a failure is logged, not fatal.
