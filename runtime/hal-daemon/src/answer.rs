@@ -172,8 +172,7 @@ pub(crate) fn status(
     let mut catalogue = catalogue(loaded, secrets);
     catalogue.warnings.extend(trust_warnings(home)?);
     catalogue.warnings.extend(frozen_warnings(home)?);
-    let keyring = hal_trust::Keyring::load(home)?;
-    let halt = hal_trust::halt::halt_state_with(home, &keyring)?;
+    let halt = hal_trust::halt::halt_state(home)?;
     catalogue.warnings.extend(halt.problem);
     Ok(StatusReport { daemon, catalogue, running, waiting, interrupted, halt: halt.halt })
 }

@@ -360,7 +360,7 @@ pub(crate) fn apply_with(
                 .map_err(|why| DaemonError::BadSignature(format!("{} by {who}: {why}", halt_word(*on))))?;
             // After the halt commit believed last (judged first: one pushed from elsewhere is followed, never
             // dropped), wherever someone moved the ref meanwhile.
-            hal_trust::halt::halt_state_with(home, &keyring)?;
+            hal_trust::halt::halt_state(home)?;
             let believed = hal_trust::halt::believed(home);
             if after != believed {
                 return Err(DaemonError::BadSignature(format!(
@@ -371,7 +371,7 @@ pub(crate) fn apply_with(
                 )));
             }
             let commit = home.write_halt(after, home.halt_tip()?, *on, &who, reason, signature)?;
-            let state = hal_trust::halt::halt_state_with(home, &keyring)?;
+            let state = hal_trust::halt::halt_state(home)?;
             if let Some(problem) = state.problem {
                 return Err(DaemonError::BadSignature(format!(
                     "{} was written and is not believed: {problem}",

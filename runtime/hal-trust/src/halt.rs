@@ -94,22 +94,10 @@ pub fn believed(home: &Home) -> Option<ObjectId> {
 }
 
 /// The halt in force in `home`; the keys that count are read only when the switch moved since the halt commit
-/// believed last. Remembers the newest one it believes.
+/// believed last. Remembers the newest one it believes. A halt or resume counts only when an owner signed it and
+/// it follows, along first parents, the halt commit believed last: a copy of an older statement, an older halt or
+/// resume the ref is moved back to, or anything pushed there by hand is reported, and the state stays as it was.
 pub fn halt_state(home: &Home) -> Result<HaltState, TrustError> {
-    let mut keyring = None;
-    judge(home, &mut keyring)
-}
-
-/// [`halt_state`] with the keys that count already read.
-pub fn halt_state_with(home: &Home, keyring: &Keyring) -> Result<HaltState, TrustError> {
-    let mut keyring = Some(keyring.clone());
-    judge(home, &mut keyring)
-}
-
-/// A halt or resume counts only when an owner signed it and it follows, along first parents, the halt commit
-/// believed last: a copy of an older statement, an older halt or resume the ref is moved back to, or anything
-/// pushed there by hand is reported, and the state stays as it was.
-fn judge(home: &Home, keyring: &mut Option<Keyring>) -> Result<HaltState, TrustError> {
     let seen = Seen::read(home);
     let tip = home.halt_tip()?;
     if tip == seen.commit {
@@ -132,11 +120,8 @@ fn judge(home: &Home, keyring: &mut Option<Keyring>) -> Result<HaltState, TrustE
             hal_store::halt::HALT_REF
         ));
     }
-    let keyring = match keyring {
-        Some(keyring) => keyring,
-        None => keyring.insert(Keyring::load(home)?),
-    };
-    if let Err(why) = believe(keyring, &record) {
+    let keyring = Keyring::load(home)?;
+    if let Err(why) = believe(&keyring, &record) {
         return kept(format!("{} at {} is not believed: {why}", hal_store::halt::HALT_REF, record.commit));
     }
     let halt = match record.on {
@@ -177,26 +162,12 @@ impl Seen {
         Seen { commit, halt }
     }
 
-    /// Written whole (a temporary file renamed over it), so a reader never sees half of it.
+    /// Written whole, so a reader never sees half of it.
     fn write(&self, home: &Home) {
-        let path = Seen::path(home);
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let commit = self.commit.map(|c| c.to_string()).unwrap_or_default();
-            let halt = serde_json::to_string(&self.halt).map_err(std::io::Error::other)?;
-            // A name of its own per write (threads of one process may write at once), on disk before it counts.
-            static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let temp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
-            let mut file = std::fs::File::create(&temp)?;
-            std::io::Write::write_all(&mut file, format!("{commit}\n{halt}\n").as_bytes())?;
-            file.sync_data()?;
-            std::fs::rename(&temp, &path)
-        };
-        if let Err(error) = write() {
-            tracing::warn!(target: "hal_trust", %error, path = %path.display(), "cannot remember the halt");
+        let commit = self.commit.map(|c| c.to_string()).unwrap_or_default();
+        match serde_json::to_string(&self.halt) {
+            Ok(halt) => crate::keyring::write_whole(&Seen::path(home), &format!("{commit}\n{halt}\n")),
+            Err(error) => tracing::warn!(target: "hal_trust", %error, "cannot remember the halt"),
         }
     }
 }

@@ -334,20 +334,8 @@ impl Keyring {
                 self.rewritten = Some(text);
             }
             Err(_) if root.is_none() => {}
-            // First sight: pinned atomically, never half-written.
-            Err(_) => {
-                let write = || -> std::io::Result<()> {
-                    if let Some(dir) = path.parent() {
-                        std::fs::create_dir_all(dir)?;
-                    }
-                    let temp = path.with_extension(format!("tmp{}", std::process::id()));
-                    std::fs::write(&temp, format!("{}\n", root.as_deref().unwrap_or_default()))?;
-                    std::fs::rename(&temp, &path)
-                };
-                if let Err(error) = write() {
-                    tracing::warn!(target: "hal_trust", %error, path = %path.display(), "cannot pin the trust root");
-                }
-            }
+            // First sight: pinned, never half-written.
+            Err(_) => write_whole(&path, &format!("{}\n", root.as_deref().unwrap_or_default())),
         }
     }
 
@@ -449,8 +437,10 @@ fn main_seen_path(home: &Home) -> std::path::PathBuf {
     home.repo().common_dir().join(hal_store::MAIN_SEEN)
 }
 
-/// Write `text` to `path` whole (a temporary file renamed over it); a failure is logged, not fatal.
-fn write_whole(path: &std::path::Path, text: &str) {
+/// Write `text` to `path` whole, for a record of what this repository believed (`.git/hal/...`): a temporary file
+/// of its own per write (threads of one process may write at once), on disk before it is renamed over `path`, so
+/// a reader never sees half of it. A failure is logged, not fatal: the record is written again at the next look.
+pub(crate) fn write_whole(path: &std::path::Path, text: &str) {
     let write = || -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
@@ -458,7 +448,9 @@ fn write_whole(path: &std::path::Path, text: &str) {
         static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
-        std::fs::write(&temp, text)?;
+        let mut file = std::fs::File::create(&temp)?;
+        std::io::Write::write_all(&mut file, text.as_bytes())?;
+        file.sync_data()?;
         std::fs::rename(&temp, path)
     };
     if let Err(error) = write() {
@@ -472,7 +464,7 @@ fn pin_path(home: &Home) -> std::path::PathBuf {
 }
 
 /// Whether two key lines name the same key (comments aside).
-fn same_key(a: &str, b: &str) -> bool {
+pub(crate) fn same_key(a: &str, b: &str) -> bool {
     let strip = |line: &str| line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
     strip(a) == strip(b)
 }

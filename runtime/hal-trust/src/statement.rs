@@ -30,10 +30,7 @@ pub fn message_statement(actor: &str, thread: &str, after: &str, text: &str) -> 
 
 /// `signer`'s signature of the statement, as one line for the step's trailer.
 pub fn sign_message(signer: &Signer, actor: &str, thread: &str, after: &str, text: &str) -> Result<String, String> {
-    let statement = message_statement(actor, thread, after, text);
-    let signature = SshSig::sign(signer, MESSAGE_NAMESPACE, HashAlg::Sha512, &statement).map_err(|e| e.to_string())?;
-    let pem = signature.to_pem(LineEnding::LF).map_err(|e| e.to_string())?;
-    Ok(pem.lines().filter(|line| !line.starts_with("-----")).collect())
+    sign_statement(signer, MESSAGE_NAMESPACE, &message_statement(actor, thread, after, text))
 }
 
 /// Check `signature` (one line, from [`sign_message`]) of the statement, and that its key counts for `actor` in
@@ -135,10 +132,7 @@ pub fn check_owner_statement(
     let signature = parse(signature)?;
     let key = PublicKey::from(signature.public_key().clone());
     let line = keys::public_line(&key);
-    let owner = keyring
-        .owners
-        .get(actor)
-        .is_some_and(|lines| lines.iter().any(|l| l.split_whitespace().take(2).eq(line.split_whitespace().take(2))));
+    let owner = keyring.owners.get(actor).is_some_and(|lines| lines.iter().any(|l| crate::keyring::same_key(l, &line)));
     if !owner {
         return Err(format!(
             "signed by {}, which is not a key of an owner named {actor} in hal.yaml",

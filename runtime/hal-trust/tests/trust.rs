@@ -403,14 +403,14 @@ fn only_an_owners_halt_for_this_place_counts() {
 
     // Written, it is in force; the same statement on a commit of its own after it is a copy.
     let first = home.write_halt(None, None, true, "alice", "stop", &signature).expect("halt");
-    let state = hal_trust::halt::halt_state_with(&home, &keyring).expect("state");
+    let state = hal_trust::halt::halt_state(&home).expect("state");
     assert_eq!(state.halt.reason().as_deref(), Some("halted by alice: stop"));
     let resume = hal_trust::halt::sign_halt(&key, "alice", false, "", Some(first)).expect("sign");
     let resumed = home.write_halt(Some(first), Some(first), false, "alice", "", &resume).expect("resume");
-    assert_eq!(hal_trust::halt::halt_state_with(&home, &keyring).expect("state").halt, hal_trust::halt::Halt::Off);
+    assert_eq!(hal_trust::halt::halt_state(&home).expect("state").halt, hal_trust::halt::Halt::Off);
     let copy =
         home.write_halt(Some(resumed), Some(resumed), true, "alice", "stop", &signature).expect("a copy written");
-    let state = hal_trust::halt::halt_state_with(&home, &keyring).expect("state");
+    let state = hal_trust::halt::halt_state(&home).expect("state");
     assert_eq!(state.halt, hal_trust::halt::Halt::Off, "the copy does not halt");
     let problem = state.problem.expect("the copy is reported");
     assert!(problem.contains(&copy.to_string()) && problem.contains("does not match"), "{problem}");
@@ -422,12 +422,11 @@ fn only_an_owners_halt_for_this_place_counts() {
 fn a_halt_is_lifted_only_by_a_resume_after_it() {
     let (dir, home, _thread) = home();
     let key = home.existing_person_key("alice").expect("the key init made");
-    let keyring = Keyring::load(&home).expect("keyring");
     let write = |on: bool, reason: &str| {
         let after = hal_trust::halt::believed(&home);
         let signature = hal_trust::halt::sign_halt(&key, "alice", on, reason, after).expect("sign");
         let commit = home.write_halt(after, home.halt_tip().expect("tip"), on, "alice", reason, &signature).expect("w");
-        let state = hal_trust::halt::halt_state_with(&home, &keyring).expect("state");
+        let state = hal_trust::halt::halt_state(&home).expect("state");
         assert!(state.problem.is_none(), "{:?}", state.problem);
         commit
     };
