@@ -4,6 +4,7 @@
 //! `fixtures/` with pinned dates and no system or user git configuration (`HOME` is a temporary directory).
 
 mod api;
+mod approvals;
 mod concurrency;
 mod crash;
 mod daemon;

@@ -142,6 +142,7 @@ impl From<DaemonError> for ApiError {
             DaemonError::NotOwner(_) => (StatusCode::FORBIDDEN, "not-owner"),
             DaemonError::NotMember(_) => (StatusCode::FORBIDDEN, "not-member"),
             DaemonError::NotFrozen(_) => (StatusCode::CONFLICT, "not-frozen"),
+            DaemonError::NoApproval(_) => (StatusCode::CONFLICT, "no-approval"),
             DaemonError::Store(StoreError::Moved { .. }) => (StatusCode::CONFLICT, "moved"),
             DaemonError::NoSandbox(_) => (StatusCode::SERVICE_UNAVAILABLE, "no-sandbox"),
             // The turn a message asks for cannot run (no such help or agent, no model): nothing was written.

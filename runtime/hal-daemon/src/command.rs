@@ -24,6 +24,7 @@ pub(crate) fn starts_work(command: &Command) -> bool {
         | Command::CallIsolate { .. }
         | Command::Replay { .. }
         | Command::HelpTests { .. }
+        | Command::Decide { .. }
         | Command::BuildIsolates => true,
         Command::ListThreads
         | Command::Log { .. }
@@ -180,6 +181,7 @@ pub fn idempotency_key(command: &Command) -> Option<&str> {
         | Command::Write { .. }
         | Command::Halt { .. }
         | Command::Unfreeze { .. }
+        | Command::Decide { .. }
         | Command::Merge { .. }
         | Command::Catalogue
         | Command::BuildIsolates
@@ -400,6 +402,7 @@ pub(crate) fn apply_with(
             };
             Ok(Response::Appended { step: home.append_step(HAL_ACTOR, &thread, &step)? })
         }
+        Command::Decide { .. } => crate::decide::decide(home, command),
         Command::Merge { actor: who, thread, signature } => {
             let who = actor(who)?;
             let thread = home.resolve_thread(thread)?;

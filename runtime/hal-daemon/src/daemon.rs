@@ -683,6 +683,30 @@ impl Shared {
                 self.answer(command)
             }
             Command::Catalogue | Command::BuildIsolates | Command::Status => self.answer(command),
+            Command::Decide { actor, thread, .. } => {
+                // The answer lands on the request at the tip, between turns; the turn that goes on from it carries
+                // the response's ticket.
+                let target = self.journal.with(|home| -> hal_store::Result<ThreadRef> {
+                    let who = home.resolve_actor(actor.as_deref())?;
+                    command::thread_of(home, &who, thread)
+                })?;
+                let active = lock(&self.active);
+                if active.contains_key(&target.branch) {
+                    return Err(DaemonError::Busy(target.branch));
+                }
+                let mut response = self.journal.with(|home| command::apply(home, command))?;
+                if let Response::Decided { thread, ticket, .. } = &mut response {
+                    let number = self.next_ticket.fetch_add(1, Ordering::SeqCst);
+                    if self.mode == Mode::InProcess {
+                        lock(&self.answering).insert(thread.branch.clone());
+                    }
+                    lock(&self.tickets).entry(thread.branch.clone()).or_default().push(number);
+                    *ticket = Some(number);
+                }
+                drop(active);
+                self.wake();
+                Ok(response)
+            }
             Command::Merge { actor, thread, .. }
             | Command::Write { actor, thread, .. }
             | Command::Unfreeze { actor, thread, .. } => {

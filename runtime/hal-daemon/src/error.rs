@@ -52,6 +52,9 @@ pub enum DaemonError {
     /// An owner halted HAL: nothing that starts work is accepted.
     #[error("{0}; an owner lifts it with `hal resume`")]
     Halted(String),
+    /// An answer to an approval request on a thread that waits for none.
+    #[error("{0}")]
+    NoApproval(String),
     /// `unfreeze` of a thread that is not frozen.
     #[error("{0} is not frozen: its branch grows from the step HAL wrote last")]
     NotFrozen(String),

@@ -75,7 +75,7 @@ pub fn open(path: &Path) -> Result<Box<dyn Handle>, DaemonError> {
 /// The ticket a response carries for the turn that answers its message.
 fn ticket_of(response: &Response) -> Result<Option<u64>, DaemonError> {
     match response {
-        Response::Said { ticket, .. } => Ok(*ticket),
+        Response::Said { ticket, .. } | Response::Decided { ticket, .. } => Ok(*ticket),
         Response::Started { message: Some(_), ticket, .. } => Ok(*ticket),
         Response::Started { message: None, .. } => {
             Err(DaemonError::NoAnswer("the new thread has no message to answer: give it an input".to_owned()))
@@ -171,7 +171,7 @@ impl Handle for Remote {
         // A message to a thread: follow it first, so nothing of the turn is missed. A new thread: start it, then
         // follow it from its first message on; a turn that ended meanwhile is reported first.
         let (mut events, response) = match command {
-            Command::Say { thread, .. } => {
+            Command::Say { thread, .. } | Command::Decide { thread, .. } => {
                 let events = self.runtime.block_on(self.client.follow(thread, None, actor))?;
                 (events, self.command(command)?)
             }
@@ -338,7 +338,7 @@ impl Handle for Local {
         // Subscribed before the message is written: every event of the turn that answers it is seen.
         let notices = shared.notices.subscribe();
         let (mut follower, response) = match command {
-            Command::Say { thread, .. } => {
+            Command::Say { thread, .. } | Command::Decide { thread, .. } => {
                 let follower = Follower::new(shared.clone(), notices, actor, thread, None)?;
                 (follower, shared.command(command)?)
             }

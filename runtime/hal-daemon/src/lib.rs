@@ -18,6 +18,7 @@ pub mod backchat;
 pub mod client;
 pub mod command;
 mod daemon;
+pub mod decide;
 mod engine;
 mod error;
 mod files;

@@ -23,5 +23,5 @@ pub mod tools;
 pub use catalog::Catalog;
 pub use error::RunError;
 pub use journal::Journal;
-pub use run::{Event, HaltCheck, Limits, Observer, Outcome, Runner, Teller};
+pub use run::{Event, HaltCheck, Limits, Observer, Outcome, Runner, Teller, Waiting};
 pub use status::Status;

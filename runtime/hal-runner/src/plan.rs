@@ -12,7 +12,7 @@ use hal_trust::Verdict;
 use crate::catalog::DEFAULT_AGENT;
 use crate::conversation::{is_persons_message, is_persons_step, request_text};
 use crate::error::RunError;
-use crate::record::{ReplyData, StepData, ToolData, fact};
+use crate::record::{ApprovalData, DecisionData, ReplyData, StepData, ToolData, fact};
 
 /// The help that answers a message on a thread that never ran one, and every backchat message.
 pub const DEFAULT_HELP: &str = "hal";
@@ -203,6 +203,10 @@ pub(crate) struct PendingReply {
     pub commit: ObjectId,
     /// Whether this HAL wrote it (its local record says so): only then are its calls run and its ending taken.
     pub ours: bool,
+    /// Approval requests for its calls written since, with their commits.
+    pub requests: Vec<(ObjectId, ApprovalData)>,
+    /// Owners' answers to those requests written since.
+    pub decisions: Vec<DecisionData>,
 }
 
 impl Turn {
@@ -246,6 +250,13 @@ pub fn plan_for(home: &Home, thread: &ThreadRef, startup: bool, admit: Admit) ->
     if tip.status == Some(ThreadStatus::Running) && !interrupted && startup {
         tracing::warn!(target: "hal_runner", branch = %thread.branch, commit = %tip.commit,
             "a step claims a run is under way, but this HAL did not write it: not resumed");
+    }
+    // An owner answered the run's approval request (the daemon checked and wrote the answer): the run goes on.
+    let decided = tip.kind == StepKind::Decision && home.is_tip_written(&thread.branch, tip.commit)?;
+    if decided {
+        let help = tip.fact(fact::HELP).unwrap_or(DEFAULT_HELP).to_owned();
+        let agent = tip.fact(fact::AGENT).unwrap_or(DEFAULT_AGENT).to_owned();
+        return Ok(Plan::Turn { help, agent, actor: thread.actor.clone() });
     }
     if !(is_persons_step(&tip) || (interrupted && startup)) {
         return Ok(Plan::Nothing);
@@ -356,6 +367,7 @@ fn interrupted_request(home: &hal_store::Home, thread: &ThreadRef) -> Result<Opt
 /// result step, or it ended the run (plain text, or a `finish` call) without a `finish` step.
 fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option<PendingReply>, RunError> {
     let mut answered = HashSet::new();
+    let (mut requests, mut decisions) = (Vec::new(), Vec::new());
     // Whether every step between the tip and the reply is HAL's, written on this branch.
     let mut hal_between = true;
     for step in home.steps_back(thread) {
@@ -372,6 +384,15 @@ fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option
             StepKind::System | StepKind::Merged => {
                 hal_between = hal_between && home.wrote_on(step.commit, &thread.branch)?;
             }
+            // Nor does waiting for an owner's approval of one of its calls, or the answer.
+            StepKind::Approval | StepKind::Decision => {
+                hal_between = hal_between && home.wrote_on(step.commit, &thread.branch)?;
+                if step.kind == StepKind::Approval {
+                    requests.push((step.commit, ApprovalData::required(&step)?));
+                } else {
+                    decisions.push(DecisionData::required(&step)?);
+                }
+            }
             StepKind::Reply => {
                 let reply = ReplyData::required(&step)?.reply;
                 let open = reply.tool_calls.is_empty() || reply.tool_calls.iter().any(|c| !answered.contains(&c.id));
@@ -384,7 +405,7 @@ fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option
                 let ours = home.wrote_on(step.commit, &thread.branch)?
                     && home.is_tip_written(&thread.branch, thread.tip)?
                     && hal_between;
-                return Ok(Some(PendingReply { reply, answered, commit: step.commit, ours }));
+                return Ok(Some(PendingReply { reply, answered, commit: step.commit, ours, requests, decisions }));
             }
             _ => return Ok(None),
         }

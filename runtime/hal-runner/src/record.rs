@@ -47,6 +47,12 @@ pub mod fact {
     pub const CALLS: &str = "Hal-Calls";
     /// Who a proposal to merge a thread is for (HAL's `threads.propose_merge`).
     pub const PROPOSED_FOR: &str = "Hal-Proposed-For";
+    /// An owner's answer to an approval request: `approve` or `deny`.
+    pub const DECISION: &str = "Hal-Decision";
+    /// How far an approval reaches: `once` or `thread`.
+    pub const SCOPE: &str = "Hal-Scope";
+    /// The owner who answered an approval request.
+    pub const DECIDED_BY: &str = "Hal-Decided-By";
 }
 
 /// The built-in tool that ends a run.
@@ -98,6 +104,14 @@ impl StepData for FinishData {
     const KIND: &'static str = "finish";
 }
 
+impl StepData for ApprovalData {
+    const KIND: &'static str = "approval";
+}
+
+impl StepData for DecisionData {
+    const KIND: &'static str = "decision";
+}
+
 /// The data of a `reply` step: what the model said, exactly.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReplyData {
@@ -135,6 +149,67 @@ pub struct FinishData {
     /// The id of the `finish` tool call, when the model ended the run with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_id: Option<String>,
+}
+
+/// The data of an `approval` step: the call a run waits to have approved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApprovalData {
+    /// The call, as the model made it.
+    pub call: ToolCall,
+    /// The reply that makes it.
+    pub reply: String,
+    /// Its index among the reply's tool calls.
+    pub index: u32,
+    /// The SHA-256 (hex) of its arguments.
+    pub args_sha256: String,
+}
+
+impl ApprovalData {
+    /// What an owner's answer to the request at `request` on `thread` is signed over.
+    pub fn asked(&self, thread: &str, request: &str) -> hal_trust::approval::Asked {
+        hal_trust::approval::Asked {
+            thread: thread.to_owned(),
+            request: request.to_owned(),
+            index: self.index,
+            tool: self.call.name.clone(),
+            args_sha256: self.args_sha256.clone(),
+        }
+    }
+}
+
+/// The data of a `decision` step: an owner's answer to an approval request, with their signature.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecisionData {
+    /// What was asked (the request's commit among it).
+    pub asked: hal_trust::approval::Asked,
+    /// Whether the call may run.
+    pub approve: bool,
+    /// How far the approval reaches.
+    pub scope: hal_trust::approval::Scope,
+    /// Why it was denied (empty for an approval).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// The owner who answered.
+    pub by: String,
+    /// Their signature of the statement (`hal_trust::approval::approval_statement`); none before `hal.yaml` names
+    /// owners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+impl DecisionData {
+    /// Why this answer does not count now (`keyring` holds the owners in force), if it does not: it must be an
+    /// owner's signed answer once `hal.yaml` names owners.
+    pub fn problem(&self, keyring: &hal_trust::Keyring) -> Option<String> {
+        if keyring.owners.is_empty() && keyring.rewritten.is_none() {
+            return None;
+        }
+        let Some(signature) = &self.signature else {
+            return Some(format!("the answer of {} is not signed, and hal.yaml names owners", self.by));
+        };
+        let (approve, scope, reason) = (self.approve, self.scope, &self.reason);
+        hal_trust::approval::check_approval(keyring, &self.by, &self.asked, approve, scope, reason, signature).err()
+    }
 }
 
 /// Responses larger than this are never kept in the step, whatever `limits.reply.raw_kb` says (the client keeps

@@ -15,6 +15,9 @@ pub enum Level {
     /// Propose only: the call is recorded, never run; the model hears "proposed, not executed".
     #[serde(rename = "AL0")]
     Propose,
+    /// Approve each: the run waits for an owner's signed approval of the exact call before it runs.
+    #[serde(rename = "AL1")]
+    ApproveEach,
     /// Act and tell: the call runs, and the owner is told in their backchat what ran.
     #[serde(rename = "AL2")]
     ActAndTell,
@@ -28,6 +31,7 @@ impl Level {
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Propose => "AL0",
+            Level::ApproveEach => "AL1",
             Level::ActAndTell => "AL2",
             Level::Autonomous => "AL3",
         }

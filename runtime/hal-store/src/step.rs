@@ -99,6 +99,10 @@ pub enum StepKind {
     Commit,
     /// The merge commit on `main` that accepts a thread's work (not a step of the thread; its `merged` step is).
     Merge,
+    /// A run asks an owner to approve one tool call (autonomy level AL1) and waits: the thread is `pending`.
+    Approval,
+    /// An owner's signed answer to an approval request, written by HAL: the run goes on from it.
+    Decision,
     /// A kind this version of HAL does not know (written by a newer one).
     #[serde(untagged)]
     Other(String),
@@ -119,6 +123,8 @@ impl StepKind {
             StepKind::System => "system",
             StepKind::Commit => "commit",
             StepKind::Merge => "merge",
+            StepKind::Approval => "approval",
+            StepKind::Decision => "decision",
             StepKind::Other(other) => other,
         }
     }
@@ -137,6 +143,8 @@ impl StepKind {
             "system" => StepKind::System,
             "commit" => StepKind::Commit,
             "merge" => StepKind::Merge,
+            "approval" => StepKind::Approval,
+            "decision" => StepKind::Decision,
             other => StepKind::Other(other.to_owned()),
         }
     }

@@ -4,6 +4,7 @@
 
 #![deny(missing_docs)]
 
+pub mod approval;
 pub mod halt;
 mod keyring;
 mod statement;

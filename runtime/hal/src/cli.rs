@@ -120,6 +120,27 @@ pub enum Command {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Approve the tool call a thread waits on (a call at autonomy level AL1, `policy` in hal.yaml): an owner
+    /// only, signed with your key over exactly that call. The run goes on, and this shows it until its turn ends.
+    Approve {
+        /// Thread id, unique prefix or branch (`backchat` for yours).
+        thread: String,
+        /// The call's number in its reply, as the approval request shows it (checked, when given).
+        call: Option<u32>,
+        /// `once`: this call; `thread`: every call of this tool on this thread from now on.
+        #[arg(long, value_enum, default_value = "once")]
+        scope: ApprovalScope,
+    },
+    /// Refuse the tool call a thread waits on (an owner only, signed): the model hears your reason and goes on.
+    Deny {
+        /// Thread id, unique prefix or branch (`backchat` for yours).
+        thread: String,
+        /// The call's number in its reply, as the approval request shows it (checked, when given).
+        call: Option<u32>,
+        /// Why: the model reads it.
+        #[arg(long, required = true)]
+        reason: String,
+    },
     /// Actors: people and programs, with the keys they sign with.
     #[command(subcommand)]
     Actor(ActorCommand),
@@ -343,4 +364,22 @@ pub enum HelpCommand {
         #[arg(long, value_name = "NAME", default_value = "hal")]
         agent: String,
     },
+}
+
+/// How far `hal approve` reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApprovalScope {
+    /// This call only.
+    Once,
+    /// Every call of the same tool on this thread from now on.
+    Thread,
+}
+
+impl From<ApprovalScope> for hal_trust::approval::Scope {
+    fn from(scope: ApprovalScope) -> Self {
+        match scope {
+            ApprovalScope::Once => hal_trust::approval::Scope::Once,
+            ApprovalScope::Thread => hal_trust::approval::Scope::Thread,
+        }
+    }
 }

@@ -185,6 +185,31 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signature: Option<TipSignature>,
     },
+    /// Answer the approval request at a thread's tip (a run waits to make a call at autonomy level AL1): an owner's
+    /// act, signed over exactly the call asked for ([`hal_trust::approval::approval_statement`]; `hal approve` and
+    /// `hal deny` sign with your key) once `hal.yaml` names owners. HAL writes the answer as a `decision` step and
+    /// the run goes on: the call runs, or the model hears the reason it was denied.
+    Decide {
+        /// Who answers (default: the repo's actor).
+        #[serde(default)]
+        actor: Option<String>,
+        /// Thread id, unique prefix or branch.
+        thread: String,
+        /// The approval request step's commit: the thread's tip.
+        request: String,
+        /// Whether the call may run.
+        approve: bool,
+        /// How far an approval reaches: `once` (this call) or `thread` (every call of the tool on this thread).
+        #[serde(default = "once")]
+        #[schema(value_type = String)]
+        scope: hal_trust::approval::Scope,
+        /// Why it is denied: the model hears it.
+        #[serde(default)]
+        reason: String,
+        /// The owner's signature of the answer, its base64 on one line.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
+    },
     /// Merge a thread into `main`: an owner's act. Once `hal.yaml` names owners, the merge carries the owner's
     /// signature of what they merge (`hal thread merge` signs with your key); without one it is refused.
     Merge {
@@ -247,6 +272,10 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         idempotency_key: Option<String>,
     },
+}
+
+fn once() -> hal_trust::approval::Scope {
+    hal_trust::approval::Scope::Once
 }
 
 fn empty_object() -> String {
@@ -340,6 +369,18 @@ pub enum Response {
         /// The step.
         #[schema(value_type = Object)]
         step: Appended,
+    },
+    /// An approval request was answered: the run goes on.
+    Decided {
+        /// The thread.
+        #[schema(value_type = Object)]
+        thread: ThreadRef,
+        /// The `decision` step.
+        #[schema(value_type = Object)]
+        step: Appended,
+        /// What the turn-ended event carries for the turn that goes on (none without a turn-taker).
+        #[serde(default)]
+        ticket: Option<u64>,
     },
     /// The result of a merge.
     Merged {
@@ -447,6 +488,10 @@ pub struct TurnEnd {
     /// The tickets of the messages it answered (see [`Response::Said`]).
     #[serde(default)]
     pub tickets: Vec<u64>,
+    /// What a `PENDING` run waits for, when it is not an answer to its question (an owner's approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub waiting: Option<hal_runner::Waiting>,
 }
 
 impl TurnEnd {
@@ -461,6 +506,7 @@ impl TurnEnd {
             usage: Usage::default(),
             confidence: None,
             tickets: Vec::new(),
+            waiting: None,
         }
     }
 
@@ -475,6 +521,7 @@ impl TurnEnd {
             usage: outcome.usage,
             confidence: outcome.confidence,
             tickets: Vec::new(),
+            waiting: outcome.waiting,
         }
     }
 }

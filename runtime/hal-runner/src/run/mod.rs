@@ -25,6 +25,7 @@ use crate::record::fact;
 use crate::status::Status;
 use crate::tools::{BoxFuture, RunScope, Tool, ToolResult, Toolbox};
 
+mod approval;
 mod autonomy;
 mod calls;
 mod resume;
@@ -87,6 +88,22 @@ pub struct Outcome {
     /// The confidence the model gave, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
+    /// What a `PENDING` run waits for, when it is not an answer to its question.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+}
+
+/// What a `PENDING` run waits for besides a person's answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "for", rename_all = "kebab-case")]
+pub enum Waiting {
+    /// An owner's approval of one tool call (`hal approve`, `hal deny`).
+    Approval {
+        /// The tool.
+        tool: String,
+        /// The call's index in its reply.
+        call: u32,
+    },
 }
 
 /// What a run reports while it goes.
@@ -500,19 +517,28 @@ impl Runner {
         }
         let system = self.system_prompt(&prepared.agent, &prepared.help);
         let tools = self.tool_specs(prepared);
+        let mut answers = approval::Answers::default();
         loop {
             let (reply, answered, reply_commit) = match pending.take() {
                 Some(pending) if !pending.ours => {
                     self.distrust(state, conversation, &pending)?;
                     continue;
                 }
-                Some(pending) => (pending.reply, pending.answered, pending.commit),
+                Some(pending) => {
+                    answers.requests = pending.requests;
+                    answers.decisions = pending.decisions;
+                    (pending.reply, pending.answered, pending.commit)
+                }
                 None if let Some(reason) = self.halted() => {
                     return self.finish(state, Status::Error, &reason, None, None);
                 }
                 None => match self.next_reply(state, conversation, &system, &tools).await? {
                     // The reply is the step just written.
-                    Ok(reply) => (reply, std::collections::HashSet::new(), state.tip),
+                    Ok(reply) => {
+                        answers.requests.clear();
+                        answers.decisions.clear();
+                        (reply, std::collections::HashSet::new(), state.tip)
+                    }
                     Err(ended) => return Ok(ended),
                 },
             };
@@ -545,6 +571,19 @@ impl Runner {
                         continue;
                     }
                     let index = u32::try_from(index).unwrap_or(u32::MAX);
+                    // AL1: an owner approves this exact call first; until then the run waits (PENDING).
+                    if level == Level::ApproveEach && !started {
+                        match self.answer(state, &mut answers, reply_commit, index, call)? {
+                            approval::Answer::Approved => {}
+                            approval::Answer::Denied(reason) => {
+                                self.refuse(state, conversation, call, reason)?;
+                                continue;
+                            }
+                            approval::Answer::Ask(problem) => {
+                                return self.ask_approval(state, &reply, reply_commit, index, call, &rule, problem);
+                            }
+                        }
+                    }
                     if !self.journal.with(|home| home.claim_call(reply_commit, index))? {
                         let reason =
                             "not run again: HAL started this call before (it stopped, or the branch was put back, \

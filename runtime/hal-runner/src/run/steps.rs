@@ -101,6 +101,7 @@ impl Runner {
             turns: state.turns,
             usage: state.usage,
             confidence,
+            waiting: None,
         })
     }
 

@@ -1,5 +1,6 @@
 //! What each command does. Each one opens the home repo, calls the store, and prints the result.
 
+mod approve;
 mod chat;
 mod daemon;
 mod demo;
@@ -18,6 +19,7 @@ use anyhow::Result;
 
 use crate::cli::{Args, Command};
 use crate::output;
+use hal_trust::approval::Scope;
 
 /// Exit code of `hal thread merge` when the thread conflicts with `main`.
 pub const EXIT_CONFLICT: u8 = 1;
@@ -52,6 +54,8 @@ pub fn run(args: &Args) -> Result<Outcome> {
         Command::Verify { .. } => verify::run(args, None),
         Command::Halt { reason } => halt::run(args, true, reason),
         Command::Resume { reason } => halt::run(args, false, reason),
+        Command::Approve { thread, call, scope } => approve::run(args, thread, *call, true, (*scope).into(), ""),
+        Command::Deny { thread, call, reason } => approve::run(args, thread, *call, false, Scope::Once, reason),
         Command::Actor(crate::cli::ActorCommand::AllowedSigners { write }) => verify::allowed_signers(args, *write),
         Command::Daemon { port, recording } => daemon::run(args, *port, recording.as_deref()),
         Command::Chat { message, thread, idempotency_key } => {

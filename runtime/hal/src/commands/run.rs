@@ -105,9 +105,17 @@ pub(super) fn print_end(args: &Args, handle: &dyn hal_daemon::Handle, end: &Turn
     );
     outln!("{}", end.output);
     if end.status == Status::Pending {
-        // The exact command that answers it (`thread say` resumes the run waiting there).
+        // The exact command that answers it (`thread say` resumes the run waiting there; an owner's approval
+        // resumes one waiting on a call).
         let short: String = end.thread.chars().take(12).collect();
-        eprintln!("answer with: hal thread say {short} \"<your answer>\"");
+        match &end.waiting {
+            Some(hal_runner::Waiting::Approval { call, .. }) => {
+                eprintln!(
+                    "an owner answers with: hal approve {short} {call}  or  hal deny {short} {call} --reason \"…\""
+                )
+            }
+            None => eprintln!("answer with: hal thread say {short} \"<your answer>\""),
+        }
     }
     Ok(())
 }

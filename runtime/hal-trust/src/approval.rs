@@ -1,0 +1,85 @@
+//! An owner's answer to an approval request (autonomy level AL1): approve or deny one tool call, signed over
+//! exactly what was asked. The statement binds the request step's commit, the call's index in its reply (a model
+//! server's call ids are not unique), the tool and the SHA-256 of the call's arguments, so an answer fits one call
+//! of one request and no other; a denial's reason is bound too, so the model hears the owner's words unchanged.
+
+use serde::{Deserialize, Serialize};
+
+use crate::keyring::Keyring;
+
+/// The SSH signature namespace of approval statements.
+pub const APPROVAL_NAMESPACE: &str = "hal-approval";
+
+/// How far an approval reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// This call only.
+    Once,
+    /// Every call of this tool on this thread from now on, whatever its arguments.
+    Thread,
+}
+
+impl Scope {
+    /// Its name in statements, trailers and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Once => "once",
+            Scope::Thread => "thread",
+        }
+    }
+}
+
+/// What was asked, as the request step records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Asked {
+    /// The thread's id.
+    pub thread: String,
+    /// The approval request step's commit.
+    pub request: String,
+    /// The call's index among its reply's tool calls.
+    pub index: u32,
+    /// The tool called.
+    pub tool: String,
+    /// The SHA-256 (hex) of the call's arguments, byte for byte as the model gave them.
+    pub args_sha256: String,
+}
+
+/// What an owner signs to approve or deny the call `asked`: who, the call, the answer, its scope and (for a
+/// denial) the SHA-256 of the reason.
+pub fn approval_statement(actor: &str, asked: &Asked, approve: bool, scope: Scope, reason: &str) -> Vec<u8> {
+    format!(
+        "hal approval v1\nactor {actor}\nthread {}\nrequest {}\ncall {}\ntool {}\nargs-sha256 {}\ndecision {}\n\
+         scope {}\nreason-sha256 {}\n",
+        asked.thread,
+        asked.request,
+        asked.index,
+        asked.tool,
+        asked.args_sha256,
+        if approve { "approve" } else { "deny" },
+        scope.as_str(),
+        sha256_hex(reason.as_bytes()),
+    )
+    .into_bytes()
+}
+
+/// Check that `signature` is the owner `actor`'s (by a key `hal.yaml` names for them) over the statement of this
+/// answer: `Ok`, or why not.
+pub fn check_approval(
+    keyring: &Keyring,
+    actor: &str,
+    asked: &Asked,
+    approve: bool,
+    scope: Scope,
+    reason: &str,
+    signature: &str,
+) -> Result<(), String> {
+    let statement = approval_statement(actor, asked, approve, scope, reason);
+    crate::check_owner_statement(keyring, actor, APPROVAL_NAMESPACE, &statement, signature)
+}
+
+/// The SHA-256 of `bytes`, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use ssh_key::sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}

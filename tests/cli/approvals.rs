@@ -1,0 +1,217 @@
+//! Autonomy level AL1 (approve each): a run stops at a call an owner must approve, `hal approve` runs it once,
+//! `hal deny` gives the model the reason, and an answer that is unsigned, signed by someone else, for another call
+//! or replayed is refused and changes nothing.
+
+use std::path::Path;
+
+use hal_testmodel::{Scripted, ScriptedServer};
+use serde_json::{Value, json};
+
+use crate::support::{Sandbox, rev};
+
+/// A home repo with the scripted model, a help `writer` that may write files, and `files.write` at AL1.
+fn home_with_al1(sandbox: &Sandbox, server: &ScriptedServer) -> std::path::PathBuf {
+    let repo = crate::runs::home_with_model(sandbox, server, "openai");
+    let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
+    let policy = "members: [bob]\npolicy:\n  tools:\n    files.write: AL1\n";
+    crate::runs::commit(
+        sandbox,
+        &repo,
+        &[
+            ("hal.yaml", &format!("{settings}{policy}")),
+            ("helps/writer.yaml", "description: Writes files\ncommands: [files]\n"),
+        ],
+    );
+    repo
+}
+
+fn steps(sandbox: &Sandbox, repo: &Path, thread: &str) -> Vec<Value> {
+    sandbox.hal(repo, &["thread", "log", thread, "--json"]).ok().json().as_array().expect("steps").clone()
+}
+
+fn fact<'a>(step: &'a Value, key: &str) -> Option<&'a str> {
+    step["facts"].as_array()?.iter().rev().find(|f| f[0] == key).and_then(|f| f[1].as_str())
+}
+
+/// The `files.write` tool steps of a thread.
+fn writes(steps: &[Value]) -> usize {
+    steps.iter().filter(|s| s["kind"] == "tool" && fact(s, "Hal-Tool") == Some("files.write")).count()
+}
+
+/// The thread id of a `help run --json` that ended PENDING on an approval request, checked.
+fn pending_on_approval(run: &crate::support::Run) -> String {
+    assert_eq!(run.code, 3, "PENDING: {}{}", run.stdout, run.stderr);
+    let end = run.json();
+    assert_eq!(end["waiting"], json!({"for": "approval", "tool": "files.write", "call": 0}), "{end:#}");
+    end["thread"].as_str().expect("thread").to_owned()
+}
+
+/// An answer to the approval request at `thread`'s tip, signed with `key` as `actor` over what the arguments say.
+fn signed_decide(
+    repo: &Path,
+    thread: &str,
+    actor: &str,
+    key: &hal_store::keys::Signer,
+    asked: &hal_trust::approval::Asked,
+    approve: bool,
+) -> Value {
+    let statement =
+        hal_trust::approval::approval_statement(actor, asked, approve, hal_trust::approval::Scope::Once, "");
+    let signature = hal_trust::sign_statement(key, hal_trust::approval::APPROVAL_NAMESPACE, &statement).expect("sign");
+    let _ = repo;
+    json!({"command": "decide", "actor": actor, "thread": thread, "request": asked.request, "approve": approve,
+        "signature": signature})
+}
+
+#[test]
+fn an_al1_call_waits_for_an_owners_signed_approval_and_then_runs_once() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::tool("files.write", json!({"path": "a.txt", "content": "1"})).with_text("I will write a.txt"),
+        Scripted::text("wrote a.txt"),
+    ]);
+    let repo = home_with_al1(&sandbox, &server);
+    let daemon = crate::daemon::DaemonProcess::start(&sandbox, &repo);
+    let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "writer", "write a", "--json"]);
+    let id = pending_on_approval(&run);
+    let branch = format!("threads/alice-example/{id}");
+    let log = steps(&sandbox, &repo, &id);
+    let request = log.last().expect("steps");
+    assert_eq!((&request["kind"], &request["status"]), (&"approval".into(), &"pending".into()), "{log:#?}");
+    let text = request["text"].as_str().expect("text");
+    assert!(text.contains(r#"files.write {"content":"1","path":"a.txt"}"#) || text.contains("a.txt"), "{text}");
+    assert!(text.contains("I will write a.txt") && text.contains("hal approve"), "{text}");
+    assert_eq!(writes(&log), 0, "nothing ran yet");
+    let tip = rev(&sandbox, &repo, &branch);
+
+    // What was asked, as the request step records it.
+    let home = hal_store::Home::open(&repo).expect("open");
+    let thread = home.resolve_thread(&id).expect("thread");
+    let (commit, data) = hal_daemon::decide::waiting_request(&home, &thread).expect("a request waits");
+    assert_eq!(commit.to_string(), tip);
+    let asked = data.asked(&thread.id, &tip);
+    let owner = home.existing_person_key("alice-example").expect("alice's key");
+    let bob = bob_key(&sandbox);
+    drop(home);
+    let token = std::fs::read_to_string(repo.join(".git/hal/daemon.token")).expect("token");
+    let send = |command: &Value| {
+        crate::daemon::http_with(&repo, "POST", "/v1/command", Some(token.trim()), &command.to_string())
+    };
+    // Unsigned; signed by a member's key (as bob, and in alice's name); the owner's signature over another call
+    // (other arguments, another index): each refused (403), nothing written.
+    let unsigned = json!({"command": "decide", "thread": id, "request": tip, "approve": true});
+    let mut other_args = asked.clone();
+    other_args.args_sha256 = hal_trust::approval::sha256_hex(br#"{"path":"b.txt","content":"1"}"#);
+    let mut other_index = asked.clone();
+    other_index.index = 1;
+    let refused = [
+        unsigned,
+        signed_decide(&repo, &id, "bob", &bob, &asked, true),
+        signed_decide(&repo, &id, "alice-example", &bob, &asked, true),
+        signed_decide(&repo, &id, "alice-example", &owner, &other_args, true),
+        signed_decide(&repo, &id, "alice-example", &owner, &other_index, true),
+    ];
+    for command in &refused {
+        let (code, body) = send(command);
+        assert_eq!(code, 403, "{command}: {body}");
+        assert!(body.contains("not-owner"), "{body}");
+    }
+    // An answer to another request (an older commit of the thread) answers nothing now: 409.
+    let mut old = asked.clone();
+    old.request = rev(&sandbox, &repo, &format!("{branch}~1"));
+    let (code, body) = send(&signed_decide(&repo, &id, "alice-example", &owner, &old, true));
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(rev(&sandbox, &repo, &branch), tip, "nothing was written");
+    assert_eq!(server.requests().len(), 1, "the model was not asked again");
+
+    // The owner's own answer, through the API: the call runs, the run goes on to its end.
+    let approval = signed_decide(&repo, &id, "alice-example", &owner, &asked, true);
+    let (code, body) = send(&approval);
+    assert_eq!(code, 200, "{body}");
+    let log = crate::daemon::eventually("the run to end", &daemon, || {
+        let log = steps(&sandbox, &repo, &id);
+        (log.last()?["kind"] == "finish").then_some(log)
+    });
+    assert_eq!(log.last().expect("finish")["text"], "wrote a.txt", "{log:#?}");
+    assert_eq!(writes(&log), 1, "the call ran once: {log:#?}");
+    let decision = log.iter().find(|s| s["kind"] == "decision").expect("a decision step");
+    assert_eq!(fact(decision, "Hal-Decided-By"), Some("alice-example"));
+    assert_eq!(fact(decision, "Hal-Decision"), Some("approve"));
+    assert_eq!(decision["trust"]["verdict"], "signed", "HAL signed it: {decision:#}");
+    let tip = rev(&sandbox, &repo, &branch);
+    let file = sandbox.git(&repo, &["show", &format!("{tip}:a.txt")]).ok().out().to_owned();
+    assert_eq!(file, "1");
+    // The same approval again: the thread waits for none now, and nothing runs twice.
+    let (code, body) = send(&approval);
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(rev(&sandbox, &repo, &branch), tip, "nothing was written");
+    assert_eq!(server.requests().len(), 2, "asked once before the approval and once after");
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn a_denied_call_does_not_run_and_the_model_hears_the_owners_reason() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::tool("files.write", json!({"path": "a.txt", "content": "1"})),
+        Scripted::text("understood, nothing written"),
+    ]);
+    let repo = home_with_al1(&sandbox, &server);
+    let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "writer", "write a", "--json"]);
+    let id = pending_on_approval(&run);
+    assert!(sandbox.hal(&repo, &["deny", &id]).code != 0, "a denial needs a reason");
+    let wrong = crate::runs::hal(&sandbox, &repo, &["deny", &id, "1", "--reason", "no"]);
+    assert!(wrong.code != 0 && wrong.stderr.contains("call 0"), "{}", wrong.stderr);
+    let denied = crate::runs::hal(&sandbox, &repo, &["deny", &id, "0", "--reason", "a.txt is the auditor's"]);
+    assert_eq!(denied.code, 0, "{}{}", denied.stdout, denied.stderr);
+    assert!(denied.stdout.contains("understood, nothing written"), "{}", denied.stdout);
+    let log = steps(&sandbox, &repo, &id);
+    let tool = log.iter().find(|s| s["kind"] == "tool").expect("the call's answer");
+    assert_eq!(fact(tool, "Hal-Outcome"), Some("error"));
+    assert!(tool["text"].as_str().expect("text").contains("denied by alice-example, an owner: a.txt is the auditor's"));
+    let requests = server.requests();
+    let last = requests.last().expect("two requests").body.to_string();
+    assert!(last.contains("a.txt is the auditor's"), "the model heard the reason: {last}");
+    let tip = rev(&sandbox, &repo, &format!("threads/alice-example/{id}"));
+    assert_ne!(sandbox.git(&repo, &["cat-file", "-e", &format!("{tip}:a.txt")]).code, 0, "nothing was written");
+}
+
+#[test]
+fn an_approval_for_the_thread_covers_later_calls_of_that_tool_there_and_only_there() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::tool("files.write", json!({"path": "a.txt", "content": "1"})),
+        Scripted::tool("files.write", json!({"path": "b.txt", "content": "2"})),
+        Scripted::text("wrote both"),
+        // The next message on the same thread: covered too.
+        Scripted::tool("files.write", json!({"path": "c.txt", "content": "3"})),
+        Scripted::text("wrote c"),
+        // Another thread: asked again.
+        Scripted::tool("files.write", json!({"path": "d.txt", "content": "4"})),
+    ]);
+    let repo = home_with_al1(&sandbox, &server);
+    let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "writer", "write a and b", "--json"]);
+    let id = pending_on_approval(&run);
+    let approved = crate::runs::hal(&sandbox, &repo, &["approve", &id, "--scope", "thread"]);
+    assert_eq!(approved.code, 0, "{}{}", approved.stdout, approved.stderr);
+    assert!(approved.stdout.contains("wrote both"), "{}", approved.stdout);
+    let again = crate::runs::hal(&sandbox, &repo, &["help", "run", "writer", "now c", "--thread", &id]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    let log = steps(&sandbox, &repo, &id);
+    assert_eq!(writes(&log), 3, "{log:#?}");
+    let other = crate::runs::hal(&sandbox, &repo, &["help", "run", "writer", "write d", "--json"]);
+    pending_on_approval(&other);
+}
+
+/// A key of bob's, a member's, made with ssh-keygen: not an owner's.
+fn bob_key(sandbox: &Sandbox) -> hal_store::keys::Signer {
+    let path = sandbox.path("bob_ed25519");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bob", "-f"])
+        .arg(&path)
+        .status()
+        .expect("ssh-keygen");
+    assert!(made.success());
+    let key = hal_store::keys::read_key(&path).expect("read the key");
+    hal_store::keys::Signer::new(key).expect("an ed25519 key")
+}
