@@ -13,7 +13,7 @@ use crate::support::{Sandbox, rev};
 fn home_with_al1(sandbox: &Sandbox, server: &ScriptedServer) -> std::path::PathBuf {
     let repo = crate::runs::home_with_model(sandbox, server, "openai");
     let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
-    let policy = "members: [bob]\npolicy:\n  tools:\n    files.write: AL1\n";
+    let policy = "members: [bob]\npolicy:\n  tools:\n    files.write: AL1  # ask me first\n";
     crate::runs::commit(
         sandbox,
         &repo,
@@ -214,4 +214,56 @@ fn bob_key(sandbox: &Sandbox) -> hal_store::keys::Signer {
     assert!(made.success());
     let key = hal_store::keys::read_key(&path).expect("read the key");
     hal_store::keys::Signer::new(key).expect("an ed25519 key")
+}
+
+/// `--scope always`: the call runs, and the owner's own signed commit on main changes hal.yaml's policy (comments
+/// kept) so the tool acts and tells from then on; refused while main holds a change no owner signed.
+#[test]
+fn an_approval_for_always_commits_the_owners_signed_policy_change_to_main() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::tool("files.write", json!({"path": "a.txt", "content": "1"})),
+        Scripted::text("wrote a"),
+        Scripted::tool("files.write", json!({"path": "b.txt", "content": "2"})),
+        Scripted::text("wrote b"),
+    ]);
+    let repo = home_with_al1(&sandbox, &server);
+    let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "writer", "write a", "--json"]);
+    let id = pending_on_approval(&run);
+    // A change nobody signed on top of main: signing a commit after it would vouch for it.
+    std::fs::write(repo.join("notes.md"), "pushed by someone\n").expect("write");
+    sandbox.git(&repo, &["add", "notes.md"]).ok();
+    sandbox.git(&repo, &["commit", "-q", "--no-gpg-sign", "-m", "unsigned"]).ok();
+    let main = rev(&sandbox, &repo, "main");
+    let refused = crate::runs::hal(&sandbox, &repo, &["approve", &id, "--scope", "always"]);
+    assert!(refused.code != 0 && refused.stderr.contains("no owner signed"), "{}", refused.stderr);
+    assert_eq!(rev(&sandbox, &repo, "main"), main, "main did not move");
+    sandbox.git(&repo, &["commit", "-q", "-S", "--allow-empty", "-m", "reviewed"]).ok();
+
+    let approved = crate::runs::hal(&sandbox, &repo, &["approve", &id, "--scope", "always"]);
+    assert_eq!(approved.code, 0, "{}{}", approved.stdout, approved.stderr);
+    assert!(
+        approved.stdout.contains("wrote a") && approved.stderr.contains("AL2"),
+        "{}{}",
+        approved.stdout,
+        approved.stderr
+    );
+    let settings = sandbox.git(&repo, &["show", "main:hal.yaml"]).ok().stdout;
+    assert!(settings.contains("    files.write: AL2  # ask me first\n"), "the comment is kept: {settings}");
+    assert!(!settings.contains("AL1"), "{settings}");
+    assert_eq!(std::fs::read_to_string(repo.join("hal.yaml")).expect("work tree"), settings, "the work tree followed");
+    assert_eq!(sandbox.git(&repo, &["verify-commit", "main"]).code, 0, "the owner signed the change");
+    let author = sandbox.git(&repo, &["log", "-1", "--format=%an %s", "main"]).ok().out().to_owned();
+    assert!(author.starts_with("Alice Example policy: files.write acts and tells"), "{author}");
+    let status = sandbox.hal(&repo, &["--json", "status"]).ok().json();
+    assert!(!status["warnings"].to_string().contains("not signed"), "{status:#}");
+
+    // From now on the tool runs without asking, and the owner is told.
+    let next = crate::runs::hal(&sandbox, &repo, &["help", "run", "writer", "write b", "--json"]);
+    assert_eq!(next.code, 0, "{}{}", next.stdout, next.stderr);
+    let backchat = steps(&sandbox, &repo, "backchat");
+    assert!(
+        backchat.iter().any(|s| s["text"].as_str().is_some_and(|t| t.starts_with("ran files.write"))),
+        "{backchat:#?}"
+    );
 }

@@ -57,6 +57,10 @@ pub(crate) fn decide(home: &Home, command: &Command) -> Result<Response, DaemonE
     let text = match (*approve, scope) {
         (true, Scope::Once) => format!("approved by {who}: this call to {}", data.call.name),
         (true, Scope::Thread) => format!("approved by {who}: every call to {} on this thread", data.call.name),
+        (true, Scope::Always) => format!(
+            "approved by {who}: this call to {}, and later ones by the change of hal.yaml's policy they commit to main",
+            data.call.name
+        ),
         (false, _) => format!("denied by {who}: {}", if reason.is_empty() { "(no reason given)" } else { reason }),
     };
     let request_step = home.steps_back(&thread).next().transpose()?;
@@ -96,4 +100,11 @@ pub fn waiting_request(home: &Home, thread: &ThreadRef) -> Result<(gix::ObjectId
     }
     let data = ApprovalData::required(&tip).map_err(|error| DaemonError::NoApproval(error.to_string()))?;
     Ok((tip.commit, data))
+}
+
+/// The help whose run waits on the approval request at `thread`'s tip.
+pub fn request_help(home: &Home, thread: &ThreadRef) -> Result<String, DaemonError> {
+    let tip = home.steps_back(thread).next().transpose()?;
+    let help = tip.as_ref().and_then(|step| step.fact(fact::HELP));
+    Ok(help.unwrap_or(hal_runner::plan::DEFAULT_HELP).to_owned())
 }

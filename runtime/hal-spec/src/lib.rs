@@ -26,6 +26,7 @@ mod help;
 mod isolate;
 mod plugin;
 pub mod policy;
+pub mod policy_edit;
 mod problem;
 mod settings;
 mod validate;

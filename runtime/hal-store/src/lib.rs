@@ -34,6 +34,7 @@ mod local_record;
 mod maintenance;
 mod merge;
 mod merged;
+mod owner_commit;
 mod purpose;
 mod refs;
 pub mod step;

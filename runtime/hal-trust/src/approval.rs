@@ -18,6 +18,9 @@ pub enum Scope {
     Once,
     /// Every call of this tool on this thread from now on, whatever its arguments.
     Thread,
+    /// This call, and a change of `hal.yaml`'s policy the owner commits to `main` with their signature: the tool
+    /// acts and tells (AL2) from then on.
+    Always,
 }
 
 impl Scope {
@@ -26,6 +29,7 @@ impl Scope {
         match self {
             Scope::Once => "once",
             Scope::Thread => "thread",
+            Scope::Always => "always",
         }
     }
 }

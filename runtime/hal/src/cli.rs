@@ -127,7 +127,8 @@ pub enum Command {
         thread: String,
         /// The call's number in its reply, as the approval request shows it (checked, when given).
         call: Option<u32>,
-        /// `once`: this call; `thread`: every call of this tool on this thread from now on.
+        /// `once`: this call; `thread`: every call of this tool on this thread from now on; `always`: this call,
+        /// and a change of hal.yaml's policy committed to main with your signature (the tool acts and tells, AL2).
         #[arg(long, value_enum, default_value = "once")]
         scope: ApprovalScope,
     },
@@ -373,6 +374,8 @@ pub enum ApprovalScope {
     Once,
     /// Every call of the same tool on this thread from now on.
     Thread,
+    /// This call, and a signed change of hal.yaml's policy on main: the tool acts and tells (AL2) from now on.
+    Always,
 }
 
 impl From<ApprovalScope> for hal_trust::approval::Scope {
@@ -380,6 +383,7 @@ impl From<ApprovalScope> for hal_trust::approval::Scope {
         match scope {
             ApprovalScope::Once => hal_trust::approval::Scope::Once,
             ApprovalScope::Thread => hal_trust::approval::Scope::Thread,
+            ApprovalScope::Always => hal_trust::approval::Scope::Always,
         }
     }
 }

@@ -40,7 +40,37 @@ pub fn run(args: &Args, thread: &str, call: Option<u32>, approve: bool, scope: S
         }
         None => None,
     };
+    // `always`: the owner's own signed commit to hal.yaml on main, made before the answer is sent (it is checked
+    // here first: a refused answer leaves main as it was).
+    let policy_commit = match (scope, &signature) {
+        (Scope::Always, Some(signature)) => {
+            let statement = approval_statement(&actor, &asked, approve, scope, reason);
+            let keyring = hal_trust::Keyring::load(&home)?;
+            if let Err(why) =
+                hal_trust::check_owner_statement(&keyring, &actor, APPROVAL_NAMESPACE, &statement, signature)
+            {
+                bail!("an approval for always is an owner's change of hal.yaml, and yours would be refused: {why}");
+            }
+            let help = hal_daemon::decide::request_help(&home, &target)?;
+            Some(commit_policy(&home, &keyring, &actor, &help, &data.call.name)?)
+        }
+        (Scope::Always, None) => {
+            bail!(
+                "an approval for always commits a change of hal.yaml signed with your key, and you have none HAL can use"
+            )
+        }
+        _ => None,
+    };
     drop(home);
+    if let Some(commit) = policy_commit
+        && !args.json
+    {
+        eprintln!(
+            "hal.yaml on main now has {} act and tell (AL2) from now on: {}",
+            data.call.name,
+            &commit.to_string()[..10]
+        );
+    }
     if !args.json {
         let word = if approve { "approving" } else { "denying" };
         eprintln!("{word} {} {} on thread {}", data.call.name, cut(&data.call.arguments, 200), target.id);
@@ -68,4 +98,43 @@ pub fn run(args: &Args, thread: &str, call: Option<u32>, approve: bool, scope: S
 fn cut(text: &str, limit: usize) -> String {
     let cut: String = text.chars().take(limit).map(|c| if c.is_control() { ' ' } else { c }).collect();
     if text.chars().count() > limit { format!("{cut}…") } else { cut }
+}
+
+/// Commit to `main`, signed with `actor`'s key, the change of `hal.yaml`'s policy that makes `tool` act and tell
+/// (AL2) in runs of `help` from now on; refused when `main` holds changes no owner vouched for (signing on top of
+/// them would vouch for them), or the file cannot be edited for certain.
+fn commit_policy(
+    home: &Home,
+    keyring: &hal_trust::Keyring,
+    actor: &str,
+    help: &str,
+    tool: &str,
+) -> Result<gix::ObjectId> {
+    use hal_spec::policy::Level;
+    use hal_spec::policy_edit::{Place, set_level};
+    let Some(tip) = home.main_tip()? else { bail!("the repo has no main") };
+    let file = |commit: gix::ObjectId| -> Result<String> {
+        let bytes = home.file_at(commit, hal_store::CONFIG_FILE)?.unwrap_or_default();
+        String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("hal.yaml on main is not UTF-8"))
+    };
+    let text = file(tip)?;
+    let in_force = keyring.settings_from.map(file).transpose()?;
+    if keyring.main_from != Some(tip) || in_force.as_ref().is_some_and(|in_force| *in_force != text) {
+        bail!(
+            "main holds changes no owner signed since the version in force (`hal status` lists them): review and sign              them first, or approve with --scope once or thread"
+        );
+    }
+    let settings = hal_spec::Settings::parse(hal_store::CONFIG_FILE, &text)?;
+    let (level, rule) = settings.policy.level(help, tool, Level::Autonomous);
+    if level != Level::ApproveEach {
+        bail!("hal.yaml on main no longer sets AL1 for {tool} in help {help} ({rule} says {})", level.as_str());
+    }
+    let edited = set_level(&text, &Place::overriding(&rule), help, tool, Level::ActAndTell)
+        .map_err(|why| anyhow::anyhow!("hal.yaml was not changed: {why}"))?;
+    let Some(key) = home.existing_person_key(actor) else { bail!("you have no key HAL can sign with") };
+    let message = format!(
+        "policy: {tool} acts and tells (AL2) in help {help}\n\nApproved always by {actor}, answering an approval \
+         request (`hal approve --scope always`); before, {rule} set AL1.\n"
+    );
+    Ok(home.commit_on_main_as(actor, &key, tip, hal_store::CONFIG_FILE, edited.as_bytes(), &message)?)
 }
