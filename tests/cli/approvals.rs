@@ -87,9 +87,9 @@ fn an_al1_call_waits_for_an_owners_signed_approval_and_then_runs_once() {
     // What was asked, as the request step records it.
     let home = hal_store::Home::open(&repo).expect("open");
     let thread = home.resolve_thread(&id).expect("thread");
-    let (commit, data) = hal_daemon::decide::waiting_request(&home, &thread).expect("a request waits");
-    assert_eq!(commit.to_string(), tip);
-    let asked = data.asked(&thread.id, &tip);
+    let waiting = hal_daemon::decide::waiting_request(&home, &thread).expect("a request waits");
+    assert_eq!(waiting.request.to_string(), tip);
+    let asked = waiting.data.asked(&thread.id, &tip, 0);
     let owner = home.existing_person_key("alice-example").expect("alice's key");
     let bob = bob_key(&sandbox);
     drop(home);
@@ -100,16 +100,23 @@ fn an_al1_call_waits_for_an_owners_signed_approval_and_then_runs_once() {
     // Unsigned; signed by a member's key (as bob, and in alice's name); the owner's signature over another call
     // (other arguments, another index): each refused (403), nothing written.
     let unsigned = json!({"command": "decide", "thread": id, "request": tip, "approve": true});
-    let mut other_args = asked.clone();
-    other_args.args_sha256 = hal_trust::approval::sha256_hex(br#"{"path":"b.txt","content":"1"}"#);
-    let mut other_index = asked.clone();
-    other_index.index = 1;
+    let with = |change: &dyn Fn(&mut u32, &mut String, &mut String)| {
+        let mut other = asked.clone();
+        if let hal_trust::approval::Subject::Call { index, args_sha256, help, .. } = &mut other.subject {
+            change(index, args_sha256, help);
+        }
+        other
+    };
+    let other_args = with(&|_, args, _| *args = hal_trust::approval::sha256_hex(br#"{"path":"b.txt","content":"1"}"#));
+    let other_index = with(&|index, _, _| *index = 1);
+    let other_help = with(&|_, _, help| *help = "other".to_owned());
     let refused = [
         unsigned,
         signed_decide(&repo, &id, "bob", &bob, &asked, true),
         signed_decide(&repo, &id, "alice-example", &bob, &asked, true),
         signed_decide(&repo, &id, "alice-example", &owner, &other_args, true),
         signed_decide(&repo, &id, "alice-example", &owner, &other_index, true),
+        signed_decide(&repo, &id, "alice-example", &owner, &other_help, true),
     ];
     for command in &refused {
         let (code, body) = send(command);
@@ -160,6 +167,12 @@ fn a_denied_call_does_not_run_and_the_model_hears_the_owners_reason() {
     let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "writer", "write a", "--json"]);
     let id = pending_on_approval(&run);
     assert!(sandbox.hal(&repo, &["deny", &id]).code != 0, "a denial needs a reason");
+    // A note HAL writes beside the waiting run (what it tells an owner in a backchat lands so) does not hide it.
+    let home = hal_store::Home::open(&repo).expect("open");
+    let thread = home.resolve_thread(&id).expect("thread");
+    let note = hal_store::NewStep::new(hal_store::StepKind::System, "a note", hal_store::ThreadStatus::Pending);
+    home.append_step(hal_store::identity::HAL_ACTOR, &thread, &note).expect("note");
+    drop(home);
     let wrong = crate::runs::hal(&sandbox, &repo, &["deny", &id, "1", "--reason", "no"]);
     assert!(wrong.code != 0 && wrong.stderr.contains("call 0"), "{}", wrong.stderr);
     let denied = crate::runs::hal(&sandbox, &repo, &["deny", &id, "0", "--reason", "a.txt is the auditor's"]);
@@ -266,4 +279,30 @@ fn an_approval_for_always_commits_the_owners_signed_policy_change_to_main() {
         backchat.iter().any(|s| s["text"].as_str().is_some_and(|t| t.starts_with("ran files.write"))),
         "{backchat:#?}"
     );
+}
+
+/// A help run by another help cannot wait for an owner: its AL1 call is refused with the reason, nothing waits,
+/// and the caller's run goes on.
+#[test]
+fn an_al1_call_in_a_sub_help_is_refused_rather_than_left_waiting() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::tool("writer", json!({"input": "write a"})),
+        Scripted::tool("files.write", json!({"path": "a.txt", "content": "1"})),
+        Scripted::text("could not write"),
+        Scripted::text("the writer could not write"),
+    ]);
+    let repo = home_with_al1(&sandbox, &server);
+    crate::runs::commit(&sandbox, &repo, &[("helps/outer.yaml", "description: Delegates\ncommands: [writer]\n")]);
+    let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "outer", "get a written", "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let id = run.json()["thread"].as_str().expect("thread").to_owned();
+    let log = steps(&sandbox, &repo, &id);
+    let sub = log.iter().find_map(|s| fact(s, "Hal-Subthread")).expect("the sub-help's thread").to_owned();
+    let sub_log = steps(&sandbox, &repo, &sub);
+    assert!(!sub_log.iter().any(|s| s["kind"] == "approval"), "nothing waits: {sub_log:#?}");
+    let refused = sub_log.iter().find(|s| s["kind"] == "tool").expect("the call's answer");
+    assert!(refused["text"].as_str().expect("text").contains("cannot wait for an owner's approval"), "{refused:#}");
+    assert_eq!(writes(&sub_log), 1, "answered, as refused");
+    assert_eq!(fact(refused, "Hal-Outcome"), Some("error"));
 }

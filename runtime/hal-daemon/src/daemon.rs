@@ -686,10 +686,13 @@ impl Shared {
             Command::Decide { actor, thread, .. } => {
                 // The answer lands on the request at the tip, between turns; the turn that goes on from it carries
                 // the response's ticket.
-                let target = self.journal.with(|home| -> hal_store::Result<ThreadRef> {
+                let (who, target) = self.journal.with(|home| -> hal_store::Result<(String, ThreadRef)> {
                     let who = home.resolve_actor(actor.as_deref())?;
-                    command::thread_of(home, &who, thread)
+                    let target = command::thread_of(home, &who, thread)?;
+                    Ok((who, target))
                 })?;
+                // An owner's act; and, while hal.yaml names no owners, still only a member's.
+                self.check_member(&who)?;
                 let active = lock(&self.active);
                 if active.contains_key(&target.branch) {
                     return Err(DaemonError::Busy(target.branch));

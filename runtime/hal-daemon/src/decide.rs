@@ -1,8 +1,9 @@
-//! An owner's answer to a run's approval request ([`Command::Decide`]): checked against the request at the
-//! thread's tip and the owners in force, then written by HAL as a `decision` step on exactly that tip. The run
-//! goes on from it ([`hal_runner::plan::plan_for`] plans the turn); the runner checks the answer again before
-//! it acts on it.
+//! An owner's answer to a run's approval request ([`Command::Decide`]): a tool call (autonomy level AL1) or more
+//! of a budget. Checked against the request the thread waits on and the owners in force, then written by HAL as a
+//! `decision` step on the thread's tip. The run goes on from it ([`hal_runner::plan::plan_for`] plans the turn);
+//! the runner checks the answer again before it acts on it.
 
+use gix::ObjectId;
 use hal_runner::record::{ApprovalData, DecisionData, StepData, fact};
 use hal_store::identity::HAL_ACTOR;
 use hal_store::{Home, NewStep, StepKind, ThreadRef, ThreadStatus};
@@ -13,10 +14,26 @@ use crate::protocol::{Command, Response};
 
 /// The longest reason a denial may give (the model reads it).
 const MAX_REASON: usize = 4_000;
+/// How many of HAL's notes (written beside a waiting run, such as what it tells an owner in their backchat) may
+/// sit on top of the request the thread waits on.
+const NOTES_ON_TOP: usize = 1_000;
+
+/// The approval request a thread waits on.
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    /// The request step's commit.
+    pub request: ObjectId,
+    /// What it asks.
+    pub data: ApprovalData,
+    /// The help whose run waits.
+    pub help: Option<String>,
+    /// As which agent.
+    pub agent: Option<String>,
+}
 
 /// Apply a [`Command::Decide`].
 pub(crate) fn decide(home: &Home, command: &Command) -> Result<Response, DaemonError> {
-    let Command::Decide { actor, thread, request, approve, scope, reason, signature } = command else {
+    let Command::Decide { actor, thread, request, approve, scope, reason, amount, signature } = command else {
         return Err(DaemonError::BadArguments(format!("{command:?} is not an answer to an approval request")));
     };
     let who = home.resolve_actor(actor.as_deref())?;
@@ -27,15 +44,32 @@ pub(crate) fn decide(home: &Home, command: &Command) -> Result<Response, DaemonE
             "the reason must be text of at most {MAX_REASON} bytes, without NUL"
         )));
     }
-    let (tip, data) = waiting_request(home, &thread)?;
+    let waiting = waiting_request(home, &thread)?;
     // An answer to an older request (answered, or one the run moved past), or to a commit that is none, answers
     // nothing now: a replayed approval lands here.
-    let expected =
-        gix::ObjectId::from_hex(request.as_bytes()).unwrap_or_else(|_| gix::ObjectId::null(gix::hash::Kind::Sha1));
-    if expected != tip {
-        return Err(hal_store::StoreError::Moved { branch: thread.branch.clone(), expected, found: tip }.into());
+    let expected = ObjectId::from_hex(request.as_bytes()).unwrap_or_else(|_| ObjectId::null(gix::hash::Kind::Sha1));
+    if expected != waiting.request {
+        return Err(
+            hal_store::StoreError::Moved { branch: thread.branch.clone(), expected, found: waiting.request }.into()
+        );
     }
-    let asked = data.asked(&thread.id, &tip.to_string());
+    let amount = match (&waiting.data, approve, amount) {
+        (ApprovalData::Budget(_), true, Some(amount)) if *amount > 0 => *amount,
+        (ApprovalData::Budget(budget), true, _) => {
+            return Err(DaemonError::BadArguments(format!(
+                "approving more of the {} budget needs the amount granted (`--amount`, in {})",
+                budget.budget, budget.unit
+            )));
+        }
+        (ApprovalData::Call(_), _, Some(_)) => {
+            return Err(DaemonError::BadArguments("an approval of a call takes no amount".to_owned()));
+        }
+        _ => 0,
+    };
+    if matches!(waiting.data, ApprovalData::Budget(_)) && *scope != Scope::Once {
+        return Err(DaemonError::BadArguments("more of a budget is granted once, by an amount".to_owned()));
+    }
+    let asked = waiting.data.asked(&thread.id, &waiting.request.to_string(), amount);
     let decision = DecisionData {
         asked,
         approve: *approve,
@@ -49,62 +83,76 @@ pub(crate) fn decide(home: &Home, command: &Command) -> Result<Response, DaemonE
         tracing::warn!(target: "hal_daemon", thread = %thread.id, %who, %problem, "an approval was refused");
         let word = if *approve { "approval" } else { "denial" };
         return Err(DaemonError::NotOwner(format!(
-            "the {word} of the call to {} on {} is refused: {problem} (`hal approve` and `hal deny` sign with your \
-             key)",
-            data.call.name, thread.id
+            "the {word} of {} on {} is refused: {problem} (`hal approve` and `hal deny` sign with your key)",
+            waiting.data.summary(),
+            thread.id
         )));
     }
-    let text = match (*approve, scope) {
-        (true, Scope::Once) => format!("approved by {who}: this call to {}", data.call.name),
-        (true, Scope::Thread) => format!("approved by {who}: every call to {} on this thread", data.call.name),
-        (true, Scope::Always) => format!(
+    let reason_text = if reason.is_empty() { "(no reason given)" } else { reason };
+    let text = match (&waiting.data, *approve, scope) {
+        (_, false, _) => format!("denied by {who}: {reason_text}"),
+        (ApprovalData::Budget(budget), true, _) => {
+            format!("approved by {who}: {} more of the {} budget", shown_amount(amount, &budget.unit), budget.budget)
+        }
+        (ApprovalData::Call(call), true, Scope::Once) => format!("approved by {who}: this call to {}", call.call.name),
+        (ApprovalData::Call(call), true, Scope::Thread) => {
+            format!("approved by {who}: every call to {} by help {} on this thread", call.call.name, call.help)
+        }
+        (ApprovalData::Call(call), true, Scope::Always) => format!(
             "approved by {who}: this call to {}, and later ones by the change of hal.yaml's policy they commit to main",
-            data.call.name
+            call.call.name
         ),
-        (false, _) => format!("denied by {who}: {}", if reason.is_empty() { "(no reason given)" } else { reason }),
     };
-    let request_step = home.steps_back(&thread).next().transpose()?;
-    let fact_of = |key: &str| request_step.as_ref().and_then(|step| step.fact(key)).map(str::to_owned);
     let mut step = NewStep::new(StepKind::Decision, text, ThreadStatus::Open)
-        .fact(fact::TOOL, &data.call.name)
         .fact(fact::DECISION, if *approve { "approve" } else { "deny" })
         .fact(fact::SCOPE, scope.as_str())
         .fact(fact::DECIDED_BY, &who);
-    for key in [fact::HELP, fact::AGENT] {
-        if let Some(value) = fact_of(key) {
+    if let ApprovalData::Call(call) = &waiting.data {
+        step = step.fact(fact::TOOL, &call.call.name);
+    }
+    for (key, value) in [(fact::HELP, &waiting.help), (fact::AGENT, &waiting.agent)] {
+        if let Some(value) = value {
             step = step.fact(key, value);
         }
     }
     decision.put(&mut step)?;
-    // On exactly the request: an answer never lands after something else.
-    step.on_tip = Some(tip);
+    // On exactly the tip checked: an answer never lands after something else.
+    step.on_tip = Some(thread.tip);
     let appended = home.append_step(HAL_ACTOR, &thread, &step)?;
     let thread = ThreadRef { tip: appended.commit, ..thread };
     Ok(Response::Decided { thread, step: appended, ticket: None })
 }
 
-/// The approval request HAL wrote at `thread`'s tip, with its commit: the run there waits for an answer.
-pub fn waiting_request(home: &Home, thread: &ThreadRef) -> Result<(gix::ObjectId, ApprovalData), DaemonError> {
-    let tip = home.steps_back(thread).next().transpose()?;
-    let Some(tip) = tip.filter(|step| step.kind == StepKind::Approval) else {
-        return Err(DaemonError::NoApproval(format!(
-            "{} waits for no approval: its newest step is not an approval request",
-            thread.id
-        )));
-    };
-    if !home.is_tip_written(&thread.branch, tip.commit)? {
-        return Err(DaemonError::NoApproval(format!(
-            "{}'s newest step {} claims to be an approval request, but this HAL did not write it there",
-            thread.id, tip.commit
-        )));
+/// `amount` (tokens, or US cents) as a person reads it.
+fn shown_amount(amount: u64, unit: &str) -> String {
+    match unit {
+        "usd" => format!("${}.{:02}", amount / 100, amount % 100),
+        _ => format!("{amount} {unit}"),
     }
-    let data = ApprovalData::required(&tip).map_err(|error| DaemonError::NoApproval(error.to_string()))?;
-    Ok((tip.commit, data))
 }
 
-/// The help whose run waits on the approval request at `thread`'s tip.
-pub fn request_help(home: &Home, thread: &ThreadRef) -> Result<String, DaemonError> {
-    let tip = home.steps_back(thread).next().transpose()?;
-    let help = tip.as_ref().and_then(|step| step.fact(fact::HELP));
-    Ok(help.unwrap_or(hal_runner::plan::DEFAULT_HELP).to_owned())
+/// The approval request `thread` waits on: the newest step HAL wrote there, or under only notes HAL wrote beside
+/// it (what it tells an owner in their backchat, a merge), with HAL's mark on the tip.
+pub fn waiting_request(home: &Home, thread: &ThreadRef) -> Result<Waiting, DaemonError> {
+    let none = |why: String| DaemonError::NoApproval(format!("{} waits for no approval: {why}", thread.id));
+    if !home.is_tip_written(&thread.branch, thread.tip)? {
+        return Err(none("its newest step is not one HAL left it at".to_owned()));
+    }
+    for step in home.steps_back(thread).take(NOTES_ON_TOP + 1) {
+        let step = step?;
+        if !home.wrote_on(step.commit, &thread.branch)? {
+            return Err(none(format!("step {} is not HAL's", step.commit)));
+        }
+        match step.kind {
+            StepKind::Approval => {
+                let data = ApprovalData::required(&step).map_err(|error| none(error.to_string()))?;
+                let (help, agent) = (step.fact(fact::HELP), step.fact(fact::AGENT));
+                let (help, agent) = (help.map(str::to_owned), agent.map(str::to_owned));
+                return Ok(Waiting { request: step.commit, data, help, agent });
+            }
+            StepKind::System | StepKind::Merged => {}
+            _ => return Err(none("its newest step is not an approval request".to_owned())),
+        }
+    }
+    Err(none(format!("no approval request among its newest {NOTES_ON_TOP} steps")))
 }

@@ -146,7 +146,29 @@ impl Conversation {
         let message = shortened(message, self.budget / 2);
         let size = size_of(&message);
         self.total += size;
-        self.messages.push_back((message, size));
+        // A call's result goes right after its reply and the results before it: a note written while the call
+        // waited (for an owner's approval, say) moves after it, as `in_call_order` does for what is read back.
+        let mut at = self.messages.len();
+        if matches!(message, Message::Tool { .. }) {
+            while at > 0 && matches!(self.messages[at - 1].0, Message::User { .. }) {
+                at -= 1;
+            }
+            let after_call =
+                at > 0 && matches!(self.messages[at - 1].0, Message::Assistant { .. } | Message::Tool { .. });
+            if !after_call {
+                at = self.messages.len();
+            }
+        }
+        if at < self.messages.len() {
+            if let Some((Some(pinned), _)) = &mut self.pinned
+                && *pinned >= self.popped + at
+            {
+                *pinned += 1;
+            }
+            self.messages.insert(at, (message, size));
+        } else {
+            self.messages.push_back((message, size));
+        }
         if self.total > self.budget.saturating_mul(2) {
             while self.total > self.budget && self.messages.len() > 1 {
                 if let Some((_, size)) = self.messages.pop_front() {
@@ -474,6 +496,20 @@ mod tests {
         let result = Message::Tool { call_id: "1".into(), name: "t".into(), content: "x".into(), is_error: false };
         let ordered = in_call_order(vec![user("a"), call.clone(), user("note"), result.clone(), user("b")]);
         assert_eq!(ordered, vec![user("a"), call, result, user("note"), user("b")]);
+    }
+
+    #[test]
+    fn a_result_pushed_after_a_note_goes_before_it() {
+        let call = Message::Assistant {
+            text: String::new(),
+            tool_calls: vec![hal_model::ToolCall { id: "1".into(), name: "t".into(), arguments: "{}".into() }],
+        };
+        let result = Message::Tool { call_id: "1".into(), name: "t".into(), content: "x".into(), is_error: false };
+        let mut conversation = Conversation::new(0);
+        for message in [user("a"), call.clone(), user("note"), result.clone()] {
+            conversation.push(message);
+        }
+        assert_eq!(conversation.window(), vec![user("a"), call, result, user("note")]);
     }
 
     #[test]

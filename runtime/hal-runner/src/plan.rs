@@ -385,11 +385,13 @@ fn unanswered_reply(home: &hal_store::Home, thread: &ThreadRef) -> Result<Option
                 hal_between = hal_between && home.wrote_on(step.commit, &thread.branch)?;
             }
             // Nor does waiting for an owner's approval of one of its calls, or the answer.
+            // (Read only when HAL wrote them: one pushed with any data makes the reply not HAL's to act on.)
             StepKind::Approval | StepKind::Decision => {
-                hal_between = hal_between && home.wrote_on(step.commit, &thread.branch)?;
-                if step.kind == StepKind::Approval {
+                let ours = home.wrote_on(step.commit, &thread.branch)?;
+                hal_between = hal_between && ours;
+                if ours && step.kind == StepKind::Approval {
                     requests.push((step.commit, ApprovalData::required(&step)?));
-                } else {
+                } else if ours {
                     decisions.push(DecisionData::required(&step)?);
                 }
             }

@@ -151,9 +151,19 @@ pub struct FinishData {
     pub call_id: Option<String>,
 }
 
-/// The data of an `approval` step: the call a run waits to have approved.
+/// The data of an `approval` step: what a run waits to have approved.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ApprovalData {
+#[serde(tag = "asks", rename_all = "kebab-case")]
+pub enum ApprovalData {
+    /// One tool call (autonomy level AL1).
+    Call(CallRequest),
+    /// More of a budget the run reached.
+    Budget(BudgetRequest),
+}
+
+/// A tool call a run waits to have approved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallRequest {
     /// The call, as the model made it.
     pub call: ToolCall,
     /// The reply that makes it.
@@ -162,17 +172,50 @@ pub struct ApprovalData {
     pub index: u32,
     /// The SHA-256 (hex) of its arguments.
     pub args_sha256: String,
+    /// The help whose run makes it.
+    pub help: String,
+}
+
+/// A budget a run reached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BudgetRequest {
+    /// Which budget (`thread`, `help-per-day writer`, `actor-per-day alice`).
+    pub budget: String,
+    /// `tokens` or `usd`.
+    pub unit: String,
+    /// What was spent, in the unit.
+    pub spent: f64,
+    /// The budget with what owners granted so far, in the unit.
+    pub limit: f64,
 }
 
 impl ApprovalData {
-    /// What an owner's answer to the request at `request` on `thread` is signed over.
-    pub fn asked(&self, thread: &str, request: &str) -> hal_trust::approval::Asked {
-        hal_trust::approval::Asked {
-            thread: thread.to_owned(),
-            request: request.to_owned(),
-            index: self.index,
-            tool: self.call.name.clone(),
-            args_sha256: self.args_sha256.clone(),
+    /// What an owner's answer to the request at `request` on `thread` is signed over; `amount` is what a budget's
+    /// answer grants (tokens, or US cents).
+    pub fn asked(&self, thread: &str, request: &str, amount: u64) -> hal_trust::approval::Asked {
+        let subject = match self {
+            ApprovalData::Call(call) => hal_trust::approval::Subject::Call {
+                index: call.index,
+                tool: call.call.name.clone(),
+                args_sha256: call.args_sha256.clone(),
+                help: call.help.clone(),
+            },
+            ApprovalData::Budget(budget) => hal_trust::approval::Subject::Budget {
+                budget: budget.budget.clone(),
+                unit: budget.unit.clone(),
+                amount,
+            },
+        };
+        hal_trust::approval::Asked { thread: thread.to_owned(), request: request.to_owned(), subject }
+    }
+
+    /// One line about what is asked.
+    pub fn summary(&self) -> String {
+        match self {
+            ApprovalData::Call(call) => format!("call {} ({})", call.index, call.call.name),
+            ApprovalData::Budget(budget) => {
+                format!("the {} budget ({} {} spent of {})", budget.budget, budget.spent, budget.unit, budget.limit)
+            }
         }
     }
 }

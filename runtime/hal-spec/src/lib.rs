@@ -20,6 +20,7 @@
 
 mod actor;
 mod agent;
+pub mod budget;
 pub mod builtin;
 mod document;
 mod help;

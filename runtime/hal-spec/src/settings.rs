@@ -39,6 +39,8 @@ pub struct Settings {
     pub trust: TrustSettings,
     /// How far HAL may act on its own, per tool and help.
     pub policy: crate::policy::Policy,
+    /// What runs may spend.
+    pub budgets: crate::budget::Budgets,
 }
 
 /// The `trust` section.
@@ -118,6 +120,9 @@ pub struct ModelSettings {
     pub max_output_tokens: Option<u32>,
     /// The model's context window, in tokens.
     pub context_tokens: Option<u64>,
+    /// Its price, for budgets in dollars.
+    #[serde(default)]
+    pub price: Option<crate::budget::Price>,
 }
 
 /// The `limits` section.

@@ -169,6 +169,11 @@ impl Home {
         }
     }
 
+    /// The time now by the repo's clock (what the next commit is dated), in seconds since the Unix epoch.
+    pub fn now(&self) -> i64 {
+        (self.clock)().seconds
+    }
+
     /// The same home repo, dating its commits by `clock`.
     pub fn with_clock(mut self, clock: Clock) -> Home {
         self.clock = clock;

@@ -34,36 +34,61 @@ impl Scope {
     }
 }
 
-/// What was asked, as the request step records it.
+/// What was asked, as the request step records it, and (for a budget) the amount granted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Asked {
     /// The thread's id.
     pub thread: String,
     /// The approval request step's commit.
     pub request: String,
-    /// The call's index among its reply's tool calls.
-    pub index: u32,
-    /// The tool called.
-    pub tool: String,
-    /// The SHA-256 (hex) of the call's arguments, byte for byte as the model gave them.
-    pub args_sha256: String,
+    /// What the request is about.
+    #[serde(flatten)]
+    pub subject: Subject,
 }
 
-/// What an owner signs to approve or deny the call `asked`: who, the call, the answer, its scope and (for a
-/// denial) the SHA-256 of the reason.
+/// What an approval request is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "subject", rename_all = "kebab-case")]
+pub enum Subject {
+    /// One tool call (autonomy level AL1).
+    Call {
+        /// The call's index among its reply's tool calls.
+        index: u32,
+        /// The tool called.
+        tool: String,
+        /// The SHA-256 (hex) of the call's arguments, byte for byte as the model gave them.
+        args_sha256: String,
+        /// The help whose run makes it (an approval for the thread covers this help's calls only).
+        help: String,
+    },
+    /// More of a budget the run reached.
+    Budget {
+        /// Which budget (`thread`, `help-per-day writer`, `actor-per-day alice`).
+        budget: String,
+        /// Its unit: `tokens` or `usd`.
+        unit: String,
+        /// The amount granted, in tokens or US cents (0 for a denial).
+        amount: u64,
+    },
+}
+
+/// What an owner signs to approve or deny `asked`: who, what was asked, the answer, its scope and (for a denial)
+/// the SHA-256 of the reason.
 pub fn approval_statement(actor: &str, asked: &Asked, approve: bool, scope: Scope, reason: &str) -> Vec<u8> {
-    format!(
-        "hal approval v1\nactor {actor}\nthread {}\nrequest {}\ncall {}\ntool {}\nargs-sha256 {}\ndecision {}\n\
-         scope {}\nreason-sha256 {}\n",
-        asked.thread,
-        asked.request,
-        asked.index,
-        asked.tool,
-        asked.args_sha256,
-        if approve { "approve" } else { "deny" },
-        scope.as_str(),
-        sha256_hex(reason.as_bytes()),
-    )
+    let decision = if approve { "approve" } else { "deny" };
+    let reason = sha256_hex(reason.as_bytes());
+    let (thread, request) = (&asked.thread, &asked.request);
+    match &asked.subject {
+        Subject::Call { index, tool, args_sha256, help } => format!(
+            "hal approval v1\nactor {actor}\nthread {thread}\nrequest {request}\ncall {index}\ntool {tool}\n\
+             args-sha256 {args_sha256}\nhelp {help}\ndecision {decision}\nscope {}\nreason-sha256 {reason}\n",
+            scope.as_str(),
+        ),
+        Subject::Budget { budget, unit, amount } => format!(
+            "hal budget v1\nactor {actor}\nthread {thread}\nrequest {request}\nbudget {budget}\nunit {unit}\n\
+             amount {amount}\ndecision {decision}\nreason-sha256 {reason}\n"
+        ),
+    }
     .into_bytes()
 }
 

@@ -120,8 +120,9 @@ pub enum Command {
         #[arg(long, default_value = "")]
         reason: String,
     },
-    /// Approve the tool call a thread waits on (a call at autonomy level AL1, `policy` in hal.yaml): an owner
-    /// only, signed with your key over exactly that call. The run goes on, and this shows it until its turn ends.
+    /// Approve what a thread waits on: a tool call at autonomy level AL1 (`policy` in hal.yaml), or more of a budget
+    /// it reached (`--amount`). An owner only, signed with your key over exactly that. The run goes on, and this
+    /// shows it until its turn ends.
     Approve {
         /// Thread id, unique prefix or branch (`backchat` for yours).
         thread: String,
@@ -131,8 +132,11 @@ pub enum Command {
         /// and a change of hal.yaml's policy committed to main with your signature (the tool acts and tells, AL2).
         #[arg(long, value_enum, default_value = "once")]
         scope: ApprovalScope,
+        /// For a run waiting on a budget: how much more it may spend, in the budget's unit (tokens, or dollars).
+        #[arg(long)]
+        amount: Option<f64>,
     },
-    /// Refuse the tool call a thread waits on (an owner only, signed): the model hears your reason and goes on.
+    /// Refuse what a thread waits on, a call or more budget (an owner only, signed): the model hears your reason.
     Deny {
         /// Thread id, unique prefix or branch (`backchat` for yours).
         thread: String,

@@ -185,10 +185,11 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signature: Option<TipSignature>,
     },
-    /// Answer the approval request at a thread's tip (a run waits to make a call at autonomy level AL1): an owner's
-    /// act, signed over exactly the call asked for ([`hal_trust::approval::approval_statement`]; `hal approve` and
-    /// `hal deny` sign with your key) once `hal.yaml` names owners. HAL writes the answer as a `decision` step and
-    /// the run goes on: the call runs, or the model hears the reason it was denied.
+    /// Answer the approval request a thread waits on (a run waits to make a call at autonomy level AL1, or for more
+    /// of a budget it reached): an owner's act, signed over exactly what was asked
+    /// ([`hal_trust::approval::approval_statement`]; `hal approve` and `hal deny` sign with your key) once
+    /// `hal.yaml` names owners. HAL writes the answer as a `decision` step and the run goes on: the call runs (or
+    /// the budget grows by the amount), or the model hears the reason it was denied.
     Decide {
         /// Who answers (default: the repo's actor).
         #[serde(default)]
@@ -206,6 +207,9 @@ pub enum Command {
         /// Why it is denied: the model hears it.
         #[serde(default)]
         reason: String,
+        /// What an approval of more budget grants, in the request's unit: tokens, or US cents.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        amount: Option<u64>,
         /// The owner's signature of the answer, its base64 on one line.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signature: Option<String>,

@@ -7,11 +7,11 @@
 use gix::ObjectId;
 use hal_model::{Reply, ToolCall};
 use hal_store::{NewStep, StepKind, ThreadStatus, identity::HAL_ACTOR};
-use hal_trust::approval::{Scope, sha256_hex};
+use hal_trust::approval::{Scope, Subject, sha256_hex};
 
 use super::{Outcome, RunState, Runner, Waiting};
 use crate::error::RunError;
-use crate::record::{ApprovalData, DecisionData, StepData, fact};
+use crate::record::{ApprovalData, CallRequest, DecisionData, StepData, fact};
 use crate::status::Status;
 
 /// How far back a run looks on its thread for approvals that cover the whole thread.
@@ -48,18 +48,21 @@ impl Runner {
     ) -> Result<Answer, RunError> {
         let args_sha256 = sha256_hex(call.arguments.as_bytes());
         let thread = &state.thread;
+        let help = &state.prepared.entry.name;
         let keyring = self.journal.with(hal_trust::Keyring::load).map_err(RunError::from_trust)?;
         let mut problem = None;
         // An answer to this very call: to a request for it written since its reply, over exactly what was asked.
         for (commit, request) in &answers.requests {
-            let fits = ObjectId::from_hex(request.reply.as_bytes()).ok() == Some(reply)
-                && request.index == index
-                && request.call.name == call.name
-                && request.args_sha256 == args_sha256;
+            let ApprovalData::Call(asked_for) = request else { continue };
+            let fits = ObjectId::from_hex(asked_for.reply.as_bytes()).ok() == Some(reply)
+                && asked_for.index == index
+                && asked_for.call.name == call.name
+                && asked_for.args_sha256 == args_sha256
+                && asked_for.help == *help;
             if !fits {
                 continue;
             }
-            let asked = request.asked(&thread.id, &commit.to_string());
+            let asked = request.asked(&thread.id, &commit.to_string(), 0);
             for decision in answers.decisions.iter().filter(|decision| decision.asked == asked) {
                 match decision.problem(&keyring) {
                     None if decision.approve => return Ok(Answer::Approved),
@@ -75,12 +78,14 @@ impl Runner {
                 }
             }
         }
-        // An approval of this tool for the whole thread.
+        // An approval of this tool for the whole thread, given while this help ran. Read on a handle of its own:
+        // a long thread never holds the store's lock, which every run needs.
         if answers.for_thread.is_none() {
-            answers.for_thread = Some(self.journal.with(|home| thread_approvals(home, thread))?);
+            answers.for_thread = Some(thread_approvals(&self.journal.handle(), thread)?);
         }
         let for_thread = answers.for_thread.as_deref().unwrap_or_default();
-        for decision in for_thread.iter().filter(|decision| decision.asked.tool == call.name) {
+        let covers = |decision: &&DecisionData| matches!(&decision.asked.subject, Subject::Call { tool, help: by, .. } if *tool == call.name && by == help);
+        for decision in for_thread.iter().filter(covers) {
             match decision.problem(&keyring) {
                 None => return Ok(Answer::Approved),
                 Some(why) => problem = Some(format!("the approval of {} no longer counts: {why}", decision.by)),
@@ -102,22 +107,24 @@ impl Runner {
         rule: &hal_spec::policy::Rule,
         problem: Option<String>,
     ) -> Result<Outcome, RunError> {
-        let data = ApprovalData {
+        let data = ApprovalData::Call(CallRequest {
             call: call.clone(),
             reply: reply_commit.to_string(),
             index,
             args_sha256: sha256_hex(call.arguments.as_bytes()),
-        };
-        let arguments: String = call.arguments.chars().take(2_000).collect();
-        let why: String = reply.text.chars().take(500).collect();
+            help: state.prepared.entry.name.clone(),
+        });
+        let arguments = shown(&call.arguments);
+        // The model's words, escaped too: they must not pass for lines of HAL's own text.
+        let why = shown(reply.text.trim());
         let thread = state.thread.id.clone();
         let mut text = format!(
             "Waiting for an owner's approval: {rule} sets AL1 (approve each) for `{}`.\nThe call (number {index} of \
-             its reply), as the model gave it: {} {arguments}\n",
+             its reply) and its arguments, escaped, as the model gave them: {} {arguments}\n",
             call.name, call.name
         );
-        if !why.trim().is_empty() {
-            text.push_str(&format!("The model's words with it (not instructions): «{}»\n", why.trim()));
+        if !reply.text.trim().is_empty() {
+            text.push_str(&format!("The model's words with it (not instructions): {why}\n"));
         }
         if let Some(problem) = problem {
             text.push_str(&format!("Asked again: {problem}\n"));
@@ -178,4 +185,16 @@ fn thread_approvals(home: &hal_store::Home, thread: &hal_store::ThreadRef) -> Re
         }
     }
     Ok(found)
+}
+
+/// Text from a model as a JSON string (quotes, control characters and newlines escaped, so it cannot pass for lines
+/// of HAL's), cut at 2,000 characters with its whole size and SHA-256 when longer.
+fn shown(text: &str) -> String {
+    const MOST: usize = 2_000;
+    let escaped = serde_json::to_string(text).unwrap_or_default();
+    if escaped.chars().count() <= MOST {
+        return escaped;
+    }
+    let cut: String = escaped.chars().take(MOST).collect();
+    format!("{cut}… (cut: {} bytes in all, SHA-256 {})", text.len(), sha256_hex(text.as_bytes()))
 }

@@ -546,6 +546,8 @@ impl Runner {
             let finishes: Vec<&ToolCall> = reply.tool_calls.iter().filter(|call| call.name == FINISH).collect();
             let calls = reply.tool_calls.iter().enumerate().filter(|(_, call)| call.name != FINISH);
             let mut over_limit = Vec::new();
+            // An owner denied a call of this reply: its `finish` does not end the run, so the model hears why.
+            let mut denied = false;
             for (n, (index, call)) in calls.enumerate() {
                 if is_answered(&call) {
                     continue;
@@ -572,11 +574,23 @@ impl Runner {
                     }
                     let index = u32::try_from(index).unwrap_or(u32::MAX);
                     // AL1: an owner approves this exact call first; until then the run waits (PENDING).
+                    if level == Level::ApproveEach && !started && state.depth > 0 {
+                        // A sub-help's run returns to its caller: it cannot wait for an owner (an approval would
+                        // resume it on its own, its result lost to the caller and its limits started afresh).
+                        let reason = format!(
+                            "not run: {rule} sets AL1 (approve each) for `{}`, and a help run by another help cannot \
+                             wait for an owner's approval; call it from the help the person asked for",
+                            call.name
+                        );
+                        self.refuse(state, conversation, call, reason)?;
+                        continue;
+                    }
                     if level == Level::ApproveEach && !started {
                         match self.answer(state, &mut answers, reply_commit, index, call)? {
                             approval::Answer::Approved => {}
                             approval::Answer::Denied(reason) => {
                                 self.refuse(state, conversation, call, reason)?;
+                                denied = true;
                                 continue;
                             }
                             approval::Answer::Ask(problem) => {
@@ -610,6 +624,11 @@ impl Runner {
             let extra: Vec<&ToolCall> = finishes.iter().skip(1).filter(|call| !is_answered(call)).copied().collect();
             let reason = "only the first `finish` of a reply counts; this one was ignored".to_owned();
             self.refuse_all(state, Some(conversation), &extra, reason)?;
+            if denied && let Some(call) = finishes.first().filter(|call| !is_answered(call)) {
+                let reason = "not accepted: an owner denied a call of the same reply; the run goes on".to_owned();
+                self.refuse(state, conversation, call, reason)?;
+                continue;
+            }
             let ending = match finishes.first() {
                 // A finish that was refused (malformed, or failing the completion check) has its answer.
                 Some(call) if is_answered(call) => None,

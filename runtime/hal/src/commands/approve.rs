@@ -4,57 +4,97 @@
 
 use anyhow::{Result, bail};
 use hal_daemon::protocol::Command;
+use hal_runner::record::ApprovalData;
 use hal_store::Home;
 use hal_trust::approval::{APPROVAL_NAMESPACE, Scope, approval_statement};
 
 use super::{Outcome, remote};
 use crate::cli::Args;
 
-/// Approve (`approve`) or deny the call `thread` waits on; `call`, when given, must be the one it waits on.
-pub fn run(args: &Args, thread: &str, call: Option<u32>, approve: bool, scope: Scope, reason: &str) -> Result<Outcome> {
-    let reason = reason.trim();
+/// What `hal approve` or `hal deny` answers.
+pub struct Answer<'a> {
+    /// The thread.
+    pub thread: &'a str,
+    /// The call it waits on, when the person names it (checked).
+    pub call: Option<u32>,
+    /// Approve, or deny.
+    pub approve: bool,
+    /// How far an approval of a call reaches.
+    pub scope: Scope,
+    /// Why it is denied.
+    pub reason: &'a str,
+    /// What an approval of more budget grants, in the request's unit (tokens or dollars).
+    pub amount: Option<f64>,
+}
+
+/// Approve or deny what `answer.thread` waits on.
+pub fn run(args: &Args, answer: &Answer<'_>) -> Result<Outcome> {
+    let (approve, scope) = (answer.approve, answer.scope);
+    let reason = answer.reason.trim();
     if !approve && reason.is_empty() {
         bail!("a denial needs a reason (--reason): the model hears it");
     }
     let home = Home::open(&args.directory)?;
     let actor = home.resolve_actor(None)?;
-    let target = hal_daemon::command::thread_of(&home, &actor, thread)?;
-    let (request, data) = hal_daemon::decide::waiting_request(&home, &target)?;
-    if let Some(call) = call
-        && call != data.index
-    {
-        bail!(
-            "thread {} waits for an answer about call {} ({}), not call {call}",
-            target.id,
-            data.index,
-            data.call.name
-        );
-    }
-    let asked = data.asked(&target.id, &request.to_string());
-    // Signed over exactly the call shown: the daemon refuses an answer to anything else. Without a key of yours it
-    // goes unsigned, which a repo whose hal.yaml names owners refuses, saying why.
-    let signature = match home.existing_person_key(&actor) {
-        Some(key) => {
-            let statement = approval_statement(&actor, &asked, approve, scope, reason);
-            Some(hal_trust::sign_statement(&key, APPROVAL_NAMESPACE, &statement).map_err(anyhow::Error::msg)?)
+    let target = hal_daemon::command::thread_of(&home, &actor, answer.thread)?;
+    let waiting = hal_daemon::decide::waiting_request(&home, &target)?;
+    let amount = match &waiting.data {
+        ApprovalData::Call(call) => {
+            if let Some(asked) = answer.call
+                && asked != call.index
+            {
+                bail!(
+                    "thread {} waits for an answer about call {} ({}), not call {asked}",
+                    target.id,
+                    call.index,
+                    call.call.name
+                );
+            }
+            if answer.amount.is_some() {
+                bail!("thread {} waits for an answer about a call, which takes no --amount", target.id);
+            }
+            None
         }
+        ApprovalData::Budget(budget) => {
+            if scope != Scope::Once {
+                bail!("more of a budget is granted once, by an amount: leave out --scope");
+            }
+            match (approve, answer.amount) {
+                (false, _) => None,
+                (true, None) => bail!(
+                    "thread {} waits for more of the {} budget ({} {} spent of {}): say how much with --amount                      (in {})",
+                    target.id,
+                    budget.budget,
+                    budget.spent,
+                    budget.unit,
+                    budget.limit,
+                    budget.unit
+                ),
+                (true, Some(amount)) => Some(smallest_units(amount, &budget.unit)?),
+            }
+        }
+    };
+    let asked = waiting.data.asked(&target.id, &waiting.request.to_string(), amount.unwrap_or(0));
+    // Signed over exactly what is shown: the daemon refuses an answer to anything else. Without a key of yours it
+    // goes unsigned, which a repo whose hal.yaml names owners refuses, saying why.
+    let statement = approval_statement(&actor, &asked, approve, scope, reason);
+    let signature = match home.existing_person_key(&actor) {
+        Some(key) => Some(hal_trust::sign_statement(&key, APPROVAL_NAMESPACE, &statement).map_err(anyhow::Error::msg)?),
         None => None,
     };
     // `always`: the owner's own signed commit to hal.yaml on main, made before the answer is sent (it is checked
     // here first: a refused answer leaves main as it was).
-    let policy_commit = match (scope, &signature) {
-        (Scope::Always, Some(signature)) => {
-            let statement = approval_statement(&actor, &asked, approve, scope, reason);
+    let policy_commit = match (scope, &signature, &waiting.data) {
+        (Scope::Always, Some(signature), ApprovalData::Call(call)) => {
             let keyring = hal_trust::Keyring::load(&home)?;
             if let Err(why) =
                 hal_trust::check_owner_statement(&keyring, &actor, APPROVAL_NAMESPACE, &statement, signature)
             {
                 bail!("an approval for always is an owner's change of hal.yaml, and yours would be refused: {why}");
             }
-            let help = hal_daemon::decide::request_help(&home, &target)?;
-            Some(commit_policy(&home, &keyring, &actor, &help, &data.call.name)?)
+            Some(commit_policy(&home, &keyring, &actor, &call.help, &call.call.name)?)
         }
-        (Scope::Always, None) => {
+        (Scope::Always, None, _) => {
             bail!(
                 "an approval for always commits a change of hal.yaml signed with your key, and you have none HAL can use"
             )
@@ -62,27 +102,32 @@ pub fn run(args: &Args, thread: &str, call: Option<u32>, approve: bool, scope: S
         _ => None,
     };
     drop(home);
-    if let Some(commit) = policy_commit
-        && !args.json
-    {
-        eprintln!(
-            "hal.yaml on main now has {} act and tell (AL2) from now on: {}",
-            data.call.name,
-            &commit.to_string()[..10]
-        );
-    }
     if !args.json {
         let word = if approve { "approving" } else { "denying" };
-        eprintln!("{word} {} {} on thread {}", data.call.name, cut(&data.call.arguments, 200), target.id);
+        match &waiting.data {
+            // The whole call, escaped, as the signature covers it.
+            ApprovalData::Call(call) => eprintln!(
+                "{word} {} {} on thread {}",
+                call.call.name,
+                serde_json::to_string(&call.call.arguments).unwrap_or_default(),
+                target.id
+            ),
+            ApprovalData::Budget(_) => eprintln!("{word} {} on thread {}", waiting.data.summary(), target.id),
+        }
+        if let (Some(commit), ApprovalData::Call(call)) = (policy_commit, &waiting.data) {
+            let commit = commit.to_string();
+            eprintln!("hal.yaml on main now has {} act and tell (AL2) from now on: {}", call.call.name, &commit[..10]);
+        }
     }
     let handle = remote::handle(args)?;
     let command = Command::Decide {
         actor: Some(actor.clone()),
         thread: target.branch.clone(),
-        request: request.to_string(),
+        request: waiting.request.to_string(),
         approve,
         scope,
         reason: reason.to_owned(),
+        amount,
         signature,
     };
     let display = remote::Display {
@@ -94,10 +139,13 @@ pub fn run(args: &Args, thread: &str, call: Option<u32>, approve: bool, scope: S
     Ok(Outcome::Exit(remote::exit_code(end.status)))
 }
 
-/// `text` cut to `limit` characters, with no control character.
-fn cut(text: &str, limit: usize) -> String {
-    let cut: String = text.chars().take(limit).map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if text.chars().count() > limit { format!("{cut}…") } else { cut }
+/// `amount` in the smallest unit a budget's answer carries: tokens, or US cents for `usd`.
+fn smallest_units(amount: f64, unit: &str) -> Result<u64> {
+    let scaled = if unit == "usd" { (amount * 100.0).round() } else { amount.round() };
+    if !(1.0..1e15).contains(&scaled) {
+        bail!("--amount must be a positive number of {unit}");
+    }
+    Ok(scaled as u64)
 }
 
 /// Commit to `main`, signed with `actor`'s key, the change of `hal.yaml`'s policy that makes `tool` act and tell

@@ -54,8 +54,16 @@ pub fn run(args: &Args) -> Result<Outcome> {
         Command::Verify { .. } => verify::run(args, None),
         Command::Halt { reason } => halt::run(args, true, reason),
         Command::Resume { reason } => halt::run(args, false, reason),
-        Command::Approve { thread, call, scope } => approve::run(args, thread, *call, true, (*scope).into(), ""),
-        Command::Deny { thread, call, reason } => approve::run(args, thread, *call, false, Scope::Once, reason),
+        Command::Approve { thread, call, scope, amount } => {
+            let scope = (*scope).into();
+            let answer = approve::Answer { thread, call: *call, approve: true, scope, reason: "", amount: *amount };
+            approve::run(args, &answer)
+        }
+        Command::Deny { thread, call, reason } => {
+            let answer =
+                approve::Answer { thread, call: *call, approve: false, scope: Scope::Once, reason, amount: None };
+            approve::run(args, &answer)
+        }
         Command::Actor(crate::cli::ActorCommand::AllowedSigners { write }) => verify::allowed_signers(args, *write),
         Command::Daemon { port, recording } => daemon::run(args, *port, recording.as_deref()),
         Command::Chat { message, thread, idempotency_key } => {
