@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod conversation;
 mod error;
 mod journal;
+pub mod ledger;
 pub mod model;
 pub mod plan;
 pub mod record;

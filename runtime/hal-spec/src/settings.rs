@@ -181,6 +181,20 @@ impl Settings {
                     (format!("/tasks/{task}"), format!("no model named `{model}` in `models` ({known})"))
                 })
                 .collect();
+            // A budget in dollars counts every model's tokens at its price: one without a price would spend free.
+            let budgets = &settings.budgets;
+            let in_usd = [&budgets.thread, &budgets.help_per_day, &budgets.actor_per_day]
+                .into_iter()
+                .any(|budget| budget.is_some_and(|budget| budget.usd.is_some()));
+            if in_usd {
+                for (name, model) in &settings.models {
+                    if model.price.is_none() {
+                        let why = "a budget in dollars is set (`budgets`), so every model needs its price \
+                                   (`price: {input: <$ per million tokens>, output: <$ per million tokens>}`)";
+                        problems.push((format!("/models/{name}"), why.to_owned()));
+                    }
+                }
+            }
             // Metrics served without a token must not leave the machine.
             if let Some(listen) = &settings.metrics.listen
                 && settings.metrics.listen_address().is_none()

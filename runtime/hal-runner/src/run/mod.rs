@@ -27,6 +27,7 @@ use crate::tools::{BoxFuture, RunScope, Tool, ToolResult, Toolbox};
 
 mod approval;
 mod autonomy;
+mod budget;
 mod calls;
 mod resume;
 mod steps;
@@ -94,7 +95,7 @@ pub struct Outcome {
 }
 
 /// What a `PENDING` run waits for besides a person's answer.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "for", rename_all = "kebab-case")]
 pub enum Waiting {
     /// An owner's approval of one tool call (`hal approve`, `hal deny`).
@@ -103,6 +104,17 @@ pub enum Waiting {
         tool: String,
         /// The call's index in its reply.
         call: u32,
+    },
+    /// More of a budget the run reached (`hal approve --amount`).
+    Budget {
+        /// Which (`thread`, `help-per-day <help>`, `actor-per-day <actor>`).
+        budget: String,
+        /// `tokens` or `usd`.
+        unit: String,
+        /// What was spent.
+        spent: f64,
+        /// The budget, with what owners granted.
+        limit: f64,
     },
 }
 
@@ -160,6 +172,8 @@ pub struct Runner {
     halt: Option<HaltCheck>,
     /// Tells the owner what ran at autonomy level AL2 (their backchat, when a daemon runs).
     teller: Option<Teller>,
+    /// What runs spent, for the budgets (shared by every clone of this runner).
+    ledger: Arc<crate::ledger::Ledger>,
 }
 
 /// Tells the owner, in their backchat, what a run on the branch (first argument) did.
@@ -215,6 +229,7 @@ impl Runner {
             conversations: Arc::default(),
             halt: None,
             teller: None,
+            ledger: Arc::default(),
         }
     }
 
@@ -687,6 +702,9 @@ impl Runner {
         if let Some(reason) = self.limit_reached(state) {
             return self.finish(state, Status::Error, &reason, None, None).map(Err);
         }
+        if let Some(over) = self.budget_reached(state)? {
+            return self.ask_budget(state, over).map(Err);
+        }
         let request = Request {
             system: system.to_owned(),
             messages: conversation.window(),
@@ -719,6 +737,8 @@ impl Runner {
         if let Some(reason) = self.record_reply(state, &turn)? {
             return self.finish(state, Status::Error, &reason, None, None).map(Err);
         }
+        // Counted at once: a run's last reply is in the day's totals the other runs check against.
+        self.budget_reached(state)?;
         let reply = turn.reply;
         conversation.push(reply.to_message());
         Ok(Ok(reply))

@@ -114,6 +114,11 @@ pub(super) fn print_end(args: &Args, handle: &dyn hal_daemon::Handle, end: &Turn
                     "an owner answers with: hal approve {short} {call}  or  hal deny {short} {call} --reason \"…\""
                 )
             }
+            Some(hal_runner::Waiting::Budget { unit, .. }) => {
+                eprintln!(
+                    "an owner answers with: hal approve {short} --amount <{unit}>  or  hal deny {short} --reason \"…\""
+                )
+            }
             None => eprintln!("answer with: hal thread say {short} \"<your answer>\""),
         }
     }
