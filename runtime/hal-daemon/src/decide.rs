@@ -92,7 +92,7 @@ pub(crate) fn decide(home: &Home, command: &Command) -> Result<Response, DaemonE
     let text = match (&waiting.data, *approve, scope) {
         (_, false, _) => format!("denied by {who}: {reason_text}"),
         (ApprovalData::Budget(budget), true, _) => {
-            format!("approved by {who}: {} more of the {} budget", shown_amount(amount, &budget.unit), budget.budget)
+            format!("approved by {who}: {} more of the budget {}", shown_amount(amount, &budget.unit), budget.budget)
         }
         (ApprovalData::Call(call), true, Scope::Once) => format!("approved by {who}: this call to {}", call.call.name),
         (ApprovalData::Call(call), true, Scope::Thread) => {
@@ -118,7 +118,24 @@ pub(crate) fn decide(home: &Home, command: &Command) -> Result<Response, DaemonE
     decision.put(&mut step)?;
     // On exactly the tip checked: an answer never lands after something else.
     step.on_tip = Some(thread.tip);
+    // A grant counts from the record HAL keeps of what runs spent (`hal_store::spent`), for the budget and day asked.
+    let grant = match (&waiting.data, *approve) {
+        (ApprovalData::Budget(budget), true) => {
+            let Some(which) = hal_store::spent::Budget::parse(&budget.budget) else {
+                return Err(DaemonError::NoApproval(format!(
+                    "the request names no budget HAL knows: {}",
+                    budget.budget
+                )));
+            };
+            let (tokens, usd) = if budget.unit == "usd" { (0, amount as f64 / 100.0) } else { (amount, 0.0) };
+            Some((which, tokens, usd))
+        }
+        _ => None,
+    };
     let appended = home.append_step(HAL_ACTOR, &thread, &step)?;
+    if let Some((which, tokens, usd)) = grant {
+        home.record_grant(&thread.branch, &which, tokens, usd)?;
+    }
     let thread = ThreadRef { tip: appended.commit, ..thread };
     Ok(Response::Decided { thread, step: appended, ticket: None })
 }

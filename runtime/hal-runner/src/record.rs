@@ -214,7 +214,11 @@ impl ApprovalData {
         match self {
             ApprovalData::Call(call) => format!("call {} ({})", call.index, call.call.name),
             ApprovalData::Budget(budget) => {
-                format!("the {} budget ({} {} spent of {})", budget.budget, budget.spent, budget.unit, budget.limit)
+                let show = |amount: f64| match budget.unit.as_str() {
+                    "usd" => crate::ledger::usd(amount),
+                    unit => format!("{amount:.0} {unit}"),
+                };
+                format!("the budget {} ({} spent of {})", budget.budget, show(budget.spent), show(budget.limit))
             }
         }
     }

@@ -181,6 +181,29 @@ impl Settings {
                     (format!("/tasks/{task}"), format!("no model named `{model}` in `models` ({known})"))
                 })
                 .collect();
+            // Numbers YAML reads that no schema range catches (`.nan`, `.inf`).
+            for (name, model) in &settings.models {
+                if let Some(price) = model.price
+                    && !(price.input.is_finite()
+                        && price.output.is_finite()
+                        && price.input >= 0.0
+                        && price.output >= 0.0)
+                {
+                    problems.push((format!("/models/{name}/price"), "prices are finite numbers, 0 or more".to_owned()));
+                }
+            }
+            let budgets = [
+                ("thread", &settings.budgets.thread),
+                ("help_per_day", &settings.budgets.help_per_day),
+                ("actor_per_day", &settings.budgets.actor_per_day),
+            ];
+            for (name, budget) in budgets {
+                if let Some(usd) = budget.and_then(|budget| budget.usd)
+                    && !(usd.is_finite() && usd > 0.0)
+                {
+                    problems.push((format!("/budgets/{name}/usd"), "a budget is a finite number above 0".to_owned()));
+                }
+            }
             // A budget in dollars counts every model's tokens at its price: one without a price would spend free.
             let budgets = &settings.budgets;
             let in_usd = [&budgets.thread, &budgets.help_per_day, &budgets.actor_per_day]

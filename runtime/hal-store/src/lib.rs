@@ -37,6 +37,7 @@ mod merged;
 mod owner_commit;
 mod purpose;
 mod refs;
+pub mod spent;
 pub mod step;
 mod thread;
 pub mod thread_id;

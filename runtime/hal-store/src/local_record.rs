@@ -23,6 +23,8 @@
 //! - `keys`: `<commit> <key>` for every step written for a command that carried an idempotency key, added before
 //!   the branch moves to it. A retried command with the same key finds the step its first try wrote (the key is
 //!   also a trailer of the step, for people reading `git log`; this log is how HAL finds it fast).
+//! - `spent`: what replies HAL wrote spent, what owners granted and which tools HAL called, for budgets and rate
+//!   limits ([`crate::spent`]).
 //! - `calls`: `<reply commit> <index>` for every tool call HAL started, added before it runs: a call runs at most
 //!   once, whatever happens to the branch or the process afterwards (a crash between the call and its result
 //!   step, a branch reset to the reply). This one cannot be rebuilt from the repository: deleting it forgets
@@ -56,6 +58,7 @@ pub(crate) struct LocalRecord {
     calls: Log<std::collections::HashSet<(ObjectId, u32)>>,
     landed: Log<HashMap<String, ObjectId>>,
     answered: Log<HashMap<ObjectId, String>>,
+    spent: Log<crate::spent::SpentIndex>,
 }
 
 /// The index of `written`: every commit HAL wrote with the branch it wrote it on, and the newest it wrote on each
@@ -91,6 +94,7 @@ impl LocalRecord {
             calls: Log::new(dir.join("calls")),
             landed: Log::new(dir.join("landed")),
             answered: Log::new(dir.join("answered")),
+            spent: Log::new(dir.join("spent")),
         }
     }
 
@@ -215,6 +219,18 @@ impl LocalRecord {
     /// The branch this HAL wrote `commit` on, if it wrote it.
     pub(crate) fn branch_of(&self, commit: ObjectId) -> Result<Option<String>> {
         self.written.lookup(|index| index.commits.get(&commit).cloned(), add_written_line)
+    }
+
+    /// Append a line to `spent` ([`crate::spent`]).
+    pub(crate) fn add_spent(&self, line: &str) -> Result<()> {
+        self.spent.append(line)
+    }
+
+    /// `read(index)` of `spent`, after reading what was appended since the last look.
+    pub(crate) fn read_spent<T>(&self, read: impl Fn(&crate::spent::SpentIndex) -> T) -> Result<T> {
+        self.spent.lookup(|_| false, crate::spent::add_line)?;
+        let state = self.spent.state.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(read(&state.index))
     }
 
     /// The chain depth HAL recorded for `key`, if a run led to it.

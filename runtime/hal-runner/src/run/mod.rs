@@ -172,8 +172,6 @@ pub struct Runner {
     halt: Option<HaltCheck>,
     /// Tells the owner what ran at autonomy level AL2 (their backchat, when a daemon runs).
     teller: Option<Teller>,
-    /// What runs spent, for the budgets (shared by every clone of this runner).
-    ledger: Arc<crate::ledger::Ledger>,
 }
 
 /// Tells the owner, in their backchat, what a run on the branch (first argument) did.
@@ -229,7 +227,6 @@ impl Runner {
             conversations: Arc::default(),
             halt: None,
             teller: None,
-            ledger: Arc::default(),
         }
     }
 
@@ -702,6 +699,11 @@ impl Runner {
         if let Some(reason) = self.limit_reached(state) {
             return self.finish(state, Status::Error, &reason, None, None).map(Err);
         }
+        // Resumed from an owner's refusal of more budget: the run ends there, whatever the budgets say now.
+        if let Some((by, reason)) = self.refused_more(state)? {
+            let reason = format!("stopped: {by} did not grant more budget: {reason}");
+            return self.finish(state, Status::Error, &reason, None, None).map(Err);
+        }
         if let Some(over) = self.budget_reached(state)? {
             return self.ask_budget(state, over).map(Err);
         }
@@ -737,8 +739,6 @@ impl Runner {
         if let Some(reason) = self.record_reply(state, &turn)? {
             return self.finish(state, Status::Error, &reason, None, None).map(Err);
         }
-        // Counted at once: a run's last reply is in the day's totals the other runs check against.
-        self.budget_reached(state)?;
         let reply = turn.reply;
         conversation.push(reply.to_message());
         Ok(Ok(reply))

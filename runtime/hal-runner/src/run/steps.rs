@@ -40,7 +40,16 @@ impl Runner {
                  limits.reply in hal.yaml"
             )));
         }
-        self.append(state, HAL_ACTOR, &step).map(|()| None)
+        self.append(state, HAL_ACTOR, &step)?;
+        // What it spent, indexed for the budgets as it is written (at the model's price now: a later change of
+        // price or name does not change what was spent).
+        let model = self.catalog.settings.models.get(state.prepared.model.name());
+        let price = model.and_then(|model| model.price);
+        let cost = price.map_or(0.0, |price| price.cost(reply.usage.input, reply.usage.output));
+        let tokens = reply.usage.input.saturating_add(reply.usage.output);
+        let (branch, help) = (&state.thread.branch, &state.prepared.entry.name);
+        self.journal.with(|home| home.record_spend(branch, help, tokens, cost))?;
+        Ok(None)
     }
 
     /// A runner note to the model (a failed completion check, a refused finish), recorded as a message.

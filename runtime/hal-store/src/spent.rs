@@ -1,0 +1,255 @@
+//! What runs spent and called, as HAL records it beside the repository (`.git/hal/record/spent`), for budgets and
+//! rate limits. Each reply HAL commits carries its tokens in its trailers; the same figures (and the cost by the
+//! model's price when it was written) are appended here as it is written, with every owner's grant of more budget
+//! and every tool call HAL starts. Every process and every reload of `main` reads the same log, only what was
+//! appended since it last looked: a check costs the same on any step, a restart forgets nothing, and a thread's
+//! branch that is deleted, moved back or pushed over keeps what it spent. Only HAL appends here: a pushed commit,
+//! whatever its trailers claim, spends and grants nothing.
+//!
+//! Lines: `spend <time> <tokens> <micro-usd> <branch> <help>`, `grant <time> <tokens> <micro-usd> <branch>
+//! <budget>` (`thread`, `help-per-day <help> <day>`, `actor-per-day <actor> <day>`; a day is days since the Unix
+//! epoch, UTC) and `call <time> <branch> <help> <tool>`.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::home::Home;
+use crate::{Result, StoreError};
+
+/// Seconds in a day.
+pub const DAY: i64 = 86_400;
+/// How long calls are kept in memory for rate limits (calls per hour).
+const CALL_WINDOW: i64 = 3_600;
+
+/// Tokens and dollars.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Spend {
+    /// Prompt and completion tokens.
+    pub tokens: u64,
+    /// US dollars.
+    pub usd: f64,
+}
+
+impl Spend {
+    fn add(&mut self, tokens: u64, micro_usd: u64) {
+        self.tokens = self.tokens.saturating_add(tokens);
+        self.usd += micro_usd as f64 / 1_000_000.0;
+    }
+}
+
+/// What was spent against one budget, and what owners granted on top of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Account {
+    /// Spent.
+    pub spent: Spend,
+    /// Granted by owners.
+    pub granted: Spend,
+}
+
+/// Which budget a grant raises.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Budget {
+    /// A thread's (on the branch the grant is recorded with).
+    Thread,
+    /// A help's, on one day.
+    HelpPerDay(String, i64),
+    /// An actor's, on one day.
+    ActorPerDay(String, i64),
+}
+
+impl Budget {
+    /// Its name in the record, requests and statements.
+    pub fn name(&self) -> String {
+        match self {
+            Budget::Thread => "thread".to_owned(),
+            Budget::HelpPerDay(help, day) => format!("help-per-day {help} {day}"),
+            Budget::ActorPerDay(actor, day) => format!("actor-per-day {actor} {day}"),
+        }
+    }
+
+    /// The budget a name names.
+    pub fn parse(name: &str) -> Option<Budget> {
+        let mut words = name.split(' ');
+        let budget = match (words.next()?, words.next(), words.next().map(str::parse::<i64>)) {
+            ("thread", None, None) => Budget::Thread,
+            ("help-per-day", Some(help), Some(Ok(day))) => Budget::HelpPerDay(help.to_owned(), day),
+            ("actor-per-day", Some(actor), Some(Ok(day))) => Budget::ActorPerDay(actor.to_owned(), day),
+            _ => return None,
+        };
+        words.next().is_none().then_some(budget)
+    }
+}
+
+/// A tool call HAL started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// When, in seconds since the Unix epoch.
+    pub time: i64,
+    /// On which thread's branch.
+    pub branch: String,
+    /// In a run of which help.
+    pub help: String,
+    /// The tool.
+    pub tool: String,
+}
+
+impl Call {
+    /// The actor whose thread the call was made on (`threads/<actor>/<id>`).
+    pub fn actor(&self) -> &str {
+        actor_of(&self.branch)
+    }
+}
+
+/// The index of the log.
+#[derive(Default)]
+pub(crate) struct SpentIndex {
+    threads: HashMap<String, Account>,
+    days: HashMap<(i64, Key), Account>,
+    /// The calls of the last hour (as of the newest one read), oldest first.
+    calls: VecDeque<Call>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Help(String),
+    Actor(String),
+}
+
+/// The actor of a thread's branch.
+fn actor_of(branch: &str) -> &str {
+    branch.strip_prefix("threads/").and_then(|rest| rest.split('/').next()).unwrap_or_default()
+}
+
+/// Index one line of the log (a torn or unknown line is skipped).
+pub(crate) fn add_line(index: &mut SpentIndex, line: &str) {
+    let mut words = line.splitn(6, ' ');
+    let (Some(kind), Some(Ok(time))) = (words.next(), words.next().map(str::parse::<i64>)) else { return };
+    match kind {
+        "spend" | "grant" => {
+            let (Some(Ok(tokens)), Some(Ok(micro))) =
+                (words.next().map(str::parse::<u64>), words.next().map(str::parse::<u64>))
+            else {
+                return;
+            };
+            let (Some(branch), Some(last)) = (words.next(), words.next()) else { return };
+            let day = time.div_euclid(DAY);
+            if kind == "spend" {
+                index.threads.entry(branch.to_owned()).or_default().spent.add(tokens, micro);
+                index.days.entry((day, Key::Help(last.to_owned()))).or_default().spent.add(tokens, micro);
+                index.days.entry((day, Key::Actor(actor_of(branch).to_owned()))).or_default().spent.add(tokens, micro);
+                return;
+            }
+            let account = match Budget::parse(last) {
+                Some(Budget::Thread) => index.threads.entry(branch.to_owned()).or_default(),
+                Some(Budget::HelpPerDay(help, day)) => index.days.entry((day, Key::Help(help))).or_default(),
+                Some(Budget::ActorPerDay(actor, day)) => index.days.entry((day, Key::Actor(actor))).or_default(),
+                None => return,
+            };
+            account.granted.add(tokens, micro);
+        }
+        "call" => {
+            let mut rest = line.splitn(3, ' ').nth(2).unwrap_or_default().splitn(3, ' ');
+            let (Some(branch), Some(help), Some(tool)) = (rest.next(), rest.next(), rest.next()) else { return };
+            let call = Call { time, branch: branch.to_owned(), help: help.to_owned(), tool: tool.to_owned() };
+            index.calls.push_back(call);
+            while index.calls.front().is_some_and(|first| first.time < time - CALL_WINDOW) {
+                index.calls.pop_front();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What one check reads: a thread's account, and its help's and actor's on a day.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Accounts {
+    /// The thread's, over its life.
+    pub thread: Account,
+    /// The help's, on the day.
+    pub help: Account,
+    /// The actor's, on the day.
+    pub actor: Account,
+}
+
+/// Words of a line: one word each, no spaces or line breaks.
+fn check_words(words: &[&str]) -> Result<()> {
+    if words.iter().any(|word| word.is_empty() || word.contains(char::is_whitespace)) {
+        return Err(StoreError::InvalidText("a spend record's branch, help, tool and actor are single words"));
+    }
+    Ok(())
+}
+
+/// Micro-dollars of `usd` (a negative or not finite cost counts as none).
+fn micro(usd: f64) -> u64 {
+    if usd.is_finite() && usd > 0.0 { (usd * 1_000_000.0).round() as u64 } else { 0 }
+}
+
+impl Home {
+    /// Record that a reply HAL wrote on `branch` in a run of `help` spent `tokens`, costing `usd`.
+    pub fn record_spend(&self, branch: &str, help: &str, tokens: u64, usd: f64) -> Result<()> {
+        check_words(&[branch, help])?;
+        let line = format!("spend {} {tokens} {} {branch} {help}\n", self.now(), micro(usd));
+        self.record().add_spent(&line)
+    }
+
+    /// Record that an owner granted `tokens` and `usd` more of `budget` (a thread's: the one on `branch`).
+    pub fn record_grant(&self, branch: &str, budget: &Budget, tokens: u64, usd: f64) -> Result<()> {
+        let name = budget.name();
+        check_words(&[branch])?;
+        check_words(&name.split(' ').collect::<Vec<_>>())?;
+        let line = format!("grant {} {tokens} {} {branch} {name}\n", self.now(), micro(usd));
+        self.record().add_spent(&line)
+    }
+
+    /// Record that HAL starts a call of `tool` on `branch` in a run of `help`.
+    pub fn record_call(&self, branch: &str, help: &str, tool: &str) -> Result<()> {
+        check_words(&[branch, help, tool])?;
+        self.record().add_spent(&format!("call {} {branch} {help} {tool}\n", self.now()))
+    }
+
+    /// What the thread on `branch` spent and was granted, and `help`'s and its actor's on `day`.
+    pub fn accounts(&self, branch: &str, help: &str, day: i64) -> Result<Accounts> {
+        self.record().read_spent(|index| Accounts {
+            thread: index.threads.get(branch).copied().unwrap_or_default(),
+            help: index.days.get(&(day, Key::Help(help.to_owned()))).copied().unwrap_or_default(),
+            actor: index.days.get(&(day, Key::Actor(actor_of(branch).to_owned()))).copied().unwrap_or_default(),
+        })
+    }
+
+    /// The calls HAL started in the last hour (by the newest recorded), oldest first, that `keep` keeps.
+    pub fn recent_calls(&self, keep: impl Fn(&Call) -> bool) -> Result<Vec<Call>> {
+        self.record().read_spent(|index| index.calls.iter().filter(|call| keep(call)).cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Budget, SpentIndex, add_line};
+
+    #[test]
+    fn lines_add_up_by_thread_help_and_actor_and_grants_by_day() {
+        let mut index = SpentIndex::default();
+        let day = 20_000;
+        let time = day * super::DAY + 5;
+        for line in [
+            format!("spend {time} 100 2000 threads/alice/a writer"),
+            format!("spend {time} 50 1000 threads/alice/b writer"),
+            format!("spend {} 7 0 threads/alice/a writer", time - super::DAY),
+            format!("grant {time} 1000 0 threads/alice/a thread"),
+            format!("grant {time} 0 5000000 threads/alice/b help-per-day writer {day}"),
+            "spend garbage".to_owned(),
+            format!("call {time} threads/alice/a writer http.fetch"),
+        ] {
+            add_line(&mut index, &line);
+        }
+        let thread = index.threads["threads/alice/a"];
+        assert_eq!((thread.spent.tokens, thread.granted.tokens), (107, 1000));
+        let help = index.days[&(day, super::Key::Help("writer".into()))];
+        assert_eq!(help.spent.tokens, 150);
+        assert!((help.spent.usd - 0.003).abs() < 1e-9 && (help.granted.usd - 5.0).abs() < 1e-9);
+        assert_eq!(index.days[&(day, super::Key::Actor("alice".into()))].spent.tokens, 150);
+        assert_eq!(index.calls.len(), 1);
+        assert_eq!(index.calls[0].actor(), "alice");
+        assert_eq!(Budget::parse("help-per-day writer 20000"), Some(Budget::HelpPerDay("writer".into(), 20_000)));
+        assert_eq!(Budget::parse("thread x"), None);
+    }
+}
