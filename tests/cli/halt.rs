@@ -99,7 +99,9 @@ fn a_halt_stops_twenty_running_turns_at_their_next_step_and_nothing_starts_until
     }
     assert_eq!(server.requests().len(), TURNS, "each turn asked the model once");
 
+    let halting = std::time::Instant::now();
     sandbox.hal(&repo, &["halt", "--reason", "incident"]).ok();
+    let halted = halting.elapsed();
     for mut stream in held {
         let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nopen";
         stream.write_all(answer).expect("answer");
@@ -116,6 +118,13 @@ fn a_halt_stops_twenty_running_turns_at_their_next_step_and_nothing_starts_until
         let tool = tools[0]["facts"].as_array().into_iter().flatten().find(|f| f[0] == "Hal-Tool");
         assert_eq!(tool.map(|f| &f[1]), Some(&"http.fetch".into()), "{steps:#?}");
     }
+    // A measurement for BENCHMARKS.md, not a check: from `hal halt` to the last of the finish steps seen (the
+    // calls in flight were let go right after the halt).
+    eprintln!(
+        "halt: `hal halt` took {} ms; from it to the last of {TURNS} finish steps: {} ms",
+        halted.as_millis(),
+        halting.elapsed().as_millis()
+    );
     assert_eq!(server.requests().len(), TURNS, "no model call started after the halt");
     let refused = sandbox.hal(&repo, &["thread", "say", &ids[0], "go on"]);
     assert!(refused.code != 0 && refused.stderr.contains("halted by alice-example: incident"), "{}", refused.stderr);

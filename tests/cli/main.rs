@@ -23,6 +23,7 @@ mod merge;
 mod naming;
 mod plugins;
 mod promises;
+mod rate_limits;
 mod regression;
 mod replies;
 mod runs;

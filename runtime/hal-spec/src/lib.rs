@@ -29,6 +29,7 @@ mod plugin;
 pub mod policy;
 pub mod policy_edit;
 mod problem;
+pub mod rate;
 mod settings;
 mod validate;
 

@@ -109,6 +109,11 @@ fn most_specific(rules: &BTreeMap<String, Level>, tool: &str) -> Option<(String,
         .map(|(_, pattern, level)| (pattern.clone(), level))
 }
 
+/// Whether `pattern` names `tool` as a rule does: the tool, its isolate (of that version), or the plugin.
+pub fn names_tool(pattern: &str, tool: &str) -> bool {
+    specificity(pattern, tool).is_some()
+}
+
 /// How specifically `pattern` names `tool` (`<isolate>[@v<N>].<function>`, or a help's name), if it does: the
 /// whole name 3, the isolate of that version 2, the isolate 1.
 fn specificity(pattern: &str, tool: &str) -> Option<u8> {

@@ -41,6 +41,8 @@ pub struct Settings {
     pub policy: crate::policy::Policy,
     /// What runs may spend.
     pub budgets: crate::budget::Budgets,
+    /// How many tool calls an hour runs may make.
+    pub rate_limits: crate::rate::RateLimits,
 }
 
 /// The `trust` section.

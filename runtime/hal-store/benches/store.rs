@@ -329,4 +329,49 @@ fn records(root: &Path, scaled: &dyn Fn(u64) -> u64) {
         "| the autonomy level of a call, policy of 40 rules ({count} calls): CPU each | {:.2} µs |",
         level * 1000.0
     );
+    // Budgets: what each reply adds to HAL's record of what runs spent, and what each check reads.
+    let branch = "threads/alice/bench";
+    let cost = measure(|| {
+        for n in 0..count {
+            home.record_spend(branch, &format!("help{}", n % 10), 1_500, 0.0105).expect("spend");
+        }
+    });
+    let (spend, spend_wall) = per(&cost, count);
+    println!(
+        "| recording what a reply spent ({count} replies): CPU / wall each | {:.1} µs / {:.1} µs |",
+        spend * 1000.0,
+        spend_wall * 1000.0
+    );
+    let day = home.now().div_euclid(hal_store::spent::DAY);
+    let cost = measure(|| {
+        for _ in 0..count {
+            std::hint::black_box(home.accounts(branch, "help3", day).expect("accounts"));
+        }
+    });
+    let (check, _) = per(&cost, count);
+    println!("| a budget check (thread, help and actor today; {count} checks): CPU each | {:.2} µs |", check * 1000.0);
+    let reopened = Home::open(home.path()).expect("open");
+    let cost = measure(|| {
+        std::hint::black_box(reopened.accounts(branch, "help3", day).expect("accounts"));
+    });
+    let (first, _) = per(&cost, 1);
+    println!("| the first check of a new process, {count} replies recorded: CPU | {:.1} ms |", first);
+    // Rate limits: a call recorded, and the buckets of a call with 1,000 calls in the last hour.
+    let calls = 1_000.min(count);
+    for n in 0..calls {
+        home.record_call(branch, "help", &format!("tool{}.run", n % 5)).expect("call");
+    }
+    let cost = measure(|| {
+        for _ in 0..count {
+            let now = home.now();
+            let recent = home.recent_calls(|call| call.time > now - 3_600).expect("calls");
+            let times: Vec<i64> = recent.iter().filter(|call| call.tool == "tool1.run").map(|call| call.time).collect();
+            std::hint::black_box(hal_spec::rate::wait_for_room(5_000, &times, now));
+        }
+    });
+    let (rate, _) = per(&cost, count);
+    println!(
+        "| a rate-limit check with {calls} calls in the last hour ({count} checks): CPU each | {:.1} µs |",
+        rate * 1000.0
+    );
 }

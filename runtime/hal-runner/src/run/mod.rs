@@ -29,6 +29,7 @@ mod approval;
 mod autonomy;
 mod budget;
 mod calls;
+mod rate;
 mod resume;
 mod steps;
 use crate::plan::{PendingReply, Start, Turn};
@@ -105,6 +106,13 @@ pub enum Waiting {
         /// The call's index in its reply.
         call: u32,
     },
+    /// Its turn under a rate limit (`rate_limits` in `hal.yaml`): a person's answer after `until` goes on.
+    RateLimit {
+        /// The tool it would call.
+        tool: String,
+        /// When the call may be made, in seconds since the Unix epoch.
+        until: i64,
+    },
     /// More of a budget the run reached (`hal approve --amount`).
     Budget {
         /// Which (`thread`, `help-per-day <help>`, `actor-per-day <actor>`).
@@ -172,6 +180,8 @@ pub struct Runner {
     halt: Option<HaltCheck>,
     /// Tells the owner what ran at autonomy level AL2 (their backchat, when a daemon runs).
     teller: Option<Teller>,
+    /// Held while a call's turn under the rate limits is checked and recorded (shared by every clone).
+    rate_gate: Arc<std::sync::Mutex<()>>,
 }
 
 /// Tells the owner, in their backchat, what a run on the branch (first argument) did.
@@ -227,6 +237,7 @@ impl Runner {
             conversations: Arc::default(),
             halt: None,
             teller: None,
+            rate_gate: Arc::default(),
         }
     }
 
@@ -609,6 +620,10 @@ impl Runner {
                                 return self.ask_approval(state, &reply, reply_commit, index, call, &rule, problem);
                             }
                         }
+                    }
+                    // Its turn under the rate limits (a call started before was counted then).
+                    if !started && let rate::Turn::Later(outcome) = self.take_turn(state, call).await? {
+                        return Ok(outcome);
                     }
                     if !self.journal.with(|home| home.claim_call(reply_commit, index))? {
                         let reason =

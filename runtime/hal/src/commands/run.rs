@@ -119,7 +119,9 @@ pub(super) fn print_end(args: &Args, handle: &dyn hal_daemon::Handle, end: &Turn
                     "an owner answers with: hal approve {short} --amount <{unit}>  or  hal deny {short} --reason \"…\""
                 )
             }
-            None => eprintln!("answer with: hal thread say {short} \"<your answer>\""),
+            Some(hal_runner::Waiting::RateLimit { .. }) | None => {
+                eprintln!("answer with: hal thread say {short} \"<your answer>\"")
+            }
         }
     }
     Ok(())
