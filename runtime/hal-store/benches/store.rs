@@ -364,8 +364,7 @@ fn records(root: &Path, scaled: &dyn Fn(u64) -> u64) {
     let cost = measure(|| {
         for _ in 0..count {
             let now = home.now();
-            let recent = home.recent_calls(|call| call.time > now - 3_600).expect("calls");
-            let times: Vec<i64> = recent.iter().filter(|call| call.tool == "tool1.run").map(|call| call.time).collect();
+            let times = home.call_times(|call| call.time > now - 3_600 && call.tool == "tool1.run").expect("calls");
             std::hint::black_box(hal_spec::rate::wait_for_room(5_000, &times, now));
         }
     });

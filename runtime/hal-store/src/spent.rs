@@ -215,9 +215,9 @@ impl Home {
         })
     }
 
-    /// The calls HAL started in the last hour (by the newest recorded), oldest first, that `keep` keeps.
-    pub fn recent_calls(&self, keep: impl Fn(&Call) -> bool) -> Result<Vec<Call>> {
-        self.record().read_spent(|index| index.calls.iter().filter(|call| keep(call)).cloned().collect())
+    /// When HAL started the calls of the last hour (by the newest recorded) that `keep` keeps, oldest first.
+    pub fn call_times(&self, keep: impl Fn(&Call) -> bool) -> Result<Vec<i64>> {
+        self.record().read_spent(|index| index.calls.iter().filter(|call| keep(call)).map(|call| call.time).collect())
     }
 }
 

@@ -35,32 +35,24 @@ impl Runner {
                 let mut longest = (0.0_f64, String::new());
                 if limits.any() {
                     let now = home.now();
-                    // Only the calls some limit of this call counts.
-                    let calls = home.recent_calls(|recent| {
-                        recent.time > now - 3_600
-                            && (recent.help == help
-                                || recent.actor() == actor
-                                || limits
-                                    .tools
-                                    .keys()
-                                    .any(|p| names_tool(p, &call.name) && names_tool(p, &recent.tool)))
-                    })?;
+                    let recent = |call: &hal_store::spent::Call| call.time > now - 3_600;
                     let mut check = |per_hour: u32, name: String, counts: &dyn Fn(&hal_store::spent::Call) -> bool| {
-                        let times: Vec<i64> = calls.iter().filter(|c| counts(c)).map(|c| c.time).collect();
+                        let times = home.call_times(|call| recent(call) && counts(call))?;
                         let wait = wait_for_room(per_hour, &times, now);
                         if wait > longest.0 {
                             longest = (wait, format!("{name} allows {per_hour} calls an hour"));
                         }
+                        Ok::<_, hal_store::StoreError>(())
                     };
                     for (pattern, per_hour) in limits.tools.iter().filter(|(p, _)| names_tool(p, &call.name)) {
                         let name = format!("rate_limits.tools.{pattern}");
-                        check(*per_hour, name, &|c| names_tool(pattern, &c.tool));
+                        check(*per_hour, name, &|c| names_tool(pattern, &c.tool))?;
                     }
                     if let Some(per_hour) = limits.helps.get(&help) {
-                        check(*per_hour, format!("rate_limits.helps.{help}"), &|c| c.help == help);
+                        check(*per_hour, format!("rate_limits.helps.{help}"), &|c| c.help == help)?;
                     }
                     if let Some(per_hour) = limits.actors.get(&actor) {
-                        check(*per_hour, format!("rate_limits.actors.{actor}"), &|c| c.actor() == actor);
+                        check(*per_hour, format!("rate_limits.actors.{actor}"), &|c| c.actor() == actor)?;
                     }
                 }
                 if longest.0 <= 0.0 {
