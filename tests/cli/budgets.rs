@@ -126,3 +126,17 @@ fn a_reply_pushed_by_someone_else_spends_nothing() {
     assert_eq!(again.code, 0, "not stopped by a budget: {}{}", again.stdout, again.stderr);
     assert_eq!(again.json()["output"], "still here");
 }
+
+/// Regression: a help whose name has a space (its file's name) runs, and what it spends is counted.
+#[test]
+fn a_help_named_with_a_space_runs_and_is_counted() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![write("a"), Scripted::text("done").usage(10, 5)]);
+    let repo = home_with_budgets(&sandbox, &server, "  help_per_day: {tokens: 80}\n");
+    crate::runs::commit(&sandbox, &repo, &[("helps/my writer.yaml", "description: Writes\ncommands: [files]\n")]);
+    let first = crate::runs::hal(&sandbox, &repo, &["help", "run", "my writer", "write a", "--json"]);
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    let second = crate::runs::hal(&sandbox, &repo, &["help", "run", "my writer", "write b", "--json"]);
+    assert_eq!(second.code, 3, "today's 85 tokens are counted: {}{}", second.stdout, second.stderr);
+    assert!(second.json()["output"].as_str().expect("output").contains("help my writer's budget"), "{}", second.stdout);
+}

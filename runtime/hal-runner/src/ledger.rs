@@ -83,7 +83,7 @@ pub fn over(home: &Home, budgets: &Budgets, thread: &ThreadRef, help: &str) -> R
     if budgets.thread.is_none() && budgets.help_per_day.is_none() && budgets.actor_per_day.is_none() {
         return Ok(None);
     }
-    let day = home.now().div_euclid(DAY);
+    let day = hal_store::spent::now().div_euclid(DAY);
     let accounts = home.accounts(&thread.branch, help, day)?;
     let checks = [
         (budgets.thread, Which::Thread, accounts.thread),

@@ -313,7 +313,11 @@ impl<I: Default> Log<I> {
         }
         let file = state.file.as_mut().expect("opened just above");
         // One write call per line: with O_APPEND, lines of concurrent writers never interleave.
-        file.write_all(line.as_bytes()).io_context(|| format!("appending to {}", self.path.display()))?;
+        if let Err(error) = file.write_all(line.as_bytes()) {
+            // Part of the line may be there (a full disk): opened again, the next line starts on a line of its own.
+            state.file = None;
+            return Err(error).io_context(|| format!("appending to {}", self.path.display()));
+        }
         if durable {
             file.sync_data().io_context(|| format!("syncing {}", self.path.display()))?;
         }

@@ -12,8 +12,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::Result;
 use crate::home::Home;
-use crate::{Result, StoreError};
 
 /// Seconds in a day.
 pub const DAY: i64 = 86_400;
@@ -61,8 +61,8 @@ impl Budget {
     pub fn name(&self) -> String {
         match self {
             Budget::Thread => "thread".to_owned(),
-            Budget::HelpPerDay(help, day) => format!("help-per-day {help} {day}"),
-            Budget::ActorPerDay(actor, day) => format!("actor-per-day {actor} {day}"),
+            Budget::HelpPerDay(help, day) => format!("help-per-day {} {day}", word(help)),
+            Budget::ActorPerDay(actor, day) => format!("actor-per-day {} {day}", word(actor)),
         }
     }
 
@@ -71,8 +71,8 @@ impl Budget {
         let mut words = name.split(' ');
         let budget = match (words.next()?, words.next(), words.next().map(str::parse::<i64>)) {
             ("thread", None, None) => Budget::Thread,
-            ("help-per-day", Some(help), Some(Ok(day))) => Budget::HelpPerDay(help.to_owned(), day),
-            ("actor-per-day", Some(actor), Some(Ok(day))) => Budget::ActorPerDay(actor.to_owned(), day),
+            ("help-per-day", Some(help), Some(Ok(day))) => Budget::HelpPerDay(unword(help), day),
+            ("actor-per-day", Some(actor), Some(Ok(day))) => Budget::ActorPerDay(unword(actor), day),
             _ => return None,
         };
         words.next().is_none().then_some(budget)
@@ -130,16 +130,17 @@ pub(crate) fn add_line(index: &mut SpentIndex, line: &str) {
             else {
                 return;
             };
-            let (Some(branch), Some(last)) = (words.next(), words.next()) else { return };
+            let (Some(branch), Some(last)) = (words.next().map(unword), words.next()) else { return };
             let day = time.div_euclid(DAY);
             if kind == "spend" {
-                index.threads.entry(branch.to_owned()).or_default().spent.add(tokens, micro);
-                index.days.entry((day, Key::Help(last.to_owned()))).or_default().spent.add(tokens, micro);
-                index.days.entry((day, Key::Actor(actor_of(branch).to_owned()))).or_default().spent.add(tokens, micro);
+                let actor = actor_of(&branch).to_owned();
+                index.days.entry((day, Key::Help(unword(last)))).or_default().spent.add(tokens, micro);
+                index.days.entry((day, Key::Actor(actor))).or_default().spent.add(tokens, micro);
+                index.threads.entry(branch).or_default().spent.add(tokens, micro);
                 return;
             }
             let account = match Budget::parse(last) {
-                Some(Budget::Thread) => index.threads.entry(branch.to_owned()).or_default(),
+                Some(Budget::Thread) => index.threads.entry(branch).or_default(),
                 Some(Budget::HelpPerDay(help, day)) => index.days.entry((day, Key::Help(help))).or_default(),
                 Some(Budget::ActorPerDay(actor, day)) => index.days.entry((day, Key::Actor(actor))).or_default(),
                 None => return,
@@ -149,15 +150,33 @@ pub(crate) fn add_line(index: &mut SpentIndex, line: &str) {
         "call" => {
             let mut rest = line.splitn(3, ' ').nth(2).unwrap_or_default().splitn(3, ' ');
             let (Some(branch), Some(help), Some(tool)) = (rest.next(), rest.next(), rest.next()) else { return };
-            let call = Call { time, branch: branch.to_owned(), help: help.to_owned(), tool: tool.to_owned() };
+            // A line dated in the future (a clock stepped back since) would never leave the window.
+            if time > now() + CLOCK_SLACK {
+                return;
+            }
+            let call = Call { time, branch: unword(branch), help: unword(help), tool: unword(tool) };
             index.calls.push_back(call);
-            while index.calls.front().is_some_and(|first| first.time < time - CALL_WINDOW) {
+            // Forget the calls that left the window by the clock now (lines come about in time order: no line is
+            // dated in the future, and processes append as they call).
+            let since = now() - CALL_WINDOW;
+            while index.calls.front().is_some_and(|first| first.time < since) {
                 index.calls.pop_front();
             }
         }
         _ => {}
     }
 }
+
+/// Seconds since the Unix epoch, by this machine's clock: what the record is dated by (not a commit's date, which
+/// `GIT_COMMITTER_DATE` may pin), and what budgets' days and rate limits' hours are counted in.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// How far in the future a call's line may be dated and still count (clocks of processes differ a little).
+const CLOCK_SLACK: i64 = 300;
 
 /// What one check reads: a thread's account, and its help's and actor's on a day.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -170,12 +189,23 @@ pub struct Accounts {
     pub actor: Account,
 }
 
-/// Words of a line: one word each, no spaces or line breaks.
-fn check_words(words: &[&str]) -> Result<()> {
-    if words.iter().any(|word| word.is_empty() || word.contains(char::is_whitespace)) {
-        return Err(StoreError::InvalidText("a spend record's branch, help, tool and actor are single words"));
+/// What a word of a line may not hold as it is: spaces and line breaks (which end it), `%` (which escapes).
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'%');
+
+/// `text` as one word of a line (a help or a tool may be named anything: a model picks tool names).
+fn word(text: &str) -> String {
+    if text.is_empty() {
+        return "%".to_owned();
     }
-    Ok(())
+    percent_encoding::utf8_percent_encode(text, ESCAPED).to_string()
+}
+
+/// The text of a word of a line.
+fn unword(word: &str) -> String {
+    if word == "%" {
+        return String::new();
+    }
+    percent_encoding::percent_decode_str(word).decode_utf8_lossy().into_owned()
 }
 
 /// Micro-dollars of `usd` (a negative or not finite cost counts as none).
@@ -186,24 +216,19 @@ fn micro(usd: f64) -> u64 {
 impl Home {
     /// Record that a reply HAL wrote on `branch` in a run of `help` spent `tokens`, costing `usd`.
     pub fn record_spend(&self, branch: &str, help: &str, tokens: u64, usd: f64) -> Result<()> {
-        check_words(&[branch, help])?;
-        let line = format!("spend {} {tokens} {} {branch} {help}\n", self.now(), micro(usd));
+        let line = format!("spend {} {tokens} {} {} {}\n", now(), micro(usd), word(branch), word(help));
         self.record().add_spent(&line)
     }
 
     /// Record that an owner granted `tokens` and `usd` more of `budget` (a thread's: the one on `branch`).
     pub fn record_grant(&self, branch: &str, budget: &Budget, tokens: u64, usd: f64) -> Result<()> {
-        let name = budget.name();
-        check_words(&[branch])?;
-        check_words(&name.split(' ').collect::<Vec<_>>())?;
-        let line = format!("grant {} {tokens} {} {branch} {name}\n", self.now(), micro(usd));
+        let line = format!("grant {} {tokens} {} {} {}\n", now(), micro(usd), word(branch), budget.name());
         self.record().add_spent(&line)
     }
 
     /// Record that HAL starts a call of `tool` on `branch` in a run of `help`.
     pub fn record_call(&self, branch: &str, help: &str, tool: &str) -> Result<()> {
-        check_words(&[branch, help, tool])?;
-        self.record().add_spent(&format!("call {} {branch} {help} {tool}\n", self.now()))
+        self.record().add_spent(&format!("call {} {} {} {}\n", now(), word(branch), word(help), word(tool)))
     }
 
     /// What the thread on `branch` spent and was granted, and `help`'s and its actor's on `day`.
@@ -237,7 +262,8 @@ mod tests {
             format!("grant {time} 1000 0 threads/alice/a thread"),
             format!("grant {time} 0 5000000 threads/alice/b help-per-day writer {day}"),
             "spend garbage".to_owned(),
-            format!("call {time} threads/alice/a writer http.fetch"),
+            format!("call {} threads/alice/a my%20writer http.fetch", super::now()),
+            format!("call {} threads/alice/a writer http.fetch", super::now() + 3_600),
         ] {
             add_line(&mut index, &line);
         }
@@ -247,8 +273,13 @@ mod tests {
         assert_eq!(help.spent.tokens, 150);
         assert!((help.spent.usd - 0.003).abs() < 1e-9 && (help.granted.usd - 5.0).abs() < 1e-9);
         assert_eq!(index.days[&(day, super::Key::Actor("alice".into()))].spent.tokens, 150);
-        assert_eq!(index.calls.len(), 1);
-        assert_eq!(index.calls[0].actor(), "alice");
+        assert_eq!(index.calls.len(), 1, "the call dated an hour ahead is not counted");
+        assert_eq!((index.calls[0].actor(), index.calls[0].help.as_str()), ("alice", "my writer"));
+        assert_eq!(super::word("a b%c"), "a%20b%25c");
+        assert_eq!(
+            Budget::parse(&Budget::HelpPerDay("my help".into(), 3).name()),
+            Some(Budget::HelpPerDay("my help".into(), 3))
+        );
         assert_eq!(Budget::parse("help-per-day writer 20000"), Some(Budget::HelpPerDay("writer".into(), 20_000)));
         assert_eq!(Budget::parse("thread x"), None);
     }

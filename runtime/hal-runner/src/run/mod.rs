@@ -180,8 +180,6 @@ pub struct Runner {
     halt: Option<HaltCheck>,
     /// Tells the owner what ran at autonomy level AL2 (their backchat, when a daemon runs).
     teller: Option<Teller>,
-    /// Held while a call's turn under the rate limits is checked and recorded (shared by every clone).
-    rate_gate: Arc<std::sync::Mutex<()>>,
 }
 
 /// Tells the owner, in their backchat, what a run on the branch (first argument) did.
@@ -237,7 +235,6 @@ impl Runner {
             conversations: Arc::default(),
             halt: None,
             teller: None,
-            rate_gate: Arc::default(),
         }
     }
 
@@ -621,8 +618,14 @@ impl Runner {
                             }
                         }
                     }
-                    // Its turn under the rate limits (a call started before was counted then).
-                    if !started && let rate::Turn::Later(outcome) = self.take_turn(state, call).await? {
+                    // Its turn under the rate limits (a call started before was counted then; a tool the help does
+                    // not offer is answered so, below, and counts nothing).
+                    let offered = state.prepared.helps.contains(&call.name)
+                        || state.prepared.tools.iter().any(|tool| tool.spec().name == call.name);
+                    if !started
+                        && offered
+                        && let rate::Turn::Later(outcome) = self.take_turn(state, call).await?
+                    {
                         return Ok(outcome);
                     }
                     if !self.journal.with(|home| home.claim_call(reply_commit, index))? {

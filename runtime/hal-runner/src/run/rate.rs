@@ -13,6 +13,9 @@ use super::{Outcome, RunState, Runner, Waiting};
 use crate::error::RunError;
 use crate::status::Status;
 
+/// Held while a call's turn is checked and recorded, by every runner of this process.
+static GATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Whether a call may start.
 pub(super) enum Turn {
     /// Now (it was recorded as started).
@@ -29,12 +32,13 @@ impl Runner {
         let (branch, actor) = (state.thread.branch.clone(), state.thread.actor.clone());
         loop {
             let (wait, limit) = {
-                // Checked and recorded together: two runs of this process never both take the last room.
-                let _gate = self.rate_gate.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                // Checked and recorded together: two runs of this process (whatever runner each holds, across
+                // reloads of main) never both take the last room; one process at a time takes turns in a repo.
+                let _gate = GATE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let home = self.journal.handle();
                 let mut longest = (0.0_f64, String::new());
                 if limits.any() {
-                    let now = home.now();
+                    let now = hal_store::spent::now();
                     let recent = |call: &hal_store::spent::Call| call.time > now - 3_600;
                     let mut check = |per_hour: u32, name: String, counts: &dyn Fn(&hal_store::spent::Call) -> bool| {
                         let times = home.call_times(|call| recent(call) && counts(call))?;
@@ -63,11 +67,21 @@ impl Runner {
             };
             let remaining = state.deadline.saturating_duration_since(std::time::Instant::now()).as_secs_f64();
             if wait <= limits.wait() && wait < remaining {
-                tokio::time::sleep(Duration::from_secs_f64(wait.max(0.05))).await;
-                if let Some(reason) = self.halted() {
-                    return self.finish(state, Status::Error, &reason, None, None).map(Turn::Later);
+                // In short sleeps: a halt meanwhile ends the run at once.
+                let until = std::time::Instant::now() + Duration::from_secs_f64(wait.max(0.05));
+                while std::time::Instant::now() < until {
+                    if let Some(reason) = self.halted() {
+                        return self.finish(state, Status::Error, &reason, None, None).map(Turn::Later);
+                    }
+                    let left = until.saturating_duration_since(std::time::Instant::now());
+                    tokio::time::sleep(left.min(Duration::from_millis(500))).await;
                 }
                 continue;
+            }
+            if state.depth > 0 {
+                // A help run by another help returns to its caller, which cannot wait for it: it ends here.
+                let reason = format!("stopped: {limit} (hal.yaml), and `{}` may not be called before then", call.name);
+                return self.finish(state, Status::Error, &reason, None, None).map(Turn::Later);
             }
             return self.later(state, call, wait, &limit).map(Turn::Later);
         }
@@ -75,7 +89,7 @@ impl Runner {
 
     /// End the run waiting for `call`'s turn, `wait` seconds from now.
     fn later(&self, state: &mut RunState<'_>, call: &ToolCall, wait: f64, limit: &str) -> Result<Outcome, RunError> {
-        let now = self.journal.handle().now();
+        let now = hal_store::spent::now();
         let until = now.saturating_add(wait.ceil().min(1e12) as i64);
         let at = jiff::Timestamp::from_second(until)
             .map(|time| time.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
