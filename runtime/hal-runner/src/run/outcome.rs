@@ -1,0 +1,130 @@
+//! What a run is given and gives back: its limits, how it ended (and what a `PENDING` run waits for), and the
+//! events it reports while it goes.
+
+use std::sync::Arc;
+
+use gix::ObjectId;
+use hal_model::Usage;
+use hal_spec::Help;
+use hal_store::StepKind;
+
+use crate::status::Status;
+
+/// Limits of one run when neither the help nor `hal.yaml` sets them.
+pub const DEFAULT_LIMITS: Limits =
+    Limits { max_steps: 30, max_tokens: 200_000, max_seconds: 600.0, max_depth: 4, max_starts: 8 };
+
+/// How far one run may go.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Model turns.
+    pub max_steps: u32,
+    /// Tokens in and out.
+    pub max_tokens: u64,
+    /// Wall time in seconds.
+    pub max_seconds: f64,
+    /// Depth of helps calling helps, and length of a chain of threads started by runs.
+    pub max_depth: u32,
+    /// Threads one run may start.
+    pub max_starts: u32,
+}
+
+impl Limits {
+    /// The help's limits, else `hal.yaml`'s, else the defaults.
+    pub fn for_help(help: &Help, settings: &hal_spec::Limits) -> Limits {
+        Limits {
+            max_steps: help.runner.max_steps.or(settings.max_steps).unwrap_or(DEFAULT_LIMITS.max_steps),
+            max_tokens: help.runner.max_tokens.or(settings.max_tokens).unwrap_or(DEFAULT_LIMITS.max_tokens),
+            max_seconds: help.runner.max_seconds.or(settings.max_seconds).unwrap_or(DEFAULT_LIMITS.max_seconds),
+            max_depth: settings.max_depth.unwrap_or(DEFAULT_LIMITS.max_depth),
+            max_starts: settings.max_starts.unwrap_or(DEFAULT_LIMITS.max_starts),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    /// Its status.
+    pub status: Status,
+    /// The result, the question (`PENDING`) or the reason (`ERROR`, `NOCANDO`).
+    pub output: String,
+    /// The thread it ran on.
+    pub thread: String,
+    /// The commit of its `finish` step.
+    #[serde(serialize_with = "hal_store::serialize_id")]
+    pub commit: ObjectId,
+    /// Model turns taken.
+    pub turns: u32,
+    /// Tokens used by its own model turns.
+    pub usage: Usage,
+    /// The confidence the model gave, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// What a `PENDING` run waits for, when it is not an answer to its question.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+}
+
+/// What a `PENDING` run waits for besides a person's answer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "for", rename_all = "kebab-case")]
+pub enum Waiting {
+    /// An owner's approval of one tool call (`hal approve`, `hal deny`).
+    Approval {
+        /// The tool.
+        tool: String,
+        /// The call's index in its reply.
+        call: u32,
+    },
+    /// Its turn under a rate limit (`rate_limits` in `hal.yaml`): a person's answer after `until` goes on.
+    RateLimit {
+        /// The tool it would call.
+        tool: String,
+        /// When the call may be made, in seconds since the Unix epoch.
+        until: i64,
+    },
+    /// More of a budget the run reached (`hal approve --amount`).
+    Budget {
+        /// Which (`thread`, `help-per-day <help>`, `actor-per-day <actor>`).
+        budget: String,
+        /// `tokens` or `usd`.
+        unit: String,
+        /// What was spent.
+        spent: f64,
+        /// The budget, with what owners granted.
+        limit: f64,
+    },
+}
+
+/// What a run reports while it goes.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Text of a model reply as it streams in.
+    Text {
+        /// The thread's id.
+        thread: &'a str,
+        /// Its branch.
+        branch: &'a str,
+        /// The new text.
+        delta: &'a str,
+    },
+    /// A step was committed.
+    Step {
+        /// The thread's id.
+        thread: &'a str,
+        /// Its branch.
+        branch: &'a str,
+        /// Its kind.
+        kind: &'a StepKind,
+        /// One line about it.
+        summary: &'a str,
+        /// How deep in sub-helps.
+        depth: u32,
+        /// Its `Hal-*` facts (help, model, tokens, latency, tool, outcome…).
+        facts: &'a [(String, String)],
+    },
+}
+
+/// Receives [`Event`]s.
+pub type Observer = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
