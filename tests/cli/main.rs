@@ -8,6 +8,7 @@ mod approvals;
 mod budgets;
 mod concurrency;
 mod crash;
+mod crossover;
 mod daemon;
 mod daemon_turns;
 mod demo;

@@ -72,8 +72,26 @@ pub enum Scripted {
         /// Its `Content-Type`.
         content_type: String,
     },
+    /// A reply made from the request it answers (a test that needs what the run sent, such as a thread id).
+    FromRequest(Answerer),
     /// A stream that goes wrong.
     Misbehave(Misbehaviour),
+}
+
+/// Makes a scripted answer from the request's JSON body.
+#[derive(Clone)]
+pub struct Answerer(pub std::sync::Arc<dyn Fn(&Value) -> Scripted + Send + Sync>);
+
+impl std::fmt::Debug for Answerer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Answerer(..)")
+    }
+}
+
+impl PartialEq for Answerer {
+    fn eq(&self, other: &Answerer) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// The ways a scripted stream goes wrong.
@@ -125,6 +143,11 @@ impl Scripted {
             delay: Duration::ZERO,
             truncated: false,
         }
+    }
+
+    /// A reply made by `answer` from the JSON body of the request it answers.
+    pub fn from_request(answer: impl Fn(&Value) -> Scripted + Send + Sync + 'static) -> Scripted {
+        Scripted::FromRequest(Answerer(std::sync::Arc::new(answer)))
     }
 
     /// A reply calling `finish` with a status and output.
@@ -346,6 +369,7 @@ impl Drop for ScriptedServer {
 
 async fn answer(State(app): State<App>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let json = serde_json::from_slice::<Value>(&body).ok();
+    let request = json.clone().unwrap_or(Value::Null);
     let anthropic = uri.path().ends_with("/messages");
     let rejected = match &json {
         None => Some("the body is not JSON".to_owned()),
@@ -370,7 +394,10 @@ async fn answer(State(app): State<App>, uri: Uri, headers: HeaderMap, body: Byte
             let body = if anthropic { json!({"type": "error", "error": error}) } else { json!({"error": error}) };
             return error_response(400, None, "application/json", &body.to_string());
         }
-        let next = shared.script.pop_front();
+        let next = match shared.script.pop_front() {
+            Some(Scripted::FromRequest(Answerer(answer))) => Some(answer(&request)),
+            next => next,
+        };
         let calls = match &next {
             Some(Scripted::Reply { tool_calls, .. }) => tool_calls.len() as u64,
             _ => 0,
@@ -380,6 +407,13 @@ async fn answer(State(app): State<App>, uri: Uri, headers: HeaderMap, body: Byte
         (next, shared.piece, first_call)
     };
     match next {
+        Some(Scripted::FromRequest(_)) => error_response(
+            400,
+            None,
+            "application/json",
+            &json!({"error": {"message": "a scripted answer made from a request made another such answer"}})
+                .to_string(),
+        ),
         None => error_response(
             400,
             None,

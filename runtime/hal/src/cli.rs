@@ -266,6 +266,10 @@ pub enum ThreadCommand {
         /// message got (a UUID or a job id: 1 to 255 visible ASCII characters).
         #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
+        /// Switch the thread to this agent (`agents/<name>.yaml`): it answers this message and the next ones, with
+        /// its persona, model and lists. The message records the switch.
+        #[arg(long)]
+        agent: Option<String>,
     },
     /// Write stdin to a file in the thread's tree, as one step.
     Write {

@@ -58,42 +58,66 @@ impl Runner {
             );
             return Ok((ToolResult::error(reason), None));
         }
-        let input = match serde_json::from_str::<Value>(&call.arguments) {
-            Ok(args) => match args.get("input").and_then(Value::as_str) {
-                Some(input) if !input.trim().is_empty() => input.to_owned(),
-                _ => return Ok((ToolResult::error("the arguments need a non-empty `input` text"), None)),
-            },
+        let args = match serde_json::from_str::<Value>(&call.arguments) {
+            Ok(args) => args,
             Err(error) => return Ok((ToolResult::error(format!("the arguments are not valid JSON: {error}")), None)),
         };
+        let text = |key: &str| args.get(key).and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty());
+        // An answer to the question a run of this help asked on its own thread: that run goes on there.
+        if args.get("thread").is_some() {
+            let (Some(thread), Some(answer)) = (text("thread"), text("answer")) else {
+                let reason = "to answer a help's question, give both `thread` (as its result named it) and `answer`";
+                return Ok((ToolResult::error(reason), None));
+            };
+            let sub = match self.asking_thread(state, &call.name, thread)? {
+                Ok(sub) => sub,
+                Err(reason) => return Ok((ToolResult::error(reason), None)),
+            };
+            return self.run_sub(state, call, sub, answer).await;
+        }
+        let Some(input) = text("input") else {
+            return Ok((ToolResult::error("the arguments need a non-empty `input` text"), None));
+        };
+        let title = format!("{}: {}", call.name, input.lines().next().unwrap_or_default());
+        let from = format!("thread {}", state.thread.id);
+        let sub = self.journal.with(|home| home.start_thread_at(&state.actor, state.tip, Some(&title), &from, None))?;
+        self.run_sub(state, call, sub, input).await
+    }
+
+    /// Run help `call.name` on `sub` (a new sub-thread, or one whose run asked a question) with `input`, and give
+    /// back its ending as the call's result.
+    async fn run_sub(
+        &self,
+        state: &mut RunState<'_>,
+        call: &ToolCall,
+        sub: hal_store::ThreadRef,
+        input: &str,
+    ) -> Result<(ToolResult, Option<String>), RunError> {
         let models = state.models.subrun();
         let prepared = match self.prepare(models.as_ref(), &call.name) {
             Ok(prepared) => prepared,
             Err(error) => return Ok((ToolResult::error(error.to_string()), None)),
         };
-        let title = format!("{}: {}", call.name, input.lines().next().unwrap_or_default());
-        let from = format!("thread {}", state.thread.id);
-        let sub = self.journal.with(|home| home.start_thread_at(&state.actor, state.tip, Some(&title), &from, None))?;
         let own_deadline = deadline_after(prepared.limits.max_seconds);
         let deadline = own_deadline.min(state.deadline);
         // A sub-run is part of its caller's run: the same chain, the same count of threads started.
         let scope = Some(state.scope.clone());
-        let outcome = self
-            .execute(
-                &prepared,
-                models,
-                sub.clone(),
-                &state.actor,
-                Begin::Input(&input),
-                state.depth + 1,
-                scope,
-                deadline,
-            )
-            .await?;
+        let depth = state.depth + 1;
+        let begin = Begin::Input(input);
+        let outcome = self.execute(&prepared, models, sub.clone(), &state.actor, begin, depth, scope, deadline).await?;
         // What a sub-help spends counts against the caller's token limit too.
         state.usage.input = state.usage.input.saturating_add(outcome.usage.input);
         state.usage.output = state.usage.output.saturating_add(outcome.usage.output);
-        let content = json!({"status": outcome.status, "output": outcome.output, "thread": sub.id}).to_string();
-        let result = ToolResult { content, is_error: outcome.status == Status::Error };
+        let mut content = json!({"status": outcome.status, "output": outcome.output, "thread": sub.id});
+        if outcome.status == Status::Pending {
+            // Its question crosses over: the calling model may answer it, or ask the person in turn.
+            content["to_answer"] = json!(format!(
+                "call `{}` again with {{\"thread\": \"{}\", \"answer\": \"…\"}}; if only the person can answer, end \
+                 your run PENDING with the question (their answer comes back to you)",
+                call.name, sub.id
+            ));
+        }
+        let result = ToolResult { content: content.to_string(), is_error: outcome.status == Status::Error };
         Ok((result, Some(sub.id)))
     }
 

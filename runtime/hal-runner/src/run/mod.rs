@@ -31,6 +31,7 @@ mod approval;
 mod autonomy;
 mod budget;
 mod calls;
+mod crossover;
 mod memory;
 mod outcome;
 mod prepare;

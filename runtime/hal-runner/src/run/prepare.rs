@@ -178,10 +178,15 @@ impl Runner {
             specs.push(ToolSpec {
                 name: name.clone(),
                 description: format!(
-                    "Run the help `{name}` on a sub-thread and get its status and output. {description}"
+                    "Run the help `{name}` on a sub-thread and get its status and output. When it ends PENDING with \
+                     a question, answer it by calling `{name}` again with the `thread` it names and your `answer`. \
+                     {description}"
                 ),
-                parameters: json!({"type": "object", "required": ["input"], "additionalProperties": false,
-                    "properties": {"input": {"type": "string", "description": "The request for the help"}}}),
+                parameters: json!({"type": "object", "additionalProperties": false,
+                    "properties": {
+                        "input": {"type": "string", "description": "The request for the help"},
+                        "thread": {"type": "string", "description": "The thread of a question the help asked"},
+                        "answer": {"type": "string", "description": "Your answer to that question"}}}),
             });
         }
         specs.push(ToolSpec {

@@ -53,7 +53,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
                 log(args, &steps)?;
             }
         }
-        ThreadCommand::Say { id, text, idempotency_key } => {
+        ThreadCommand::Say { id, text, idempotency_key, agent: switch } => {
             let text = if text.len() == 1 && text[0] == "-" { read_stdin_text()? } else { text.join(" ") };
             let actor = home.resolve_actor(None)?;
             // A run waiting on PENDING takes the message as its answer, with the help and agent it runs.
@@ -64,7 +64,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
                 thread: id.clone(),
                 text: text.clone(),
                 help,
-                agent: agent.flatten(),
+                agent: switch.clone().or(agent.flatten()),
                 idempotency_key: idempotency_key.clone(),
                 signature: remote::sign_message(&home, &actor, id, &text),
                 relayed: None,

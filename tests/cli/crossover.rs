@@ -1,0 +1,132 @@
+//! A sub-help's question crosses over to its caller: the calling model gets the question with the sub-thread, and
+//! answers it by calling the help again with `{thread, answer}`; the sub-run goes on there and its ending is that
+//! call's result. Only a question a run of the same thread started can be answered so.
+
+use hal_testmodel::{Scripted, ScriptedServer};
+use serde_json::{Value, json};
+
+use crate::support::Sandbox;
+
+/// The result of the newest tool call in a request's messages (chat completions), as JSON.
+fn last_result(request: &Value) -> Value {
+    let messages = request["messages"].as_array().cloned().unwrap_or_default();
+    let result = messages.iter().rev().find(|m| m["role"] == "tool").map(|m| m["content"].clone());
+    result.and_then(|content| serde_json::from_str(content.as_str()?).ok()).unwrap_or(Value::Null)
+}
+
+#[test]
+fn the_caller_answers_a_sub_helps_question_and_gets_its_result() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        // The caller asks the sub-help.
+        Scripted::tool("asker", json!({"input": "summarise the report"})),
+        // The sub-help asks back.
+        Scripted::finish("PENDING", "which report?"),
+        // The caller answers on the sub-help's thread, named in the result it got.
+        Scripted::from_request(|request| {
+            let result = last_result(request);
+            assert_eq!(result["status"], "PENDING", "{result}");
+            assert_eq!(result["output"], "which report?", "{result}");
+            let thread = result["thread"].as_str().unwrap_or_default().to_owned();
+            Scripted::tool("asker", json!({"thread": thread, "answer": "the Q1 report"}))
+        }),
+        // The sub-help goes on with the answer, and is done.
+        Scripted::from_request(|request| {
+            let messages = request["messages"].to_string();
+            let answered = messages.contains("the Q1 report") && messages.contains("which report?");
+            Scripted::text(if answered { "Q1: all good" } else { "the answer did not arrive" })
+        }),
+        // The caller gets the sub-help's result as the answer to its second call.
+        Scripted::from_request(|request| {
+            let result = last_result(request);
+            Scripted::text(&format!("summary: {}", result["output"].as_str().unwrap_or("none")))
+        }),
+    ]);
+    let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
+    crate::runs::commit(
+        &sandbox,
+        &repo,
+        &[
+            ("helps/outer.yaml", "description: Delegates\ncommands: [asker]\n"),
+            ("helps/asker.yaml", "description: Asks when unsure\ncommands: [files]\n"),
+        ],
+    );
+    let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "outer", "summarise", "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["output"], "summary: Q1: all good");
+    assert_eq!(server.requests().len(), 5);
+    let id = run.json()["thread"].as_str().expect("thread").to_owned();
+    let log = sandbox.hal(&repo, &["thread", "log", &id, "--json"]).ok().json();
+    let subs: Vec<&Value> = log
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["facts"].as_array()?.iter().find(|f| f[0] == "Hal-Subthread").map(|f| &f[1]))
+        .collect();
+    assert_eq!(subs.len(), 2, "both calls name the one sub-thread: {log:#}");
+    assert_eq!(subs[0], subs[1]);
+}
+
+#[test]
+fn only_a_question_of_this_threads_own_sub_help_can_be_answered() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::from_request(|request| {
+            // The thread id of the caller's own thread is in no result yet: answer "a question" on a made-up one.
+            let _ = request;
+            Scripted::tool("asker", json!({"thread": "0000000000x", "answer": "anything"}))
+        }),
+        Scripted::from_request(|request| {
+            let result = request["messages"].to_string();
+            let refused = result.contains("is no thread a call of `asker` on this thread started");
+            Scripted::text(if refused { "refused" } else { "answered" })
+        }),
+    ]);
+    let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
+    crate::runs::commit(
+        &sandbox,
+        &repo,
+        &[
+            ("helps/outer.yaml", "description: Delegates\ncommands: [asker]\n"),
+            ("helps/asker.yaml", "description: Asks when unsure\ncommands: [files]\n"),
+        ],
+    );
+    let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "outer", "go", "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["output"], "refused");
+}
+
+/// `hal thread say --agent` switches the agent that answers a thread: this message and the next ones are answered
+/// with its persona; the message records the switch.
+#[test]
+fn a_thread_switches_to_another_agent_and_stays_with_it() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::finish("PENDING", "which file?"),
+        Scripted::finish("PENDING", "and the format?"),
+        Scripted::text("done"),
+    ]);
+    let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
+    crate::runs::commit(
+        &sandbox,
+        &repo,
+        &[
+            ("agents/zed.yaml", "description: Zed\npersona: ['You are Zed, terse.']\n"),
+            ("helps/asker.yaml", "description: Asks\ncommands: [files]\n"),
+        ],
+    );
+    let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "asker", "do it", "--json"]);
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    let id = run.json()["thread"].as_str().expect("thread").to_owned();
+    let switched = crate::runs::hal(&sandbox, &repo, &["thread", "say", &id, "--agent", "zed", "a.txt"]);
+    assert_eq!(switched.code, 3, "{}{}", switched.stdout, switched.stderr);
+    let again = crate::runs::hal(&sandbox, &repo, &["thread", "say", &id, "markdown"]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    let system = |n: usize| server.requests()[n].body["messages"][0]["content"].to_string();
+    assert!(!system(0).contains("You are Zed"), "{}", system(0));
+    assert!(system(1).contains("You are Zed"), "the switch: {}", system(1));
+    assert!(system(2).contains("You are Zed"), "and after it: {}", system(2));
+    let log = sandbox.hal(&repo, &["thread", "log", &id, "--json"]).ok().json();
+    let message = log.as_array().expect("steps").iter().find(|s| s["text"] == "a.txt").expect("the message").clone();
+    assert!(message["facts"].to_string().contains(r#"["Hal-Agent","zed"]"#), "{message:#}");
+}
