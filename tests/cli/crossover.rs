@@ -130,3 +130,40 @@ fn a_thread_switches_to_another_agent_and_stays_with_it() {
     let message = log.as_array().expect("steps").iter().find(|s| s["text"] == "a.txt").expect("the message").clone();
     assert!(message["facts"].to_string().contains(r#"["Hal-Agent","zed"]"#), "{message:#}");
 }
+
+/// Two answers to one question in one reply: the first resumes the sub-run, which asks again; the second is not
+/// taken for an answer to the new question, which the calling model has not seen.
+#[test]
+fn a_second_answer_in_the_same_reply_does_not_answer_the_next_question() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::tool("asker", json!({"input": "summarise"})),
+        Scripted::finish("PENDING", "which report?"),
+        Scripted::from_request(|request| {
+            let thread = last_result(request)["thread"].as_str().unwrap_or_default().to_owned();
+            Scripted::tools(&[
+                ("asker", json!({"thread": thread, "answer": "Q1"})),
+                ("asker", json!({"thread": thread, "answer": "markdown"})),
+            ])
+        }),
+        Scripted::finish("PENDING", "and the format?"),
+        Scripted::from_request(|request| {
+            let messages = request["messages"].to_string();
+            let refused = messages.contains("no longer waits on the question you were given");
+            Scripted::text(if refused { "second refused" } else { "second taken" })
+        }),
+    ]);
+    let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
+    crate::runs::commit(
+        &sandbox,
+        &repo,
+        &[
+            ("helps/outer.yaml", "description: Delegates\ncommands: [asker]\n"),
+            ("helps/asker.yaml", "description: Asks when unsure\ncommands: [files]\n"),
+        ],
+    );
+    let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "outer", "go", "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["output"], "second refused");
+    assert_eq!(server.requests().len(), 5, "the sub-help was resumed once");
+}

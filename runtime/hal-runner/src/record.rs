@@ -33,6 +33,8 @@ pub mod fact {
     pub const AUTONOMY: &str = "Hal-Autonomy";
     /// The thread a sub-help ran on.
     pub const SUBTHREAD: &str = "Hal-Subthread";
+    /// The step of a sub-help's run that asks the question its caller was given (it ended PENDING there).
+    pub const SUBTHREAD_ASKS: &str = "Hal-Subthread-Asks";
     /// The final status of a run (`DONE`, …).
     pub const RESULT: &str = "Hal-Result";
     /// The confidence the model gave with `finish`.

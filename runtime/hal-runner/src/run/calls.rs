@@ -6,11 +6,17 @@ use hal_model::ToolCall;
 use hal_store::{NewStep, StepKind, ThreadStatus, identity::HAL_ACTOR};
 use serde_json::{Value, json};
 
-use super::{Begin, FINISH, RunState, Runner, cut_to_step, deadline_after, without_nul};
+use super::{Begin, FINISH, Prepared, RunState, Runner, cut_to_step, deadline_after, without_nul};
 use crate::error::RunError;
 use crate::record::{StepData, ToolData, fact};
 use crate::status::Status;
 use crate::tools::{ToolContext, ToolResult};
+
+/// The sub-thread a call ran a help on, and the step where that run asks a question (when it ended PENDING).
+pub(super) struct Sub {
+    pub id: String,
+    pub asks: Option<gix::ObjectId>,
+}
 
 impl Runner {
     pub(super) async fn call_tool(&self, state: &mut RunState<'_>, call: &ToolCall) -> Result<ToolResult, RunError> {
@@ -47,7 +53,7 @@ impl Runner {
         &self,
         state: &mut RunState<'_>,
         call: &ToolCall,
-    ) -> Result<(ToolResult, Option<String>), RunError> {
+    ) -> Result<(ToolResult, Option<Sub>), RunError> {
         if Instant::now() >= state.deadline {
             return Ok((ToolResult::error("not started: the run is out of time"), None));
         }
@@ -63,17 +69,29 @@ impl Runner {
             Err(error) => return Ok((ToolResult::error(format!("the arguments are not valid JSON: {error}")), None)),
         };
         let text = |key: &str| args.get(key).and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty());
+        let models = state.models.subrun();
+        // Checked before anything is written: a help that cannot run leaves no thread behind.
+        let prepared = match self.prepare(models.as_ref(), &call.name) {
+            Ok(prepared) => prepared,
+            Err(error) => return Ok((ToolResult::error(error.to_string()), None)),
+        };
         // An answer to the question a run of this help asked on its own thread: that run goes on there.
-        if args.get("thread").is_some() {
-            let (Some(thread), Some(answer)) = (text("thread"), text("answer")) else {
-                let reason = "to answer a help's question, give both `thread` (as its result named it) and `answer`";
+        if args.get("thread").is_some() || args.get("answer").is_some() {
+            let (Some(thread), Some(answer), None) = (text("thread"), text("answer"), args.get("input")) else {
+                let reason = "to answer a help's question, give both `thread` (as its result named it) and `answer` \
+                              (and no `input`)";
                 return Ok((ToolResult::error(reason), None));
             };
             let sub = match self.asking_thread(state, &call.name, thread)? {
                 Ok(sub) => sub,
                 Err(reason) => return Ok((ToolResult::error(reason), None)),
             };
-            return self.run_sub(state, call, sub, answer).await;
+            // What the resumed run meets in the repository (a step written on its thread meanwhile, a frozen
+            // branch) is this call's failure, not the caller's.
+            return match self.run_sub(state, call, &prepared, models, sub, answer).await {
+                Err(error) => Ok((ToolResult::error(format!("not answered: {error}")), None)),
+                done => done,
+            };
         }
         let Some(input) = text("input") else {
             return Ok((ToolResult::error("the arguments need a non-empty `input` text"), None));
@@ -81,44 +99,43 @@ impl Runner {
         let title = format!("{}: {}", call.name, input.lines().next().unwrap_or_default());
         let from = format!("thread {}", state.thread.id);
         let sub = self.journal.with(|home| home.start_thread_at(&state.actor, state.tip, Some(&title), &from, None))?;
-        self.run_sub(state, call, sub, input).await
+        self.run_sub(state, call, &prepared, models, sub, input).await
     }
 
-    /// Run help `call.name` on `sub` (a new sub-thread, or one whose run asked a question) with `input`, and give
-    /// back its ending as the call's result.
+    /// Run help `call.name` (`prepared`) on `sub` (a new sub-thread, or one whose run asked a question) with
+    /// `input`, and give back its ending as the call's result.
     async fn run_sub(
         &self,
         state: &mut RunState<'_>,
         call: &ToolCall,
+        prepared: &Prepared,
+        models: std::sync::Arc<dyn crate::model::Models>,
         sub: hal_store::ThreadRef,
         input: &str,
-    ) -> Result<(ToolResult, Option<String>), RunError> {
-        let models = state.models.subrun();
-        let prepared = match self.prepare(models.as_ref(), &call.name) {
-            Ok(prepared) => prepared,
-            Err(error) => return Ok((ToolResult::error(error.to_string()), None)),
-        };
+    ) -> Result<(ToolResult, Option<Sub>), RunError> {
         let own_deadline = deadline_after(prepared.limits.max_seconds);
         let deadline = own_deadline.min(state.deadline);
         // A sub-run is part of its caller's run: the same chain, the same count of threads started.
         let scope = Some(state.scope.clone());
         let depth = state.depth + 1;
         let begin = Begin::Input(input);
-        let outcome = self.execute(&prepared, models, sub.clone(), &state.actor, begin, depth, scope, deadline).await?;
+        let outcome = self.execute(prepared, models, sub.clone(), &state.actor, begin, depth, scope, deadline).await?;
         // What a sub-help spends counts against the caller's token limit too.
         state.usage.input = state.usage.input.saturating_add(outcome.usage.input);
         state.usage.output = state.usage.output.saturating_add(outcome.usage.output);
         let mut content = json!({"status": outcome.status, "output": outcome.output, "thread": sub.id});
-        if outcome.status == Status::Pending {
-            // Its question crosses over: the calling model may answer it, or ask the person in turn.
+        // A sub-run ends PENDING only with the model's question (what waits for a person ends it ERROR): it crosses
+        // over, and the calling model may answer it, or ask the person in turn.
+        let asks = (outcome.status == Status::Pending).then_some(outcome.commit);
+        if asks.is_some() {
             content["to_answer"] = json!(format!(
-                "call `{}` again with {{\"thread\": \"{}\", \"answer\": \"…\"}}; if only the person can answer, end \
-                 your run PENDING with the question (their answer comes back to you)",
-                call.name, sub.id
+                "call `{}` again with this `thread` and your `answer`; if only the person can answer, end your run \
+                 PENDING with the question (their answer comes back to you)",
+                call.name
             ));
         }
         let result = ToolResult { content: content.to_string(), is_error: outcome.status == Status::Error };
-        Ok((result, Some(sub.id)))
+        Ok((result, Some(Sub { id: sub.id, asks })))
     }
 
     pub(super) fn record_tool(
@@ -126,7 +143,7 @@ impl Runner {
         state: &mut RunState<'_>,
         call: &ToolCall,
         result: ToolResult,
-        subthread: Option<String>,
+        subthread: Option<Sub>,
     ) -> Result<ToolResult, RunError> {
         let (step, result) = self.tool_step(state, call, result, Vec::new(), subthread)?;
         self.append(state, HAL_ACTOR, &step)?;
@@ -141,7 +158,7 @@ impl Runner {
         call: &ToolCall,
         result: ToolResult,
         writes: Vec<(String, Vec<u8>)>,
-        subthread: Option<String>,
+        subthread: Option<Sub>,
     ) -> Result<(NewStep, ToolResult), RunError> {
         // A commit message cannot hold NUL, nor may a step grow past what HAL reads back: the model and the record
         // both get the same, replaced and cut, text.
@@ -151,8 +168,11 @@ impl Runner {
             .fact(fact::TOOL, &call.name)
             .fact(fact::CALL, &call.id)
             .fact(fact::OUTCOME, if result.is_error { "error" } else { "ok" });
-        if let Some(thread) = subthread {
-            step = step.fact(fact::SUBTHREAD, thread);
+        if let Some(sub) = subthread {
+            step = step.fact(fact::SUBTHREAD, sub.id);
+            if let Some(asks) = sub.asks {
+                step = step.fact(fact::SUBTHREAD_ASKS, asks);
+            }
         }
         ToolData { call: call.clone(), also: Vec::new() }.put(&mut step)?;
         step.writes = writes;

@@ -104,6 +104,8 @@ struct RunState<'a> {
     usage: Usage,
     /// What this run's tool calls share.
     scope: RunScope,
+    /// The reply whose calls are being made (what a call's model saw is what came before it).
+    reply: ObjectId,
 }
 
 impl Runner {
@@ -236,6 +238,9 @@ impl Runner {
                     // A sub-help's request is the calling model's text: HAL's message, for the person.
                     let writer = if depth > 0 {
                         request = request.fact(fact::DEPTH, depth).fact(fact::FOR, actor);
+                        // On exactly the tip checked (a new sub-thread's start, or the question answered): a step
+                        // written there meanwhile makes the call fail rather than stack two runs on one branch.
+                        request.on_tip = Some(thread.tip);
                         HAL_ACTOR
                     } else {
                         actor
@@ -311,6 +316,7 @@ impl Runner {
                 turns: 0,
                 usage: Usage::default(),
                 scope,
+                reply: ObjectId::null(gix::hash::Kind::Sha1),
             };
             let outcome = self.run_loop(&mut state, &mut conversation, pending).await?;
             self.cache_conversation(&state.thread.branch, state.tip, conversation);
@@ -331,7 +337,9 @@ impl Runner {
         if pending.as_ref().is_none_or(|pending| !pending.ours)
             && let Some(question) = missing_secrets(&prepared.tools)
         {
-            return self.finish(state, Status::Pending, &question, None, None);
+            // Only a person can set a secret: a help run by another help ends, its caller hears why.
+            let status = if state.depth > 0 { Status::Error } else { Status::Pending };
+            return self.finish(state, status, &question, None, None);
         }
         let system = self.system_prompt(&prepared.agent, &prepared.help);
         let tools = self.tool_specs(prepared);
@@ -360,6 +368,7 @@ impl Runner {
                     Err(ended) => return Ok(ended),
                 },
             };
+            state.reply = reply_commit;
             let is_answered = |call: &&ToolCall| answered.contains(&call.id);
             let finishes: Vec<&ToolCall> = reply.tool_calls.iter().filter(|call| call.name == FINISH).collect();
             let calls = reply.tool_calls.iter().enumerate().filter(|(_, call)| call.name != FINISH);
