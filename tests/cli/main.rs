@@ -5,6 +5,7 @@
 
 mod api;
 mod approvals;
+mod assessed;
 mod budgets;
 mod concurrency;
 mod crash;

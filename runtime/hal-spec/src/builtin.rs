@@ -3,6 +3,7 @@
 
 /// Built-in helps: name and YAML text.
 pub const HELPS: &[(&str, &str)] = &[
+    ("assessor", include_str!("../../../helps/assessor.yaml")),
     ("goalie", include_str!("../../../helps/goalie.yaml")),
     ("hal", include_str!("../../../helps/hal.yaml")),
     ("plugin-author", include_str!("../../../helps/plugin-author.yaml")),

@@ -82,6 +82,18 @@ pub struct HelpTest {
     pub status: Option<String>,
     /// Checks on the output.
     pub output: Option<OutputCheck>,
+    /// Criteria in words that an assessor (a help) judges the run by.
+    pub assess: Option<Assess>,
+}
+
+/// A test case's criteria in words, judged by an assessor reading the run's output and files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Assess {
+    /// What the result must be, in words.
+    pub criteria: String,
+    /// The help that judges (default: the built-in `assessor`).
+    pub help: Option<String>,
 }
 
 /// Checks on a test's output.

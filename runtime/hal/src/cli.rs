@@ -365,13 +365,17 @@ pub enum HelpCommand {
         #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
     },
-    /// Run a help's `tests` section and report each case. Exit code 1 when any fails.
+    /// Run a help's `tests` section and report each case (cases with `assess` are judged by an assessor help).
+    /// Exit code 1 when any run of a case fails.
     Test {
         /// The help's name.
         name: String,
         /// Work as this agent (default: hal).
         #[arg(long, value_name = "NAME", default_value = "hal")]
         agent: String,
+        /// Run each case this many times and report its pass rate (model output varies).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        iterations: u32,
     },
 }
 

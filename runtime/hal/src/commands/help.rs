@@ -27,7 +27,7 @@ pub fn run(args: &Args, command: &HelpCommand) -> Result<Outcome> {
             let key = idempotency_key.as_deref();
             super::run::help_run(args, agent, name, &text, thread.as_deref(), key)
         }
-        HelpCommand::Test { name, agent } => super::run::help_test(args, agent, name),
+        HelpCommand::Test { name, agent, iterations } => super::help_test::run(args, agent, name, *iterations),
     }
 }
 

@@ -3,7 +3,6 @@
 
 use anyhow::Result;
 use hal_daemon::protocol::{Command, ReplayReport, Response, Status, Trace, TurnEnd};
-use hal_spec::HelpTest;
 use hal_store::Home;
 
 use super::Outcome;
@@ -15,7 +14,7 @@ pub const EXIT_PENDING: u8 = 3;
 /// Exit code of a run that ended `NOCANDO`.
 pub const EXIT_NOCANDO: u8 = 4;
 /// Exit code of a run that ended `ERROR`, a failing help test, or a replay that differs.
-pub const EXIT_FAILED: u8 = 1;
+pub(super) const EXIT_FAILED: u8 = 1;
 
 /// The exit code for a run's status.
 pub(super) fn exit_code(status: Status) -> u8 {
@@ -125,104 +124,6 @@ pub(super) fn print_end(args: &Args, handle: &dyn hal_daemon::Handle, end: &Turn
         }
     }
     Ok(())
-}
-
-/// The result of one test case.
-#[derive(serde::Serialize)]
-struct CaseReport {
-    name: String,
-    passed: bool,
-    status: Option<Status>,
-    thread: Option<String>,
-    problems: Vec<String>,
-}
-
-/// `hal help test <name>`: each case of the help's `tests` is a new thread whose turn the repo's handle takes
-/// (the daemon when one runs, this process otherwise), checked against the case.
-pub fn help_test(args: &Args, agent: &str, name: &str) -> Result<Outcome> {
-    let home = Home::open(&args.directory)?;
-    let actor = home.resolve_actor(None)?;
-    let handle = super::remote::handle(args)?;
-    let cases = match handle.command(&Command::HelpTests { help: name.to_owned() })? {
-        Response::HelpTests { cases, .. } => cases,
-        other => anyhow::bail!("the help-tests command was answered with {other:?}"),
-    };
-    if cases.is_empty() {
-        anyhow::bail!("help `{name}` has no `tests` section");
-    }
-    let display = super::remote::Display {
-        steps: (!args.json).then_some(&super::remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
-        text: false,
-    };
-    let mut reports = Vec::new();
-    for (n, case) in cases.iter().enumerate() {
-        let case_name = case.name.clone().unwrap_or_else(|| format!("case {}", n + 1));
-        let command = Command::NewThread {
-            purpose: Some(hal_store::ThreadPurpose::Test),
-            actor: Some(actor.clone()),
-            from: None,
-            title: Some(format!("test {name}: {case_name}")),
-            help: Some(name.to_owned()),
-            agent: Some(agent.to_owned()),
-            input: Some(case.input.clone()),
-            idempotency_key: None,
-            started_by_run: None,
-        };
-        // A turn that cannot be taken at all (no model, a help that does not load) fails the command, not a case.
-        let (end, _) = super::remote::talk(handle.as_ref(), &actor, &command, &display)?;
-        let problems = check_case(case, &end);
-        let report = CaseReport {
-            name: case_name,
-            passed: problems.is_empty(),
-            status: Some(end.status),
-            thread: Some(end.thread),
-            problems,
-        };
-        if !args.json {
-            match report.passed {
-                true => outln!("PASS  {}", report.name),
-                false => outln!("FAIL  {}: {}", report.name, report.problems.join("; ")),
-            }
-        }
-        reports.push(report);
-    }
-    let failed = reports.iter().filter(|r| !r.passed).count();
-    if args.json {
-        output::json(&reports)?;
-    } else {
-        outln!("{} passed, {failed} failed", reports.len() - failed);
-    }
-    Ok(if failed == 0 { Outcome::Done } else { Outcome::Exit(EXIT_FAILED) })
-}
-
-/// What is wrong with `outcome` for `case`.
-fn check_case(case: &HelpTest, outcome: &TurnEnd) -> Vec<String> {
-    let mut problems = Vec::new();
-    let expected = case.status.as_deref().and_then(Status::parse).unwrap_or(Status::Done);
-    if outcome.status != expected {
-        problems.push(format!("expected {expected}, got {}: {}", outcome.status, outcome.output.trim()));
-    }
-    if let Some(check) = &case.output {
-        let output = &outcome.output;
-        if let Some(equals) = &check.equals
-            && output.trim() != equals.trim()
-        {
-            problems.push(format!("output is {output:?}, expected {equals:?}"));
-        }
-        for needle in &check.contains {
-            if !output.contains(needle.as_str()) {
-                problems.push(format!("output does not contain {needle:?}"));
-            }
-        }
-        if let Some(pattern) = &check.matches {
-            match regex::Regex::new(pattern) {
-                Ok(regex) if regex.is_match(output) => {}
-                Ok(_) => problems.push(format!("output does not match /{pattern}/")),
-                Err(error) => problems.push(format!("tests.output.matches is not a valid pattern: {error}")),
-            }
-        }
-    }
-    problems
 }
 
 /// `hal thread replay <id> [--from <ref>]`: the repo's handle replays it (the daemon when one runs).
