@@ -167,3 +167,29 @@ fn a_second_answer_in_the_same_reply_does_not_answer_the_next_question() {
     assert_eq!(run.json()["output"], "second refused");
     assert_eq!(server.requests().len(), 5, "the sub-help was resumed once");
 }
+
+/// What a sub-help does on its own thread is shown as the calling turn's progress while it waits.
+#[test]
+fn a_sub_helps_steps_show_as_progress_of_the_calling_turn() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::tool("asker", json!({"input": "write a"})),
+        Scripted::tool("files.write", json!({"path": "a.txt", "content": "1"})),
+        Scripted::text("wrote a.txt"),
+        Scripted::text("done"),
+    ]);
+    let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
+    crate::runs::commit(
+        &sandbox,
+        &repo,
+        &[
+            ("helps/outer.yaml", "description: Delegates\ncommands: [asker]\n"),
+            ("helps/asker.yaml", "description: Writes\ncommands: [files]\n"),
+        ],
+    );
+    let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "outer", "go"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let progress: Vec<&str> = run.stderr.lines().filter(|line| line.contains('↳')).collect();
+    assert!(progress.iter().any(|line| line.contains("tool: files.write → wrote a.txt")), "{}", run.stderr);
+    assert!(progress.iter().any(|line| line.contains("finish: DONE wrote a.txt")), "{}", run.stderr);
+}

@@ -108,6 +108,17 @@ pub enum Notice {
         /// The new text.
         delta: String,
     },
+    /// A step of a help run by another help, as progress of the run on `branch` that called it.
+    Progress {
+        /// The calling run's branch.
+        branch: String,
+        /// The sub-thread.
+        thread: String,
+        /// The step's kind.
+        kind: String,
+        /// One line about it.
+        summary: String,
+    },
     /// A turn started.
     TurnStarted {
         /// Its branch.
@@ -231,9 +242,17 @@ impl Shared {
                         let _ = shared.notices.send(Notice::Text { branch, delta });
                     }
                 }
-                Event::Step { thread, branch, kind, facts, .. } => {
+                Event::Step { thread, branch, kind, facts, caller, summary, .. } => {
                     shared.metrics.step(kind, facts);
                     let (thread, branch) = ((*thread).to_owned(), (*branch).to_owned());
+                    if let Some(caller) = caller
+                        && shared.notices.receiver_count() > 0
+                    {
+                        let (kind, summary) = (kind.as_str().to_owned(), (*summary).to_owned());
+                        let progress =
+                            Notice::Progress { branch: (*caller).to_owned(), thread: thread.clone(), kind, summary };
+                        let _ = shared.notices.send(progress);
+                    }
                     let _ = shared.notices.send(Notice::Tip { thread, branch });
                 }
             }

@@ -107,6 +107,9 @@ impl Follower {
                     self.out.push_back(ThreadEvent::Text { delta });
                 }
                 Ok(Notice::Tip { branch, .. }) if branch == self.branch => self.catch_up().await,
+                Ok(Notice::Progress { branch, thread, kind, summary }) if branch == self.branch => {
+                    self.out.push_back(ThreadEvent::Progress { thread, kind, summary });
+                }
                 Ok(Notice::TurnStarted { branch, help, tickets }) if branch == self.branch => {
                     self.out.push_back(ThreadEvent::TurnStarted { help, tickets });
                 }

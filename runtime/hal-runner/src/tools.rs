@@ -62,13 +62,16 @@ pub struct RunScope {
     /// How many threads started and messages relayed by runs led to this run (0 for a person's request), from
     /// HAL's local record: what the run starts or relays continues this chain.
     pub chain_depth: u32,
+    /// The branch of the run a person's message started, when this run is a help run by another help (its steps
+    /// are that run's progress).
+    pub root: Option<String>,
     counts: Arc<std::sync::Mutex<BTreeMap<String, u32>>>,
 }
 
 impl RunScope {
     /// A new scope with `limits`, at the start of a chain, with nothing counted.
     pub fn new(limits: crate::run::Limits) -> RunScope {
-        RunScope { limits, chain_depth: 0, counts: Arc::default() }
+        RunScope { limits, chain_depth: 0, root: None, counts: Arc::default() }
     }
 
     /// Count one more `what` in this run and return how many there are now.

@@ -545,6 +545,15 @@ pub enum ThreadEvent {
         /// The new text.
         delta: String,
     },
+    /// A step of a help this thread's run called, on its own sub-thread: the run's progress while it waits.
+    Progress {
+        /// The sub-thread.
+        thread: String,
+        /// The step's kind.
+        kind: String,
+        /// One line about it.
+        summary: String,
+    },
     /// A turn started.
     TurnStarted {
         /// The help it runs.
@@ -563,6 +572,7 @@ impl ThreadEvent {
         match self {
             ThreadEvent::Step { .. } => "step",
             ThreadEvent::Text { .. } => "text",
+            ThreadEvent::Progress { .. } => "progress",
             ThreadEvent::TurnStarted { .. } => "turn-started",
             ThreadEvent::TurnEnded(_) => "turn-ended",
         }

@@ -246,7 +246,8 @@ impl Runner {
                         actor
                     };
                     let appended = self.journal.with(|home| home.append_step(writer, &thread, &request))?;
-                    self.step_event(&thread, &StepKind::Message, input, depth, &request.facts);
+                    let caller = scope.as_ref().and_then(|scope| scope.root.as_deref()).filter(|_| depth > 0);
+                    self.step_event(&thread, &StepKind::Message, input, depth, &request.facts, caller);
                     let parent = self.journal.with(|home| {
                         let commit = home.repo().find_commit(appended.commit).ok();
                         commit.and_then(|c| c.parent_ids().next().map(|p| p.detach()))
@@ -303,7 +304,13 @@ impl Runner {
             }
             let scope = match scope {
                 Some(scope) => scope,
-                None => self.journal.with(|home| chain_scope(home, prepared.limits, &thread.branch, request))?,
+                None => {
+                    let mut scope =
+                        self.journal.with(|home| chain_scope(home, prepared.limits, &thread.branch, request))?;
+                    // The top of this turn's helps: what helps run by it do is its progress.
+                    scope.root = Some(thread.branch.clone());
+                    scope
+                }
             };
             let mut state = RunState {
                 prepared,

@@ -123,6 +123,9 @@ pub enum Event<'a> {
         depth: u32,
         /// Its `Hal-*` facts (help, model, tokens, latency, tool, outcome…).
         facts: &'a [(String, String)],
+        /// For a step of a help run by another help: the branch of the run the person asked for, whose followers
+        /// see it as that run's progress.
+        caller: Option<&'a str>,
     },
 }
 

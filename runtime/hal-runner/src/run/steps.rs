@@ -163,7 +163,8 @@ impl Runner {
             ),
             _ => first_line(&step.text).to_owned(),
         };
-        self.step_event(&state.thread, &step.kind, &summary, state.depth, &step.facts);
+        let caller = state.scope.root.as_deref().filter(|_| state.depth > 0);
+        self.step_event(&state.thread, &step.kind, &summary, state.depth, &step.facts, caller);
     }
 
     pub(super) fn step_event(
@@ -173,9 +174,11 @@ impl Runner {
         summary: &str,
         depth: u32,
         facts: &[(String, String)],
+        caller: Option<&str>,
     ) {
         if let Some(observer) = &self.observer {
-            observer(&Event::Step { thread: &thread.id, branch: &thread.branch, kind, summary, depth, facts });
+            let (thread, branch) = (&thread.id, &thread.branch);
+            observer(&Event::Step { thread, branch, kind, summary, depth, facts, caller });
         }
     }
 }

@@ -86,6 +86,10 @@ pub fn talk(handle: &dyn Handle, actor: &str, command: &Command, display: &Displ
                 show(step);
             }
         }
+        // What a help this turn called is doing on its own thread, while the turn waits for it.
+        ThreadEvent::Progress { thread, kind, summary } if display.steps.is_some() => {
+            eprintln!("    ↳ {thread} {kind}: {}", first_line(summary, 140));
+        }
         _ => {}
     };
     let end = handle.talk(command, actor, &mut show)?;
