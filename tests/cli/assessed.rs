@@ -67,3 +67,22 @@ fn an_assessor_judges_each_run_and_iterations_give_a_pass_rate() {
     assert!(reports.iter().any(|r| r.contains("PASS") && r.contains("the decision to ship is listed")), "{reports:?}");
     assert!(reports.iter().any(|r| r.contains("FAIL") && r.contains("does not list the decision")), "{reports:?}");
 }
+
+/// A help cannot judge its own tests; the report written to a test thread keeps the run's ending as its status.
+#[test]
+fn a_help_cannot_be_its_own_assessor_and_the_report_keeps_the_threads_status() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![Scripted::finish("PENDING", "which meeting?")]);
+    let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
+    let help = "description: Judges itself\ncommands: [files]\ntests:\n  - name: asks\n    input: Minute it.\n    \
+                status: PENDING\n    assess:\n      criteria: It asks which meeting.\n      help: judge\n";
+    crate::runs::commit(&sandbox, &repo, &[("helps/judge.yaml", help)]);
+    let run = crate::runs::hal(&sandbox, &repo, &["help", "test", "judge", "--json"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let report = run.json();
+    assert!(report[0]["problems"].to_string().contains("cannot judge its own tests"), "{report:#}");
+    let thread = report[0]["thread"].as_str().expect("thread");
+    let threads = sandbox.hal(&repo, &["thread", "list", "--all", "--json"]).ok().json();
+    let listed = threads.as_array().expect("threads").iter().find(|t| t["id"] == thread).expect("listed").clone();
+    assert_eq!(listed["status"], "pending", "the report did not reopen the thread: {listed:#}");
+}

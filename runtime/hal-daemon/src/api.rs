@@ -9,8 +9,8 @@
 //! - `GET  /v1/threads`, `POST /v1/threads` (start), `POST /v1/threads/{thread}/messages`,
 //!   `POST /v1/threads/{thread}/merge`: the same commands as REST routes.
 //! - `GET  /v1/threads/{thread}/events?after=<commit>`: server-sent events named by their `event:` line: each
-//!   new `step` (after `after`, default the current tip), `text` as a model reply streams, `turn-started` and
-//!   `turn-ended`.
+//!   new `step` (after `after`, default the current tip), `text` as a model reply streams, `progress` of the helps
+//!   its run called, `turn-started` and `turn-ended`.
 //! - `GET  /metrics`: Prometheus text format.
 //!
 //! Every error is `{"error": "...", "code": "..."}` ([`ApiError`]), a body included that is not JSON or not sent
@@ -456,7 +456,7 @@ struct EventsQuery {
         ("after" = Option<String>, Query, description = "Send the steps after this commit (an id or unique prefix) first; default: the tip"),
         ("actor" = Option<String>, Query, description = "Whose `backchat` (default: the daemon's owner)")),
     responses((status = 200, description = "Server-sent events, one `ThreadEvent` as JSON per event, named by its \
-        `event:` line (`step`, `text`, `turn-started`, `turn-ended`)", content_type = "text/event-stream", body = ThreadEvent),
+        `event:` line (`step`, `text`, `progress`, `turn-started`, `turn-ended`)", content_type = "text/event-stream", body = ThreadEvent),
         (status = 404, description = "No such thread or commit", body = ErrorBody)))]
 async fn events(
     _: Authorized,

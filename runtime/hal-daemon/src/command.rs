@@ -342,10 +342,21 @@ pub(crate) fn apply_with(
             let thread = home.fork_thread(&actor(who)?, thread, at.as_deref())?;
             Ok(Response::Started { thread, message: None, ticket: None, repeated: false, answer: None })
         }
-        Command::Write { actor: who, thread, path, content, message } => {
+        Command::Write { actor: who, thread, path, content, message, keep_status } => {
             let bytes = content.bytes().ok_or(hal_store::StoreError::InvalidText("content.base64 is not base64"))?;
-            refuse_frozen(home, &home.resolve_thread(thread)?)?;
-            let step = home.write_file(&actor(who)?, thread, path, &bytes, message.as_deref())?;
+            let target = home.resolve_thread(thread)?;
+            refuse_frozen(home, &target)?;
+            let status = match keep_status {
+                true => home
+                    .steps_back(&target)
+                    .next()
+                    .transpose()?
+                    .and_then(|tip| tip.status)
+                    .filter(|status| *status != ThreadStatus::Running),
+                false => None,
+            };
+            let status = status.unwrap_or(ThreadStatus::Open);
+            let step = home.write_file_with_status(&actor(who)?, thread, path, &bytes, message.as_deref(), status)?;
             Ok(Response::Appended { step })
         }
         Command::Halt { actor: who, on, reason, after, signature } => {

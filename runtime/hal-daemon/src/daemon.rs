@@ -248,7 +248,9 @@ impl Shared {
                     if let Some(caller) = caller
                         && shared.notices.receiver_count() > 0
                     {
-                        let (kind, summary) = (kind.as_str().to_owned(), (*summary).to_owned());
+                        // One line for a progress view, not the step: a tool's result can be a page.
+                        let summary: String = summary.chars().take(200).collect();
+                        let kind = kind.as_str().to_owned();
                         let progress =
                             Notice::Progress { branch: (*caller).to_owned(), thread: thread.clone(), kind, summary };
                         let _ = shared.notices.send(progress);

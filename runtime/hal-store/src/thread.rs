@@ -526,13 +526,27 @@ impl Home {
         content: &[u8],
         message: Option<&str>,
     ) -> Result<Appended> {
+        self.write_file_with_status(actor, thread, path, content, message, ThreadStatus::Open)
+    }
+
+    /// [`Home::write_file`], the thread's status after it being `status` (a report written on the thread of a
+    /// finished run keeps the run's ending).
+    pub fn write_file_with_status(
+        &self,
+        actor: &str,
+        thread: &str,
+        path: &str,
+        content: &[u8],
+        message: Option<&str>,
+        status: ThreadStatus,
+    ) -> Result<Appended> {
         let path = tree_path::normalize(path)?;
         let thread = self.resolve_thread(thread)?;
         let text = match message.map(str::trim) {
             Some(message) if !message.is_empty() => message.to_owned(),
             _ => format!("write {path} ({} bytes)", content.len()),
         };
-        let mut step = NewStep::new(StepKind::Write, text, ThreadStatus::Open);
+        let mut step = NewStep::new(StepKind::Write, text, status);
         step.writes = vec![(path, content.to_vec())];
         self.append_step(actor, &thread, &step)
     }

@@ -171,6 +171,9 @@ pub enum Command {
         /// What the step says (default: "write <path> (<n> bytes)").
         #[serde(default)]
         message: Option<String>,
+        /// Keep the thread's status (a report written on a finished run's thread), instead of opening it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        keep_status: bool,
     },
     /// Let HAL go on with a frozen thread (one whose branch someone moved back or sideways) from where it is now:
     /// a system step on its tip says who did, and HAL acts on the thread again. An owner's act, signed as a merge

@@ -92,6 +92,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
                 path: path.clone(),
                 content: FileContent::of(content),
                 message: message.clone(),
+                keep_status: false,
             };
             if let Response::Appended { step } = handle.command(&write)? {
                 print_appended(args, &step)?;
