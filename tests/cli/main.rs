@@ -30,6 +30,7 @@ mod regression;
 mod replies;
 mod runs;
 mod secrets;
+mod shared_helps;
 mod signing;
 mod support;
 mod threads;

@@ -365,6 +365,22 @@ pub enum HelpCommand {
         #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
     },
+    /// Copy a help another home repo shares (`<git-url>#<path>`, e.g. `https://host/helps.git#helps/notes.yaml`)
+    /// with the isolates and plugins its commands name, onto a new thread to merge; pinned by the source commit.
+    /// Nothing it brings is granted anything here.
+    Add {
+        /// The source: a git URL, `#`, and the help file's path in that repository.
+        source: String,
+        /// Name it so here (default: its file's name).
+        #[arg(long = "as", value_name = "NAME")]
+        name: Option<String>,
+    },
+    /// Propose the newer version of a help `hal help add` brought (its first line names the source) on a new
+    /// thread, showing the difference; `up to date` when the source has not moved.
+    Update {
+        /// The help's name.
+        name: String,
+    },
     /// Run a help's `tests` section and report each case (cases with `assess` are judged by an assessor help).
     /// Exit code 1 when any run of a case fails.
     Test {

@@ -28,6 +28,8 @@ pub fn run(args: &Args, command: &HelpCommand) -> Result<Outcome> {
             super::run::help_run(args, agent, name, &text, thread.as_deref(), key)
         }
         HelpCommand::Test { name, agent, iterations } => super::help_test::run(args, agent, name, *iterations),
+        HelpCommand::Add { source, name } => super::help_add::add(args, source, name.as_deref()),
+        HelpCommand::Update { name } => super::help_add::update(args, name),
     }
 }
 

@@ -6,6 +6,7 @@ mod daemon;
 mod demo;
 mod halt;
 mod help;
+mod help_add;
 mod help_test;
 mod init;
 mod isolate;
