@@ -162,8 +162,8 @@ impl Home {
 #[cfg(test)]
 mod tests {
     use super::super::*;
-    use crate::home::Home;
     use crate::StoreError;
+    use crate::home::Home;
     use crate::step::{StepKind, ThreadStatus};
 
     /// A step meant for one tip (an isolate's writes, computed from the tree there) is refused once the thread
