@@ -43,6 +43,7 @@ mod thread;
 pub mod thread_id;
 mod tip_cache;
 pub mod tree_path;
+mod tree_read;
 mod tree_write;
 mod worktree;
 

@@ -362,6 +362,76 @@ fn ends_torn(file: &mut File) -> std::io::Result<bool> {
     Ok(last[0] != b'\n')
 }
 
+/// What this HAL wrote and did, asked of a home repo (the record is its, shared by its clones).
+impl crate::home::Home {
+    /// Whether this HAL wrote `commit` (as a step or a new thread, on any branch), by its local record in
+    /// `.git/hal/record/`, which git never transports. A commit pushed or fetched from elsewhere is not in it,
+    /// whatever its trailers claim.
+    pub fn wrote(&self, commit: ObjectId) -> Result<bool> {
+        self.record().wrote(commit)
+    }
+
+    /// Whether this HAL wrote `commit` on `branch`: a commit of HAL's that another branch points at was not.
+    pub fn wrote_on(&self, commit: ObjectId, branch: &str) -> Result<bool> {
+        self.record().wrote_on(commit, branch)
+    }
+
+    /// Whether `commit` is the tip this HAL left `branch` at: the newest commit it wrote on that branch. Only
+    /// then may HAL act on what the commit says of an unfinished run (a branch rewound to an older reply of
+    /// HAL's, or another branch pointed at one, is not).
+    pub fn is_tip_written(&self, branch: &str, commit: ObjectId) -> Result<bool> {
+        self.record().is_tip_written(branch, commit)
+    }
+
+    /// The newest commit of HAL's that `branch` moved to (where HAL last left it for certain), by its local
+    /// record: a branch that no longer descends from it was moved back or sideways by someone else.
+    pub fn landed_tip(&self, branch: &str) -> Result<Option<ObjectId>> {
+        self.record().landed_tip(branch)
+    }
+
+    /// Record that a run on `branch` answers the request `commit` (a person's message): [`Home::answered_on`]
+    /// then names that branch, and no other branch's run answers it again. `false` (nothing recorded) when a run
+    /// on another branch answered it first. One process takes turns in a repo, and it claims under its store lock.
+    pub fn record_answered(&self, commit: ObjectId, branch: &str) -> Result<bool> {
+        self.record().add_answered(commit, branch)
+    }
+
+    /// The branch a run answered the request `commit` on, if one did (by HAL's local record).
+    pub fn answered_on(&self, commit: ObjectId) -> Result<Option<String>> {
+        self.record().answered_on(commit)
+    }
+
+    /// Whether HAL started tool call `index` of the reply `reply` (its journal says so).
+    pub fn call_started(&self, reply: ObjectId, index: u32) -> Result<bool> {
+        self.record().call_started(reply, index)
+    }
+
+    /// Record, before it runs, that HAL starts tool call `index` of the reply committed as `reply`: `false` when it
+    /// started that call before (then it must not run again). Kept in `.git/hal/record/calls`.
+    pub fn claim_call(&self, reply: ObjectId, index: u32) -> Result<bool> {
+        self.record().claim_call(reply, index)
+    }
+
+    /// Record that a run led to `key` at the end of a chain of `depth` starts and relays: `key` is the branch of a
+    /// thread a run started, or the commit of a message a run relayed.
+    pub fn record_depth(&self, key: &str, depth: u32) -> Result<()> {
+        self.record().add_depth(key, depth)
+    }
+
+    /// Remember that `commit` (on its branch, which HAL wrote) answers the idempotency `key`, for a commit written
+    /// without the key in its trailers (the first step of a thread a keyed command made): [`Home::keyed_step`]
+    /// finds it.
+    pub fn record_key(&self, key: &str, commit: gix::ObjectId) -> Result<()> {
+        self.record().add_key(key, commit)
+    }
+
+    /// How many starts and relays by runs HAL recorded leading to `key` (a branch or a commit): `None` when no run
+    /// led to it (a person did, or it arrived from elsewhere), whatever its commits claim.
+    pub fn depth_of(&self, key: &str) -> Result<Option<u32>> {
+        self.record().depth(key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::LocalRecord;

@@ -6,9 +6,10 @@
 //! which means `DONE`. Helps named in `commands` run as sub-threads: a new branch started from the caller's
 //! current step, whose `{status, output}` comes back as the tool result.
 //!
-//! Here is the loop; `prepare` readies a help and asks for each reply, `calls` runs a call or a sub-help, `autonomy`,
-//! `approval`, `budget` and `rate` hold the owners' limits, `steps` writes steps, `resume` says what a resumed run
-//! refuses, `memory` keeps conversations, `outcome` and `text` are what a run gives back and the texts it makes.
+//! Here is the loop; `builder` makes a runner, `prepare` readies a help and asks for each reply, `calls` runs a
+//! call or a sub-help (`crossover` answers a sub-help's question), `autonomy`, `approval`, `budget` and `rate` hold
+//! the owners' limits, `steps` writes steps, `resume` says what a resumed run refuses, `memory` keeps
+//! conversations, `outcome` and `text` are what a run gives back and the texts it makes.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,6 +31,7 @@ use crate::tools::{BoxFuture, RunScope, ToolResult, Toolbox};
 mod approval;
 mod autonomy;
 mod budget;
+mod builder;
 mod calls;
 mod crossover;
 mod memory;
@@ -109,65 +111,6 @@ struct RunState<'a> {
 }
 
 impl Runner {
-    /// A runner over `journal` with the helps and settings of `catalog` and the tools of `toolbox`.
-    pub fn new(journal: Journal, catalog: Arc<Catalog>, toolbox: Toolbox) -> Runner {
-        Runner {
-            journal,
-            catalog,
-            toolbox,
-            observer: None,
-            agent: crate::catalog::DEFAULT_AGENT.to_owned(),
-            conversations: Arc::default(),
-            halt: None,
-            teller: None,
-        }
-    }
-
-    /// Tell the owner through `teller` what ran at autonomy level AL2.
-    pub fn with_teller(mut self, teller: Teller) -> Runner {
-        self.teller = Some(teller);
-        self
-    }
-
-    /// Ask `halt` before every model call and tool call; a run ends with ERROR and its reason when it answers.
-    pub fn with_halt(mut self, halt: HaltCheck) -> Runner {
-        self.halt = Some(halt);
-        self
-    }
-
-    /// Why nothing may start now, when an owner halted HAL.
-    fn halted(&self) -> Option<String> {
-        self.halt.as_ref().and_then(|halt| halt())
-    }
-
-    /// Work as the agent `name` (default: `hal`): its persona opens the system prompt, and its model or task
-    /// class is used by helps that name none.
-    pub fn with_agent(mut self, name: &str) -> Runner {
-        name.clone_into(&mut self.agent);
-        self
-    }
-
-    /// Report events to `observer`.
-    pub fn with_observer(mut self, observer: Observer) -> Runner {
-        self.observer = Some(observer);
-        self
-    }
-
-    /// The home repo.
-    pub fn journal(&self) -> &Journal {
-        &self.journal
-    }
-
-    /// The catalogue in force.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
-    }
-
-    /// The names of the tools a help's commands may select (`files.read`; `files` selects every `files.*`).
-    pub fn tools(&self) -> Vec<String> {
-        self.toolbox.names()
-    }
-
     /// Run help `help` on `thread` with `input`, asked by `actor`. The input is appended to the thread as a
     /// message; a thread waiting on `PENDING` is resumed with its whole history.
     pub async fn run(

@@ -1,0 +1,125 @@
+//! Reading the files of a commit's tree: one file, a directory's files, every file with its size, blob ids.
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+
+use crate::Result;
+use crate::error::GixContext;
+use crate::home::Home;
+
+impl Home {
+    /// The blob at `path` in `commit`'s tree, if there is one.
+    pub fn file_at(&self, commit: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
+        let tree = self.tree_of(commit)?;
+        let entry = tree.lookup_entry_by_path(path).git_context(|| format!("looking up {path} in {commit}"))?;
+        match entry {
+            Some(entry) if entry.mode().is_blob() => {
+                let blob = entry.object().git_context(|| format!("reading {path} in {commit}"))?;
+                Ok(Some(blob.detach().data))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The files directly inside directory `dir` of `commit`'s tree (not its subdirectories), sorted by name.
+    /// An absent directory has no files.
+    pub fn files_in(&self, commit: ObjectId, dir: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let tree = self.tree_of(commit)?;
+        let Some(entry) = tree.lookup_entry_by_path(dir).git_context(|| format!("looking up {dir} in {commit}"))?
+        else {
+            return Ok(Vec::new());
+        };
+        if !entry.mode().is_tree() {
+            return Ok(Vec::new());
+        }
+        let subtree = entry.object().git_context(|| format!("reading {dir} in {commit}"))?.into_tree();
+        let mut files = Vec::new();
+        for item in subtree.iter() {
+            let item = item.git_context(|| format!("reading {dir} in {commit}"))?;
+            if item.mode().is_blob() {
+                let name = item.filename().to_str_lossy().into_owned();
+                let blob = self.repo().find_blob(item.oid()).git_context(|| format!("reading {dir}/{name}"))?;
+                files.push((name, blob.detach().data));
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Every file under directory `dir` of `commit`'s tree (`""` for the whole tree), recursively, as full paths
+    /// with their sizes in bytes, sorted. An absent directory has no files.
+    pub fn list_files(&self, commit: ObjectId, dir: &str) -> Result<Vec<(String, u64)>> {
+        let mut tree = self.tree_of(commit)?;
+        let mut prefix = String::new();
+        if !dir.is_empty() {
+            let entry = tree.lookup_entry_by_path(dir).git_context(|| format!("looking up {dir} in {commit}"))?;
+            match entry {
+                Some(entry) if entry.mode().is_tree() => {
+                    tree = entry.object().git_context(|| format!("reading {dir} in {commit}"))?.into_tree();
+                    prefix = format!("{dir}/");
+                }
+                _ => return Ok(Vec::new()),
+            }
+        }
+        let mut files = Vec::new();
+        self.collect_files(tree, prefix, &mut files)?;
+        files.sort();
+        Ok(files)
+    }
+
+    pub(crate) fn collect_files(
+        &self,
+        tree: gix::Tree<'_>,
+        prefix: String,
+        files: &mut Vec<(String, u64)>,
+    ) -> Result<()> {
+        for item in tree.iter() {
+            let item = item.git_context(|| format!("reading tree {prefix}"))?;
+            let path = format!("{prefix}{}", item.filename().to_str_lossy());
+            if item.mode().is_tree() {
+                let subtree = self.repo().find_tree(item.oid()).git_context(|| format!("reading {path}"))?;
+                self.collect_files(subtree, format!("{path}/"), files)?;
+            } else if item.mode().is_blob() {
+                let header = self.repo().find_header(item.oid()).git_context(|| format!("reading {path}"))?;
+                files.push((path, header.size()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The git id of the entry (file or directory) at `path` in `commit`'s tree, if there is one.
+    pub fn entry_id(&self, commit: ObjectId, path: &str) -> Result<Option<ObjectId>> {
+        let tree = self.tree_of(commit)?;
+        let entry = tree.lookup_entry_by_path(path).git_context(|| format!("looking up {path} in {commit}"))?;
+        Ok(entry.map(|entry| entry.oid().to_owned()))
+    }
+
+    /// Every file of `commit`'s tree with its git blob id, sorted by path: what a diff between two commits
+    /// compares.
+    pub fn file_ids(&self, commit: ObjectId) -> Result<Vec<(String, ObjectId)>> {
+        let mut files = Vec::new();
+        let mut pending = vec![(self.tree_of(commit)?, String::new())];
+        while let Some((tree, prefix)) = pending.pop() {
+            for item in tree.iter() {
+                let item = item.git_context(|| format!("reading tree {prefix}"))?;
+                let path = format!("{prefix}{}", item.filename().to_str_lossy());
+                if item.mode().is_tree() {
+                    let subtree = self.repo().find_tree(item.oid()).git_context(|| format!("reading {path}"))?;
+                    pending.push((subtree, format!("{path}/")));
+                } else if item.mode().is_blob() {
+                    files.push((path, item.oid().to_owned()));
+                }
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// The tree of `commit`.
+    pub(crate) fn tree_of(&self, commit: ObjectId) -> Result<gix::Tree<'_>> {
+        self.repo()
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .git_context(|| format!("reading the tree of commit {commit}"))
+    }
+}
