@@ -59,6 +59,7 @@ fn a_thread_budget_stops_the_run_and_an_owners_grant_lets_it_go_on() {
 
 #[test]
 fn a_help_budget_per_day_in_dollars_holds_across_processes_and_a_denial_ends_the_run() {
+    crate::support::clear_of_utc_midnight();
     let sandbox = Sandbox::new();
     // 60 tokens in at $1/M and 10 out at $2/M: $0.00008 a reply.
     let server = ScriptedServer::start(vec![write("a"), Scripted::text("done").usage(60, 10)]);
@@ -130,6 +131,7 @@ fn a_reply_pushed_by_someone_else_spends_nothing() {
 /// Regression: a help whose name has a space (its file's name) runs, and what it spends is counted.
 #[test]
 fn a_help_named_with_a_space_runs_and_is_counted() {
+    crate::support::clear_of_utc_midnight();
     let sandbox = Sandbox::new();
     let server = ScriptedServer::start(vec![write("a"), Scripted::text("done").usage(10, 5)]);
     let repo = home_with_budgets(&sandbox, &server, "  help_per_day: {tokens: 80}\n");

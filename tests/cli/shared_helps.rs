@@ -15,26 +15,37 @@ struct GitDaemon {
 
 impl GitDaemon {
     fn start(sandbox: &Sandbox, base: &Path) -> GitDaemon {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
-        let mut command = Command::new("git");
-        command
-            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
-            .arg(format!("--base-path={}", base.display()))
-            .arg(base)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        sandbox.env(&mut command);
-        // Stopped (and waited for) when dropped, whichever way the test goes.
-        let daemon = GitDaemon { child: command.spawn().expect("git daemon"), port };
-        // Ready when it accepts a connection (bounded: 10 s).
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return daemon;
+        // A port found free may be taken before the daemon binds it: then it exits, and another port is tried.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port();
+            let mut command = Command::new("git");
+            command
+                .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
+                .arg(format!("--base-path={}", base.display()))
+                .arg(base)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            sandbox.env(&mut command);
+            // Stopped (and waited for) when dropped, whichever way the test goes.
+            let mut daemon = GitDaemon { child: command.spawn().expect("git daemon"), port };
+            // Ready when it answers as a git server (bounded: 10 s).
+            for _ in 0..200 {
+                if daemon.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                let url = format!("git://127.0.0.1:{port}/");
+                let probe = Command::new("git").args(["ls-remote", &url]).stdin(Stdio::null()).output();
+                // Any answer from git's protocol (even "no such repository") means the daemon is up.
+                if probe.is_ok_and(|out| {
+                    out.status.success() || String::from_utf8_lossy(&out.stderr).contains("remote error")
+                }) {
+                    return daemon;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("git daemon did not start on port {port}");
+        panic!("git daemon did not start");
     }
 }
 

@@ -236,3 +236,13 @@ impl Drop for Sandbox {
 pub fn new_thread(sandbox: &Sandbox, repo: &Path, title: &str) -> String {
     sandbox.hal(repo, &["thread", "new", "--title", title]).ok().out().to_owned()
 }
+
+/// Wait out the last two minutes of a UTC day: a test that counts a day's spend across two runs must not have its
+/// runs fall on two days.
+pub fn clear_of_utc_midnight() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs());
+    let into_day = now % 86_400;
+    if into_day > 86_400 - 120 {
+        std::thread::sleep(std::time::Duration::from_secs(86_400 - into_day + 1));
+    }
+}
