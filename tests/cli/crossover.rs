@@ -14,6 +14,20 @@ fn last_result(request: &Value) -> Value {
     result.and_then(|content| serde_json::from_str(content.as_str()?).ok()).unwrap_or(Value::Null)
 }
 
+/// A home repo with the scripted model, a help `outer` that calls the help `asker`, and `asker`.
+fn home_with_outer_and_asker(sandbox: &Sandbox, server: &ScriptedServer) -> std::path::PathBuf {
+    let repo = crate::runs::home_with_model(sandbox, server, "openai");
+    crate::runs::commit(
+        sandbox,
+        &repo,
+        &[
+            ("helps/outer.yaml", "description: Delegates\ncommands: [asker]\n"),
+            ("helps/asker.yaml", "description: Asks when unsure\ncommands: [files]\n"),
+        ],
+    );
+    repo
+}
+
 #[test]
 fn the_caller_answers_a_sub_helps_question_and_gets_its_result() {
     let sandbox = Sandbox::new();
@@ -42,15 +56,7 @@ fn the_caller_answers_a_sub_helps_question_and_gets_its_result() {
             Scripted::text(&format!("summary: {}", result["output"].as_str().unwrap_or("none")))
         }),
     ]);
-    let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
-    crate::runs::commit(
-        &sandbox,
-        &repo,
-        &[
-            ("helps/outer.yaml", "description: Delegates\ncommands: [asker]\n"),
-            ("helps/asker.yaml", "description: Asks when unsure\ncommands: [files]\n"),
-        ],
-    );
+    let repo = home_with_outer_and_asker(&sandbox, &server);
     let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "outer", "summarise", "--json"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(run.json()["output"], "summary: Q1: all good");
@@ -82,15 +88,7 @@ fn only_a_question_of_this_threads_own_sub_help_can_be_answered() {
             Scripted::text(if refused { "refused" } else { "answered" })
         }),
     ]);
-    let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
-    crate::runs::commit(
-        &sandbox,
-        &repo,
-        &[
-            ("helps/outer.yaml", "description: Delegates\ncommands: [asker]\n"),
-            ("helps/asker.yaml", "description: Asks when unsure\ncommands: [files]\n"),
-        ],
-    );
+    let repo = home_with_outer_and_asker(&sandbox, &server);
     let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "outer", "go", "--json"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(run.json()["output"], "refused");
@@ -153,15 +151,7 @@ fn a_second_answer_in_the_same_reply_does_not_answer_the_next_question() {
             Scripted::text(if refused { "second refused" } else { "second taken" })
         }),
     ]);
-    let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
-    crate::runs::commit(
-        &sandbox,
-        &repo,
-        &[
-            ("helps/outer.yaml", "description: Delegates\ncommands: [asker]\n"),
-            ("helps/asker.yaml", "description: Asks when unsure\ncommands: [files]\n"),
-        ],
-    );
+    let repo = home_with_outer_and_asker(&sandbox, &server);
     let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "outer", "go", "--json"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(run.json()["output"], "second refused");
