@@ -9,7 +9,7 @@ fn the_catalogue_has_built_ins_and_the_helps_committed_on_main() {
     let builtins = sandbox.hal(&outside, &["help", "list", "--json"]).ok().json();
     let names: Vec<&str> =
         builtins.as_array().expect("array").iter().map(|e| e["name"].as_str().expect("name")).collect();
-    assert_eq!(names, ["assessor", "goalie", "hal", "plugin-author"]);
+    assert_eq!(names, ["assessor", "goalie", "hal", "help-author", "plugin-author", "stuck-finder"]);
 
     let repo = sandbox.home("home");
     std::fs::create_dir(repo.join("helps")).expect("helps dir");

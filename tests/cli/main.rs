@@ -14,6 +14,7 @@ mod daemon;
 mod daemon_turns;
 mod demo;
 mod exit_codes;
+mod goalie;
 mod halt;
 mod handle;
 mod helps;

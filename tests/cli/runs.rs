@@ -279,7 +279,11 @@ fn an_empty_help_is_a_plain_call_and_the_agent_persona_opens_the_prompt() {
 #[test]
 fn goalie_says_nocando_when_no_help_fits() {
     let sandbox = Sandbox::new();
-    let server = ScriptedServer::start(vec![Scripted::finish("NOCANDO", "No help launches satellites.")]);
+    let server = ScriptedServer::start(vec![
+        Scripted::finish("NOCANDO", "No help launches satellites."),
+        // The stuck-finder, asked what is missing.
+        Scripted::finish("DONE", r#"{"missing": "a satellite launcher", "action": "give-up"}"#),
+    ]);
     let repo = home_with_model(&sandbox, &server, "openai");
     commit(
         &sandbox,

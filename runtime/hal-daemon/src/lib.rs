@@ -29,6 +29,7 @@ mod loaded;
 mod lock;
 mod metrics;
 mod owner;
+mod stucks;
 pub mod protocol;
 mod turn;
 mod watch;

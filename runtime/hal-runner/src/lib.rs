@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod conversation;
 mod error;
+pub mod help_check;
 mod journal;
 pub mod ledger;
 pub mod model;
@@ -19,6 +20,7 @@ pub mod replay;
 pub mod run;
 pub mod secrets;
 mod status;
+pub mod stuck;
 pub mod tools;
 
 pub use catalog::Catalog;

@@ -55,6 +55,14 @@ pub mod fact {
     pub const SCOPE: &str = "Hal-Scope";
     /// The owner who answered an approval request.
     pub const DECIDED_BY: &str = "Hal-Decided-By";
+    /// Which pick of a router's loop a step ends (1, 2, …).
+    pub const ROUND: &str = "Hal-Round";
+    /// The help a router ran for the request (on the thread named by `Hal-Subthread`).
+    pub const ROUTED: &str = "Hal-Routed";
+    /// The thread a router's stuck-finder ran on.
+    pub const STUCK_FINDER: &str = "Hal-Stuck-Finder";
+    /// The file a router recorded a stuck request in.
+    pub const STUCK: &str = "Hal-Stuck";
 }
 
 /// The built-in tool that ends a run.

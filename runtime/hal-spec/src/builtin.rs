@@ -6,7 +6,9 @@ pub const HELPS: &[(&str, &str)] = &[
     ("assessor", include_str!("../../../helps/assessor.yaml")),
     ("goalie", include_str!("../../../helps/goalie.yaml")),
     ("hal", include_str!("../../../helps/hal.yaml")),
+    ("help-author", include_str!("../../../helps/help-author.yaml")),
     ("plugin-author", include_str!("../../../helps/plugin-author.yaml")),
+    ("stuck-finder", include_str!("../../../helps/stuck-finder.yaml")),
 ];
 
 /// Built-in agents: name and YAML text.

@@ -30,6 +30,40 @@ pub struct Help {
     pub examples: Vec<Example>,
     /// Cases for `hal help test`.
     pub tests: Vec<HelpTest>,
+    /// Makes the help a router: its answer names the help to run.
+    pub route: Option<Route>,
+}
+
+/// The `route` section: the loop of a router help (the goalie).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Route {
+    /// The help asked what is missing when no help fits.
+    pub stuck_finder: Option<String>,
+    /// The help that writes a new help when the stuck-finder proposes one.
+    pub author: Option<String>,
+    /// Most helps tried for one request.
+    pub rounds: Option<u32>,
+}
+
+impl Route {
+    /// Helps tried for one request when `rounds` is not set.
+    pub const DEFAULT_ROUNDS: u32 = 3;
+
+    /// The stuck-finder's name.
+    pub fn stuck_finder(&self) -> &str {
+        self.stuck_finder.as_deref().unwrap_or("stuck-finder")
+    }
+
+    /// The help author's name.
+    pub fn author(&self) -> &str {
+        self.author.as_deref().unwrap_or("help-author")
+    }
+
+    /// Most helps tried for one request.
+    pub fn rounds(&self) -> u32 {
+        self.rounds.unwrap_or(Self::DEFAULT_ROUNDS)
+    }
 }
 
 /// The `runner` section.
@@ -124,10 +158,16 @@ impl Help {
     ) -> Result<Help, SpecError> {
         static SCHEMA: OnceLock<Schema> = OnceLock::new();
         SCHEMA.get_or_init(|| Schema::new(HELP_SCHEMA)).load_checked(file, text, |help: &Help| {
-            help.commands
-                .iter()
-                .enumerate()
-                .filter_map(|(index, command)| unknown(command).map(|why| (format!("/commands/{index}"), why)))
+            let commands = help.commands.iter().enumerate().map(|(index, command)| (format!("/commands/{index}"), command));
+            // A router's stuck-finder and author are helps it runs, as its commands are.
+            let route = help.route.iter().flat_map(|route| {
+                [("/route/stuck_finder", route.stuck_finder()), ("/route/author", route.author())]
+                    .map(|(at, name)| (at.to_owned(), name))
+            });
+            commands
+                .map(|(at, name)| (at, name.as_str()))
+                .chain(route)
+                .filter_map(|(at, name)| unknown(name).map(|why| (at, why)))
                 .collect()
         })
     }

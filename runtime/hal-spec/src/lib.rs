@@ -35,7 +35,7 @@ mod validate;
 
 pub use actor::{ACTOR_SCHEMA, ActorFile, ActorKey};
 pub use agent::{AGENT_SCHEMA, Agent};
-pub use help::{Assess, Done, Example, HELP_SCHEMA, Help, HelpTest, OutputCheck, Runner};
+pub use help::{Assess, Done, Example, HELP_SCHEMA, Help, HelpTest, OutputCheck, Route, Runner};
 pub use isolate::{Capabilities, ISOLATE_SCHEMA, IsolateManifest, SandboxLimits, TreeAccess};
 pub use plugin::{PLUGIN_SCHEMA, PLUGIN_TESTS_SCHEMA, PluginFunction, PluginManifest, PluginTest};
 pub use problem::{Problem, SpecError};

@@ -67,6 +67,9 @@ pub enum Command {
     /// Isolates: WebAssembly components a model may call, run in the sandbox.
     #[command(subcommand)]
     Isolate(IsolateCommand),
+    /// Requests no help met: what the goalie (or another router) recorded under stucks/ on its threads.
+    #[command(subcommand)]
+    Stuck(StuckCommand),
     /// What this home repo offers (models and whether their keys are set, helps, agents, isolates), which files
     /// are invalid and why, which threads wait for a person, and whether a daemon runs.
     Status,
@@ -414,4 +417,12 @@ impl From<ApprovalScope> for hal_trust::approval::Scope {
             ApprovalScope::Always => hal_trust::approval::Scope::Always,
         }
     }
+}
+
+/// `hal stuck` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StuckCommand {
+    /// Every stuck request across threads (and main), newest first: what was asked, what was missing, the helps
+    /// tried, and the help proposed for it, if any.
+    List,
 }

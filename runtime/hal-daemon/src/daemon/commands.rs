@@ -171,7 +171,11 @@ impl Shared {
                 Ok(response)
             }
             // Reads take a handle of their own: a long thread or ten thousand of them never holds up the writers.
-            Command::ListThreads | Command::Log { .. } | Command::Verify { .. } | Command::AllowedSigners => {
+            Command::ListThreads
+            | Command::Stucks
+            | Command::Log { .. }
+            | Command::Verify { .. }
+            | Command::AllowedSigners => {
                 Ok(command::apply(&self.journal.handle(), command)?)
             }
             Command::Fork { .. } => {

@@ -12,7 +12,7 @@ pub use hal_runner::Status;
 pub use hal_runner::replay::{ReplayReport, Trace};
 pub use report::{
     AtTip, CallLimits, Called, Catalogue, FileKind, FunctionReport, Granted, IsolateDetails, IsolateReport, KeyReport,
-    ModelReport, Problem, SecretNeed, StatusReport,
+    ModelReport, Problem, SecretNeed, StatusReport, StuckEntry,
 };
 
 mod events;
@@ -259,6 +259,8 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         idempotency_key: Option<String>,
     },
+    /// The requests no help met, as routers recorded them (`stucks/` on threads and on main).
+    Stucks,
     /// A help's test cases, as the version in force has them.
     HelpTests {
         /// The help.
@@ -416,6 +418,11 @@ pub enum Response {
         /// Whether this answers an earlier call with the same idempotency key (nothing ran now).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         repeated: bool,
+    },
+    /// The requests no help met.
+    Stucks {
+        /// Newest first.
+        stucks: Vec<StuckEntry>,
     },
     /// A help's test cases.
     HelpTests {

@@ -241,3 +241,24 @@ pub enum Called {
         error: String,
     },
 }
+
+/// A stuck request, as a router recorded it on a thread (see [`hal_runner::stuck`]).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StuckEntry {
+    /// The thread whose tree holds it (empty for `main`).
+    pub thread: String,
+    /// Its branch.
+    pub branch: String,
+    /// The file.
+    pub path: String,
+    /// When the branch's tip was committed (Unix seconds).
+    pub time: i64,
+    /// The record; absent when the file is not one.
+    #[schema(value_type = Option<Object>)]
+    pub stuck: Option<hal_runner::stuck::Stuck>,
+    /// Why the file is not a stuck record, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Whether this thread recorded it (rather than started from the thread that did, or merged it).
+    pub recorded_here: bool,
+}

@@ -9,7 +9,12 @@ use crate::tools::Toolbox;
 
 impl Runner {
     /// A runner over `journal` with the helps and settings of `catalog` and the tools of `toolbox`.
-    pub fn new(journal: Journal, catalog: Arc<Catalog>, toolbox: Toolbox) -> Runner {
+    pub fn new(journal: Journal, catalog: Arc<Catalog>, mut toolbox: Toolbox) -> Runner {
+        // `helps.check` knows the tools and helps there are: it joins the tools once they are all in.
+        let check = crate::help_check::HelpCheck::new(toolbox.names(), catalog.clone());
+        if let Err(error) = toolbox.add(Arc::new(check)) {
+            tracing::error!(%error, "helps.check is not offered");
+        }
         Runner {
             journal,
             catalog,

@@ -113,16 +113,7 @@ impl Runner {
         sub: hal_store::ThreadRef,
         input: &str,
     ) -> Result<(ToolResult, Option<Sub>), RunError> {
-        let own_deadline = deadline_after(prepared.limits.max_seconds);
-        let deadline = own_deadline.min(state.deadline);
-        // A sub-run is part of its caller's run: the same chain, the same count of threads started.
-        let scope = Some(state.scope.clone());
-        let depth = state.depth + 1;
-        let begin = Begin::Input(input);
-        let outcome = self.execute(prepared, models, sub.clone(), &state.actor, begin, depth, scope, deadline).await?;
-        // What a sub-help spends counts against the caller's token limit too.
-        state.usage.input = state.usage.input.saturating_add(outcome.usage.input);
-        state.usage.output = state.usage.output.saturating_add(outcome.usage.output);
+        let outcome = self.sub_run(state, prepared, models, sub.clone(), input).await?;
         let mut content = json!({"status": outcome.status, "output": outcome.output, "thread": sub.id});
         // A sub-run ends PENDING only with the model's question (what waits for a person ends it ERROR): it crosses
         // over, and the calling model may answer it, or ask the person in turn.
@@ -136,6 +127,28 @@ impl Runner {
         }
         let result = ToolResult { content: content.to_string(), is_error: outcome.status == Status::Error };
         Ok((result, Some(Sub { id: sub.id, asks })))
+    }
+
+    /// Run `prepared` on `sub` with `input` as a part of this run: one deeper, within its time, its spending
+    /// counted against this run's token limit too.
+    pub(super) async fn sub_run(
+        &self,
+        state: &mut RunState<'_>,
+        prepared: &Prepared,
+        models: std::sync::Arc<dyn crate::model::Models>,
+        sub: hal_store::ThreadRef,
+        input: &str,
+    ) -> Result<super::Outcome, RunError> {
+        let own_deadline = deadline_after(prepared.limits.max_seconds);
+        let deadline = own_deadline.min(state.deadline);
+        // A sub-run is part of its caller's run: the same chain, the same count of threads started.
+        let scope = Some(state.scope.clone());
+        let depth = state.depth + 1;
+        let begin = Begin::Input(input);
+        let outcome = self.execute(prepared, models, sub, &state.actor, begin, depth, scope, deadline).await?;
+        state.usage.input = state.usage.input.saturating_add(outcome.usage.input);
+        state.usage.output = state.usage.output.saturating_add(outcome.usage.output);
+        Ok(outcome)
     }
 
     pub(super) fn record_tool(

@@ -39,6 +39,7 @@ mod outcome;
 mod prepare;
 mod rate;
 mod resume;
+mod route;
 mod steps;
 mod text;
 use crate::plan::{PendingReply, Start, Turn};
@@ -108,6 +109,17 @@ struct RunState<'a> {
     scope: RunScope,
     /// The reply whose calls are being made (what a call's model saw is what came before it).
     reply: ObjectId,
+    /// The request this run answers (its message), when there is one.
+    request: Option<ObjectId>,
+    /// Facts and files the `finish` step adds.
+    ending: Ending,
+}
+
+/// What a run's `finish` step carries besides its status and output.
+#[derive(Default)]
+struct Ending {
+    facts: Vec<(String, String)>,
+    writes: Vec<(String, Vec<u8>)>,
 }
 
 impl Runner {
@@ -267,6 +279,8 @@ impl Runner {
                 usage: Usage::default(),
                 scope,
                 reply: ObjectId::null(gix::hash::Kind::Sha1),
+                request,
+                ending: Ending::default(),
             };
             let outcome = self.run_loop(&mut state, &mut conversation, pending).await?;
             self.cache_conversation(&state.thread.branch, state.tip, conversation);
@@ -432,6 +446,13 @@ impl Runner {
                     continue;
                 }
             };
+            // A router's answer names the help to run (or that none fits): the route goes on from there.
+            if prepared.help.route.is_some() && matches!(status, Status::Done | Status::Nocando) {
+                match self.route(state, conversation, &reply, reply_commit, status, &output).await? {
+                    Some(outcome) => return Ok(outcome),
+                    None => continue,
+                }
+            }
             if status == Status::Done
                 && let Some(problem) = self.completion_problem(state, &output)?
             {

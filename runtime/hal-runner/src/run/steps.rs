@@ -101,6 +101,10 @@ impl Runner {
         if call_id.is_some() {
             FinishData { call_id }.put(&mut step)?;
         }
+        // What the run's own logic adds to its ending (a router's round, the stuck it records).
+        let extra = std::mem::take(&mut state.ending);
+        step.facts.extend(extra.facts);
+        step.writes = extra.writes;
         self.append(state, HAL_ACTOR, &step)?;
         Ok(Outcome {
             status,

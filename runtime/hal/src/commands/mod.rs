@@ -14,6 +14,7 @@ mod remote;
 mod run;
 mod secret;
 mod status;
+mod stuck;
 mod thread;
 mod verify;
 
@@ -52,6 +53,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
         Command::Thread(command) => thread::run(args, command),
         Command::Isolate(command) => isolate::run(args, command),
         Command::Status => status::run(args),
+        Command::Stuck(crate::cli::StuckCommand::List) => stuck::list(args),
         Command::Secret(command) => secret::run(args, command),
         Command::Verify { .. } => verify::run(args, None),
         Command::Halt { reason } => halt::run(args, true, reason),

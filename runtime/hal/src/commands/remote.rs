@@ -51,7 +51,7 @@ pub fn step_to_stderr(step: &hal_store::Step) {
 
 /// The first line of `text`, at most `limit` characters, with no control character: a step's text may be a web
 /// page's, and must not reach the terminal as escape codes.
-fn first_line(text: &str, limit: usize) -> String {
+pub(crate) fn first_line(text: &str, limit: usize) -> String {
     let line = text.lines().next().unwrap_or_default();
     line.chars().take(limit).map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
