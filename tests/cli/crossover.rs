@@ -183,3 +183,72 @@ fn a_sub_helps_steps_show_as_progress_of_the_calling_turn() {
     assert!(progress.iter().any(|line| line.contains("tool: files.write → wrote a.txt")), "{}", run.stderr);
     assert!(progress.iter().any(|line| line.contains("finish: DONE wrote a.txt")), "{}", run.stderr);
 }
+
+/// HAL hands a thread to another agent with `threads.switch` (the request rewritten for it): the switch is a step
+/// on the thread naming the agent, and the daemon's next turn there is that agent's. An agent there is not is
+/// refused, and nothing is written.
+#[test]
+fn hal_switches_a_thread_to_another_agent_whose_turn_comes_next() {
+    let sandbox = Sandbox::new();
+    let answer = || {
+        Scripted::from_request(|request| {
+            let system = request["messages"][0]["content"].as_str().unwrap_or_default();
+            let told = request["messages"].to_string();
+            match system.contains("You are Zed") {
+                true if told.contains("a.txt, in Zed's words") => Scripted::text("done as Zed"),
+                true => Scripted::text("Zed did not get the rewritten request"),
+                false => Scripted::text("Handed to Zed."),
+            }
+        })
+    };
+    let server = ScriptedServer::start(vec![
+        Scripted::finish("PENDING", "which file?"),
+        Scripted::from_request(|request| {
+            let thread = request["messages"].to_string();
+            let id =
+                thread.split("Give thread ").nth(1).unwrap_or_default().chars().take_while(char::is_ascii_alphanumeric);
+            Scripted::tool("threads.switch", json!({"thread": id.collect::<String>(), "agent": "nobody", "text": "x"}))
+        }),
+        Scripted::from_request(|request| {
+            let refused = request["messages"].to_string().contains("there is no agent `nobody`");
+            let thread = request["messages"].to_string();
+            let id: String = thread
+                .split("Give thread ")
+                .nth(1)
+                .unwrap_or_default()
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect();
+            let text = if refused { "a.txt, in Zed's words" } else { "the refusal did not arrive" };
+            Scripted::tool("threads.switch", json!({"thread": id, "agent": "zed", "text": text}))
+        }),
+        answer(),
+        answer(),
+    ]);
+    let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
+    crate::runs::commit(
+        &sandbox,
+        &repo,
+        &[
+            ("agents/zed.yaml", "description: Zed\npersona: ['You are Zed, terse.']\n"),
+            ("helps/asker.yaml", "description: Asks\ncommands: [files]\n"),
+        ],
+    );
+    let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "asker", "do it", "--json"]);
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    let id = run.json()["thread"].as_str().expect("thread").to_owned();
+    let daemon = crate::daemon::DaemonProcess::start(&sandbox, &repo);
+    let chat = crate::runs::hal(&sandbox, &repo, &["chat", "-m", &format!("Give thread {id} to Zed")]);
+    assert_eq!(chat.code, 0, "{}{}", chat.stdout, chat.stderr);
+    let finish = crate::daemon::eventually("Zed's turn", &daemon, || {
+        let steps = crate::daemon::steps(&sandbox, &repo, &id);
+        steps.last().filter(|s| s["kind"] == "finish" && s["text"] != "which file?").cloned()
+    });
+    assert_eq!(finish["text"], "done as Zed", "{finish:#}");
+    let steps = crate::daemon::steps(&sandbox, &repo, &id);
+    let switch: Vec<&Value> = steps.iter().filter(|s| s["kind"] == "message" && s["actor"] == "hal").collect();
+    assert_eq!(switch.len(), 1, "one switch written, the refused one nothing: {steps:?}");
+    assert!(switch[0]["facts"].to_string().contains(r#"["Hal-Agent","zed"]"#), "{:#}", switch[0]);
+    assert_eq!(switch[0]["text"], "a.txt, in Zed's words");
+    daemon.stop();
+}

@@ -97,7 +97,8 @@ fn after_a_nocando_the_stuck_finder_advises_and_the_goalie_picks_again() {
         // The stuck-finder is told what was tried and what it answered.
         Scripted::from_request(|request| {
             let told = request["messages"].to_string();
-            let knows = told.contains("`summary` was run with it and answered NOCANDO") && told.contains("round 1 of 3");
+            let knows =
+                told.contains("`summary` was run with it and answered NOCANDO") && told.contains("round 1 of 3");
             let advice = json!({"missing": "a translation", "action": "pick", "help": "translate"}).to_string();
             Scripted::finish("DONE", if knows { &advice } else { "{}" })
         }),
@@ -124,7 +125,10 @@ fn after_a_nocando_the_stuck_finder_advises_and_the_goalie_picks_again() {
 fn the_loop_stops_at_its_bound_and_records_the_stuck() {
     let sandbox = Sandbox::new();
     let advice = |help: &str| {
-        Scripted::finish("DONE", &json!({"missing": "a help for tide tables", "action": "pick", "help": help}).to_string())
+        Scripted::finish(
+            "DONE",
+            &json!({"missing": "a help for tide tables", "action": "pick", "help": help}).to_string(),
+        )
     };
     let server = ScriptedServer::start(vec![
         Scripted::finish("DONE", "weather"),
@@ -160,16 +164,16 @@ fn the_loop_stops_at_its_bound_and_records_the_stuck() {
     assert_eq!(stuck["asked"], "Tides of Brest, as a list", "{stuck:#}");
     assert_eq!(stuck["ended"], "out-of-rounds");
     assert_eq!((stuck["rounds"].as_u64(), stuck["of"].as_u64()), (Some(3), Some(3)));
-    let tried: Vec<&str> = stuck["tried"].as_array().expect("tried").iter().filter_map(|t| t["help"].as_str()).collect();
+    let tried: Vec<&str> =
+        stuck["tried"].as_array().expect("tried").iter().filter_map(|t| t["help"].as_str()).collect();
     assert_eq!(tried, ["weather", "sums", "recipe"]);
 }
 
 #[test]
 fn nothing_fits_ends_nocando_with_a_stuck_record_listed_across_threads() {
     let sandbox = Sandbox::new();
-    let give_up = |missing: &str| {
-        Scripted::finish("DONE", &json!({"missing": missing, "action": "give-up"}).to_string())
-    };
+    let give_up =
+        |missing: &str| Scripted::finish("DONE", &json!({"missing": missing, "action": "give-up"}).to_string());
     let server = ScriptedServer::start(vec![
         Scripted::finish("NOCANDO", "No help launches satellites."),
         give_up("a help that launches satellites"),

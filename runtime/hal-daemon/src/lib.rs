@@ -29,8 +29,8 @@ mod loaded;
 mod lock;
 mod metrics;
 mod owner;
-mod stucks;
 pub mod protocol;
+mod stucks;
 mod turn;
 mod watch;
 

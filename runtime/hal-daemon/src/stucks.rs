@@ -32,7 +32,15 @@ pub(crate) fn list(home: &Home) -> hal_store::Result<Vec<StuckEntry>> {
                 Err(why) => (None, Some(format!("{branch}:{path} is not a stuck record: {why}"))),
             };
             let time = home.repo().find_commit(tip).ok().and_then(|c| c.time().ok()).map_or(0, |t| t.seconds);
-            let entry = StuckEntry { thread: thread.clone(), branch: branch.clone(), path: path.clone(), time, stuck, problem, recorded_here };
+            let entry = StuckEntry {
+                thread: thread.clone(),
+                branch: branch.clone(),
+                path: path.clone(),
+                time,
+                stuck,
+                problem,
+                recorded_here,
+            };
             found.insert(path, entry);
         }
     }

@@ -158,7 +158,8 @@ impl Help {
     ) -> Result<Help, SpecError> {
         static SCHEMA: OnceLock<Schema> = OnceLock::new();
         SCHEMA.get_or_init(|| Schema::new(HELP_SCHEMA)).load_checked(file, text, |help: &Help| {
-            let commands = help.commands.iter().enumerate().map(|(index, command)| (format!("/commands/{index}"), command));
+            let commands =
+                help.commands.iter().enumerate().map(|(index, command)| (format!("/commands/{index}"), command));
             // A router's stuck-finder and author are helps it runs, as its commands are.
             let route = help.route.iter().flat_map(|route| {
                 [("/route/stuck_finder", route.stuck_finder()), ("/route/author", route.author())]

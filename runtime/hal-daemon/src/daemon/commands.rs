@@ -175,9 +175,7 @@ impl Shared {
             | Command::Stucks
             | Command::Log { .. }
             | Command::Verify { .. }
-            | Command::AllowedSigners => {
-                Ok(command::apply(&self.journal.handle(), command)?)
-            }
+            | Command::AllowedSigners => Ok(command::apply(&self.journal.handle(), command)?),
             Command::Fork { .. } => {
                 let response = self.journal.with(|home| command::apply(home, command))?;
                 self.wake();

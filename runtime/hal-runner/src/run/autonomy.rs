@@ -8,7 +8,7 @@ use super::{RunState, Runner};
 use crate::tools::ToolResult;
 
 /// Tools that act beyond the thread's own tree: what they do is told to the owner unless a rule says otherwise.
-const TOLD_BY_DEFAULT: &[&str] = &["threads.start", "threads.say", "threads.propose_merge"];
+const TOLD_BY_DEFAULT: &[&str] = &["threads.start", "threads.say", "threads.switch", "threads.propose_merge"];
 
 impl Runner {
     /// The level of `tool` in this run, and the rule that gives it.

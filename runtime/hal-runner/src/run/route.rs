@@ -202,8 +202,10 @@ impl Runner {
         let out_of_rounds = round >= route.rounds();
         if matches!(advice.action, Action::Rewrite | Action::Pick) && !out_of_rounds {
             let next = match advice.action {
-                Action::Rewrite => "pick a help for the request as the stuck-finder rewrote it, and finish with \
-                                    {\"help\": <its name>, \"request\": <the rewritten request>}",
+                Action::Rewrite => {
+                    "pick a help for the request as the stuck-finder rewrote it, and finish with \
+                                    {\"help\": <its name>, \"request\": <the rewritten request>}"
+                }
                 _ => "pick again (the stuck-finder names a help), or finish NOCANDO",
             };
             let content = json!({
@@ -300,7 +302,10 @@ impl Runner {
     ) -> Result<Result<(Outcome, String), String>, RunError> {
         let limits = state.prepared.limits;
         if state.depth + 1 > limits.max_depth {
-            return Ok(Err(format!("helps may call helps only {} deep (limits.max_depth in hal.yaml)", limits.max_depth)));
+            return Ok(Err(format!(
+                "helps may call helps only {} deep (limits.max_depth in hal.yaml)",
+                limits.max_depth
+            )));
         }
         if std::time::Instant::now() >= state.deadline {
             return Ok(Err("not started: the run is out of time".to_owned()));

@@ -7,11 +7,14 @@ use std::sync::Arc;
 use hal_model::ToolSpec;
 use hal_runner::Journal;
 use hal_runner::tools::{BoxFuture, RunScope, Tool, ToolContext, ToolResult, Toolbox};
-use hal_store::{Home, StepKind, ThreadStatus};
+use hal_store::Home;
 use serde_json::{Value, json};
 
 use crate::command;
 use crate::protocol::{Command, Response};
+
+mod read;
+use read::{diff, list, propose_merge, read, show, summary};
 
 /// How HAL's commands change threads: through the daemon (which queues a message to a busy thread and runs
 /// the turns), or, without one, by applying the command to the repo of the journal.
@@ -40,6 +43,7 @@ enum Kind {
     Diff,
     Start,
     Say,
+    Switch,
     ProposeMerge,
 }
 
@@ -122,6 +126,19 @@ pub fn add_tools(toolbox: &mut Toolbox, dispatch: Dispatch) -> Result<(), hal_ru
                 "Send a message to a thread on the person's behalf; the thread answers it with its next turn.",
                 json!({"type": "object", "required": ["thread", "text"], "additionalProperties": false,
                     "properties": {"thread": thread, "text": {"type": "string"}}}),
+            ),
+        ),
+        (
+            Kind::Switch,
+            spec(
+                "threads.switch",
+                "Hand a thread to another agent: sends the request, rewritten for that agent, to the thread as a \
+                 message naming the agent. Its next turn, and the turns after it, are the agent's (its persona, \
+                 helps and isolates). Recorded as a step on the thread.",
+                json!({"type": "object", "required": ["thread", "agent", "text"], "additionalProperties": false,
+                    "properties": {"thread": thread,
+                        "agent": {"type": "string", "description": "The agent (agents/<name>.yaml, or a built-in)"},
+                        "text": {"type": "string", "description": "The request, rewritten for the agent"}}}),
             ),
         ),
         (
@@ -239,7 +256,11 @@ fn run(
             };
             Ok(format!("started thread {} ({}) running help `{help}`", thread.id, thread.branch))
         }
-        Kind::Say => {
+        Kind::Say | Kind::Switch => {
+            let agent = match kind {
+                Kind::Switch => Some(journal.with(|home| known_agent(home, &arg("agent")))?),
+                _ => None,
+            };
             let target = journal
                 .with(|home| crate::command::thread_of(home, actor, &arg("thread")))
                 .map_err(|e| e.to_string())?;
@@ -255,14 +276,17 @@ fn run(
                 thread: target.branch,
                 text: arg("text"),
                 help: None,
-                agent: None,
+                agent: agent.clone(),
                 relayed: Some(depth),
             };
             let Response::Said { thread, queued, .. } = dispatch(journal, &command)? else {
                 return Err("unexpected answer".to_owned());
             };
             let when = if queued { "after the turn it is running" } else { "with its next turn" };
-            Ok(format!("sent; thread {} answers it {when}", thread.id))
+            match agent {
+                Some(agent) => Ok(format!("switched; thread {} answers as agent `{agent}` {when}", thread.id)),
+                None => Ok(format!("sent; thread {} answers it {when}", thread.id)),
+            }
         }
         Kind::List => journal.with(|home| list(home, &arg("status"), &arg("text"))),
         Kind::Summary => journal.with(|home| summary(home, &arg("thread"))),
@@ -273,200 +297,30 @@ fn run(
     }
 }
 
+/// `name` when it names an agent there is (a built-in, or `agents/<name>.yaml` on main): a switch to one that is not
+/// would leave the thread with turns that cannot run.
+fn known_agent(home: &Home, name: &str) -> Result<String, String> {
+    let name = name.trim();
+    let valid = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(format!("not switched: `{name}` is no agent's name (lowercase letters, digits, - and _)"));
+    }
+    let built_in = hal_spec::builtin::AGENTS.iter().any(|(agent, _)| *agent == name);
+    let main = home.main_tip().map_err(|e| e.to_string())?;
+    let on_main = match main {
+        Some(main) => home.file_at(main, &format!("agents/{name}.yaml")).map_err(|e| e.to_string())?.is_some(),
+        None => false,
+    };
+    match built_in || on_main {
+        true => Ok(name.to_owned()),
+        false => Err(format!("not switched: there is no agent `{name}` (agents/{name}.yaml on main, or a built-in)")),
+    }
+}
+
 fn first_line(text: &str) -> String {
     let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
     line.chars().take(60).collect()
-}
-
-fn list(home: &Home, status: &str, text: &str) -> Result<String, String> {
-    let mut threads = home.list_threads().map_err(|e| e.to_string())?;
-    threads.reverse();
-    let text = text.to_lowercase();
-    let matching: Vec<_> = threads
-        .iter()
-        .filter(|t| status.is_empty() || t.status.as_str().eq_ignore_ascii_case(status))
-        .filter(|t| text.is_empty() || t.title.to_lowercase().contains(&text) || t.id.contains(&text))
-        .collect();
-    if matching.is_empty() {
-        return Ok("no threads match".to_owned());
-    }
-    let mut out = String::new();
-    for thread in matching.iter().take(MAX_LISTED) {
-        out.push_str(&format!(
-            "{} [{}] {} steps, actor {}: {}\n",
-            thread.id, thread.status, thread.steps, thread.actor, thread.title
-        ));
-    }
-    if matching.len() > MAX_LISTED {
-        out.push_str(&format!("… and {} more; narrow with status or text\n", matching.len() - MAX_LISTED));
-    }
-    Ok(out)
-}
-
-fn summary(home: &Home, query: &str) -> Result<String, String> {
-    let thread = home.resolve_thread(query).map_err(|e| e.to_string())?;
-    let steps = home.thread_log(&thread.branch, Some(30)).map_err(|e| e.to_string())?;
-    let listed = home.list_threads().map_err(|e| e.to_string())?;
-    let summary = listed.iter().find(|t| t.branch == thread.branch);
-    let mut out = format!("thread {} ({})\n", thread.id, thread.branch);
-    if let Some(summary) = summary {
-        out.push_str(&format!("title: {}\nstatus: {}\nsteps: {}\n", summary.title, summary.status, summary.steps));
-    }
-    out.push_str("newest steps:\n");
-    for step in &steps {
-        let number = step.number.map_or_else(|| "-".to_owned(), |n| n.to_string());
-        let line: String = step.text.lines().next().unwrap_or_default().chars().take(160).collect();
-        out.push_str(&format!("  #{number} {} by {}: {line}\n", step.kind, step.actor));
-    }
-    if let Some(last) = steps.iter().rev().find(|s| s.kind == StepKind::Finish) {
-        out.push_str(&format!("last result:\n{}\n", clip(&last.text, 4000)));
-    }
-    out.push_str(&changes(home, thread.tip)?);
-    Ok(out)
-}
-
-fn show(home: &Home, spec: &str) -> Result<String, String> {
-    let id = home.resolve_commit(spec).map_err(|e| e.to_string())?;
-    // Size-checked: the commit is the model's choice, and anyone who can push can make one of any size.
-    let commit = home.find_step_commit(id, spec).map_err(|e| e.to_string())?;
-    let message = commit.message_raw_sloppy().to_string();
-    let author = commit.author().map(|a| format!("{} <{}>", a.name, a.email)).unwrap_or_default();
-    let parents: Vec<_> = commit.parent_ids().map(|p| p.detach()).collect();
-    let mut out = format!("commit {id}\nauthor {author}\n");
-    for parent in &parents {
-        out.push_str(&format!("parent {parent}\n"));
-    }
-    out.push_str(&format!("\n{}\n", clip(message.trim_end(), 8000)));
-    let now = home.file_ids(id).map_err(|e| e.to_string())?;
-    let before = match parents.first() {
-        Some(parent) => home.file_ids(*parent).map_err(|e| e.to_string())?,
-        None => Vec::new(),
-    };
-    out.push_str("\nfiles changed:\n");
-    let changed = compare(&before, &now);
-    if changed.is_empty() {
-        out.push_str("  (none)\n");
-    }
-    for (mark, path) in changed {
-        out.push_str(&format!("  {mark} {path}\n"));
-    }
-    Ok(out)
-}
-
-fn read(home: &Home, spec: &str, path: &str) -> Result<String, String> {
-    let commit = match home.resolve_thread(spec) {
-        Ok(thread) if spec.starts_with("threads/") || !spec.contains('/') && spec != "main" => thread.tip,
-        _ => home.resolve_commit(spec).map_err(|e| e.to_string())?,
-    };
-    match home.file_at(commit, path).map_err(|e| e.to_string())? {
-        Some(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => Ok(clip(&text, MAX_READ)),
-            Err(error) => Ok(format!("(a binary file of {} bytes)", error.as_bytes().len())),
-        },
-        None => Err(format!("there is no file {path} at {spec}")),
-    }
-}
-
-fn diff(home: &Home, query: &str) -> Result<String, String> {
-    let thread = home.resolve_thread(query).map_err(|e| e.to_string())?;
-    let mut out = format!("thread {} against main\n", thread.id);
-    out.push_str(&changes(home, thread.tip)?);
-    let main = main_tip(home)?;
-    let now = home.file_ids(thread.tip).map_err(|e| e.to_string())?;
-    let before = home.file_ids(main).map_err(|e| e.to_string())?;
-    for (mark, path) in compare(&before, &now) {
-        if mark == 'D' {
-            continue;
-        }
-        let Some(bytes) = home.file_at(thread.tip, &path).map_err(|e| e.to_string())? else { continue };
-        let Ok(text) = String::from_utf8(bytes) else { continue };
-        out.push_str(&format!("\n--- {path} ({}):\n", if mark == 'A' { "new" } else { "changed" }));
-        for line in text.lines().take(DIFF_LINES) {
-            out.push_str(&format!("+ {line}\n"));
-        }
-        if text.lines().count() > DIFF_LINES {
-            out.push_str("+ …\n");
-        }
-    }
-    Ok(out)
-}
-
-fn main_tip(home: &Home) -> Result<gix::ObjectId, String> {
-    home.main_tip().map_err(|e| e.to_string())?.ok_or_else(|| "this repo has no main branch".to_owned())
-}
-
-/// The files `tip` adds (A), changes (M) or deletes (D) against `main`, as lines.
-fn changes(home: &Home, tip: gix::ObjectId) -> Result<String, String> {
-    let main = main_tip(home)?;
-    let now = home.file_ids(tip).map_err(|e| e.to_string())?;
-    let before = home.file_ids(main).map_err(|e| e.to_string())?;
-    let changed = compare(&before, &now);
-    if changed.is_empty() {
-        return Ok("files against main: no differences\n".to_owned());
-    }
-    let mut out = String::from("files against main:\n");
-    for (mark, path) in changed {
-        out.push_str(&format!("  {mark} {path}\n"));
-    }
-    Ok(out)
-}
-
-/// Paths added, modified or deleted going from `before` to `now` (both sorted by path).
-fn compare(before: &[(String, gix::ObjectId)], now: &[(String, gix::ObjectId)]) -> Vec<(char, String)> {
-    let old: std::collections::BTreeMap<&str, gix::ObjectId> = before.iter().map(|(p, id)| (p.as_str(), *id)).collect();
-    let new: std::collections::BTreeMap<&str, gix::ObjectId> = now.iter().map(|(p, id)| (p.as_str(), *id)).collect();
-    let mut out = Vec::new();
-    for (path, id) in &new {
-        match old.get(path) {
-            None => out.push(('A', (*path).to_owned())),
-            Some(previous) if previous != id => out.push(('M', (*path).to_owned())),
-            Some(_) => {}
-        }
-    }
-    out.extend(old.keys().filter(|p| !new.contains_key(*p)).map(|p| ('D', (*p).to_owned())));
-    out.sort_by(|a, b| a.1.cmp(&b.1));
-    out
-}
-
-fn propose_merge(home: &Home, actor: &str, query: &str, reason: &str) -> Result<String, String> {
-    let thread = home.resolve_thread(query).map_err(|e| e.to_string())?;
-    let main = main_tip(home)?;
-    let changed = changes(home, thread.tip)?;
-    let moved = home.repo().merge_base(main, thread.tip).ok().flatten().is_none_or(|base| base.detach() != main);
-    let mut text = format!(
-        "HAL proposes merging this thread into main{}.\nAccept with `hal thread merge {}` or `git merge {}`.\n{changed}",
-        if reason.trim().is_empty() { String::new() } else { format!(": {}", reason.trim()) },
-        thread.id,
-        thread.branch
-    );
-    if moved {
-        text.push_str("main has moved on since the thread started: the merge makes a merge commit.\n");
-    }
-    // Recorded on the thread without changing its status; never on a thread whose tip says a run is under way
-    // (a note of HAL's on top of it would make that tip look like HAL's to resume).
-    let mut note = hal_store::NewStep::new(StepKind::System, text.clone(), ThreadStatus::Open)
-        .fact(hal_runner::record::fact::PROPOSED_FOR, if actor.is_empty() { "hal" } else { actor });
-    if let Some(tip) = home.steps_back(&thread).next().and_then(Result::ok)
-        && let Some(status) = tip.status
-    {
-        if status == ThreadStatus::Running {
-            return Err(format!("not proposed: thread {} is running; propose it when its run has ended", thread.id));
-        }
-        note.status = status;
-    }
-    home.append_step(hal_store::identity::HAL_ACTOR, &thread, &note).map_err(|e| e.to_string())?;
-    Ok(text)
-}
-
-fn clip(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}\n[… {} more bytes]", &text[..end], text.len() - end)
 }
 
 #[cfg(test)]
