@@ -251,6 +251,30 @@ fn regression_a_granted_secret_never_reaches_a_git_object() {
     }
 }
 
+/// An isolate's `log.progress` notes show while the turn runs, as the run's progress, scrubbed of the secrets it
+/// was given like everything else it says.
+#[test]
+fn an_isolates_progress_shows_while_the_turn_runs_without_its_secrets() {
+    const VALUE: &str = "hunter2/sesame+open?";
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![Scripted::tool("hostile.leak-log", json!({})), Scripted::text("Logged.")]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    add_hostile_isolate(&repo);
+    let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
+    let grant = "sandbox:\n  isolates:\n    hostile:\n      secrets: [DECLARED_SECRET]\n";
+    let help = "description: Logs\ncommands: [hostile]\n";
+    commit(&sandbox, &repo, &[("hal.yaml", &format!("{settings}{grant}")), ("helps/logger.yaml", help)]);
+    let mut command = hal_command(&sandbox, &repo, &["help", "run", "logger", "Log something"]);
+    let run = crate::support::Run::from(command.env("DECLARED_SECRET", VALUE).output().expect("hal"));
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("progress: hostile.leak-log: 1/2 progress with <secret DECLARED_SECRET>"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(VALUE) && !run.stdout.contains(VALUE));
+}
+
 /// The value raw, percent-encoded, in hex and in base64.
 fn secret_forms(value: &str) -> Vec<String> {
     use base64::Engine as _;

@@ -100,7 +100,13 @@ pub struct ToolContext {
     base: ObjectId,
     /// The call's writes by path (the last write of a path wins).
     writes: BTreeMap<String, Vec<u8>>,
+    /// Hears what a long call says of its progress.
+    progress: Option<Progress>,
 }
+
+/// Hears a tool's progress notes: how much is done, of how much (0 when unknown), and a message. Called from
+/// whatever thread the tool runs on.
+pub type Progress = Arc<dyn Fn(u64, u64, &str) + Send + Sync>;
 
 impl ToolContext {
     /// A context on `thread` whose tree is that of commit `base`.
@@ -114,7 +120,19 @@ impl ToolContext {
             config: serde_json::Map::new(),
             base,
             writes: BTreeMap::new(),
+            progress: None,
         }
+    }
+
+    /// The same context, its progress notes heard by `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> ToolContext {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// What hears the call's progress notes, if anything does.
+    pub fn progress(&self) -> Option<Progress> {
+        self.progress.clone()
     }
 
     /// The same context, for a run on behalf of `actor`.

@@ -67,6 +67,7 @@ fn main() {
         tree: Some(Box::new(ToolContext::new(journal.clone(), &thread.id, thread.tip))),
         http: false,
         secret: Arc::new(|_| None),
+        progress: None,
     };
     let output = sandbox.call(&isolate, "write-many", &format!(r#"{{"count": {FILES}}}"#), context).expect("call");
     let called = started.elapsed();

@@ -40,7 +40,7 @@ fn source_to_first_call(cache: &std::path::Path) -> [Duration; 4] {
     let isolate = load_plugin(&sandbox, &Settings::default(), &manifest, "convert", &wasm).expect("load");
     let loaded = started.elapsed();
     let started = Instant::now();
-    let context = CallContext { tree: None, http: false, secret: std::sync::Arc::new(|_| None) };
+    let context = CallContext { tree: None, http: false, secret: std::sync::Arc::new(|_| None), progress: None };
     let result = sandbox.call(&isolate, "convert", ARGUMENTS, context).expect("call");
     assert!(result.result.contains("1.24"), "{}", result.result);
     [provisioned, built, loaded, started.elapsed()]
@@ -57,7 +57,7 @@ fn main() {
     let isolate = load_plugin(&sandbox, &Settings::default(), &manifest, "convert", &wasm).expect("load");
     let mut calls = Vec::new();
     for _ in 0..200 {
-        let context = CallContext { tree: None, http: false, secret: std::sync::Arc::new(|_| None) };
+        let context = CallContext { tree: None, http: false, secret: std::sync::Arc::new(|_| None), progress: None };
         let started = Instant::now();
         sandbox.call(&isolate, "convert", ARGUMENTS, context).expect("call");
         calls.push(started.elapsed());

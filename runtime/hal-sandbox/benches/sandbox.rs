@@ -89,6 +89,7 @@ fn main() {
         tree: Some(Box::new(ToolContext::new(journal.clone(), &thread.id, tip))),
         http: false,
         secret: Arc::new(|_| None),
+        progress: None,
     };
     let echo = per_call(2000, || {
         warm.call(&hostile_isolate, "echo", "{}", context()).expect("echo");

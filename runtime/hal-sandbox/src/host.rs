@@ -83,6 +83,8 @@ pub struct CallContext {
     pub http: bool,
     /// Looks up secrets by name.
     pub secret: SecretLookup,
+    /// Hears the guest's `log.progress` notes (scrubbed of secrets first).
+    pub progress: Option<hal_runner::tools::Progress>,
 }
 
 /// Runs isolates. One per process is enough; calls from many threads share it.
@@ -163,7 +165,7 @@ impl Sandbox {
             .map_err(|e| format!("isolate `{name}` imports something HAL does not offer: {e}"))?;
         let pre = IsolatePre::new(instance_pre).map_err(|e| format!("isolate `{name}` is not a HAL isolate: {e}"))?;
         let mut isolate = Isolate { manifest, granted, limits, builtin, from_cache, functions: Vec::new(), pre };
-        let context = CallContext { tree: None, http: false, secret: Arc::new(|_| None) };
+        let context = CallContext { tree: None, http: false, secret: Arc::new(|_| None), progress: None };
         let (specs, _) = self
             .run(&isolate, context, |bindings, store| bindings.call_describe(store))
             .map_err(|error| error.to_string())?;
@@ -211,7 +213,8 @@ impl Sandbox {
             (Some(runtime), true) => Some((self.http.clone(), runtime.handle().clone())),
             _ => None,
         };
-        let state = HostState::new(isolate.granted.clone(), &limits, context.tree, http, context.secret, deadline);
+        let mut state = HostState::new(isolate.granted.clone(), &limits, context.tree, http, context.secret, deadline);
+        state.progress = context.progress;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| state);
         store.set_fuel(limits.fuel).map_err(|e| CallError::Host(e.to_string()))?;

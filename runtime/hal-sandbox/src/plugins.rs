@@ -377,7 +377,8 @@ fn build_and_test(
         .map_err(|e| fail(format!("has invalid tests: {e}")))?;
     let mut failures = Vec::new();
     for (n, case) in cases.iter().enumerate() {
-        let context = CallContext { tree: Some(Box::new(tree.fork())), http: false, secret: Arc::new(|_| None) };
+        let context =
+            CallContext { tree: Some(Box::new(tree.fork())), http: false, secret: Arc::new(|_| None), progress: None };
         let outcome = sandbox
             .call(&isolate, &case.call, &case.arguments.to_string(), context)
             .map(|output| output.result)

@@ -55,6 +55,8 @@ pub(crate) struct HostState {
     pub(crate) logs: Vec<String>,
     /// Progress notes the guest sent.
     progress_notes: usize,
+    /// Hears them.
+    pub(crate) progress: Option<hal_runner::tools::Progress>,
 }
 
 impl HostState {
@@ -96,6 +98,7 @@ impl HostState {
             deadline,
             logs: Vec::new(),
             progress_notes: 0,
+            progress: None,
         }
     }
 
@@ -250,6 +253,9 @@ impl hal::isolate::log::Host for HostState {
         }
         let message: String = self.scrubber.text(clip(&message, MAX_LOG_BYTES)).chars().take(MAX_LOG_LINE).collect();
         tracing::debug!(target: "hal_sandbox::guest", isolate = %self.granted.isolate, done, total, %message, "progress");
+        if let Some(progress) = &self.progress {
+            progress(done, total, &message);
+        }
     }
 }
 

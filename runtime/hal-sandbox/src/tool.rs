@@ -54,7 +54,12 @@ impl Tool for IsolateFunction {
     fn call<'a>(&'a self, arguments: serde_json::Value, context: &'a mut ToolContext) -> BoxFuture<'a, ToolResult> {
         Box::pin(async move {
             let tree = context.fork();
-            let call = CallContext { tree: Some(Box::new(tree)), http: true, secret: self.secret.clone() };
+            let call = CallContext {
+                tree: Some(Box::new(tree)),
+                http: true,
+                secret: self.secret.clone(),
+                progress: context.progress(),
+            };
             let (sandbox, isolate, function) = (self.sandbox.clone(), self.isolate.clone(), self.function.clone());
             let arguments = arguments.to_string();
             let outcome =

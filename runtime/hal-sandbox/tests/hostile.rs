@@ -44,6 +44,7 @@ fn call(sandbox: &Sandbox, isolate: &Isolate, thread: &Thread, function: &str) -
         tree: Some(Box::new(ToolContext::new(thread.journal.clone(), &thread.id, thread.tip))),
         http: false,
         secret: Arc::new(|name| (name == "UNDECLARED_SECRET").then(|| "top secret value".to_owned())),
+        progress: None,
     };
     sandbox.call(isolate, function, "{}", context).map(|output| output.result)
 }
@@ -80,7 +81,7 @@ fn every_escape_is_contained_and_the_host_serves_the_next_call() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
     listener.set_nonblocking(true).expect("non-blocking");
     let address = format!("\"{}\"", listener.local_addr().expect("address"));
-    let context = hal_sandbox::CallContext { tree: None, http: false, secret: Arc::new(|_| None) };
+    let context = hal_sandbox::CallContext { tree: None, http: false, secret: Arc::new(|_| None), progress: None };
     let Err(refused) = sandbox.call(&isolate, "socket", &address, context) else { panic!("the guest connected") };
     let refused = refused.to_string();
     assert_eq!(refused, "PermissionDenied", "the host's error, as the guest's standard library sees it");
@@ -110,10 +111,24 @@ fn every_escape_is_contained_and_the_host_serves_the_next_call() {
         tree: None,
         http: false,
         secret: Arc::new(|name| (name == "DECLARED_SECRET").then(|| "hunter2-value".to_owned())),
+        progress: None,
     };
     let Err(leaked) = sandbox.call(&keeper, "leak", "{}", context) else { panic!("the guest returns an error") };
     let leaked = leaked.to_string();
     assert_eq!(leaked, "the secret is <secret DECLARED_SECRET>, see?");
+    // Its progress notes reach whoever listens, scrubbed like everything else it says.
+    let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = heard.clone();
+    let context = hal_sandbox::CallContext {
+        tree: None,
+        http: false,
+        secret: Arc::new(|name| (name == "DECLARED_SECRET").then(|| "hunter2-value".to_owned())),
+        progress: Some(Arc::new(move |done, total, message: &str| {
+            listener.lock().expect("lock").push(format!("{done}/{total} {message}"));
+        })),
+    };
+    sandbox.call(&keeper, "leak-log", "{}", context).expect("logged");
+    assert_eq!(*heard.lock().expect("lock"), ["1/2 progress with <secret DECLARED_SECRET>"]);
 
     // Granted, the write is staged for the step's commit and goes nowhere else.
     let policy = IsolatePolicy { tree: Some(TreeAccess::Write), ..IsolatePolicy::default() };
@@ -122,6 +137,7 @@ fn every_escape_is_contained_and_the_host_serves_the_next_call() {
         tree: Some(Box::new(ToolContext::new(thread.journal.clone(), &thread.id, thread.tip))),
         http: false,
         secret: Arc::new(|_| None),
+        progress: None,
     };
     let output = sandbox.call(&writer, "write", "{}", context).expect("granted write");
     let writes = output.tree.expect("tree").into_writes();
@@ -170,6 +186,7 @@ fn regression_the_files_one_call_writes_are_capped() {
         tree: Some(Box::new(ToolContext::new(thread.journal.clone(), &thread.id, thread.tip))),
         http: false,
         secret: Arc::new(|_| None),
+        progress: None,
     };
     let output = sandbox.call(&writer, "write-many", r#"{"count": 100}"#, context()).expect("at the limit");
     assert_eq!(output.tree.expect("tree").writes_count(), 100);

@@ -77,7 +77,7 @@ pub(crate) fn call_isolate(
     let tree = thread.as_ref().map(|thread| {
         Box::new(ToolContext::new(loaded.runner.journal().clone(), &thread.id, thread.tip)) as Box<dyn Tree>
     });
-    let context = CallContext { tree, http: true, secret: secrets.clone() };
+    let context = CallContext { tree, http: true, secret: secrets.clone(), progress: None };
     let output = match sandbox.call(isolate, call.function, call.arguments, context) {
         Ok(output) => output,
         Err(error) => {

@@ -46,6 +46,16 @@ impl Shared {
                     }
                     let _ = shared.notices.send(Notice::Tip { thread, branch });
                 }
+                // A long tool call's own notes, as progress of the run the person follows.
+                Event::Progress { thread, caller, tool, done, total, message, .. } => {
+                    if shared.notices.receiver_count() > 0 {
+                        let of = if *total > 0 { format!("{done}/{total} ") } else { String::new() };
+                        let summary: String = format!("{tool}: {of}{message}").chars().take(200).collect();
+                        let (branch, thread) = ((*caller).to_owned(), (*thread).to_owned());
+                        let kind = "progress".to_owned();
+                        let _ = shared.notices.send(Notice::Progress { branch, thread, kind, summary });
+                    }
+                }
             }
         })
     }

@@ -31,6 +31,15 @@ impl Runner {
                 .with_config(&state.prepared.help.config)
                 .with_branch(&state.thread.branch)
                 .with_run(state.scope.clone());
+            if let Some(observer) = self.observer.clone() {
+                let (thread, branch) = (state.thread.id.clone(), state.thread.branch.clone());
+                let caller = state.scope.root.clone().unwrap_or_else(|| branch.clone());
+                let tool = call.name.clone();
+                context = context.with_progress(std::sync::Arc::new(move |done, total, message: &str| {
+                    let (thread, branch, caller, tool) = (&thread, &branch, &caller, &tool);
+                    observer(&super::Event::Progress { thread, branch, caller, tool, done, total, message });
+                }));
+            }
             let remaining = state.deadline.saturating_duration_since(Instant::now());
             let result = tokio::time::timeout(remaining, self.toolbox.call(&call.name, &call.arguments, &mut context))
                 .await

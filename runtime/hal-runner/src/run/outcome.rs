@@ -127,6 +127,24 @@ pub enum Event<'a> {
         /// see it as that run's progress.
         caller: Option<&'a str>,
     },
+    /// A tool (an isolate's `log.progress`) said how far a long call is.
+    Progress {
+        /// The thread the call runs on.
+        thread: &'a str,
+        /// Its branch.
+        branch: &'a str,
+        /// The branch of the run the person asked for, whose followers see it (this branch, for a call of that
+        /// run itself).
+        caller: &'a str,
+        /// The tool.
+        tool: &'a str,
+        /// How much is done.
+        done: u64,
+        /// Of how much (0 when unknown).
+        total: u64,
+        /// What it says (scrubbed of secrets by the sandbox).
+        message: &'a str,
+    },
 }
 
 /// Receives [`Event`]s.

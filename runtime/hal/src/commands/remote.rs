@@ -88,7 +88,7 @@ pub fn talk(handle: &dyn Handle, actor: &str, command: &Command, display: &Displ
         }
         // What a help this turn called is doing on its own thread, while the turn waits for it.
         ThreadEvent::Progress { thread, kind, summary }
-            if display.steps.is_some() && matches!(kind.as_str(), "tool" | "finish") =>
+            if display.steps.is_some() && matches!(kind.as_str(), "tool" | "finish" | "progress") =>
         {
             eprintln!("    ↳ {thread} {kind}: {}", first_line(summary, 140));
         }
