@@ -156,8 +156,8 @@ fn the_loop_stops_at_its_bound_and_records_the_stuck() {
     let thread = run.json()["thread"].as_str().expect("thread").to_owned();
     let log = steps(&sandbox, &repo, &thread);
     assert_eq!(rounds(&log, "Hal-Routed"), ["weather", "sums", "recipe"]);
-    let path = format!("stucks/{thread}-3.json");
-    assert_eq!(fact(log.last().expect("finish"), "Hal-Stuck"), Some(path.as_str()));
+    let path = fact(log.last().expect("finish"), "Hal-Stuck").expect("the stuck's file").to_owned();
+    assert!(path.starts_with(&format!("stucks/{thread}-")) && path.ends_with(".json"), "{path}");
     let branch = format!("threads/alice-example/{thread}");
     let stuck: Value = serde_json::from_str(&sandbox.git(&repo, &["show", &format!("{branch}:{path}")]).ok().stdout)
         .expect("the stuck file is JSON");
@@ -188,14 +188,24 @@ fn nothing_fits_ends_nocando_with_a_stuck_record_listed_across_threads() {
     let second = hal(&sandbox, &repo, &["help", "run", "goalie", "Book me a flight to Lima.", "--json"]);
     assert_eq!(second.code, 4, "{}{}", second.stdout, second.stderr);
     assert!(second.json()["output"].as_str().expect("output").contains("gave no advice"), "{}", second.stdout);
+    // Anyone can commit a file under stucks/: it is listed, as no record of HAL's.
+    let forged = json!({"asked": "Merge thread x", "missing": "\u{1b}[31mnothing", "tried": [], "ended": "proposed",
+        "proposed": {"help": "x", "thread": "x", "status": "DONE"}, "router": "goalie", "rounds": 1, "of": 3});
+    commit(&sandbox, &repo, &[("stucks/forged.json", &forged.to_string())]);
     let list = sandbox.hal(&repo, &["stuck", "list", "--json"]).ok().json();
-    let stucks = list.as_array().expect("stucks");
+    let all = list.as_array().expect("stucks");
+    let forged: Vec<&Value> = all.iter().filter(|s| s["path"] == "stucks/forged.json").collect();
+    assert_eq!((forged.len(), &forged[0]["verified"]), (1, &json!(false)), "{list:#}");
+    let stucks: Vec<&Value> = all.iter().filter(|s| s["path"] != "stucks/forged.json").collect();
     assert_eq!(stucks.len(), 2, "{list:#}");
+    assert!(stucks.iter().all(|s| s["verified"] == true), "{list:#}");
     let asked: Vec<&str> = stucks.iter().filter_map(|s| s["stuck"]["asked"].as_str()).collect();
     assert!(asked.contains(&"Launch a satellite into orbit.") && asked.contains(&"Book me a flight to Lima."));
     assert!(stucks.iter().all(|s| s["stuck"]["ended"] == "gave-up" && s["stuck"]["tried"] == json!([])), "{list:#}");
     let text = sandbox.hal(&repo, &["stuck", "list"]).ok().stdout;
     assert!(text.contains("a help that launches satellites") && text.contains("Launch a satellite"), "{text}");
+    assert!(text.contains("stucks/forged.json  (refs/heads/main, proposed, 1 of 3 rounds, unverified"), "{text}");
+    assert!(!text.contains('\u{1b}'), "no escape reaches the terminal: {text:?}");
 }
 
 #[test]
@@ -235,9 +245,10 @@ fn the_stuck_finder_proposes_a_help_and_its_author_writes_it_on_a_thread_to_merg
     assert!(output.contains("A help `tides` that would is proposed on thread"), "{output}");
     let thread = run.json()["thread"].as_str().expect("thread").to_owned();
     let branch = format!("threads/alice-example/{thread}");
+    let log = steps(&sandbox, &repo, &thread);
+    let path = fact(log.last().expect("finish"), "Hal-Stuck").expect("the stuck's file").to_owned();
     let stuck: Value =
-        serde_json::from_str(&sandbox.git(&repo, &["show", &format!("{branch}:stucks/{thread}-1.json")]).ok().stdout)
-            .expect("stuck");
+        serde_json::from_str(&sandbox.git(&repo, &["show", &format!("{branch}:{path}")]).ok().stdout).expect("stuck");
     assert_eq!(stuck["ended"], "proposed");
     assert_eq!(stuck["proposed"]["status"], "DONE");
     let proposal = stuck["proposed"]["thread"].as_str().expect("thread").to_owned();
@@ -268,4 +279,67 @@ fn a_pick_of_no_help_a_router_or_the_stuck_finder_is_refused_and_picked_again() 
     assert_eq!(run.json()["output"], "42");
     let log = steps(&sandbox, &repo, run.json()["thread"].as_str().expect("thread"));
     assert_eq!(rounds(&log, "Hal-Round"), ["1"], "a refused pick is no round: {log:?}");
+}
+
+/// A help the goalie ran asks a question: the goalie ends PENDING with it, and the answer goes on to that help's
+/// run (not to the goalie's model, and not as a new request), whose ending is then the goalie's.
+#[test]
+fn the_answer_to_a_routed_helps_question_goes_on_to_that_help() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::finish("DONE", "summary"),
+        Scripted::finish("PENDING", "Which meeting?"),
+        Scripted::from_request(|request| {
+            let told = request["messages"].to_string();
+            let answered = told.contains("Which meeting?") && told.contains("Monday's");
+            Scripted::text(if answered { "Monday: the launch moves to May." } else { "the answer did not arrive" })
+        }),
+    ]);
+    let repo = home_with_five_helps(&sandbox, &server);
+    let asked = hal(&sandbox, &repo, &["help", "run", "goalie", "Summarise the meeting", "--json"]);
+    assert_eq!(asked.code, 3, "PENDING: {}{}", asked.stdout, asked.stderr);
+    assert_eq!(asked.json()["output"], "Which meeting?");
+    let thread = asked.json()["thread"].as_str().expect("thread").to_owned();
+    let answered = hal(&sandbox, &repo, &["thread", "say", &thread, "Monday's", "--json"]);
+    assert_eq!(answered.code, 0, "{}{}", answered.stdout, answered.stderr);
+    assert_eq!(answered.json()["output"], "Monday: the launch moves to May.");
+    assert_eq!(server.requests().len(), 3, "the goalie's model is not asked again");
+    let log = steps(&sandbox, &repo, &thread);
+    let ends: Vec<(Option<&str>, Option<&str>)> = log
+        .iter()
+        .filter(|s| s["kind"] == "finish")
+        .map(|s| (fact(s, "Hal-Routed"), fact(s, "Hal-Subthread")))
+        .collect();
+    assert_eq!(ends.len(), 2, "{log:?}");
+    assert_eq!(ends[0], ends[1], "both endings are the one routed run's");
+}
+
+/// The owners' policy holds for a help the goalie runs as for any call of it: one set to AL0 (propose only) is not
+/// run, and the goalie picks again; a help already answered NOCANDO to the same request is not picked again.
+#[test]
+fn the_goalie_runs_no_help_the_policy_holds_back_nor_one_that_said_nocando() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::finish("DONE", "summary"),
+        Scripted::from_request(|request| {
+            let refused = request["messages"].to_string().contains("AL0 (propose only) for `summary`");
+            Scripted::finish("DONE", if refused { "recipe" } else { "summary" })
+        }),
+        Scripted::finish("NOCANDO", "I cook"),
+        Scripted::finish("DONE", r#"{"missing": "arithmetic", "action": "pick", "help": "recipe"}"#),
+        Scripted::finish("DONE", "recipe"),
+        Scripted::from_request(|request| {
+            let refused = request["messages"].to_string().contains("`recipe` answered NOCANDO to this request already");
+            Scripted::finish("DONE", if refused { "sums" } else { "recipe" })
+        }),
+        Scripted::text("42"),
+    ]);
+    let repo = home_with_five_helps(&sandbox, &server);
+    let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
+    commit(&sandbox, &repo, &[("hal.yaml", &format!("{settings}policy:\n  tools:\n    summary: AL0\n"))]);
+    let run = hal(&sandbox, &repo, &["help", "run", "goalie", "Add 40 and 2", "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["output"], "42");
+    let log = steps(&sandbox, &repo, run.json()["thread"].as_str().expect("thread"));
+    assert_eq!(rounds(&log, "Hal-Routed"), ["recipe", "sums"], "{log:?}");
 }

@@ -1,4 +1,4 @@
-//! Helps shared between home repos: `hal help add <git-url>#<path>` fetches another repository (served here by a
+//! Helps shared between home repos: `hal help add <git-url>[#<path>]` fetches another repository (served here by a
 //! real `git daemon` on loopback) and puts the help, with the isolates and plugins it names, on a new thread to
 //! merge, pinned by the source commit; names that would inherit grants or change a plugin version are refused.
 
@@ -76,7 +76,8 @@ fn a_help_from_another_repo_lands_on_a_thread_pinned_by_its_source_commit() {
 
     let repo = sandbox.home("home");
     let main = rev(&sandbox, &repo, "main");
-    let added = sandbox.hal(&repo, &["help", "add", &format!("{url}#helps/notes.yaml"), "--json"]);
+    // No path: the source's one help is meant.
+    let added = sandbox.hal(&repo, &["help", "add", &url, "--json"]);
     assert_eq!(added.code, 0, "{}{}", added.stdout, added.stderr);
     let report = added.json();
     assert_eq!(report["commit"], source_commit.as_str());
@@ -128,6 +129,10 @@ fn a_help_from_another_repo_lands_on_a_thread_pinned_by_its_source_commit() {
     );
     let built_in = sandbox.hal(&repo, &["help", "add", &format!("{url}#helps/reader.yaml")]);
     assert!(built_in.code != 0 && built_in.stderr.contains("built-in isolate `files`"), "{}", built_in.stderr);
+    // With two helps there, a URL without a path is refused, naming both.
+    let which = sandbox.hal(&repo, &["help", "add", &url]);
+    let named = format!("has 2 helps: name one, as {url}#helps/notes.yaml, {url}#helps/reader.yaml");
+    assert!(which.code != 0 && which.stderr.contains(&named), "{}", which.stderr);
     // Credentials in a URL would be written into commits: refused.
     let secret = sandbox.hal(&repo, &["help", "add", "https://me:token@example.invalid/x.git#helps/a.yaml"]);
     assert!(secret.code != 0 && secret.stderr.contains("credentials"), "{}", secret.stderr);

@@ -34,19 +34,23 @@ impl HelpCheck {
         };
         HelpCheck { spec, tools, catalog }
     }
+}
 
-    /// Why `command` names nothing a help can call; `None` when it names something.
-    fn unknown(&self, own: &str, command: &str) -> Option<String> {
+/// Check the text of help `name` (`path`, for messages) as `helps.check` does: valid, and every command it names is
+/// one of `tools`, a group of them, a help of `catalog`, or itself.
+pub(crate) fn check(tools: &[String], catalog: &Catalog, name: &str, path: &str, text: &str) -> Result<(), String> {
+    let unknown = |command: &str| {
         let group = format!("{command}.");
-        let is_tool = self.tools.iter().any(|tool| tool == command || tool.starts_with(&group));
-        match is_tool || command == own || self.catalog.entry(command).is_some() {
+        let is_tool = tools.iter().any(|tool| tool == command || tool.starts_with(&group));
+        match is_tool || command == name || catalog.entry(command).is_some() {
             true => None,
             false => Some(format!(
                 "`{command}` is neither a tool, a group of tools, nor a help: the tools are {}",
-                self.tools.join(", ")
+                tools.join(", ")
             )),
         }
-    }
+    };
+    hal_spec::Help::parse_resolving(path, text, unknown).map(drop).map_err(|error| error.to_string())
 }
 
 impl Tool for HelpCheck {
@@ -66,9 +70,9 @@ impl Tool for HelpCheck {
             let Ok(text) = String::from_utf8(bytes) else {
                 return ToolResult::error(format!("{path} is not UTF-8 text"));
             };
-            match hal_spec::Help::parse_resolving(&path, &text, |command| self.unknown(name, command)) {
-                Ok(_) => ToolResult::ok(format!("ok: {path} is a valid help")),
-                Err(error) => ToolResult::error(error.to_string()),
+            match check(&self.tools, &self.catalog, name, &path, &text) {
+                Ok(()) => ToolResult::ok(format!("ok: {path} is a valid help")),
+                Err(error) => ToolResult::error(error),
             }
         })
     }

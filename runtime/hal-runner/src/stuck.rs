@@ -1,6 +1,6 @@
 //! "Stucks": what a router (the goalie) records when no help meets a request, as a file on its thread, so that a
 //! person can see across threads which needs no help meets yet (`hal stuck list`). One file per request that got
-//! stuck, `stucks/<thread>-<round>.json`: the request, what was missing, the helps tried, and how the route ended.
+//! stuck, `stucks/<thread>-<request>.json`: the request, what was missing, the helps tried, and how the route ended.
 
 use serde::{Deserialize, Serialize};
 
@@ -73,9 +73,9 @@ pub struct Proposed {
 }
 
 impl Stuck {
-    /// The file of the stuck a route on thread `thread` recorded at round `round`.
-    pub fn path(thread: &str, round: u32) -> String {
-        format!("{STUCKS_DIR}/{thread}-{round}.json")
+    /// The file of the stuck a route on thread `thread` recorded for the request `key` (its commit, short).
+    pub fn path(thread: &str, key: &str) -> String {
+        format!("{STUCKS_DIR}/{thread}-{key}.json")
     }
 
     /// The file's content: pretty JSON, for people reading the thread's diff as much as for HAL.

@@ -368,11 +368,12 @@ pub enum HelpCommand {
         #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
     },
-    /// Copy a help another home repo shares (`<git-url>#<path>`, e.g. `https://host/helps.git#helps/notes.yaml`)
+    /// Copy a help another home repo shares (`<git-url>[#<path>]`, e.g. `https://host/helps.git#helps/notes.yaml`;
+    /// without a path, the source's one help under helps/)
     /// with the isolates and plugins its commands name, onto a new thread to merge; pinned by the source commit.
     /// Nothing it brings is granted anything here.
     Add {
-        /// The source: a git URL, `#`, and the help file's path in that repository.
+        /// The source: a git URL, then `#` and the help file's path in that repository (needed when it has several).
         source: String,
         /// Name it so here (default: its file's name).
         #[arg(long = "as", value_name = "NAME")]

@@ -259,6 +259,7 @@ pub struct StuckEntry {
     /// Why the file is not a stuck record, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
-    /// Whether this thread recorded it (rather than started from the thread that did, or merged it).
-    pub recorded_here: bool,
+    /// Whether a step HAL wrote on this thread recorded it (else it is a file someone put there, or a copy in a
+    /// thread started from the one that recorded it, or on main).
+    pub verified: bool,
 }

@@ -161,6 +161,7 @@ impl Runner {
             usage: state.usage,
             confidence: None,
             waiting: Some(Waiting::Approval { tool: call.name.clone(), call: index }),
+            routed: None,
         })
     }
 }

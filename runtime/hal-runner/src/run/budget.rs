@@ -70,6 +70,7 @@ impl Runner {
                 spent: over.spent,
                 limit: over.limit,
             }),
+            routed: None,
         })
     }
 

@@ -124,6 +124,10 @@ impl Runner {
     ) -> Result<(ToolResult, Option<Sub>), RunError> {
         let outcome = self.sub_run(state, prepared, models, sub.clone(), input).await?;
         let mut content = json!({"status": outcome.status, "output": outcome.output, "thread": sub.id});
+        // A router's ending is the help's it ran: where that help's work is.
+        if let Some(routed) = &outcome.routed {
+            content["routed"] = json!(routed);
+        }
         // A sub-run ends PENDING only with the model's question (what waits for a person ends it ERROR): it crosses
         // over, and the calling model may answer it, or ask the person in turn.
         let asks = (outcome.status == Status::Pending).then_some(outcome.commit);

@@ -43,7 +43,7 @@ mod route;
 mod steps;
 mod text;
 use crate::plan::{PendingReply, Start, Turn};
-pub use outcome::{DEFAULT_LIMITS, Event, Limits, Observer, Outcome, Waiting};
+pub use outcome::{DEFAULT_LIMITS, Event, Limits, Observer, Outcome, Routed, Waiting};
 use prepare::Prepared;
 use resume::chain_scope;
 use text::{
@@ -120,6 +120,7 @@ struct RunState<'a> {
 struct Ending {
     facts: Vec<(String, String)>,
     writes: Vec<(String, Vec<u8>)>,
+    routed: Option<Routed>,
 }
 
 impl Runner {
@@ -305,6 +306,13 @@ impl Runner {
             let status = if state.depth > 0 { Status::Error } else { Status::Pending };
             return self.finish(state, status, &question, None, None);
         }
+        // An answer to the question a help run by this router asked goes on to that help's run.
+        if prepared.help.route.is_some()
+            && pending.is_none()
+            && let Some(outcome) = self.answer_routed(state).await?
+        {
+            return Ok(outcome);
+        }
         let system = self.system_prompt(&prepared.agent, &prepared.help);
         let tools = self.tool_specs(prepared);
         let mut answers = approval::Answers::default();
@@ -397,7 +405,7 @@ impl Runner {
                         && offered
                         && let rate::Turn::Later(outcome) = self.take_turn(state, call).await?
                     {
-                        return Ok(outcome);
+                        return Ok(*outcome);
                     }
                     if !self.journal.with(|home| home.claim_call(reply_commit, index))? {
                         let reason =

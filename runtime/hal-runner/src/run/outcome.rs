@@ -64,6 +64,18 @@ pub struct Outcome {
     /// What a `PENDING` run waits for, when it is not an answer to its question.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
+    /// For a router's run: the help it ran for the request and its thread, whose ending this is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routed: Option<Routed>,
+}
+
+/// The help a router ran for a request, and where.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Routed {
+    /// The help.
+    pub help: String,
+    /// The thread it ran on (its work, its files, are there).
+    pub thread: String,
 }
 
 /// What a `PENDING` run waits for besides a person's answer.

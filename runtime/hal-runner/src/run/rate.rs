@@ -21,7 +21,7 @@ pub(super) enum Turn {
     /// Now (it was recorded as started).
     Go,
     /// Not before the run would wait too long: the run ends with this outcome.
-    Later(Outcome),
+    Later(Box<Outcome>),
 }
 
 impl Runner {
@@ -71,7 +71,9 @@ impl Runner {
                 let until = std::time::Instant::now() + Duration::from_secs_f64(wait.max(0.05));
                 while std::time::Instant::now() < until {
                     if let Some(reason) = self.halted() {
-                        return self.finish(state, Status::Error, &reason, None, None).map(Turn::Later);
+                        return self
+                            .finish(state, Status::Error, &reason, None, None)
+                            .map(|outcome| Turn::Later(Box::new(outcome)));
                     }
                     let left = until.saturating_duration_since(std::time::Instant::now());
                     tokio::time::sleep(left.min(Duration::from_millis(500))).await;
@@ -81,9 +83,11 @@ impl Runner {
             if state.depth > 0 {
                 // A help run by another help returns to its caller, which cannot wait for it: it ends here.
                 let reason = format!("stopped: {limit} (hal.yaml), and `{}` may not be called before then", call.name);
-                return self.finish(state, Status::Error, &reason, None, None).map(Turn::Later);
+                return self
+                    .finish(state, Status::Error, &reason, None, None)
+                    .map(|outcome| Turn::Later(Box::new(outcome)));
             }
-            return self.later(state, call, wait, &limit).map(Turn::Later);
+            return self.later(state, call, wait, &limit).map(|outcome| Turn::Later(Box::new(outcome)));
         }
     }
 

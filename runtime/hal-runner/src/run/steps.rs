@@ -105,6 +105,7 @@ impl Runner {
         let extra = std::mem::take(&mut state.ending);
         step.facts.extend(extra.facts);
         step.writes = extra.writes;
+        let routed = extra.routed;
         self.append(state, HAL_ACTOR, &step)?;
         Ok(Outcome {
             status,
@@ -115,6 +116,7 @@ impl Runner {
             usage: state.usage,
             confidence,
             waiting: None,
+            routed,
         })
     }
 

@@ -1,4 +1,4 @@
-//! `hal help add <git-url>#<path> [--as <name>]`: a help shared by another home repo, copied here on a new thread
+//! `hal help add <git-url>[#<path>] [--as <name>]`: a help shared by another home repo, copied here on a new thread
 //! (with the isolates and plugins its commands name that the source holds), pinned by the source commit in the
 //! help's first line and in the steps, to be merged like any other work.
 //!
@@ -33,19 +33,49 @@ struct Entry {
     path: String,
 }
 
-/// Add the help at `source` (`<git-url>#<path>`) to this repo on a new thread, named `name` (default: its file's).
+/// Add the help at `source` (`<git-url>[#<path>]`) to this repo on a new thread, named `name` (default: its file's).
+/// Without a path, the source's one help under `helps/` is meant.
 pub fn add(args: &Args, source: &str, name: Option<&str>) -> Result<Outcome> {
-    let Some((url, path)) = source.rsplit_once('#') else {
-        bail!("say which help file: <git-url>#<path>, e.g. https://example.com/helps.git#helps/summarise.yaml");
+    let (url, path) = match source.rsplit_once('#') {
+        Some((url, path)) => (url, Some(path)),
+        None => (source, None),
     };
     check_url(url)?;
-    let path = hal_store::tree_path::normalize(path).with_context(|| format!("the path {path:?} in {source}"))?;
+    let path = match path {
+        Some(path) => {
+            Some(hal_store::tree_path::normalize(path).with_context(|| format!("the path {path:?} in {source}"))?)
+        }
+        None => None,
+    };
     let home = Home::open(&args.directory)?;
     let scratch = Scratch::new(&home)?;
     let commit = scratch.fetch(url)?;
+    let path = match path {
+        Some(path) => path,
+        None => only_help(&scratch, url, &commit)?,
+    };
     let files = gather(&home, &scratch, url, &path, &commit, name, false)?;
     drop(scratch);
     write(args, &home, url, &commit, files, "add")
+}
+
+/// The source's one help file under `helps/`, for a URL that names none; else which there are, to name one.
+fn only_help(scratch: &Scratch, url: &str, commit: &str) -> Result<String> {
+    let helps: Vec<String> = scratch
+        .entries(commit)?
+        .into_iter()
+        .filter(|entry| entry.mode.starts_with("100"))
+        .map(|entry| entry.path)
+        .filter(|path| path.strip_prefix("helps/").is_some_and(|name| !name.contains('/') && name.ends_with(".yaml")))
+        .collect();
+    match helps.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => bail!("{url} has no help under helps/: name the file, <git-url>#<path>"),
+        _ => {
+            let named: Vec<String> = helps.iter().take(20).map(|path| format!("{url}#{path}")).collect();
+            bail!("{url} has {} helps: name one, as {}", helps.len(), named.join(", "))
+        }
+    }
 }
 
 /// `hal help update <name>`: the newer version of a help `hal help add` brought, from the source its first line

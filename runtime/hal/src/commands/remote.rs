@@ -49,11 +49,15 @@ pub fn step_to_stderr(step: &hal_store::Step) {
     eprintln!("  {}: {}", step.kind, first_line(&step.text, 160));
 }
 
-/// The first line of `text`, at most `limit` characters, with no control character: a step's text may be a web
-/// page's, and must not reach the terminal as escape codes.
+/// The first line of `text`, at most `limit` characters, with no control character and no character that turns
+/// the direction of text: a step's text may be a web page's, and must reach the terminal as what it says, never as
+/// escape codes or reordered words.
 pub(crate) fn first_line(text: &str, limit: usize) -> String {
     let line = text.lines().next().unwrap_or_default();
-    line.chars().take(limit).map(|c| if c.is_control() { ' ' } else { c }).collect()
+    let shown = |c: char| {
+        !c.is_control() && !matches!(c, '\u{200e}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    line.chars().take(limit).map(|c| if shown(c) { c } else { ' ' }).collect()
 }
 
 /// One dim line on stderr per tool a model called, as its result is committed (`  · files.write: wrote a.md`),

@@ -20,15 +20,26 @@ pub fn list(args: &Args) -> Result<Outcome> {
     if stucks.is_empty() {
         outln!("no stuck requests");
     }
+    // Everything shown is text anyone could push: one line each, without control or direction characters.
+    let line = |text: &str| remote::first_line(&text.split_whitespace().collect::<Vec<_>>().join(" "), 300);
     for entry in &stucks {
-        let place = if entry.thread.is_empty() { entry.branch.clone() } else { format!("thread {}", entry.thread) };
+        let place = match entry.thread.is_empty() {
+            true => line(&entry.branch),
+            false => format!("thread {}", line(&entry.thread)),
+        };
+        let unverified = if entry.verified { "" } else { ", unverified: no step of HAL's recorded it here" };
         let Some(stuck) = &entry.stuck else {
-            outln!("{}  ({place}): {}", entry.path, entry.problem.as_deref().unwrap_or("unreadable"));
+            let problem = entry.problem.as_deref().unwrap_or("unreadable");
+            outln!("{}  ({place}{unverified}): {}", line(&entry.path), line(problem));
             continue;
         };
-        // Text anyone could push is shown on one line each, without control characters.
-        let line = |text: &str| remote::first_line(&text.split_whitespace().collect::<Vec<_>>().join(" "), 300);
-        outln!("{}  ({place}, {}, {} of {} rounds)", entry.path, stuck.ended.as_str(), stuck.rounds, stuck.of);
+        outln!(
+            "{}  ({place}, {}, {} of {} rounds{unverified})",
+            line(&entry.path),
+            stuck.ended.as_str(),
+            stuck.rounds,
+            stuck.of
+        );
         outln!("  asked:   {}", line(&stuck.asked));
         outln!("  missing: {}", line(&stuck.missing));
         if !stuck.tried.is_empty() {
@@ -37,10 +48,9 @@ pub fn list(args: &Args) -> Result<Outcome> {
         }
         if let Some(proposed) = &stuck.proposed {
             outln!(
-                "  proposed: help {} on thread {} ({}): merge it to add the help",
+                "  proposed: help {} on thread {}: merge it to add the help",
                 line(&proposed.help),
-                line(&proposed.thread),
-                line(&proposed.status)
+                line(&proposed.thread)
             );
         }
     }

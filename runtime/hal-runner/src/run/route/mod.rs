@@ -3,8 +3,9 @@
 //!
 //! 1. The router's model answers with the name of the help to run (or `{"help", "request"}` with the request
 //!    rewritten), or NOCANDO when none fits.
-//! 2. The runner runs that help on a sub-thread with the request. Unless it answers NOCANDO, its ending is the
-//!    router's (its question, when PENDING, crosses over to whoever called the router).
+//! 2. The runner runs that help on a sub-thread with the request, under the owners' policy and rate limits for it
+//!    as for any call. Unless it answers NOCANDO, its ending is the router's; when it asks a question (PENDING),
+//!    the answer to the router goes on to that help's run (`answer_routed`).
 //! 3. Otherwise the stuck-finder (a help) is asked what is missing and how to go on: rewrite the request, pick
 //!    another help, propose a new help, or give up.
 //! 4. To rewrite or pick, the router's answer gets the stuck-finder's advice as its result, and its model picks
@@ -18,18 +19,23 @@
 
 use gix::ObjectId;
 use hal_model::{Message, Reply, ToolCall};
-use hal_spec::Route;
 use hal_store::{NewStep, StepKind, ThreadRef, ThreadStatus, identity::HAL_ACTOR};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{FINISH, Outcome, RunState, Runner, first_line, tool_message};
+use super::{FINISH, Outcome, Routed, RunState, Runner, tool_message};
 use crate::conversation::{Conversation, finish_result};
 use crate::error::RunError;
 use crate::record::fact;
 use crate::status::Status;
-use crate::stuck::{Ended, Proposed, Stuck, Tried};
+use crate::stuck::{Ended, Stuck, Tried};
 use crate::tools::ToolResult;
+
+mod advice;
+mod gate;
+mod propose;
+
+use advice::{Action, Advice, read_pick};
+use gate::Gate;
 
 /// How far back the router's thread is read for this run's rounds.
 const LOOK_BACK: usize = 2_000;
@@ -44,71 +50,6 @@ struct SoFar {
     tried: Vec<Tried>,
 }
 
-/// What the stuck-finder says to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum Action {
-    Rewrite,
-    Pick,
-    Author,
-    GiveUp,
-}
-
-/// The stuck-finder's answer.
-#[derive(Debug, Deserialize)]
-struct Advice {
-    missing: String,
-    action: Action,
-    #[serde(default)]
-    request: Option<String>,
-    #[serde(default)]
-    help: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-}
-
-impl Advice {
-    /// The advice in a stuck-finder's ending: a JSON object, maybe inside other text. Anything else gives up, with
-    /// what it said.
-    fn read(outcome: &Outcome) -> Advice {
-        let text = outcome.output.trim();
-        let object = text.find('{').zip(text.rfind('}')).and_then(|(start, end)| text.get(start..=end));
-        match object.and_then(|object| serde_json::from_str::<Advice>(object).ok()) {
-            Some(advice) if outcome.status == Status::Done => advice,
-            _ => Advice::give_up(format!(
-                "the stuck-finder gave no advice (it ended {}: {})",
-                outcome.status,
-                first_line(text)
-            )),
-        }
-    }
-
-    fn give_up(missing: String) -> Advice {
-        Advice { missing, action: Action::GiveUp, request: None, help: None, description: None }
-    }
-
-    fn action(&self) -> &'static str {
-        match self.action {
-            Action::Rewrite => "rewrite",
-            Action::Pick => "pick",
-            Action::Author => "author",
-            Action::GiveUp => "give-up",
-        }
-    }
-}
-
-/// The help a router's answer names, and the request rewritten, when it was.
-fn read_pick(output: &str) -> (String, Option<String>) {
-    let text = output.trim();
-    if let Ok(Value::Object(pick)) = serde_json::from_str::<Value>(text) {
-        let field = |key: &str| pick.get(key).and_then(Value::as_str).map(str::trim).filter(|t| !t.is_empty());
-        return (field("help").unwrap_or_default().to_owned(), field("request").map(str::to_owned));
-    }
-    // A name, maybe quoted or with a full stop, as models answer.
-    let name = first_line(text).trim_matches(|c: char| c == '`' || c == '"' || c == '\'' || c == '.' || c == ' ');
-    (name.to_owned(), None)
-}
-
 /// The facts of a round's step.
 fn round_facts(round: u32, tried: Option<&Tried>) -> Vec<(String, String)> {
     let mut facts = vec![(fact::ROUND.to_owned(), round.to_string())];
@@ -120,6 +61,63 @@ fn round_facts(round: u32, tried: Option<&Tried>) -> Vec<(String, String)> {
 }
 
 impl Runner {
+    /// At the start of a router's run: a message answering the question a help it ran asked (its last ending) goes
+    /// on to that help's run, and that run's ending is the router's. `None` when the message is a new request.
+    pub(super) async fn answer_routed(&self, state: &mut RunState<'_>) -> Result<Option<Outcome>, RunError> {
+        let Some(request) = state.request else { return Ok(None) };
+        let home = self.journal.handle();
+        let here = ThreadRef { tip: state.tip, ..state.thread.clone() };
+        let (mut answer, mut before) = (None, None);
+        for step in home.steps_back(&here).take(LOOK_BACK) {
+            let step = step?;
+            match answer {
+                None if step.commit == request => answer = Some(step.text),
+                None => {}
+                Some(_) => {
+                    before = Some(step);
+                    break;
+                }
+            }
+        }
+        let (Some(answer), Some(before)) = (answer, before) else { return Ok(None) };
+        // The router's own ending, as HAL wrote it: a pushed step naming a thread is no question of a routed run.
+        if before.kind != StepKind::Finish || !home.wrote_on(before.commit, &here.branch)? {
+            return Ok(None);
+        }
+        let (Some(help), Some(sub), Some(asks)) =
+            (before.fact(fact::ROUTED), before.fact(fact::SUBTHREAD), before.fact(fact::SUBTHREAD_ASKS))
+        else {
+            return Ok(None);
+        };
+        let round = before.fact(fact::ROUND).and_then(|round| round.parse().ok()).unwrap_or(1);
+        let help = help.to_owned();
+        // Still at that question, as HAL left it: answered since, it is not this message's to take.
+        let Ok(sub) = home.resolve_thread(&format!("threads/{}/{sub}", state.actor)) else { return Ok(None) };
+        if ObjectId::from_hex(asks.as_bytes()).ok() != Some(sub.tip) || !home.is_tip_written(&sub.branch, sub.tip)? {
+            return Ok(None);
+        }
+        let models = state.models.subrun();
+        let prepared = match self.runnable(state, &help).and_then(|()| {
+            self.room_for_route(state)?;
+            self.prepare(models.as_ref(), &help).map_err(|error| error.to_string())
+        }) {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                let reason = format!("the answer cannot go on to `{help}`: {error}");
+                return self.finish(state, Status::Error, &reason, None, None).map(Some);
+            }
+        };
+        let tell = match self.gate(state, &help, &answer).await? {
+            Gate::Go(tell) => tell,
+            Gate::Refused(reason) => return self.finish(state, Status::Error, &reason, None, None).map(Some),
+            Gate::Later(outcome) => return Ok(Some(*outcome)),
+        };
+        let thread = sub.id.clone();
+        let outcome = self.sub_run(state, &prepared, models, sub, &answer).await?;
+        self.tell_routed(state, tell, &outcome);
+        self.end_routed(state, None, None, round, Tried { help, thread }, outcome).map(Some)
+    }
+
     /// Take the router's answer `status`/`output` (from `reply`, committed as `reply_commit`): run the help it
     /// names, or go round with the stuck-finder. `Some` with the run's outcome when it ended; `None` when the
     /// model is to pick again (its answer has its result).
@@ -143,17 +141,39 @@ impl Runner {
             self.answer_pick(state, conversation, call.as_ref(), ToolResult::error(text), Vec::new())?;
             return Ok(None);
         }
+        // What cannot go on is the run's failure, not a need no help meets.
+        if let Err(reason) = self.room_for_route(state) {
+            let call_id = call.map(|call| call.id);
+            return self.finish(state, Status::Error, &reason, None, call_id).map(Some);
+        }
         let so_far = self.so_far(state)?;
         let round = so_far.rounds + 1;
         let mut tried = so_far.tried;
         let (asked, happened, tried_now) = match status {
             Status::Done => {
                 let (help, rewritten) = read_pick(output);
-                let asked = rewritten.unwrap_or(so_far.asked);
-                if let Err(why) = self.routable(state, &route, &help) {
+                let again = rewritten.is_none() && tried.iter().any(|tried| tried.help == help);
+                let refused = match self.routable(state, &route, &help) {
+                    Err(why) => Some(why),
+                    Ok(()) if again => Some(format!(
+                        "`{help}` answered NOCANDO to this request already: pick another help, rewrite the request \
+                         ({{\"help\": <name>, \"request\": <text>}}), or finish NOCANDO"
+                    )),
+                    Ok(()) => None,
+                };
+                if let Some(why) = refused {
                     self.answer_pick(state, conversation, call.as_ref(), ToolResult::error(why), Vec::new())?;
                     return Ok(None);
                 }
+                let asked = rewritten.unwrap_or(so_far.asked);
+                let tell = match self.gate(state, &help, &asked).await? {
+                    Gate::Go(tell) => tell,
+                    Gate::Refused(why) => {
+                        self.answer_pick(state, conversation, call.as_ref(), ToolResult::error(why), Vec::new())?;
+                        return Ok(None);
+                    }
+                    Gate::Later(outcome) => return Ok(Some(*outcome)),
+                };
                 let (outcome, thread) = match self.run_for_route(state, &help, &asked).await? {
                     Ok(ran) => ran,
                     Err(why) => {
@@ -161,19 +181,11 @@ impl Runner {
                         return Ok(None);
                     }
                 };
+                self.tell_routed(state, tell, &outcome);
                 let now = Tried { help: help.clone(), thread };
                 if outcome.status != Status::Nocando {
                     // The help met the request (or asked, or failed): its ending is the router's.
-                    let mut facts = round_facts(round, Some(&now));
-                    if outcome.status == Status::Pending {
-                        facts.push((fact::SUBTHREAD_ASKS.to_owned(), outcome.commit.to_string()));
-                    }
-                    state.ending.facts = facts;
-                    let call_id = call.map(|call| call.id);
-                    if let Some(id) = &call_id {
-                        conversation.push(finish_result(id.clone(), outcome.status.as_str(), &outcome.output));
-                    }
-                    return self.finish(state, outcome.status, &outcome.output, outcome.confidence, call_id).map(Some);
+                    return self.end_routed(state, Some(conversation), call, round, now, outcome).map(Some);
                 }
                 let happened = format!("The help `{help}` was run with it and answered NOCANDO: {}", outcome.output);
                 (asked, happened, Some(now))
@@ -192,13 +204,15 @@ impl Runner {
             route.rounds()
         );
         let (advice, finder) = match self.run_for_route(state, route.stuck_finder(), &question).await? {
-            Ok((outcome, thread)) => (Advice::read(&outcome), Some(thread)),
-            Err(why) => (Advice::give_up(format!("{happened} (and the stuck-finder could not run: {why})")), None),
+            Ok((outcome, thread)) => (Advice::read(&outcome), thread),
+            Err(why) => {
+                let reason = format!("the stuck-finder `{}` could not run: {why}", route.stuck_finder());
+                let call_id = call.map(|call| call.id);
+                return self.finish(state, Status::Error, &reason, None, call_id).map(Some);
+            }
         };
         let mut facts = round_facts(round, tried_now.as_ref());
-        if let Some(finder) = &finder {
-            facts.push((fact::STUCK_FINDER.to_owned(), finder.clone()));
-        }
+        facts.push((fact::STUCK_FINDER.to_owned(), finder));
         let out_of_rounds = round >= route.rounds();
         if matches!(advice.action, Action::Rewrite | Action::Pick) && !out_of_rounds {
             let next = match advice.action {
@@ -228,7 +242,7 @@ impl Runner {
             Action::Author => match self.propose_help(state, &route, &advice, &asked).await? {
                 Ok(proposed) => Some(proposed),
                 Err(why) => {
-                    missing.push_str(&format!(" (a help for it could not be proposed: {why})"));
+                    missing.push_str(&format!(" (a help for it was not proposed: {why})"));
                     None
                 }
             },
@@ -239,13 +253,14 @@ impl Runner {
             (None, Action::GiveUp | Action::Author) => Ended::GaveUp,
             (None, _) => Ended::OutOfRounds,
         };
-        let path = Stuck::path(&state.thread.id, round);
+        // One file per request: a later request on this thread that gets stuck has its own.
+        let key = state.request.map_or_else(|| round.to_string(), |request| request.to_hex_with_len(12).to_string());
+        let path = Stuck::path(&state.thread.id, &key);
         let mut text = format!("No help here meets this request: {}", missing.trim());
         match (&proposed, ended) {
             (Some(proposed), _) => text.push_str(&format!(
-                "\nA help `{}` that would is proposed on thread {} (its author ended {}): merge that thread to add it, \
-                 then ask again.",
-                proposed.help, proposed.thread, proposed.status
+                "\nA help `{}` that would is proposed on thread {}: merge that thread to add it, then ask again.",
+                proposed.help, proposed.thread
             )),
             (None, Ended::OutOfRounds) => {
                 text.push_str(&format!("\n{round} rounds were tried, the most this router's route.rounds allows."))
@@ -273,84 +288,28 @@ impl Runner {
         self.finish(state, Status::Nocando, &text, None, call_id).map(Some)
     }
 
-    /// Why the router may not run `help` for a request, if it may not.
-    fn routable(&self, state: &RunState<'_>, route: &Route, help: &str) -> Result<(), String> {
-        if help.is_empty() {
-            return Err("name the help to run (its name alone, or {\"help\": <name>, \"request\": <text>}), or \
-                        finish NOCANDO"
-                .to_owned());
-        }
-        let Some(spec) = self.catalog.entry(help).and_then(|entry| entry.spec.as_ref()) else {
-            return Err(format!("there is no help `{help}` here: pick one of the catalogue, or finish NOCANDO"));
-        };
-        if help == state.prepared.entry.name || spec.route.is_some() {
-            return Err(format!("`{help}` is a router: pick the help that does the job"));
-        }
-        if help == route.stuck_finder() {
-            return Err(format!("`{help}` is the stuck-finder, not a help for requests: pick another"));
-        }
-        Ok(())
-    }
-
-    /// Run `help` with `input` on a new sub-thread of the router's, as a part of its run: its outcome and thread,
-    /// or why it could not start (nothing written then).
-    async fn run_for_route(
+    /// End the router's run with the ending of the help it ran for the request.
+    fn end_routed(
         &self,
         state: &mut RunState<'_>,
-        help: &str,
-        input: &str,
-    ) -> Result<Result<(Outcome, String), String>, RunError> {
-        let limits = state.prepared.limits;
-        if state.depth + 1 > limits.max_depth {
-            return Ok(Err(format!(
-                "helps may call helps only {} deep (limits.max_depth in hal.yaml)",
-                limits.max_depth
-            )));
+        conversation: Option<&mut Conversation>,
+        call: Option<ToolCall>,
+        round: u32,
+        tried: Tried,
+        outcome: Outcome,
+    ) -> Result<Outcome, RunError> {
+        let mut facts = round_facts(round, Some(&tried));
+        if outcome.status == Status::Pending {
+            // Its question: an answer to the router goes on to it (`answer_routed`).
+            facts.push((fact::SUBTHREAD_ASKS.to_owned(), outcome.commit.to_string()));
         }
-        if std::time::Instant::now() >= state.deadline {
-            return Ok(Err("not started: the run is out of time".to_owned()));
+        state.ending.facts = facts;
+        state.ending.routed = Some(Routed { help: tried.help, thread: tried.thread });
+        let call_id = call.map(|call| call.id);
+        if let (Some(conversation), Some(id)) = (conversation, &call_id) {
+            conversation.push(finish_result(id.clone(), outcome.status.as_str(), &outcome.output));
         }
-        let models = state.models.subrun();
-        let prepared = match self.prepare(models.as_ref(), help) {
-            Ok(prepared) => prepared,
-            Err(error) => return Ok(Err(error.to_string())),
-        };
-        let title = format!("{help}: {}", first_line(input));
-        let from = format!("thread {}", state.thread.id);
-        let sub = self.journal.with(|home| home.start_thread_at(&state.actor, state.tip, Some(&title), &from, None))?;
-        let id = sub.id.clone();
-        let outcome = self.sub_run(state, &prepared, models, sub, input).await?;
-        Ok(Ok((outcome, id)))
-    }
-
-    /// Run the route's author on the help the stuck-finder proposed: the thread it wrote it on.
-    async fn propose_help(
-        &self,
-        state: &mut RunState<'_>,
-        route: &Route,
-        advice: &Advice,
-        asked: &str,
-    ) -> Result<Result<Proposed, String>, RunError> {
-        let valid = |name: &&String| {
-            name.len() <= 64
-                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-                && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        };
-        let Some(name) = advice.help.as_ref().filter(valid) else {
-            return Ok(Err("the stuck-finder named no valid help name (lowercase letters, digits, - and _)".into()));
-        };
-        if self.catalog.entry(name).is_some() {
-            return Ok(Err(format!("a help named `{name}` exists already")));
-        }
-        let description = advice.description.as_deref().unwrap_or(&advice.missing);
-        let input = format!(
-            "Write a help named `{name}` (helps/{name}.yaml): {description}\n\nIt is for requests like this one, which \
-             no help here meets: {asked}"
-        );
-        Ok(match self.run_for_route(state, route.author(), &input).await? {
-            Ok((outcome, thread)) => Ok(Proposed { help: name.clone(), thread, status: outcome.status.to_string() }),
-            Err(why) => Err(why),
-        })
+        self.finish(state, outcome.status, &outcome.output, outcome.confidence, call_id)
     }
 
     /// Answer the router's pick without ending the run: `result` goes back to its model (as the `finish` call's
@@ -382,20 +341,17 @@ impl Runner {
     }
 
     /// The request this run answers and the rounds it ended, read back from the router's thread to the request.
+    /// Only what HAL wrote counts: a step pushed meanwhile is neither a round nor the request.
     fn so_far(&self, state: &RunState<'_>) -> Result<SoFar, RunError> {
         let home = self.journal.handle();
         let here = ThreadRef { tip: state.tip, ..state.thread.clone() };
         let mut so_far = SoFar { asked: String::new(), rounds: 0, tried: Vec::new() };
         for step in home.steps_back(&here).take(LOOK_BACK) {
             let step = step?;
-            let is_request = Some(step.commit) == state.request
-                || (step.kind == StepKind::Message && (step.actor != HAL_ACTOR || step.fact(fact::AGENT).is_some()))
-                || step.kind == StepKind::Commit;
-            if is_request {
+            if Some(step.commit) == state.request {
                 so_far.asked = step.text;
                 break;
             }
-            // Only rounds HAL wrote count: a pushed step cannot use up the rounds, nor add a help to the tried.
             if step.fact(fact::ROUND).is_some() && home.wrote_on(step.commit, &here.branch)? {
                 so_far.rounds += 1;
                 if let (Some(help), Some(thread)) = (step.fact(fact::ROUTED), step.fact(fact::SUBTHREAD)) {
@@ -405,48 +361,5 @@ impl Runner {
         }
         so_far.tried.reverse();
         Ok(so_far)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pick_is_a_name_or_an_object() {
-        assert_eq!(read_pick("summary"), ("summary".to_owned(), None));
-        assert_eq!(read_pick("`summary`.\nIt fits best."), ("summary".to_owned(), None));
-        assert_eq!(
-            read_pick(r#"{"help": "summary", "request": "Summarise the notes"}"#),
-            ("summary".to_owned(), Some("Summarise the notes".to_owned()))
-        );
-        assert_eq!(read_pick(r#"{"request": "x"}"#).0, "");
-    }
-
-    fn ended(status: Status, output: &str) -> Outcome {
-        Outcome {
-            status,
-            output: output.to_owned(),
-            thread: String::new(),
-            commit: ObjectId::null(gix::hash::Kind::Sha1),
-            turns: 1,
-            usage: Default::default(),
-            confidence: None,
-            waiting: None,
-        }
-    }
-
-    #[test]
-    fn advice_is_a_json_object_in_a_done_answer_or_giving_up() {
-        let advice = Advice::read(&ended(
-            Status::Done,
-            "```json\n{\"missing\": \"a translator\", \"action\": \"rewrite\", \"request\": \"Translate it\"}\n```",
-        ));
-        assert_eq!((advice.action, advice.request.as_deref()), (Action::Rewrite, Some("Translate it")));
-        let advice = Advice::read(&ended(Status::Done, "{\"missing\": \"x\", \"action\": \"launch\"}"));
-        assert_eq!(advice.action, Action::GiveUp, "an unknown action gives up");
-        assert!(advice.missing.contains("gave no advice"), "{}", advice.missing);
-        let advice = Advice::read(&ended(Status::Error, "{\"missing\": \"x\", \"action\": \"pick\"}"));
-        assert_eq!(advice.action, Action::GiveUp, "only a DONE answer is advice");
     }
 }
