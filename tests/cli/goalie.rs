@@ -50,6 +50,15 @@ fn fact<'a>(step: &'a Value, key: &str) -> Option<&'a str> {
     step["facts"].as_array()?.iter().rev().find(|f| f[0] == key).and_then(|f| f[1].as_str())
 }
 
+/// Replay `thread` (its recorded model turns played back, never the model): the replay diverges nowhere.
+fn replays_the_same(sandbox: &Sandbox, repo: &std::path::Path, thread: &str, server: &ScriptedServer) {
+    let before = server.requests().len();
+    let replay = sandbox.hal(repo, &["thread", "replay", thread, "--json"]);
+    assert_eq!(replay.code, 0, "{}{}", replay.stdout, replay.stderr);
+    assert_eq!(replay.json()["divergence"], Value::Null, "{:#}", replay.json());
+    assert_eq!(server.requests().len(), before, "a replay asks no model");
+}
+
 /// The facts `key` of the steps that end rounds, in order.
 fn rounds(steps: &[Value], key: &str) -> Vec<String> {
     steps.iter().filter(|s| fact(s, "Hal-Round").is_some()).filter_map(|s| fact(s, key).map(str::to_owned)).collect()
@@ -119,6 +128,7 @@ fn after_a_nocando_the_stuck_finder_advises_and_the_goalie_picks_again() {
     assert_eq!(rounds(&log, "Hal-Round"), ["1", "2"], "each round is a step: {log:?}");
     assert_eq!(rounds(&log, "Hal-Routed"), ["summary", "translate"]);
     assert_eq!(rounds(&log, "Hal-Stuck-Finder").len(), 1, "the stuck-finder ran once, on its own thread");
+    replays_the_same(&sandbox, &repo, run.json()["thread"].as_str().expect("thread"), &server);
 }
 
 #[test]
@@ -255,6 +265,7 @@ fn the_stuck_finder_proposes_a_help_and_its_author_writes_it_on_a_thread_to_merg
     assert!(output.contains(&proposal), "{output}");
     let written = sandbox.git(&repo, &["show", &format!("threads/alice-example/{proposal}:helps/tides.yaml")]).ok();
     assert!(written.stdout.contains("Tells the tide times") && !written.stdout.contains("tides.fetch"));
+    replays_the_same(&sandbox, &repo, &thread, &server);
 }
 
 #[test]

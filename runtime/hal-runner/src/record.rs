@@ -63,6 +63,8 @@ pub mod fact {
     pub const STUCK_FINDER: &str = "Hal-Stuck-Finder";
     /// The file a router recorded a stuck request in.
     pub const STUCK: &str = "Hal-Stuck";
+    /// The thread a router's author wrote a proposed help on.
+    pub const AUTHORED: &str = "Hal-Authored";
 }
 
 /// The built-in tool that ends a run.

@@ -100,6 +100,7 @@ pub fn recording_of(home: &Home, thread: &ThreadRef) -> Result<Recording, RunErr
 fn recording_from(home: &Home, steps: &[Step]) -> Result<Recording, RunError> {
     let mut replies = Vec::new();
     let mut subruns = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     for step in steps {
         match &step.kind {
             StepKind::Reply => {
@@ -114,13 +115,23 @@ fn recording_from(home: &Home, steps: &[Step]) -> Result<Recording, RunError> {
                 }
                 replies.push(ReplyData::required(step)?.reply);
             }
-            StepKind::Tool => {
-                if let Some(sub) = step.fact(fact::SUBTHREAD) {
-                    let sub = home.resolve_thread(sub)?;
-                    subruns.push(Arc::new(recording_of(home, &sub)?));
-                }
-            }
             _ => {}
+        }
+        // The sub-threads runs started, in the order they started: a help call's (its `tool` step), or a router's
+        // round's (the help it ran, its stuck-finder, its author, on whichever step ends the round). A router
+        // that passed an answer on to a help it ran earlier started nothing.
+        let started: &[&str] = match (&step.kind, step.fact(fact::ROUND)) {
+            (StepKind::Tool, None) => &[fact::SUBTHREAD],
+            (_, Some(_)) if step.fact(fact::SUBTHREAD) != seen.last().map(String::as_str) => {
+                &[fact::SUBTHREAD, fact::STUCK_FINDER, fact::AUTHORED]
+            }
+            (_, Some(_)) => &[fact::STUCK_FINDER, fact::AUTHORED],
+            _ => &[],
+        };
+        for sub in started.iter().filter_map(|key| step.fact(key)) {
+            seen.push(sub.to_owned());
+            let sub = home.resolve_thread(sub)?;
+            subruns.push(Arc::new(recording_of(home, &sub)?));
         }
     }
     Ok(Recording::new(replies, subruns))
@@ -155,13 +166,17 @@ pub fn trace_of(steps: &[Step]) -> Result<Vec<(u64, Trace)>, RunError> {
                     },
                 ));
             }
-            StepKind::Finish => trace.push((
-                number,
-                Trace::Finish {
-                    status: step.fact(fact::RESULT).unwrap_or_default().to_owned(),
-                    output: step.text.clone(),
-                },
-            )),
+            StepKind::Finish => {
+                // A router's stuck names its file and the author's thread, which a replay has its own of.
+                let mut output = step.text.clone();
+                for key in [fact::STUCK, fact::AUTHORED] {
+                    if let Some(value) = step.fact(key).filter(|value| !value.is_empty()) {
+                        output = output.replace(value, &format!("<{key}>"));
+                    }
+                }
+                let status = step.fact(fact::RESULT).unwrap_or_default().to_owned();
+                trace.push((number, Trace::Finish { status, output }));
+            }
             _ => {}
         }
     }

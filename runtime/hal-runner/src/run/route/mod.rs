@@ -239,7 +239,7 @@ impl Runner {
         // Stuck: propose a help when the stuck-finder says so, record the stuck, and end NOCANDO.
         let mut missing = advice.missing.clone();
         let proposed = match advice.action {
-            Action::Author => match self.propose_help(state, &route, &advice, &asked).await? {
+            Action::Author => match self.propose_help(state, &route, &advice, &asked, &mut facts).await? {
                 Ok(proposed) => Some(proposed),
                 Err(why) => {
                     missing.push_str(&format!(" (a help for it was not proposed: {why})"));

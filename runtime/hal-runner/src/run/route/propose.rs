@@ -8,18 +8,21 @@ use super::super::{RunState, Runner, first_line};
 use super::Gate;
 use super::advice::Advice;
 use crate::error::RunError;
+use crate::record::fact;
 use crate::status::Status;
 use crate::stuck::Proposed;
 
 impl Runner {
     /// Run the route's author on the help the stuck-finder proposed: the thread it wrote it on, once the author is
-    /// done and the thread holds that help, valid, and nothing else.
+    /// done and the thread holds that help, valid, and nothing else. The author's thread, whatever came of it, is
+    /// added to the round's `facts` (a replay plays its recording back there).
     pub(super) async fn propose_help(
         &self,
         state: &mut RunState<'_>,
         route: &Route,
         advice: &Advice,
         asked: &str,
+        facts: &mut Vec<(String, String)>,
     ) -> Result<Result<Proposed, String>, RunError> {
         let valid = |name: &&String| {
             name.len() <= 64
@@ -51,6 +54,7 @@ impl Runner {
             Ok(ran) => ran,
             Err(why) => return Ok(Err(why)),
         };
+        facts.push((fact::AUTHORED.to_owned(), thread.clone()));
         self.tell_routed(state, tell, &outcome);
         if outcome.status != Status::Done {
             return Ok(Err(format!(
