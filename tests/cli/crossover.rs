@@ -209,8 +209,14 @@ fn hal_switches_a_thread_to_another_agent_whose_turn_comes_next() {
                 thread.split("Give thread ").nth(1).unwrap_or_default().chars().take_while(char::is_ascii_alphanumeric);
             Scripted::tool("threads.switch", json!({"thread": id.collect::<String>(), "agent": "nobody", "text": "x"}))
         }),
+        // A backchat stays with HAL.
         Scripted::from_request(|request| {
             let refused = request["messages"].to_string().contains("there is no agent `nobody`");
+            let text = if refused { "x" } else { "the refusal did not arrive" };
+            Scripted::tool("threads.switch", json!({"thread": "backchat", "agent": "zed", "text": text}))
+        }),
+        Scripted::from_request(|request| {
+            let refused = request["messages"].to_string().contains("is a backchat; a switch is for your own threads");
             let thread = request["messages"].to_string();
             let id: String = thread
                 .split("Give thread ")

@@ -212,8 +212,20 @@ fn nothing_fits_ends_nocando_with_a_stuck_record_listed_across_threads() {
     let asked: Vec<&str> = stucks.iter().filter_map(|s| s["stuck"]["asked"].as_str()).collect();
     assert!(asked.contains(&"Launch a satellite into orbit.") && asked.contains(&"Book me a flight to Lima."));
     assert!(stucks.iter().all(|s| s["stuck"]["ended"] == "gave-up" && s["stuck"]["tried"] == json!([])), "{list:#}");
+    // A stuck HAL recorded, changed afterwards by someone's step on its thread: no longer HAL's word.
+    let thread = first.json()["thread"].as_str().expect("thread").to_owned();
+    let path = stucks.iter().find(|s| s["thread"] == thread.as_str()).expect("the first stuck")["path"]
+        .as_str()
+        .expect("path")
+        .to_owned();
+    let changed = r#"{"asked": "x", "missing": "merge thread y", "tried": [], "ended": "gave-up", "router": "goalie",
+        "rounds": 1, "of": 3}"#;
+    sandbox.hal_with_input(&repo, &["thread", "write", &thread, &path], changed.as_bytes()).ok();
+    let list = sandbox.hal(&repo, &["stuck", "list", "--json"]).ok().json();
+    let now = list.as_array().expect("stucks").iter().find(|s| s["path"] == path.as_str()).expect("listed").clone();
+    assert_eq!((&now["verified"], &now["stuck"]["missing"]), (&json!(false), &json!("merge thread y")), "{now:#}");
     let text = sandbox.hal(&repo, &["stuck", "list"]).ok().stdout;
-    assert!(text.contains("a help that launches satellites") && text.contains("Launch a satellite"), "{text}");
+    assert!(text.contains("Book me a flight"), "{text}");
     assert!(text.contains("stucks/forged.json  (refs/heads/main, proposed, 1 of 3 rounds, unverified"), "{text}");
     assert!(!text.contains('\u{1b}'), "no escape reaches the terminal: {text:?}");
 }
@@ -353,4 +365,41 @@ fn the_goalie_runs_no_help_the_policy_holds_back_nor_one_that_said_nocando() {
     assert_eq!(run.json()["output"], "42");
     let log = steps(&sandbox, &repo, run.json()["thread"].as_str().expect("thread"));
     assert_eq!(rounds(&log, "Hal-Routed"), ["recipe", "sums"], "{log:?}");
+}
+
+/// A proposal brings the new help and nothing else: an author that also changes hal.yaml proposes nothing, and the
+/// stuck says why.
+#[test]
+fn an_author_that_writes_more_than_the_help_proposes_nothing() {
+    let sandbox = Sandbox::new();
+    let help = "description: Tells the tide times of a port\ninstructions:\n  - Give the tide times.\n";
+    let server = ScriptedServer::start(vec![
+        Scripted::finish("NOCANDO", "No help knows tides."),
+        Scripted::finish(
+            "DONE",
+            &json!({"missing": "tide tables", "action": "author", "help": "tides", "description": "Tide times"})
+                .to_string(),
+        ),
+        Scripted::tools(&[
+            ("files.write", json!({"path": "helps/tides.yaml", "content": help})),
+            ("files.write", json!({"path": "hal.yaml", "content": "version: 1\n"})),
+        ]),
+        Scripted::finish("DONE", "helps/tides.yaml"),
+    ]);
+    let repo = home_with_five_helps(&sandbox, &server);
+    let run = hal(&sandbox, &repo, &["help", "run", "goalie", "When is high tide in Brest?", "--json"]);
+    assert_eq!(run.code, 4, "{}{}", run.stdout, run.stderr);
+    let output = run.json()["output"].as_str().expect("output").to_owned();
+    assert!(
+        output.contains("not proposed") && output.contains("it changes more than helps/tides.yaml: hal.yaml"),
+        "{output}"
+    );
+    assert!(!output.contains("merge that thread"), "{output}");
+    let thread = run.json()["thread"].as_str().expect("thread").to_owned();
+    let log = steps(&sandbox, &repo, &thread);
+    let path = fact(log.last().expect("finish"), "Hal-Stuck").expect("the stuck's file").to_owned();
+    let branch = format!("threads/alice-example/{thread}");
+    let stuck: Value =
+        serde_json::from_str(&sandbox.git(&repo, &["show", &format!("{branch}:{path}")]).ok().stdout).expect("stuck");
+    assert_eq!((&stuck["ended"], &stuck["proposed"]), (&json!("gave-up"), &Value::Null), "{stuck:#}");
 }

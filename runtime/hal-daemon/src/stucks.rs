@@ -1,10 +1,15 @@
 //! `hal stuck list`: the requests no help met, as routers recorded them under `stucks/` on their threads (and on
-//! `main`, once such a thread is merged), newest first. Each path is listed once: from the thread whose router
-//! recorded it when HAL's own step there says so (`verified`), else from wherever it was found. Anyone can push a
-//! file under `stucks/`, so a file no step of HAL's recorded is listed as unverified, never as HAL's word.
+//! `main`, once such a thread is merged), newest first.
+//!
+//! Anyone can push a file under `stucks/`, or change one on a goalie's thread after HAL wrote it. A file is listed
+//! as `verified` only when a `finish` step HAL wrote on its branch recorded that path with that very content (the
+//! same blob); everything else is listed as unverified, its content as found. Each path is listed once, a verified
+//! copy before any other. The work is bounded: at most [`MOST_PER_BRANCH`] files a branch, each read only when it
+//! is at most [`MOST_BYTES`], and each thread's steps read once, back at most [`LOOK_BACK`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use gix::ObjectId;
 use hal_runner::record::fact;
 use hal_runner::stuck::{STUCKS_DIR, Stuck};
 use hal_store::{Home, StepKind, ThreadRef};
@@ -12,47 +17,41 @@ use hal_store::{Home, StepKind, ThreadRef};
 use crate::protocol::StuckEntry;
 
 /// Most stuck files read from one branch.
-const MOST_PER_BRANCH: usize = 200;
+pub(crate) const MOST_PER_BRANCH: usize = 200;
 /// Largest stuck file read, in bytes (a router writes well under this).
-const MOST_BYTES: u64 = 64 * 1024;
-/// How far back a thread is read for the step that recorded a stuck.
-const LOOK_BACK: usize = 2_000;
+pub(crate) const MOST_BYTES: u64 = 64 * 1024;
+/// How far back a thread is read for the steps that recorded its stucks.
+pub(crate) const LOOK_BACK: usize = 2_000;
 
 /// Every stuck file of every thread and of `main`. A file that is not a stuck is listed with why.
 pub(crate) fn list(home: &Home) -> hal_store::Result<Vec<StuckEntry>> {
     let mut found: BTreeMap<String, StuckEntry> = BTreeMap::new();
-    let mut branches: Vec<(String, ThreadRef)> =
-        home.threads()?.into_iter().map(|thread| (thread.id.clone(), thread)).collect();
-    branches.sort_by(|a, b| a.1.branch.cmp(&b.1.branch));
-    let main = home.main_tip()?;
-    for (thread, at) in branches.iter().map(|(id, t)| (id.as_str(), Some(t))).chain(main.map(|_| ("", None))) {
-        let (branch, tip) = match at {
-            Some(thread) => (thread.branch.as_str(), thread.tip),
-            None => (hal_store::MAIN_REF, main.unwrap_or_else(|| gix::ObjectId::null(gix::hash::Kind::Sha1))),
+    let mut places: Vec<(String, String, ObjectId, Option<ThreadRef>)> = home
+        .threads()?
+        .into_iter()
+        .map(|thread| (thread.id.clone(), thread.branch.clone(), thread.tip, Some(thread)))
+        .collect();
+    if let Some(main) = home.main_tip()? {
+        places.push((String::new(), hal_store::MAIN_REF.to_owned(), main, None));
+    }
+    for (thread, branch, tip, at) in places {
+        let files = home.blobs_in(tip, STUCKS_DIR, MOST_PER_BRANCH)?;
+        if files.is_empty() {
+            continue;
+        }
+        let recorded = match &at {
+            Some(thread) => recorded_by_hal(home, thread)?,
+            None => HashMap::new(),
         };
-        let files = home.list_files(tip, STUCKS_DIR)?;
-        for (path, size) in files.into_iter().take(MOST_PER_BRANCH) {
-            if found.get(&path).is_some_and(|kept| kept.verified) {
+        let time = home.repo().find_commit(tip).ok().and_then(|c| c.time().ok()).map_or(0, |t| t.seconds);
+        for (name, blob) in files {
+            let path = format!("{STUCKS_DIR}/{name}");
+            let verified = recorded.get(&path) == Some(&blob);
+            if found.get(&path).is_some_and(|kept| kept.verified || !verified) {
                 continue;
             }
-            let verified = match at {
-                Some(thread) => recorded_by_hal(home, thread, &path)?,
-                None => false,
-            };
-            if found.contains_key(&path) && !verified {
-                continue;
-            }
-            let (stuck, problem) = if size > MOST_BYTES {
-                (None, Some(format!("{size} bytes, more than a stuck record holds")))
-            } else {
-                match home.file_at(tip, &path)?.map(|bytes| Stuck::from_file(&bytes)) {
-                    Some(Ok(stuck)) => (Some(stuck), None),
-                    Some(Err(why)) => (None, Some(format!("not a stuck record: {why}"))),
-                    None => (None, Some("not a file".to_owned())),
-                }
-            };
-            let time = home.repo().find_commit(tip).ok().and_then(|c| c.time().ok()).map_or(0, |t| t.seconds);
-            let (thread, branch) = (thread.to_owned(), branch.to_owned());
+            let (stuck, problem) = read(home, blob);
+            let (thread, branch) = (thread.clone(), branch.clone());
             found.insert(path.clone(), StuckEntry { thread, branch, path, time, stuck, problem, verified });
         }
     }
@@ -61,13 +60,34 @@ pub(crate) fn list(home: &Home) -> hal_store::Result<Vec<StuckEntry>> {
     Ok(stucks)
 }
 
-/// Whether a `finish` step HAL wrote on `thread` recorded the stuck at `path`.
-fn recorded_by_hal(home: &Home, thread: &ThreadRef, path: &str) -> hal_store::Result<bool> {
+/// The stuck record in `blob`, or why there is none.
+fn read(home: &Home, blob: ObjectId) -> (Option<Stuck>, Option<String>) {
+    let size = match home.repo().find_header(blob) {
+        Ok(header) => header.size(),
+        Err(error) => return (None, Some(format!("unreadable: {error}"))),
+    };
+    if size > MOST_BYTES {
+        return (None, Some(format!("{size} bytes, more than a stuck record holds")));
+    }
+    match home.repo().find_blob(blob).map(|blob| Stuck::from_file(&blob.data)) {
+        Ok(Ok(stuck)) => (Some(stuck), None),
+        Ok(Err(why)) => (None, Some(format!("not a stuck record: {why}"))),
+        Err(error) => (None, Some(format!("unreadable: {error}"))),
+    }
+}
+
+/// The stucks `finish` steps HAL wrote on `thread` recorded, by path, with the blob each held when written.
+fn recorded_by_hal(home: &Home, thread: &ThreadRef) -> hal_store::Result<HashMap<String, ObjectId>> {
+    let mut recorded = HashMap::new();
     for step in home.steps_back(thread).take(LOOK_BACK) {
         let step = step?;
-        if step.kind == StepKind::Finish && step.fact(fact::STUCK) == Some(path) {
-            return home.wrote_on(step.commit, &thread.branch);
+        let Some(path) = step.fact(fact::STUCK).filter(|_| step.kind == StepKind::Finish) else { continue };
+        if recorded.contains_key(path) || !home.wrote_on(step.commit, &thread.branch)? {
+            continue;
+        }
+        if let Some(blob) = home.entry_id(step.commit, path)? {
+            recorded.insert(path.to_owned(), blob);
         }
     }
-    Ok(false)
+    Ok(recorded)
 }

@@ -290,6 +290,8 @@ pub fn plan_for(home: &Home, thread: &ThreadRef, startup: bool, admit: Admit) ->
     if (help.is_none() && !backchat) || interrupted {
         for step in steps {
             let step = step?;
+            // The newest agent named wins: a switch (`--agent`, `threads.switch`) names one without a help.
+            agent = agent.or_else(|| step.fact(fact::AGENT).map(str::to_owned));
             let is_message = step.kind == StepKind::Message;
             if interrupted && is_message && step.status != Some(ThreadStatus::Running) {
                 // A person's message before the run's request: the run answered it, depth 0.

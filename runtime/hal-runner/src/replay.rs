@@ -102,20 +102,17 @@ fn recording_from(home: &Home, steps: &[Step]) -> Result<Recording, RunError> {
     let mut subruns = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for step in steps {
-        match &step.kind {
-            StepKind::Reply => {
-                // A replay runs the recorded calls with the repo's grants: only calls HAL's own model client
-                // received may be played back, never a reply someone pushed.
-                if !home.wrote(step.commit)? {
-                    return Err(bad(
-                        step,
-                        "this reply was not written by this HAL (it is not in its local record, .git/hal/record), \
-                         so its tool calls are not played back; replay the thread in the repository that ran it",
-                    ));
-                }
-                replies.push(ReplyData::required(step)?.reply);
+        if step.kind == StepKind::Reply {
+            // A replay runs the recorded calls with the repo's grants: only calls HAL's own model client received
+            // may be played back, never a reply someone pushed.
+            if !home.wrote(step.commit)? {
+                return Err(bad(
+                    step,
+                    "this reply was not written by this HAL (it is not in its local record, .git/hal/record), so \
+                     its tool calls are not played back; replay the thread in the repository that ran it",
+                ));
             }
-            _ => {}
+            replies.push(ReplyData::required(step)?.reply);
         }
         // The sub-threads runs started, in the order they started: a help call's (its `tool` step), or a router's
         // round's (the help it ran, its stuck-finder, its author, on whichever step ends the round). A router

@@ -46,6 +46,31 @@ impl Home {
         Ok(files)
     }
 
+    /// The files directly inside directory `dir` of `commit`'s tree, by name with their blob ids, in tree order, at
+    /// most `most` of them: nothing is read but the tree itself (an absent directory has none).
+    pub fn blobs_in(&self, commit: ObjectId, dir: &str, most: usize) -> Result<Vec<(String, ObjectId)>> {
+        let tree = self.tree_of(commit)?;
+        let Some(entry) = tree.lookup_entry_by_path(dir).git_context(|| format!("looking up {dir} in {commit}"))?
+        else {
+            return Ok(Vec::new());
+        };
+        if !entry.mode().is_tree() {
+            return Ok(Vec::new());
+        }
+        let subtree = entry.object().git_context(|| format!("reading {dir} in {commit}"))?.into_tree();
+        let mut blobs = Vec::new();
+        for item in subtree.iter() {
+            let item = item.git_context(|| format!("reading {dir} in {commit}"))?;
+            if blobs.len() >= most {
+                break;
+            }
+            if item.mode().is_blob() {
+                blobs.push((item.filename().to_str_lossy().into_owned(), item.oid().to_owned()));
+            }
+        }
+        Ok(blobs)
+    }
+
     /// Every file under directory `dir` of `commit`'s tree (`""` for the whole tree), recursively, as full paths
     /// with their sizes in bytes, sorted. An absent directory has no files.
     pub fn list_files(&self, commit: ObjectId, dir: &str) -> Result<Vec<(String, u64)>> {

@@ -264,6 +264,15 @@ fn run(
             let target = journal
                 .with(|home| crate::command::thread_of(home, actor, &arg("thread")))
                 .map_err(|e| e.to_string())?;
+            // A switch stays with the thread: only the person's own work threads, never a backchat (which always
+            // talks to HAL) nor another person's thread (whose agent is theirs to choose).
+            if matches!(kind, Kind::Switch) && (target.id == hal_store::BACKCHAT || target.actor != actor) {
+                return Err(format!(
+                    "not switched: {} is {}; a switch is for your own threads",
+                    target.id,
+                    if target.id == hal_store::BACKCHAT { "a backchat" } else { "another person's thread" }
+                ));
+            }
             // A run's message to its own thread would start its next turn, which could do the same, forever.
             if target.branch == caller.branch {
                 return Err("not sent: a run cannot send a message to its own thread; answer in your reply".to_owned());

@@ -80,8 +80,9 @@ impl Runner {
                 }
                 continue;
             }
-            if state.depth > 0 {
-                // A help run by another help returns to its caller, which cannot wait for it: it ends here.
+            if state.depth > 0 || state.prepared.help.route.is_some() {
+                // A help run by another help returns to its caller, which cannot wait for it; a router's pick is not
+                // asked for again later: either ends here.
                 let reason = format!("stopped: {limit} (hal.yaml), and `{}` may not be called before then", call.name);
                 return self
                     .finish(state, Status::Error, &reason, None, None)

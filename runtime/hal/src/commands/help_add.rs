@@ -67,6 +67,9 @@ fn only_help(scratch: &Scratch, url: &str, commit: &str) -> Result<String> {
         .filter(|entry| entry.mode.starts_with("100"))
         .map(|entry| entry.path)
         .filter(|path| path.strip_prefix("helps/").is_some_and(|name| !name.contains('/') && name.ends_with(".yaml")))
+        // A name git allows but a path here may not have (a newline would reach the pinned first line) is no help.
+        .filter(|path| hal_store::tree_path::normalize(path).is_ok_and(|normal| normal == *path))
+        .filter(|path| !path.chars().any(char::is_control))
         .collect();
     match helps.as_slice() {
         [only] => Ok(only.clone()),

@@ -55,7 +55,9 @@ pub fn step_to_stderr(step: &hal_store::Step) {
 pub(crate) fn first_line(text: &str, limit: usize) -> String {
     let line = text.lines().next().unwrap_or_default();
     let shown = |c: char| {
-        !c.is_control() && !matches!(c, '\u{200e}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        let turns =
+            matches!(c, '\u{061c}' | '\u{200e}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        !c.is_control() && !turns
     };
     line.chars().take(limit).map(|c| if shown(c) { c } else { ' ' }).collect()
 }

@@ -3,22 +3,45 @@
 
 use hal_model::ToolCall;
 use hal_spec::Route;
+use std::sync::Arc;
+
 use hal_spec::policy::{Level, Rule};
 use serde_json::json;
 
-use super::super::{Outcome, RunState, Runner, first_line};
+use super::super::{Outcome, Prepared, RunState, Runner, first_line};
 use crate::error::RunError;
+use crate::model::Models;
 use crate::status::Status;
 use crate::tools::ToolResult;
 
+/// A help the owners let run for the route now, ready.
+pub(super) struct Admitted {
+    prepared: Prepared,
+    models: Arc<dyn Models>,
+    /// The call to tell the owner of when it ran (AL2), with the rule that says so.
+    tell: Option<(ToolCall, Rule)>,
+}
+
 /// Whether a help may run for the route now.
-pub(super) enum Gate {
-    /// Yes; the call to tell the owner of when it ran (AL2), with the rule that says so.
-    Go(Option<(ToolCall, Rule)>),
-    /// No, and why (the router's model hears it).
+pub(super) enum Admit {
+    /// Yes.
+    Go(Box<Admitted>),
+    /// No, and why (nothing written; the router's model may hear it).
     Refused(String),
-    /// Not before the rate limits allow: the run ends with this outcome.
-    Later(Box<Outcome>),
+    /// The run ended before it could start (a halt while waiting out the rate limits, or a wait too long for a
+    /// router): this is its outcome.
+    Ended(Box<Outcome>),
+}
+
+/// How running a help for the route went.
+pub(super) enum Ran {
+    /// It ran: its outcome, and the thread it ran on.
+    Done(Box<Outcome>, String),
+    /// It did not start, and why (nothing written; the router's model may hear it).
+    Refused(String),
+    /// The run ended before it could start (a halt while waiting out the rate limits, or a wait too long for a
+    /// router, which cannot wait for later): this is its outcome.
+    Ended(Box<Outcome>),
 }
 
 impl Runner {
@@ -62,16 +85,30 @@ impl Runner {
         }
     }
 
-    /// Whether the owners let `help` run for the route now, as they would a call of it: AL0 and AL1 refuse it (a
-    /// router cannot wait for an approval), the rate limits may make it wait, AL2 tells the owner.
-    pub(super) async fn gate(&self, state: &mut RunState<'_>, help: &str, input: &str) -> Result<Gate, RunError> {
+    /// Whether `help` may run with `input` for the route now, as the owners let any call of it run: AL0 and AL1
+    /// refuse it (a router cannot wait for an approval), the rate limits may make it wait (and a wait too long ends
+    /// the run ERROR: a router cannot be asked again later for the same pick). Nothing is written when refused.
+    pub(super) async fn admit_for_route(
+        &self,
+        state: &mut RunState<'_>,
+        help: &str,
+        input: &str,
+    ) -> Result<Admit, RunError> {
+        if let Err(why) = self.room_for_route(state).and_then(|()| self.runnable(state, help)) {
+            return Ok(Admit::Refused(why));
+        }
+        let models = state.models.subrun();
+        let prepared = match self.prepare(models.as_ref(), help) {
+            Ok(prepared) => prepared,
+            Err(error) => return Ok(Admit::Refused(error.to_string())),
+        };
         let (level, rule) = self.autonomy(state, help);
         match level {
             Level::Propose => {
-                return Ok(Gate::Refused(format!("not run: {rule} sets AL0 (propose only) for `{help}`")));
+                return Ok(Admit::Refused(format!("not run: {rule} sets AL0 (propose only) for `{help}`")));
             }
             Level::ApproveEach => {
-                return Ok(Gate::Refused(format!(
+                return Ok(Admit::Refused(format!(
                     "not run: {rule} sets AL1 (approve each) for `{help}`, and a router cannot wait for an owner's \
                      approval: start it on a thread of its own instead"
                 )));
@@ -81,39 +118,48 @@ impl Runner {
         let call =
             ToolCall { id: String::new(), name: help.to_owned(), arguments: json!({"input": input}).to_string() };
         if let super::super::rate::Turn::Later(outcome) = self.take_turn(state, &call).await? {
-            return Ok(Gate::Later(outcome));
+            return Ok(Admit::Ended(outcome));
         }
-        Ok(Gate::Go((level == Level::ActAndTell).then_some((call, rule))))
+        let tell = (level == Level::ActAndTell).then_some((call, rule));
+        Ok(Admit::Go(Box::new(Admitted { prepared, models, tell })))
     }
 
-    pub(super) fn tell_routed(&self, state: &RunState<'_>, tell: Option<(ToolCall, Rule)>, outcome: &Outcome) {
+    /// Run an admitted help on `sub` with `input`, as a part of the router's run; AL2 tells the owner what it did.
+    pub(super) async fn run_admitted(
+        &self,
+        state: &mut RunState<'_>,
+        admitted: Box<Admitted>,
+        sub: hal_store::ThreadRef,
+        input: &str,
+    ) -> Result<Outcome, RunError> {
+        let Admitted { prepared, models, tell } = *admitted;
+        let outcome = self.sub_run(state, &prepared, models, sub, input).await?;
         if let Some((call, rule)) = tell {
             let result = ToolResult { content: outcome.output.clone(), is_error: outcome.status == Status::Error };
             self.tell(state, &call, &result, &rule);
         }
+        Ok(outcome)
     }
 
-    /// Run `help` with `input` on a new sub-thread of the router's, as a part of its run: its outcome and thread,
-    /// or why it could not start (nothing written then).
+    /// [`Runner::admit_for_route`] `help`, and run it with `input` on a new sub-thread started at `base` (the router's newest
+    /// step, or main's for a help to propose).
     pub(super) async fn run_for_route(
         &self,
         state: &mut RunState<'_>,
         help: &str,
         input: &str,
-    ) -> Result<Result<(Outcome, String), String>, RunError> {
-        if let Err(why) = self.room_for_route(state).and_then(|()| self.runnable(state, help)) {
-            return Ok(Err(why));
-        }
-        let models = state.models.subrun();
-        let prepared = match self.prepare(models.as_ref(), help) {
-            Ok(prepared) => prepared,
-            Err(error) => return Ok(Err(error.to_string())),
+        base: gix::ObjectId,
+    ) -> Result<Ran, RunError> {
+        let admitted = match self.admit_for_route(state, help, input).await? {
+            Admit::Go(admitted) => admitted,
+            Admit::Refused(why) => return Ok(Ran::Refused(why)),
+            Admit::Ended(outcome) => return Ok(Ran::Ended(outcome)),
         };
         let title = format!("{help}: {}", first_line(input));
         let from = format!("thread {}", state.thread.id);
-        let sub = self.journal.with(|home| home.start_thread_at(&state.actor, state.tip, Some(&title), &from, None))?;
+        let sub = self.journal.with(|home| home.start_thread_at(&state.actor, base, Some(&title), &from, None))?;
         let id = sub.id.clone();
-        let outcome = self.sub_run(state, &prepared, models, sub, input).await?;
-        Ok(Ok((outcome, id)))
+        let outcome = self.run_admitted(state, admitted, sub, input).await?;
+        Ok(Ran::Done(Box::new(outcome), id))
     }
 }

@@ -35,7 +35,8 @@ mod gate;
 mod propose;
 
 use advice::{Action, Advice, read_pick};
-use gate::Gate;
+use gate::{Admit, Ran};
+use propose::Proposal;
 
 /// How far back the router's thread is read for this run's rounds.
 const LOOK_BACK: usize = 2_000;
@@ -96,25 +97,16 @@ impl Runner {
         if ObjectId::from_hex(asks.as_bytes()).ok() != Some(sub.tip) || !home.is_tip_written(&sub.branch, sub.tip)? {
             return Ok(None);
         }
-        let models = state.models.subrun();
-        let prepared = match self.runnable(state, &help).and_then(|()| {
-            self.room_for_route(state)?;
-            self.prepare(models.as_ref(), &help).map_err(|error| error.to_string())
-        }) {
-            Ok(prepared) => prepared,
-            Err(error) => {
-                let reason = format!("the answer cannot go on to `{help}`: {error}");
+        let admitted = match self.admit_for_route(state, &help, &answer).await? {
+            Admit::Go(admitted) => admitted,
+            Admit::Refused(why) => {
+                let reason = format!("the answer cannot go on to `{help}`: {why}");
                 return self.finish(state, Status::Error, &reason, None, None).map(Some);
             }
-        };
-        let tell = match self.gate(state, &help, &answer).await? {
-            Gate::Go(tell) => tell,
-            Gate::Refused(reason) => return self.finish(state, Status::Error, &reason, None, None).map(Some),
-            Gate::Later(outcome) => return Ok(Some(*outcome)),
+            Admit::Ended(outcome) => return Ok(Some(*outcome)),
         };
         let thread = sub.id.clone();
-        let outcome = self.sub_run(state, &prepared, models, sub, &answer).await?;
-        self.tell_routed(state, tell, &outcome);
+        let outcome = self.run_admitted(state, admitted, sub, &answer).await?;
         self.end_routed(state, None, None, round, Tried { help, thread }, outcome).map(Some)
     }
 
@@ -166,22 +158,14 @@ impl Runner {
                     return Ok(None);
                 }
                 let asked = rewritten.unwrap_or(so_far.asked);
-                let tell = match self.gate(state, &help, &asked).await? {
-                    Gate::Go(tell) => tell,
-                    Gate::Refused(why) => {
+                let (outcome, thread) = match self.run_for_route(state, &help, &asked, state.tip).await? {
+                    Ran::Done(outcome, thread) => (*outcome, thread),
+                    Ran::Refused(why) => {
                         self.answer_pick(state, conversation, call.as_ref(), ToolResult::error(why), Vec::new())?;
                         return Ok(None);
                     }
-                    Gate::Later(outcome) => return Ok(Some(*outcome)),
+                    Ran::Ended(outcome) => return Ok(Some(*outcome)),
                 };
-                let (outcome, thread) = match self.run_for_route(state, &help, &asked).await? {
-                    Ok(ran) => ran,
-                    Err(why) => {
-                        self.answer_pick(state, conversation, call.as_ref(), ToolResult::error(why), Vec::new())?;
-                        return Ok(None);
-                    }
-                };
-                self.tell_routed(state, tell, &outcome);
                 let now = Tried { help: help.clone(), thread };
                 if outcome.status != Status::Nocando {
                     // The help met the request (or asked, or failed): its ending is the router's.
@@ -203,9 +187,10 @@ impl Runner {
             "The request: {asked}\n\n{happened}\n\nHelps tried for it so far: {names}. This was round {round} of {}.",
             route.rounds()
         );
-        let (advice, finder) = match self.run_for_route(state, route.stuck_finder(), &question).await? {
-            Ok((outcome, thread)) => (Advice::read(&outcome), thread),
-            Err(why) => {
+        let (advice, finder) = match self.run_for_route(state, route.stuck_finder(), &question, state.tip).await? {
+            Ran::Done(outcome, thread) => (Advice::read(&outcome), thread),
+            Ran::Ended(outcome) => return Ok(Some(*outcome)),
+            Ran::Refused(why) => {
                 let reason = format!("the stuck-finder `{}` could not run: {why}", route.stuck_finder());
                 let call_id = call.map(|call| call.id);
                 return self.finish(state, Status::Error, &reason, None, call_id).map(Some);
@@ -240,11 +225,12 @@ impl Runner {
         let mut missing = advice.missing.clone();
         let proposed = match advice.action {
             Action::Author => match self.propose_help(state, &route, &advice, &asked, &mut facts).await? {
-                Ok(proposed) => Some(proposed),
-                Err(why) => {
+                Proposal::Made(proposed) => Some(proposed),
+                Proposal::Not(why) => {
                     missing.push_str(&format!(" (a help for it was not proposed: {why})"));
                     None
                 }
+                Proposal::Ended(outcome) => return Ok(Some(*outcome)),
             },
             _ => None,
         };
@@ -350,6 +336,10 @@ impl Runner {
             let step = step?;
             if Some(step.commit) == state.request {
                 so_far.asked = step.text;
+                break;
+            }
+            // Without a request to stop at, an ending of HAL's is where this run's rounds begin.
+            if step.kind == StepKind::Finish && home.wrote_on(step.commit, &here.branch)? {
                 break;
             }
             if step.fact(fact::ROUND).is_some() && home.wrote_on(step.commit, &here.branch)? {

@@ -5,12 +5,22 @@ use gix::ObjectId;
 use hal_spec::Route;
 
 use super::super::{RunState, Runner, first_line};
-use super::Gate;
 use super::advice::Advice;
+use super::gate::Ran;
 use crate::error::RunError;
 use crate::record::fact;
 use crate::status::Status;
 use crate::stuck::Proposed;
+
+/// What came of a proposal.
+pub(super) enum Proposal {
+    /// A help to merge.
+    Made(Proposed),
+    /// None, and why.
+    Not(String),
+    /// The run ended before the author could start (see [`Ran::Ended`]).
+    Ended(Box<crate::run::Outcome>),
+}
 
 impl Runner {
     /// Run the route's author on the help the stuck-finder proposed: the thread it wrote it on, once the author is
@@ -23,50 +33,50 @@ impl Runner {
         advice: &Advice,
         asked: &str,
         facts: &mut Vec<(String, String)>,
-    ) -> Result<Result<Proposed, String>, RunError> {
+    ) -> Result<Proposal, RunError> {
         let valid = |name: &&String| {
             name.len() <= 64
                 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
                 && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         };
         let Some(name) = advice.help.as_ref().filter(valid) else {
-            return Ok(Err("the stuck-finder named no valid help name (lowercase letters, digits, - and _)".into()));
+            return Ok(Proposal::Not(
+                "the stuck-finder named no valid help name (lowercase letters, digits, - and _)".into(),
+            ));
         };
         if self.catalog.entry(name).is_some() {
-            return Ok(Err(format!("a help named `{name}` exists already")));
+            return Ok(Proposal::Not(format!("a help named `{name}` exists already")));
         }
         let author = route.author();
         if let Err(why) = self.routable(state, route, author) {
-            return Ok(Err(why));
+            return Ok(Proposal::Not(why));
         }
-        let tell = match self.gate(state, author, asked).await? {
-            Gate::Go(tell) => tell,
-            Gate::Refused(why) => return Ok(Err(why)),
-            Gate::Later(_) => return Ok(Err(format!("`{author}` may not run now under the rate limits"))),
-        };
         let description = advice.description.as_deref().unwrap_or(&advice.missing);
         let input = format!(
             "Write a help named `{name}` (helps/{name}.yaml): {description}\n\nIt is for requests like this one, which \
              no help here meets: {asked}"
         );
-        let base = state.tip;
-        let (outcome, thread) = match self.run_for_route(state, author, &input).await? {
-            Ok(ran) => ran,
-            Err(why) => return Ok(Err(why)),
+        // From main, and compared with main: what the router's thread holds is not the proposal's to bring.
+        let Some(base) = self.journal.with(|home| home.main_tip())? else {
+            return Ok(Proposal::Not("this repo has no main to propose a help to".to_owned()));
+        };
+        let (outcome, thread) = match self.run_for_route(state, author, &input, base).await? {
+            Ran::Done(outcome, thread) => (*outcome, thread),
+            Ran::Refused(why) => return Ok(Proposal::Not(why)),
+            Ran::Ended(outcome) => return Ok(Proposal::Ended(outcome)),
         };
         facts.push((fact::AUTHORED.to_owned(), thread.clone()));
-        self.tell_routed(state, tell, &outcome);
         if outcome.status != Status::Done {
-            return Ok(Err(format!(
+            return Ok(Proposal::Not(format!(
                 "its author ended {} on thread {thread}: {}",
                 outcome.status,
                 first_line(&outcome.output)
             )));
         }
         if let Some(problem) = self.proposal_problem(state, base, &thread, name)? {
-            return Ok(Err(format!("what its author wrote on thread {thread} is not to merge: {problem}")));
+            return Ok(Proposal::Not(format!("what its author wrote on thread {thread} is not to merge: {problem}")));
         }
-        Ok(Ok(Proposed { help: name.clone(), thread, status: outcome.status.to_string() }))
+        Ok(Proposal::Made(Proposed { help: name.clone(), thread, status: outcome.status.to_string() }))
     }
 
     /// What is wrong with the author's thread `thread` (started at `base`) as a proposal of help `name`: it must
@@ -80,12 +90,12 @@ impl Runner {
     ) -> Result<Option<String>, RunError> {
         let home = self.journal.handle();
         let sub = home.resolve_thread(&format!("threads/{}/{thread}", state.actor))?;
-        let before = home.file_ids(base)?;
-        let after = home.file_ids(sub.tip)?;
+        let before: std::collections::BTreeMap<String, ObjectId> = home.file_ids(base)?.into_iter().collect();
+        let after: std::collections::BTreeMap<String, ObjectId> = home.file_ids(sub.tip)?.into_iter().collect();
         let path = format!("{}/{name}.yaml", crate::catalog::HELPS_DIR);
         let mut changed: Vec<&str> =
-            after.iter().filter(|file| !before.contains(file)).map(|(p, _)| p.as_str()).collect();
-        changed.extend(before.iter().filter(|(p, _)| !after.iter().any(|(q, _)| q == p)).map(|(p, _)| p.as_str()));
+            after.iter().filter(|(p, id)| before.get(*p) != Some(id)).map(|(p, _)| p.as_str()).collect();
+        changed.extend(before.keys().filter(|p| !after.contains_key(*p)).map(String::as_str));
         if changed.iter().any(|changed| *changed != path) {
             return Ok(Some(format!("it changes more than {path}: {}", changed.join(", "))));
         }
