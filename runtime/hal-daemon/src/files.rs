@@ -1,8 +1,7 @@
 //! The daemon's files under `.git/hal/`: where it listens (`daemon.json`) and the API token (`daemon.token`,
 //! mode 0600, new at every start).
 
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::DaemonError;
@@ -22,11 +21,9 @@ impl DaemonInfo {
     /// Write `daemon.json` in `dir` (complete or not at all).
     pub(crate) fn write(&self, dir: &Path) -> Result<(), DaemonError> {
         let path = dir.join(INFO_FILE);
-        let temp = dir.join(format!("{INFO_FILE}.{}", std::process::id()));
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| DaemonError::InfoFile { path: path.clone(), reason: e.to_string() })?;
-        std::fs::write(&temp, text).map_err(|e| DaemonError::io("writing", &temp, e))?;
-        std::fs::rename(&temp, &path).map_err(|e| DaemonError::io("renaming", &path, e))
+        hal_store::files::write_atomically(&path, text.as_bytes()).map_err(|e| DaemonError::io("writing", &path, e))
     }
 
     /// Read `daemon.json` from `dir`.
@@ -51,14 +48,7 @@ pub(crate) fn new_token(dir: &Path) -> Result<String, DaemonError> {
         .map_err(|e| DaemonError::io("reading", random, e))?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let path = dir.join(TOKEN_FILE);
-    let _ = std::fs::remove_file(&path);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|mut file| file.write_all(token.as_bytes()))
-        .map_err(|e| DaemonError::io("writing", &path, e))?;
+    hal_store::files::write_atomically(&path, token.as_bytes()).map_err(|e| DaemonError::io("writing", &path, e))?;
     Ok(token)
 }
 

@@ -6,7 +6,6 @@
 //! Values are read when needed, so `hal secret set` takes effect for a running daemon at once.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -109,17 +108,9 @@ fn write(path: &Path, secrets: &BTreeMap<String, String>) -> Result<(), SecretEr
         std::fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
-    let temp = path.with_extension(format!("tmp{}", std::process::id()));
     let text = serde_json::to_string_pretty(secrets).map_err(|e| io("encoding", std::io::Error::other(e)))?;
-    let _ = std::fs::remove_file(&temp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(|e| io("writing", e))?;
-    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| io("writing", e))?;
-    std::fs::rename(&temp, path).map_err(|e| io("replacing", e))
+    // Readable by this user only, as every file written so is.
+    hal_store::files::write_atomically(path, text.as_bytes()).map_err(|e| io("replacing", e))
 }
 
 /// Change the store at `path` with `change` under an exclusive lock, so concurrent changes are not lost.

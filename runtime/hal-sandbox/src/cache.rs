@@ -41,9 +41,7 @@ pub(crate) fn load(engine: &Engine, bytes: &[u8], dir: Option<&Path>) -> wasmtim
 fn store(component: &Component, dir: &Path, path: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let serialized = component.serialize().map_err(std::io::Error::other)?;
-    let temporary = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&temporary, serialized)?;
-    std::fs::rename(&temporary, path)
+    hal_store::files::write_atomically(path, &serialized)
 }
 
 #[allow(unsafe_code)]

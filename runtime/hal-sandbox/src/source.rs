@@ -106,10 +106,7 @@ pub(crate) fn content_key<'a>(parts: &[&str], files: impl Iterator<Item = &'a (S
 /// Put `bytes` in the cache at `path` through a temporary file of its own, renamed into place: a reader never
 /// sees half a file, and two builds of the same thing never tear each other's.
 pub(crate) fn keep(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temporary = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut temporary, bytes)?;
-    temporary.persist(path).map(drop).map_err(|e| e.error)
+    hal_store::files::write_atomically(path, bytes)
 }
 
 /// Run cargo in `crate_dir`; the path of the component it built. A refusal by cargo (not a failure to start it)

@@ -262,9 +262,5 @@ impl hal::isolate::log::Host for HostState {
 /// At most `max` bytes of `text` (at a character boundary), before it is scrubbed: scrubbing a huge string a guest
 /// made would cost the host as much as the guest.
 fn clip(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
+    hal_store::files::prefix(text, max).to_owned()
 }

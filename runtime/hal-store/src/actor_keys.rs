@@ -201,12 +201,8 @@ impl Home {
         let common = self.repo().common_dir();
         let common = std::fs::canonicalize(common).io_context(|| format!("finding {}", common.display()))?;
         let path = common.join(ALLOWED_SIGNERS_FILE);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
-        }
-        let temp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&temp, signers).io_context(|| format!("writing {}", temp.display()))?;
-        std::fs::rename(&temp, &path).io_context(|| format!("writing {}", path.display()))?;
+        crate::files::write_atomically(&path, signers.as_bytes())
+            .io_context(|| format!("writing {}", path.display()))?;
         if self.config_string("gpg.ssh.allowedSignersFile").is_none() {
             let text = path.to_str().ok_or_else(|| StoreError::Key {
                 path: path.clone(),

@@ -25,6 +25,7 @@
 mod actor_keys;
 mod commit;
 mod error;
+pub mod files;
 mod git_cli;
 pub mod halt;
 mod home;

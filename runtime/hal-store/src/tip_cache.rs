@@ -15,7 +15,6 @@
 //! title can safely come last. A file of an older version reads as empty.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 
 use gix::ObjectId;
@@ -87,23 +86,7 @@ impl TipCache {
     }
 
     fn write_atomically(&self, bytes: &[u8]) -> std::io::Result<()> {
-        let dir = self.path.parent().expect("the cache path has a parent");
-        std::fs::create_dir_all(dir)?;
-        let mut temp = tempfile_in(dir)?;
-        temp.1.write_all(bytes)?;
-        std::fs::rename(&temp.0, &self.path)
-    }
-}
-
-/// A new file next to the cache with a name no other process uses.
-fn tempfile_in(dir: &std::path::Path) -> std::io::Result<(PathBuf, std::fs::File)> {
-    loop {
-        let path = dir.join(format!(".thread-tips.{}.{:08x}", std::process::id(), fastrand::u32(..)));
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(file) => return Ok((path, file)),
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(error) => return Err(error),
-        }
+        crate::files::write_atomically(&self.path, bytes)
     }
 }
 

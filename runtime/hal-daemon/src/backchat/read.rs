@@ -186,12 +186,5 @@ pub(super) fn propose_merge(home: &Home, actor: &str, query: &str, reason: &str)
 }
 
 pub(super) fn clip(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}\n[… {} more bytes]", &text[..end], text.len() - end)
+    hal_store::files::clip(text, max, "")
 }

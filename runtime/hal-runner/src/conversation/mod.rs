@@ -301,14 +301,10 @@ fn not_run(call: &hal_model::ToolCall) -> Message {
 /// that one huge tool result or message never pushes everything else out of the window.
 fn shortened(message: Message, max: usize) -> Message {
     let cut = |text: String| -> String {
-        if text.len() <= max {
-            return text;
+        match text.len() <= max {
+            true => text,
+            false => hal_store::files::clip(&text, max, " left out to fit the model's context"),
         }
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}\n[… {} more bytes left out to fit the model's context]", &text[..end], text.len() - end)
     };
     match message {
         Message::User { text } => Message::User { text: cut(text) },

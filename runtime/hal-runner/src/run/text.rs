@@ -49,14 +49,10 @@ pub(super) fn without_nul(text: String) -> String {
 /// huge tool result never makes a step the thread cannot be read past.
 pub(super) fn cut_to_step(text: String) -> String {
     let most = usize::try_from(hal_store::MAX_STEP_BYTES / 4).unwrap_or(usize::MAX);
-    if text.len() <= most {
-        return text;
+    match text.len() <= most {
+        true => text,
+        false => hal_store::files::clip(&text, most, &format!(" cut: a step holds at most {most}")),
     }
-    let mut end = most;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}\n[… {} more bytes cut: a step holds at most {most}]", &text[..end], text.len() - end)
 }
 
 /// A deadline `seconds` from now; absurdly large values mean "no deadline" rather than an overflow.

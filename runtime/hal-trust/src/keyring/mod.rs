@@ -278,19 +278,7 @@ fn main_seen_path(home: &Home) -> std::path::PathBuf {
 /// of its own per write (threads of one process may write at once), on disk before it is renamed over `path`, so
 /// a reader never sees half of it. A failure is logged, not fatal: the record is written again at the next look.
 pub(crate) fn write_whole(path: &std::path::Path, text: &str) {
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let temp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
-        let mut file = std::fs::File::create(&temp)?;
-        std::io::Write::write_all(&mut file, text.as_bytes())?;
-        file.sync_data()?;
-        std::fs::rename(&temp, path)
-    };
-    if let Err(error) = write() {
+    if let Err(error) = hal_store::files::write_atomically(path, text.as_bytes()) {
         tracing::warn!(target: "hal_trust", %error, path = %path.display(), "cannot record what was believed");
     }
 }
