@@ -11,7 +11,7 @@
 //! - `GET  /v1/threads/{thread}/events?after=<commit>`: server-sent events named by their `event:` line: each
 //!   new `step` (after `after`, default the current tip), `text` as a model reply streams, `progress` of the helps
 //!   its run called, `turn-started` and `turn-ended`.
-//! - `GET  /metrics`: Prometheus text format.
+//! - `GET  /metrics`: OpenMetrics text (Prometheus reads it).
 //!
 //! Every error is `{"error": "...", "code": "..."}` ([`ApiError`]), a body included that is not JSON or not sent
 //! as `application/json` ([`Body`]), and a route that does not exist.
@@ -369,10 +369,10 @@ async fn metrics(_: Scraper, State(shared): State<Arc<Shared>>) -> Result<HttpRe
     metrics_text(shared).await
 }
 
-/// The Prometheus text of `shared`'s metrics.
+/// The OpenMetrics text of `shared`'s metrics.
 async fn metrics_text(shared: Arc<Shared>) -> Result<HttpResponse, ApiError> {
     let text = blocking(move || shared.metrics_text()).await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }
 
 /// Serve `/metrics` alone, without a token, on `listener` (a loopback address `metrics.listen` in `hal.yaml`
