@@ -69,6 +69,11 @@ fn plugin_author_writes_a_plugin_that_passes_its_tests_on_the_second_try_and_a_h
         assert!(files.contains(&format!("{dir}/{file}")), "{files:?}");
     }
     commit(&sandbox, &repo, &[("helps/measure.yaml", "description: Converts lengths\ncommands: [convert]\n")]);
+    // Listing the plugin, with its functions, loads no component: its manifest says what it offers.
+    let mut list = crate::runs::hal_command(&sandbox, &repo, &["isolate", "show", "convert@v1"]);
+    let list = crate::support::Run::from(list.env("RUST_LOG", "hal_sandbox=debug").output().expect("hal"));
+    assert!(list.stdout.contains("convert@v1.convert("), "{list:?}");
+    assert!(!list.stderr.contains("loading a component at its first call"), "{}", list.stderr);
     let isolates = hal(&sandbox, &repo, &["isolate", "list"]).ok().stdout;
     assert!(isolates.contains("convert@v1") && isolates.contains("main:plugins/convert/v1"), "{isolates}");
 
@@ -76,8 +81,14 @@ fn plugin_author_writes_a_plugin_that_passes_its_tests_on_the_second_try_and_a_h
         Scripted::tool("convert.convert", json!({"value": 2, "unit_from": "km", "unit_to": "m"})),
         Scripted::finish("DONE", "2 km is 2000 m"),
     ]);
-    let run = hal(&sandbox, &repo, &["help", "run", "measure", "How many metres are 2 km?", "--json"]);
+    let mut run =
+        crate::runs::hal_command(&sandbox, &repo, &["help", "run", "measure", "How many metres are 2 km?", "--json"]);
+    let run = crate::support::Run::from(run.env("RUST_LOG", "hal_sandbox=debug").output().expect("hal"));
     assert_eq!(run.code, 0, "{run:?}");
+    // The call loads the one version it reaches, once.
+    let loads: Vec<&str> = run.stderr.lines().filter(|l| l.contains("loading a component at its first call")).collect();
+    assert_eq!(loads.len(), 1, "{}", run.stderr);
+    assert!(loads[0].contains("isolate=convert"), "{loads:?}");
     let thread = run.json()["thread"].as_str().expect("thread").to_owned();
     let log = hal(&sandbox, &repo, &["thread", "log", &thread]).ok().stdout;
     assert!(log.contains("\"value\": 2000.0"), "the plugin answered: {log}");

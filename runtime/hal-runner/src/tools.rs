@@ -295,10 +295,14 @@ pub struct InvalidSchema {
     pub reason: String,
 }
 
-/// The tools a runner can offer, by name, each with its compiled argument schema.
+/// A tool's argument schema, compiled at the tool's first call (or why it does not compile): a catalogue of many
+/// plugin versions is listed and offered without compiling the schema of each of their functions.
+type Schema = Arc<std::sync::OnceLock<Result<jsonschema::Validator, String>>>;
+
+/// The tools a runner can offer, by name, each with its argument schema.
 #[derive(Clone, Default)]
 pub struct Toolbox {
-    tools: BTreeMap<String, (Arc<dyn Tool>, Arc<jsonschema::Validator>)>,
+    tools: BTreeMap<String, (Arc<dyn Tool>, Schema)>,
 }
 
 impl Toolbox {
@@ -307,12 +311,13 @@ impl Toolbox {
         Toolbox::default()
     }
 
-    /// Add `tool`. A tool whose schema is not valid JSON Schema is refused with the reason.
+    /// Add `tool`. A tool whose schema is not valid JSON Schema (checked against the metaschema) is refused with
+    /// the reason; the schema is compiled at the tool's first call.
     pub fn add(&mut self, tool: Arc<dyn Tool>) -> Result<(), InvalidSchema> {
         let name = tool.spec().name.clone();
-        let validator = jsonschema::validator_for(&tool.spec().parameters)
+        jsonschema::meta::validate(&tool.spec().parameters)
             .map_err(|e| InvalidSchema { tool: name.clone(), reason: e.to_string() })?;
-        self.tools.insert(name, (tool, Arc::new(validator)));
+        self.tools.insert(name, (tool, Arc::default()));
         Ok(())
     }
 
@@ -333,8 +338,14 @@ impl Toolbox {
 
     /// Call the tool `name` with `arguments` (raw text from the model), checking them against its schema.
     pub async fn call(&self, name: &str, arguments: &str, context: &mut ToolContext) -> ToolResult {
-        let Some((tool, validator)) = self.tools.get(name) else {
+        let Some((tool, schema)) = self.tools.get(name) else {
             return ToolResult::error(format!("there is no tool `{name}`"));
+        };
+        let compiled =
+            schema.get_or_init(|| jsonschema::validator_for(&tool.spec().parameters).map_err(|e| e.to_string()));
+        let validator = match compiled {
+            Ok(validator) => validator,
+            Err(reason) => return ToolResult::error(format!("tool `{name}` has an invalid argument schema: {reason}")),
         };
         let arguments: serde_json::Value = match arguments.trim() {
             "" => serde_json::json!({}),

@@ -162,8 +162,13 @@ pub fn load_isolates(sandbox: &Sandbox, settings: &Settings, home: Option<&Home>
         let loaded = if entries.iter().any(|e| e.name == name) {
             Err(Missing::Invalid(format!("an isolate is named `{name}` too: rename the plugin")))
         } else {
-            built.and_then(|(wasm, manifest)| {
-                Ok(crate::plugins::load_plugin(sandbox, settings, &manifest, &name, &wasm)?)
+            built.and_then(|(component, manifest)| match component {
+                crate::plugins::Component::Kept(path) => {
+                    Ok(crate::plugins::load_plugin_later(sandbox, settings, &manifest, &name, path))
+                }
+                crate::plugins::Component::Bytes(wasm) => {
+                    Ok(crate::plugins::load_plugin(sandbox, settings, &manifest, &name, &wasm)?)
+                }
             })
         };
         entries.push(IsolateEntry::new(name, source, loaded));

@@ -62,7 +62,16 @@ pub struct Isolate {
     pub from_cache: bool,
     /// Its functions: name, description, JSON Schema of the arguments.
     pub functions: Vec<(String, String, serde_json::Value)>,
-    pre: IsolatePre<HostState>,
+    pre: Pre,
+}
+
+/// An isolate's component, ready to instantiate: now, or at its first call.
+enum Pre {
+    /// Compiled and linked when the isolate was loaded (its functions were asked of it then).
+    Ready(IsolatePre<HostState>),
+    /// A built plugin, whose functions its manifest gives: its component (tens of megabytes for Python) is read,
+    /// compiled or taken from the cache, and linked only when a call reaches it, once.
+    Later { component: PathBuf, loaded: std::sync::OnceLock<Result<IsolatePre<HostState>, String>> },
 }
 
 /// What a successful call gives back.
@@ -164,6 +173,7 @@ impl Sandbox {
             .instantiate_pre(&component)
             .map_err(|e| format!("isolate `{name}` imports something HAL does not offer: {e}"))?;
         let pre = IsolatePre::new(instance_pre).map_err(|e| format!("isolate `{name}` is not a HAL isolate: {e}"))?;
+        let pre = Pre::Ready(pre);
         let mut isolate = Isolate { manifest, granted, limits, builtin, from_cache, functions: Vec::new(), pre };
         let context = CallContext { tree: None, http: false, secret: Arc::new(|_| None), progress: None };
         let (specs, _) = self
@@ -176,6 +186,42 @@ impl Sandbox {
             isolate.functions.push((spec.name, spec.description, schema));
         }
         Ok(isolate)
+    }
+
+    /// An isolate whose component, built at `component`, is loaded only when a call first reaches it; `functions`
+    /// (name, description, JSON Schema of the arguments) are what it answers `describe` with, as its manifest
+    /// says. For plugins, whose glue HAL writes from that same manifest: listing and offering them costs no load.
+    pub fn load_later(
+        &self,
+        component: PathBuf,
+        manifest: IsolateManifest,
+        granted: Granted,
+        limits: Limits,
+        functions: Vec<(String, String, serde_json::Value)>,
+    ) -> Isolate {
+        let pre = Pre::Later { component, loaded: std::sync::OnceLock::new() };
+        Isolate { manifest, granted, limits, builtin: false, from_cache: false, functions, pre }
+    }
+
+    /// The isolate's component ready to instantiate, loading it first when it waits for its first call.
+    fn pre<'a>(&self, isolate: &'a Isolate) -> Result<&'a IsolatePre<HostState>, CallError> {
+        let (component, loaded) = match &isolate.pre {
+            Pre::Ready(pre) => return Ok(pre),
+            Pre::Later { component, loaded } => (component, loaded),
+        };
+        let name = &isolate.manifest.name;
+        let pre = loaded.get_or_init(|| {
+            tracing::debug!(target: "hal_sandbox", isolate = %name, component = %component.display(), "loading a component at its first call");
+            let bytes = std::fs::read(component).map_err(|e| format!("reading {}: {e}", component.display()))?;
+            let (compiled, _) = crate::cache::load(&self.engine, &bytes, self.cache_dir.as_deref())
+                .map_err(|e| format!("isolate `{name}` is not a valid WebAssembly component: {e}"))?;
+            let linked = self
+                .linker
+                .instantiate_pre(&compiled)
+                .map_err(|e| format!("isolate `{name}` imports something HAL does not offer: {e}"))?;
+            IsolatePre::new(linked).map_err(|e| format!("isolate `{name}` is not a HAL isolate: {e}"))
+        });
+        pre.as_ref().map_err(|reason| CallError::Host(reason.clone()))
     }
 
     /// Call `function` of `isolate` with `arguments` (JSON text). Blocks until the call ends or a limit stops it.
@@ -220,7 +266,8 @@ impl Sandbox {
         store.set_fuel(limits.fuel).map_err(|e| CallError::Host(e.to_string()))?;
         let ticks = limits.wall.as_millis().div_ceil(TICK.as_millis()) as u64 + 1;
         store.set_epoch_deadline(ticks);
-        let outcome = isolate.pre.instantiate(&mut store).and_then(|bindings| body(&bindings, &mut store));
+        let pre = self.pre(isolate)?;
+        let outcome = pre.instantiate(&mut store).and_then(|bindings| body(&bindings, &mut store));
         match outcome {
             Ok(value) => Ok((value, store.into_data())),
             Err(error) => Err(explain(&error, store.data(), &isolate.manifest.name, &limits)),

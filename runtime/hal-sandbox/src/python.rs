@@ -207,6 +207,32 @@ pub fn cached(
     crate::source::lookup(&built_path(manifest, &glue(manifest), &python_sources(files), cache))
 }
 
+/// Where the component of the plugin `manifest` with the source `files` is, as `builds` has it: kept in `cache`
+/// (never read here: it is loaded at its first call), built now, or why not.
+pub(crate) fn located(
+    manifest: &PluginManifest,
+    files: &[(String, Vec<u8>)],
+    cache: &Path,
+    builds: crate::Builds,
+    progress: &dyn Fn(&str),
+) -> Result<PathBuf, crate::catalog::Missing> {
+    use crate::catalog::Missing;
+    let built = built_path(manifest, &glue(manifest), &python_sources(files), cache);
+    let kept = match builds {
+        crate::Builds::Retry => None,
+        crate::Builds::Run | crate::Builds::CachedOnly if built.is_file() => Some(Ok(())),
+        crate::Builds::Run | crate::Builds::CachedOnly => crate::source::failure(&built).map(Err),
+    };
+    match (kept, builds) {
+        (Some(Ok(())), _) => Ok(built),
+        (Some(Err(failed)), _) => Err(failed.into()),
+        (None, crate::Builds::CachedOnly) => Err(Missing::NotBuilt),
+        (None, crate::Builds::Run | crate::Builds::Retry) => {
+            build(manifest, files, cache, progress).map(|_| built).map_err(Missing::from)
+        }
+    }
+}
+
 /// The Python files of a plugin, by path.
 fn python_sources(files: &[(String, Vec<u8>)]) -> Vec<&(String, Vec<u8>)> {
     let mut sources: Vec<&(String, Vec<u8>)> = files.iter().filter(|(path, _)| path.ends_with(".py")).collect();

@@ -65,10 +65,15 @@ pub(crate) fn lookup(built: &Path) -> Option<Result<Vec<u8>, crate::Unusable>> {
     if let Ok(bytes) = std::fs::read(built) {
         return Some(Ok(bytes));
     }
+    failure(built).map(Err)
+}
+
+/// Why the build meant for `built` failed, when that is kept beside it.
+pub(crate) fn failure(built: &Path) -> Option<crate::Unusable> {
     let failed = std::fs::read_to_string(built.with_extension("failed")).ok()?;
-    Some(Err(crate::Unusable(format!(
+    Some(crate::Unusable(format!(
         "{failed}\n(kept from the last build of this source: `hal isolate build` tries again)"
-    ))))
+    )))
 }
 
 /// Keep why the build meant for `built` failed, so that a read-only command can show it without building. A

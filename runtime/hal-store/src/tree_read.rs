@@ -122,8 +122,25 @@ impl Home {
     /// Every file of `commit`'s tree with its git blob id, sorted by path: what a diff between two commits
     /// compares.
     pub fn file_ids(&self, commit: ObjectId) -> Result<Vec<(String, ObjectId)>> {
+        self.file_ids_under(commit, "")
+    }
+
+    /// [`Home::file_ids`] of the files under directory `dir` (`""`: all), with their full paths; nothing is read but
+    /// trees. An absent directory has none.
+    pub fn file_ids_under(&self, commit: ObjectId, dir: &str) -> Result<Vec<(String, ObjectId)>> {
         let mut files = Vec::new();
-        let mut pending = vec![(self.tree_of(commit)?, String::new())];
+        let root = self.tree_of(commit)?;
+        let start = match dir {
+            "" => (root, String::new()),
+            dir => match root.lookup_entry_by_path(dir).git_context(|| format!("looking up {dir} in {commit}"))? {
+                Some(entry) if entry.mode().is_tree() => {
+                    let tree = entry.object().git_context(|| format!("reading {dir} in {commit}"))?.into_tree();
+                    (tree, format!("{dir}/"))
+                }
+                _ => return Ok(files),
+            },
+        };
+        let mut pending = vec![start];
         while let Some((tree, prefix)) = pending.pop() {
             for item in tree.iter() {
                 let item = item.git_context(|| format!("reading tree {prefix}"))?;
