@@ -381,7 +381,7 @@ fn a_missing_model_or_key_says_exactly_what_to_configure() {
     let repo = home_with_model(&sandbox, &server, "openai");
     let run = sandbox.hal(&repo, &["help", "run", "hal", "hello"]);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains(&format!("export {KEY_VAR}=")), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("`hal secret set {KEY_VAR}`")), "{}", run.stderr);
 }
 
 #[test]

@@ -79,7 +79,7 @@ pub struct LiveModels {
 pub const NO_MODEL_HELP: &str = "no model is configured: add one under `models` in hal.yaml on main and commit it, \
 for example\n\
 \n  models:\
-\n    gpt:      {provider: openai, model: gpt-4.1-mini, key: OPENAI_API_KEY}        # export OPENAI_API_KEY=...\
+\n    gpt:      {provider: openai, model: gpt-4.1-mini, key: OPENAI_API_KEY}        # hal secret set OPENAI_API_KEY\
 \n    claude:   {provider: anthropic, model: claude-sonnet-4-5, key: ANTHROPIC_API_KEY}\
 \n    local:    {provider: openai, base_url: 'http://127.0.0.1:11434/v1', model: qwen2.5-coder}   # Ollama, no key\
 \n  tasks:\
@@ -115,8 +115,8 @@ impl LiveModels {
         let api_key = match &model.key {
             Some(key_name) => Some((self.secret)(key_name).ok_or_else(|| {
                 RunError::NoModel(format!(
-                    "model `{name}` needs its API key in the secret {key_name}: set it in the environment \
-                     (export {key_name}=...) and run again"
+                    "model `{name}` needs its API key in the secret {key_name}: set it with `hal secret set \
+                     {key_name}` (or in the environment as {key_name}) and run again"
                 ))
             })?),
             None => None,
