@@ -35,3 +35,4 @@ mod shared_helps;
 mod signing;
 mod support;
 mod threads;
+mod transcripts;
