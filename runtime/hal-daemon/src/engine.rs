@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hal_runner::Journal;
+use hal_runner::SharedHome;
 use hal_store::Home;
 use tokio::sync::{broadcast, watch};
 
@@ -107,7 +107,7 @@ impl Engine {
         };
         let (wake_tx, wake_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown) = watch::channel(false);
-        let journal = Journal::new(home);
+        let journal = SharedHome::new(home);
         let (notices, _) = broadcast::channel(NOTICE_BUFFER);
         let shared = Arc::new(Shared {
             journal: journal.clone(),

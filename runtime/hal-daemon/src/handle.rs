@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use hal_runner::Journal;
+use hal_runner::SharedHome;
 use hal_store::{Home, NewStep, ThreadRef};
 
 use crate::answer;
@@ -273,7 +273,7 @@ impl Local {
         let mut slot = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
         let build = matches!(command, Command::BuildIsolates);
         if slot.is_none() || build {
-            let journal = Journal::new(self.home.clone());
+            let journal = SharedHome::new(self.home.clone());
             let observer: hal_runner::Observer = Arc::new(|_: &hal_runner::Event<'_>| {});
             let secrets = hal_runner::secrets::lookup();
             let models = ModelSource::Fixed(loaded::empty(&journal).models);

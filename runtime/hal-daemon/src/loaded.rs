@@ -9,7 +9,7 @@ use gix::ObjectId;
 use hal_model::Client;
 use hal_runner::model::{LiveModels, Models, SecretLookup};
 use hal_runner::tools::Toolbox;
-use hal_runner::{Catalog, Journal, Observer, Runner};
+use hal_runner::{Catalog, SharedHome, Observer, Runner};
 use hal_sandbox::catalog::IsolateEntry;
 use hal_sandbox::{Builds, Sandbox};
 use hal_store::Home;
@@ -69,7 +69,7 @@ fn published_versions(
 }
 
 /// Before the first load: only the built-ins, no tools, no models.
-pub(crate) fn empty(journal: &Journal) -> Loaded {
+pub(crate) fn empty(journal: &SharedHome) -> Loaded {
     let runner = Runner::new(journal.clone(), Arc::new(Catalog::builtin()), Toolbox::new());
     let models: Arc<dyn Models> = Arc::new(Arc::new(hal_runner::model::Recording::new(Vec::new(), Vec::new())));
     let (problems, isolates, published) = (Vec::new(), Vec::new(), BTreeMap::new());
@@ -82,7 +82,7 @@ pub(crate) fn empty(journal: &Journal) -> Loaded {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn load(
     root: &std::path::Path,
-    journal: &Journal,
+    journal: &SharedHome,
     previous: Option<&Loaded>,
     models: &ModelSource,
     dispatch: Dispatch,

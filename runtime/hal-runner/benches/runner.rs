@@ -20,7 +20,7 @@ use hal_runner::model::{Models, Recording};
 
 #[path = "../tests/support/write_tool.rs"]
 mod write_tool;
-use hal_runner::{Catalog, Journal, Runner};
+use hal_runner::{Catalog, SharedHome, Runner};
 use hal_store::{Home, ThreadRef};
 
 const STEPS_PER_RUN: u64 = 5;
@@ -64,7 +64,7 @@ fn replies(run: u64) -> Vec<Reply> {
 fn runner(dir: &Path) -> Runner {
     let home = Home::open(dir).expect("open");
     let catalog = Catalog::load(&home).expect("catalog");
-    Runner::new(Journal::new(home), Arc::new(catalog), write_tool::toolbox())
+    Runner::new(SharedHome::new(home), Arc::new(catalog), write_tool::toolbox())
 }
 
 struct Bench {

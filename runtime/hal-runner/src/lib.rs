@@ -11,7 +11,7 @@ pub mod catalog;
 pub mod conversation;
 mod error;
 pub mod help_check;
-mod journal;
+mod shared_home;
 pub mod ledger;
 pub mod model;
 pub mod plan;
@@ -25,6 +25,6 @@ pub mod tools;
 
 pub use catalog::Catalog;
 pub use error::RunError;
-pub use journal::Journal;
+pub use shared_home::SharedHome;
 pub use run::{Event, HaltCheck, Limits, Observer, Outcome, Runner, Teller, Waiting};
 pub use status::Status;

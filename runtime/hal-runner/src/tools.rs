@@ -13,7 +13,7 @@ use std::sync::Arc;
 use gix::ObjectId;
 use hal_model::ToolSpec;
 
-use crate::journal::Journal;
+use crate::shared_home::SharedHome;
 
 /// A boxed future, as [`Tool::call`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -91,7 +91,7 @@ impl Default for RunScope {
 
 /// The thread a tool call works on.
 pub struct ToolContext {
-    journal: Journal,
+    journal: SharedHome,
     branch: String,
     run: RunScope,
     thread: String,
@@ -110,7 +110,7 @@ pub type Progress = Arc<dyn Fn(u64, u64, &str) + Send + Sync>;
 
 impl ToolContext {
     /// A context on `thread` whose tree is that of commit `base`.
-    pub fn new(journal: Journal, thread: &str, base: ObjectId) -> ToolContext {
+    pub fn new(journal: SharedHome, thread: &str, base: ObjectId) -> ToolContext {
         ToolContext {
             journal,
             branch: String::new(),
@@ -180,7 +180,7 @@ impl ToolContext {
     }
 
     /// The home repo.
-    pub fn journal(&self) -> &Journal {
+    pub fn journal(&self) -> &SharedHome {
         &self.journal
     }
 

@@ -13,7 +13,7 @@ mod checked;
 mod write_tool;
 use checked::Checked;
 use hal_runner::plan::{Admit, Plan, Turn, plan_for};
-use hal_runner::{Catalog, Journal, Runner, Status};
+use hal_runner::{Catalog, SharedHome, Runner, Status};
 use hal_store::{Home, StepKind};
 
 fn git(dir: &Path, args: &[&str]) {
@@ -44,7 +44,7 @@ fn home_with(dir: &Path, helps: &[(&str, &str)]) -> Home {
 fn runner(dir: &Path) -> Runner {
     let home = Home::open(dir).expect("open");
     let catalog = Catalog::load(&home).expect("catalog");
-    Runner::new(Journal::new(home), Arc::new(catalog), write_tool::toolbox())
+    Runner::new(SharedHome::new(home), Arc::new(catalog), write_tool::toolbox())
 }
 
 fn call(id: &str, name: &str, arguments: &str) -> Reply {
@@ -621,7 +621,7 @@ fn autonomy_levels_propose_tell_and_disable() {
         let catalog = Catalog::load(&home).expect("catalog");
         let told = told.clone();
         let teller = Arc::new(move |_: &str, text: &str| told.lock().expect("lock").push(text.to_owned()));
-        let runner = Runner::new(Journal::new(home), Arc::new(catalog), write_tool::toolbox()).with_teller(teller);
+        let runner = Runner::new(SharedHome::new(home), Arc::new(catalog), write_tool::toolbox()).with_teller(teller);
         let replies = vec![call("c1", "files.write", r#"{"path":"a","content":"1"}"#), text("done")];
         let recording = Arc::new(Recording::new(replies, vec![]).keeping_requests());
         let models = Arc::new(recording.clone()) as Arc<dyn Models>;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hal_runner::Journal;
+use hal_runner::SharedHome;
 use hal_runner::tools::ToolContext;
 use hal_sandbox::{CallContext, Granted, Limits, Sandbox};
 use hal_spec::{IsolateManifest, IsolatePolicy, SandboxLimits, TreeAccess};
@@ -34,7 +34,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (home, _) = Home::init(&dir.path().join("home"), Some("bench")).expect("init");
     let thread = home.new_thread("bench", None, None).expect("thread");
-    let journal = Journal::new(home);
+    let journal = SharedHome::new(home);
     let hostile = std::fs::read(Path::new(env!("HAL_SANDBOX_GUESTS")).join("hostile.wasm")).expect("hostile guest");
     let manifest = IsolateManifest::parse("hostile", include_str!("../../../fixtures/isolates/hostile/isolate.yaml"))
         .expect("manifest");

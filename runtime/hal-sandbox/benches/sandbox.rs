@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hal_runner::Journal;
+use hal_runner::SharedHome;
 use hal_runner::tools::ToolContext;
 use hal_sandbox::builtin::BUILTINS;
 use hal_sandbox::{CallContext, Granted, Isolate, Limits, Sandbox};
@@ -42,7 +42,7 @@ fn main() {
 
     let (home, _) = Home::init(&dir.path().join("home"), Some("bench")).expect("init");
     let thread = home.new_thread("bench", None, None).expect("thread");
-    let journal = Journal::new(home);
+    let journal = SharedHome::new(home);
     for n in 0..100 {
         let step = hal_store::NewStep {
             writes: vec![(format!("notes/{n}.md"), format!("note {n}\n").into_bytes())],

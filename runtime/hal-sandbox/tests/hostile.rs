@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use hal_runner::Journal;
+use hal_runner::SharedHome;
 use hal_runner::tools::ToolContext;
 use hal_sandbox::{CallError, Granted, Isolate, Limits, Sandbox};
 use hal_spec::{IsolateManifest, IsolatePolicy, SandboxLimits, TreeAccess};
@@ -28,7 +28,7 @@ fn load(sandbox: &Sandbox, limits: SandboxLimits, policy: Option<&IsolatePolicy>
 }
 
 struct Thread {
-    journal: Journal,
+    journal: SharedHome,
     id: String,
     tip: gix::ObjectId,
 }
@@ -36,7 +36,7 @@ struct Thread {
 fn thread(dir: &Path) -> Thread {
     let (home, _) = Home::init(dir, Some("alice")).expect("init");
     let thread = home.new_thread("alice", None, None).expect("thread");
-    Thread { journal: Journal::new(home), id: thread.id, tip: thread.tip }
+    Thread { journal: SharedHome::new(home), id: thread.id, tip: thread.tip }
 }
 
 fn call(sandbox: &Sandbox, isolate: &Isolate, thread: &Thread, function: &str) -> Result<String, CallError> {

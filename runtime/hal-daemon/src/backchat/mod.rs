@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use hal_model::ToolSpec;
-use hal_runner::Journal;
+use hal_runner::SharedHome;
 use hal_runner::tools::{BoxFuture, RunScope, Tool, ToolContext, ToolResult, Toolbox};
 use hal_store::Home;
 use serde_json::{Value, json};
@@ -18,11 +18,11 @@ use read::{diff, list, propose_merge, read, show, summary};
 
 /// How HAL's commands change threads: through the daemon (which queues a message to a busy thread and runs
 /// the turns), or, without one, by applying the command to the repo of the journal.
-pub type Dispatch = Arc<dyn Fn(&Journal, &Command) -> Result<Response, String> + Send + Sync>;
+pub type Dispatch = Arc<dyn Fn(&SharedHome, &Command) -> Result<Response, String> + Send + Sync>;
 
 /// The dispatch without a daemon: apply to the repo directly (turns run when a daemon starts).
 pub fn direct() -> Dispatch {
-    Arc::new(|journal: &Journal, command: &Command| {
+    Arc::new(|journal: &SharedHome, command: &Command| {
         journal.with(|home| command::apply(home, command)).map_err(|e| e.to_string())
     })
 }
@@ -199,7 +199,7 @@ struct Caller {
 /// request's, from HAL's local record only: whatever commits claim, a thread no run led to counts as a person's)
 /// plus one. Past `limits.max_depth` nothing more is started or relayed, so two threads relaying to each other
 /// stop; starts and relays of one run together count against `limits.max_starts`.
-fn next_depth(journal: &Journal, caller: &Caller, what: &str) -> Result<u32, String> {
+fn next_depth(journal: &SharedHome, caller: &Caller, what: &str) -> Result<u32, String> {
     let limits = caller.run.limits;
     let here = if caller.branch.is_empty() {
         None
@@ -227,7 +227,7 @@ fn next_depth(journal: &Journal, caller: &Caller, what: &str) -> Result<u32, Str
 }
 
 fn run(
-    journal: &Journal,
+    journal: &SharedHome,
     dispatch: &Dispatch,
     kind: Kind,
     caller: &Caller,
@@ -343,7 +343,7 @@ mod tests {
         let thread = home.new_thread("alice", None, Some("notes")).expect("thread");
         let written = home.write_file("alice", &thread.id, "notes/a.md", b"# A\nline two\n", None).expect("write");
         let main_before = home.main_tip().expect("main");
-        let journal = Journal::new(home);
+        let journal = SharedHome::new(home);
         let dispatch = direct();
         let call = |kind: Kind, args: &[(&str, &str)]| {
             let args: Vec<(String, String)> = args.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
@@ -384,7 +384,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let (home, _) = Home::init(dir.path(), Some("alice")).expect("init");
         let backchat = home.backchat("alice").expect("backchat");
-        let journal = Journal::new(home);
+        let journal = SharedHome::new(home);
         let dispatch = direct();
         let limits = hal_runner::Limits { max_depth: 3, max_starts: 2, ..hal_runner::run::DEFAULT_LIMITS };
         let start = |branch: &str, run: &RunScope| {
@@ -441,7 +441,7 @@ mod tests {
 
     /// `threads.start` through `run`, returning the new thread.
     fn run_start(
-        journal: &Journal,
+        journal: &SharedHome,
         dispatch: &Dispatch,
         caller: &Caller,
         arg: &dyn Fn(&str) -> String,

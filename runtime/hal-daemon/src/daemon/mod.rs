@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use gix::ObjectId;
-use hal_runner::Journal;
+use hal_runner::SharedHome;
 use hal_runner::model::{Models, SecretLookup};
 use tokio::sync::{broadcast, watch};
 
@@ -155,7 +155,7 @@ pub(crate) struct Queued {
 
 /// State shared by the scanner, the turns and the clients.
 pub(crate) struct Shared {
-    pub(crate) journal: Journal,
+    pub(crate) journal: SharedHome,
     pub(crate) owner: String,
     pub(crate) token: String,
     pub(crate) info: DaemonInfo,

@@ -6,7 +6,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use hal_runner::{Event, Journal, Observer};
+use hal_runner::{Event, SharedHome, Observer};
 use hal_store::identity::HAL_ACTOR;
 use hal_store::{BACKCHAT, Home, NewStep, StepKind, ThreadRef, ThreadStatus};
 
@@ -67,7 +67,7 @@ impl Shared {
         let previous = self.loaded();
         let previous = previous.main.is_some().then_some(previous.as_ref());
         let weak = Arc::downgrade(self);
-        let dispatch: crate::backchat::Dispatch = Arc::new(move |_: &Journal, command: &Command| {
+        let dispatch: crate::backchat::Dispatch = Arc::new(move |_: &SharedHome, command: &Command| {
             let shared = weak.upgrade().ok_or("the daemon is stopping")?;
             shared.command(command).map_err(|e| e.to_string())
         });

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use super::{HaltCheck, Observer, Runner, Teller};
 use crate::catalog::Catalog;
-use crate::journal::Journal;
+use crate::shared_home::SharedHome;
 use crate::tools::Toolbox;
 
 impl Runner {
     /// A runner over `journal` with the helps and settings of `catalog` and the tools of `toolbox`.
-    pub fn new(journal: Journal, catalog: Arc<Catalog>, mut toolbox: Toolbox) -> Runner {
+    pub fn new(journal: SharedHome, catalog: Arc<Catalog>, mut toolbox: Toolbox) -> Runner {
         // `helps.check` knows the tools and helps there are: it joins the tools once they are all in.
         let check = crate::help_check::HelpCheck::new(toolbox.names(), catalog.clone());
         if let Err(error) = toolbox.add(Arc::new(check)) {
@@ -58,7 +58,7 @@ impl Runner {
     }
 
     /// The home repo.
-    pub fn journal(&self) -> &Journal {
+    pub fn journal(&self) -> &SharedHome {
         &self.journal
     }
 

@@ -22,7 +22,7 @@ use hal_store::{NewStep, StepKind, ThreadRef, ThreadStatus, identity::HAL_ACTOR}
 use crate::catalog::Catalog;
 use crate::conversation::{Conversation, finish_result};
 use crate::error::RunError;
-use crate::journal::Journal;
+use crate::shared_home::SharedHome;
 use crate::model::Models;
 use crate::record::fact;
 use crate::status::Status;
@@ -64,7 +64,7 @@ const CACHED_CONVERSATIONS: usize = 64;
 /// Runs helps on threads of one home repo.
 #[derive(Clone)]
 pub struct Runner {
-    journal: Journal,
+    journal: SharedHome,
     catalog: Arc<Catalog>,
     toolbox: Toolbox,
     observer: Option<Observer>,

@@ -1,4 +1,4 @@
-//! Shared access to the home repo for a run and the runs it starts.
+//! The home repo shared by the runs of one process, behind a lock.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -7,12 +7,12 @@ use hal_store::Home;
 /// The home repo, shared by the runs of one process. Each store call holds the lock only for that call, never
 /// across a model or tool call, so concurrent runs interleave their steps freely.
 #[derive(Clone)]
-pub struct Journal(Arc<Mutex<Home>>);
+pub struct SharedHome(Arc<Mutex<Home>>);
 
-impl Journal {
+impl SharedHome {
     /// Share `home`.
-    pub fn new(home: Home) -> Journal {
-        Journal(Arc::new(Mutex::new(home)))
+    pub fn new(home: Home) -> SharedHome {
+        SharedHome(Arc::new(Mutex::new(home)))
     }
 
     /// A handle of its own on the home repo, for long work that must not hold the lock (its object cache is its
@@ -28,8 +28,8 @@ impl Journal {
     }
 }
 
-impl std::fmt::Debug for Journal {
+impl std::fmt::Debug for SharedHome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Journal")
+        f.write_str("SharedHome")
     }
 }
