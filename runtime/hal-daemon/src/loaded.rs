@@ -9,7 +9,7 @@ use gix::ObjectId;
 use hal_model::Client;
 use hal_runner::model::{LiveModels, Models, SecretLookup};
 use hal_runner::tools::Toolbox;
-use hal_runner::{Catalog, SharedHome, Observer, Runner};
+use hal_runner::{Catalog, Observer, Runner, SharedHome};
 use hal_sandbox::catalog::IsolateEntry;
 use hal_sandbox::{Builds, Sandbox};
 use hal_store::Home;

@@ -20,7 +20,7 @@ use hal_runner::model::{Models, Recording};
 
 #[path = "../tests/support/write_tool.rs"]
 mod write_tool;
-use hal_runner::{Catalog, SharedHome, Runner};
+use hal_runner::{Catalog, Runner, SharedHome};
 use hal_store::{Home, ThreadRef};
 
 const STEPS_PER_RUN: u64 = 5;

@@ -153,7 +153,7 @@ impl Models for LiveModels {
 
 /// The caps on a model's replies from `hal.yaml`'s `limits` (`reply`, `idle_seconds`), each defaulting to
 /// [`ReplyLimits::default`]'s.
-pub fn reply_limits(limits: &hal_spec::Limits) -> ReplyLimits {
+pub fn reply_limits(limits: &hal_spec::LimitSettings) -> ReplyLimits {
     let defaults = ReplyLimits::default();
     let bytes = |kb: Option<u64>, default: usize| {
         kb.map_or(default, |kb| usize::try_from(kb.saturating_mul(1024)).unwrap_or(usize::MAX))
@@ -309,6 +309,6 @@ mod tests {
                 ..ReplyLimits::default()
             }
         );
-        assert_eq!(reply_limits(&hal_spec::Limits::default()), ReplyLimits::default());
+        assert_eq!(reply_limits(&hal_spec::LimitSettings::default()), ReplyLimits::default());
     }
 }

@@ -58,7 +58,7 @@ pub trait Tool: Send + Sync {
 #[derive(Clone)]
 pub struct RunScope {
     /// The run's limits.
-    pub limits: crate::run::Limits,
+    pub limits: crate::run::RunLimits,
     /// How many threads started and messages relayed by runs led to this run (0 for a person's request), from
     /// HAL's local record: what the run starts or relays continues this chain.
     pub chain_depth: u32,
@@ -70,7 +70,7 @@ pub struct RunScope {
 
 impl RunScope {
     /// A new scope with `limits`, at the start of a chain, with nothing counted.
-    pub fn new(limits: crate::run::Limits) -> RunScope {
+    pub fn new(limits: crate::run::RunLimits) -> RunScope {
         RunScope { limits, chain_depth: 0, root: None, counts: Arc::default() }
     }
 

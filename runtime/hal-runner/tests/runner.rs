@@ -13,7 +13,7 @@ mod checked;
 mod write_tool;
 use checked::Checked;
 use hal_runner::plan::{Admit, Plan, Turn, plan_for};
-use hal_runner::{Catalog, SharedHome, Runner, Status};
+use hal_runner::{Catalog, Runner, SharedHome, Status};
 use hal_store::{Home, StepKind};
 
 fn git(dir: &Path, args: &[&str]) {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use hal_runner::SharedHome;
 use hal_runner::tools::ToolContext;
-use hal_sandbox::{CallContext, Granted, Limits, Sandbox};
+use hal_sandbox::{CallContext, Granted, IsolateLimits, Sandbox};
 use hal_spec::{IsolateManifest, IsolatePolicy, SandboxLimits, TreeAccess};
 use hal_store::{Home, NewStep, StepKind, ThreadStatus};
 
@@ -40,7 +40,7 @@ fn main() {
         .expect("manifest");
     let policy = IsolatePolicy { tree: Some(TreeAccess::Write), ..IsolatePolicy::default() };
     let granted = Granted::new("hostile", &manifest.capabilities, Some(&policy), false);
-    let limits = Limits::resolve(SandboxLimits::default(), manifest.limits, SandboxLimits::default());
+    let limits = IsolateLimits::resolve(SandboxLimits::default(), manifest.limits, SandboxLimits::default());
     let sandbox = Sandbox::new(Some(dir.path().join("cache")), 1024).expect("sandbox");
     let isolate = sandbox.load(&hostile, manifest, granted, limits, false).expect("loads");
 

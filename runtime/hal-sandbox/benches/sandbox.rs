@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use hal_runner::SharedHome;
 use hal_runner::tools::ToolContext;
 use hal_sandbox::builtin::BUILTINS;
-use hal_sandbox::{CallContext, Granted, Isolate, Limits, Sandbox};
+use hal_sandbox::{CallContext, Granted, Isolate, IsolateLimits, Sandbox};
 use hal_spec::{IsolateManifest, SandboxLimits};
 use hal_store::Home;
 
 fn load(sandbox: &Sandbox, name: &str, wasm: &[u8], manifest: &str) -> Isolate {
     let manifest = IsolateManifest::parse(name, manifest).expect("manifest");
     let granted = Granted::new(name, &manifest.capabilities, None, true);
-    let limits = Limits::resolve(SandboxLimits::default(), manifest.limits, SandboxLimits::default());
+    let limits = IsolateLimits::resolve(SandboxLimits::default(), manifest.limits, SandboxLimits::default());
     sandbox.load(wasm, manifest, granted, limits, true).expect("loads")
 }
 

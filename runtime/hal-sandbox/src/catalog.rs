@@ -13,7 +13,7 @@ use crate::Builds;
 use crate::builtin::BUILTINS;
 use crate::capabilities::Granted;
 use crate::host::{Isolate, Sandbox};
-use crate::limits::{DEFAULT_LIMITS, Limits};
+use crate::limits::{DEFAULT_LIMITS, IsolateLimits};
 
 /// Directory on `main` that holds a home repo's isolates.
 pub const ISOLATES_DIR: &str = "isolates";
@@ -194,7 +194,7 @@ fn load_one(
     let policy = settings.sandbox.isolates.get(&manifest.name);
     let granted = Granted::new(&manifest.name, &manifest.capabilities, policy, builtin);
     let limits =
-        Limits::resolve(policy.map(|p| p.limits).unwrap_or_default(), manifest.limits, settings.sandbox.limits);
+        IsolateLimits::resolve(policy.map(|p| p.limits).unwrap_or_default(), manifest.limits, settings.sandbox.limits);
     Ok(sandbox.load(wasm, manifest, granted, limits, builtin)?)
 }
 

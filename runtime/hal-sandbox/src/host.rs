@@ -12,7 +12,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
 use crate::capabilities::Granted;
-use crate::limits::Limits;
+use crate::limits::IsolateLimits;
 use crate::state::{HostState, IsolatePre};
 
 /// How often the epoch advances: the granularity of wall-time limits.
@@ -55,7 +55,7 @@ pub struct Isolate {
     /// What it may do.
     pub granted: Granted,
     /// Its limits.
-    pub limits: Limits,
+    pub limits: IsolateLimits,
     /// Whether it is built into HAL.
     pub builtin: bool,
     /// Whether its compiled form came from the cache.
@@ -162,7 +162,7 @@ impl Sandbox {
         bytes: &[u8],
         manifest: IsolateManifest,
         granted: Granted,
-        limits: Limits,
+        limits: IsolateLimits,
         builtin: bool,
     ) -> Result<Isolate, crate::Unusable> {
         let name = manifest.name.clone();
@@ -196,7 +196,7 @@ impl Sandbox {
         component: PathBuf,
         manifest: IsolateManifest,
         granted: Granted,
-        limits: Limits,
+        limits: IsolateLimits,
         functions: Vec<(String, String, serde_json::Value)>,
     ) -> Isolate {
         let pre = Pre::Later { component, loaded: std::sync::OnceLock::new() };
@@ -288,7 +288,7 @@ impl Drop for Sandbox {
 /// A plain-language reason for a failed call. Whatever stops a running isolate is its own doing, trap or not (an
 /// exit, bad data across the component ABI, a limiter's cap): [`CallError::Trap`]. The host's own failures
 /// before the isolate runs are [`CallError::Host`].
-fn explain(error: &wasmtime::Error, state: &HostState, isolate: &str, limits: &Limits) -> CallError {
+fn explain(error: &wasmtime::Error, state: &HostState, isolate: &str, limits: &IsolateLimits) -> CallError {
     let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
     let lines: Vec<&str> =
         stderr.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note: ")).collect();

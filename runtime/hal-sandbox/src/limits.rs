@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use hal_spec::SandboxLimits;
 
-/// Limits of one call, resolved from the isolate's manifest, `hal.yaml` and the defaults.
+/// The limits of one isolate call, resolved from the isolate's manifest, `hal.yaml` and the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct IsolateLimits {
     /// Wall time.
     pub wall: Duration,
     /// Units of work (fuel).
@@ -29,15 +29,15 @@ pub const DEFAULT_LIMITS: SandboxLimits = SandboxLimits {
     files: Some(10_000),
 };
 
-impl Limits {
+impl IsolateLimits {
     /// The limits for an isolate: `hal.yaml`'s for that isolate, else its manifest's, else `hal.yaml`'s
     /// defaults, else HAL's.
-    pub fn resolve(policy: SandboxLimits, manifest: SandboxLimits, defaults: SandboxLimits) -> Limits {
+    pub fn resolve(policy: SandboxLimits, manifest: SandboxLimits, defaults: SandboxLimits) -> IsolateLimits {
         // With HAL's defaults last, every field is set.
         let limits = policy.or(manifest).or(defaults).or(DEFAULT_LIMITS);
         let get = |value: Option<u64>| value.unwrap_or_default();
         let bytes = |value: u64, shift: u32| usize::try_from(value.saturating_mul(1 << shift)).unwrap_or(usize::MAX);
-        Limits {
+        IsolateLimits {
             wall: Duration::from_millis(get(limits.wall_ms)),
             fuel: get(limits.fuel),
             memory: bytes(get(limits.memory_mb), 20),

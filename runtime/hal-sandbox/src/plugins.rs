@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::capabilities::Granted;
 use crate::host::{CallContext, Isolate, Sandbox};
-use crate::limits::Limits;
+use crate::limits::IsolateLimits;
 
 /// Where plugins live in a tree.
 pub const PLUGINS_DIR: &str = "plugins";
@@ -114,7 +114,7 @@ pub fn load_plugin(
     let policy = settings.sandbox.isolates.get(&manifest.name);
     let granted = Granted::new(&manifest.name, &manifest.capabilities, policy, false);
     let limits =
-        Limits::resolve(policy.map(|p| p.limits).unwrap_or_default(), manifest.limits, settings.sandbox.limits);
+        IsolateLimits::resolve(policy.map(|p| p.limits).unwrap_or_default(), manifest.limits, settings.sandbox.limits);
     sandbox.load(wasm, manifest.as_isolate(isolate), granted, limits, false)
 }
 
@@ -130,7 +130,7 @@ pub(crate) fn load_plugin_later(
     let policy = settings.sandbox.isolates.get(&manifest.name);
     let granted = Granted::new(&manifest.name, &manifest.capabilities, policy, false);
     let limits =
-        Limits::resolve(policy.map(|p| p.limits).unwrap_or_default(), manifest.limits, settings.sandbox.limits);
+        IsolateLimits::resolve(policy.map(|p| p.limits).unwrap_or_default(), manifest.limits, settings.sandbox.limits);
     let functions = manifest.functions.iter().map(|f| (f.name.clone(), f.description.clone(), f.parameters.clone()));
     sandbox.load_later(component, manifest.as_isolate(isolate), granted, limits, functions.collect())
 }

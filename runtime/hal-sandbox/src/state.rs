@@ -67,7 +67,7 @@ impl HostState {
 
     pub(crate) fn new(
         granted: Granted,
-        limits: &crate::limits::Limits,
+        limits: &crate::limits::IsolateLimits,
         tree: Option<Box<dyn Tree>>,
         http: Option<(reqwest::Client, tokio::runtime::Handle)>,
         secret: SecretLookup,

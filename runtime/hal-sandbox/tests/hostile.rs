@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use hal_runner::SharedHome;
 use hal_runner::tools::ToolContext;
-use hal_sandbox::{CallError, Granted, Isolate, Limits, Sandbox};
+use hal_sandbox::{CallError, Granted, Isolate, IsolateLimits, Sandbox};
 use hal_spec::{IsolateManifest, IsolatePolicy, SandboxLimits, TreeAccess};
 use hal_store::Home;
 
@@ -23,7 +23,7 @@ fn hostile_bytes() -> Vec<u8> {
 fn load(sandbox: &Sandbox, limits: SandboxLimits, policy: Option<&IsolatePolicy>) -> Isolate {
     let manifest = IsolateManifest::parse("hostile/isolate.yaml", MANIFEST).expect("manifest");
     let granted = Granted::new("hostile", &manifest.capabilities, policy, false);
-    let limits = Limits::resolve(limits, manifest.limits, SandboxLimits::default());
+    let limits = IsolateLimits::resolve(limits, manifest.limits, SandboxLimits::default());
     sandbox.load(&hostile_bytes(), manifest, granted, limits, false).expect("loads")
 }
 

@@ -40,6 +40,6 @@ pub use isolate::{Capabilities, ISOLATE_SCHEMA, IsolateManifest, SandboxLimits, 
 pub use plugin::{PLUGIN_SCHEMA, PLUGIN_TESTS_SCHEMA, PluginFunction, PluginManifest, PluginTest};
 pub use problem::{Problem, SpecError};
 pub use settings::{
-    DEFAULT_TASK, IsolatePolicy, Limits, MetricsSettings, ModelSettings, ReplyLimits, SETTINGS_SCHEMA, Sandbox,
+    DEFAULT_TASK, IsolatePolicy, LimitSettings, MetricsSettings, ModelSettings, ReplyLimits, SETTINGS_SCHEMA, Sandbox,
     Settings, TrustSettings, UnsignedMessages,
 };

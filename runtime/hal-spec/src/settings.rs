@@ -26,7 +26,7 @@ pub struct Settings {
     /// Task classes routed to model names.
     pub tasks: BTreeMap<String, String>,
     /// Default limits of a run.
-    pub limits: Limits,
+    pub limits: LimitSettings,
     /// The sandbox policy.
     pub sandbox: Sandbox,
     /// How Prometheus may scrape `/metrics`.
@@ -130,7 +130,7 @@ pub struct ModelSettings {
 /// The `limits` section.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct Limits {
+pub struct LimitSettings {
     /// Most model turns in one run.
     pub max_steps: Option<u32>,
     /// Most tokens in and out over one run.

@@ -386,7 +386,7 @@ mod tests {
         let backchat = home.backchat("alice").expect("backchat");
         let journal = SharedHome::new(home);
         let dispatch = direct();
-        let limits = hal_runner::Limits { max_depth: 3, max_starts: 2, ..hal_runner::run::DEFAULT_LIMITS };
+        let limits = hal_runner::RunLimits { max_depth: 3, max_starts: 2, ..hal_runner::run::DEFAULT_LIMITS };
         let start = |branch: &str, run: &RunScope| {
             let caller = Caller { actor: "alice".to_owned(), branch: branch.to_owned(), run: run.clone() };
             let arg = |key: &str| if key == "help" { "hal".to_owned() } else { "go on".to_owned() };

@@ -6,7 +6,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use hal_runner::{Event, SharedHome, Observer};
+use hal_runner::{Event, Observer, SharedHome};
 use hal_store::identity::HAL_ACTOR;
 use hal_store::{BACKCHAT, Home, NewStep, StepKind, ThreadRef, ThreadStatus};
 

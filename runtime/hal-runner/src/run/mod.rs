@@ -22,9 +22,9 @@ use hal_store::{NewStep, StepKind, ThreadRef, ThreadStatus, identity::HAL_ACTOR}
 use crate::catalog::Catalog;
 use crate::conversation::{Conversation, finish_result};
 use crate::error::RunError;
-use crate::shared_home::SharedHome;
 use crate::model::Models;
 use crate::record::fact;
+use crate::shared_home::SharedHome;
 use crate::status::Status;
 use crate::tools::{BoxFuture, RunScope, ToolResult, Toolbox};
 
@@ -43,7 +43,7 @@ mod route;
 mod steps;
 mod text;
 use crate::plan::{PendingReply, Start, Turn};
-pub use outcome::{DEFAULT_LIMITS, Event, Limits, Observer, Outcome, Routed, Waiting};
+pub use outcome::{DEFAULT_LIMITS, Event, Observer, Outcome, Routed, RunLimits, Waiting};
 use prepare::Prepared;
 use resume::chain_scope;
 use text::{

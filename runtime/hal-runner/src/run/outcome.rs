@@ -11,12 +11,12 @@ use hal_store::StepKind;
 use crate::status::Status;
 
 /// Limits of one run when neither the help nor `hal.yaml` sets them.
-pub const DEFAULT_LIMITS: Limits =
-    Limits { max_steps: 30, max_tokens: 200_000, max_seconds: 600.0, max_depth: 4, max_starts: 8 };
+pub const DEFAULT_LIMITS: RunLimits =
+    RunLimits { max_steps: 30, max_tokens: 200_000, max_seconds: 600.0, max_depth: 4, max_starts: 8 };
 
 /// How far one run may go.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits {
+pub struct RunLimits {
     /// Model turns.
     pub max_steps: u32,
     /// Tokens in and out.
@@ -29,10 +29,10 @@ pub struct Limits {
     pub max_starts: u32,
 }
 
-impl Limits {
+impl RunLimits {
     /// The help's limits, else `hal.yaml`'s, else the defaults.
-    pub fn for_help(help: &Help, settings: &hal_spec::Limits) -> Limits {
-        Limits {
+    pub fn for_help(help: &Help, settings: &hal_spec::LimitSettings) -> RunLimits {
+        RunLimits {
             max_steps: help.runner.max_steps.or(settings.max_steps).unwrap_or(DEFAULT_LIMITS.max_steps),
             max_tokens: help.runner.max_tokens.or(settings.max_tokens).unwrap_or(DEFAULT_LIMITS.max_tokens),
             max_seconds: help.runner.max_seconds.or(settings.max_seconds).unwrap_or(DEFAULT_LIMITS.max_seconds),

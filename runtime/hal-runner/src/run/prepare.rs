@@ -9,7 +9,7 @@ use hal_model::{Reply, Request, ToolSpec};
 use hal_spec::{Agent, Help};
 use serde_json::json;
 
-use super::{Event, FINISH, HELPS_PLACEHOLDER, Limits, Outcome, RunState, Runner};
+use super::{Event, FINISH, HELPS_PLACEHOLDER, Outcome, RunLimits, RunState, Runner};
 use crate::catalog::HelpEntry;
 use crate::conversation::Conversation;
 use crate::error::RunError;
@@ -25,7 +25,7 @@ pub(super) struct Prepared {
     pub(super) model: Arc<dyn Model>,
     pub(super) tools: Vec<Arc<dyn Tool>>,
     pub(super) helps: Vec<String>,
-    pub(super) limits: Limits,
+    pub(super) limits: RunLimits,
 }
 
 impl Runner {
@@ -80,7 +80,7 @@ impl Runner {
         } else {
             models.choose(agent.model.as_deref(), agent.task.as_deref())?
         };
-        let limits = Limits::for_help(help, &self.catalog.settings.limits);
+        let limits = RunLimits::for_help(help, &self.catalog.settings.limits);
         Ok(Prepared { entry: entry.clone(), help: help.clone(), agent: agent.clone(), model, tools, helps, limits })
     }
 

@@ -5,7 +5,7 @@ use gix::ObjectId;
 use hal_model::{Message, ToolCall};
 use hal_store::{NewStep, StepKind, ThreadStatus, identity::HAL_ACTOR};
 
-use super::{Limits, RunState, Runner, tool_message, without_nul};
+use super::{RunLimits, RunState, Runner, tool_message, without_nul};
 use crate::conversation::Conversation;
 use crate::error::RunError;
 use crate::plan::PendingReply;
@@ -99,7 +99,7 @@ impl Runner {
 /// longer of its thread's and its request's, as HAL's local record has them (never as commits claim).
 pub(super) fn chain_scope(
     home: &hal_store::Home,
-    limits: Limits,
+    limits: RunLimits,
     branch: &str,
     request: Option<ObjectId>,
 ) -> Result<RunScope, RunError> {
