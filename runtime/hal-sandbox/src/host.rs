@@ -13,7 +13,8 @@ use wasmtime::{Config, Engine, Store, Trap};
 
 use crate::capabilities::Granted;
 use crate::limits::IsolateLimits;
-use crate::state::{HostState, IsolatePre};
+use crate::state::HostState;
+use crate::state::bindings::{Isolate as IsolateWorld, IsolatePre};
 
 /// How often the epoch advances: the granularity of wall-time limits.
 const TICK: Duration = Duration::from_millis(10);
@@ -120,7 +121,7 @@ impl Sandbox {
         let engine = Engine::new(&config).map_err(|e| StartError::new("cannot start wasmtime", e))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| StartError::new("linking WASI", e))?;
-        crate::state::Isolate::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+        IsolateWorld::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(|e| StartError::new("linking HAL's imports", e))?;
         let http = hal_model::http_builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -251,7 +252,7 @@ impl Sandbox {
         &self,
         isolate: &Isolate,
         context: CallContext,
-        body: impl FnOnce(&crate::state::Isolate, &mut Store<HostState>) -> wasmtime::Result<R>,
+        body: impl FnOnce(&IsolateWorld, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<(R, HostState), CallError> {
         let limits = isolate.limits;
         let deadline = Instant::now() + limits.wall;

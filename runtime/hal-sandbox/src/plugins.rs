@@ -250,14 +250,14 @@ pub(crate) fn repo_plugins(home: &Home, cache: Option<&std::path::Path>, builds:
 const RESERVED: &[&str] = &["threads", "git", "plugins", "finish"];
 
 #[derive(Clone, Copy)]
-enum Kind {
+enum PluginJob {
     Build,
     Test,
 }
 
 struct PluginTool {
     spec: ToolSpec,
-    kind: Kind,
+    kind: PluginJob,
     sandbox: Arc<Sandbox>,
     settings: Settings,
     cache: Option<PathBuf>,
@@ -274,13 +274,13 @@ pub fn add_plugin_tools(
             "version": {"type": "integer", "minimum": 1, "description": "Its version N (plugins/<name>/v<N>/)"}}});
     let tools = [
         (
-            Kind::Build,
+            PluginJob::Build,
             "plugins.build",
             "Build the plugin plugins/<name>/v<version>/ of this thread (plugin.yaml, plugin.py) into a WebAssembly \
              component. Returns what it offers, or the build's errors (Python syntax and import errors included).",
         ),
         (
-            Kind::Test,
+            PluginJob::Test,
             "plugins.test",
             "Build the plugin plugins/<name>/v<version>/ of this thread and run its tests.yaml in the sandbox. \
              Returns each case that failed and why, or that all passed.",
@@ -313,7 +313,7 @@ impl Tool for PluginTool {
             let version = arguments.get("version").and_then(Value::as_u64).unwrap_or_default();
             let version = PluginVersion { name, version: u32::try_from(version).unwrap_or(u32::MAX) };
             let limit = context.config().get("attempts").and_then(Value::as_u64).unwrap_or(DEFAULT_ATTEMPTS);
-            if matches!(self.kind, Kind::Test) {
+            if matches!(self.kind, PluginJob::Test) {
                 let failed = failed_tests(context, &version);
                 if failed >= limit {
                     return ToolResult::error(format!(
@@ -380,10 +380,10 @@ fn failed_tests(context: &ToolContext, version: &PluginVersion) -> u64 {
     })
 }
 
-/// Build `version` (and for [`Kind::Test`] run its tests): the report, `Err` when the build or a test fails.
+/// Build `version` (and for [`PluginJob::Test`] run its tests): the report, `Err` when the build or a test fails.
 #[allow(clippy::too_many_arguments)]
 fn build_and_test(
-    kind: Kind,
+    kind: PluginJob,
     sandbox: &Sandbox,
     settings: &Settings,
     cache: Option<&std::path::Path>,
@@ -412,7 +412,7 @@ fn build_and_test(
         .map_err(|e| fail(format!("built, but does not load: {e}")))?;
     let offers: Vec<&str> = isolate.functions.iter().map(|(name, _, _)| name.as_str()).collect();
     let built = format!("built: {} MB, offers {}", wasm.len() / 1_000_000, offers.join(", "));
-    if matches!(kind, Kind::Build) {
+    if matches!(kind, PluginJob::Build) {
         return Ok(format!("{dir} {built}"));
     }
     let text = tests_text.ok_or_else(|| fail("has no tests.yaml: write at least one case".to_owned()))?;

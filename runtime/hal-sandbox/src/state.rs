@@ -13,7 +13,11 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::capabilities::Granted;
 use crate::scrub::Scrubber;
 
-wasmtime::component::bindgen!({ world: "isolate", path: "../../schemas/wit" });
+/// The code wasmtime generates from `schemas/wit` (the `isolate` world, its `hal:isolate` interfaces): in a module of
+/// its own, so that `Isolate` here means the world and `bindings::hal` the interfaces, never anything of HAL's.
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({ world: "isolate", path: "../../schemas/wit" });
+}
 
 /// Most bytes of an HTTP response body read into the guest.
 const MAX_HTTP_BODY: usize = 8 << 20;
@@ -143,9 +147,9 @@ impl wasmtime::ResourceLimiter for HostState {
     }
 }
 
-impl hal::isolate::types::Host for HostState {}
+impl bindings::hal::isolate::types::Host for HostState {}
 
-impl hal::isolate::tree::Host for HostState {
+impl bindings::hal::isolate::tree::Host for HostState {
     fn read(&mut self, path: String) -> Result<Option<Vec<u8>>, String> {
         self.tree(TreeAccess::Read)?.read(&path).map_err(|e| e.to_string())
     }
@@ -180,13 +184,13 @@ impl hal::isolate::tree::Host for HostState {
     }
 }
 
-impl hal::isolate::http::Host for HostState {
+impl bindings::hal::isolate::http::Host for HostState {
     fn fetch(
         &mut self,
         method: String,
         url: String,
         body: Option<String>,
-    ) -> Result<hal::isolate::http::Response, String> {
+    ) -> Result<bindings::hal::isolate::http::Response, String> {
         let parsed = reqwest::Url::parse(&url).map_err(|e| format!("not a URL: {url}: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!("only http and https URLs can be fetched, not {}", parsed.scheme()));
@@ -215,12 +219,12 @@ impl hal::isolate::http::Host for HostState {
                     break;
                 }
             }
-            Ok(hal::isolate::http::Response { status, body: String::from_utf8_lossy(&bytes).into_owned() })
+            Ok(bindings::hal::isolate::http::Response { status, body: String::from_utf8_lossy(&bytes).into_owned() })
         })
     }
 }
 
-impl hal::isolate::secrets::Host for HostState {
+impl bindings::hal::isolate::secrets::Host for HostState {
     fn get(&mut self, name: String) -> Result<String, String> {
         self.granted.check_secret(&name)?;
         let value = (self.secret)(&name).ok_or_else(|| format!("the secret {name} is not set"))?;
@@ -229,7 +233,7 @@ impl hal::isolate::secrets::Host for HostState {
     }
 }
 
-impl hal::isolate::log::Host for HostState {
+impl bindings::hal::isolate::log::Host for HostState {
     fn write(&mut self, level: String, message: String) {
         // Past the cap nothing more is logged, not even to the host's log: a guest cannot flood it.
         if self.logs.len() >= MAX_LOG_LINES {

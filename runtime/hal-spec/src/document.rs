@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use serde_json::Value;
 
-use crate::problem::Problem;
+use crate::problem::FieldProblem;
 
 /// A parsed document.
 pub(crate) struct Document {
@@ -22,8 +22,8 @@ pub(crate) struct Document {
 
 impl Document {
     /// Parse `text`. An empty document (nothing but comments) is an empty mapping.
-    pub(crate) fn parse(text: &str) -> Result<Document, Problem> {
-        let docs = MarkedYaml::load_from_str(text).map_err(|error| Problem {
+    pub(crate) fn parse(text: &str) -> Result<Document, FieldProblem> {
+        let docs = MarkedYaml::load_from_str(text).map_err(|error| FieldProblem {
             line: error.marker().line(),
             column: error.marker().col() + 1,
             field: String::new(),
@@ -38,7 +38,7 @@ impl Document {
             [one] => document.value = document.convert(one, String::new())?,
             [_, second, ..] => {
                 let (line, column) = start(second);
-                return Err(Problem {
+                return Err(FieldProblem {
                     line,
                     column,
                     field: String::new(),
@@ -68,10 +68,10 @@ impl Document {
         self.keys.get(pointer).copied()
     }
 
-    fn convert(&mut self, node: &MarkedYaml<'_>, pointer: String) -> Result<Value, Problem> {
+    fn convert(&mut self, node: &MarkedYaml<'_>, pointer: String) -> Result<Value, FieldProblem> {
         let position = start(node);
         self.values.insert(pointer.clone(), position);
-        let problem = |message: String| Problem {
+        let problem = |message: String| FieldProblem {
             line: position.0,
             column: position.1,
             field: crate::problem::field_of(&pointer),
@@ -102,7 +102,7 @@ impl Document {
                         YamlData::Value(Scalar::String(s)) => s.to_string(),
                         _ => {
                             let (line, column) = start(key);
-                            return Err(Problem {
+                            return Err(FieldProblem {
                                 line,
                                 column,
                                 field: crate::problem::field_of(&pointer),

@@ -38,7 +38,7 @@ pub use agent::{AGENT_SCHEMA, Agent};
 pub use help::{Assess, Done, Example, HELP_SCHEMA, Help, HelpTest, OutputCheck, Route, Runner};
 pub use isolate::{Capabilities, ISOLATE_SCHEMA, IsolateManifest, SandboxLimits, TreeAccess};
 pub use plugin::{PLUGIN_SCHEMA, PLUGIN_TESTS_SCHEMA, PluginFunction, PluginManifest, PluginTest};
-pub use problem::{Problem, SpecError};
+pub use problem::{FieldProblem, SpecError};
 pub use settings::{
     DEFAULT_TASK, IsolatePolicy, LimitSettings, MetricsSettings, ModelSettings, ReplyLimits, SETTINGS_SCHEMA, Sandbox,
     Settings, TrustSettings, UnsignedMessages,

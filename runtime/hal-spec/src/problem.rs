@@ -2,9 +2,9 @@
 
 use std::fmt;
 
-/// One thing wrong with a file.
+/// One thing wrong with a file, at a field.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub struct FieldProblem {
     /// 1-based line.
     pub line: usize,
     /// 1-based column, in characters.
@@ -21,7 +21,7 @@ pub struct SpecError {
     /// The file, as the user knows it (e.g. `helps/summary.yaml` or `built-in helps/hal.yaml`).
     pub file: String,
     /// The problems, in document order.
-    pub problems: Vec<Problem>,
+    pub problems: Vec<FieldProblem>,
 }
 
 impl fmt::Display for SpecError {

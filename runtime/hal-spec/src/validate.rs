@@ -4,7 +4,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::document::Document;
-use crate::problem::{Problem, SpecError, field_of};
+use crate::problem::{FieldProblem, SpecError, field_of};
 
 /// A compiled schema together with its source (for listing the fields an object allows).
 pub(crate) struct Schema {
@@ -45,7 +45,7 @@ impl Schema {
                         let child = format!("{pointer}/{}", name.replace('~', "~0").replace('/', "~1"));
                         let (line, column) =
                             document.key_position(&child).unwrap_or_else(|| document.value_position(&pointer));
-                        problems.push(Problem {
+                        problems.push(FieldProblem {
                             line,
                             column,
                             field: field_of(&child),
@@ -55,7 +55,7 @@ impl Schema {
                 }
                 _ => {
                     let (line, column) = document.value_position(&pointer);
-                    problems.push(Problem { line, column, field: field_of(&pointer), message: error.to_string() });
+                    problems.push(FieldProblem { line, column, field: field_of(&pointer), message: error.to_string() });
                 }
             }
         }
@@ -64,13 +64,13 @@ impl Schema {
             return Err(fail(problems));
         }
         let value: T = serde_json::from_value(document.value.clone()).map_err(|error| {
-            fail(vec![Problem { line: 1, column: 1, field: String::new(), message: error.to_string() }])
+            fail(vec![FieldProblem { line: 1, column: 1, field: String::new(), message: error.to_string() }])
         })?;
-        let problems: Vec<Problem> = check(&value)
+        let problems: Vec<FieldProblem> = check(&value)
             .into_iter()
             .map(|(pointer, message)| {
                 let (line, column) = document.value_position(&pointer);
-                Problem { line, column, field: field_of(&pointer), message }
+                FieldProblem { line, column, field: field_of(&pointer), message }
             })
             .collect();
         if problems.is_empty() { Ok(value) } else { Err(fail(problems)) }

@@ -20,10 +20,10 @@ fn main() -> ExitCode {
     let args = cli::Args::parse();
     init_logging(&args);
     match commands::run(&args) {
-        Ok(commands::Outcome::Done) => ExitCode::from(EXIT_OK),
-        Ok(commands::Outcome::Conflict) => ExitCode::from(commands::EXIT_CONFLICT),
-        Ok(commands::Outcome::Invalid) => ExitCode::from(commands::EXIT_INVALID),
-        Ok(commands::Outcome::Exit(code)) => ExitCode::from(code),
+        Ok(commands::CommandEnd::Done) => ExitCode::from(EXIT_OK),
+        Ok(commands::CommandEnd::Conflict) => ExitCode::from(commands::EXIT_CONFLICT),
+        Ok(commands::CommandEnd::Invalid) => ExitCode::from(commands::EXIT_INVALID),
+        Ok(commands::CommandEnd::Exit(code)) => ExitCode::from(code),
         // The reader of stdout went away (`hal thread list | head -1`): nothing is wrong, stop quietly.
         Err(error) if is_broken_pipe(&error) => ExitCode::from(EXIT_OK),
         Err(error) => {

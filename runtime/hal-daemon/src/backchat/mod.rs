@@ -35,7 +35,7 @@ const MAX_LISTED: usize = 100;
 const DIFF_LINES: usize = 40;
 
 #[derive(Clone, Copy)]
-enum Kind {
+enum CommandKind {
     List,
     Summary,
     Show,
@@ -49,7 +49,7 @@ enum Kind {
 
 struct HalCommand {
     spec: ToolSpec,
-    kind: Kind,
+    kind: CommandKind,
     dispatch: Dispatch,
 }
 
@@ -62,7 +62,7 @@ pub fn add_tools(toolbox: &mut Toolbox, dispatch: Dispatch) -> Result<(), hal_ru
     let thread = json!({"type": "string", "description": "Thread id, unique prefix, or branch threads/<actor>/<id>"});
     let commands = [
         (
-            Kind::List,
+            CommandKind::List,
             spec(
                 "threads.list",
                 "List threads, newest first: id, status, steps, title. Filter by status (open, running, done, \
@@ -72,7 +72,7 @@ pub fn add_tools(toolbox: &mut Toolbox, dispatch: Dispatch) -> Result<(), hal_ru
             ),
         ),
         (
-            Kind::Summary,
+            CommandKind::Summary,
             spec(
                 "threads.summary",
                 "Summarise a thread: title, status, its steps (newest 30, one line each) and the files it changed \
@@ -82,7 +82,7 @@ pub fn add_tools(toolbox: &mut Toolbox, dispatch: Dispatch) -> Result<(), hal_ru
             ),
         ),
         (
-            Kind::Show,
+            CommandKind::Show,
             spec(
                 "git.show",
                 "Show a commit: its message, author, parents and the files it changed.",
@@ -91,7 +91,7 @@ pub fn add_tools(toolbox: &mut Toolbox, dispatch: Dispatch) -> Result<(), hal_ru
             ),
         ),
         (
-            Kind::Read,
+            CommandKind::Read,
             spec(
                 "git.read",
                 "Read a file at any ref: main, a thread's branch, a commit id.",
@@ -100,7 +100,7 @@ pub fn add_tools(toolbox: &mut Toolbox, dispatch: Dispatch) -> Result<(), hal_ru
             ),
         ),
         (
-            Kind::Diff,
+            CommandKind::Diff,
             spec(
                 "threads.diff",
                 "The files a thread adds, changes or deletes compared with main, with the start of each new text.",
@@ -109,7 +109,7 @@ pub fn add_tools(toolbox: &mut Toolbox, dispatch: Dispatch) -> Result<(), hal_ru
             ),
         ),
         (
-            Kind::Start,
+            CommandKind::Start,
             spec(
                 "threads.start",
                 "Start a new thread from main that runs a help on an input. Returns the thread id; the thread \
@@ -120,7 +120,7 @@ pub fn add_tools(toolbox: &mut Toolbox, dispatch: Dispatch) -> Result<(), hal_ru
             ),
         ),
         (
-            Kind::Say,
+            CommandKind::Say,
             spec(
                 "threads.say",
                 "Send a message to a thread on the person's behalf; the thread answers it with its next turn.",
@@ -129,7 +129,7 @@ pub fn add_tools(toolbox: &mut Toolbox, dispatch: Dispatch) -> Result<(), hal_ru
             ),
         ),
         (
-            Kind::Switch,
+            CommandKind::Switch,
             spec(
                 "threads.switch",
                 "Hand a thread to another agent: sends the request, rewritten for that agent, to the thread as a \
@@ -142,7 +142,7 @@ pub fn add_tools(toolbox: &mut Toolbox, dispatch: Dispatch) -> Result<(), hal_ru
             ),
         ),
         (
-            Kind::ProposeMerge,
+            CommandKind::ProposeMerge,
             spec(
                 "threads.propose_merge",
                 "Propose merging a thread's work into main: records the proposal on the thread and returns the \
@@ -229,14 +229,14 @@ fn next_depth(journal: &SharedHome, caller: &Caller, what: &str) -> Result<u32, 
 fn run(
     journal: &SharedHome,
     dispatch: &Dispatch,
-    kind: Kind,
+    kind: CommandKind,
     caller: &Caller,
     arg: &dyn Fn(&str) -> String,
 ) -> Result<String, String> {
     let actor = caller.actor.as_str();
     let who = Some(actor.to_owned()).filter(|a| !a.is_empty());
     match kind {
-        Kind::Start => {
+        CommandKind::Start => {
             let (help, input, title) = (arg("help"), arg("input"), arg("title"));
             let title = if title.trim().is_empty() { format!("{help}: {}", first_line(&input)) } else { title };
             let depth = next_depth(journal, caller, "started")?;
@@ -256,9 +256,9 @@ fn run(
             };
             Ok(format!("started thread {} ({}) running help `{help}`", thread.id, thread.branch))
         }
-        Kind::Say | Kind::Switch => {
+        CommandKind::Say | CommandKind::Switch => {
             let agent = match kind {
-                Kind::Switch => Some(journal.with(|home| known_agent(home, &arg("agent")))?),
+                CommandKind::Switch => Some(journal.with(|home| known_agent(home, &arg("agent")))?),
                 _ => None,
             };
             let target = journal
@@ -266,7 +266,7 @@ fn run(
                 .map_err(|e| e.to_string())?;
             // A switch stays with the thread: only the person's own work threads, never a backchat (which always
             // talks to HAL) nor another person's thread (whose agent is theirs to choose).
-            if matches!(kind, Kind::Switch) && (target.id == hal_store::BACKCHAT || target.actor != actor) {
+            if matches!(kind, CommandKind::Switch) && (target.id == hal_store::BACKCHAT || target.actor != actor) {
                 return Err(format!(
                     "not switched: {} is {}; a switch is for your own threads",
                     target.id,
@@ -297,12 +297,12 @@ fn run(
                 None => Ok(format!("sent; thread {} answers it {when}", thread.id)),
             }
         }
-        Kind::List => journal.with(|home| list(home, &arg("status"), &arg("text"))),
-        Kind::Summary => journal.with(|home| summary(home, &arg("thread"))),
-        Kind::Show => journal.with(|home| show(home, &arg("commit"))),
-        Kind::Read => journal.with(|home| read(home, &arg("ref"), &arg("path"))),
-        Kind::Diff => journal.with(|home| diff(home, &arg("thread"))),
-        Kind::ProposeMerge => journal.with(|home| propose_merge(home, actor, &arg("thread"), &arg("reason"))),
+        CommandKind::List => journal.with(|home| list(home, &arg("status"), &arg("text"))),
+        CommandKind::Summary => journal.with(|home| summary(home, &arg("thread"))),
+        CommandKind::Show => journal.with(|home| show(home, &arg("commit"))),
+        CommandKind::Read => journal.with(|home| read(home, &arg("ref"), &arg("path"))),
+        CommandKind::Diff => journal.with(|home| diff(home, &arg("thread"))),
+        CommandKind::ProposeMerge => journal.with(|home| propose_merge(home, actor, &arg("thread"), &arg("reason"))),
     }
 }
 
@@ -345,25 +345,26 @@ mod tests {
         let main_before = home.main_tip().expect("main");
         let journal = SharedHome::new(home);
         let dispatch = direct();
-        let call = |kind: Kind, args: &[(&str, &str)]| {
+        let call = |kind: CommandKind, args: &[(&str, &str)]| {
             let args: Vec<(String, String)> = args.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
             let arg = |key: &str| args.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default();
             let caller = Caller { actor: "alice".to_owned(), branch: String::new(), run: RunScope::default() };
             run(&journal, &dispatch, kind, &caller, &arg)
         };
-        let listed = call(Kind::List, &[("status", "open")]).expect("list");
+        let listed = call(CommandKind::List, &[("status", "open")]).expect("list");
         assert!(listed.contains(&thread.id) && listed.contains("notes"), "{listed}");
-        assert_eq!(call(Kind::List, &[("text", "nothing like it")]).expect("list"), "no threads match");
-        let summary = call(Kind::Summary, &[("thread", &thread.id)]).expect("summary");
+        assert_eq!(call(CommandKind::List, &[("text", "nothing like it")]).expect("list"), "no threads match");
+        let summary = call(CommandKind::Summary, &[("thread", &thread.id)]).expect("summary");
         assert!(summary.contains("title: notes") && summary.contains("A notes/a.md"), "{summary}");
-        let shown = call(Kind::Show, &[("commit", &written.commit.to_string())]).expect("show");
+        let shown = call(CommandKind::Show, &[("commit", &written.commit.to_string())]).expect("show");
         assert!(shown.contains("A notes/a.md") && shown.contains("parent "), "{shown}");
-        let read = call(Kind::Read, &[("ref", &thread.branch), ("path", "notes/a.md")]).expect("read");
+        let read = call(CommandKind::Read, &[("ref", &thread.branch), ("path", "notes/a.md")]).expect("read");
         assert_eq!(read, "# A\nline two\n");
-        assert!(call(Kind::Read, &[("ref", "main"), ("path", "notes/a.md")]).is_err(), "not on main");
-        let diff = call(Kind::Diff, &[("thread", &thread.id)]).expect("diff");
+        assert!(call(CommandKind::Read, &[("ref", "main"), ("path", "notes/a.md")]).is_err(), "not on main");
+        let diff = call(CommandKind::Diff, &[("thread", &thread.id)]).expect("diff");
         assert!(diff.contains("--- notes/a.md (new)") && diff.contains("+ line two"), "{diff}");
-        let proposal = call(Kind::ProposeMerge, &[("thread", &thread.id), ("reason", "ready")]).expect("propose");
+        let proposal =
+            call(CommandKind::ProposeMerge, &[("thread", &thread.id), ("reason", "ready")]).expect("propose");
         assert!(proposal.contains(&format!("hal thread merge {}", thread.id)), "{proposal}");
         journal.with(|home| {
             assert_eq!(home.main_tip().expect("main"), main_before, "proposing never merges");
@@ -372,9 +373,9 @@ mod tests {
             assert_eq!(tip.kind, hal_store::StepKind::System);
             assert_eq!(tip.status, Some(hal_store::ThreadStatus::Open), "the thread's status is kept");
         });
-        let started = call(Kind::Start, &[("help", "hal"), ("input", "hello")]).expect("start");
+        let started = call(CommandKind::Start, &[("help", "hal"), ("input", "hello")]).expect("start");
         assert!(started.starts_with("started thread "), "{started}");
-        let said = call(Kind::Say, &[("thread", &thread.id), ("text", "more please")]).expect("say");
+        let said = call(CommandKind::Say, &[("thread", &thread.id), ("text", "more please")]).expect("say");
         assert!(said.contains("with its next turn"), "{said}");
     }
 
@@ -415,7 +416,7 @@ mod tests {
         // A message relayed to a thread is HAL's too.
         let caller = Caller { actor: "alice".to_owned(), branch: backchat.branch.clone(), run: RunScope::default() };
         let arg = |key: &str| if key == "thread" { branch.clone() } else { "model text".to_owned() };
-        run(&journal, &dispatch, Kind::Say, &caller, &arg).expect("say");
+        run(&journal, &dispatch, CommandKind::Say, &caller, &arg).expect("say");
         let said = journal.with(|home| {
             let thread = home.resolve_thread(&branch).expect("thread");
             home.steps_back(&thread).next().expect("a step").expect("readable")
@@ -430,12 +431,12 @@ mod tests {
         // A run may not message its own thread (its next turn would do the same), nor relay past max_depth: two
         // threads relaying to each other stop.
         let own = |key: &str| if key == "thread" { backchat.branch.clone() } else { "again".to_owned() };
-        let refused = run(&journal, &dispatch, Kind::Say, &caller, &own).expect_err("own thread");
+        let refused = run(&journal, &dispatch, CommandKind::Say, &caller, &own).expect_err("own thread");
         assert!(refused.contains("cannot send a message to its own thread"), "{refused}");
         let mut deep = RunScope::new(limits);
         deep.chain_depth = 3;
         let caller = Caller { actor: "alice".to_owned(), branch: backchat.branch.clone(), run: deep };
-        let refused = run(&journal, &dispatch, Kind::Say, &caller, &arg).expect_err("past max_depth");
+        let refused = run(&journal, &dispatch, CommandKind::Say, &caller, &arg).expect_err("past max_depth");
         assert!(refused.contains("not sent") && refused.contains("limits.max_depth"), "{refused}");
     }
 
@@ -448,7 +449,7 @@ mod tests {
     ) -> Result<hal_store::ThreadRef, String> {
         let before: Vec<String> =
             journal.with(|home| home.list_threads()).expect("list").into_iter().map(|t| t.id).collect();
-        run(journal, dispatch, Kind::Start, caller, arg)?;
+        run(journal, dispatch, CommandKind::Start, caller, arg)?;
         let threads = journal.with(|home| home.list_threads()).expect("list");
         let new = threads.into_iter().find(|t| !before.contains(&t.id)).expect("a new thread");
         Ok(journal.with(|home| home.resolve_thread(&new.id)).expect("resolve"))

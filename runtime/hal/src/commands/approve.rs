@@ -8,7 +8,7 @@ use hal_runner::record::ApprovalData;
 use hal_store::Home;
 use hal_trust::approval::{APPROVAL_NAMESPACE, Scope, approval_statement};
 
-use super::{Outcome, remote};
+use super::{CommandEnd, remote};
 use crate::cli::Args;
 
 /// What `hal approve` or `hal deny` answers.
@@ -28,7 +28,7 @@ pub struct Answer<'a> {
 }
 
 /// Approve or deny what `answer.thread` waits on.
-pub fn run(args: &Args, answer: &Answer<'_>) -> Result<Outcome> {
+pub fn run(args: &Args, answer: &Answer<'_>) -> Result<CommandEnd> {
     let (approve, scope) = (answer.approve, answer.scope);
     let reason = answer.reason.trim();
     if !approve && reason.is_empty() {
@@ -136,7 +136,7 @@ pub fn run(args: &Args, answer: &Answer<'_>) -> Result<Outcome> {
     };
     let (end, _) = remote::talk(handle.as_ref(), &actor, &command, &display)?;
     super::run::print_end(args, handle.as_ref(), &end)?;
-    Ok(Outcome::Exit(remote::exit_code(end.status)))
+    Ok(CommandEnd::Exit(remote::exit_code(end.status)))
 }
 
 /// `amount` in the smallest unit a budget's answer carries: tokens, or US cents for `usd`.

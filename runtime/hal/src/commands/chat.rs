@@ -8,7 +8,7 @@ use hal_daemon::protocol::{Command, Status};
 use hal_daemon::{Handle, Place};
 use hal_store::{BACKCHAT, Home};
 
-use super::{Outcome, remote};
+use super::{CommandEnd, remote};
 use crate::cli::Args;
 
 /// How one exchange ended.
@@ -19,14 +19,14 @@ struct Answer {
 }
 
 /// `hal chat [-m <text>] [--thread <id>]`
-pub fn run(args: &Args, message: Option<&str>, thread: Option<&str>, key: Option<&str>) -> Result<Outcome> {
+pub fn run(args: &Args, message: Option<&str>, thread: Option<&str>, key: Option<&str>) -> Result<CommandEnd> {
     let home = Home::open(&args.directory)?;
     let handle = remote::handle(args)?;
     let target = thread.unwrap_or(BACKCHAT).to_owned();
     if let Some(text) = message {
         let answer = exchange(args, &home, handle.as_ref(), &target, text, key)?;
         print_answer(args, &answer)?;
-        return Ok(Outcome::Exit(remote::exit_code(answer.status)));
+        return Ok(CommandEnd::Exit(remote::exit_code(answer.status)));
     }
     if key.is_some() {
         anyhow::bail!("--idempotency-key goes with one message (-m): an interactive chat sends many");
@@ -48,7 +48,7 @@ fn print_answer(args: &Args, answer: &Answer) -> Result<()> {
     Ok(())
 }
 
-fn interactive(args: &Args, home: &Home, handle: &dyn Handle, target: &str) -> Result<Outcome> {
+fn interactive(args: &Args, home: &Home, handle: &dyn Handle, target: &str) -> Result<CommandEnd> {
     let mut editor = rustyline::DefaultEditor::new().context("starting the line editor")?;
     let history = hal_daemon::hal_dir(home.repo().common_dir()).join("chat_history");
     let _ = editor.load_history(&history);
@@ -83,7 +83,7 @@ fn interactive(args: &Args, home: &Home, handle: &dyn Handle, target: &str) -> R
         let _ = std::fs::create_dir_all(dir);
     }
     let _ = editor.save_history(&history);
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }
 
 /// Send `text` to `target` and wait for the turn that answers it.

@@ -8,7 +8,7 @@ use hal_daemon::{Daemon, DaemonOptions};
 use hal_model::Reply;
 use hal_runner::model::{Models, Recording};
 
-use super::Outcome;
+use super::CommandEnd;
 use crate::cli::Args;
 
 /// Model replies played by a daemon started with `--recording`.
@@ -17,7 +17,7 @@ pub fn recording_models(replies: Vec<Reply>) -> Arc<dyn Models> {
 }
 
 /// `hal daemon [--port N] [--recording FILE]`
-pub fn run(args: &Args, port: u16, recording: Option<&Path>) -> Result<Outcome> {
+pub fn run(args: &Args, port: u16, recording: Option<&Path>) -> Result<CommandEnd> {
     let models = match recording {
         Some(path) => {
             let path = args.directory.join(path);
@@ -46,5 +46,5 @@ pub fn run(args: &Args, port: u16, recording: Option<&Path>) -> Result<Outcome> 
     };
     Daemon::run(&directory, options, |info| drop(banner(info)))?;
     outln!("hal daemon stopped");
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }

@@ -19,7 +19,7 @@ use hal_daemon::{Daemon, DaemonOptions};
 use hal_model::Reply;
 use hal_store::{Home, MergeOutcome};
 
-use super::Outcome;
+use super::CommandEnd;
 use crate::cli::Args;
 use crate::output;
 
@@ -32,7 +32,7 @@ const RECORDING: &str = include_str!("../../../../fixtures/demo/recording.json")
 const FALLBACK_ACTOR: &str = "you";
 
 /// Run the tour in `dir` (a new directory under the system's temp dir when `None`).
-pub fn run(args: &Args, dir: Option<&Path>, live: bool) -> Result<Outcome> {
+pub fn run(args: &Args, dir: Option<&Path>, live: bool) -> Result<CommandEnd> {
     let dir = match dir {
         Some(dir) => args.directory.join(dir),
         None => fresh_dir()?,
@@ -104,7 +104,7 @@ pub fn run(args: &Args, dir: Option<&Path>, live: bool) -> Result<Outcome> {
         dir.display(),
         dir.display()
     );
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }
 
 /// Start the daemon, commit a help, ask HAL in the backchat for work that needs it, follow the thread HAL starts,

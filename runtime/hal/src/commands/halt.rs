@@ -5,12 +5,12 @@ use anyhow::{Result, bail};
 use hal_daemon::protocol::{Command, Response};
 use hal_store::Home;
 
-use super::{Outcome, remote};
+use super::{CommandEnd, remote};
 use crate::cli::Args;
 use crate::output;
 
 /// Halt (`on`) or resume, signed with the person's key.
-pub fn run(args: &Args, on: bool, reason: &str) -> Result<Outcome> {
+pub fn run(args: &Args, on: bool, reason: &str) -> Result<CommandEnd> {
     let reason = reason.trim();
     let home = Home::open(&args.directory)?;
     let actor = home.resolve_actor(None)?;
@@ -40,11 +40,11 @@ pub fn run(args: &Args, on: bool, reason: &str) -> Result<Outcome> {
     };
     if args.json {
         output::json(&serde_json::json!({ "halt": halt, "commit": commit }))?;
-        return Ok(Outcome::Done);
+        return Ok(CommandEnd::Done);
     }
     match halt.reason() {
         Some(reason) => outln!("{reason} ({})", &commit[..10]),
         None => outln!("running ({})", &commit[..10]),
     }
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }

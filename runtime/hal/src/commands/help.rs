@@ -10,12 +10,12 @@ use hal_store::Home;
 
 use hal_daemon::protocol::Command;
 
-use super::Outcome;
+use super::CommandEnd;
 use crate::cli::{Args, HelpCommand};
 use crate::output;
 
 /// Run one help command.
-pub fn run(args: &Args, command: &HelpCommand) -> Result<Outcome> {
+pub fn run(args: &Args, command: &HelpCommand) -> Result<CommandEnd> {
     match command {
         HelpCommand::List => list(args),
         HelpCommand::New { name } => new(args, name),
@@ -45,7 +45,7 @@ fn catalogue(args: &Args) -> Result<Vec<HelpEntry>> {
 const SKELETON: &str = include_str!("help_skeleton.yaml");
 
 /// `hal help new <name>`: a commented skeleton in `helps/<name>.yaml` of the work tree, never over a file.
-fn new(args: &Args, name: &str) -> Result<Outcome> {
+fn new(args: &Args, name: &str) -> Result<CommandEnd> {
     let valid = name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
@@ -78,14 +78,14 @@ fn new(args: &Args, name: &str) -> Result<Outcome> {
         outln!("next: edit it, check it with `hal help validate {relative}`, commit it on main,");
         outln!("      then `hal help run {name} \"a request\"` (or `hal help test {name}`)");
     }
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }
 
-fn list(args: &Args) -> Result<Outcome> {
+fn list(args: &Args) -> Result<CommandEnd> {
     let entries = catalogue(args)?;
     if args.json {
         output::json(&entries)?;
-        return Ok(Outcome::Done);
+        return Ok(CommandEnd::Done);
     }
     let width = entries.iter().map(|e| e.name.len()).max().unwrap_or(4).max(4);
     let source_width = entries.iter().map(|e| e.source.to_string().chars().count()).max().unwrap_or(0);
@@ -97,10 +97,10 @@ fn list(args: &Args) -> Result<Outcome> {
         };
         outln!("{:<width$}  {:<source_width$}  {about}", entry.name, entry.source.to_string());
     }
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }
 
-fn show(args: &Args, name: &str) -> Result<Outcome> {
+fn show(args: &Args, name: &str) -> Result<CommandEnd> {
     let entries = catalogue(args)?;
     let Some(entry) = entries.into_iter().find(|e| e.name == name) else {
         anyhow::bail!("no help named {name:?} (see `hal help list`)");
@@ -114,7 +114,7 @@ fn show(args: &Args, name: &str) -> Result<Outcome> {
         }
         out!("{}", entry.text);
     }
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }
 
 /// The names a help's `commands` may use, as the repo's handle has `main` loaded: tools (a group selects all of
@@ -178,7 +178,7 @@ impl Known {
     }
 }
 
-fn validate(args: &Args, files: &[std::path::PathBuf]) -> Result<Outcome> {
+fn validate(args: &Args, files: &[std::path::PathBuf]) -> Result<CommandEnd> {
     let known = Known::of(args, files)?;
     let mut results = Vec::new();
     let mut unreadable = false;
@@ -211,9 +211,9 @@ fn validate(args: &Args, files: &[std::path::PathBuf]) -> Result<Outcome> {
     }
     // A file that cannot be read is a usage error (2), not an invalid file (1).
     Ok(match (unreadable, invalid) {
-        (true, _) => Outcome::Exit(super::EXIT_USAGE),
-        (false, 0) => Outcome::Done,
-        (false, _) => Outcome::Invalid,
+        (true, _) => CommandEnd::Exit(super::EXIT_USAGE),
+        (false, 0) => CommandEnd::Done,
+        (false, _) => CommandEnd::Invalid,
     })
 }
 

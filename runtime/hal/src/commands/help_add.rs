@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use hal_daemon::protocol::{Command, FileContent, Response};
 use hal_store::Home;
 
-use super::Outcome;
+use super::CommandEnd;
 use crate::cli::Args;
 use crate::output;
 
@@ -35,7 +35,7 @@ struct Entry {
 
 /// Add the help at `source` (`<git-url>[#<path>]`) to this repo on a new thread, named `name` (default: its file's).
 /// Without a path, the source's one help under `helps/` is meant.
-pub fn add(args: &Args, source: &str, name: Option<&str>) -> Result<Outcome> {
+pub fn add(args: &Args, source: &str, name: Option<&str>) -> Result<CommandEnd> {
     let (url, path) = match source.rsplit_once('#') {
         Some((url, path)) => (url, Some(path)),
         None => (source, None),
@@ -83,7 +83,7 @@ fn only_help(scratch: &Scratch, url: &str, commit: &str) -> Result<String> {
 
 /// `hal help update <name>`: the newer version of a help `hal help add` brought, from the source its first line
 /// names, on a new thread to merge, with the difference shown.
-pub fn update(args: &Args, name: &str) -> Result<Outcome> {
+pub fn update(args: &Args, name: &str) -> Result<CommandEnd> {
     let home = Home::open(&args.directory)?;
     let main = home.main_tip()?.context("this repo has no main")?;
     let file = format!("helps/{name}.yaml");
@@ -104,7 +104,7 @@ pub fn update(args: &Args, name: &str) -> Result<Outcome> {
     if commit == pinned.trim() {
         drop(scratch);
         outln!("{name} is up to date: {url} is still at {}", &commit[..10.min(commit.len())]);
-        return Ok(Outcome::Done);
+        return Ok(CommandEnd::Done);
     }
     let files = gather(&home, &scratch, url, &path, &commit, Some(name), true)?;
     drop(scratch);
@@ -221,7 +221,7 @@ fn gather(
 }
 
 /// Write the import on a new thread, one step per file, each naming the source.
-fn write(args: &Args, home: &Home, url: &str, commit: &str, import: Files, verb: &str) -> Result<Outcome> {
+fn write(args: &Args, home: &Home, url: &str, commit: &str, import: Files, verb: &str) -> Result<CommandEnd> {
     let Files { name, files, skipped } = import;
     let actor = home.resolve_actor(None)?;
     let handle = super::remote::handle(args)?;
@@ -282,7 +282,7 @@ fn write(args: &Args, home: &Home, url: &str, commit: &str, import: Files, verb:
             thread.id
         );
     }
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }
 
 /// Refuse a URL that could run a command, pass for an option, or carry a password into commits and output.

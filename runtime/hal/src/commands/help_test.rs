@@ -9,7 +9,7 @@ use hal_daemon::protocol::{Command, FileContent, Response, Status, TurnEnd};
 use hal_spec::HelpTest;
 use hal_store::Home;
 
-use super::Outcome;
+use super::CommandEnd;
 use super::run::EXIT_FAILED;
 use crate::cli::Args;
 use crate::output;
@@ -52,7 +52,7 @@ struct CaseReport {
 }
 
 /// Run the tests of help `name` as `agent`, each case `iterations` times.
-pub fn run(args: &Args, agent: &str, name: &str, iterations: u32) -> Result<Outcome> {
+pub fn run(args: &Args, agent: &str, name: &str, iterations: u32) -> Result<CommandEnd> {
     let home = Home::open(&args.directory)?;
     let actor = home.resolve_actor(None)?;
     drop(home);
@@ -103,7 +103,7 @@ pub fn run(args: &Args, agent: &str, name: &str, iterations: u32) -> Result<Outc
     } else {
         outln!("{} passed, {failed} failed", cases_report.len() - failed);
     }
-    Ok(if failed == 0 { Outcome::Done } else { Outcome::Exit(EXIT_FAILED) })
+    Ok(if failed == 0 { CommandEnd::Done } else { CommandEnd::Exit(EXIT_FAILED) })
 }
 
 /// Start a test thread (from `from`, else main) asking `help` for `input`, and wait for its turn's end.

@@ -5,12 +5,12 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use hal_store::Home;
 
-use super::Outcome;
+use super::CommandEnd;
 use crate::cli::Args;
 use crate::output;
 
 /// Prepare the repository and say what changed.
-pub fn run(args: &Args, path: Option<&Path>, actor: Option<&str>) -> Result<Outcome> {
+pub fn run(args: &Args, path: Option<&Path>, actor: Option<&str>) -> Result<CommandEnd> {
     let target = match path {
         Some(path) => args.directory.join(path),
         None => args.directory.clone(),
@@ -19,7 +19,7 @@ pub fn run(args: &Args, path: Option<&Path>, actor: Option<&str>) -> Result<Outc
         Home::init(&target, actor).with_context(|| format!("cannot prepare {} as a home repo", target.display()))?;
     if args.json {
         output::json(&report)?;
-        return Ok(Outcome::Done);
+        return Ok(CommandEnd::Done);
     }
     let mut changes = Vec::new();
     if report.created_repository {
@@ -51,5 +51,5 @@ pub fn run(args: &Args, path: Option<&Path>, actor: Option<&str>) -> Result<Outc
     if let Some(signers) = &report.allowed_signers {
         outln!("git checks both with {} (`git log --show-signature`).", signers.display());
     }
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }

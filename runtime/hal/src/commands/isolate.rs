@@ -6,12 +6,12 @@ use hal_daemon::Handle;
 use hal_daemon::protocol::{Called, Command, IsolateReport, Response};
 use serde_json::json;
 
-use super::{Outcome, remote};
+use super::{CommandEnd, remote};
 use crate::cli::{Args, IsolateCommand};
 use crate::output;
 
 /// Run one isolate command.
-pub fn run(args: &Args, command: &IsolateCommand) -> Result<Outcome> {
+pub fn run(args: &Args, command: &IsolateCommand) -> Result<CommandEnd> {
     let handle = remote::handle(args)?;
     match command {
         IsolateCommand::List => list(args, &isolates(handle.as_ref())?),
@@ -30,7 +30,7 @@ fn isolates(handle: &dyn Handle) -> Result<Vec<IsolateReport>> {
 }
 
 /// `hal isolate build [name]`: what is not built yet is built (by the daemon when one runs), then listed.
-fn build(args: &Args, handle: &dyn Handle, name: Option<&str>) -> Result<Outcome> {
+fn build(args: &Args, handle: &dyn Handle, name: Option<&str>) -> Result<CommandEnd> {
     let entries = remote::catalogue(handle, &Command::BuildIsolates)?.isolates;
     let judged: Vec<&IsolateReport> = match name {
         Some(name) => vec![find(&entries, name)?],
@@ -38,7 +38,7 @@ fn build(args: &Args, handle: &dyn Handle, name: Option<&str>) -> Result<Outcome
     };
     let failed = judged.iter().any(|entry| entry.loaded.is_none());
     list(args, &entries)?;
-    Ok(if failed { Outcome::Exit(super::run::EXIT_FAILED) } else { Outcome::Done })
+    Ok(if failed { CommandEnd::Exit(super::run::EXIT_FAILED) } else { CommandEnd::Done })
 }
 
 fn find<'a>(entries: &'a [IsolateReport], name: &str) -> Result<&'a IsolateReport> {
@@ -64,10 +64,10 @@ fn describe(entry: &IsolateReport) -> serde_json::Value {
     }
 }
 
-fn list(args: &Args, entries: &[IsolateReport]) -> Result<Outcome> {
+fn list(args: &Args, entries: &[IsolateReport]) -> Result<CommandEnd> {
     if args.json {
         output::json(&entries.iter().map(describe).collect::<Vec<_>>())?;
-        return Ok(Outcome::Done);
+        return Ok(CommandEnd::Done);
     }
     // Every column as wide as its longest value, so the rows line up whatever the names' lengths.
     let name_width = entries.iter().map(|e| e.name.chars().count()).max().unwrap_or(0);
@@ -93,18 +93,18 @@ fn list(args: &Args, entries: &[IsolateReport]) -> Result<Outcome> {
             }
         }
     }
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }
 
 /// Exit code 1 when the isolate did not load (or is not built yet): what was asked about is not OK.
-fn show(args: &Args, entries: &[IsolateReport], name: &str) -> Result<Outcome> {
+fn show(args: &Args, entries: &[IsolateReport], name: &str) -> Result<CommandEnd> {
     let entry = find(entries, name)?;
     if args.json {
         output::json(&describe(entry))?;
     } else {
         print_details(entry)?;
     }
-    Ok(if entry.loaded.is_some() { Outcome::Done } else { Outcome::Exit(super::run::EXIT_FAILED) })
+    Ok(if entry.loaded.is_some() { CommandEnd::Done } else { CommandEnd::Exit(super::run::EXIT_FAILED) })
 }
 
 /// `hal isolate show` for a person: what it is, its functions with their arguments, what it may do.
@@ -184,7 +184,7 @@ fn call(
     function: &str,
     arguments: &str,
     target: Target<'_>,
-) -> Result<Outcome> {
+) -> Result<CommandEnd> {
     let actor = hal_store::Home::open(&args.directory)?.resolve_actor(None)?;
     let command = Command::CallIsolate {
         actor: Some(actor),
@@ -214,7 +214,7 @@ fn call(
                     eprintln!("the call's writes are step {commit}");
                 }
             }
-            Ok(Outcome::Done)
+            Ok(CommandEnd::Done)
         }
         Called::Failed { error } => {
             if args.json {
@@ -222,7 +222,7 @@ fn call(
             } else {
                 eprintln!("ERROR: {error}");
             }
-            Ok(Outcome::Exit(super::run::EXIT_FAILED))
+            Ok(CommandEnd::Exit(super::run::EXIT_FAILED))
         }
     }
 }

@@ -33,7 +33,7 @@ pub const EXIT_INVALID: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 
 /// How a command ended, when it did not fail.
-pub enum Outcome {
+pub enum CommandEnd {
     /// It did what was asked.
     Done,
     /// A merge found conflicts and changed nothing.
@@ -45,7 +45,7 @@ pub enum Outcome {
 }
 
 /// Run the command `args` asks for.
-pub fn run(args: &Args) -> Result<Outcome> {
+pub fn run(args: &Args) -> Result<CommandEnd> {
     match &args.command {
         Command::Demo { dir, live } => demo::run(args, dir.as_deref(), *live),
         Command::Init { path, actor } => init::run(args, path.as_deref(), actor.as_deref()),
@@ -78,13 +78,13 @@ pub fn run(args: &Args) -> Result<Outcome> {
             let mut out = Vec::new();
             clap_complete::generate(*shell, &mut command, "hal", &mut out);
             output::bytes(&out)?;
-            Ok(Outcome::Done)
+            Ok(CommandEnd::Done)
         }
         Command::Man => {
             let mut out = Vec::new();
             clap_mangen::Man::new(<crate::cli::Args as clap::CommandFactory>::command()).render(&mut out)?;
             output::bytes(&out)?;
-            Ok(Outcome::Done)
+            Ok(CommandEnd::Done)
         }
     }
 }

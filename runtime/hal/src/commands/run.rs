@@ -5,7 +5,7 @@ use anyhow::Result;
 use hal_daemon::protocol::{Command, ReplayReport, Response, Status, Trace, TurnEnd};
 use hal_store::Home;
 
-use super::Outcome;
+use super::CommandEnd;
 use crate::cli::Args;
 use crate::output;
 
@@ -45,7 +45,7 @@ pub fn help_run(
     text: &str,
     thread: Option<&str>,
     idempotency_key: Option<&str>,
-) -> Result<Outcome> {
+) -> Result<CommandEnd> {
     if text.trim().is_empty() {
         anyhow::bail!("the request is empty");
     }
@@ -82,7 +82,7 @@ pub fn help_run(
     };
     let (end, _) = super::remote::talk(handle.as_ref(), &actor, &command, &display)?;
     print_end(args, handle.as_ref(), &end)?;
-    Ok(Outcome::Exit(exit_code(end.status)))
+    Ok(CommandEnd::Exit(exit_code(end.status)))
 }
 
 /// What `hal help run` and `hal thread say` print when a turn ends.
@@ -127,7 +127,7 @@ pub(super) fn print_end(args: &Args, handle: &dyn hal_daemon::Handle, end: &Turn
 }
 
 /// `hal thread replay <id> [--from <ref>]`: the repo's handle replays it (the daemon when one runs).
-pub fn thread_replay(args: &Args, id: &str, from: Option<&str>, idempotency_key: Option<&str>) -> Result<Outcome> {
+pub fn thread_replay(args: &Args, id: &str, from: Option<&str>, idempotency_key: Option<&str>) -> Result<CommandEnd> {
     let home = Home::open(&args.directory)?;
     let handle = super::remote::handle(args)?;
     let actor = Some(home.resolve_actor(None)?);
@@ -142,7 +142,7 @@ pub fn thread_replay(args: &Args, id: &str, from: Option<&str>, idempotency_key:
     } else {
         print_report(&report)?;
     }
-    Ok(if report.matches() { Outcome::Done } else { Outcome::Exit(EXIT_FAILED) })
+    Ok(if report.matches() { CommandEnd::Done } else { CommandEnd::Exit(EXIT_FAILED) })
 }
 
 fn print_report(report: &ReplayReport) -> Result<()> {

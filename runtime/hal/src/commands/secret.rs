@@ -9,12 +9,12 @@ use hal_runner::secrets;
 use hal_store::Home;
 use serde_json::json;
 
-use super::Outcome;
+use super::CommandEnd;
 use crate::cli::{Args, SecretCommand};
 use crate::output;
 
 /// Run one secret command.
-pub fn run(args: &Args, command: &SecretCommand) -> Result<Outcome> {
+pub fn run(args: &Args, command: &SecretCommand) -> Result<CommandEnd> {
     match command {
         SecretCommand::Set { name } => set(name),
         SecretCommand::Unset { name } => {
@@ -22,13 +22,13 @@ pub fn run(args: &Args, command: &SecretCommand) -> Result<Outcome> {
                 true => outln!("removed {name}"),
                 false => outln!("{name} was not set"),
             }
-            Ok(Outcome::Done)
+            Ok(CommandEnd::Done)
         }
         SecretCommand::List => list(args),
     }
 }
 
-fn set(name: &str) -> Result<Outcome> {
+fn set(name: &str) -> Result<CommandEnd> {
     secrets::check_name(name)?;
     let value = if std::io::stdin().is_terminal() {
         rpassword::prompt_password(format!("value of {name} (not shown): ")).context("reading the value")?
@@ -39,7 +39,7 @@ fn set(name: &str) -> Result<Outcome> {
     };
     secrets::set(name, &value)?;
     outln!("stored {name} in {}", secrets::store_path()?.display());
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }
 
 /// Who needs which secret in this repo (models' keys, grants in hal.yaml, isolates' manifests), as the repo's
@@ -53,7 +53,7 @@ fn needs(args: &Args) -> Result<BTreeMap<String, Vec<String>>> {
     Ok(catalogue.secrets.into_iter().map(|need| (need.name, need.needed_by)).collect())
 }
 
-fn list(args: &Args) -> Result<Outcome> {
+fn list(args: &Args) -> Result<CommandEnd> {
     let mut needs = needs(args)?;
     for name in secrets::names()? {
         needs.entry(name).or_default();
@@ -68,11 +68,11 @@ fn list(args: &Args) -> Result<Outcome> {
         .collect();
     if args.json {
         output::json(&rows)?;
-        return Ok(Outcome::Done);
+        return Ok(CommandEnd::Done);
     }
     if rows.is_empty() {
         outln!("no secrets are needed or stored (store: {})", secrets::store_path()?.display());
-        return Ok(Outcome::Done);
+        return Ok(CommandEnd::Done);
     }
     let width = needs.keys().map(String::len).max().unwrap_or(4).max(4);
     outln!("{:<width$}  {:<16}  NEEDED BY", "NAME", "SET HERE");
@@ -81,5 +81,5 @@ fn list(args: &Args) -> Result<Outcome> {
         let users = if users.is_empty() { "(stored; nothing here needs it)".to_owned() } else { users.join(", ") };
         outln!("{name:<width$}  {set:<16}  {users}");
     }
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }

@@ -7,12 +7,12 @@ use hal_daemon::protocol::{AtTip, Command, FileKind, IsolateReport, Problem, Res
 use hal_store::Home;
 use serde_json::{Value, json};
 
-use super::{Outcome, remote};
+use super::{CommandEnd, remote};
 use crate::cli::Args;
 use crate::output;
 
 /// The status report.
-pub fn run(args: &Args) -> Result<Outcome> {
+pub fn run(args: &Args) -> Result<CommandEnd> {
     let home = Home::open(&args.directory)?;
     let actor = home.resolve_actor(None).ok();
     let handle = remote::handle(args)?;
@@ -33,7 +33,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
                 outln!("home:     {}", home.path().display());
                 outln!("daemon:   running (pid {}) but not answering: {error}", info.pid);
             }
-            return Ok(Outcome::Exit(super::run::EXIT_FAILED));
+            return Ok(CommandEnd::Exit(super::run::EXIT_FAILED));
         }
     };
     let report = to_json(&home, actor, &report);
@@ -42,7 +42,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
     } else {
         print_report(&report)?;
     }
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }
 
 /// The report as `hal status --json` shows it.

@@ -3,19 +3,19 @@
 use anyhow::{Result, bail};
 use hal_daemon::protocol::{Command, Response};
 
-use super::{Outcome, remote};
+use super::{CommandEnd, remote};
 use crate::cli::Args;
 use crate::output;
 
 /// List every stuck request, newest first.
-pub fn list(args: &Args) -> Result<Outcome> {
+pub fn list(args: &Args) -> Result<CommandEnd> {
     let handle = remote::handle(args)?;
     let Response::Stucks { stucks } = handle.command(&Command::Stucks)? else {
         bail!("the daemon answered something else than the stuck requests");
     };
     if args.json {
         output::json(&stucks)?;
-        return Ok(Outcome::Done);
+        return Ok(CommandEnd::Done);
     }
     if stucks.is_empty() {
         outln!("no stuck requests");
@@ -54,5 +54,5 @@ pub fn list(args: &Args) -> Result<Outcome> {
             );
         }
     }
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }

@@ -7,12 +7,12 @@ use hal_daemon::protocol::{Command, FileContent, Response};
 use hal_daemon::{Handle, Place};
 use hal_store::{Home, MergeOutcome, ThreadStatus};
 
-use super::{Outcome, remote};
+use super::{CommandEnd, remote};
 use crate::cli::{Args, ThreadCommand};
 use crate::output;
 
 /// Run one thread command.
-pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
+pub fn run(args: &Args, command: &ThreadCommand) -> Result<CommandEnd> {
     let home = Home::open(&args.directory)?;
     let handle = remote::handle(args)?;
     match command {
@@ -77,7 +77,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
                 };
                 let (end, _) = remote::talk(handle.as_ref(), &actor, &say, &display)?;
                 super::run::print_end(args, handle.as_ref(), &end)?;
-                return Ok(Outcome::Exit(remote::exit_code(end.status)));
+                return Ok(CommandEnd::Exit(remote::exit_code(end.status)));
             }
             if let Response::Said { message: Some(appended), .. } = handle.command(&say)? {
                 print_appended(args, &appended)?;
@@ -112,7 +112,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<Outcome> {
             return super::run::thread_replay(args, id, from.as_deref(), idempotency_key.as_deref());
         }
     }
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }
 
 pub(super) fn read_stdin_text() -> Result<String> {
@@ -208,7 +208,7 @@ fn waiting_run(home: &Home, id: &str) -> Result<Option<(String, Option<String>)>
     Ok(help.map(|help| (help, tip.fact(hal_runner::record::fact::AGENT).map(str::to_owned))))
 }
 
-fn merge(args: &Args, home: &Home, handle: &dyn Handle, id: &str) -> Result<Outcome> {
+fn merge(args: &Args, home: &Home, handle: &dyn Handle, id: &str) -> Result<CommandEnd> {
     let actor = home.resolve_actor(None)?;
     let signature = remote::sign_merge(home, &actor, id);
     let command = Command::Merge { actor: Some(actor), thread: id.to_owned(), signature };
@@ -260,8 +260,8 @@ fn merge(args: &Args, home: &Home, handle: &dyn Handle, id: &str) -> Result<Outc
     }
     Ok(match outcome {
         MergeOutcome::Conflict { .. } | MergeOutcome::Immutable { .. } | MergeOutcome::UnsafePaths { .. } => {
-            Outcome::Conflict
+            CommandEnd::Conflict
         }
-        _ => Outcome::Done,
+        _ => CommandEnd::Done,
     })
 }

@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 use hal_daemon::protocol::{Command, Response};
 use hal_store::Home;
 
-use super::{Outcome, remote};
+use super::{CommandEnd, remote};
 use crate::cli::Args;
 use crate::output;
 
@@ -12,7 +12,7 @@ use crate::output;
 pub const EXIT_WRONG: u8 = 1;
 
 /// Check thread `id`, or every thread.
-pub fn run(args: &Args, id: Option<&str>) -> Result<Outcome> {
+pub fn run(args: &Args, id: Option<&str>) -> Result<CommandEnd> {
     let handle = remote::handle(args)?;
     let Response::Verified { threads, problems } =
         handle.command(&Command::Verify { thread: id.map(str::to_owned) })?
@@ -22,7 +22,7 @@ pub fn run(args: &Args, id: Option<&str>) -> Result<Outcome> {
     let wrong = threads.iter().any(|t| t.wrong > 0);
     if args.json {
         output::json(&serde_json::json!({ "threads": threads, "problems": problems }))?;
-        return Ok(if wrong { Outcome::Exit(EXIT_WRONG) } else { Outcome::Done });
+        return Ok(if wrong { CommandEnd::Exit(EXIT_WRONG) } else { CommandEnd::Done });
     }
     for problem in &problems {
         eprintln!("warning: {} at {}: {}", problem.place, output::short(&problem.commit), problem.text);
@@ -51,11 +51,11 @@ pub fn run(args: &Args, id: Option<&str>) -> Result<Outcome> {
             );
         }
     }
-    Ok(if wrong { Outcome::Exit(EXIT_WRONG) } else { Outcome::Done })
+    Ok(if wrong { CommandEnd::Exit(EXIT_WRONG) } else { CommandEnd::Done })
 }
 
 /// Print (and with `write`, store) the keys that count as an allowed-signers file.
-pub fn allowed_signers(args: &Args, write: bool) -> Result<Outcome> {
+pub fn allowed_signers(args: &Args, write: bool) -> Result<CommandEnd> {
     let handle = remote::handle(args)?;
     let Response::AllowedSigners { text, problems } = handle.command(&Command::AllowedSigners)? else {
         bail!("the daemon answered something else than the allowed signers");
@@ -72,5 +72,5 @@ pub fn allowed_signers(args: &Args, write: bool) -> Result<Outcome> {
     } else {
         output::bytes(text.as_bytes())?;
     }
-    Ok(Outcome::Done)
+    Ok(CommandEnd::Done)
 }
