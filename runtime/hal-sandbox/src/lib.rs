@@ -25,7 +25,7 @@ mod tool;
 
 pub use capabilities::{Denied, Fix, Granted};
 pub use host::{CallContext, CallError, CallOutput, Isolate, Sandbox, StartError};
-pub use limits::IsolateLimits;
+pub use limits::{DEFAULT_LIMITS as DEFAULT_ISOLATE_LIMITS, IsolateLimits};
 
 /// Why an isolate or plugin could not be built or loaded, in words for the person who can fix it (the file, the
 /// line, what to change): what a tool shows and `hal status` lists.
