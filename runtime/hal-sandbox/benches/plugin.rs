@@ -30,10 +30,10 @@ fn source_to_first_call(cache: &std::path::Path) -> [Duration; 4] {
         ("plugin.py".to_owned(), SOURCE.as_bytes().to_vec()),
     ];
     let started = Instant::now();
-    hal_sandbox::python::componentize_py(cache, &|message| eprintln!("{message}")).expect("componentize-py");
+    hal_sandbox::python::componentize_py(cache).expect("componentize-py");
     let provisioned = started.elapsed();
     let started = Instant::now();
-    let wasm = hal_sandbox::python::build(&manifest, &files, cache, &|message| eprintln!("{message}")).expect("build");
+    let wasm = hal_sandbox::python::build(&manifest, &files, cache).expect("build");
     let built = started.elapsed();
     let started = Instant::now();
     let sandbox = Sandbox::new(Some(cache.join("wasm")), 1024).expect("sandbox");
@@ -52,7 +52,7 @@ fn main() {
     let warm = source_to_first_call(cache.path());
     let manifest = PluginManifest::parse("plugin.yaml", MANIFEST).expect("manifest");
     let files = vec![("plugin.py".to_owned(), SOURCE.as_bytes().to_vec())];
-    let wasm = hal_sandbox::python::build(&manifest, &files, cache.path(), &|_| {}).expect("build");
+    let wasm = hal_sandbox::python::build(&manifest, &files, cache.path()).expect("build");
     let sandbox = Sandbox::new(Some(cache.path().join("wasm")), 1024).expect("sandbox");
     let isolate = load_plugin(&sandbox, &Settings::default(), &manifest, "convert", &wasm).expect("load");
     let mut calls = Vec::new();

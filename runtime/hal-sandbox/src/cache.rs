@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+/// Components larger than this take long enough to compile that the person is shown it happening.
+const SHOWN_COMPILE_BYTES: usize = 4 << 20;
+
 /// Where a component's compiled form lives in `dir`.
 fn artifact_path(engine: &Engine, bytes: &[u8], dir: &Path) -> PathBuf {
     let mut hasher = DefaultHasher::new();
@@ -31,7 +34,14 @@ pub(crate) fn load(engine: &Engine, bytes: &[u8], dir: Option<&Path>) -> wasmtim
             }
         }
     }
+    // Compiled once per component and machine: seconds for a Python plugin's (tens of megabytes), shown; a blink
+    // for a small isolate's, not.
+    let what = format!("compiling a {} MB component (once: cached afterwards)", bytes.len() >> 20);
+    let shown = (bytes.len() > SHOWN_COMPILE_BYTES).then(|| crate::progress::start(what));
     let component = Component::new(engine, bytes)?;
+    if let Some(shown) = shown {
+        shown.done();
+    }
     if let Err(error) = store(&component, dir, &path) {
         tracing::warn!(target: "hal_sandbox", dir = %dir.display(), %error, "cannot cache a compiled component");
     }

@@ -17,6 +17,7 @@ mod host;
 mod limits;
 mod names;
 pub mod plugins;
+mod progress;
 pub mod python;
 mod scrub;
 pub mod source;

@@ -147,7 +147,7 @@ pub fn build(
                 files.iter().filter(|(path, _)| path != "plugin.yaml" && path != "tests.yaml").cloned().collect();
             crate::source::build(&manifest.name, &crate_files, cache)
         }
-        _ => crate::python::build(manifest, files, cache, &progress),
+        _ => crate::python::build(manifest, files, cache),
     }
 }
 
@@ -166,12 +166,6 @@ pub fn cached(
         }
         _ => crate::python::cached(manifest, files, cache),
     }
-}
-
-/// Progress of slow plugin work, for the person watching.
-fn progress(message: &str) {
-    tracing::info!(target: "hal_sandbox", "{message}");
-    eprintln!("hal: {message}");
 }
 
 /// Every file under `dir` of `commit`, recursively, with paths relative to `dir`; a path that is not plain
@@ -230,7 +224,7 @@ pub(crate) fn repo_plugins(home: &Home, cache: Option<&std::path::Path>, builds:
                     || cached(&manifest, &files, cache),
                     || build(&manifest, &files, cache),
                 )?),
-                _ => Component::Kept(crate::python::located(&manifest, &files, cache, builds, &progress)?),
+                _ => Component::Kept(crate::python::located(&manifest, &files, cache, builds)?),
             };
             Ok((component, manifest))
         })();

@@ -120,8 +120,8 @@ class WitWorld(wit_world.WitWorld):
 }
 
 /// The componentize-py program in `cache`, installed there first if need be (once per version, guarded by a
-/// lock against concurrent installs). `progress` hears what takes time.
-pub fn componentize_py(cache: &Path, progress: &dyn Fn(&str)) -> Result<PathBuf, crate::Unusable> {
+/// lock against concurrent installs), shown while it installs.
+pub fn componentize_py(cache: &Path) -> Result<PathBuf, crate::Unusable> {
     let venv = cache.join(format!("componentize-py-{COMPONENTIZE_PY_VERSION}"));
     let program = venv.join("bin/componentize-py");
     let done = venv.join(".complete");
@@ -143,7 +143,7 @@ pub fn componentize_py(cache: &Path, progress: &dyn Fn(&str)) -> Result<PathBuf,
              `apt install python3 python3-venv`)"
                 .to_owned()
         })?;
-    progress(&format!(
+    let shown = crate::progress::start(format!(
         "installing componentize-py {COMPONENTIZE_PY_VERSION} (once) into {} to build Python plugins",
         venv.display()
     ));
@@ -157,7 +157,7 @@ pub fn componentize_py(cache: &Path, progress: &dyn Fn(&str)) -> Result<PathBuf,
         INSTALL_LIMIT,
     )?;
     std::fs::write(&done, COMPONENTIZE_PY_VERSION).map_err(|e| format!("writing {}: {e}", done.display()))?;
-    progress("componentize-py is installed");
+    shown.done();
     Ok(program)
 }
 
@@ -214,7 +214,6 @@ pub(crate) fn located(
     files: &[(String, Vec<u8>)],
     cache: &Path,
     builds: crate::Builds,
-    progress: &dyn Fn(&str),
 ) -> Result<PathBuf, crate::catalog::Missing> {
     use crate::catalog::Missing;
     let built = built_path(manifest, &glue(manifest), &python_sources(files), cache);
@@ -228,7 +227,7 @@ pub(crate) fn located(
         (Some(Err(failed)), _) => Err(failed.into()),
         (None, crate::Builds::CachedOnly) => Err(Missing::NotBuilt),
         (None, crate::Builds::Run | crate::Builds::Retry) => {
-            build(manifest, files, cache, progress).map(|_| built).map_err(Missing::from)
+            build(manifest, files, cache).map(|_| built).map_err(Missing::from)
         }
     }
 }
@@ -250,12 +249,7 @@ fn built_path(manifest: &PluginManifest, glue: &str, sources: &[&(String, Vec<u8
 /// The component of the plugin `manifest` with the source `files` (paths relative to its version directory),
 /// from the cache when this exact plugin was built before. The error of a failed build is componentize-py's
 /// output (a Python syntax or import error shows there, with its line).
-pub fn build(
-    manifest: &PluginManifest,
-    files: &[(String, Vec<u8>)],
-    cache: &Path,
-    progress: &dyn Fn(&str),
-) -> Result<Vec<u8>, crate::Unusable> {
+pub fn build(manifest: &PluginManifest, files: &[(String, Vec<u8>)], cache: &Path) -> Result<Vec<u8>, crate::Unusable> {
     let name = &manifest.name;
     let glue = glue(manifest);
     let sources = python_sources(files);
@@ -270,7 +264,7 @@ pub fn build(
     if !sources.iter().any(|(path, _)| path == "plugin.py") {
         return Err(crate::Unusable(format!("plugin `{name}` has no plugin.py beside its plugin.yaml")));
     }
-    let program = componentize_py(cache, progress)?;
+    let program = componentize_py(cache)?;
     let fail = |what: &str, error: std::io::Error| format!("building plugin `{name}`: {what}: {error}");
     std::fs::create_dir_all(&builds).map_err(|e| fail("creating the build cache", e))?;
     let work = tempfile::Builder::new()
@@ -290,7 +284,7 @@ pub fn build(
     std::fs::create_dir_all(work.path().join("wit")).map_err(|e| fail("writing the interface", e))?;
     std::fs::write(work.path().join("wit/isolate.wit"), WIT).map_err(|e| fail("writing the interface", e))?;
     let component = work.path().join("plugin.wasm");
-    progress(&format!("building plugin `{name}` with componentize-py"));
+    let shown = crate::progress::start(format!("building plugin `{name}` with componentize-py"));
     let mut command = Command::new(&program);
     command
         .arg("-d")
@@ -306,6 +300,7 @@ pub fn build(
         .env("PATH", std::env::var_os("PATH").unwrap_or_default());
     run(&mut command, &format!("building plugin `{name}` with componentize-py"), BUILD_LIMIT)
         .inspect_err(|error| crate::source::remember_failure(&built, error))?;
+    shown.done();
     let bytes = std::fs::read(&component).map_err(|e| fail("reading the component", e))?;
     crate::source::keep(&built, &bytes).map_err(|e| fail("caching the component", e))?;
     Ok(bytes)

@@ -48,7 +48,9 @@ pub fn build(name: &str, files: &[(String, Vec<u8>)], cache: &Path) -> Result<Ve
     std::fs::write(source.path().join("wit/isolate.wit"), WIT).map_err(|e| fail("writing the interface", e))?;
     // A target directory of its own: a shared one could hand back another build's component.
     let target_dir = source.path().join("target");
+    let work = crate::progress::start(format!("building `{name}` with cargo for {TARGET}"));
     let component = compile(name, source.path(), &target_dir, &built)?;
+    work.done();
     let bytes = std::fs::read(&component).map_err(|e| fail("reading the component", e))?;
     keep(&built, &bytes).map_err(|e| fail("caching the component", e))?;
     Ok(bytes)
