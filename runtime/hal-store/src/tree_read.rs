@@ -24,15 +24,7 @@ impl Home {
     /// The files directly inside directory `dir` of `commit`'s tree (not its subdirectories), sorted by name.
     /// An absent directory has no files.
     pub fn files_in(&self, commit: ObjectId, dir: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let tree = self.tree_of(commit)?;
-        let Some(entry) = tree.lookup_entry_by_path(dir).git_context(|| format!("looking up {dir} in {commit}"))?
-        else {
-            return Ok(Vec::new());
-        };
-        if !entry.mode().is_tree() {
-            return Ok(Vec::new());
-        }
-        let subtree = entry.object().git_context(|| format!("reading {dir} in {commit}"))?.into_tree();
+        let Some(subtree) = self.dir_tree(commit, dir)? else { return Ok(Vec::new()) };
         let mut files = Vec::new();
         for item in subtree.iter() {
             let item = item.git_context(|| format!("reading {dir} in {commit}"))?;
@@ -49,15 +41,7 @@ impl Home {
     /// The files directly inside directory `dir` of `commit`'s tree, by name with their blob ids, in tree order, at
     /// most `most` of them: nothing is read but the tree itself (an absent directory has none).
     pub fn blobs_in(&self, commit: ObjectId, dir: &str, most: usize) -> Result<Vec<(String, ObjectId)>> {
-        let tree = self.tree_of(commit)?;
-        let Some(entry) = tree.lookup_entry_by_path(dir).git_context(|| format!("looking up {dir} in {commit}"))?
-        else {
-            return Ok(Vec::new());
-        };
-        if !entry.mode().is_tree() {
-            return Ok(Vec::new());
-        }
-        let subtree = entry.object().git_context(|| format!("reading {dir} in {commit}"))?.into_tree();
+        let Some(subtree) = self.dir_tree(commit, dir)? else { return Ok(Vec::new()) };
         let mut blobs = Vec::new();
         for item in subtree.iter() {
             let item = item.git_context(|| format!("reading {dir} in {commit}"))?;
@@ -74,18 +58,8 @@ impl Home {
     /// Every file under directory `dir` of `commit`'s tree (`""` for the whole tree), recursively, as full paths
     /// with their sizes in bytes, sorted. An absent directory has no files.
     pub fn list_files(&self, commit: ObjectId, dir: &str) -> Result<Vec<(String, u64)>> {
-        let mut tree = self.tree_of(commit)?;
-        let mut prefix = String::new();
-        if !dir.is_empty() {
-            let entry = tree.lookup_entry_by_path(dir).git_context(|| format!("looking up {dir} in {commit}"))?;
-            match entry {
-                Some(entry) if entry.mode().is_tree() => {
-                    tree = entry.object().git_context(|| format!("reading {dir} in {commit}"))?.into_tree();
-                    prefix = format!("{dir}/");
-                }
-                _ => return Ok(Vec::new()),
-            }
-        }
+        let Some(tree) = self.dir_tree(commit, dir)? else { return Ok(Vec::new()) };
+        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
         let mut files = Vec::new();
         self.collect_files(tree, prefix, &mut files)?;
         files.sort();
@@ -112,6 +86,20 @@ impl Home {
         Ok(())
     }
 
+    /// The tree of directory `dir` in `commit` (`""`: the whole tree); `None` when there is no such directory.
+    fn dir_tree(&self, commit: ObjectId, dir: &str) -> Result<Option<gix::Tree<'_>>> {
+        let root = self.tree_of(commit)?;
+        if dir.is_empty() {
+            return Ok(Some(root));
+        }
+        match root.lookup_entry_by_path(dir).git_context(|| format!("looking up {dir} in {commit}"))? {
+            Some(entry) if entry.mode().is_tree() => {
+                Ok(Some(entry.object().git_context(|| format!("reading {dir} in {commit}"))?.into_tree()))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// The git id of the entry (file or directory) at `path` in `commit`'s tree, if there is one.
     pub fn entry_id(&self, commit: ObjectId, path: &str) -> Result<Option<ObjectId>> {
         let tree = self.tree_of(commit)?;
@@ -129,18 +117,9 @@ impl Home {
     /// trees. An absent directory has none.
     pub fn file_ids_under(&self, commit: ObjectId, dir: &str) -> Result<Vec<(String, ObjectId)>> {
         let mut files = Vec::new();
-        let root = self.tree_of(commit)?;
-        let start = match dir {
-            "" => (root, String::new()),
-            dir => match root.lookup_entry_by_path(dir).git_context(|| format!("looking up {dir} in {commit}"))? {
-                Some(entry) if entry.mode().is_tree() => {
-                    let tree = entry.object().git_context(|| format!("reading {dir} in {commit}"))?.into_tree();
-                    (tree, format!("{dir}/"))
-                }
-                _ => return Ok(files),
-            },
-        };
-        let mut pending = vec![start];
+        let Some(tree) = self.dir_tree(commit, dir)? else { return Ok(files) };
+        let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+        let mut pending = vec![(tree, prefix)];
         while let Some((tree, prefix)) = pending.pop() {
             for item in tree.iter() {
                 let item = item.git_context(|| format!("reading tree {prefix}"))?;
