@@ -116,7 +116,8 @@ fn main() {
     std::fs::write(dir.path().join("helps/bench.yaml"), "description: Writes files\ncommands: [files.write]\n")
         .expect("help");
     git(dir.path(), &["add", "-A"]);
-    git(dir.path(), &["commit", "-q", "-m", "bench help"]);
+    // Signed with the key `init` set up: helps on main count only once an owner signed them.
+    git(dir.path(), &["commit", "-S", "-q", "-m", "bench help"]);
 
     let model = Arc::new(InstantModel::default());
     let options = DaemonOptions { models: Some(Arc::new(Instantly(model.clone()))), ..DaemonOptions::default() };
