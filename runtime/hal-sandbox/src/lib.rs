@@ -15,6 +15,7 @@ mod capabilities;
 pub mod catalog;
 mod host;
 mod limits;
+mod load;
 mod names;
 pub mod plugins;
 mod progress;

@@ -1,6 +1,6 @@
-//! Plugins in the sandbox: the versions on `main` offered as isolates (the newest as `<name>`, each as
-//! `<name>@v<N>`), and the tools a help uses to build and test a plugin on its own thread (`plugins.build`,
-//! `plugins.test`).
+//! Plugins: what a plugin version is (`plugins/<name>/v<N>/`, its manifest checked against its place, never changed
+//! once on `main`), how one is built and loaded, and the tools a help uses to build and test a plugin on its own
+//! thread (`plugins.build`, `plugins.test`). The versions on `main` are offered by [`crate::load`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hal_model::ToolSpec;
 use hal_runner::tools::{BoxFuture, Tool, ToolContext, ToolResult, Toolbox};
 use hal_spec::{PluginManifest, PluginTest, Settings};
-use hal_store::{Home, StepKind};
+use hal_store::StepKind;
 use serde_json::{Value, json};
 
 use crate::capabilities::Granted;
@@ -23,18 +23,6 @@ pub const DEFAULT_ATTEMPTS: u64 = 3;
 
 /// Files of a plugin version: paths relative to its directory, with their contents.
 pub type PluginFiles = Vec<(String, Vec<u8>)>;
-
-/// A plugin on `main` to offer: its isolate name, where it comes from, and its component and manifest (or why
-/// it cannot be offered).
-pub(crate) type FoundPlugin = (String, String, Result<(Component, PluginManifest), crate::catalog::Missing>);
-
-/// A built plugin's component: where it is kept, for a Python plugin (whose functions its manifest gives: it is
-/// loaded at its first call), or its bytes, for a Rust one (asked for its functions when loaded).
-#[derive(Clone)]
-pub(crate) enum Component {
-    Kept(PathBuf),
-    Bytes(Vec<u8>),
-}
 
 /// One plugin version in a tree: `plugins/<name>/v<version>/`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -118,23 +106,6 @@ pub fn load_plugin(
     sandbox.load(wasm, manifest.as_isolate(isolate), granted, limits, false)
 }
 
-/// A built Python plugin as the isolate `isolate`, with what `settings` grants the plugin's name, its component at
-/// `component` loaded at its first call (its functions are its manifest's, as HAL's glue answers them).
-pub(crate) fn load_plugin_later(
-    sandbox: &Sandbox,
-    settings: &Settings,
-    manifest: &PluginManifest,
-    isolate: &str,
-    component: PathBuf,
-) -> Isolate {
-    let policy = settings.sandbox.isolates.get(&manifest.name);
-    let granted = Granted::new(&manifest.name, &manifest.capabilities, policy, false);
-    let limits =
-        IsolateLimits::resolve(policy.map(|p| p.limits).unwrap_or_default(), manifest.limits, settings.sandbox.limits);
-    let functions = manifest.functions.iter().map(|f| (f.name.clone(), f.description.clone(), f.parameters.clone()));
-    sandbox.load_later(component, manifest.as_isolate(isolate), granted, limits, functions.collect())
-}
-
 /// Build a plugin version: Python with componentize-py and HAL's glue, Rust as a crate (like a repo isolate).
 pub fn build(
     manifest: &PluginManifest,
@@ -167,81 +138,6 @@ pub fn cached(
         _ => crate::python::cached(manifest, files, cache),
     }
 }
-
-/// Every file under `dir` of `commit`, recursively, with paths relative to `dir`; a path that is not plain
-/// (`..`, empty or absolute parts: a crafted tree) is refused, as it would be written outside the build.
-pub(crate) fn files_under(home: &Home, commit: gix::ObjectId, dir: &str) -> Result<PluginFiles, String> {
-    let prefix = format!("{dir}/");
-    let mut files = Vec::new();
-    for (path, _) in home.list_files(commit, dir).map_err(|e| e.to_string())? {
-        let Some(relative) = path.strip_prefix(&prefix) else { continue };
-        crate::names::check_relative(relative)?;
-        if let Some(content) = home.file_at(commit, &path).map_err(|e| e.to_string())? {
-            files.push((relative.to_owned(), content));
-        }
-    }
-    Ok(files)
-}
-
-/// The files of the version in `dir`, among `files` (every file of plugins/ with its id), paths relative to `dir`;
-/// a path that is not plain is refused, as in [`files_under`].
-fn version_files(home: &Home, files: &[(String, gix::ObjectId)], dir: &str) -> Result<PluginFiles, String> {
-    let prefix = format!("{dir}/");
-    let mut found = Vec::new();
-    for (path, id) in files {
-        let Some(relative) = path.strip_prefix(&prefix) else { continue };
-        crate::names::check_relative(relative)?;
-        let blob = home.repo().find_blob(*id).map_err(|e| format!("reading {path}: {e}"))?;
-        found.push((relative.to_owned(), blob.detach().data));
-    }
-    Ok(found)
-}
-
-/// The plugins on `main` as isolates to load: `(isolate name, source, component and manifest or why not)`. With
-/// [`Builds::CachedOnly`](crate::Builds), a version the cache does not hold is not built, only said to be.
-pub(crate) fn repo_plugins(home: &Home, cache: Option<&std::path::Path>, builds: crate::Builds) -> Vec<FoundPlugin> {
-    use crate::catalog::Missing;
-    let Some(main) = crate::catalog::main_in_force(home) else { return Vec::new() };
-    // One walk of plugins/ for every version: each version's files are then read by id, never looked up again.
-    let Ok(files) = home.file_ids_under(main, PLUGINS_DIR) else { return Vec::new() };
-    let versions = versions_in(files.iter().map(|(path, _)| path.as_str()));
-    let mut found = Vec::new();
-    // Newest first within each name: `<name>` is the newest version that builds.
-    let mut offered: Option<String> = None;
-    for version in versions.iter().rev() {
-        let built = (|| {
-            if RESERVED.contains(&version.name.as_str()) {
-                let reason = format!("`{}` is the name of HAL's own commands: rename the plugin", version.name);
-                return Err(Missing::Invalid(reason));
-            }
-            let cache =
-                cache.ok_or_else(|| Missing::Invalid("there is no cache directory to build plugins in".into()))?;
-            let files = version_files(home, &files, &version.dir())?;
-            let (manifest, files) = read_plugin(version, files)?;
-            let component = match manifest.language.as_deref() {
-                Some("rust") => Component::Bytes(crate::catalog::by_policy(
-                    builds,
-                    || cached(&manifest, &files, cache),
-                    || build(&manifest, &files, cache),
-                )?),
-                _ => Component::Kept(crate::python::located(&manifest, &files, cache, builds)?),
-            };
-            Ok((component, manifest))
-        })();
-        let source = format!("main:{}", version.dir());
-        // One the cache does not hold yet may well build: it stands for `<name>` as the daemon would have it.
-        let may_serve = matches!(built, Ok(_) | Err(Missing::NotBuilt));
-        if may_serve && offered.as_deref() != Some(version.name.as_str()) {
-            offered = Some(version.name.clone());
-            found.push((version.name.clone(), source.clone(), built.clone()));
-        }
-        found.push((format!("{}@v{}", version.name, version.version), source, built));
-    }
-    found
-}
-
-/// Names a plugin may not take: HAL's own command groups.
-const RESERVED: &[&str] = &["threads", "git", "plugins", "finish"];
 
 #[derive(Clone, Copy)]
 enum PluginJob {
