@@ -1,7 +1,6 @@
 //! The daemon's files under `.git/hal/`: where it listens (`daemon.json`) and the API token (`daemon.token`,
 //! mode 0600, new at every start).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::DaemonError;
@@ -42,10 +41,10 @@ impl DaemonInfo {
 /// Make a new random token and write it to `daemon.token` in `dir`, readable by the owner only.
 pub(crate) fn new_token(dir: &Path) -> Result<String, DaemonError> {
     let mut bytes = [0u8; 32];
-    let random = Path::new("/dev/urandom");
-    std::fs::File::open(random)
-        .and_then(|mut file| file.read_exact(&mut bytes))
-        .map_err(|e| DaemonError::io("reading", random, e))?;
+    // The operating system's random source (getrandom(2) on Linux), as the `getrandom` crate reaches it anywhere.
+    getrandom::fill(&mut bytes).map_err(|e| {
+        DaemonError::io("drawing random bytes for", &dir.join(TOKEN_FILE), std::io::Error::other(e.to_string()))
+    })?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let path = dir.join(TOKEN_FILE);
     hal_store::files::write_atomically(&path, token.as_bytes()).map_err(|e| DaemonError::io("writing", &path, e))?;

@@ -9,7 +9,8 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use wait_timeout::ChildExt as _;
 
 use hal_spec::PluginManifest;
 
@@ -172,19 +173,15 @@ fn run(command: &mut Command, what: &str, limit: Duration) -> Result<(), String>
         .stderr(Stdio::from(errors))
         .spawn()
         .map_err(|e| format!("{what}: {e}"))?;
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait().map_err(|e| format!("{what}: {e}"))? {
-            Some(status) => break status,
-            None if started.elapsed() > limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{what} did not finish within {} s and was stopped (does the plugin loop when it is imported?)",
-                    limit.as_secs()
-                ));
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
+    let status = match child.wait_timeout(limit).map_err(|e| format!("{what}: {e}"))? {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{what} did not finish within {} s and was stopped (does the plugin loop when it is imported?)",
+                limit.as_secs()
+            ));
         }
     };
     if status.success() {

@@ -8,7 +8,7 @@
 //! or change an isolate or a published plugin version here is refused.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use hal_daemon::protocol::{Command, FileContent, Response};
@@ -393,17 +393,10 @@ impl Scratch {
             let _ = stderr.as_mut().map(|s| s.read_to_string(&mut text));
             text
         });
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().context("waiting for git")? {
-                break status;
-            }
-            if started.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("git {} took longer than {} s", args.first().unwrap_or(&""), limit.as_secs());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let Some(status) = wait_timeout::ChildExt::wait_timeout(&mut child, limit).context("waiting for git")? else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("git {} took longer than {} s", args.first().unwrap_or(&""), limit.as_secs());
         };
         let (bytes, text) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
         if !status.success() {
