@@ -89,15 +89,20 @@ fn run(path: &Path) -> Vec<String> {
     let sandbox = Sandbox::new();
     let work = sandbox.path("work");
     std::fs::create_dir_all(&work).expect("work dir");
-    let mut script = String::from("cd \"$TRANSCRIPT_DIR\"\n");
+    // A pipeline fails when any command of it does (`hal … | tail` hides nothing); each command has two minutes.
+    // A pipeline fails when any command of it does: `hal … | tail` hides no failure.
+    let mut script = String::from("set -o pipefail\ncd \"$TRANSCRIPT_DIR\"\n");
     for step in &steps {
-        script.push_str(&format!("{{ {}\n}} 2>&1 </dev/null; echo \"{MARKER} $?\"\n", step.command));
+        // The marker on a line of its own, even after output without a final newline (the empty line this makes
+        // is dropped below).
+        script.push_str(&format!("{{ {}\n}} 2>&1 </dev/null; printf '\\n{MARKER} %d\\n' $?\n", step.command));
     }
     let hal = PathBuf::from(env!("CARGO_BIN_EXE_hal"));
     let path_var =
         format!("{}:{}", hal.parent().expect("bin dir").display(), std::env::var("PATH").unwrap_or_default());
-    let mut command = Command::new("bash");
-    command.arg("-c").arg(&script).stdin(Stdio::null());
+    // Bounded: a command that hangs ends the transcript (and fails it) after ten minutes.
+    let mut command = Command::new("timeout");
+    command.args(["600", "bash", "-c"]).arg(&script).stdin(Stdio::null());
     sandbox.env(&mut command);
     let output = command.env("PATH", path_var).env("TRANSCRIPT_DIR", &work).output().expect("run bash");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -105,7 +110,13 @@ fn run(path: &Path) -> Vec<String> {
     let mut lines = Vec::new();
     for line in stdout.lines() {
         match line.strip_prefix(MARKER) {
-            Some(code) => outputs.push((std::mem::take(&mut lines), code.trim().parse().unwrap_or(-1))),
+            Some(code) => {
+                let mut output = std::mem::take(&mut lines);
+                if output.last() == Some(&"") {
+                    output.pop();
+                }
+                outputs.push((output, code.trim().parse().unwrap_or(-1)));
+            }
             None => lines.push(line.trim_end()),
         }
     }

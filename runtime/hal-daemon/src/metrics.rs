@@ -57,6 +57,8 @@ pub(crate) struct Metrics {
     threads: Family<ByStatus, Gauge>,
     reloads: Counter,
     invalid_files: Gauge,
+    /// Held while a render sets the point-in-time gauges and encodes: two scrapes at once never mix their counts.
+    rendering: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -103,6 +105,7 @@ impl Default for Metrics {
             threads,
             reloads,
             invalid_files,
+            rendering: std::sync::Mutex::new(()),
         }
     }
 }
@@ -152,6 +155,7 @@ impl Metrics {
 
     /// Everything, with the threads by status and the turns in progress as they are now, in OpenMetrics text.
     pub(crate) fn render(&self, threads: &[ThreadSummary], running: usize) -> String {
+        let _rendering = self.rendering.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.running.set(i64::try_from(running).unwrap_or(i64::MAX));
         // A status no thread has any more is not shown at zero forever: the family is counted afresh.
         let mut by_status = std::collections::BTreeMap::<&str, i64>::new();

@@ -72,7 +72,7 @@ enum Pre {
     Ready(IsolatePre<HostState>),
     /// A built plugin, whose functions its manifest gives: its component (tens of megabytes for Python) is read,
     /// compiled or taken from the cache, and linked only when a call reaches it, once.
-    Later { component: PathBuf, loaded: std::sync::OnceLock<Result<IsolatePre<HostState>, String>> },
+    Later { component: PathBuf, loaded: std::sync::Mutex<Option<IsolatePre<HostState>>> },
 }
 
 /// What a successful call gives back.
@@ -200,29 +200,39 @@ impl Sandbox {
         limits: IsolateLimits,
         functions: Vec<(String, String, serde_json::Value)>,
     ) -> Isolate {
-        let pre = Pre::Later { component, loaded: std::sync::OnceLock::new() };
+        let pre = Pre::Later { component, loaded: std::sync::Mutex::new(None) };
         Isolate { manifest, granted, limits, builtin: false, from_cache: false, functions, pre }
     }
 
-    /// The isolate's component ready to instantiate, loading it first when it waits for its first call.
-    fn pre<'a>(&self, isolate: &'a Isolate) -> Result<&'a IsolatePre<HostState>, CallError> {
+    /// The isolate's component ready to instantiate, loading it first when it waits for its first call. A load
+    /// that fails is not remembered (the next call tries again: the cause may pass), and its error names no path
+    /// of this machine (it reaches the model and the thread).
+    fn pre(&self, isolate: &Isolate) -> Result<IsolatePre<HostState>, CallError> {
         let (component, loaded) = match &isolate.pre {
-            Pre::Ready(pre) => return Ok(pre),
+            Pre::Ready(pre) => return Ok(pre.clone()),
             Pre::Later { component, loaded } => (component, loaded),
         };
+        // Calls that come while the first loads wait for it, then share what it loaded.
+        let mut loaded = loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(pre) = loaded.as_ref() {
+            return Ok(pre.clone());
+        }
         let name = &isolate.manifest.name;
-        let pre = loaded.get_or_init(|| {
-            tracing::debug!(target: "hal_sandbox", isolate = %name, component = %component.display(), "loading a component at its first call");
-            let bytes = std::fs::read(component).map_err(|e| format!("reading {}: {e}", component.display()))?;
-            let (compiled, _) = crate::cache::load(&self.engine, &bytes, self.cache_dir.as_deref())
-                .map_err(|e| format!("isolate `{name}` is not a valid WebAssembly component: {e}"))?;
-            let linked = self
-                .linker
-                .instantiate_pre(&compiled)
-                .map_err(|e| format!("isolate `{name}` imports something HAL does not offer: {e}"))?;
-            IsolatePre::new(linked).map_err(|e| format!("isolate `{name}` is not a HAL isolate: {e}"))
-        });
-        pre.as_ref().map_err(|reason| CallError::Host(reason.clone()))
+        tracing::debug!(target: "hal_sandbox", isolate = %name, component = %component.display(), "loading a component at its first call");
+        let bytes = std::fs::read(component).map_err(|e| {
+            tracing::warn!(target: "hal_sandbox", isolate = %name, component = %component.display(), %e, "cannot read a built component");
+            CallError::Host(format!("the built component of `{name}` cannot be read ({}): `hal isolate build` builds it again", e.kind()))
+        })?;
+        let (compiled, _) = crate::cache::load(&self.engine, &bytes, self.cache_dir.as_deref())
+            .map_err(|e| CallError::Host(format!("isolate `{name}` is not a valid WebAssembly component: {e}")))?;
+        let linked = self
+            .linker
+            .instantiate_pre(&compiled)
+            .map_err(|e| CallError::Host(format!("isolate `{name}` imports something HAL does not offer: {e}")))?;
+        let pre = IsolatePre::new(linked)
+            .map_err(|e| CallError::Host(format!("isolate `{name}` is not a HAL isolate: {e}")))?;
+        *loaded = Some(pre.clone());
+        Ok(pre)
     }
 
     /// Call `function` of `isolate` with `arguments` (JSON text). Blocks until the call ends or a limit stops it.
@@ -254,6 +264,9 @@ impl Sandbox {
         context: CallContext,
         body: impl FnOnce(&IsolateWorld, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<(R, HostState), CallError> {
+        // Loaded (a plugin's first call may compile it, for seconds) before the call's time starts: the call's limit
+        // is for the isolate's work, not for HAL's.
+        let pre = self.pre(isolate)?;
         let limits = isolate.limits;
         let deadline = Instant::now() + limits.wall;
         let http = match (&self.http_runtime, context.http) {
@@ -267,7 +280,6 @@ impl Sandbox {
         store.set_fuel(limits.fuel).map_err(|e| CallError::Host(e.to_string()))?;
         let ticks = limits.wall.as_millis().div_ceil(TICK.as_millis()) as u64 + 1;
         store.set_epoch_deadline(ticks);
-        let pre = self.pre(isolate)?;
         let outcome = pre.instantiate(&mut store).and_then(|bindings| body(&bindings, &mut store));
         match outcome {
             Ok(value) => Ok((value, store.into_data())),

@@ -8,7 +8,7 @@ use crate::shared_home::SharedHome;
 use crate::tools::Toolbox;
 
 impl Runner {
-    /// A runner over `journal` with the helps and settings of `catalog` and the tools of `toolbox`.
+    /// A runner over the shared home `journal` with the helps and settings of `catalog` and the tools of `toolbox`.
     pub fn new(journal: SharedHome, catalog: Arc<Catalog>, mut toolbox: Toolbox) -> Runner {
         // `helps.check` knows the tools and helps there are: it joins the tools once they are all in.
         let check = crate::help_check::HelpCheck::new(toolbox.names(), catalog.clone());
