@@ -94,6 +94,24 @@ fn only_a_question_of_this_threads_own_sub_help_can_be_answered() {
     assert_eq!(run.json()["output"], "refused");
 }
 
+/// A home repo with the agent `zed` and the help `asker`, and a thread where `asker` ended PENDING (the script's
+/// first reply): the repo and the thread.
+fn home_with_zed_and_a_question(sandbox: &Sandbox, server: &ScriptedServer) -> (std::path::PathBuf, String) {
+    let repo = crate::runs::home_with_model(sandbox, server, "openai");
+    crate::runs::commit(
+        sandbox,
+        &repo,
+        &[
+            ("agents/zed.yaml", "description: Zed\npersona: ['You are Zed, terse.']\n"),
+            ("helps/asker.yaml", "description: Asks\ncommands: [files]\n"),
+        ],
+    );
+    let run = crate::runs::hal(sandbox, &repo, &["help", "run", "asker", "do it", "--json"]);
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    let id = run.json()["thread"].as_str().expect("thread").to_owned();
+    (repo, id)
+}
+
 /// `hal thread say --agent` switches the agent that answers a thread: this message and the next ones are answered
 /// with its persona; the message records the switch.
 #[test]
@@ -104,18 +122,7 @@ fn a_thread_switches_to_another_agent_and_stays_with_it() {
         Scripted::finish("PENDING", "and the format?"),
         Scripted::text("done"),
     ]);
-    let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
-    crate::runs::commit(
-        &sandbox,
-        &repo,
-        &[
-            ("agents/zed.yaml", "description: Zed\npersona: ['You are Zed, terse.']\n"),
-            ("helps/asker.yaml", "description: Asks\ncommands: [files]\n"),
-        ],
-    );
-    let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "asker", "do it", "--json"]);
-    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
-    let id = run.json()["thread"].as_str().expect("thread").to_owned();
+    let (repo, id) = home_with_zed_and_a_question(&sandbox, &server);
     let switched = crate::runs::hal(&sandbox, &repo, &["thread", "say", &id, "--agent", "zed", "a.txt"]);
     assert_eq!(switched.code, 3, "{}{}", switched.stdout, switched.stderr);
     let again = crate::runs::hal(&sandbox, &repo, &["thread", "say", &id, "markdown"]);
@@ -231,18 +238,7 @@ fn hal_switches_a_thread_to_another_agent_whose_turn_comes_next() {
         answer(),
         answer(),
     ]);
-    let repo = crate::runs::home_with_model(&sandbox, &server, "openai");
-    crate::runs::commit(
-        &sandbox,
-        &repo,
-        &[
-            ("agents/zed.yaml", "description: Zed\npersona: ['You are Zed, terse.']\n"),
-            ("helps/asker.yaml", "description: Asks\ncommands: [files]\n"),
-        ],
-    );
-    let run = crate::runs::hal(&sandbox, &repo, &["help", "run", "asker", "do it", "--json"]);
-    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
-    let id = run.json()["thread"].as_str().expect("thread").to_owned();
+    let (repo, id) = home_with_zed_and_a_question(&sandbox, &server);
     let daemon = crate::daemon::DaemonProcess::start(&sandbox, &repo);
     let chat = crate::runs::hal(&sandbox, &repo, &["chat", "-m", &format!("Give thread {id} to Zed")]);
     assert_eq!(chat.code, 0, "{}{}", chat.stdout, chat.stderr);

@@ -43,3 +43,9 @@ pub use settings::{
     DEFAULT_TASK, IsolatePolicy, LimitSettings, MetricsSettings, ModelSettings, ReplyLimits, SETTINGS_SCHEMA, Sandbox,
     Settings, TrustSettings, UnsignedMessages,
 };
+
+/// Whether `name` is made only of what the names of helps and agents are made of (lowercase letters, digits, `-`
+/// and `_`), and is not empty: the one check of a name a person or a model gives before it becomes a path.
+pub fn is_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}

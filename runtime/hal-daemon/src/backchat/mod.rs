@@ -310,9 +310,7 @@ fn run(
 /// would leave the thread with turns that cannot run.
 fn known_agent(home: &Home, name: &str) -> Result<String, String> {
     let name = name.trim();
-    let valid = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if !valid {
+    if !hal_spec::is_name(name) {
         return Err(format!("not switched: `{name}` is no agent's name (lowercase letters, digits, - and _)"));
     }
     let built_in = hal_spec::builtin::AGENTS.iter().any(|(agent, _)| *agent == name);

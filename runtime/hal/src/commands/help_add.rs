@@ -150,8 +150,7 @@ fn gather(
     let help = hal_spec::Help::parse(path, &text).map_err(|e| anyhow::anyhow!("{}: {e}", at(path)))?;
     let stem = Path::new(path).file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     let name = name.unwrap_or(stem).to_owned();
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-    {
+    if !hal_spec::is_name(&name) {
         bail!("`{name}` is not a help name (lowercase letters, digits, `-` and `_`): give one with --as");
     }
     // What is in force here: the catalogue as HAL loads it (hal.yaml an owner signed); one that does not read

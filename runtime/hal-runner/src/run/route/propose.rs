@@ -36,7 +36,7 @@ impl Runner {
     ) -> Result<Proposal, RunError> {
         let valid = |name: &&String| {
             name.len() <= 64
-                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+                && hal_spec::is_name(name)
                 && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         };
         let Some(name) = advice.help.as_ref().filter(valid) else {
