@@ -14,6 +14,14 @@ use hal_store::{StepKind, ThreadSummary};
 /// The content type of the text [`Metrics::render`] makes.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// How many isolate names the tool-call counter labels; calls to any further name count as `other`. A tool's name
+/// is the model's word (a call to a tool that does not exist is counted too), and every label value is a series kept
+/// for the daemon's life: a model inventing names must not grow the daemon's memory or a scraper's without bound.
+const MAX_ISOLATE_LABELS: usize = 64;
+
+/// The longest isolate name kept in a label, in bytes.
+const MAX_LABEL_BYTES: usize = 64;
+
 /// Upper bounds (seconds) of the latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
@@ -57,6 +65,8 @@ pub(crate) struct Metrics {
     threads: Family<ByStatus, Gauge>,
     reloads: Counter,
     invalid_files: Gauge,
+    /// The isolate names the tool-call counter labels so far (at most [`MAX_ISOLATE_LABELS`]).
+    isolates: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Held while a render sets the point-in-time gauges and encodes: two scrapes at once never mix their counts.
     rendering: std::sync::Mutex<()>,
 }
@@ -105,6 +115,7 @@ impl Default for Metrics {
             threads,
             reloads,
             invalid_files,
+            isolates: std::sync::Mutex::default(),
             rendering: std::sync::Mutex::new(()),
         }
     }
@@ -129,12 +140,27 @@ impl Metrics {
             }
             StepKind::Tool => {
                 let tool = get(fact::TOOL).unwrap_or("unknown");
-                let isolate = tool.split_once('.').map_or(tool, |(isolate, _)| isolate).to_owned();
+                let isolate = self.isolate_label(tool.split_once('.').map_or(tool, |(isolate, _)| isolate));
                 let outcome = get(fact::OUTCOME).unwrap_or("ok").to_owned();
                 self.tool_calls.get_or_create(&ByTool { isolate, outcome }).inc();
             }
             _ => {}
         }
+    }
+
+    /// The label for calls to `isolate`: its name (cut) while fewer than [`MAX_ISOLATE_LABELS`] names are labelled,
+    /// then `other` for any new one.
+    fn isolate_label(&self, isolate: &str) -> String {
+        let name = hal_store::files::prefix(isolate, MAX_LABEL_BYTES);
+        let mut seen = self.isolates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.contains(name) {
+            return name.to_owned();
+        }
+        if seen.len() < MAX_ISOLATE_LABELS {
+            seen.insert(name.to_owned());
+            return name.to_owned();
+        }
+        "other".to_owned()
     }
 
     /// A turn ended with `status`.
@@ -197,5 +223,24 @@ mod tests {
         assert!(text.contains("hal_tool_calls_total{isolate=\"files\",outcome=\"error\"} 1"), "{text}");
         assert!(text.contains("hal_steps_total{kind=\"reply\"} 2"), "{text}");
         assert!(text.contains("# TYPE hal_steps counter") && text.ends_with("# EOF\n"), "OpenMetrics: {text}");
+    }
+
+    /// Regression: the isolate label was the model's word for the tool, so a model calling made-up tools grew one
+    /// series per name for the daemon's life.
+    #[test]
+    fn tool_names_a_model_makes_up_do_not_grow_the_series_without_bound() {
+        let metrics = Metrics::default();
+        metrics.step(&StepKind::Tool, &[("Hal-Tool".into(), "files.read".into())]);
+        for n in 0..1_000 {
+            let made_up = format!("made{n}{}.x", "y".repeat(200));
+            metrics.step(&StepKind::Tool, &[("Hal-Tool".into(), made_up), ("Hal-Outcome".into(), "error".into())]);
+        }
+        metrics.step(&StepKind::Tool, &[("Hal-Tool".into(), "files.write".into())]);
+        let text = metrics.render(&[], 0);
+        let series = text.lines().filter(|line| line.starts_with("hal_tool_calls_total{")).count();
+        assert!(series <= MAX_ISOLATE_LABELS + 2, "{series} series");
+        assert!(text.contains("hal_tool_calls_total{isolate=\"files\",outcome=\"ok\"} 2"), "{text}");
+        assert!(text.contains("isolate=\"other\",outcome=\"error\"} 937"), "{text}");
+        assert!(text.lines().all(|line| line.len() < 200), "labels are cut");
     }
 }

@@ -51,7 +51,7 @@ pub(crate) fn load(engine: &Engine, bytes: &[u8], dir: Option<&Path>) -> wasmtim
 fn store(component: &Component, dir: &Path, path: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let serialized = component.serialize().map_err(std::io::Error::other)?;
-    hal_store::files::write_atomically(path, &serialized)
+    hal_store::files::write_atomically(path, &serialized, hal_store::files::Readers::Umask)
 }
 
 #[allow(unsafe_code)]

@@ -113,7 +113,7 @@ pub(crate) fn content_key<'a>(parts: &[&str], files: impl Iterator<Item = &'a (S
 /// Put `bytes` in the cache at `path` through a temporary file of its own, renamed into place: a reader never
 /// sees half a file, and two builds of the same thing never tear each other's.
 pub(crate) fn keep(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    hal_store::files::write_atomically(path, bytes)
+    hal_store::files::write_atomically(path, bytes, hal_store::files::Readers::Umask)
 }
 
 /// Run cargo in `crate_dir`; the path of the component it built. A refusal by cargo (not a failure to start it)

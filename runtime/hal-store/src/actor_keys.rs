@@ -201,7 +201,7 @@ impl Home {
         let common = self.repo().common_dir();
         let common = std::fs::canonicalize(common).io_context(|| format!("finding {}", common.display()))?;
         let path = common.join(ALLOWED_SIGNERS_FILE);
-        crate::files::write_atomically(&path, signers.as_bytes())
+        crate::files::write_atomically(&path, signers.as_bytes(), crate::files::Readers::Umask)
             .io_context(|| format!("writing {}", path.display()))?;
         if self.config_string("gpg.ssh.allowedSignersFile").is_none() {
             let text = path.to_str().ok_or_else(|| StoreError::Key {

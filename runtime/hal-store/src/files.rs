@@ -4,19 +4,48 @@
 use std::io::Write;
 use std::path::Path;
 
+/// Who may read a file HAL writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readers {
+    /// This user only (0600): secrets, the daemon's token and address.
+    Owner,
+    /// Whoever the user's umask lets read a new file (0666 less the umask), like any file git writes: what other
+    /// users of a shared repository or cache need (the allowed signers, caches, records of what was believed).
+    Umask,
+}
+
 /// Write `bytes` to `path` whole or not at all: into a temporary file of its own in the same directory (created
-/// when missing), readable by this user only (0600), flushed to disk, then renamed over `path`. A reader never sees
-/// half a file, and two writers at once (threads or processes) never tear each other's; the last rename wins.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// when missing) with the permissions `readers` asks for, flushed to disk, renamed over `path`, and the directory
+/// flushed so the rename itself survives a power cut. A reader never sees half a file, and two writers at once
+/// (threads or processes) never tear each other's; the last rename wins.
+pub fn write_atomically(path: &Path, bytes: &[u8], readers: Readers) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
-    let mut temporary = tempfile::NamedTempFile::new_in(dir)?;
+    let mut builder = tempfile::Builder::new();
+    #[cfg(unix)]
+    if readers == Readers::Umask {
+        use std::os::unix::fs::PermissionsExt as _;
+        // open(2) takes the umask off, as for any new file.
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut temporary = builder.tempfile_in(dir)?;
     temporary.write_all(bytes)?;
     temporary.as_file().sync_all()?;
-    temporary.persist(path).map(drop).map_err(|error| error.error)
+    temporary.persist(path).map_err(|error| error.error)?;
+    sync_dir(dir)
+}
+
+/// Flush a directory's entries (a rename in it) to disk. Linux allows opening a directory to fsync it; elsewhere
+/// this is a no-op.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// The longest start of `text` that is at most `max` bytes and ends between characters.
@@ -50,8 +79,8 @@ mod tests {
     fn an_atomic_write_replaces_the_file_and_leaves_nothing_else() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("sub/state.json");
-        write_atomically(&path, b"one").expect("first");
-        write_atomically(&path, b"two").expect("second");
+        write_atomically(&path, b"one", Readers::Owner).expect("first");
+        write_atomically(&path, b"two", Readers::Owner).expect("second");
         assert_eq!(std::fs::read(&path).expect("read"), b"two");
         let left: Vec<_> = std::fs::read_dir(dir.path().join("sub")).expect("dir").flatten().collect();
         assert_eq!(left.len(), 1, "no temporary file is left: {left:?}");
@@ -61,5 +90,21 @@ mod tests {
             let mode = std::fs::metadata(&path).expect("metadata").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    /// Regression: every file HAL wrote was 0600, so another user of a shared repository could not read its
+    /// allowed signers, and git run by them could not check a signature.
+    #[cfg(unix)]
+    #[test]
+    fn a_file_for_anyone_gets_the_umasks_permissions_not_the_owners_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("allowed_signers");
+        write_atomically(&path, b"x", Readers::Umask).expect("write");
+        let mode = std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        // The umask can only take bits away from 0666; a umask of 0 gives 0666, the usual 022 gives 0644.
+        let umask = 0o666 & !mode;
+        assert_eq!(mode, 0o666 & !umask);
+        assert_ne!(mode, 0o600, "not owner-only unless the umask says so (umask 077 here would make it so)");
     }
 }

@@ -86,7 +86,7 @@ impl TipCache {
     }
 
     fn write_atomically(&self, bytes: &[u8]) -> std::io::Result<()> {
-        crate::files::write_atomically(&self.path, bytes)
+        crate::files::write_atomically(&self.path, bytes, crate::files::Readers::Umask)
     }
 }
 

@@ -278,7 +278,7 @@ fn main_seen_path(home: &Home) -> std::path::PathBuf {
 /// of its own per write (threads of one process may write at once), on disk before it is renamed over `path`, so
 /// a reader never sees half of it. A failure is logged, not fatal: the record is written again at the next look.
 pub(crate) fn write_whole(path: &std::path::Path, text: &str) {
-    if let Err(error) = hal_store::files::write_atomically(path, text.as_bytes()) {
+    if let Err(error) = hal_store::files::write_atomically(path, text.as_bytes(), hal_store::files::Readers::Umask) {
         tracing::warn!(target: "hal_trust", %error, path = %path.display(), "cannot record what was believed");
     }
 }
