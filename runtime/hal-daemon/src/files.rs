@@ -22,7 +22,8 @@ impl DaemonInfo {
         let path = dir.join(INFO_FILE);
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| DaemonError::InfoFile { path: path.clone(), reason: e.to_string() })?;
-        hal_store::files::write_atomically(&path, text.as_bytes(), hal_store::files::Readers::Owner).map_err(|e| DaemonError::io("writing", &path, e))
+        hal_store::files::write_atomically(&path, text.as_bytes(), hal_store::files::Readers::Owner)
+            .map_err(|e| DaemonError::io("writing", &path, e))
     }
 
     /// Read `daemon.json` from `dir`.
@@ -47,7 +48,8 @@ pub(crate) fn new_token(dir: &Path) -> Result<String, DaemonError> {
     })?;
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let path = dir.join(TOKEN_FILE);
-    hal_store::files::write_atomically(&path, token.as_bytes(), hal_store::files::Readers::Owner).map_err(|e| DaemonError::io("writing", &path, e))?;
+    hal_store::files::write_atomically(&path, token.as_bytes(), hal_store::files::Readers::Owner)
+        .map_err(|e| DaemonError::io("writing", &path, e))?;
     Ok(token)
 }
 

@@ -110,7 +110,8 @@ fn write(path: &Path, secrets: &BTreeMap<String, String>) -> Result<(), SecretEr
     }
     let text = serde_json::to_string_pretty(secrets).map_err(|e| io("encoding", std::io::Error::other(e)))?;
     // Readable by this user only, as every file written so is.
-    hal_store::files::write_atomically(path, text.as_bytes(), hal_store::files::Readers::Owner).map_err(|e| io("replacing", e))
+    hal_store::files::write_atomically(path, text.as_bytes(), hal_store::files::Readers::Owner)
+        .map_err(|e| io("replacing", e))
 }
 
 /// Change the store at `path` with `change` under an exclusive lock, so concurrent changes are not lost.

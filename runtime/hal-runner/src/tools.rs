@@ -199,13 +199,23 @@ impl ToolContext {
             .with_run(self.run.clone())
     }
 
-    /// The file at `path`, as this call sees it.
+    /// The file at `path`, as this call sees it, when it is at most [`hal_store::MAX_FILE_BYTES`].
     pub fn read(&self, path: &str) -> hal_store::Result<Option<Vec<u8>>> {
+        self.read_at_most(path, hal_store::MAX_FILE_BYTES)
+    }
+
+    /// The file at `path`, as this call sees it, when it is at most `most` bytes (a larger one is an error, read no
+    /// further than its size: a pushed branch may hold a file of any size).
+    pub fn read_at_most(&self, path: &str, most: u64) -> hal_store::Result<Option<Vec<u8>>> {
         let path = hal_store::tree_path::normalize(path)?;
         if let Some(bytes) = self.writes.get(&path) {
+            let size = bytes.len() as u64;
+            if size > most {
+                return Err(hal_store::StoreError::TooLarge { path, size, most });
+            }
             return Ok(Some(bytes.clone()));
         }
-        self.journal.with(|home| home.file_at(self.base, &path))
+        self.journal.with(|home| home.file_at_most(self.base, &path, most))
     }
 
     /// Every file with its size, as this call sees them, sorted by path.
@@ -245,8 +255,8 @@ impl ToolContext {
 /// for the step's commit. A tool made elsewhere (the sandbox's isolates) reads and writes through this and nothing
 /// else of the runner or the store; [`ToolContext`] is the runner's implementation.
 pub trait Tree: Send {
-    /// The file at `path`, as this call sees it.
-    fn read(&self, path: &str) -> hal_store::Result<Option<Vec<u8>>>;
+    /// The file at `path`, as this call sees it, when it is at most `most` bytes (a larger one is an error).
+    fn read(&self, path: &str, most: u64) -> hal_store::Result<Option<Vec<u8>>>;
     /// Every file with its size, as this call sees them, sorted by path.
     fn list(&self) -> hal_store::Result<Vec<(String, u64)>>;
     /// Write `content` to `path` (checked by the store's path rules); it lands in this call's step.
@@ -260,8 +270,8 @@ pub trait Tree: Send {
 }
 
 impl Tree for ToolContext {
-    fn read(&self, path: &str) -> hal_store::Result<Option<Vec<u8>>> {
-        ToolContext::read(self, path)
+    fn read(&self, path: &str, most: u64) -> hal_store::Result<Option<Vec<u8>>> {
+        ToolContext::read_at_most(self, path, most)
     }
 
     fn list(&self) -> hal_store::Result<Vec<(String, u64)>> {

@@ -151,7 +151,10 @@ impl bindings::hal::isolate::types::Host for HostState {}
 
 impl bindings::hal::isolate::tree::Host for HostState {
     fn read(&mut self, path: String) -> Result<Option<Vec<u8>>, String> {
-        self.tree(TreeAccess::Read)?.read(&path).map_err(|e| e.to_string())
+        // What is read is copied into the guest's memory: a file larger than that could never arrive, and is not
+        // read into the host's either.
+        let most = self.memory_limit as u64;
+        self.tree(TreeAccess::Read)?.read(&path, most).map_err(|e| e.to_string())
     }
 
     fn list_files(&mut self, prefix: String) -> Result<Vec<(String, u64)>, String> {

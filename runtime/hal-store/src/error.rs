@@ -78,6 +78,16 @@ pub enum StoreError {
     /// Step text that cannot be stored.
     #[error("invalid step text: {0}")]
     InvalidText(&'static str),
+    /// A file larger than its reader takes.
+    #[error("{path} is {size} bytes; at most {most} bytes are read of one file")]
+    TooLarge {
+        /// The file, in its tree.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The most this reader takes.
+        most: u64,
+    },
     /// A commit on a thread branch whose message HAL cannot read.
     #[error("commit {commit} on {branch} is not a HAL step: {reason}")]
     MalformedStep {

@@ -4,21 +4,45 @@ use gix::ObjectId;
 use gix::bstr::ByteSlice;
 
 use crate::Result;
-use crate::error::GixContext;
+use crate::error::{GixContext, StoreError};
 use crate::home::Home;
 
+/// The largest file [`Home::file_at`] reads: far above any help, agent, actor file or `hal.yaml`, and above what a
+/// model could use of one file; a caller that needs more (an isolate, up to its memory) says so with
+/// [`Home::file_at_most`].
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
 impl Home {
-    /// The blob at `path` in `commit`'s tree, if there is one.
+    /// The blob at `path` in `commit`'s tree, if there is one, when it is at most [`MAX_FILE_BYTES`]: anyone who
+    /// can push a branch can put a file of any size in its tree, and HAL reads such files (an actor's file, a
+    /// thread's help, what a tool reads) whole into memory.
     pub fn file_at(&self, commit: ObjectId, path: &str) -> Result<Option<Vec<u8>>> {
+        self.file_at_most(commit, path, MAX_FILE_BYTES)
+    }
+
+    /// The blob at `path` in `commit`'s tree, if there is one, when it is at most `most` bytes (its size is read
+    /// from the object's header first); a larger one is [`StoreError::TooLarge`].
+    pub fn file_at_most(&self, commit: ObjectId, path: &str, most: u64) -> Result<Option<Vec<u8>>> {
         let tree = self.tree_of(commit)?;
         let entry = tree.lookup_entry_by_path(path).git_context(|| format!("looking up {path} in {commit}"))?;
         match entry {
             Some(entry) if entry.mode().is_blob() => {
+                let size = self.repo().find_header(entry.oid()).git_context(|| format!("reading {path}"))?.size();
+                if size > most {
+                    return Err(StoreError::TooLarge { path: path.to_owned(), size, most });
+                }
                 let blob = entry.object().git_context(|| format!("reading {path} in {commit}"))?;
                 Ok(Some(blob.detach().data))
             }
             _ => Ok(None),
         }
+    }
+
+    /// Whether `commit`'s tree has a file at `path` (read without reading the file).
+    pub fn has_file(&self, commit: ObjectId, path: &str) -> Result<bool> {
+        let tree = self.tree_of(commit)?;
+        let entry = tree.lookup_entry_by_path(path).git_context(|| format!("looking up {path} in {commit}"))?;
+        Ok(entry.is_some_and(|entry| entry.mode().is_blob()))
     }
 
     /// The files directly inside directory `dir` of `commit`'s tree (not its subdirectories), sorted by name.
@@ -142,5 +166,32 @@ impl Home {
             .find_commit(commit)
             .and_then(|c| c.tree())
             .git_context(|| format!("reading the tree of commit {commit}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Home, NewStep, StepKind, StoreError, ThreadStatus};
+
+    /// Regression: a file in a pushed branch was read whole into memory whatever its size (an actor's file, what
+    /// a tool read, a checked help): a push of one large blob could exhaust the daemon's memory.
+    #[test]
+    fn a_file_larger_than_the_reader_takes_is_refused_by_its_size_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (home, _) = Home::init(dir.path(), Some("alice")).expect("init");
+        let thread = home.new_thread("alice", None, None).expect("thread");
+        let mut step = NewStep::new(StepKind::Write, "files", ThreadStatus::Open);
+        let large = usize::try_from(super::MAX_FILE_BYTES).expect("fits") + 1;
+        step.writes = vec![("big.bin".to_owned(), vec![0; large]), ("small.txt".to_owned(), b"hi".to_vec())];
+        let commit = home.append_step("alice", &thread, &step).expect("append").commit;
+        match home.file_at(commit, "big.bin") {
+            Err(StoreError::TooLarge { path, size, most }) => {
+                assert_eq!((path.as_str(), size, most), ("big.bin", large as u64, super::MAX_FILE_BYTES));
+            }
+            other => panic!("expected TooLarge, got {:?}", other.map(|b| b.map(|b| b.len()))),
+        }
+        assert!(home.file_at_most(commit, "big.bin", large as u64).expect("a reader that takes it").is_some());
+        assert_eq!(home.file_at(commit, "small.txt").expect("small").as_deref(), Some(&b"hi"[..]));
+        assert!(home.has_file(commit, "big.bin").expect("has") && !home.has_file(commit, "none").expect("has"));
     }
 }

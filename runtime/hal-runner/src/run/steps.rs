@@ -70,7 +70,7 @@ impl Runner {
             }
         }
         for path in &done.files {
-            let exists = self.journal.with(|home| home.file_at(state.tip, path))?.is_some();
+            let exists = self.journal.with(|home| home.has_file(state.tip, path))?;
             if !exists {
                 problems.push(format!("the file {path} does not exist in the thread"));
             }

@@ -118,6 +118,9 @@ fn repo_isolates(home: &Home) -> Result<Vec<FoundIsolate>, hal_store::StoreError
     Ok(found)
 }
 
+/// The most a plugin version's files may hold in all (sources, manifest, tests), in bytes.
+const MAX_PLUGIN_BYTES: u64 = 64 << 20;
+
 /// The plugin versions on main, newest first within each name, each with its manifest and files (read in one
 /// walk of `plugins/`, by blob id).
 pub(crate) fn plugins(home: &Home) -> Vec<FoundPlugin> {
@@ -153,9 +156,20 @@ pub(crate) fn files_under(home: &Home, commit: gix::ObjectId, dir: &str) -> Resu
 fn version_files(home: &Home, files: &[(String, gix::ObjectId)], dir: &str) -> Result<PluginFiles, String> {
     let prefix = format!("{dir}/");
     let mut found = Vec::new();
+    let mut total = 0u64;
     for (path, id) in files {
         let Some(relative) = path.strip_prefix(&prefix) else { continue };
         crate::names::check_relative(relative)?;
+        // Sizes from the headers first: a plugin's sources are read whole, and a file of any size can be committed.
+        let size = home.repo().find_header(*id).map_err(|e| format!("reading {path}: {e}"))?.size();
+        total = total.saturating_add(size);
+        if size > hal_store::MAX_FILE_BYTES || total > MAX_PLUGIN_BYTES {
+            return Err(format!(
+                "{path} is {size} bytes ({total} so far in {dir}); a plugin's files may hold {} bytes each and \
+                 {MAX_PLUGIN_BYTES} in all",
+                hal_store::MAX_FILE_BYTES
+            ));
+        }
         let blob = home.repo().find_blob(*id).map_err(|e| format!("reading {path}: {e}"))?;
         found.push((relative.to_owned(), blob.detach().data));
     }
