@@ -203,3 +203,37 @@ fn without_python_one_line_says_what_to_install() {
     let line = run.stdout.lines().find(|l| l.starts_with("echo@v1 ")).expect("listed");
     assert!(line.contains("needs Python 3.10 or newer") && line.contains("apt install python3 python3-venv"), "{line}");
 }
+
+/// Regression: a function's argument schema that cannot compile (a bad `pattern`) passed `plugins.test`, was merged,
+/// and failed at the function's first call from main. Now the author hears it, located, before anything builds.
+#[test]
+fn plugins_test_finds_an_argument_schema_that_does_not_compile_before_building() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    let dir = "plugins/convert/v1";
+    let bad = MANIFEST
+        .replace("      required:", "      properties: {unit_to: {type: string, pattern: \"(\"}}\n      required:");
+    server.push([
+        Scripted::tools(&[
+            ("files.write", json!({"path": format!("{dir}/plugin.yaml"), "content": bad})),
+            ("files.write", json!({"path": format!("{dir}/plugin.py"), "content": fixed()})),
+        ]),
+        Scripted::tool("plugins.test", json!({"name": "convert", "version": 1})),
+        Scripted::finish("ERROR", "the schema does not compile"),
+    ]);
+    let run = hal(&sandbox, &repo, &["help", "run", "plugin-author", "Write a plugin that converts lengths", "--json"]);
+    let thread = run.json()["thread"].as_str().expect("thread").to_owned();
+    let log = hal(&sandbox, &repo, &["thread", "log", &thread, "--json"]).ok().json();
+    let test = log
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["facts"].to_string().contains("plugins.test"))
+        .expect("a plugins.test step")
+        .clone();
+    let text = test["text"].as_str().expect("text");
+    assert!(text.contains("plugins/convert/v1/plugin.yaml:") && text.contains("functions[0].parameters"), "{text}");
+    assert!(text.contains("`convert` does not compile"), "{text}");
+    assert!(!text.contains("componentize"), "nothing was built: {text}");
+}

@@ -69,10 +69,21 @@ pub fn versions_in<'a>(files: impl Iterator<Item = &'a str>) -> Vec<PluginVersio
     versions
 }
 
+/// How far [`read_plugin`] checks a manifest's argument schemas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schemas {
+    /// Against the metaschema when offered, compiled at each function's first call: the versions on main, many of
+    /// which are never called.
+    Checked,
+    /// Compiled now: a plugin being written, whose author should hear of a schema that cannot compile.
+    Compiled,
+}
+
 /// A plugin version's manifest and files (paths relative to its directory), checked against its place.
 pub fn read_plugin(
     version: &PluginVersion,
     files: PluginFiles,
+    schemas: Schemas,
 ) -> Result<(PluginManifest, PluginFiles), crate::Unusable> {
     let dir = version.dir();
     let text = files
@@ -80,7 +91,12 @@ pub fn read_plugin(
         .find(|(path, _)| path == "plugin.yaml")
         .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
         .ok_or_else(|| format!("{dir} has no plugin.yaml"))?;
-    let manifest = PluginManifest::parse(&format!("{dir}/plugin.yaml"), &text).map_err(|e| e.to_string())?;
+    let file = format!("{dir}/plugin.yaml");
+    let manifest = match schemas {
+        Schemas::Checked => PluginManifest::parse(&file, &text),
+        Schemas::Compiled => PluginManifest::parse_compiled(&file, &text),
+    }
+    .map_err(|e| e.to_string())?;
     if manifest.name != version.name || manifest.version != version.version {
         return Err(crate::Unusable(format!(
             "{dir}/plugin.yaml says name `{}`, version {}: they must be the directory's ({}, {})",
@@ -284,7 +300,8 @@ fn build_and_test(
     let dir = version.dir();
     let fail = |what: String| format!("{dir} {what}");
     let cache = cache.ok_or_else(|| fail("cannot be built: there is no cache directory".to_owned()))?;
-    let (manifest, files) = read_plugin(version, files).map_err(|e| fail(format!("is invalid: {e}")))?;
+    let (manifest, files) =
+        read_plugin(version, files, Schemas::Compiled).map_err(|e| fail(format!("is invalid: {e}")))?;
     if manifest.language.as_deref() == Some("rust") {
         // Building Rust runs the crate's build scripts and macros on this machine: only what a person merged.
         return Err(fail(

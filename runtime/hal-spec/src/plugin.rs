@@ -91,6 +91,23 @@ impl PluginManifest {
         SCHEMA.get_or_init(|| Schema::new(PLUGIN_SCHEMA)).load(file, text)
     }
 
+    /// [`PluginManifest::parse`], and each function's argument schema compiled as its first call will compile it
+    /// (a bad `pattern` or an unresolvable `$ref` shows here, located, not at a call): for a plugin being written.
+    /// Loading the versions on main leaves the compiling to each function's first call.
+    pub fn parse_compiled(file: &str, text: &str) -> Result<PluginManifest, SpecError> {
+        static SCHEMA: OnceLock<Schema> = OnceLock::new();
+        SCHEMA.get_or_init(|| Schema::new(PLUGIN_SCHEMA)).load_checked(file, text, |manifest: &PluginManifest| {
+            let mut problems = Vec::new();
+            for (index, function) in manifest.functions.iter().enumerate() {
+                if let Err(error) = jsonschema::validator_for(&function.parameters) {
+                    let message = format!("the arguments' schema of `{}` does not compile: {error}", function.name);
+                    problems.push((format!("/functions/{index}/parameters"), message));
+                }
+            }
+            problems
+        })
+    }
+
     /// The manifest the sandbox runs it under, as an isolate named `isolate` (its name, or `<name>@v<N>`).
     pub fn as_isolate(&self, isolate: &str) -> IsolateManifest {
         IsolateManifest {
@@ -171,5 +188,18 @@ mod tests {
         assert_eq!(null[0].check(&Ok("null".into())), None);
         assert!(null[0].check(&Ok("1".into())).is_some(), "expect: null is checked");
         assert!(PluginTest::parse_all("t.yaml", "- call: f\n").is_err(), "a case must expect something");
+    }
+
+    /// Regression: a function whose argument schema could not compile (a bad `pattern`) passed `plugins.test` and
+    /// failed only at its first call from main.
+    #[test]
+    fn a_schema_that_does_not_compile_is_found_when_the_plugin_is_written() {
+        let text = "name: p\nversion: 1\ndescription: d\nfunctions:\n  - name: f\n    description: g\n    \
+                    parameters:\n      type: object\n      properties:\n        a: {type: string, pattern: \"(\"}\n";
+        assert!(PluginManifest::parse("plugin.yaml", text).is_ok(), "offering does not compile it");
+        let error = PluginManifest::parse_compiled("plugin.yaml", text).expect_err("a bad pattern");
+        let shown = error.to_string();
+        assert!(shown.starts_with("plugin.yaml:8:") && shown.contains("functions[0].parameters"), "{shown}");
+        assert!(shown.contains("`f` does not compile"), "{shown}");
     }
 }

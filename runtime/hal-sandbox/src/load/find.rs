@@ -6,7 +6,7 @@ use hal_store::Home;
 
 use crate::builtin::BUILTINS;
 use crate::catalog::{ISOLATES_DIR, Missing};
-use crate::plugins::{PLUGINS_DIR, PluginFiles, PluginVersion, read_plugin, versions_in};
+use crate::plugins::{PLUGINS_DIR, PluginFiles, PluginVersion, Schemas, read_plugin, versions_in};
 
 /// An isolate's source.
 #[derive(Clone)]
@@ -137,7 +137,7 @@ pub(crate) fn plugins(home: &Home) -> Vec<FoundPlugin> {
             } else {
                 version_files(home, &files, &version.dir())
                     .map_err(Missing::Invalid)
-                    .and_then(|files| Ok(read_plugin(&version, files)?))
+                    .and_then(|files| Ok(read_plugin(&version, files, Schemas::Checked)?))
             };
             FoundPlugin { origin: format!("main:{}", version.dir()), version, what }
         })
