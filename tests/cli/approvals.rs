@@ -148,8 +148,19 @@ fn an_al1_call_waits_for_an_owners_signed_approval_and_then_runs_once() {
     let tip = rev(&sandbox, &repo, &branch);
     let file = sandbox.git(&repo, &["show", &format!("{tip}:a.txt")]).ok().out().to_owned();
     assert_eq!(file, "1");
-    // The same approval again: the thread waits for none now, and nothing runs twice.
+    // The same approval again (a client that never heard back): it gets the decision step it made, marked
+    // repeated, and nothing is written or runs twice.
     let (code, body) = send(&approval);
+    assert_eq!(code, 200, "{body}");
+    let again: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(again["repeated"], true, "{body}");
+    assert_eq!(again["step"]["commit"], decision["commit"], "{body}");
+    assert!(again["ticket"].is_null(), "no turn goes on from it: {body}");
+    assert_eq!(rev(&sandbox, &repo, &branch), tip, "nothing was written");
+    // The same answer with another reason is another answer: the thread waits for none now.
+    let mut denial = signed_decide(&repo, &id, "alice-example", &owner, &asked, false);
+    denial["reason"] = json!("changed my mind");
+    let (code, body) = send(&denial);
     assert_eq!(code, 409, "{body}");
     assert_eq!(rev(&sandbox, &repo, &branch), tip, "nothing was written");
     assert_eq!(server.requests().len(), 2, "asked once before the approval and once after");

@@ -17,6 +17,9 @@ const MAX_REASON: usize = 4_000;
 /// How many of HAL's notes (written beside a waiting run, such as what it tells an owner in their backchat) may
 /// sit on top of the request the thread waits on.
 const NOTES_ON_TOP: usize = 1_000;
+/// How far back from a thread's tip an answer sent again is looked for (a run goes on after an answer, and may
+/// write many steps before the client tries again).
+const ANSWERED_LOOK_BACK: usize = 1_000;
 
 /// The approval request a thread waits on.
 #[derive(Debug, Clone)]
@@ -43,6 +46,10 @@ pub(crate) fn decide(home: &Home, command: &Command) -> Result<Response, DaemonE
         return Err(DaemonError::BadArguments(format!(
             "the reason must be text of at most {MAX_REASON} bytes, without NUL"
         )));
+    }
+    // The same answer sent again (its response was lost, say) gets the step it made, not a refusal, and makes none.
+    if let Some(step) = answered_before(home, &thread, command, &who)? {
+        return Ok(Response::Decided { thread, step, ticket: None, repeated: true });
     }
     let waiting = waiting_request(home, &thread)?;
     // An answer to an older request (answered, or one the run moved past), or to a commit that is none, answers
@@ -137,7 +144,43 @@ pub(crate) fn decide(home: &Home, command: &Command) -> Result<Response, DaemonE
         home.record_grant(&thread.branch, &which, tokens, usd)?;
     }
     let thread = ThreadRef { tip: appended.commit, ..thread };
-    Ok(Response::Decided { thread, step: appended, ticket: None })
+    Ok(Response::Decided { thread, step: appended, ticket: None, repeated: false })
+}
+
+/// The `decision` step HAL wrote on `thread` for exactly this answer (the same request, answer, scope, reason,
+/// amount, owner and signature), among its newest [`ANSWERED_LOOK_BACK`] steps: a client that sends an answer again
+/// because it never heard back finds its answer landed. A decision step someone pushed is not HAL's and is passed
+/// over, as is any answer that differs in anything.
+fn answered_before(
+    home: &Home,
+    thread: &ThreadRef,
+    command: &Command,
+    who: &str,
+) -> Result<Option<hal_store::Appended>, DaemonError> {
+    let Command::Decide { request, approve, scope, reason, amount, signature, .. } = command else { return Ok(None) };
+    for step in home.steps_back(thread).take(ANSWERED_LOOK_BACK) {
+        let step = step?;
+        if step.kind != StepKind::Decision || step.fact(fact::DECIDED_BY) != Some(who) {
+            continue;
+        }
+        let Ok(Some(decision)) = DecisionData::of(&step) else { continue };
+        let granted = match &decision.asked.subject {
+            hal_trust::approval::Subject::Budget { amount, .. } => Some(*amount),
+            _ => None,
+        };
+        let same = decision.asked.request == *request
+            && decision.asked.thread == thread.id
+            && decision.approve == *approve
+            && decision.scope == *scope
+            && decision.reason == *reason
+            && decision.signature == *signature
+            && (granted.is_none() || !*approve || granted == *amount);
+        if same && home.wrote_on(step.commit, &thread.branch)? {
+            let number = step.number.unwrap_or_default();
+            return Ok(Some(hal_store::Appended { thread: thread.id.clone(), step: number, commit: step.commit }));
+        }
+    }
+    Ok(None)
 }
 
 /// `amount` (tokens, or US cents) as a person reads it.

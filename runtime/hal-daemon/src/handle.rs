@@ -95,6 +95,11 @@ fn answered(response: &Response) -> Option<Result<TurnEnd, DaemonError>> {
                  its thread: send it again with a new key"
                 .to_owned(),
         ))),
+        Response::Decided { repeated: true, thread, step, .. } => Some(Err(DaemonError::NoAnswer(format!(
+            "this answer had landed before (step {} of {}): the turn that went on from it is not waited for again; \
+             `hal thread log {}` shows it",
+            step.step, thread.id, thread.id
+        )))),
         _ => None,
     }
 }

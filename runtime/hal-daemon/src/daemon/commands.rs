@@ -216,7 +216,7 @@ impl Shared {
                     return Err(DaemonError::Busy(target.branch));
                 }
                 let mut response = self.journal.with(|home| command::apply(home, command))?;
-                if let Response::Decided { thread, ticket, .. } = &mut response {
+                if let Response::Decided { thread, ticket, repeated: false, .. } = &mut response {
                     let number = self.next_ticket.fetch_add(1, Ordering::SeqCst);
                     if self.mode == Mode::InProcess {
                         lock(&self.answering).insert(thread.branch.clone());

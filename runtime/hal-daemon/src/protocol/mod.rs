@@ -388,9 +388,14 @@ pub enum Response {
         /// The `decision` step.
         #[schema(value_type = Object)]
         step: Appended,
-        /// What the turn-ended event carries for the turn that goes on (none without a turn-taker).
+        /// What the turn-ended event carries for the turn that goes on (none without a turn-taker, and none for an
+        /// answer sent again).
         #[serde(default)]
         ticket: Option<u64>,
+        /// The same answer had landed before (sent again, as when its response was lost): `step` is the one it
+        /// made then, and nothing new was written or started.
+        #[serde(default)]
+        repeated: bool,
     },
     /// The result of a merge.
     Merged {
