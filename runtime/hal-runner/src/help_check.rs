@@ -42,16 +42,18 @@ impl HelpCheck {
 /// Check the text of help `name` (`path`, for messages) as `helps.check` does: valid, and every command it names is
 /// one of `tools`, a group of them, a help of `catalog`, or itself.
 pub(crate) fn check(tools: &[String], catalog: &Catalog, name: &str, path: &str, text: &str) -> Result<(), String> {
+    let helps = catalog.helps.iter().map(|entry| entry.name.as_str()).chain([name]);
+    let callable = hal_spec::Callable::new(tools, helps);
     let unknown = |command: &str| {
-        let group = format!("{command}.");
-        let is_tool = tools.iter().any(|tool| tool == command || tool.starts_with(&group));
-        match is_tool || command == name || catalog.entry(command).is_some() {
-            true => None,
-            false => Some(format!(
-                "`{command}` is neither a tool, a group of tools, nor a help: the tools are {}",
-                tools.join(", ")
-            )),
+        if callable.names(command) {
+            return None;
         }
+        // The model gets the whole list when nothing is close: it cannot run `hal isolate list`.
+        let hint = match callable.closest(command).as_slice() {
+            [] => format!("the tools are {}", tools.join(", ")),
+            close => format!("did you mean {}?", hal_spec::either(close)),
+        };
+        Some(format!("`{command}` is neither a tool, a group of tools, nor a help: {hint}"))
     };
     hal_spec::Help::parse_resolving(path, text, unknown).map(drop).map_err(|error| error.to_string())
 }

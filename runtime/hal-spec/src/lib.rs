@@ -22,6 +22,7 @@ mod actor;
 mod agent;
 pub mod budget;
 pub mod builtin;
+mod callable;
 mod document;
 mod help;
 mod isolate;
@@ -35,6 +36,7 @@ mod validate;
 
 pub use actor::{ACTOR_SCHEMA, ActorFile, ActorKey};
 pub use agent::{AGENT_SCHEMA, Agent};
+pub use callable::{Callable, either};
 pub use help::{Assess, Done, Example, HELP_SCHEMA, Help, HelpTest, OutputCheck, Route, Runner};
 pub use isolate::{Capabilities, ISOLATE_SCHEMA, IsolateManifest, SandboxLimits, TreeAccess};
 pub use plugin::{PLUGIN_SCHEMA, PLUGIN_TESTS_SCHEMA, PluginFunction, PluginManifest, PluginTest};

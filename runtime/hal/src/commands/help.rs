@@ -145,9 +145,8 @@ impl Known {
 
     /// Why `command` names nothing a help can call, with the closest names; `None` when it names something.
     fn unknown(&self, command: &str) -> Option<String> {
-        let prefix = format!("{command}.");
-        if self.tools.iter().any(|t| t == command || t.starts_with(&prefix)) || self.helps.iter().any(|h| h == command)
-        {
+        let callable = hal_spec::Callable::new(&self.tools, self.helps.iter().map(String::as_str));
+        if callable.names(command) {
             return None;
         }
         let group = command.split('.').next().unwrap_or(command);
@@ -158,21 +157,9 @@ impl Known {
             }
             None => {}
         }
-        let mut candidates: Vec<&str> = self.tools.iter().chain(&self.helps).map(String::as_str).collect();
-        candidates.extend(self.tools.iter().filter_map(|t| t.split_once('.').map(|(g, _)| g)));
-        candidates.sort_unstable();
-        candidates.dedup();
-        let mut close: Vec<(f64, &str)> = candidates
-            .iter()
-            .map(|name| (strsim::jaro_winkler(command, name), *name))
-            .filter(|(score, _)| *score >= 0.8)
-            .collect();
-        close.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let close: Vec<String> = close.iter().take(3).map(|(_, name)| format!("`{name}`")).collect();
-        let hint = if close.is_empty() {
-            "`hal isolate list` and `hal help list` show what there is".to_owned()
-        } else {
-            format!("did you mean {}?", close.join(" or "))
+        let hint = match callable.closest(command).as_slice() {
+            [] => "`hal isolate list` and `hal help list` show what there is".to_owned(),
+            close => format!("did you mean {}?", hal_spec::either(close)),
         };
         Some(format!("`{command}` is neither a tool, a group of tools, nor a help on main: {hint}"))
     }
