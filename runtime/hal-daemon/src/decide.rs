@@ -185,10 +185,8 @@ fn answered_before(
 
 /// `amount` (tokens, or US cents) as a person reads it.
 fn shown_amount(amount: u64, unit: &str) -> String {
-    match unit {
-        "usd" => format!("${}.{:02}", amount / 100, amount % 100),
-        _ => format!("{amount} {unit}"),
-    }
+    let amount = if unit == "usd" { amount as f64 / 100.0 } else { amount as f64 };
+    hal_runner::ledger::show(amount, unit)
 }
 
 /// The approval request `thread` waits on: the newest step HAL wrote there, or under only notes HAL wrote beside

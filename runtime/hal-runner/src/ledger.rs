@@ -29,10 +29,7 @@ impl Unit {
 
     /// `amount` as a person reads it.
     pub fn show(self, amount: f64) -> String {
-        match self {
-            Unit::Tokens => format!("{amount:.0} tokens"),
-            Unit::Usd => usd(amount),
-        }
+        show(amount, self.as_str())
     }
 }
 
@@ -60,15 +57,24 @@ impl Over {
     }
 }
 
-/// Dollars as a person reads them: cents, or up to six decimals below a dollar.
+/// Dollars as a person reads them: cents, or up to six decimals below a dollar (`$0.50`, `$0.000125`).
 pub fn usd(amount: f64) -> String {
     if amount.abs() >= 1.0 {
         return format!("${amount:.2}");
     }
     let text = format!("{amount:.6}");
-    let text = text.trim_end_matches('0');
-    let text = if text.ends_with('.') { format!("{text}00") } else { text.to_owned() };
-    format!("${text}")
+    let (whole, decimals) = text.split_once('.').unwrap_or((&text, ""));
+    let decimals = decimals.trim_end_matches('0');
+    format!("${whole}.{decimals:0<2}")
+}
+
+/// `amount` in `unit` (`tokens`, `usd`, or another word a record holds) as a person reads it: the one way amounts
+/// are shown, in requests, answers and errors alike.
+pub fn show(amount: f64, unit: &str) -> String {
+    match unit {
+        "usd" => usd(amount),
+        unit => format!("{amount:.0} {unit}"),
+    }
 }
 
 /// The UTC date of day `day` (days since the Unix epoch).
@@ -109,4 +115,19 @@ fn reached(which: Which, budget: Budget, account: Account) -> Option<Over> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_read_as_a_person_writes_them() {
+        assert_eq!(usd(12.5), "$12.50");
+        assert_eq!(usd(0.5), "$0.50");
+        assert_eq!(usd(0.0), "$0.00");
+        assert_eq!(usd(0.000125), "$0.000125");
+        assert_eq!(show(1500.0, "tokens"), "1500 tokens");
+        assert_eq!(Unit::Usd.show(0.25), "$0.25");
+    }
 }

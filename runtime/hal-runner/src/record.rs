@@ -226,10 +226,7 @@ impl ApprovalData {
         match self {
             ApprovalData::Call(call) => format!("call {} ({})", call.index, call.call.name),
             ApprovalData::Budget(budget) => {
-                let show = |amount: f64| match budget.unit.as_str() {
-                    "usd" => crate::ledger::usd(amount),
-                    unit => format!("{amount:.0} {unit}"),
-                };
+                let show = |amount: f64| crate::ledger::show(amount, &budget.unit);
                 format!("the budget {} ({} spent of {})", budget.budget, show(budget.spent), show(budget.limit))
             }
         }
