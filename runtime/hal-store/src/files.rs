@@ -48,6 +48,20 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The first line of `text` that is not blank (empty when there is none).
+pub fn first_line(text: &str) -> &str {
+    text.lines().find(|line| !line.trim().is_empty()).unwrap_or_default()
+}
+
+/// `text` as it may reach a terminal whoever wrote it (a model, a web page, a pushed commit): every control
+/// character, and every character that turns the direction of text, made a space, and cut to `chars` characters.
+/// It shows as what it says, never as escape codes or reordered words.
+pub fn printable(text: &str, chars: usize) -> String {
+    let turns =
+        |c: char| matches!(c, '\u{061c}' | '\u{200e}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    text.chars().take(chars).map(|c| if c.is_control() || turns(c) { ' ' } else { c }).collect()
+}
+
 /// The longest start of `text` that is at most `max` bytes and ends between characters.
 pub fn prefix(text: &str, max: usize) -> &str {
     &text[..text.floor_char_boundary(max)]
@@ -73,6 +87,14 @@ mod tests {
         assert_eq!(prefix("héllo", 3), "hé");
         assert_eq!(clip("short", 10, ""), "short");
         assert_eq!(clip("héllo world", 3, " cut"), "hé\n[… 9 more bytes cut]");
+    }
+
+    #[test]
+    fn a_first_line_skips_blank_ones_and_printable_text_has_no_codes() {
+        assert_eq!(first_line("\n  \nhello\nworld"), "hello");
+        assert_eq!(first_line(""), "");
+        assert_eq!(printable("a\u{1b}[31mb\u{202e}c\td", 100), "a [31mb c d");
+        assert_eq!(printable("héllo", 2), "hé");
     }
 
     #[test]

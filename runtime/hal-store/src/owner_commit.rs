@@ -38,11 +38,13 @@ impl Home {
         let tree = editor.write().git_context(|| "writing main's tree".to_owned())?.detach();
         let signature = self.signature(actor);
         let commit = self.write_signed_commit(tree, vec![expected], &signature, message, None, Some(key))?;
-        self.move_branch(&main, Some(expected), commit, &signature, &format!("hal: {}", first_line(message)))?;
+        self.move_branch(
+            &main,
+            Some(expected),
+            commit,
+            &signature,
+            &format!("hal: {}", crate::files::first_line(message)),
+        )?;
         Ok(commit)
     }
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or_default()
 }

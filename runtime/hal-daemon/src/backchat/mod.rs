@@ -326,8 +326,7 @@ fn known_agent(home: &Home, name: &str) -> Result<String, String> {
 }
 
 fn first_line(text: &str) -> String {
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
-    line.chars().take(60).collect()
+    hal_store::files::printable(hal_store::files::first_line(text).trim(), 60)
 }
 
 #[cfg(test)]

@@ -43,12 +43,12 @@ mod route;
 mod steps;
 mod text;
 use crate::plan::{PendingReply, Start, Turn};
+use hal_store::files::first_line;
 pub use outcome::{DEFAULT_LIMITS, Event, Observer, Outcome, Routed, RunLimits, Waiting};
 use prepare::Prepared;
 use resume::chain_scope;
 use text::{
-    cut_to_step, deadline_after, first_line, missing_secrets, parse_finish, plain_reply, reply_text, tool_message,
-    without_nul,
+    cut_to_step, deadline_after, missing_secrets, parse_finish, plain_reply, reply_text, tool_message, without_nul,
 };
 
 pub use crate::record::FINISH;

@@ -72,10 +72,6 @@ pub(super) fn tool_message(call: &ToolCall, result: ToolResult) -> Message {
     }
 }
 
-pub(super) fn first_line(text: &str) -> &str {
-    text.lines().find(|line| !line.trim().is_empty()).unwrap_or_default()
-}
-
 /// The text of a reply step: what the model said, or the calls it made.
 pub(super) fn reply_text(reply: &Reply) -> String {
     let mut text = reply.text.clone();

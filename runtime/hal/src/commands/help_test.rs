@@ -214,11 +214,11 @@ fn verdict_of(assessor: &str, end: &TurnEnd) -> String {
         let reasons = output.lines().skip(1).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
         return if reasons.is_empty() { word.to_owned() } else { format!("{word}: {reasons}") };
     }
-    format!("FAIL: the assessor `{assessor}` ended {} without a verdict: {}", end.status, first_line(output))
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().find(|line| !line.trim().is_empty()).unwrap_or_default()
+    format!(
+        "FAIL: the assessor `{assessor}` ended {} without a verdict: {}",
+        end.status,
+        hal_store::files::first_line(output)
+    )
 }
 
 /// Write `report` to its run's thread, so the thread holds what was judged and why.
@@ -256,8 +256,7 @@ fn print_case(report: &CaseReport, iterations: u32) -> Result<()> {
         true => outln!("PASS  {}{rate}", report.name),
         false => {
             // Model text (an output, an assessor's reasons) never reaches the terminal as control codes.
-            let why: String =
-                report.problems.join("; ").chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            let why = hal_store::files::printable(&report.problems.join("; "), usize::MAX);
             outln!("FAIL  {}{rate}: {why}", report.name);
         }
     }

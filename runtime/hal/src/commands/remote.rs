@@ -49,17 +49,10 @@ pub fn step_to_stderr(step: &hal_store::Step) {
     eprintln!("  {}: {}", step.kind, first_line(&step.text, 160));
 }
 
-/// The first line of `text`, at most `limit` characters, with no control character and no character that turns
-/// the direction of text: a step's text may be a web page's, and must reach the terminal as what it says, never as
-/// escape codes or reordered words.
+/// The first line of `text` that is not blank, at most `limit` characters, printable whoever wrote it (a step's
+/// text may be a web page's: [`hal_store::files::printable`]).
 pub(crate) fn first_line(text: &str, limit: usize) -> String {
-    let line = text.lines().next().unwrap_or_default();
-    let shown = |c: char| {
-        let turns =
-            matches!(c, '\u{061c}' | '\u{200e}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        !c.is_control() && !turns
-    };
-    line.chars().take(limit).map(|c| if shown(c) { c } else { ' ' }).collect()
+    hal_store::files::printable(hal_store::files::first_line(text), limit)
 }
 
 /// One dim line on stderr per tool a model called, as its result is committed (`  · files.write: wrote a.md`),
