@@ -157,10 +157,10 @@ fn an_al1_call_waits_for_an_owners_signed_approval_and_then_runs_once() {
     assert_eq!(again["step"]["commit"], decision["commit"], "{body}");
     assert!(again["ticket"].is_null(), "no turn goes on from it: {body}");
     assert_eq!(rev(&sandbox, &repo, &branch), tip, "nothing was written");
-    // The same answer with another reason is another answer: the thread waits for none now.
-    let mut denial = signed_decide(&repo, &id, "alice-example", &owner, &asked, false);
-    denial["reason"] = json!("changed my mind");
-    let (code, body) = send(&denial);
+    // The same answer with only its reason changed is another answer: the thread waits for none now.
+    let mut other = approval.clone();
+    other["reason"] = json!("changed my mind");
+    let (code, body) = send(&other);
     assert_eq!(code, 409, "{body}");
     assert_eq!(rev(&sandbox, &repo, &branch), tip, "nothing was written");
     assert_eq!(server.requests().len(), 2, "asked once before the approval and once after");

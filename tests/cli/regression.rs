@@ -377,3 +377,32 @@ fn regression_threads_started_by_the_daemon_record_the_help_version() {
     assert!(facts.contains(&format!(r#"["Hal-Help-Blob","{blob}"]"#)), "the help's version: {facts}");
     assert_eq!(daemon.stop(), 0);
 }
+
+/// Regression: a file of any size in a thread's tree (anyone can push one) was read whole into the host's memory
+/// when a tool read it, before the isolate's memory refused it; a search stopped at the first such file. Now a read
+/// larger than the isolate's memory is refused by the file's size, and a search names the file and goes on.
+#[test]
+fn regression_a_file_larger_than_an_isolate_may_hold_is_refused_by_its_size() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::tools(&[("files.read", json!({"path": "big.txt"})), ("files.search", json!({"text": "needle"}))]),
+        Scripted::text("done"),
+    ]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
+    let big = "needle in a haystack\n".repeat(9 << 20 >> 4);
+    let limited = format!("{settings}sandbox:\n  limits: {{memory_mb: 8}}\n");
+    commit(
+        &sandbox,
+        &repo,
+        &[("hal.yaml", &limited), ("helps/writer.yaml", WRITER), ("big.txt", &big), ("small.txt", "a needle\n")],
+    );
+    let run = hal(&sandbox, &repo, &["help", "run", "writer", "Look", "--json"]).ok().json();
+    let thread = run["thread"].as_str().expect("thread");
+    let results: Vec<Value> = steps(&sandbox, &repo, thread).into_iter().filter(|s| s["kind"] == "tool").collect();
+    let read = results[0]["text"].as_str().expect("text");
+    assert!(read.contains("big.txt is") && read.contains("at most 8388608 bytes"), "{read}");
+    let search = results[1]["text"].as_str().expect("text");
+    assert!(search.contains("small.txt:1: a needle"), "{search}");
+    assert!(search.contains("[not searched, too large: big.txt]"), "{search}");
+}

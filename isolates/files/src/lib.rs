@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 const MAX_READ: usize = 100 * 1024;
 /// Most matches `search` returns.
 const MAX_MATCHES: usize = 200;
+/// Largest file `search` reads, in bytes.
+const MAX_SEARCHED: u64 = 8 << 20;
 
 struct Files;
 
@@ -78,8 +80,23 @@ impl Guest for Files {
             "search" => {
                 let needle = text(&arguments, "text");
                 let mut matches = Vec::new();
-                for (path, _) in tree::list_files(text(&arguments, "prefix"))? {
-                    let Some(bytes) = tree::read(&path)? else { continue };
+                let mut skipped = Vec::new();
+                for (path, size) in tree::list_files(text(&arguments, "prefix"))? {
+                    // A file larger than this is data, not text to search line by line, and could be larger than
+                    // this isolate's memory: it is named, not read.
+                    if size > MAX_SEARCHED {
+                        skipped.push(path);
+                        continue;
+                    }
+                    let bytes = match tree::read(&path) {
+                        Ok(Some(bytes)) => bytes,
+                        Ok(None) => continue,
+                        // Larger than this isolate may read (its memory): named, like a file over the bound.
+                        Err(_) => {
+                            skipped.push(path);
+                            continue;
+                        }
+                    };
                     let Ok(content) = String::from_utf8(bytes) else { continue };
                     for (number, line) in content.lines().enumerate() {
                         if line.contains(needle) {
@@ -91,7 +108,13 @@ impl Guest for Files {
                         }
                     }
                 }
-                Ok(if matches.is_empty() { "(no matches)".to_owned() } else { matches.join("\n") })
+                if matches.is_empty() {
+                    matches.push("(no matches)".to_owned());
+                }
+                if !skipped.is_empty() {
+                    matches.push(format!("[not searched, too large: {}]", skipped.join(", ")));
+                }
+                Ok(matches.join("\n"))
             }
             other => Err(format!("files has no function `{other}`")),
         }

@@ -48,8 +48,8 @@ pub(crate) fn decide(home: &Home, command: &Command) -> Result<Response, DaemonE
         )));
     }
     // The same answer sent again (its response was lost, say) gets the step it made, not a refusal, and makes none.
-    if let Some(step) = answered_before(home, &thread, command, &who)? {
-        return Ok(Response::Decided { thread, step, ticket: None, repeated: true });
+    if let Some(response) = repeated(home, &thread, command, &who)? {
+        return Ok(response);
     }
     let waiting = waiting_request(home, &thread)?;
     // An answer to an older request (answered, or one the run moved past), or to a commit that is none, answers
@@ -147,6 +147,18 @@ pub(crate) fn decide(home: &Home, command: &Command) -> Result<Response, DaemonE
     Ok(Response::Decided { thread, step: appended, ticket: None, repeated: false })
 }
 
+/// The response to `command` when it is an answer HAL wrote on `thread` before ([`answered_before`]): the step it
+/// made, marked repeated, with no ticket (no turn goes on from it again).
+pub(crate) fn repeated(
+    home: &Home,
+    thread: &ThreadRef,
+    command: &Command,
+    who: &str,
+) -> Result<Option<Response>, DaemonError> {
+    let found = answered_before(home, thread, command, who)?;
+    Ok(found.map(|step| Response::Decided { thread: thread.clone(), step, ticket: None, repeated: true }))
+}
+
 /// The `decision` step HAL wrote on `thread` for exactly this answer (the same request, answer, scope, reason,
 /// amount, owner and signature), among its newest [`ANSWERED_LOOK_BACK`] steps: a client that sends an answer again
 /// because it never heard back finds its answer landed. A decision step someone pushed is not HAL's and is passed
@@ -159,7 +171,8 @@ fn answered_before(
 ) -> Result<Option<hal_store::Appended>, DaemonError> {
     let Command::Decide { request, approve, scope, reason, amount, signature, .. } = command else { return Ok(None) };
     for step in home.steps_back(thread).take(ANSWERED_LOOK_BACK) {
-        let step = step?;
+        // A step HAL cannot read (a pushed commit too large, say) ends the look: the answer is then met as new.
+        let Ok(step) = step else { break };
         if step.kind != StepKind::Decision || step.fact(fact::DECIDED_BY) != Some(who) {
             continue;
         }

@@ -14,13 +14,11 @@ use hal_store::{StepKind, ThreadSummary};
 /// The content type of the text [`Metrics::render`] makes.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// How many isolate names the tool-call counter labels; calls to any further name count as `other`. A tool's name
-/// is the model's word (a call to a tool that does not exist is counted too), and every label value is a series kept
-/// for the daemon's life: a model inventing names must not grow the daemon's memory or a scraper's without bound.
-const MAX_ISOLATE_LABELS: usize = 64;
-
-/// The longest isolate name kept in a label, in bytes.
-const MAX_LABEL_BYTES: usize = 64;
+/// The isolate label of calls to a tool HAL does not have. A tool's name is the model's word (a call to a tool
+/// that does not exist is counted too), and every label value is a series kept for the daemon's life: only the
+/// isolates loaded from main (which an owner signed) are labelled by name, so a model inventing names grows
+/// nothing.
+const UNKNOWN: &str = "unknown";
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -65,8 +63,8 @@ pub(crate) struct Metrics {
     threads: Family<ByStatus, Gauge>,
     reloads: Counter,
     invalid_files: Gauge,
-    /// The isolate names the tool-call counter labels so far (at most [`MAX_ISOLATE_LABELS`]).
-    isolates: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The isolates (and groups of built-in tools) loaded from main, the names the tool-call counter labels.
+    known: std::sync::RwLock<std::collections::BTreeSet<String>>,
     /// Held while a render sets the point-in-time gauges and encodes: two scrapes at once never mix their counts.
     rendering: std::sync::Mutex<()>,
 }
@@ -115,7 +113,7 @@ impl Default for Metrics {
             threads,
             reloads,
             invalid_files,
-            isolates: std::sync::Mutex::default(),
+            known: std::sync::RwLock::default(),
             rendering: std::sync::Mutex::new(()),
         }
     }
@@ -148,19 +146,10 @@ impl Metrics {
         }
     }
 
-    /// The label for calls to `isolate`: its name (cut) while fewer than [`MAX_ISOLATE_LABELS`] names are labelled,
-    /// then `other` for any new one.
+    /// The label for calls to `isolate`: its name when it is loaded, else [`UNKNOWN`].
     fn isolate_label(&self, isolate: &str) -> String {
-        let name = hal_store::files::prefix(isolate, MAX_LABEL_BYTES);
-        let mut seen = self.isolates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if seen.contains(name) {
-            return name.to_owned();
-        }
-        if seen.len() < MAX_ISOLATE_LABELS {
-            seen.insert(name.to_owned());
-            return name.to_owned();
-        }
-        "other".to_owned()
+        let known = self.known.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.contains(isolate) { isolate.to_owned() } else { UNKNOWN.to_owned() }
     }
 
     /// A turn ended with `status`.
@@ -173,8 +162,11 @@ impl Metrics {
         self.turn_seconds.observe(seconds);
     }
 
-    /// `main` was reloaded with `problems` files that do not load.
-    pub(crate) fn reload(&self, problems: usize) {
+    /// `main` was reloaded with `problems` files that do not load, offering `callable`: the tools (full names) and
+    /// the helps (a sub-help is called as a tool of its name).
+    pub(crate) fn reload<'a>(&self, problems: usize, callable: impl IntoIterator<Item = &'a str>) {
+        let isolates = callable.into_iter().map(|tool| tool.split_once('.').map_or(tool, |(isolate, _)| isolate));
+        *self.known.write().unwrap_or_else(std::sync::PoisonError::into_inner) = isolates.map(str::to_owned).collect();
         self.reloads.inc();
         self.invalid_files.set(i64::try_from(problems).unwrap_or(i64::MAX));
     }
@@ -207,6 +199,7 @@ mod tests {
     #[test]
     fn histograms_are_cumulative_and_counters_carry_their_labels() {
         let metrics = Metrics::default();
+        metrics.reload(0, ["files.write"]);
         let reply =
             |ms: &str| vec![("Hal-Model".to_owned(), "m".to_owned()), ("Hal-Latency-Ms".to_owned(), ms.to_owned())];
         metrics.step(&StepKind::Reply, &reply("20"));
@@ -230,6 +223,7 @@ mod tests {
     #[test]
     fn tool_names_a_model_makes_up_do_not_grow_the_series_without_bound() {
         let metrics = Metrics::default();
+        metrics.reload(0, ["files.read", "files.write", "http.get"]);
         metrics.step(&StepKind::Tool, &[("Hal-Tool".into(), "files.read".into())]);
         for n in 0..1_000 {
             let made_up = format!("made{n}{}.x", "y".repeat(200));
@@ -238,9 +232,8 @@ mod tests {
         metrics.step(&StepKind::Tool, &[("Hal-Tool".into(), "files.write".into())]);
         let text = metrics.render(&[], 0);
         let series = text.lines().filter(|line| line.starts_with("hal_tool_calls_total{")).count();
-        assert!(series <= MAX_ISOLATE_LABELS + 2, "{series} series");
+        assert_eq!(series, 2, "{text}");
         assert!(text.contains("hal_tool_calls_total{isolate=\"files\",outcome=\"ok\"} 2"), "{text}");
-        assert!(text.contains("isolate=\"other\",outcome=\"error\"} 937"), "{text}");
-        assert!(text.lines().all(|line| line.len() < 200), "labels are cut");
+        assert!(text.contains("hal_tool_calls_total{isolate=\"unknown\",outcome=\"error\"} 1000"), "{text}");
     }
 }

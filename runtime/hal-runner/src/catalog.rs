@@ -158,12 +158,15 @@ impl Catalog {
             return Ok(catalog);
         }
         let settings_at = keyring.settings_from.or(main);
-        if let Some(at) = settings_at
-            && let Some(bytes) = home.file_at(at, CONFIG_FILE)?
-        {
-            match Settings::parse(CONFIG_FILE, &String::from_utf8_lossy(&bytes)) {
-                Ok(settings) => catalog.settings = settings,
-                Err(error) => catalog.settings_error = Some(error.to_string()),
+        if let Some(at) = settings_at {
+            match home.file_at_most(at, CONFIG_FILE, hal_store::MAX_SPEC_BYTES) {
+                Ok(Some(bytes)) => match Settings::parse(CONFIG_FILE, &String::from_utf8_lossy(&bytes)) {
+                    Ok(settings) => catalog.settings = settings,
+                    Err(error) => catalog.settings_error = Some(error.to_string()),
+                },
+                Ok(None) => {}
+                Err(error @ hal_store::StoreError::TooLarge { .. }) => catalog.settings_error = Some(error.to_string()),
+                Err(error) => return Err(error.into()),
             }
         }
         Ok(catalog)

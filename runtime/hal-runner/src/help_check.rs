@@ -12,9 +12,6 @@ use crate::tools::{BoxFuture, Tool, ToolContext, ToolResult};
 /// The tool's name.
 pub const NAME: &str = "helps.check";
 
-/// The largest help file checked: a help is a page or two of YAML; a model writing megabytes is told so.
-const MAX_HELP_BYTES: u64 = 1 << 20;
-
 /// Checks `helps/<name>.yaml` in the thread's tree.
 pub(crate) struct HelpCheck {
     spec: ToolSpec,
@@ -67,7 +64,7 @@ impl Tool for HelpCheck {
         Box::pin(async move {
             let name = arguments.get("name").and_then(Value::as_str).unwrap_or_default();
             let path = format!("{}/{name}.yaml", crate::catalog::HELPS_DIR);
-            let bytes = match context.read_at_most(&path, MAX_HELP_BYTES) {
+            let bytes = match context.read_at_most(&path, hal_store::MAX_SPEC_BYTES) {
                 Ok(Some(bytes)) => bytes,
                 Ok(None) => return ToolResult::error(format!("this thread has no {path}: write it first")),
                 Err(error) => return ToolResult::error(format!("{path}: {error}")),

@@ -109,7 +109,7 @@ fn write(path: &Path, secrets: &BTreeMap<String, String>) -> Result<(), SecretEr
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
     let text = serde_json::to_string_pretty(secrets).map_err(|e| io("encoding", std::io::Error::other(e)))?;
-    // Readable by this user only, as every file written so is.
+    // Readable by this user only.
     hal_store::files::write_atomically(path, text.as_bytes(), hal_store::files::Readers::Owner)
         .map_err(|e| io("replacing", e))
 }

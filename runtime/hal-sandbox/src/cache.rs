@@ -51,13 +51,14 @@ pub(crate) fn load(engine: &Engine, bytes: &[u8], dir: Option<&Path>) -> wasmtim
 fn store(component: &Component, dir: &Path, path: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let serialized = component.serialize().map_err(std::io::Error::other)?;
-    hal_store::files::write_atomically(path, &serialized, hal_store::files::Readers::Umask)
+    // Native code, loaded without checks: this user's alone (0600).
+    hal_store::files::write_atomically(path, &serialized, hal_store::files::Readers::Owner)
 }
 
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: the file is one HAL wrote itself with `Component::serialize` into its own cache directory (inside
-    // the repository's `.git/` or the user's cache directory), named by the hash of the source bytes and of the
+    // SAFETY: the file is one HAL wrote itself (0600, through a rename) with `Component::serialize` into its own
+    // cache directory (inside the repository's `.git/` or the user's cache directory), named by the hash of the source bytes and of the
     // engine's compatibility settings, so it was produced by this wasmtime version with this configuration.
     // wasmtime checks the header and version before using it. Anyone able to replace it can already replace
     // the `hal` binary's inputs.

@@ -252,10 +252,13 @@ impl Tool for PluginTool {
 fn plugin_files(context: &ToolContext, version: &PluginVersion) -> Result<PluginFiles, String> {
     let prefix = format!("{}/", version.dir());
     let mut files = Vec::new();
-    for (path, _) in context.list().map_err(|e| e.to_string())? {
-        if let Some(relative) = path.strip_prefix(&prefix)
-            && let Some(content) = context.read(&path).map_err(|e| e.to_string())?
-        {
+    let listed = context.list().map_err(|e| e.to_string())?;
+    let mine: Vec<(&str, u64)> =
+        listed.iter().filter_map(|(path, size)| Some((path.strip_prefix(&prefix)?, *size))).collect();
+    // The same bounds as loading it from main will hold it to, from the sizes alone, before anything is read.
+    crate::load::check_sizes(&version.dir(), mine.iter().copied())?;
+    for (relative, _) in mine {
+        if let Some(content) = context.read(&format!("{prefix}{relative}")).map_err(|e| e.to_string())? {
             files.push((relative.to_owned(), content));
         }
     }

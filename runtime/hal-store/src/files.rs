@@ -9,8 +9,9 @@ use std::path::Path;
 pub enum Readers {
     /// This user only (0600): secrets, the daemon's token and address.
     Owner,
-    /// Whoever the user's umask lets read a new file (0666 less the umask), like any file git writes: what other
-    /// users of a shared repository or cache need (the allowed signers, caches, records of what was believed).
+    /// Whoever the user's umask lets read a new file (0644 less the umask; written by this user only, since a
+    /// write replaces the file rather than writing into it): what other users of a shared repository or cache
+    /// need to read (the allowed signers, caches, records of what was believed).
     Umask,
 }
 
@@ -29,23 +30,26 @@ pub fn write_atomically(path: &Path, bytes: &[u8], readers: Readers) -> std::io:
     if readers == Readers::Umask {
         use std::os::unix::fs::PermissionsExt as _;
         // open(2) takes the umask off, as for any new file.
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
     }
     let mut temporary = builder.tempfile_in(dir)?;
     temporary.write_all(bytes)?;
     temporary.as_file().sync_all()?;
     temporary.persist(path).map_err(|error| error.error)?;
-    sync_dir(dir)
+    sync_dir(dir);
+    Ok(())
 }
 
-/// Flush a directory's entries (a rename in it) to disk. Linux allows opening a directory to fsync it; elsewhere
-/// this is a no-op.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+/// Flush a directory's entries (the rename just made in it) to disk, where the system allows fsync of a directory
+/// (Unix); a file system that refuses it (some network and FUSE ones) leaves the rename to its own schedule: the
+/// file is written either way, so this is logged, never an error.
+fn sync_dir(dir: &Path) {
     #[cfg(unix)]
-    std::fs::File::open(dir)?.sync_all()?;
+    if let Err(error) = std::fs::File::open(dir).and_then(|dir| dir.sync_all()) {
+        tracing::debug!(target: "hal_store", %error, dir = %dir.display(), "cannot flush a directory");
+    }
     #[cfg(not(unix))]
     let _ = dir;
-    Ok(())
 }
 
 /// The first line of `text` that is not blank (empty when there is none).
@@ -124,9 +128,15 @@ mod tests {
         let path = dir.path().join("allowed_signers");
         write_atomically(&path, b"x", Readers::Umask).expect("write");
         let mode = std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
-        // The umask can only take bits away from 0666; a umask of 0 gives 0666, the usual 022 gives 0644.
-        let umask = 0o666 & !mode;
-        assert_eq!(mode, 0o666 & !umask);
-        assert_ne!(mode, 0o600, "not owner-only unless the umask says so (umask 077 here would make it so)");
+        // The umask can only take bits away from 0644: 022 or 002 give 0644, 077 gives 0600.
+        assert_eq!(mode & !0o644, 0, "never writable by others: {mode:o}");
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let umask = status.lines().find_map(|line| line.strip_prefix("Umask:")).map(str::trim);
+        if let Some(umask) = umask.and_then(|umask| u32::from_str_radix(umask, 8).ok()) {
+            assert_eq!(mode, 0o644 & !umask, "umask {umask:o}");
+        }
+        write_atomically(&path, b"secret", Readers::Owner).expect("write");
+        let mode = std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a file for its owner replacing one for anyone");
     }
 }

@@ -62,4 +62,4 @@ pub use thread::{
     Appended, BACKCHAT, KEYED_LOOK_BACK, Keyed, MAX_STEP_BYTES, NewStep, Step, ThreadRef, ThreadSummary,
     deserialize_id, serialize_id,
 };
-pub use tree_read::MAX_FILE_BYTES;
+pub use tree_read::{MAX_FILE_BYTES, MAX_SPEC_BYTES};

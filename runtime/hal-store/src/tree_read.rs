@@ -12,6 +12,10 @@ use crate::home::Home;
 /// [`Home::file_at_most`].
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
+/// The largest hand-written file HAL reads to know what is in force (`hal.yaml`, an actor's file, a help or an
+/// agent): a page or two of YAML; a larger one is reported as not applied, and not read.
+pub const MAX_SPEC_BYTES: u64 = 1 << 20;
+
 impl Home {
     /// The blob at `path` in `commit`'s tree, if there is one, when it is at most [`MAX_FILE_BYTES`]: anyone who
     /// can push a branch can put a file of any size in its tree, and HAL reads such files (an actor's file, a

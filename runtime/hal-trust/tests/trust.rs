@@ -311,6 +311,25 @@ fn regression_a_broken_actor_file_pushed_to_an_actor_branch_does_not_stop_hal() 
     assert!(keyring.problems.iter().any(|p| p.place.starts_with("actors/alice")), "{:?}", keyring.problems);
 }
 
+/// Regression: a file larger than HAL reads, pushed as an actor's actor.yaml or as hal.yaml on main, made every
+/// load of the keys fail (and with them every command). Now it is a change not applied, reported.
+#[test]
+fn regression_a_huge_actor_file_or_hal_yaml_pushed_is_reported_not_fatal() {
+    let (dir, home, thread) = home();
+    let huge = format!("# {}\n", "x".repeat(usize::try_from(hal_store::MAX_SPEC_BYTES).expect("fits")));
+    for (branch, file) in [("actors/alice", "actor.yaml"), ("main", "hal.yaml")] {
+        let tip = git(dir.path(), &["rev-parse", branch]);
+        let tree = tree_with(dir.path(), &tip, file, &huge);
+        push_commit(dir.path(), branch, &tip, &tree, "a huge file", None);
+    }
+    let keyring = Keyring::load(&home).expect("the keys still load");
+    for place in ["actors/alice:actor.yaml", "main:hal.yaml"] {
+        let problem = keyring.problems.iter().find(|p| p.place == place);
+        assert!(problem.is_some_and(|p| p.text.contains("bytes")), "{place}: {:?}", keyring.problems);
+    }
+    home.say("alice", &thread.id, "still here").expect("a message");
+}
+
 /// A `main` rewritten from scratch (a force push whose own `hal.yaml` names the pusher as owner, signed by them)
 /// does not grow from the one seen last, which stays in force; and once that record is removed, the root this
 /// repository first saw is still pinned: no owner is believed, and no `hal.yaml` of it is in force.

@@ -85,7 +85,13 @@ pub(super) fn read(home: &Home, spec: &str, path: &str) -> Result<String, String
         Ok(thread) if spec.starts_with("threads/") || !spec.contains('/') && spec != "main" => thread.tip,
         _ => home.resolve_commit(spec).map_err(|e| e.to_string())?,
     };
-    match home.file_at(commit, path).map_err(|e| e.to_string())? {
+    let bytes = match home.file_at(commit, path) {
+        Err(hal_store::StoreError::TooLarge { size, .. }) => {
+            return Ok(format!("({path} is {size} bytes: too large to read here; ask for a part of it with a tool)"));
+        }
+        other => other.map_err(|e| e.to_string())?,
+    };
+    match bytes {
         Some(bytes) => match String::from_utf8(bytes) {
             Ok(text) => Ok(clip(&text, MAX_READ)),
             Err(error) => Ok(format!("(a binary file of {} bytes)", error.as_bytes().len())),
@@ -105,7 +111,14 @@ pub(super) fn diff(home: &Home, query: &str) -> Result<String, String> {
         if mark == 'D' {
             continue;
         }
-        let Some(bytes) = home.file_at(thread.tip, &path).map_err(|e| e.to_string())? else { continue };
+        let bytes = match home.file_at(thread.tip, &path) {
+            Err(hal_store::StoreError::TooLarge { size, .. }) => {
+                out.push_str(&format!("\n--- {path} ({size} bytes, not shown)\n"));
+                continue;
+            }
+            other => other.map_err(|e| e.to_string())?,
+        };
+        let Some(bytes) = bytes else { continue };
         let Ok(text) = String::from_utf8(bytes) else { continue };
         out.push_str(&format!("\n--- {path} ({}):\n", if mark == 'A' { "new" } else { "changed" }));
         for line in text.lines().take(DIFF_LINES) {

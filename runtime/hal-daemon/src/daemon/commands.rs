@@ -211,6 +211,11 @@ impl Shared {
                 })?;
                 // An owner's act; and, while hal.yaml names no owners, still only a member's.
                 self.check_member(&who)?;
+                // The same answer sent again gets what it made even while the turn it started runs.
+                let repeated = self.journal.with(|home| crate::decide::repeated(home, &target, command, &who))?;
+                if let Some(response) = repeated {
+                    return Ok(response);
+                }
                 let active = lock(&self.active);
                 if active.contains_key(&target.branch) {
                     return Err(DaemonError::Busy(target.branch));

@@ -95,7 +95,9 @@ impl Shared {
             problems = loaded.problems.len(),
             "loaded main"
         );
-        self.metrics.reload(loaded.problems.len());
+        let tools = loaded.runner.tools();
+        let helps = loaded.runner.catalog().helps.iter().map(|entry| entry.name.as_str());
+        self.metrics.reload(loaded.problems.len(), tools.iter().map(String::as_str).chain(helps));
         let problems = loaded.problems.clone();
         // Every model call and tool call of its runs asks whether an owner halted HAL meanwhile.
         let weak = Arc::downgrade(self);

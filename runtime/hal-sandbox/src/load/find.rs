@@ -118,8 +118,8 @@ fn repo_isolates(home: &Home) -> Result<Vec<FoundIsolate>, hal_store::StoreError
     Ok(found)
 }
 
-/// The most a plugin version's files may hold in all (sources, manifest, tests), in bytes.
-const MAX_PLUGIN_BYTES: u64 = 64 << 20;
+/// The most the files of a plugin version or an isolate may hold in all (sources, manifest, tests), in bytes.
+pub(crate) const MAX_SOURCE_BYTES: u64 = 64 << 20;
 
 /// The plugin versions on main, newest first within each name, each with its manifest and files (read in one
 /// walk of `plugins/`, by blob id).
@@ -155,23 +155,37 @@ pub(crate) fn files_under(home: &Home, commit: gix::ObjectId, dir: &str) -> Resu
 /// [`files_under`].
 fn version_files(home: &Home, files: &[(String, gix::ObjectId)], dir: &str) -> Result<PluginFiles, String> {
     let prefix = format!("{dir}/");
-    let mut found = Vec::new();
-    let mut total = 0u64;
+    let mut mine = Vec::new();
     for (path, id) in files {
         let Some(relative) = path.strip_prefix(&prefix) else { continue };
         crate::names::check_relative(relative)?;
-        // Sizes from the headers first: a plugin's sources are read whole, and a file of any size can be committed.
         let size = home.repo().find_header(*id).map_err(|e| format!("reading {path}: {e}"))?.size();
-        total = total.saturating_add(size);
-        if size > hal_store::MAX_FILE_BYTES || total > MAX_PLUGIN_BYTES {
-            return Err(format!(
-                "{path} is {size} bytes ({total} so far in {dir}); a plugin's files may hold {} bytes each and \
-                 {MAX_PLUGIN_BYTES} in all",
-                hal_store::MAX_FILE_BYTES
-            ));
-        }
-        let blob = home.repo().find_blob(*id).map_err(|e| format!("reading {path}: {e}"))?;
+        mine.push((relative, *id, size));
+    }
+    // Sizes from the headers first: the sources are read whole, and a file of any size can be committed.
+    check_sizes(dir, mine.iter().map(|(relative, _, size)| (*relative, *size)))?;
+    let mut found = Vec::new();
+    for (relative, id, _) in mine {
+        let blob = home.repo().find_blob(id).map_err(|e| format!("reading {dir}/{relative}: {e}"))?;
         found.push((relative.to_owned(), blob.detach().data));
     }
     Ok(found)
+}
+
+/// Whether the files of the plugin or isolate in `dir` (paths relative to it, with sizes) are within what HAL
+/// reads of one: [`hal_store::MAX_FILE_BYTES`] each, [`MAX_SOURCE_BYTES`] in all. The same bounds hold a plugin
+/// written on a thread (`plugins.test`) and one loaded from main, so what passes there loads here.
+pub(crate) fn check_sizes<'a>(dir: &str, files: impl Iterator<Item = (&'a str, u64)>) -> Result<(), String> {
+    let mut total = 0u64;
+    for (relative, size) in files {
+        total = total.saturating_add(size);
+        if size > hal_store::MAX_FILE_BYTES || total > MAX_SOURCE_BYTES {
+            return Err(format!(
+                "{dir}/{relative} is {size} bytes ({total} so far in {dir}); the files of a plugin or isolate may \
+                 hold {} bytes each and {MAX_SOURCE_BYTES} in all",
+                hal_store::MAX_FILE_BYTES
+            ));
+        }
+    }
+    Ok(())
 }

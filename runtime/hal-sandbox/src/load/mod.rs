@@ -18,6 +18,7 @@ use crate::host::Sandbox;
 
 mod build;
 mod find;
+pub(crate) use find::check_sizes;
 mod instantiate;
 
 /// Load every isolate: built-ins, then those on `main`, then the plugin versions on `main` (each as

@@ -33,7 +33,8 @@ impl Keyring {
                     owners.values().flatten().any(|l| same_key(l, &line))
                 })
             };
-            let owners = match hal_spec::Settings::parse(&place, &text) {
+            let parsed = text.and_then(|text| hal_spec::Settings::parse(&place, &text).map_err(|e| e.to_string()));
+            let owners = match parsed {
                 // A hal.yaml without `owners` leaves them as they are: owners change only by being listed, so a
                 // file rewritten from scratch does not leave the repo without any.
                 Ok(settings) if settings.owners.is_empty() && self.owners_from.is_some() => self.owners.clone(),

@@ -185,6 +185,13 @@ impl Keyring {
             self.problem(&place, commit, format!("history read back {HISTORY_LIMIT} commits only"));
         }
         for (commit, text) in changes {
+            let text = match text {
+                Ok(text) => text,
+                Err(why) => {
+                    self.problem(&place, commit, format!("not applied: {why}"));
+                    continue;
+                }
+            };
             let file = match hal_spec::ActorFile::parse(&place, &text) {
                 Ok(file) if file.name == name => file,
                 Ok(file) => {
@@ -336,7 +343,7 @@ fn changes_of(
     tip: ObjectId,
     path: &str,
     truncated: &mut Vec<ObjectId>,
-) -> Result<Vec<(ObjectId, String)>, TrustError> {
+) -> Result<Vec<(ObjectId, Result<String, String>)>, TrustError> {
     let mut chain = Vec::new();
     let mut next = Some(tip);
     while let Some(commit) = next {
@@ -353,9 +360,17 @@ fn changes_of(
     let mut before = None;
     for (commit, entry) in chain.into_iter().rev() {
         if entry != before {
+            // Anyone can push a branch with a file of any size: one too large to be a hand-written file is a
+            // change not applied, never a reason the keys cannot be read.
             let text = match entry {
-                Some(_) => String::from_utf8_lossy(&home.file_at(commit, path)?.unwrap_or_default()).into_owned(),
-                None => String::new(),
+                Some(_) => match home.file_at_most(commit, path, hal_store::MAX_SPEC_BYTES) {
+                    Ok(bytes) => Ok(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()),
+                    Err(hal_store::StoreError::TooLarge { size, most, .. }) => {
+                        Err(format!("it is {size} bytes, more than the {most} HAL reads of it"))
+                    }
+                    Err(error) => return Err(error.into()),
+                },
+                None => Ok(String::new()),
             };
             changes.push((commit, text));
         }

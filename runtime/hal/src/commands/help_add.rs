@@ -196,15 +196,23 @@ fn gather(
                     continue;
                 }
                 let file = hal_store::tree_path::normalize(&entry.path).with_context(|| at(&entry.path))?;
+                // By the size the tree gives, before anything of it is read.
+                if entry.size > MAX_BYTES {
+                    bail!("the help brings {file} of {} bytes, more than an import copies ({MAX_BYTES})", entry.size);
+                }
                 let content = scratch.blob(commit, &entry.path)?;
-                match home.file_at(main, &file)? {
+                let differs = || {
+                    anyhow::anyhow!(
+                        "the help brings {file}, which differs from the one here: isolates and published plugin \
+                         versions are not changed by an import"
+                    )
+                };
+                match home.file_at_most(main, &file, MAX_BYTES) {
                     // Here already, the same: nothing to write.
-                    Some(here) if here == content => continue,
-                    Some(_) => bail!(
-                        "the help brings {file}, which differs from the one here: isolates and published \
-                                      plugin versions are not changed by an import"
-                    ),
-                    None => {}
+                    Ok(Some(here)) if here == content => continue,
+                    Ok(Some(_)) | Err(hal_store::StoreError::TooLarge { .. }) => return Err(differs()),
+                    Ok(None) => {}
+                    Err(error) => return Err(error.into()),
                 }
                 bytes = bytes.saturating_add(entry.size);
                 if files.len() >= MAX_FILES || bytes > MAX_BYTES {

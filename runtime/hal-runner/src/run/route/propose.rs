@@ -99,8 +99,11 @@ impl Runner {
         if changed.iter().any(|changed| *changed != path) {
             return Ok(Some(format!("it changes more than {path}: {}", changed.join(", "))));
         }
-        let Some(bytes) = home.file_at(sub.tip, &path)? else {
-            return Ok(Some(format!("it has no {path}")));
+        let bytes = match home.file_at_most(sub.tip, &path, hal_store::MAX_SPEC_BYTES) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(Some(format!("it has no {path}"))),
+            Err(error @ hal_store::StoreError::TooLarge { .. }) => return Ok(Some(error.to_string())),
+            Err(error) => return Err(error.into()),
         };
         let text = String::from_utf8_lossy(&bytes);
         let problem = crate::help_check::check(&self.toolbox.names(), &self.catalog, name, &path, &text).err();
