@@ -44,6 +44,12 @@ pub trait Tool: Send + Sync {
     /// Its name (`files.read`), purpose and argument schema.
     fn spec(&self) -> &ToolSpec;
 
+    /// Other names a rule of the owners' policy may give it: the plugin version a `<name>.<function>` runs
+    /// (`wc@v2.count` for `wc.count` while v2 is the newest). The strictest rule naming any of them holds.
+    fn policy_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The secrets it reads (by name): a run that offers the tool waits (`PENDING`) until each is set.
     fn needs_secrets(&self) -> Vec<String> {
         Vec::new()
@@ -65,13 +71,16 @@ pub struct RunScope {
     /// The branch of the run a person's message started, when this run is a help run by another help (its steps
     /// are that run's progress).
     pub root: Option<String>,
+    /// The helps whose run called this one, outermost first (empty for a run a person's message started): their
+    /// own policy rules (`policy.helps.<help>`) hold for this run's calls too, where they are stricter.
+    pub callers: Vec<String>,
     counts: Arc<std::sync::Mutex<BTreeMap<String, u32>>>,
 }
 
 impl RunScope {
     /// A new scope with `limits`, at the start of a chain, with nothing counted.
     pub fn new(limits: crate::run::RunLimits) -> RunScope {
-        RunScope { limits, chain_depth: 0, root: None, counts: Arc::default() }
+        RunScope { limits, chain_depth: 0, root: None, callers: Vec::new(), counts: Arc::default() }
     }
 
     /// Count one more `what` in this run and return how many there are now.
@@ -329,6 +338,11 @@ impl Toolbox {
             .map_err(|e| InvalidSchema { tool: name.clone(), reason: e.to_string() })?;
         self.tools.insert(name, (tool, Arc::default()));
         Ok(())
+    }
+
+    /// The other names the policy may give tool `name` ([`Tool::policy_names`]).
+    pub fn policy_names(&self, name: &str) -> Vec<String> {
+        self.tools.get(name).map(|(tool, _)| tool.policy_names()).unwrap_or_default()
     }
 
     /// The names of every tool.

@@ -11,6 +11,8 @@ use hal_runner::model::{Models, Recording};
 mod checked;
 #[path = "runner/plans.rs"]
 mod plans;
+#[path = "runner/policy.rs"]
+mod policy;
 #[path = "support/write_tool.rs"]
 mod write_tool;
 use checked::Checked;

@@ -47,6 +47,15 @@ impl Tool for IsolateFunction {
         &self.spec
     }
 
+    fn policy_names(&self) -> Vec<String> {
+        // `<name>` is the newest version of a plugin: a rule naming that version (`wc@v2`) holds for it too.
+        let manifest = &self.isolate.manifest;
+        match self.isolate.builtin || manifest.name.contains('@') {
+            true => Vec::new(),
+            false => vec![format!("{}@v{}.{}", manifest.name, manifest.version, self.function)],
+        }
+    }
+
     fn needs_secrets(&self) -> Vec<String> {
         self.isolate.granted.secrets.clone()
     }

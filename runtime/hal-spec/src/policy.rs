@@ -3,7 +3,9 @@
 //!
 //! A rule names a tool as a help's command does: an isolate (`http`), one of its functions (`http.fetch`), a
 //! plugin or one version of it (`wordcount`, `wordcount@v2`), or a sub-help by name. The most specific rule wins:
-//! the help's own rules before the repo's, a function before its isolate.
+//! the help's own rules before the repo's, a function before its isolate. The runner holds a call to the
+//! strictest of that and two more: what the rules say of the plugin version the call runs (`wordcount@v2` while
+//! `wordcount` is v2), and what the own rules of the helps whose run called this one say ([`Policy::help_rule`]).
 
 use std::collections::BTreeMap;
 
@@ -92,6 +94,13 @@ impl Policy {
             Some(level) => (level, Rule::Default),
             None => (built_in, Rule::BuiltIn),
         }
+    }
+
+    /// The level the help's own rules (`policy.helps.<help>`) give `tool`, if one names it: what a help's rules
+    /// hold for the sub-helps it calls too.
+    pub fn help_rule(&self, help: &str, tool: &str) -> Option<(Level, Rule)> {
+        let (pattern, level) = most_specific(self.helps.get(help)?, tool)?;
+        Some((level, Rule::Help(help.to_owned(), pattern)))
     }
 
     /// Whether `tool` (or its isolate, or the plugin of that version) is disabled.

@@ -11,8 +11,35 @@ use crate::tools::ToolResult;
 const TOLD_BY_DEFAULT: &[&str] = &["threads.start", "threads.say", "threads.switch", "threads.propose_merge"];
 
 impl Runner {
-    /// The level of `tool` in this run, and the rule that gives it.
+    /// The level of `tool` in this run, and the rule that gives it: the strictest of what the rules say of the
+    /// tool and of the plugin version it runs ([`crate::tools::Tool::policy_names`]), for this help and for the
+    /// helps whose run called this one (their own rules).
     pub(super) fn autonomy(&self, state: &RunState<'_>, tool: &str) -> (Level, Rule) {
+        let policy = &self.catalog.settings.policy;
+        let built_in = self.built_in_level(tool);
+        let names: Vec<String> = std::iter::once(tool.to_owned()).chain(self.toolbox.policy_names(tool)).collect();
+        let help = &state.prepared.entry.name;
+        let mut strictest = policy.level(help, tool, built_in);
+        for name in &names[1..] {
+            let found = policy.level(help, name, built_in);
+            if found.0 < strictest.0 {
+                strictest = found;
+            }
+        }
+        for caller in &state.scope.callers {
+            for name in &names {
+                if let Some(found) = policy.help_rule(caller, name)
+                    && found.0 < strictest.0
+                {
+                    strictest = found;
+                }
+            }
+        }
+        strictest
+    }
+
+    /// The level HAL gives `tool` when no rule names it.
+    fn built_in_level(&self, tool: &str) -> Level {
         let settings = &self.catalog.settings;
         let isolate = tool.split_once('.').map_or(tool, |(isolate, _)| isolate);
         let name = isolate.split_once('@').map_or(isolate, |(name, _)| name);
@@ -23,12 +50,11 @@ impl Runner {
             .get(isolate)
             .or_else(|| settings.sandbox.isolates.get(name))
             .is_some_and(|grant| !grant.http.is_empty() || !grant.secrets.is_empty());
-        let built_in = if name == "http" || TOLD_BY_DEFAULT.contains(&tool) || granted_out {
+        if name == "http" || TOLD_BY_DEFAULT.contains(&tool) || granted_out {
             Level::ActAndTell
         } else {
             Level::Autonomous
-        };
-        settings.policy.level(&state.prepared.entry.name, tool, built_in)
+        }
     }
 
     /// Tell the owner that `call` ran (level AL2), with what it returned.

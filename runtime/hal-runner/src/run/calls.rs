@@ -154,8 +154,11 @@ impl Runner {
     ) -> Result<super::Outcome, RunError> {
         let own_deadline = deadline_after(prepared.limits.max_seconds);
         let deadline = own_deadline.min(state.deadline);
-        // A sub-run is part of its caller's run: the same chain, the same count of threads started.
-        let scope = Some(state.scope.clone());
+        // A sub-run is part of its caller's run: the same chain, the same count of threads started, and the
+        // caller's own policy rules.
+        let mut scope = state.scope.clone();
+        scope.callers.push(state.prepared.entry.name.clone());
+        let scope = Some(scope);
         let depth = state.depth + 1;
         let begin = Begin::Input(input);
         let outcome = self.execute(prepared, models, sub, &state.actor, begin, depth, scope, deadline).await?;

@@ -59,7 +59,11 @@ impl Runner {
                     return Err(not_allowed(format!("call `{command}`, which help `{name}` uses"), "isolates"));
                 }
                 // What the policy turns off is not offered at all (the help runs without it).
-                tools.extend(allowed.into_iter().filter(|tool| !policy.is_disabled(&tool.spec().name)));
+                // A rule may name the plugin version a tool runs (`wc@v2` for `wc.count`).
+                let disabled = |tool: &std::sync::Arc<dyn crate::tools::Tool>| {
+                    policy.is_disabled(&tool.spec().name) || tool.policy_names().iter().any(|n| policy.is_disabled(n))
+                };
+                tools.extend(allowed.into_iter().filter(|tool| !disabled(tool)));
             } else if self.catalog.entry(command).is_some() {
                 if !agent.may_run(command) {
                     return Err(not_allowed(format!("run help `{command}`, which help `{name}` calls"), "helps"));
