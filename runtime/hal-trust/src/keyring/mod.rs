@@ -336,6 +336,9 @@ fn actor_branches(home: &Home) -> Result<Vec<(String, ObjectId)>, TrustError> {
     Ok(out)
 }
 
+/// A file's text at one commit, or why it was not read (too large to be a hand-written file).
+type FileText = Result<String, String>;
+
 /// The commits along `tip`'s first parents that changed `path` (its blob differs from the first parent's), oldest
 /// first, each with the file's text (empty when removed).
 fn changes_of(
@@ -343,7 +346,7 @@ fn changes_of(
     tip: ObjectId,
     path: &str,
     truncated: &mut Vec<ObjectId>,
-) -> Result<Vec<(ObjectId, Result<String, String>)>, TrustError> {
+) -> Result<Vec<(ObjectId, FileText)>, TrustError> {
     let mut chain = Vec::new();
     let mut next = Some(tip);
     while let Some(commit) = next {
