@@ -212,8 +212,13 @@ fn nothing_fits_ends_nocando_with_a_stuck_record_listed_across_threads() {
     let asked: Vec<&str> = stucks.iter().filter_map(|s| s["stuck"]["asked"].as_str()).collect();
     assert!(asked.contains(&"Launch a satellite into orbit.") && asked.contains(&"Book me a flight to Lima."));
     assert!(stucks.iter().all(|s| s["stuck"]["ended"] == "gave-up" && s["stuck"]["tried"] == json!([])), "{list:#}");
-    // A stuck HAL recorded, changed afterwards by someone's step on its thread: no longer HAL's word.
     let thread = first.json()["thread"].as_str().expect("thread").to_owned();
+    // A replay's stuck (like a `hal help test` case's) is no person's need: listed with --all only.
+    replays_the_same(&sandbox, &repo, &thread, &server);
+    let count = |args: &[&str]| sandbox.hal(&repo, args).ok().json().as_array().expect("stucks").len();
+    assert_eq!(count(&["stuck", "list", "--json"]), 3, "the two stucks and the forged file");
+    assert_eq!(count(&["stuck", "list", "--all", "--json"]), 4, "and the replay's");
+    // A stuck HAL recorded, changed afterwards by someone's step on its thread: no longer HAL's word.
     let path = stucks.iter().find(|s| s["thread"] == thread.as_str()).expect("the first stuck")["path"]
         .as_str()
         .expect("path")

@@ -27,7 +27,7 @@ pub(crate) fn starts_work(command: &Command) -> bool {
         | Command::Decide { .. }
         | Command::BuildIsolates => true,
         Command::ListThreads
-        | Command::Stucks
+        | Command::Stucks { .. }
         | Command::Log { .. }
         | Command::Verify { .. }
         | Command::AllowedSigners
@@ -175,7 +175,7 @@ pub fn idempotency_key(command: &Command) -> Option<&str> {
         | Command::CallIsolate { idempotency_key, .. }
         | Command::Replay { idempotency_key, .. } => idempotency_key.as_deref(),
         Command::ListThreads
-        | Command::Stucks
+        | Command::Stucks { .. }
         | Command::Log { .. }
         | Command::Verify { .. }
         | Command::AllowedSigners
@@ -267,7 +267,7 @@ pub(crate) fn apply_with(
     let actor = |explicit: &Option<String>| home.resolve_actor(explicit.as_deref());
     match command {
         Command::ListThreads => Ok(Response::Threads { threads: home.list_threads()? }),
-        Command::Stucks => Ok(Response::Stucks { stucks: crate::stucks::list(home)? }),
+        Command::Stucks { all } => Ok(Response::Stucks { stucks: crate::stucks::list(home, *all)? }),
         Command::NewThread {
             actor: who,
             from,

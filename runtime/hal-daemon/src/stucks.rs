@@ -23,12 +23,18 @@ pub(crate) const MOST_BYTES: u64 = 64 * 1024;
 /// How far back a thread is read for the steps that recorded its stucks.
 pub(crate) const LOOK_BACK: usize = 2_000;
 
-/// Every stuck file of every thread and of `main`. A file that is not a stuck is listed with why.
-pub(crate) fn list(home: &Home) -> hal_store::Result<Vec<StuckEntry>> {
+/// Every stuck file of every thread and of `main`, but for threads with a purpose (a `hal help test` case, a
+/// replay) unless `all`. A file that is not a stuck is listed with why.
+pub(crate) fn list(home: &Home, all: bool) -> hal_store::Result<Vec<StuckEntry>> {
     let mut found: BTreeMap<String, StuckEntry> = BTreeMap::new();
+    let purposed: std::collections::HashSet<String> = match all {
+        true => Default::default(),
+        false => home.list_threads()?.into_iter().filter(|t| t.purpose.is_some()).map(|t| t.branch).collect(),
+    };
     let mut places: Vec<(String, String, ObjectId, Option<ThreadRef>)> = home
         .threads()?
         .into_iter()
+        .filter(|thread| !purposed.contains(&thread.branch))
         .map(|thread| (thread.id.clone(), thread.branch.clone(), thread.tip, Some(thread)))
         .collect();
     if let Some(main) = home.main_tip()? {

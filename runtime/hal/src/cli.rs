@@ -425,5 +425,9 @@ impl From<ApprovalScope> for hal_trust::approval::Scope {
 pub enum StuckCommand {
     /// Every stuck request across threads (and main), newest first: what was asked, what was missing, the helps
     /// tried, and the help proposed for it, if any.
-    List,
+    List {
+        /// Those of `hal help test` cases and thread replays too.
+        #[arg(long)]
+        all: bool,
+    },
 }

@@ -172,7 +172,7 @@ impl Shared {
             }
             // Reads take a handle of their own: a long thread or ten thousand of them never holds up the writers.
             Command::ListThreads
-            | Command::Stucks
+            | Command::Stucks { .. }
             | Command::Log { .. }
             | Command::Verify { .. }
             | Command::AllowedSigners => Ok(command::apply(&self.journal.handle(), command)?),

@@ -260,7 +260,11 @@ pub enum Command {
         idempotency_key: Option<String>,
     },
     /// The requests no help met, as routers recorded them (`stucks/` on threads and on main).
-    Stucks,
+    Stucks {
+        /// Those of `hal help test` cases and replays too (left out by default: they are not people's needs).
+        #[serde(default)]
+        all: bool,
+    },
     /// A help's test cases, as the version in force has them.
     HelpTests {
         /// The help.

@@ -53,7 +53,7 @@ pub fn run(args: &Args) -> Result<CommandEnd> {
         Command::Thread(command) => thread::run(args, command),
         Command::Isolate(command) => isolate::run(args, command),
         Command::Status => status::run(args),
-        Command::Stuck(crate::cli::StuckCommand::List) => stuck::list(args),
+        Command::Stuck(crate::cli::StuckCommand::List { all }) => stuck::list(args, *all),
         Command::Secret(command) => secret::run(args, command),
         Command::Verify { .. } => verify::run(args, None),
         Command::Halt { reason } => halt::run(args, true, reason),

@@ -8,9 +8,9 @@ use crate::cli::Args;
 use crate::output;
 
 /// List every stuck request, newest first.
-pub fn list(args: &Args) -> Result<CommandEnd> {
+pub fn list(args: &Args, all: bool) -> Result<CommandEnd> {
     let handle = remote::handle(args)?;
-    let Response::Stucks { stucks } = handle.command(&Command::Stucks)? else {
+    let Response::Stucks { stucks } = handle.command(&Command::Stucks { all })? else {
         bail!("the daemon answered something else than the stuck requests");
     };
     if args.json {
