@@ -406,3 +406,19 @@ fn regression_a_file_larger_than_an_isolate_may_hold_is_refused_by_its_size() {
     assert!(search.contains("small.txt:1: a needle"), "{search}");
     assert!(search.contains("[not searched, too large: big.txt]"), "{search}");
 }
+
+/// Regression: the text of two replies of one turn was printed as one line (`Let me lookOnly your backchat.`) and
+/// then the last reply again (taken for a `finish` result never shown), and a tool's line on stderr (or a compile
+/// spinner) landed after the model's words on the same terminal line. Streamed text now ends its line before
+/// anything else is shown, and only the last reply's text counts as the answer shown.
+#[test]
+fn regression_chat_ends_the_models_line_before_a_tool_runs() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::tool("threads.list", json!({})).with_text("Let me look"),
+        Scripted::text("Only your backchat."),
+    ]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    let run = hal(&sandbox, &repo, &["chat", "-m", "What threads are there?"]).ok();
+    assert_eq!(run.stdout, "Let me look\nOnly your backchat.\n", "{run:?}");
+}

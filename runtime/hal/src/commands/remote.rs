@@ -70,17 +70,35 @@ pub fn tool_to_stderr(step: &hal_store::Step) {
 }
 
 /// Send `command` (a message from `actor`) and show the turn that answers it until it ends; also returns the
-/// model text printed meanwhile.
+/// model text of its last reply that was printed (the earlier replies' text is on screen too, each ending its line).
 pub fn talk(handle: &dyn Handle, actor: &str, command: &Command, display: &Display<'_>) -> Result<(TurnEnd, String)> {
     let mut streamed = String::new();
+    // Whether streamed text left the cursor mid-line: what comes next on the terminal (a tool's line on stderr, a
+    // spinner while a component compiles) starts on a line of its own rather than over the model's words.
+    let mut open_line = false;
+    // Text after a step is a later reply's: what is returned is the last reply's text.
+    let mut after_step = false;
+    let end_line = |open_line: &mut bool| {
+        if std::mem::take(open_line) {
+            let _ = writeln!(std::io::stdout());
+        }
+    };
     let mut show = |event: &ThreadEvent| match event {
         ThreadEvent::Text { delta } if display.text => {
             // A reader that went away is noticed by the next `outln!`.
             let _ = write!(std::io::stdout(), "{delta}");
             let _ = std::io::stdout().flush();
+            if std::mem::take(&mut after_step) {
+                streamed.clear();
+            }
             streamed.push_str(delta);
+            if !delta.is_empty() {
+                open_line = !delta.ends_with('\n');
+            }
         }
         ThreadEvent::Step { step } => {
+            end_line(&mut open_line);
+            after_step = true;
             if let Some(show) = display.steps {
                 show(step);
             }
@@ -89,12 +107,13 @@ pub fn talk(handle: &dyn Handle, actor: &str, command: &Command, display: &Displ
         ThreadEvent::Progress { thread, kind, summary }
             if display.steps.is_some() && matches!(kind.as_str(), "tool" | "finish" | "progress") =>
         {
+            end_line(&mut open_line);
             eprintln!("    ↳ {thread} {kind}: {}", first_line(summary, 140));
         }
         _ => {}
     };
     let end = handle.talk(command, actor, &mut show)?;
-    if !streamed.is_empty() {
+    if open_line {
         outln!();
     }
     Ok((end, streamed))
