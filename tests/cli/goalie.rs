@@ -340,6 +340,7 @@ fn the_answer_to_a_routed_helps_question_goes_on_to_that_help() {
         .collect();
     assert_eq!(ends.len(), 2, "{log:?}");
     assert_eq!(ends[0], ends[1], "both endings are the one routed run's");
+    replays_the_same(&sandbox, &repo, &thread, &server);
 }
 
 /// The owners' policy holds for a help the goalie runs as for any call of it: one set to AL0 (propose only) is not

@@ -3,6 +3,7 @@
 //! the replay did what the original did and, if not, where it first went another way (a different tool call or
 //! result, a different ending).
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use hal_store::{Home, Step, StepKind, ThreadRef};
@@ -93,45 +94,65 @@ fn steps_of(home: &Home, thread: &ThreadRef) -> Result<Vec<Step>, RunError> {
 
 /// The recorded model turns of `thread` and, in order, of the sub-threads its help calls ran on.
 pub fn recording_of(home: &Home, thread: &ThreadRef) -> Result<Recording, RunError> {
-    recording_from(home, &steps_of(home, thread)?)
+    Recorder::default().recording(home, &steps_of(home, thread)?)
 }
 
-/// The recording in a thread's `steps` (oldest first), reading its sub-threads from `home`.
-fn recording_from(home: &Home, steps: &[Step]) -> Result<Recording, RunError> {
-    let mut replies = Vec::new();
-    let mut subruns = Vec::new();
-    let mut seen: Vec<String> = Vec::new();
-    for step in steps {
-        if step.kind == StepKind::Reply {
-            // A replay runs the recorded calls with the repo's grants: only calls HAL's own model client received
-            // may be played back, never a reply someone pushed.
-            if !home.wrote(step.commit)? {
-                return Err(bad(
-                    step,
-                    "this reply was not written by this HAL (it is not in its local record, .git/hal/record), so \
-                     its tool calls are not played back; replay the thread in the repository that ran it",
-                ));
+/// Builds the recording of a thread's steps, each sub-run played from the run of its sub-thread it was.
+#[derive(Default)]
+struct Recorder {
+    /// The recordings of each sub-thread's runs not played yet, by its id, in the order they ran.
+    runs: HashMap<String, VecDeque<Arc<Recording>>>,
+}
+
+impl Recorder {
+    /// The recording in a thread's `steps` (oldest first), reading its sub-threads from `home`.
+    fn recording(&mut self, home: &Home, steps: &[Step]) -> Result<Recording, RunError> {
+        let mut replies = Vec::new();
+        let mut subruns = Vec::new();
+        for step in steps {
+            if step.kind == StepKind::Reply {
+                // A replay runs the recorded calls with the repo's grants: only calls HAL's own model client
+                // received may be played back, never a reply someone pushed.
+                if !home.wrote(step.commit)? {
+                    return Err(bad(
+                        step,
+                        "this reply was not written by this HAL (it is not in its local record, .git/hal/record), \
+                         so its tool calls are not played back; replay the thread in the repository that ran it",
+                    ));
+                }
+                replies.push(ReplyData::required(step)?.reply);
             }
-            replies.push(ReplyData::required(step)?.reply);
-        }
-        // The sub-threads runs started, in the order they started: a help call's (its `tool` step), or a router's
-        // round's (the help it ran, its stuck-finder, its author, on whichever step ends the round). A router
-        // that passed an answer on to a help it ran earlier started nothing.
-        let started: &[&str] = match (&step.kind, step.fact(fact::ROUND)) {
-            (StepKind::Tool, None) => &[fact::SUBTHREAD],
-            (_, Some(_)) if step.fact(fact::SUBTHREAD) != seen.last().map(String::as_str) => {
-                &[fact::SUBTHREAD, fact::STUCK_FINDER, fact::AUTHORED]
+            // The sub-runs, in the order they ran: a help call's (its `tool` step), or a router's round's (the help
+            // it ran, its stuck-finder, its author, on whichever step ends the round). A sub-thread named again is
+            // its next run: an answer to its question went on to it (a caller's answer, or a person's that a
+            // router passed on).
+            let ran: &[&str] = match (&step.kind, step.fact(fact::ROUND)) {
+                (StepKind::Tool, None) => &[fact::SUBTHREAD],
+                (_, Some(_)) => &[fact::SUBTHREAD, fact::STUCK_FINDER, fact::AUTHORED],
+                _ => &[],
+            };
+            for sub in ran.iter().filter_map(|key| step.fact(key)) {
+                subruns.push(self.next_run(home, sub)?);
             }
-            (_, Some(_)) => &[fact::STUCK_FINDER, fact::AUTHORED],
-            _ => &[],
-        };
-        for sub in started.iter().filter_map(|key| step.fact(key)) {
-            seen.push(sub.to_owned());
-            let sub = home.resolve_thread(sub)?;
-            subruns.push(Arc::new(recording_of(home, &sub)?));
         }
+        Ok(Recording::new(replies, subruns))
     }
-    Ok(Recording::new(replies, subruns))
+
+    /// The recording of the next run of sub-thread `id` (each run begins at a message on it).
+    fn next_run(&mut self, home: &Home, id: &str) -> Result<Arc<Recording>, RunError> {
+        if !self.runs.contains_key(id) {
+            let steps = steps_of(home, &home.resolve_thread(id)?)?;
+            let mut runs = VecDeque::new();
+            let starts: Vec<usize> = (0..steps.len()).filter(|&i| steps[i].kind == StepKind::Message).collect();
+            for (n, &from) in starts.iter().enumerate() {
+                let to = starts.get(n + 1).copied().unwrap_or(steps.len());
+                runs.push_back(Arc::new(self.recording(home, &steps[from..to])?));
+            }
+            self.runs.insert(id.to_owned(), runs);
+        }
+        let runs = self.runs.get_mut(id).map(VecDeque::pop_front);
+        Ok(runs.flatten().unwrap_or_else(|| Arc::new(Recording::new(Vec::new(), Vec::new()))))
+    }
 }
 
 fn bad(step: &Step, reason: &str) -> RunError {
@@ -223,7 +244,7 @@ pub async fn replay(
     let journal = runner.journal().clone();
     let (steps, recording) = journal.with(|home| {
         let steps = steps_of(home, original)?;
-        let recording = recording_from(home, &steps)?;
+        let recording = Recorder::default().recording(home, &steps)?;
         Ok::<_, RunError>((steps, recording))
     })?;
     let recording = Arc::new(recording);
