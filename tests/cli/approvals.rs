@@ -68,7 +68,8 @@ fn an_al1_call_waits_for_an_owners_signed_approval_and_then_runs_once() {
     let sandbox = Sandbox::new();
     let server = ScriptedServer::start(vec![
         Scripted::tool("files.write", json!({"path": "a.txt", "content": "1"})).with_text("I will write a.txt"),
-        Scripted::text("wrote a.txt"),
+        // Slow, so that the same answer sent again meets the turn it started still running.
+        Scripted::text("wrote a.txt").delayed(std::time::Duration::from_millis(1500)),
     ]);
     let repo = home_with_al1(&sandbox, &server);
     let daemon = crate::daemon::DaemonProcess::start(&sandbox, &repo);
@@ -135,6 +136,10 @@ fn an_al1_call_waits_for_an_owners_signed_approval_and_then_runs_once() {
     let approval = signed_decide(&repo, &id, "alice-example", &owner, &asked, true);
     let (code, body) = send(&approval);
     assert_eq!(code, 200, "{body}");
+    // Sent again at once (its response lost, say), while the turn it started runs: the step it made, not "busy".
+    let (code, again) = send(&approval);
+    assert_eq!(code, 200, "{again}");
+    assert!(again.contains("\"repeated\":true"), "{again}");
     let log = crate::daemon::eventually("the run to end", &daemon, || {
         let log = steps(&sandbox, &repo, &id);
         (log.last()?["kind"] == "finish").then_some(log)

@@ -186,6 +186,10 @@ pub struct CallRequest {
     pub args_sha256: String,
     /// The help whose run makes it.
     pub help: String,
+    /// The call's other names the owners' policy may use (the plugin version it runs, `wc@v2.count`): where an
+    /// owner's `--scope always` change goes when a rule named that version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// A budget a run reached.

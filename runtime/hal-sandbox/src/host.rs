@@ -59,6 +59,8 @@ pub struct Isolate {
     pub limits: IsolateLimits,
     /// Whether it is built into HAL.
     pub builtin: bool,
+    /// Whether it is a plugin version (whose unversioned name `<name>` a rule for `<name>@v<N>` also holds).
+    pub plugin: bool,
     /// Whether its compiled form came from the cache.
     pub from_cache: bool,
     /// Its functions: name, description, JSON Schema of the arguments.
@@ -175,7 +177,8 @@ impl Sandbox {
             .map_err(|e| format!("isolate `{name}` imports something HAL does not offer: {e}"))?;
         let pre = IsolatePre::new(instance_pre).map_err(|e| format!("isolate `{name}` is not a HAL isolate: {e}"))?;
         let pre = Pre::Ready(pre);
-        let mut isolate = Isolate { manifest, granted, limits, builtin, from_cache, functions: Vec::new(), pre };
+        let mut isolate =
+            Isolate { manifest, granted, limits, builtin, plugin: false, from_cache, functions: Vec::new(), pre };
         let context = CallContext { tree: None, http: false, secret: Arc::new(|_| None), progress: None };
         let (specs, _) = self
             .run(&isolate, context, |bindings, store| bindings.call_describe(store))
@@ -201,7 +204,7 @@ impl Sandbox {
         functions: Vec<(String, String, serde_json::Value)>,
     ) -> Isolate {
         let pre = Pre::Later { component, loaded: std::sync::Mutex::new(None) };
-        Isolate { manifest, granted, limits, builtin: false, from_cache: false, functions, pre }
+        Isolate { manifest, granted, limits, builtin: false, plugin: false, from_cache: false, functions, pre }
     }
 
     /// The isolate's component ready to instantiate, loading it first when it waits for its first call. A load

@@ -50,9 +50,9 @@ impl Tool for IsolateFunction {
     fn policy_names(&self) -> Vec<String> {
         // `<name>` is the newest version of a plugin: a rule naming that version (`wc@v2`) holds for it too.
         let manifest = &self.isolate.manifest;
-        match self.isolate.builtin || manifest.name.contains('@') {
-            true => Vec::new(),
-            false => vec![format!("{}@v{}.{}", manifest.name, manifest.version, self.function)],
+        match self.isolate.plugin && !manifest.name.contains('@') {
+            true => vec![format!("{}@v{}.{}", manifest.name, manifest.version, self.function)],
+            false => Vec::new(),
         }
     }
 

@@ -5,7 +5,7 @@
 //! plugin or one version of it (`wordcount`, `wordcount@v2`), or a sub-help by name. The most specific rule wins:
 //! the help's own rules before the repo's, a function before its isolate. The runner holds a call to the
 //! strictest of that and two more: what the rules say of the plugin version the call runs (`wordcount@v2` while
-//! `wordcount` is v2), and what the own rules of the helps whose run called this one say ([`Policy::help_rule`]).
+//! `wordcount` is v2), and what the own rules of the helps whose run called this one say ([`Policy::call_level`]).
 
 use std::collections::BTreeMap;
 
@@ -54,6 +54,18 @@ pub struct Policy {
     pub disabled: Vec<String>,
 }
 
+/// The level a call gets ([`Policy::call_level`]), the rule that gives it, and which of the call's names that rule
+/// names (where an owner's change of it goes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallLevel {
+    /// The level.
+    pub level: Level,
+    /// The rule that gives it.
+    pub rule: Rule,
+    /// The call's name the rule names: the tool's, or the plugin version's.
+    pub name: String,
+}
+
 /// Which rule gave a call its level, for the step that records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
@@ -96,11 +108,49 @@ impl Policy {
         }
     }
 
-    /// The level the help's own rules (`policy.helps.<help>`) give `tool`, if one names it: what a help's rules
-    /// hold for the sub-helps it calls too.
-    pub fn help_rule(&self, help: &str, tool: &str) -> Option<(Level, Rule)> {
-        let (pattern, level) = most_specific(self.helps.get(help)?, tool)?;
-        Some((level, Rule::Help(help.to_owned(), pattern)))
+    /// The level of a call of `tool` in a run of `help`, as the runner holds it: the strictest of
+    /// [`Policy::level`], of a rule naming the plugin version the call runs (`aliases`, such as `wc@v2.count` for
+    /// `wc.count`: only rules that name a version count for those, so a broad `wc` rule never overrides a narrower
+    /// `wc.count`), and of the own rules of `callers` (the helps whose run called this one) naming either.
+    pub fn call_level(
+        &self,
+        help: &str,
+        tool: &str,
+        aliases: &[String],
+        callers: &[String],
+        built_in: Level,
+    ) -> CallLevel {
+        let (level, rule) = self.level(help, tool, built_in);
+        let mut strictest = CallLevel { level, rule, name: tool.to_owned() };
+        let mut consider = |found: Option<(String, Level)>, name: &str, rule: &dyn Fn(String) -> Rule| {
+            if let Some((pattern, level)) = found
+                && level < strictest.level
+            {
+                strictest = CallLevel { level, rule: rule(pattern), name: name.to_owned() };
+            }
+        };
+        let versioned = |rules: &BTreeMap<String, Level>, alias: &str| {
+            let rules: BTreeMap<String, Level> =
+                rules.iter().filter(|(pattern, _)| pattern.contains('@')).map(|(p, l)| (p.clone(), *l)).collect();
+            most_specific(&rules, alias)
+        };
+        for alias in aliases {
+            // The help's own rules before the repo's, as for the tool's own name.
+            let own = self.helps.get(help).and_then(|rules| versioned(rules, alias));
+            match own {
+                Some(found) => consider(Some(found), alias, &|pattern| Rule::Help(help.to_owned(), pattern)),
+                None => consider(versioned(&self.tools, alias), alias, &|pattern| Rule::Tool(pattern)),
+            }
+        }
+        for caller in callers {
+            let Some(rules) = self.helps.get(caller) else { continue };
+            let by_caller = |pattern| Rule::Help(caller.clone(), pattern);
+            consider(most_specific(rules, tool), tool, &by_caller);
+            for alias in aliases {
+                consider(versioned(rules, alias), alias, &by_caller);
+            }
+        }
+        strictest
     }
 
     /// Whether `tool` (or its isolate, or the plugin of that version) is disabled.
@@ -158,6 +208,34 @@ mod tests {
         assert!(policy.is_disabled("git.show") && !policy.is_disabled("gitx.show"));
         let empty = Policy::default();
         assert_eq!(empty.level("any", "files.read", Level::ActAndTell), (Level::ActAndTell, Rule::BuiltIn));
+    }
+
+    /// A call's level is the strictest of its own, a rule naming the plugin version it runs, and the callers' own
+    /// rules; a broad rule never overrides a narrower one through a version's name.
+    #[test]
+    fn a_call_is_held_to_the_strictest_of_its_names_and_its_callers_rules() {
+        let aliases = ["wc@v2.count".to_owned()];
+        let level = |policy: &Policy, callers: &[String]| {
+            let found = policy.call_level("inner", "wc.count", &aliases, callers, Level::Autonomous);
+            (found.level, found.rule.to_string(), found.name)
+        };
+        let policy = parse("tools: {wc: AL1, wc.count: AL3}\n");
+        assert_eq!(level(&policy, &[]).0, Level::Autonomous, "wc.count is narrower than wc");
+        let policy = parse("default: AL0\ntools: {wc.count: AL3}\n");
+        assert_eq!(level(&policy, &[]).0, Level::Autonomous, "the default is no version's rule");
+        let policy = parse("tools: {wc: AL3, wc@v2: AL0}\n");
+        let (found, rule, name) = level(&policy, &[]);
+        assert_eq!((found, name.as_str()), (Level::Propose, "wc@v2.count"));
+        assert_eq!(rule, "policy.tools.wc@v2 in hal.yaml");
+        let policy = parse("helps: {inner: {wc@v2: AL3}}\ntools: {wc@v2: AL0}\n");
+        assert_eq!(level(&policy, &[]).0, Level::Autonomous, "the help's own rule first, as for the tool's name");
+        let policy = parse("helps: {outer: {wc: AL0}, top: {wc@v2: AL1}}\n");
+        let callers = ["top".to_owned(), "outer".to_owned()];
+        let (found, rule, _) = level(&policy, &callers);
+        assert_eq!((found, rule.as_str()), (Level::Propose, "policy.helps.outer.wc in hal.yaml"));
+        assert_eq!(level(&policy, &callers[..1]).0, Level::ApproveEach, "two levels up holds too");
+        let looser = parse("tools: {wc: AL1}\nhelps: {outer: {wc: AL3}}\n");
+        assert_eq!(level(&looser, &callers).0, Level::ApproveEach, "a caller's rule never loosens");
     }
 
     /// The section as `hal.yaml` holds it, through the settings' own reader.

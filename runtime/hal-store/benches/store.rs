@@ -359,7 +359,7 @@ fn records(root: &Path, scaled: &dyn Fn(u64) -> u64) {
     // Rate limits: a call recorded, and the buckets of a call with 1,000 calls in the last hour.
     let calls = 1_000.min(count);
     for n in 0..calls {
-        home.record_call(branch, "help", &format!("tool{}.run", n % 5)).expect("call");
+        home.record_call(branch, "help", &format!("tool{}.run", n % 5), &[]).expect("call");
     }
     let cost = measure(|| {
         for _ in 0..count {

@@ -90,9 +90,16 @@ pub struct Call {
     pub help: String,
     /// The tool.
     pub tool: String,
+    /// Its other names (the plugin version it ran, `wc@v2.count`): a limit naming one counts the call too.
+    pub aliases: Vec<String>,
 }
 
 impl Call {
+    /// Its names: the tool's, then its aliases.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.tool.as_str()).chain(self.aliases.iter().map(String::as_str))
+    }
+
     /// The actor whose thread the call was made on (`threads/<actor>/<id>`).
     pub fn actor(&self) -> &str {
         actor_of(&self.branch)
@@ -148,13 +155,15 @@ pub(crate) fn add_line(index: &mut SpentIndex, line: &str) {
             account.granted.add(tokens, micro);
         }
         "call" => {
-            let mut rest = line.splitn(3, ' ').nth(2).unwrap_or_default().splitn(3, ' ');
+            // `call <time> <branch> <help> <tool> [<alias>…]` (lines from before aliases end at the tool).
+            let mut rest = line.splitn(3, ' ').nth(2).unwrap_or_default().trim_end().split(' ');
             let (Some(branch), Some(help), Some(tool)) = (rest.next(), rest.next(), rest.next()) else { return };
+            let aliases = rest.map(unword).collect();
             // A line dated in the future (a clock stepped back since) would never leave the window.
             if time > now() + CLOCK_SLACK {
                 return;
             }
-            let call = Call { time, branch: unword(branch), help: unword(help), tool: unword(tool) };
+            let call = Call { time, branch: unword(branch), help: unword(help), tool: unword(tool), aliases };
             index.calls.push_back(call);
             // Forget the calls that left the window by the clock now (lines come about in time order: no line is
             // dated in the future, and processes append as they call).
@@ -226,9 +235,15 @@ impl Home {
         self.record().add_spent(&line)
     }
 
-    /// Record that HAL starts a call of `tool` on `branch` in a run of `help`.
-    pub fn record_call(&self, branch: &str, help: &str, tool: &str) -> Result<()> {
-        self.record().add_spent(&format!("call {} {} {} {}\n", now(), word(branch), word(help), word(tool)))
+    /// Record that HAL starts a call of `tool` (also named `aliases`) on `branch` in a run of `help`.
+    pub fn record_call(&self, branch: &str, help: &str, tool: &str, aliases: &[String]) -> Result<()> {
+        let mut line = format!("call {} {} {} {}", now(), word(branch), word(help), word(tool));
+        for alias in aliases {
+            line.push(' ');
+            line.push_str(&word(alias));
+        }
+        line.push('\n');
+        self.record().add_spent(&line)
     }
 
     /// What the thread on `branch` spent and was granted, and `help`'s and its actor's on `day`.
@@ -264,6 +279,7 @@ mod tests {
             "spend garbage".to_owned(),
             format!("call {} threads/alice/a my%20writer http.fetch", super::now()),
             format!("call {} threads/alice/a writer http.fetch", super::now() + 3_600),
+            format!("call {} threads/alice/a writer wc.count wc@v2.count", super::now()),
         ] {
             add_line(&mut index, &line);
         }
@@ -273,7 +289,10 @@ mod tests {
         assert_eq!(help.spent.tokens, 150);
         assert!((help.spent.usd - 0.003).abs() < 1e-9 && (help.granted.usd - 5.0).abs() < 1e-9);
         assert_eq!(index.days[&(day, super::Key::Actor("alice".into()))].spent.tokens, 150);
-        assert_eq!(index.calls.len(), 1, "the call dated an hour ahead is not counted");
+        assert_eq!(index.calls.len(), 2, "the call dated an hour ahead is not counted");
+        let names: Vec<&str> = index.calls[1].names().collect();
+        assert_eq!(names, ["wc.count", "wc@v2.count"], "a call's aliases are read back");
+        assert!(index.calls[0].aliases.is_empty(), "a line without aliases has none");
         assert_eq!((index.calls[0].actor(), index.calls[0].help.as_str()), ("alice", "my writer"));
         assert_eq!(super::word("a b%c"), "a%20b%25c");
         assert_eq!(

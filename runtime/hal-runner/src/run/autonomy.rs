@@ -15,27 +15,10 @@ impl Runner {
     /// tool and of the plugin version it runs ([`crate::tools::Tool::policy_names`]), for this help and for the
     /// helps whose run called this one (their own rules).
     pub(super) fn autonomy(&self, state: &RunState<'_>, tool: &str) -> (Level, Rule) {
-        let policy = &self.catalog.settings.policy;
-        let built_in = self.built_in_level(tool);
-        let names: Vec<String> = std::iter::once(tool.to_owned()).chain(self.toolbox.policy_names(tool)).collect();
-        let help = &state.prepared.entry.name;
-        let mut strictest = policy.level(help, tool, built_in);
-        for name in &names[1..] {
-            let found = policy.level(help, name, built_in);
-            if found.0 < strictest.0 {
-                strictest = found;
-            }
-        }
-        for caller in &state.scope.callers {
-            for name in &names {
-                if let Some(found) = policy.help_rule(caller, name)
-                    && found.0 < strictest.0
-                {
-                    strictest = found;
-                }
-            }
-        }
-        strictest
+        let aliases = self.toolbox.policy_names(tool);
+        let (help, callers) = (&state.prepared.entry.name, &state.scope.callers);
+        let found = self.catalog.settings.policy.call_level(help, tool, &aliases, callers, self.built_in_level(tool));
+        (found.level, found.rule)
     }
 
     /// The level HAL gives `tool` when no rule names it.

@@ -378,7 +378,7 @@ impl Runner {
                         // resume it on its own, its result lost to the caller and its limits started afresh).
                         let reason = format!(
                             "not run: {rule} sets AL1 (approve each) for `{}`, and a help run by another help cannot \
-                             wait for an owner's approval; call it from the help the person asked for",
+                             wait for an owner's approval",
                             call.name
                         );
                         self.refuse(state, conversation, call, reason)?;

@@ -30,6 +30,7 @@ impl Runner {
         let limits = &self.catalog.settings.rate_limits;
         let help = state.prepared.entry.name.clone();
         let (branch, actor) = (state.thread.branch.clone(), state.thread.actor.clone());
+        let aliases = self.toolbox.policy_names(&call.name);
         loop {
             let (wait, limit) = {
                 // Checked and recorded together: two runs of this process (whatever runner each holds, across
@@ -48,9 +49,14 @@ impl Runner {
                         }
                         Ok::<_, hal_store::StoreError>(())
                     };
-                    for (pattern, per_hour) in limits.tools.iter().filter(|(p, _)| names_tool(p, &call.name)) {
+                    // A limit naming any of the call's names (the plugin version it runs too) holds for it, and
+                    // counts the calls made under any of theirs.
+                    let names: Vec<&str> =
+                        std::iter::once(call.name.as_str()).chain(aliases.iter().map(String::as_str)).collect();
+                    let applies = |pattern: &str| names.iter().any(|name| names_tool(pattern, name));
+                    for (pattern, per_hour) in limits.tools.iter().filter(|(p, _)| applies(p)) {
                         let name = format!("rate_limits.tools.{pattern}");
-                        check(*per_hour, name, &|c| names_tool(pattern, &c.tool))?;
+                        check(*per_hour, name, &|c| c.names().any(|n| names_tool(pattern, n)))?;
                     }
                     if let Some(per_hour) = limits.helps.get(&help) {
                         check(*per_hour, format!("rate_limits.helps.{help}"), &|c| c.help == help)?;
@@ -60,7 +66,7 @@ impl Runner {
                     }
                 }
                 if longest.0 <= 0.0 {
-                    home.record_call(&branch, &help, &call.name)?;
+                    home.record_call(&branch, &help, &call.name, &aliases)?;
                     return Ok(Turn::Go);
                 }
                 longest

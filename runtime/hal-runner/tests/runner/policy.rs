@@ -120,3 +120,26 @@ fn a_rule_for_a_plugin_version_holds_under_the_name_its_newest_version_has() {
     let offered: Vec<String> = recording.requests()[0].tools.iter().map(|t| t.name.clone()).collect();
     assert!(!offered.contains(&"wc.count".to_owned()), "{offered:?}");
 }
+
+/// A rate limit naming a plugin version holds for calls under the plugin's name, and counts them.
+#[test]
+fn a_rate_limit_for_a_plugin_version_counts_calls_under_its_name() {
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
+    let helps = [("counter", "description: Counts\ncommands: [wc]\n")];
+    home_with_policy(dir.path(), &helps, "rate_limits:\n  tools: {wc@v2: 1}\n  wait_seconds: 0\n");
+    let home = Home::open(dir.path()).expect("open");
+    let thread = home.new_thread("alice", None, Some("counter")).expect("thread");
+    let catalog = Catalog::load(&home).expect("catalog");
+    let runner = Runner::new(SharedHome::new(home), Arc::new(catalog), toolbox_with_count());
+    let twice = Reply {
+        tool_calls: vec![
+            ToolCall { id: "a".into(), name: "wc.count".into(), arguments: "{}".into() },
+            ToolCall { id: "b".into(), name: "wc.count".into(), arguments: "{}".into() },
+        ],
+        ..Reply::default()
+    };
+    let models = Arc::new(Arc::new(Recording::new(vec![twice, text("done")], vec![]))) as Arc<dyn Models>;
+    let outcome = runtime().block_on(runner.run(models, &thread, "alice", "counter", "go")).expect("run");
+    assert_eq!(outcome.status, Status::Pending, "{}", outcome.output);
+    assert!(outcome.output.contains("rate_limits.tools.wc@v2 allows 1 calls an hour"), "{}", outcome.output);
+}

@@ -43,8 +43,8 @@ pub(crate) fn plugin(
     isolate: &str,
     component: Component,
 ) -> Result<Isolate, crate::Unusable> {
-    match component {
-        Component::Bytes(wasm) => crate::plugins::load_plugin(sandbox, settings, manifest, isolate, &wasm),
+    let mut isolate = match component {
+        Component::Bytes(wasm) => crate::plugins::load_plugin(sandbox, settings, manifest, isolate, &wasm)?,
         Component::Kept(path) => {
             let policy = settings.sandbox.isolates.get(&manifest.name);
             let granted = Granted::new(&manifest.name, &manifest.capabilities, policy, false);
@@ -55,7 +55,9 @@ pub(crate) fn plugin(
             );
             let functions =
                 manifest.functions.iter().map(|f| (f.name.clone(), f.description.clone(), f.parameters.clone()));
-            Ok(sandbox.load_later(path, manifest.as_isolate(isolate), granted, limits, functions.collect()))
+            sandbox.load_later(path, manifest.as_isolate(isolate), granted, limits, functions.collect())
         }
-    }
+    };
+    isolate.plugin = true;
+    Ok(isolate)
 }

@@ -33,7 +33,9 @@ impl Keyring {
                     owners.values().flatten().any(|l| same_key(l, &line))
                 })
             };
-            let parsed = text.and_then(|text| hal_spec::Settings::parse(&place, &text).map_err(|e| e.to_string()));
+            let parsed = text.and_then(|text| {
+                hal_spec::Settings::parse(&place, &text).map_err(|e| format!("it does not validate ({e})"))
+            });
             let owners = match parsed {
                 // A hal.yaml without `owners` leaves them as they are: owners change only by being listed, so a
                 // file rewritten from scratch does not leave the repo without any.
@@ -46,7 +48,7 @@ impl Keyring {
                     continue;
                 }
                 Err(error) => {
-                    self.problem(&place, commit, format!("not applied: it does not validate ({error})"));
+                    self.problem(&place, commit, format!("not applied: {error}"));
                     continue;
                 }
             };

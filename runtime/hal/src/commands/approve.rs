@@ -92,7 +92,7 @@ pub fn run(args: &Args, answer: &Answer<'_>) -> Result<CommandEnd> {
             {
                 bail!("an approval for always is an owner's change of hal.yaml, and yours would be refused: {why}");
             }
-            Some(commit_policy(&home, &keyring, &actor, &call.help, &call.call.name)?)
+            Some(commit_policy(&home, &keyring, &actor, call)?)
         }
         (Scope::Always, None, _) => {
             bail!(
@@ -148,16 +148,17 @@ fn smallest_units(amount: f64, unit: &str) -> Result<u64> {
     Ok(scaled as u64)
 }
 
-/// Commit to `main`, signed with `actor`'s key, the change of `hal.yaml`'s policy that makes `tool` act and tell
-/// (AL2) in runs of `help` from now on; refused when `main` holds changes no owner vouched for (signing on top of
-/// them would vouch for them), or the file cannot be edited for certain.
+/// Commit to `main`, signed with `actor`'s key, the change of `hal.yaml`'s policy that makes the tool of `call` act
+/// and tell (AL2) in runs of its help from now on, at the name the rule that set AL1 named (the tool, or the plugin
+/// version it runs); refused when `main` holds changes no owner vouched for (signing on top of them would vouch
+/// for them), or the file cannot be edited for certain.
 fn commit_policy(
     home: &Home,
     keyring: &hal_trust::Keyring,
     actor: &str,
-    help: &str,
-    tool: &str,
+    call: &hal_runner::record::CallRequest,
 ) -> Result<gix::ObjectId> {
+    let (help, tool) = (call.help.as_str(), call.call.name.as_str());
     use hal_spec::policy::Level;
     use hal_spec::policy_edit::{Place, set_level};
     let Some(tip) = home.main_tip()? else { bail!("the repo has no main") };
@@ -173,11 +174,13 @@ fn commit_policy(
         );
     }
     let settings = hal_spec::Settings::parse(hal_store::CONFIG_FILE, &text)?;
-    let (level, rule) = settings.policy.level(help, tool, Level::Autonomous);
+    // Approvals are asked at the top of a run only (a sub-help's AL1 call is refused): no callers' rules.
+    let found = settings.policy.call_level(help, tool, &call.aliases, &[], Level::Autonomous);
+    let (level, rule) = (found.level, &found.rule);
     if level != Level::ApproveEach {
         bail!("hal.yaml on main no longer sets AL1 for {tool} in help {help} ({rule} says {})", level.as_str());
     }
-    let edited = set_level(&text, &Place::overriding(&rule), help, tool, Level::ActAndTell)
+    let edited = set_level(&text, &Place::overriding(rule), help, &found.name, Level::ActAndTell)
         .map_err(|why| anyhow::anyhow!("hal.yaml was not changed: {why}"))?;
     let Some(key) = home.existing_person_key(actor) else { bail!("you have no key HAL can sign with") };
     let message = format!(
