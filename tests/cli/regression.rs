@@ -422,3 +422,40 @@ fn regression_chat_ends_the_models_line_before_a_tool_runs() {
     let run = hal(&sandbox, &repo, &["chat", "-m", "What threads are there?"]).ok();
     assert_eq!(run.stdout, "Let me look\nOnly your backchat.\n", "{run:?}");
 }
+
+/// Regression: a help's own policy rules held for its sub-helps but not for the threads its run started, so a help
+/// held to `files.write: AL0` could write by starting a thread running another help. Now the helps whose rules
+/// hold travel with the start in HAL's local record, and the started thread's runs are held to them too.
+#[test]
+fn regression_a_helps_rules_hold_for_the_threads_it_starts() {
+    let sandbox = Sandbox::new();
+    // The backchat (help `hal`) starts a `writer` thread; the writer writes. Who asks is told by the request.
+    let answer = || {
+        Scripted::from_request(|request| {
+            let told = request["messages"].to_string();
+            match (told.contains("Write what you are asked"), told.contains("\"role\":\"tool\"")) {
+                (true, false) => Scripted::tool("files.write", json!({"path": "a.txt", "content": "1"})),
+                (true, true) => Scripted::text("done"),
+                (false, false) => Scripted::tool("threads.start", json!({"help": "writer", "input": "write a"})),
+                (false, true) => Scripted::text("Started."),
+            }
+        })
+    };
+    let server = ScriptedServer::start((0..4).map(|_| answer()).collect());
+    let repo = home_with_model(&sandbox, &server, "openai");
+    let settings = std::fs::read_to_string(repo.join("hal.yaml")).expect("hal.yaml");
+    let policy = format!("{settings}policy:\n  helps:\n    hal: {{files.write: AL0}}\n");
+    commit(&sandbox, &repo, &[("hal.yaml", &policy), ("helps/writer.yaml", WRITER)]);
+    let daemon = DaemonProcess::start(&sandbox, &repo);
+    hal(&sandbox, &repo, &["chat", "-m", "Have a.txt written"]).ok();
+    let write = eventually("the writer's call", &daemon, || {
+        let threads = hal(&sandbox, &repo, &["thread", "list", "--json"]).ok().json();
+        let writer =
+            threads.as_array()?.iter().find(|t| t["title"].as_str().is_some_and(|t| t.starts_with("writer:")))?.clone();
+        let log = steps(&sandbox, &repo, writer["id"].as_str()?);
+        log.into_iter().find(|s| s["kind"] == "tool")
+    });
+    let text = write["text"].as_str().expect("text");
+    assert!(text.starts_with("proposed, not executed: policy.helps.hal.files.write"), "{text}");
+    assert_eq!(daemon.stop(), 0);
+}

@@ -6,7 +6,7 @@ use hal_store::identity::HAL_ACTOR;
 use hal_store::{Appended, BACKCHAT, Home, Keyed, NewStep, Step, StepKind, ThreadRef, ThreadStatus};
 
 use crate::error::DaemonError;
-use crate::protocol::{Command, Response, Status, TurnEnd};
+use crate::protocol::{Command, FromRun, Response, Status, TurnEnd};
 
 /// Most steps one `log` command answers with (the newest): each may hold up to 16 MiB of data.
 pub const MAX_LOG: usize = 10_000;
@@ -117,11 +117,12 @@ pub struct Asks<'a> {
 
 /// Who writes a message and its step: `who`'s own message, or, relayed from a run at the end of a chain of
 /// `relayed` starts and relays, HAL's message for `who`; asking for what `asks` says.
-pub fn message_step(who: &str, text: &str, asks: Asks<'_>, relayed: Option<u32>) -> (String, NewStep) {
+pub fn message_step(who: &str, text: &str, asks: Asks<'_>, relayed: Option<&FromRun>) -> (String, NewStep) {
     let mut step = NewStep::new(StepKind::Message, text, ThreadStatus::Open);
-    let writer = if let Some(depth) = relayed {
+    let writer = if let Some(from) = relayed {
         step = step.fact(fact::FOR, who);
-        step.chain_depth = Some(depth);
+        step.chain_depth = Some(from.depth);
+        step.held_by.clone_from(&from.held_by);
         hal_store::identity::HAL_ACTOR.to_owned()
     } else {
         who.to_owned()
@@ -282,14 +283,14 @@ pub(crate) fn apply_with(
             let who = actor(who)?;
             let thread = home.new_thread_for(&who, from.as_deref(), title.as_deref(), *purpose)?;
             // Recorded before the request is written: a daemon may start the turn as soon as it sees it.
-            if let Some(depth) = started_by_run {
-                home.record_depth(&thread.branch, *depth)?;
+            if let Some(from) = started_by_run {
+                home.record_depth(&thread.branch, from.depth, &from.held_by)?;
             }
             let message = match input.as_deref().filter(|text| !text.trim().is_empty()) {
                 Some(text) => {
                     let key = idempotency_key.as_deref();
                     let asks = Asks { help: help.as_deref(), help_blob, agent: agent.as_deref(), idempotency_key: key };
-                    let (writer, step) = message_step(&who, text, asks, *started_by_run);
+                    let (writer, step) = message_step(&who, text, asks, started_by_run.as_ref());
                     Some(home.append_step(&writer, &thread, &step)?)
                 }
                 None => None,
@@ -306,7 +307,7 @@ pub(crate) fn apply_with(
             let key = idempotency_key.as_deref();
             let asks = Asks { help: help.as_deref(), help_blob, agent: agent.as_deref(), idempotency_key: key };
             refuse_frozen(home, &thread)?;
-            let (writer, step) = message_step(&who, text, asks, *relayed);
+            let (writer, step) = message_step(&who, text, asks, relayed.as_ref());
             if let Some(signature) = signature {
                 check_signature(home, &who, &thread, text, signature)?;
             }

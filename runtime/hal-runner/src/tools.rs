@@ -71,16 +71,26 @@ pub struct RunScope {
     /// The branch of the run a person's message started, when this run is a help run by another help (its steps
     /// are that run's progress).
     pub root: Option<String>,
-    /// The helps whose run called this one, outermost first (empty for a run a person's message started): their
-    /// own policy rules (`policy.helps.<help>`) hold for this run's calls too, where they are stricter.
+    /// The helps whose run called this one, outermost first, and those whose run started or messaged its thread
+    /// (from HAL's local record; empty for a run a person's message started): their own policy rules
+    /// (`policy.helps.<help>`) hold for this run's calls too, where they are stricter.
     pub callers: Vec<String>,
+    /// The help this run executes (empty for a call made outside a run).
+    pub help: String,
     counts: Arc<std::sync::Mutex<BTreeMap<String, u32>>>,
 }
 
 impl RunScope {
     /// A new scope with `limits`, at the start of a chain, with nothing counted.
     pub fn new(limits: crate::run::RunLimits) -> RunScope {
-        RunScope { limits, chain_depth: 0, root: None, callers: Vec::new(), counts: Arc::default() }
+        RunScope {
+            limits,
+            chain_depth: 0,
+            root: None,
+            callers: Vec::new(),
+            help: String::new(),
+            counts: Arc::default(),
+        }
     }
 
     /// Count one more `what` in this run and return how many there are now.

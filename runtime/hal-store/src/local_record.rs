@@ -17,9 +17,11 @@
 //! - `answered`: `<commit> <branch>` for every request a run answered: a person's message is answered on the
 //!   branch it was answered on, never again on another (a signed message copied to a branch of its own would
 //!   otherwise be acted on twice, with its author's authority).
-//! - `depths`: `<depth> <key>` for every thread HAL started from a run (key: the branch) and every message HAL
-//!   relayed from a run (key: the commit): how many starts and relays by runs led to it. A run's chain depth is
-//!   the larger of its thread's and its request's; past `limits.max_depth` HAL starts and relays nothing more.
+//! - `depths`: `<depth> <key>[ <help>…]` for every thread HAL started from a run (key: the branch) and every
+//!   message HAL relayed from a run (key: the commit): how many starts and relays by runs led to it, and the helps
+//!   whose own policy rules hold for the runs it leads to (those of the runs that started or relayed it). A run's
+//!   chain depth is the larger of its thread's and its request's; past `limits.max_depth` HAL starts and relays
+//!   nothing more.
 //! - `keys`: `<commit> <key>` for every step written for a command that carried an idempotency key, added before
 //!   the branch moves to it. A retried command with the same key finds the step its first try wrote (the key is
 //!   also a trailer of the step, for people reading `git log`; this log is how HAL finds it fast).
@@ -53,7 +55,7 @@ use crate::{Result, StoreError};
 /// The logs of one repository.
 pub(crate) struct LocalRecord {
     written: Log<Written>,
-    depths: Log<HashMap<String, u32>>,
+    depths: Log<HashMap<String, (u32, Vec<String>)>>,
     keys: Log<HashMap<String, Vec<ObjectId>>>,
     calls: Log<std::collections::HashSet<(ObjectId, u32)>>,
     landed: Log<HashMap<String, ObjectId>>,
@@ -123,9 +125,10 @@ impl LocalRecord {
 
     /// Record that a run led to `key` (a thread's branch, or a relayed message's commit) at the end of a chain of
     /// `depth` starts and relays.
-    pub(crate) fn add_depth(&self, key: &str, depth: u32) -> Result<()> {
+    pub(crate) fn add_depth(&self, key: &str, depth: u32, held_by: &[String]) -> Result<()> {
         check_key(key)?;
-        self.depths.append(&format!("{depth} {key}\n"))
+        let helps: String = held_by.iter().map(|help| format!(" {}", crate::spent::word(help))).collect();
+        self.depths.append(&format!("{depth} {key}{helps}\n"))
     }
 
     /// Record that `commit` was written for a command with idempotency `key` (before the branch moves to it).
@@ -234,14 +237,15 @@ impl LocalRecord {
     }
 
     /// The chain depth HAL recorded for `key`, if a run led to it.
-    pub(crate) fn depth(&self, key: &str) -> Result<Option<u32>> {
+    pub(crate) fn depth(&self, key: &str) -> Result<Option<(u32, Vec<String>)>> {
         self.depths.lookup(
-            |index| index.get(key).copied(),
+            |index| index.get(key).cloned(),
             |index, line| {
-                if let Some((depth, key)) = line.split_once(' ')
+                let mut words = line.split(' ');
+                if let (Some(depth), Some(key)) = (words.next(), words.next())
                     && let Ok(depth) = depth.parse()
                 {
-                    index.insert(key.to_owned(), depth);
+                    index.insert(key.to_owned(), (depth, words.map(crate::spent::unword).collect()));
                 }
             },
         )
@@ -412,10 +416,11 @@ impl crate::home::Home {
         self.record().claim_call(reply, index)
     }
 
-    /// Record that a run led to `key` at the end of a chain of `depth` starts and relays: `key` is the branch of a
-    /// thread a run started, or the commit of a message a run relayed.
-    pub fn record_depth(&self, key: &str, depth: u32) -> Result<()> {
-        self.record().add_depth(key, depth)
+    /// Record that a run led to `key` at the end of a chain of `depth` starts and relays, with the helps whose own
+    /// policy rules hold for the runs `key` leads to: `key` is the branch of a thread a run started, or the commit
+    /// of a message a run relayed.
+    pub fn record_depth(&self, key: &str, depth: u32, held_by: &[String]) -> Result<()> {
+        self.record().add_depth(key, depth, held_by)
     }
 
     /// Remember that `commit` (on its branch, which HAL wrote) answers the idempotency `key`, for a commit written
@@ -428,7 +433,13 @@ impl crate::home::Home {
     /// How many starts and relays by runs HAL recorded leading to `key` (a branch or a commit): `None` when no run
     /// led to it (a person did, or it arrived from elsewhere), whatever its commits claim.
     pub fn depth_of(&self, key: &str) -> Result<Option<u32>> {
-        self.record().depth(key)
+        Ok(self.record().depth(key)?.map(|(depth, _)| depth))
+    }
+
+    /// The helps whose own policy rules hold for the runs `key` leads to, as HAL recorded when a run started or
+    /// relayed it (none for what a person did).
+    pub fn held_by(&self, key: &str) -> Result<Vec<String>> {
+        Ok(self.record().depth(key)?.map(|(_, helps)| helps).unwrap_or_default())
     }
 }
 
@@ -455,11 +466,13 @@ mod tests {
         assert!(!second.is_tip_written("threads/y/2", b).expect("lookup"));
         assert!(second.wrote_on(a, "threads/x/1").expect("lookup") && !second.wrote_on(a, "threads/y/2").expect("x"));
         assert_eq!(second.depth("threads/a/x").expect("lookup"), None);
-        first.add_depth("threads/a/x", 2).expect("add");
-        first.add_depth("threads/a/y", 3).expect("add");
-        assert_eq!(second.depth("threads/a/y").expect("lookup"), Some(3));
-        assert_eq!(second.depth("threads/a/x").expect("lookup"), Some(2));
-        assert!(first.add_depth("threads/a/z\n9 threads/a/w", 0).is_err_and(|e| e.to_string().contains("one line")));
+        first.add_depth("threads/a/x", 2, &[]).expect("add");
+        first.add_depth("threads/a/y", 3, &["outer".to_owned(), "my help".to_owned()]).expect("add");
+        let held = vec!["outer".to_owned(), "my help".to_owned()];
+        assert_eq!(second.depth("threads/a/y").expect("lookup"), Some((3, held)));
+        assert_eq!(second.depth("threads/a/x").expect("lookup"), Some((2, Vec::new())));
+        let bad = first.add_depth("threads/a/z\n9 threads/a/w", 0, &[]);
+        assert!(bad.is_err_and(|e| e.to_string().contains("one line")));
     }
 
     /// A line a crash left without its newline is ended before the next is added: both are not lost together.
@@ -469,7 +482,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("hal/record")).expect("dir");
         std::fs::write(dir.path().join("hal/record/depths"), "3 threads/al").expect("torn");
         let record = LocalRecord::new(dir.path());
-        record.add_depth("threads/bob/x", 2).expect("add");
-        assert_eq!(record.depth("threads/bob/x").expect("lookup"), Some(2));
+        record.add_depth("threads/bob/x", 2, &[]).expect("add");
+        assert_eq!(record.depth("threads/bob/x").expect("lookup"), Some((2, Vec::new())));
     }
 }

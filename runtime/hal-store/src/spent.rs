@@ -202,7 +202,7 @@ pub struct Accounts {
 const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'%');
 
 /// `text` as one word of a line (a help or a tool may be named anything: a model picks tool names).
-fn word(text: &str) -> String {
+pub(crate) fn word(text: &str) -> String {
     if text.is_empty() {
         return "%".to_owned();
     }
@@ -210,7 +210,7 @@ fn word(text: &str) -> String {
 }
 
 /// The text of a word of a line.
-fn unword(word: &str) -> String {
+pub(crate) fn unword(word: &str) -> String {
     if word == "%" {
         return String::new();
     }

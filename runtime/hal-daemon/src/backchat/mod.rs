@@ -11,7 +11,7 @@ use hal_store::Home;
 use serde_json::{Value, json};
 
 use crate::command;
-use crate::protocol::{Command, Response};
+use crate::protocol::{Command, FromRun, Response};
 
 mod read;
 use read::{diff, list, propose_merge, read, show, summary};
@@ -226,6 +226,14 @@ fn next_depth(journal: &SharedHome, caller: &Caller, what: &str) -> Result<u32, 
     Ok(depth)
 }
 
+/// What a start or relay by `caller`'s run at `depth` passes on: the helps whose own rules hold for the runs it
+/// leads to, the calling run's help and those that called it.
+fn from_run(caller: &Caller, depth: u32) -> FromRun {
+    let mut held_by = caller.run.callers.clone();
+    held_by.extend(Some(caller.run.help.clone()).filter(|help| !help.is_empty()));
+    FromRun { depth, held_by }
+}
+
 fn run(
     journal: &SharedHome,
     dispatch: &Dispatch,
@@ -249,7 +257,7 @@ fn run(
                 help: Some(help.clone()),
                 agent: None,
                 input: Some(input),
-                started_by_run: Some(depth),
+                started_by_run: Some(from_run(caller, depth)),
             };
             let Response::Started { thread, .. } = dispatch(journal, &command)? else {
                 return Err("unexpected answer".to_owned());
@@ -286,7 +294,7 @@ fn run(
                 text: arg("text"),
                 help: None,
                 agent: agent.clone(),
-                relayed: Some(depth),
+                relayed: Some(from_run(caller, depth)),
             };
             let Response::Said { thread, queued, .. } = dispatch(journal, &command)? else {
                 return Err("unexpected answer".to_owned());

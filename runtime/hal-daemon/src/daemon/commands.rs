@@ -121,7 +121,7 @@ impl Shared {
                         help_blob,
                         agent: agent.clone(),
                         idempotency_key: idempotency_key.clone(),
-                        relayed: *relayed,
+                        relayed: relayed.clone(),
                         signature: signature.clone(),
                         ticket,
                     };
@@ -135,7 +135,7 @@ impl Shared {
                     agent: agent.as_deref(),
                     idempotency_key: idempotency_key.as_deref(),
                 };
-                let (writer, step) = command::message_step(&who, text, asks, *relayed);
+                let (writer, step) = command::message_step(&who, text, asks, relayed.as_ref());
                 let step = command::signed(step, signature.as_ref());
                 let appended = self.journal.with(|home| home.append_step(&writer, &target, &step))?;
                 lock(&self.tickets).entry(target.branch.clone()).or_default().push(ticket);

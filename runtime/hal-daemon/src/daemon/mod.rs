@@ -147,7 +147,7 @@ pub(crate) struct Queued {
     /// The idempotency key of the command that sent it.
     idempotency_key: Option<String>,
     /// HAL relays it from a run, at the end of a chain this long.
-    relayed: Option<u32>,
+    relayed: Option<crate::protocol::FromRun>,
     /// The person's signature of it, checked when it came.
     signature: Option<MessageSignature>,
     ticket: u64,

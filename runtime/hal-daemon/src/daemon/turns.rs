@@ -42,7 +42,8 @@ impl Shared {
                     agent: message.agent.as_deref(),
                     idempotency_key: message.idempotency_key.as_deref(),
                 };
-                let (writer, step) = command::message_step(&message.actor, &message.text, asks, message.relayed);
+                let (writer, step) =
+                    command::message_step(&message.actor, &message.text, asks, message.relayed.as_ref());
                 let step = command::signed(step, message.signature.as_ref());
                 let result = self.journal.with(|home| {
                     let current = home.resolve_thread(branch)?;

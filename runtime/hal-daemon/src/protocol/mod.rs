@@ -41,6 +41,17 @@ pub struct TipSignature {
     pub signature: String,
 }
 
+/// What a run that starts a thread or relays a message passes on with it, recorded in HAL's local record for the
+/// new thread's branch or the message's commit (never believed from commits).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FromRun {
+    /// How many starts and relays by runs lead to it.
+    pub depth: u32,
+    /// The helps whose own policy rules hold for the runs it leads to: the run's, and those of the helps that
+    /// called it (`policy.helps.<help>`, where stricter).
+    pub held_by: Vec<String>,
+}
+
 /// A change or question about the home repo's threads.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 // A field a command does not take is refused, not ignored: a typo (`titel`) must not pass for a command done. (serde
@@ -82,7 +93,7 @@ pub enum Command {
         /// it, recorded in HAL's local record (the thread's own commits are never believed about it). The request
         /// is then HAL's message, written for `actor`. Only HAL's own tools set it: it never crosses the API.
         #[serde(skip)]
-        started_by_run: Option<u32>,
+        started_by_run: Option<FromRun>,
     },
     /// Add a person's message to a thread; a daemon answers it with the thread's next turn.
     Say {
@@ -111,7 +122,7 @@ pub enum Command {
         /// is then HAL's, written for `actor` (trailer `Hal-For`), never the person's own words, and the depth is
         /// recorded for its commit. Only HAL's own tools set it: it never crosses the API.
         #[serde(skip)]
-        relayed: Option<u32>,
+        relayed: Option<FromRun>,
     },
     /// Check who wrote the steps of one thread, or of every thread.
     Verify {

@@ -258,7 +258,7 @@ impl Runner {
             if pending.is_none() {
                 conversation.close_open_calls();
             }
-            let scope = match scope {
+            let mut scope = match scope {
                 Some(scope) => scope,
                 None => {
                     let mut scope =
@@ -268,6 +268,7 @@ impl Runner {
                     scope
                 }
             };
+            scope.help.clone_from(&prepared.entry.name);
             let mut state = RunState {
                 prepared,
                 models,

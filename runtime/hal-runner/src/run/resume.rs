@@ -96,7 +96,8 @@ impl Runner {
 }
 
 /// The scope of a run on `branch` answering the message `request`: its chain of starts and relays by runs is the
-/// longer of its thread's and its request's, as HAL's local record has them (never as commits claim).
+/// longer of its thread's and its request's, and the helps whose rules hold for it those both recorded, as HAL's
+/// local record has them (never as commits claim).
 pub(super) fn chain_scope(
     home: &hal_store::Home,
     limits: RunLimits,
@@ -104,11 +105,20 @@ pub(super) fn chain_scope(
     request: Option<ObjectId>,
 ) -> Result<RunScope, RunError> {
     let thread = home.depth_of(branch)?.unwrap_or(0);
-    let request = match request {
-        Some(commit) => home.depth_of(&commit.to_string())?.unwrap_or(0),
+    let request = request.map(|commit| commit.to_string());
+    let requested = match &request {
+        Some(commit) => home.depth_of(commit)?.unwrap_or(0),
         None => 0,
     };
     let mut scope = RunScope::new(limits);
-    scope.chain_depth = thread.max(request);
+    scope.chain_depth = thread.max(requested);
+    scope.callers = home.held_by(branch)?;
+    if let Some(commit) = &request {
+        for help in home.held_by(commit)? {
+            if !scope.callers.contains(&help) {
+                scope.callers.push(help);
+            }
+        }
+    }
     Ok(scope)
 }

@@ -116,7 +116,7 @@ impl Home {
             // Recorded before the branch moves to it: a step on the branch that is not recorded is not HAL's.
             self.record().add_written(commit, &thread.branch)?;
             if let Some(depth) = step.chain_depth {
-                self.record().add_depth(&commit.to_string(), depth)?;
+                self.record().add_depth(&commit.to_string(), depth, &step.held_by)?;
             }
             if let Some(key) = &step.idempotency_key {
                 self.record().add_key(key, commit)?;

@@ -147,6 +147,9 @@ pub struct NewStep {
     /// For a message a run relays: the chain of starts and relays by runs that led to it, recorded in HAL's local
     /// record for the step's commit before the branch moves to it (see [`Home::depth_of`]).
     pub chain_depth: Option<u32>,
+    /// With `chain_depth`: the helps whose own policy rules hold for the runs this message leads to (see
+    /// [`Home::held_by`]).
+    pub held_by: Vec<String>,
     /// The idempotency key of the command the step answers (a message a client may send again): written as a
     /// trailer and recorded in HAL's local record before the branch moves, so [`Home::keyed_step`] finds the step
     /// when the command comes again.
@@ -176,6 +179,7 @@ impl NewStep {
             data: None,
             writes: Vec::new(),
             chain_depth: None,
+            held_by: Vec::new(),
             idempotency_key: None,
             on_tip: None,
             descends_from: None,
