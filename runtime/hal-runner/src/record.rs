@@ -190,6 +190,10 @@ pub struct CallRequest {
     /// owner's `--scope always` change goes when a rule named that version.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// The helps whose own rules hold for the run too (it was started or messaged by their runs): the level an
+    /// owner's `--scope always` change must leave.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub callers: Vec<String>,
 }
 
 /// A budget a run reached.

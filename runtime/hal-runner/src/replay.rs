@@ -100,7 +100,8 @@ pub fn recording_of(home: &Home, thread: &ThreadRef) -> Result<Recording, RunErr
 /// Builds the recording of a thread's steps, each sub-run played from the run of its sub-thread it was.
 #[derive(Default)]
 struct Recorder {
-    /// The recordings of each sub-thread's runs not played yet, by its id, in the order they ran.
+    /// The recordings of each sub-thread's runs not played yet, by its id, in the order they ran (empty while
+    /// it is being read: a sub-thread named from within itself plays nothing).
     runs: HashMap<String, VecDeque<Arc<Recording>>>,
 }
 
@@ -131,19 +132,26 @@ impl Recorder {
                 (_, Some(_)) => &[fact::SUBTHREAD, fact::STUCK_FINDER, fact::AUTHORED],
                 _ => &[],
             };
-            for sub in ran.iter().filter_map(|key| step.fact(key)) {
-                subruns.push(self.next_run(home, sub)?);
+            // Only HAL's own steps name the sub-threads its runs ran on: a pushed step's facts name nothing.
+            let names: Vec<&str> = ran.iter().filter_map(|key| step.fact(key)).collect();
+            if !names.is_empty() && home.wrote(step.commit)? {
+                for sub in names {
+                    subruns.push(self.next_run(home, sub)?);
+                }
             }
         }
         Ok(Recording::new(replies, subruns))
     }
 
-    /// The recording of the next run of sub-thread `id` (each run begins at a message on it).
+    /// The recording of the next run of sub-thread `id` (each run begins at a request on it: the caller's input, or
+    /// an answer that went on to it; HAL's notes to its model within a run are not requests).
     fn next_run(&mut self, home: &Home, id: &str) -> Result<Arc<Recording>, RunError> {
         if !self.runs.contains_key(id) {
+            self.runs.insert(id.to_owned(), VecDeque::new());
             let steps = steps_of(home, &home.resolve_thread(id)?)?;
             let mut runs = VecDeque::new();
-            let starts: Vec<usize> = (0..steps.len()).filter(|&i| steps[i].kind == StepKind::Message).collect();
+            let is_request = |i: &usize| crate::conversation::is_persons_message(&steps[*i]);
+            let starts: Vec<usize> = (0..steps.len()).filter(is_request).collect();
             for (n, &from) in starts.iter().enumerate() {
                 let to = starts.get(n + 1).copied().unwrap_or(steps.len());
                 runs.push_back(Arc::new(self.recording(home, &steps[from..to])?));
@@ -214,6 +222,23 @@ pub fn is_replay_start(step: &Step, original: &str) -> bool {
         && step.text == format!("started thread \"{title}\" from {from}")
 }
 
+/// The longest chain of starts and relays by runs that led to `branch` or to one of the requests among `steps`, and
+/// the helps whose rules held for any of them, as HAL's local record has them.
+fn held_over(home: &Home, branch: &str, steps: &[Step]) -> Result<(u32, Vec<String>), hal_store::StoreError> {
+    let mut depth = home.depth_of(branch)?.unwrap_or(0);
+    let mut held_by = home.held_by(branch)?;
+    for step in steps.iter().filter(|step| crate::conversation::is_persons_message(step)) {
+        let key = step.commit.to_string();
+        depth = depth.max(home.depth_of(&key)?.unwrap_or(0));
+        for help in home.held_by(&key)? {
+            if !held_by.contains(&help) {
+                held_by.push(help);
+            }
+        }
+    }
+    Ok((depth, held_by))
+}
+
 /// The requests of `steps` that started runs.
 fn inputs_of(steps: &[Step]) -> Vec<RunInput> {
     steps
@@ -258,6 +283,12 @@ pub async fn replay(
         let thread = home.start_thread_at(actor, base, Some(&title), &from, Some(hal_store::ThreadPurpose::Replay))?;
         if let Some(key) = key {
             home.record_key(key, thread.tip)?;
+        }
+        // The replay is held to the rules the original's runs were held to (a run that started or messaged it),
+        // for all of its runs: a call the original only proposed is not made by its replay.
+        let (depth, held_by) = held_over(home, &original.branch, &steps)?;
+        if !held_by.is_empty() || depth > 0 {
+            home.record_depth(&thread.branch, depth, &held_by)?;
         }
         Ok::<_, hal_store::StoreError>(thread)
     })?;

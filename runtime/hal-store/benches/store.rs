@@ -329,6 +329,20 @@ fn records(root: &Path, scaled: &dyn Fn(u64) -> u64) {
         "| the autonomy level of a call, policy of 40 rules ({count} calls): CPU each | {:.2} µs |",
         level * 1000.0
     );
+    // As the runner asks it: the call's plugin version too, and the rules of two helps up the chain.
+    let callers = ["outer".to_owned(), "middle".to_owned()];
+    let cost = measure(|| {
+        for n in 0..count {
+            let (tool, alias) = (format!("tool{}.run", n % 25), vec![format!("tool{}@v2.run", n % 25)]);
+            let level = hal_spec::policy::Level::Autonomous;
+            std::hint::black_box(policy.call_level("help", &tool, &alias, &callers, level));
+        }
+    });
+    let (call_level, _) = per(&cost, count);
+    println!(
+        "| the same with a plugin version's name and two callers' helps ({count} calls): CPU each | {:.2} µs |",
+        call_level * 1000.0
+    );
     // Budgets: what each reply adds to HAL's record of what runs spent, and what each check reads.
     let branch = "threads/alice/bench";
     let cost = measure(|| {
@@ -364,7 +378,9 @@ fn records(root: &Path, scaled: &dyn Fn(u64) -> u64) {
     let cost = measure(|| {
         for _ in 0..count {
             let now = home.now();
-            let times = home.call_times(|call| call.time > now - 3_600 && call.tool == "tool1.run").expect("calls");
+            let times = home
+                .call_times(|call| call.time > now - 3_600 && call.names().any(|name| name == "tool1.run"))
+                .expect("calls");
             std::hint::black_box(hal_spec::rate::wait_for_room(5_000, &times, now));
         }
     });

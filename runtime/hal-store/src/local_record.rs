@@ -19,7 +19,8 @@
 //!   otherwise be acted on twice, with its author's authority).
 //! - `depths`: `<depth> <key>[ <help>…]` for every thread HAL started from a run (key: the branch) and every
 //!   message HAL relayed from a run (key: the commit): how many starts and relays by runs led to it, and the helps
-//!   whose own policy rules hold for the runs it leads to (those of the runs that started or relayed it). A run's
+//!   whose own policy rules hold for the runs it leads to (those of the runs that started or relayed it; each
+//!   name percent-encoded as in [`crate::spent`], so any name is one word). A run's
 //!   chain depth is the larger of its thread's and its request's; past `limits.max_depth` HAL starts and relays
 //!   nothing more.
 //! - `keys`: `<commit> <key>` for every step written for a command that carried an idempotency key, added before
@@ -252,10 +253,10 @@ impl LocalRecord {
     }
 }
 
-/// A key (a branch or a commit id) fits on one line.
+/// A key (a branch or a commit id) is one word of one line (git allows no space in a branch's name either).
 fn check_key(key: &str) -> Result<()> {
-    if key.is_empty() || key.contains(['\n', '\r']) {
-        return Err(StoreError::InvalidText("a branch name must be one line"));
+    if key.is_empty() || key.contains(['\n', '\r', ' ']) {
+        return Err(StoreError::InvalidText("a branch name must be one line, without spaces"));
     }
     Ok(())
 }
@@ -467,8 +468,8 @@ mod tests {
         assert!(second.wrote_on(a, "threads/x/1").expect("lookup") && !second.wrote_on(a, "threads/y/2").expect("x"));
         assert_eq!(second.depth("threads/a/x").expect("lookup"), None);
         first.add_depth("threads/a/x", 2, &[]).expect("add");
-        first.add_depth("threads/a/y", 3, &["outer".to_owned(), "my help".to_owned()]).expect("add");
-        let held = vec!["outer".to_owned(), "my help".to_owned()];
+        let held = vec!["outer".to_owned(), "my help".to_owned(), "100%\nsure".to_owned()];
+        first.add_depth("threads/a/y", 3, &held).expect("add");
         assert_eq!(second.depth("threads/a/y").expect("lookup"), Some((3, held)));
         assert_eq!(second.depth("threads/a/x").expect("lookup"), Some((2, Vec::new())));
         let bad = first.add_depth("threads/a/z\n9 threads/a/w", 0, &[]);

@@ -230,7 +230,9 @@ fn next_depth(journal: &SharedHome, caller: &Caller, what: &str) -> Result<u32, 
 /// leads to, the calling run's help and those that called it.
 fn from_run(caller: &Caller, depth: u32) -> FromRun {
     let mut held_by = caller.run.callers.clone();
-    held_by.extend(Some(caller.run.help.clone()).filter(|help| !help.is_empty()));
+    if !caller.run.help.is_empty() && !held_by.contains(&caller.run.help) {
+        held_by.push(caller.run.help.clone());
+    }
     FromRun { depth, held_by }
 }
 

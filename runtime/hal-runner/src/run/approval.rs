@@ -114,6 +114,7 @@ impl Runner {
             args_sha256: sha256_hex(call.arguments.as_bytes()),
             help: state.prepared.entry.name.clone(),
             aliases: self.toolbox.policy_names(&call.name),
+            callers: state.scope.callers.clone(),
         });
         let arguments = shown(&call.arguments);
         // The model's words, escaped too: they must not pass for lines of HAL's own text.

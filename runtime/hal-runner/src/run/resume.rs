@@ -95,8 +95,13 @@ impl Runner {
     }
 }
 
+/// How far back from the message a run answers the messages it also answers are looked for.
+const REQUESTS_LOOK_BACK: usize = 1_000;
+
 /// The scope of a run on `branch` answering the message `request`: its chain of starts and relays by runs is the
-/// longer of its thread's and its request's, and the helps whose rules hold for it those both recorded, as HAL's
+/// longest of its thread's and those of the messages it answers (`request`, and the messages since the last run
+/// that ended other than PENDING: several can arrive between turns, and an answer to a question goes on with the
+/// conversation that asked it), and the helps whose rules hold for it are all those recorded for them, as HAL's
 /// local record has them (never as commits claim).
 pub(super) fn chain_scope(
     home: &hal_store::Home,
@@ -104,17 +109,26 @@ pub(super) fn chain_scope(
     branch: &str,
     request: Option<ObjectId>,
 ) -> Result<RunScope, RunError> {
-    let thread = home.depth_of(branch)?.unwrap_or(0);
-    let request = request.map(|commit| commit.to_string());
-    let requested = match &request {
-        Some(commit) => home.depth_of(commit)?.unwrap_or(0),
-        None => 0,
-    };
     let mut scope = RunScope::new(limits);
-    scope.chain_depth = thread.max(requested);
+    scope.chain_depth = home.depth_of(branch)?.unwrap_or(0);
     scope.callers = home.held_by(branch)?;
-    if let Some(commit) = &request {
-        for help in home.held_by(commit)? {
+    let Some(request) = request else { return Ok(scope) };
+    let mut keys = vec![request.to_string()];
+    if let Ok(thread) = home.resolve_thread(branch) {
+        let from = hal_store::ThreadRef { tip: request, ..thread };
+        for step in home.steps_back(&from).skip(1).take(REQUESTS_LOOK_BACK) {
+            let Ok(step) = step else { break };
+            if step.kind == StepKind::Finish && step.status != Some(ThreadStatus::Pending) {
+                break;
+            }
+            if crate::conversation::is_persons_message(&step) {
+                keys.push(step.commit.to_string());
+            }
+        }
+    }
+    for key in keys {
+        scope.chain_depth = scope.chain_depth.max(home.depth_of(&key)?.unwrap_or(0));
+        for help in home.held_by(&key)? {
             if !scope.callers.contains(&help) {
                 scope.callers.push(help);
             }

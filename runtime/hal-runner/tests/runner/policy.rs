@@ -143,3 +143,32 @@ fn a_rate_limit_for_a_plugin_version_counts_calls_under_its_name() {
     assert_eq!(outcome.status, Status::Pending, "{}", outcome.output);
     assert!(outcome.output.contains("rate_limits.tools.wc@v2 allows 1 calls an hour"), "{}", outcome.output);
 }
+
+/// Regression: a run answering a message another help's run relayed, and a person's message that came after it,
+/// took the helps whose rules hold from the newest message only: the relaying help's rules were lost.
+#[test]
+fn a_relaying_helps_rules_hold_for_the_run_that_answers_its_message_with_later_ones() {
+    use hal_store::{NewStep, ThreadStatus};
+    let dir = Checked(tempfile::tempdir().expect("temp dir"));
+    let helps = [("writer", "description: Writes\ncommands: [files]\n")];
+    home_with_policy(dir.path(), &helps, "policy:\n  helps:\n    outer: {files.write: AL0}\n");
+    let home = Home::open(dir.path()).expect("open");
+    let thread = home.new_thread("alice", None, Some("writer")).expect("thread");
+    // What `threads.say` from a run of `outer` writes: HAL's message for alice, its chain recorded.
+    let mut relayed = NewStep::new(StepKind::Message, "write a", ThreadStatus::Open)
+        .fact(fact::FOR, "alice")
+        .fact(fact::HELP, "writer");
+    relayed.chain_depth = Some(1);
+    relayed.held_by = vec!["outer".to_owned()];
+    home.append_step("hal", &thread, &relayed).expect("relayed");
+    home.say("alice", &thread.id, "and quickly, please").expect("say");
+    let thread = home.resolve_thread(&thread.id).expect("thread");
+    let catalog = Catalog::load(&home).expect("catalog");
+    let runner = Runner::new(SharedHome::new(home), Arc::new(catalog), write_tool::toolbox());
+    let replies = vec![call("w", "files.write", r#"{"path":"a","content":"1"}"#), text("done")];
+    let models = Arc::new(Arc::new(Recording::new(replies, vec![]))) as Arc<dyn Models>;
+    runtime().block_on(runner.resume(models, &thread, "alice", "writer")).expect("run");
+    let home = Home::open(dir.path()).expect("open");
+    let write = tool_steps(&home).into_iter().next().expect("the call");
+    assert!(write.text.starts_with("proposed, not executed: policy.helps.outer.files.write"), "{}", write.text);
+}

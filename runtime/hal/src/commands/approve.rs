@@ -114,9 +114,9 @@ pub fn run(args: &Args, answer: &Answer<'_>) -> Result<CommandEnd> {
             ),
             ApprovalData::Budget(_) => eprintln!("{word} {} on thread {}", waiting.data.summary(), target.id),
         }
-        if let (Some(commit), ApprovalData::Call(call)) = (policy_commit, &waiting.data) {
+        if let Some((commit, name)) = policy_commit {
             let commit = commit.to_string();
-            eprintln!("hal.yaml on main now has {} act and tell (AL2) from now on: {}", call.call.name, &commit[..10]);
+            eprintln!("hal.yaml on main now has {name} act and tell (AL2) from now on: {}", &commit[..10]);
         }
     }
     let handle = remote::handle(args)?;
@@ -150,14 +150,15 @@ fn smallest_units(amount: f64, unit: &str) -> Result<u64> {
 
 /// Commit to `main`, signed with `actor`'s key, the change of `hal.yaml`'s policy that makes the tool of `call` act
 /// and tell (AL2) in runs of its help from now on, at the name the rule that set AL1 named (the tool, or the plugin
-/// version it runs); refused when `main` holds changes no owner vouched for (signing on top of them would vouch
-/// for them), or the file cannot be edited for certain.
+/// version it runs), and return the commit and that name; refused when `main` holds changes no owner vouched for
+/// (signing on top of them would vouch for them), when a rule of another help sets AL1, or when the file cannot be
+/// edited for certain.
 fn commit_policy(
     home: &Home,
     keyring: &hal_trust::Keyring,
     actor: &str,
     call: &hal_runner::record::CallRequest,
-) -> Result<gix::ObjectId> {
+) -> Result<(gix::ObjectId, String)> {
     let (help, tool) = (call.help.as_str(), call.call.name.as_str());
     use hal_spec::policy::Level;
     use hal_spec::policy_edit::{Place, set_level};
@@ -174,18 +175,36 @@ fn commit_policy(
         );
     }
     let settings = hal_spec::Settings::parse(hal_store::CONFIG_FILE, &text)?;
-    // Approvals are asked at the top of a run only (a sub-help's AL1 call is refused): no callers' rules.
-    let found = settings.policy.call_level(help, tool, &call.aliases, &[], Level::Autonomous);
-    let (level, rule) = (found.level, &found.rule);
+    let level_in = |policy: &hal_spec::policy::Policy| {
+        policy.call_level(help, tool, &call.aliases, &call.callers, Level::Autonomous)
+    };
+    let found = level_in(&settings.policy);
+    let (level, rule, name) = (found.level, &found.rule, found.name.as_str());
     if level != Level::ApproveEach {
-        bail!("hal.yaml on main no longer sets AL1 for {tool} in help {help} ({rule} says {})", level.as_str());
+        bail!("hal.yaml on main no longer sets AL1 for {name} in help {help} ({rule} says {})", level.as_str());
     }
-    let edited = set_level(&text, &Place::overriding(rule), help, &found.name, Level::ActAndTell)
+    // A rule of a help whose run started or messaged this thread holds for every thread it leads to: changing it
+    // is a decision about that help, for the owner to make in hal.yaml, not by answering one call.
+    if let hal_spec::policy::Rule::Help(owner_help, _) = rule
+        && owner_help != help
+    {
+        bail!(
+            "AL1 for {name} here comes from {rule}, a rule of help {owner_help}, whose run led to this thread: change              it in hal.yaml yourself, or approve with --scope once or thread"
+        );
+    }
+    let edited = set_level(&text, &Place::overriding(rule), help, name, Level::ActAndTell)
         .map_err(|why| anyhow::anyhow!("hal.yaml was not changed: {why}"))?;
+    // Read back: the change must be what makes the call act and tell, under every rule that names it.
+    let after = hal_spec::Settings::parse(hal_store::CONFIG_FILE, &edited)?;
+    let now = level_in(&after.policy);
+    if now.level < Level::ActAndTell {
+        bail!("hal.yaml was not changed: with {name} set to AL2, {} still sets {}", now.rule, now.level.as_str());
+    }
     let Some(key) = home.existing_person_key(actor) else { bail!("you have no key HAL can sign with") };
     let message = format!(
-        "policy: {tool} acts and tells (AL2) in help {help}\n\nApproved always by {actor}, answering an approval \
-         request (`hal approve --scope always`); before, {rule} set AL1.\n"
+        "policy: {name} acts and tells (AL2) in help {help}\n\nApproved always by {actor}, answering an approval \
+         request (`hal approve --scope always`) for a call of {tool}; before, {rule} set AL1.\n"
     );
-    Ok(home.commit_on_main_as(actor, &key, tip, hal_store::CONFIG_FILE, edited.as_bytes(), &message)?)
+    let commit = home.commit_on_main_as(actor, &key, tip, hal_store::CONFIG_FILE, edited.as_bytes(), &message)?;
+    Ok((commit, name.to_owned()))
 }
