@@ -109,3 +109,33 @@ fn help_test_reports_each_case() {
     let listed = sandbox.hal(&repo, &["thread", "list", "--json"]).ok().json();
     assert_eq!(listed[0]["id"], fork.as_str(), "{listed}");
 }
+
+/// Regression: a replay split a sub-thread's runs at every message on it, HAL's own notes to its model included
+/// (a failed `done` check writes one), so a sub-run that was told to try again was played as two runs and the
+/// replay diverged. Runs begin at requests only.
+#[test]
+fn a_sub_run_told_to_try_again_replays_as_one_run() {
+    let sandbox = Sandbox::new();
+    let server = ScriptedServer::start(vec![
+        Scripted::tool("worker", json!({"input": "check it"})),
+        Scripted::text("checked"),
+        Scripted::text("fine: checked"),
+        Scripted::finish("DONE", "facts are fine"),
+    ]);
+    let repo = home_with_model(&sandbox, &server, "openai");
+    commit(
+        &sandbox,
+        &repo,
+        &[
+            ("helps/checker.yaml", "description: Checks facts\ncommands: [worker]\n"),
+            ("helps/worker.yaml", "description: Checks one thing\ndone:\n  output_matches: '^fine'\n"),
+        ],
+    );
+    let run = hal(&sandbox, &repo, &["help", "run", "checker", "check", "--json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["output"], "facts are fine", "the worker was told to try again once");
+    let original = thread_of(&run);
+    let report = sandbox.hal(&repo, &["thread", "replay", &original, "--json"]).ok().json();
+    assert_eq!(report["divergence"], serde_json::Value::Null, "{report:#}");
+    assert!(report["notes"].as_array().is_some_and(Vec::is_empty), "every recorded reply was played: {report:#}");
+}
