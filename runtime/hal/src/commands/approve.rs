@@ -62,7 +62,8 @@ pub fn run(args: &Args, answer: &Answer<'_>) -> Result<CommandEnd> {
             match (approve, answer.amount) {
                 (false, _) => None,
                 (true, None) => bail!(
-                    "thread {} waits for more of the {} budget ({} {} spent of {}): say how much with --amount                      (in {})",
+                    "thread {} waits for more of the {} budget ({} {} spent of {}): say how much with --amount \
+                     (in {})",
                     target.id,
                     budget.budget,
                     budget.spent,
@@ -171,7 +172,8 @@ fn commit_policy(
     let in_force = keyring.settings_from.map(file).transpose()?;
     if keyring.main_from != Some(tip) || in_force.as_ref().is_some_and(|in_force| *in_force != text) {
         bail!(
-            "main holds changes no owner signed since the version in force (`hal status` lists them): review and sign              them first, or approve with --scope once or thread"
+            "main holds changes no owner signed since the version in force (`hal status` lists them): review and sign \
+             them first, or approve with --scope once or thread"
         );
     }
     let settings = hal_spec::Settings::parse(hal_store::CONFIG_FILE, &text)?;
@@ -189,7 +191,8 @@ fn commit_policy(
         && owner_help != help
     {
         bail!(
-            "AL1 for {name} here comes from {rule}, a rule of help {owner_help}, whose run led to this thread: change              it in hal.yaml yourself, or approve with --scope once or thread"
+            "AL1 for {name} here comes from {rule}, a rule of help {owner_help}, whose run led to this thread: change \
+             it in hal.yaml yourself, or approve with --scope once or thread"
         );
     }
     let edited = set_level(&text, &Place::overriding(rule), help, name, Level::ActAndTell)
