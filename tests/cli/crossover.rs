@@ -71,6 +71,11 @@ fn the_caller_answers_a_sub_helps_question_and_gets_its_result() {
         .collect();
     assert_eq!(subs.len(), 2, "both calls name the one sub-thread: {log:#}");
     assert_eq!(subs[0], subs[1]);
+    // Replayed, the answer goes to the replay's own sub-thread (the recorded call named the original's).
+    let replay = sandbox.hal(&repo, &["thread", "replay", &id, "--json"]).ok().json();
+    assert_eq!(replay["divergence"], Value::Null, "{replay:#}");
+    assert!(replay["notes"].as_array().is_some_and(Vec::is_empty), "every recorded reply was played: {replay:#}");
+    assert_eq!(server.requests().len(), 5, "a replay asks no model");
 }
 
 #[test]

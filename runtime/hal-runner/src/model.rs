@@ -64,6 +64,13 @@ pub trait Models: Send + Sync {
 
     /// The models for the next sub-run started by a run using these.
     fn subrun(&self) -> Arc<dyn Models>;
+
+    /// The sub-run these models were given for runs on the thread `id`: a recording played in a replay learns
+    /// which of the replay's threads stands for its original's, so that a recorded call naming the original's
+    /// thread (a caller's answer to a sub-help's question) names the replay's. Nothing for live models.
+    fn ran_on(&self, id: &str) {
+        let _ = id;
+    }
 }
 
 pub use crate::secrets::SecretLookup;
@@ -214,6 +221,11 @@ pub struct Recording {
     subruns: Mutex<VecDeque<Arc<Recording>>>,
     /// The requests made of it, when asked to keep them.
     requests: Mutex<Option<Vec<Request>>>,
+    /// The thread of the original run this recording was made on, when it is a sub-run's.
+    origin: Option<String>,
+    /// The replay's thread for each original thread, as sub-runs learn them ([`Models::ran_on`]): shared by every
+    /// recording of one replay, and put in place of the original's ids in the arguments of the calls played.
+    threads: Arc<Mutex<std::collections::HashMap<String, String>>>,
 }
 
 /// The name recorded replies go by in `Hal-Model`.
@@ -226,7 +238,20 @@ impl Recording {
             replies: Mutex::new(replies.into()),
             subruns: Mutex::new(subruns.into()),
             requests: Mutex::new(None),
+            origin: None,
+            threads: Arc::default(),
         }
+    }
+
+    /// A recording made on the original thread `origin` (`None` for the top of a replay), whose replay's threads
+    /// are kept in `threads`, shared by all the recordings of one replay.
+    pub fn of_thread(
+        replies: Vec<Reply>,
+        subruns: Vec<Arc<Recording>>,
+        origin: Option<String>,
+        threads: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    ) -> Recording {
+        Recording { origin, threads, ..Recording::new(replies, subruns) }
     }
 
     /// Keep every request made of this recording (see [`Recording::requests`]).
@@ -255,6 +280,12 @@ impl Models for Arc<Recording> {
         let next = self.subruns.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
         Arc::new(next.unwrap_or_default())
     }
+
+    fn ran_on(&self, id: &str) {
+        if let Some(origin) = &self.origin {
+            self.threads.lock().unwrap_or_else(PoisonError::into_inner).insert(origin.clone(), id.to_owned());
+        }
+    }
 }
 
 struct RecordedModel(Arc<Recording>);
@@ -274,13 +305,22 @@ impl Model for RecordedModel {
             if let Some(kept) = self.0.requests.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
                 kept.push(request.clone());
             }
-            let reply = self
+            let mut reply = self
                 .0
                 .replies
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .pop_front()
                 .ok_or(TurnError::RecordingEnded)?;
+            // A call that named a thread of the original run names the replay's thread that stands for it.
+            let threads = self.0.threads.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            for call in &mut reply.tool_calls {
+                for (original, replayed) in &threads {
+                    if call.arguments.contains(original.as_str()) {
+                        call.arguments = call.arguments.replace(original.as_str(), replayed);
+                    }
+                }
+            }
             if !reply.text.is_empty() {
                 on_text(&reply.text);
             }

@@ -94,7 +94,7 @@ fn steps_of(home: &Home, thread: &ThreadRef) -> Result<Vec<Step>, RunError> {
 
 /// The recorded model turns of `thread` and, in order, of the sub-threads its help calls ran on.
 pub fn recording_of(home: &Home, thread: &ThreadRef) -> Result<Recording, RunError> {
-    Recorder::default().recording(home, &steps_of(home, thread)?)
+    Recorder::default().recording(home, &steps_of(home, thread)?, None)
 }
 
 /// Builds the recording of a thread's steps, each sub-run played from the run of its sub-thread it was.
@@ -103,11 +103,14 @@ struct Recorder {
     /// The recordings of each sub-thread's runs not played yet, by its id, in the order they ran (empty while
     /// it is being read: a sub-thread named from within itself plays nothing).
     runs: HashMap<String, VecDeque<Arc<Recording>>>,
+    /// The replay's thread for each original thread, shared by every recording made ([`Recording::of_thread`]).
+    threads: Arc<std::sync::Mutex<HashMap<String, String>>>,
 }
 
 impl Recorder {
-    /// The recording in a thread's `steps` (oldest first), reading its sub-threads from `home`.
-    fn recording(&mut self, home: &Home, steps: &[Step]) -> Result<Recording, RunError> {
+    /// The recording in a thread's `steps` (oldest first; of the original sub-thread `origin`, when a sub-run's),
+    /// reading its sub-threads from `home`.
+    fn recording(&mut self, home: &Home, steps: &[Step], origin: Option<&str>) -> Result<Recording, RunError> {
         let mut replies = Vec::new();
         let mut subruns = Vec::new();
         for step in steps {
@@ -140,7 +143,7 @@ impl Recorder {
                 }
             }
         }
-        Ok(Recording::new(replies, subruns))
+        Ok(Recording::of_thread(replies, subruns, origin.map(str::to_owned), self.threads.clone()))
     }
 
     /// The recording of the next run of sub-thread `id` (each run begins at a request on it: the caller's input, or
@@ -154,7 +157,7 @@ impl Recorder {
             let starts: Vec<usize> = (0..steps.len()).filter(is_request).collect();
             for (n, &from) in starts.iter().enumerate() {
                 let to = starts.get(n + 1).copied().unwrap_or(steps.len());
-                runs.push_back(Arc::new(self.recording(home, &steps[from..to])?));
+                runs.push_back(Arc::new(self.recording(home, &steps[from..to], Some(id))?));
             }
             self.runs.insert(id.to_owned(), runs);
         }
@@ -182,11 +185,16 @@ pub fn trace_of(steps: &[Step]) -> Result<Vec<(u64, Trace)>, RunError> {
                     object.remove("thread");
                     result = Value::Object(object).to_string();
                 }
+                // A call answering a sub-help's question names its thread, which a replay has its own of.
+                let arguments = match step.fact(fact::SUBTHREAD).filter(|sub| !sub.is_empty()) {
+                    Some(sub) => data.call.arguments.replace(sub, "<thread>"),
+                    None => data.call.arguments,
+                };
                 trace.push((
                     number,
                     Trace::Tool {
                         name: data.call.name,
-                        arguments: data.call.arguments,
+                        arguments,
                         result,
                         outcome: step.fact(fact::OUTCOME).unwrap_or_default().to_owned(),
                     },
@@ -269,7 +277,7 @@ pub async fn replay(
     let journal = runner.journal().clone();
     let (steps, recording) = journal.with(|home| {
         let steps = steps_of(home, original)?;
-        let recording = Recorder::default().recording(home, &steps)?;
+        let recording = Recorder::default().recording(home, &steps, None)?;
         Ok::<_, RunError>((steps, recording))
     })?;
     let recording = Arc::new(recording);

@@ -152,6 +152,7 @@ impl Runner {
         sub: hal_store::ThreadRef,
         input: &str,
     ) -> Result<super::Outcome, RunError> {
+        models.ran_on(&sub.id);
         let own_deadline = deadline_after(prepared.limits.max_seconds);
         let deadline = own_deadline.min(state.deadline);
         // A sub-run is part of its caller's run: the same chain, the same count of threads started, and the
