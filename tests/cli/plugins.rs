@@ -68,7 +68,8 @@ fn plugin_author_writes_a_plugin_that_passes_its_tests_on_the_second_try_and_a_h
     for file in ["plugin.yaml", "plugin.py", "tests.yaml"] {
         assert!(files.contains(&format!("{dir}/{file}")), "{files:?}");
     }
-    commit(&sandbox, &repo, &[("helps/measure.yaml", "description: Converts lengths\ncommands: [convert]\n")]);
+    let measure = "description: Converts lengths\ncommands: [convert, convert@v1]\n";
+    commit(&sandbox, &repo, &[("helps/measure.yaml", measure)]);
     // Listing the plugin, with its functions, loads no component: its manifest says what it offers.
     let mut list = crate::runs::hal_command(&sandbox, &repo, &["isolate", "show", "convert@v1"]);
     let list = crate::support::Run::from(list.env("RUST_LOG", "hal_sandbox=debug").output().expect("hal"));
@@ -78,20 +79,23 @@ fn plugin_author_writes_a_plugin_that_passes_its_tests_on_the_second_try_and_a_h
     assert!(isolates.contains("convert@v1") && isolates.contains("main:plugins/convert/v1"), "{isolates}");
 
     server.push([
-        Scripted::tool("convert.convert", json!({"value": 2, "unit_from": "km", "unit_to": "m"})),
+        Scripted::tools(&[
+            ("convert.convert", json!({"value": 2, "unit_from": "km", "unit_to": "m"})),
+            ("convert@v1.convert", json!({"value": 1, "unit_from": "km", "unit_to": "m"})),
+        ]),
         Scripted::finish("DONE", "2 km is 2000 m"),
     ]);
     let mut run =
         crate::runs::hal_command(&sandbox, &repo, &["help", "run", "measure", "How many metres are 2 km?", "--json"]);
     let run = crate::support::Run::from(run.env("RUST_LOG", "hal_sandbox=debug").output().expect("hal"));
     assert_eq!(run.code, 0, "{run:?}");
-    // The call loads the one version it reaches, once.
+    // The calls load the one version they reach, once, under either of its names.
     let loads: Vec<&str> = run.stderr.lines().filter(|l| l.contains("loading a component at its first call")).collect();
     assert_eq!(loads.len(), 1, "{}", run.stderr);
     assert!(loads[0].contains("isolate=convert"), "{loads:?}");
     let thread = run.json()["thread"].as_str().expect("thread").to_owned();
     let log = hal(&sandbox, &repo, &["thread", "log", &thread]).ok().stdout;
-    assert!(log.contains("\"value\": 2000.0"), "the plugin answered: {log}");
+    assert!(log.contains("\"value\": 2000.0") && log.contains("\"value\": 1000.0"), "the plugin answered: {log}");
 
     // A version on main never changes: a thread that edits v1 is refused; a new version merges.
     let edit = crate::support::new_thread(&sandbox, &repo, "edit v1");

@@ -74,8 +74,13 @@ enum Pre {
     Ready(IsolatePre<HostState>),
     /// A built plugin, whose functions its manifest gives: its component (tens of megabytes for Python) is read,
     /// compiled or taken from the cache, and linked only when a call reaches it, once.
-    Later { component: PathBuf, loaded: std::sync::Mutex<Option<IsolatePre<HostState>>> },
+    Later { component: PathBuf, loaded: LoadedLater },
 }
+
+/// Where a component loaded at its first call is kept: shared by the isolates that run it (a plugin's newest
+/// version is `<name>` and `<name>@v<N>`), so it is compiled and linked once for both.
+#[derive(Clone, Default)]
+pub struct LoadedLater(Arc<std::sync::Mutex<Option<IsolatePre<HostState>>>>);
 
 /// What a successful call gives back.
 pub struct CallOutput {
@@ -195,15 +200,17 @@ impl Sandbox {
     /// An isolate whose component, built at `component`, is loaded only when a call first reaches it; `functions`
     /// (name, description, JSON Schema of the arguments) are what it answers `describe` with, as its manifest
     /// says. For plugins, whose glue HAL writes from that same manifest: listing and offering them costs no load.
+    #[allow(clippy::too_many_arguments)]
     pub fn load_later(
         &self,
         component: PathBuf,
+        loaded: LoadedLater,
         manifest: IsolateManifest,
         granted: Granted,
         limits: IsolateLimits,
         functions: Vec<(String, String, serde_json::Value)>,
     ) -> Isolate {
-        let pre = Pre::Later { component, loaded: std::sync::Mutex::new(None) };
+        let pre = Pre::Later { component, loaded };
         Isolate { manifest, granted, limits, builtin: false, plugin: false, from_cache: false, functions, pre }
     }
 
@@ -216,7 +223,7 @@ impl Sandbox {
             Pre::Later { component, loaded } => (component, loaded),
         };
         // Calls that come while the first loads wait for it, then share what it loaded.
-        let mut loaded = loaded.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut loaded = loaded.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(pre) = loaded.as_ref() {
             return Ok(pre.clone());
         }

@@ -6,7 +6,7 @@ use hal_spec::{IsolateManifest, PluginManifest, Settings};
 
 use super::build::Component;
 use crate::capabilities::Granted;
-use crate::host::{Isolate, Sandbox};
+use crate::host::{Isolate, LoadedLater, Sandbox};
 use crate::limits::IsolateLimits;
 
 /// The isolate found at `origin` with the manifest text `manifest` (built into HAL, or not) and its `component`.
@@ -35,13 +35,14 @@ pub(crate) fn isolate(
 }
 
 /// The plugin `manifest` as the isolate `isolate` (its name, or `<name>@v<N>`), with what `settings` grants the
-/// plugin's name.
+/// plugin's name; a component loaded at its first call is kept in `loaded`, which the version's two names share.
 pub(crate) fn plugin(
     sandbox: &Sandbox,
     settings: &Settings,
     manifest: &PluginManifest,
     isolate: &str,
     component: Component,
+    loaded: LoadedLater,
 ) -> Result<Isolate, crate::Unusable> {
     let mut isolate = match component {
         Component::Bytes(wasm) => crate::plugins::load_plugin(sandbox, settings, manifest, isolate, &wasm)?,
@@ -55,7 +56,7 @@ pub(crate) fn plugin(
             );
             let functions =
                 manifest.functions.iter().map(|f| (f.name.clone(), f.description.clone(), f.parameters.clone()));
-            sandbox.load_later(path, manifest.as_isolate(isolate), granted, limits, functions.collect())
+            sandbox.load_later(path, loaded, manifest.as_isolate(isolate), granted, limits, functions.collect())
         }
     };
     isolate.plugin = true;

@@ -48,6 +48,8 @@ pub fn load_isolates(sandbox: &Sandbox, settings: &Settings, home: Option<&Home>
         let may_serve = matches!(built, Ok(_) | Err(Missing::NotBuilt));
         let versioned = format!("{name}@v{}", found.version.version);
         let mut names = vec![versioned];
+        // Both names of one version run one component: loaded (compiled, linked) once, at the first call to either.
+        let loaded = crate::host::LoadedLater::default();
         if may_serve && offered.as_deref() != Some(name.as_str()) {
             offered = Some(name.clone());
             names.insert(0, name.clone());
@@ -58,7 +60,7 @@ pub fn load_isolates(sandbox: &Sandbox, settings: &Settings, home: Option<&Home>
             let loaded = match taken {
                 true => Err(Missing::Invalid(format!("an isolate is named `{isolate}` too: rename the plugin"))),
                 false => built.clone().and_then(|(manifest, component)| {
-                    Ok(instantiate::plugin(sandbox, settings, &manifest, &isolate, component)?)
+                    Ok(instantiate::plugin(sandbox, settings, &manifest, &isolate, component, loaded.clone())?)
                 }),
             };
             entries.push(IsolateEntry::new(isolate, found.origin.clone(), loaded));
