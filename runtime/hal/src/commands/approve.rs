@@ -134,6 +134,7 @@ pub fn run(args: &Args, answer: &Answer<'_>) -> Result<CommandEnd> {
     let display = remote::Display {
         steps: (!args.json).then_some(&remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
         text: false,
+        after_prompt: false,
     };
     let (end, _) = remote::talk(handle.as_ref(), &actor, &command, &display)?;
     super::run::print_end(args, handle.as_ref(), &end)?;

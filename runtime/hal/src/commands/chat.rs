@@ -24,7 +24,7 @@ pub fn run(args: &Args, message: Option<&str>, thread: Option<&str>, key: Option
     let handle = remote::handle(args)?;
     let target = thread.unwrap_or(BACKCHAT).to_owned();
     if let Some(text) = message {
-        let answer = exchange(args, &home, handle.as_ref(), &target, text, key)?;
+        let answer = exchange(args, &home, handle.as_ref(), &target, text, key, false)?;
         print_answer(args, &answer)?;
         return Ok(CommandEnd::Exit(remote::exit_code(answer.status)));
     }
@@ -74,7 +74,7 @@ fn interactive(args: &Args, home: &Home, handle: &dyn Handle, target: &str) -> R
         let _ = editor.add_history_entry(text);
         out!("hal> ");
         let _ = std::io::stdout().flush();
-        match exchange(args, home, handle, target, text, None) {
+        match exchange(args, home, handle, target, text, None, true) {
             Ok(answer) => print_answer(args, &answer)?,
             Err(error) => outln!("error: {error:#}"),
         }
@@ -94,6 +94,7 @@ fn exchange(
     target: &str,
     text: &str,
     idempotency_key: Option<&str>,
+    after_prompt: bool,
 ) -> Result<Answer> {
     let actor = home.resolve_actor(None)?;
     let say = Command::Say {
@@ -112,7 +113,7 @@ fn exchange(
         (false, false) => Some(&remote::tool_to_stderr),
         (false, true) => None,
     };
-    let display = remote::Display { steps, text: !args.json };
+    let display = remote::Display { steps, text: !args.json, after_prompt };
     let (end, streamed) = remote::talk(handle, &actor, &say, &display)?;
     Ok(Answer { status: end.status, output: end.output, streamed })
 }

@@ -132,6 +132,7 @@ fn take(
     let display = super::remote::Display {
         steps: (!args.json).then_some(&super::remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
         text: false,
+        after_prompt: false,
     };
     // A turn that cannot be taken at all (no model, a help that does not load) fails the command, not a case.
     Ok(super::remote::talk(handle, actor, &command, &display)?.0)

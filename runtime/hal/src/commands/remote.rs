@@ -42,6 +42,9 @@ pub struct Display<'a> {
     pub steps: Option<&'a dyn Fn(&hal_store::Step)>,
     /// Stream model text to stdout as it comes.
     pub text: bool,
+    /// The cursor starts after a prompt on stdout (`hal> ` in `hal chat`): a step's line, coming first, starts on a
+    /// line of its own; streamed text follows the prompt.
+    pub after_prompt: bool,
 }
 
 /// One line per step on stderr: what `hal help run` and `hal thread say` show while a turn runs.
@@ -75,7 +78,7 @@ pub fn talk(handle: &dyn Handle, actor: &str, command: &Command, display: &Displ
     let mut streamed = String::new();
     // Whether streamed text left the cursor mid-line: what comes next on the terminal (a tool's line on stderr, a
     // spinner while a component compiles) starts on a line of its own rather than over the model's words.
-    let mut open_line = false;
+    let mut open_line = display.after_prompt;
     // Text after a step is a later reply's: what is returned is the last reply's text.
     let mut after_step = false;
     let end_line = |open_line: &mut bool| {
@@ -113,7 +116,8 @@ pub fn talk(handle: &dyn Handle, actor: &str, command: &Command, display: &Displ
         _ => {}
     };
     let end = handle.talk(command, actor, &mut show)?;
-    if open_line {
+    // A prompt nothing followed is left open for the answer the caller prints after it.
+    if open_line && !streamed.is_empty() {
         outln!();
     }
     Ok((end, streamed))

@@ -79,6 +79,7 @@ pub fn help_run(
     let display = super::remote::Display {
         steps: (!args.json).then_some(&super::remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
         text: false,
+        after_prompt: false,
     };
     let (end, _) = super::remote::talk(handle.as_ref(), &actor, &command, &display)?;
     print_end(args, handle.as_ref(), &end)?;

@@ -74,6 +74,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<CommandEnd> {
                 let display = remote::Display {
                     steps: (!args.json).then_some(&remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
                     text: false,
+                    after_prompt: false,
                 };
                 let (end, _) = remote::talk(handle.as_ref(), &actor, &say, &display)?;
                 super::run::print_end(args, handle.as_ref(), &end)?;
