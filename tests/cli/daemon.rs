@@ -443,6 +443,8 @@ fn interactive_chat_answers_each_line_through_the_daemon() {
     let hello = run.stdout.find("Hello Alice.").expect("first answer");
     let second = run.stdout.find("Nothing waits for you.").expect("second answer");
     assert!(hello < second, "{}", run.stdout);
+    // The answer follows the prompt on its line (the person's own message step shows nothing, so ends no line).
+    assert!(run.stdout.contains("hal> Hello Alice.\n"), "{:?}", run.stdout);
     let messages: Vec<Value> =
         steps(&sandbox, &repo, "backchat").into_iter().filter(|s| s["kind"] == "message").collect();
     assert_eq!(messages.len(), 2, "the empty line and what follows /exit are not sent: {messages:#?}");

@@ -312,14 +312,11 @@ impl Model for RecordedModel {
                 .unwrap_or_else(PoisonError::into_inner)
                 .pop_front()
                 .ok_or(TurnError::RecordingEnded)?;
-            // A call that named a thread of the original run names the replay's thread that stands for it.
+            // A call answering a sub-help's question (`{thread, answer}`) names the original's sub-thread: it names
+            // the replay's that stands for it. Nothing else of a call is changed.
             let threads = self.0.threads.lock().unwrap_or_else(PoisonError::into_inner).clone();
             for call in &mut reply.tool_calls {
-                for (original, replayed) in &threads {
-                    if call.arguments.contains(original.as_str()) {
-                        call.arguments = call.arguments.replace(original.as_str(), replayed);
-                    }
-                }
+                call.arguments = with_thread_replaced(&call.arguments, &threads);
             }
             if !reply.text.is_empty() {
                 on_text(&reply.text);
@@ -330,9 +327,34 @@ impl Model for RecordedModel {
     }
 }
 
+/// `arguments` (a call's, as the model gave them) with the value of its `thread` field, when it is a thread that
+/// `threads` maps, written as the thread it maps to; otherwise as they are, byte for byte.
+fn with_thread_replaced(arguments: &str, threads: &std::collections::HashMap<String, String>) -> String {
+    let named = serde_json::from_str::<serde_json::Value>(arguments)
+        .ok()
+        .and_then(|value| value.get("thread")?.as_str().map(str::to_owned));
+    match named.as_deref().and_then(|named| Some((named, threads.get(named)?))) {
+        // Ids are JSON strings of letters and digits: the quoted value is the field's, written as it was.
+        Some((original, replayed)) => arguments.replace(&format!("\"{original}\""), &format!("\"{replayed}\"")),
+        None => arguments.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_thread_field_naming_a_mapped_thread_is_replaced() {
+        let threads = std::collections::HashMap::from([("6bnaaaaaaaa".to_owned(), "6bnbbbbbbbb".to_owned())]);
+        let answer = r#"{"thread": "6bnaaaaaaaa", "answer": "yes"}"#;
+        assert_eq!(with_thread_replaced(answer, &threads), r#"{"thread": "6bnbbbbbbbb", "answer": "yes"}"#);
+        let other = r#"{"input": "see 6bnaaaaaaaa"}"#;
+        assert_eq!(with_thread_replaced(other, &threads), other, "a mention elsewhere is left as it is");
+        let unknown = r#"{"thread": "6bncccccccc"}"#;
+        assert_eq!(with_thread_replaced(unknown, &threads), unknown);
+        assert_eq!(with_thread_replaced("not json", &threads), "not json");
+    }
 
     #[test]
     fn reply_limits_come_from_hal_yaml_in_kib_else_the_defaults() {

@@ -187,7 +187,7 @@ pub fn trace_of(steps: &[Step]) -> Result<Vec<(u64, Trace)>, RunError> {
                 }
                 // A call answering a sub-help's question names its thread, which a replay has its own of.
                 let arguments = match step.fact(fact::SUBTHREAD).filter(|sub| !sub.is_empty()) {
-                    Some(sub) => data.call.arguments.replace(sub, "<thread>"),
+                    Some(sub) => data.call.arguments.replace(&format!("\"{sub}\""), "\"<thread>\""),
                     None => data.call.arguments,
                 };
                 trace.push((

@@ -201,7 +201,7 @@ impl Sandbox {
     /// (name, description, JSON Schema of the arguments) are what it answers `describe` with, as its manifest
     /// says. For plugins, whose glue HAL writes from that same manifest: listing and offering them costs no load.
     #[allow(clippy::too_many_arguments)]
-    pub fn load_later(
+    pub(crate) fn load_later(
         &self,
         component: PathBuf,
         loaded: LoadedLater,

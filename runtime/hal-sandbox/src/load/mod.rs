@@ -48,7 +48,9 @@ pub fn load_isolates(sandbox: &Sandbox, settings: &Settings, home: Option<&Home>
         let may_serve = matches!(built, Ok(_) | Err(Missing::NotBuilt));
         let versioned = format!("{name}@v{}", found.version.version);
         let mut names = vec![versioned];
-        // Both names of one version run one component: loaded (compiled, linked) once, at the first call to either.
+        // Both names of one version run one component: a Python plugin's, loaded at its first call, is loaded
+        // (compiled, linked) once for either name. (A Rust plugin's is loaded when offered, under each name: from
+        // the compiled cache the second time.)
         let loaded = crate::host::LoadedLater::default();
         if may_serve && offered.as_deref() != Some(name.as_str()) {
             offered = Some(name.clone());

@@ -132,7 +132,7 @@ pub fn run(args: &Args, answer: &Answer<'_>) -> Result<CommandEnd> {
         signature,
     };
     let display = remote::Display {
-        steps: (!args.json).then_some(&remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
+        steps: (!args.json).then_some(&remote::step_line as &remote::StepLine),
         text: false,
         after_prompt: false,
     };

@@ -108,9 +108,9 @@ fn exchange(
         relayed: None,
     };
     // Every step with `-v`; else one line per tool call, unless the output is JSON for a program.
-    let steps: Option<&dyn Fn(&hal_store::Step)> = match (args.verbose > 0, args.json) {
-        (true, _) => Some(&remote::step_to_stderr),
-        (false, false) => Some(&remote::tool_to_stderr),
+    let steps: Option<&remote::StepLine> = match (args.verbose > 0, args.json) {
+        (true, _) => Some(&remote::step_line),
+        (false, false) => Some(&remote::tool_line),
         (false, true) => None,
     };
     let display = remote::Display { steps, text: !args.json, after_prompt };

@@ -175,7 +175,12 @@ fn demo_through_daemon(dir: &Path, actor: &str) -> Result<()> {
         idempotency_key: None,
         relayed: None,
     };
-    let display = super::remote::Display { steps: Some(&print_step), text: false, after_prompt: false };
+    // The demo prints each step on stdout itself, as the rest of its story.
+    let shown = |step: &hal_store::Step| {
+        print_step(step);
+        None
+    };
+    let display = super::remote::Display { steps: Some(&shown), text: false, after_prompt: false };
     // A client of its own: an HTTP client's connections belong to the runtime that made them.
     let handle = hal_daemon::handle::Remote::new(super::remote::daemon(&home)?.context("the daemon went away")?)?;
     let (end, _) = super::remote::talk(&handle, actor, &say, &display)?;

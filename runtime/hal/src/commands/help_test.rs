@@ -130,7 +130,7 @@ fn take(
         started_by_run: None,
     };
     let display = super::remote::Display {
-        steps: (!args.json).then_some(&super::remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
+        steps: (!args.json).then_some(&super::remote::step_line as &super::remote::StepLine),
         text: false,
         after_prompt: false,
     };

@@ -37,9 +37,12 @@ pub fn block_on<F: std::future::Future>(future: F) -> Result<F::Output> {
 }
 
 /// Where the events of a followed turn go.
+/// What a command shows of a step, as one line for stderr (`None`: nothing).
+pub type StepLine = dyn Fn(&hal_store::Step) -> Option<String>;
+
 pub struct Display<'a> {
-    /// Called with each new step.
-    pub steps: Option<&'a dyn Fn(&hal_store::Step)>,
+    /// The line each new step shows.
+    pub steps: Option<&'a StepLine>,
     /// Stream model text to stdout as it comes.
     pub text: bool,
     /// The cursor starts after a prompt on stdout (`hal> ` in `hal chat`): a step's line, coming first, starts on a
@@ -47,9 +50,9 @@ pub struct Display<'a> {
     pub after_prompt: bool,
 }
 
-/// One line per step on stderr: what `hal help run` and `hal thread say` show while a turn runs.
-pub fn step_to_stderr(step: &hal_store::Step) {
-    eprintln!("  {}: {}", step.kind, first_line(&step.text, 160));
+/// The line of every step on stderr: what `hal help run` and `hal thread say` show while a turn runs.
+pub fn step_line(step: &hal_store::Step) -> Option<String> {
+    Some(format!("  {}: {}", step.kind, first_line(&step.text, 160)))
 }
 
 /// The first line of `text` that is not blank, at most `limit` characters, printable whoever wrote it (a step's
@@ -58,18 +61,18 @@ pub(crate) fn first_line(text: &str, limit: usize) -> String {
     hal_store::files::printable(hal_store::files::first_line(text), limit)
 }
 
-/// One dim line on stderr per tool a model called, as its result is committed (`  · files.write: wrote a.md`),
+/// A dim line on stderr for each tool a model called, as its result is committed (`  · files.write: wrote a.md`),
 /// so a person sees the turn work instead of a pause; other steps show nothing.
-pub fn tool_to_stderr(step: &hal_store::Step) {
+pub fn tool_line(step: &hal_store::Step) -> Option<String> {
     use std::io::IsTerminal;
     if step.kind != hal_store::StepKind::Tool {
-        return;
+        return None;
     }
     let tool = step.fact(hal_runner::record::fact::TOOL).unwrap_or("a tool");
     let result = first_line(&step.text, 100);
     let dim = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let (on, off) = if dim { ("\x1b[2m", "\x1b[0m") } else { ("", "") };
-    eprintln!("{on}  · {tool}: {result}{off}");
+    Some(format!("{on}  · {tool}: {result}{off}"))
 }
 
 /// Send `command` (a message from `actor`) and show the turn that answers it until it ends; also returns the
@@ -100,10 +103,11 @@ pub fn talk(handle: &dyn Handle, actor: &str, command: &Command, display: &Displ
             }
         }
         ThreadEvent::Step { step } => {
-            end_line(&mut open_line);
             after_step = true;
-            if let Some(show) = display.steps {
-                show(step);
+            // The line ends before a step's line, and only for one: a prompt stays open for what follows it.
+            if let Some(line) = display.steps.and_then(|show| show(step)) {
+                end_line(&mut open_line);
+                eprintln!("{line}");
             }
         }
         // What a help this turn called is doing on its own thread, while the turn waits for it.

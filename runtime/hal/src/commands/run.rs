@@ -77,7 +77,7 @@ pub fn help_run(
         },
     };
     let display = super::remote::Display {
-        steps: (!args.json).then_some(&super::remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
+        steps: (!args.json).then_some(&super::remote::step_line as &super::remote::StepLine),
         text: false,
         after_prompt: false,
     };

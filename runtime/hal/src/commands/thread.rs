@@ -72,7 +72,7 @@ pub fn run(args: &Args, command: &ThreadCommand) -> Result<CommandEnd> {
             // A daemon answers every message; without one, this process takes the turn of a waiting run.
             if matches!(handle.place(), Place::Daemon(_)) || waiting.is_some() {
                 let display = remote::Display {
-                    steps: (!args.json).then_some(&remote::step_to_stderr as &dyn Fn(&hal_store::Step)),
+                    steps: (!args.json).then_some(&remote::step_line as &remote::StepLine),
                     text: false,
                     after_prompt: false,
                 };
