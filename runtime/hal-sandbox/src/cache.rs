@@ -58,9 +58,9 @@ fn store(component: &Component, dir: &Path, path: &Path) -> std::io::Result<()> 
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     // SAFETY: the file is one HAL wrote itself (0600, through a rename) with `Component::serialize` into its own
-    // cache directory (inside the repository's `.git/` or the user's cache directory), named by the hash of the source bytes and of the
-    // engine's compatibility settings, so it was produced by this wasmtime version with this configuration.
-    // wasmtime checks the header and version before using it. Anyone able to replace it can already replace
-    // the `hal` binary's inputs.
+    // cache directory (inside the repository's `.git/` or the user's cache directory), named by the hash of the
+    // source bytes and of the engine's compatibility settings, so it was produced by this wasmtime version with
+    // this configuration. wasmtime checks the header and version before using it. Anyone able to replace it can
+    // already replace the `hal` binary's inputs.
     unsafe { Component::deserialize_file(engine, path) }
 }
