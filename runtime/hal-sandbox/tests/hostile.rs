@@ -55,14 +55,19 @@ fn every_escape_is_contained_and_the_host_serves_the_next_call() {
     let thread = thread(&dir.path().join("home"));
     let sandbox = Sandbox::new(Some(dir.path().join("cache")), 512).expect("sandbox");
     // A wall limit a loaded 2-core machine still leaves room under for growing 64 MiB (300 ms once was not: the
-    // memory case ended by the clock instead), and short enough for the spin case to meet it soon.
-    let tight = SandboxLimits { wall_ms: Some(1500), memory_mb: Some(64), ..SandboxLimits::default() };
+    // memory case ended by the clock instead), met by the spin case before its fuel runs out.
+    let tight = SandboxLimits {
+        wall_ms: Some(1000),
+        memory_mb: Some(64),
+        fuel: Some(1_000_000_000_000),
+        ..SandboxLimits::default()
+    };
     let isolate = load(&sandbox, tight, None);
     let names: Vec<&str> = isolate.functions.iter().map(|(name, _, _)| name.as_str()).collect();
     assert!(names.contains(&"spin") && names.contains(&"echo"), "{names:?}");
 
     let cases: &[(&str, &str)] = &[
-        ("spin", "ran longer than its limit of 1500 ms"),
+        ("spin", "ran longer than its limit of 1000 ms"),
         ("allocate", "ran out of memory: it asked for more than its limit of 64 MiB"),
         ("passwd", "cannot read /etc/passwd"),
         ("fetch", "may not fetch from forbidden.invalid: its isolate.yaml does not list that host"),
