@@ -27,14 +27,11 @@ pub(crate) const LOOK_BACK: usize = 2_000;
 /// replay) unless `all`. A file that is not a stuck is listed with why.
 pub(crate) fn list(home: &Home, all: bool) -> hal_store::Result<Vec<StuckEntry>> {
     let mut found: BTreeMap<String, StuckEntry> = BTreeMap::new();
-    let purposed: std::collections::HashSet<String> = match all {
-        true => Default::default(),
-        false => home.list_threads()?.into_iter().filter(|t| t.purpose.is_some()).map(|t| t.branch).collect(),
-    };
+    // Which threads have a purpose is read once, and only when some thread has stucks at all.
+    let mut purposed: Option<std::collections::HashSet<String>> = all.then(Default::default);
     let mut places: Vec<(String, String, ObjectId, Option<ThreadRef>)> = home
         .threads()?
         .into_iter()
-        .filter(|thread| !purposed.contains(&thread.branch))
         .map(|thread| (thread.id.clone(), thread.branch.clone(), thread.tip, Some(thread)))
         .collect();
     if let Some(main) = home.main_tip()? {
@@ -44,6 +41,15 @@ pub(crate) fn list(home: &Home, all: bool) -> hal_store::Result<Vec<StuckEntry>>
         let files = home.blobs_in(tip, STUCKS_DIR, MOST_PER_BRANCH)?;
         if files.is_empty() {
             continue;
+        }
+        if at.is_some() {
+            if purposed.is_none() {
+                let threads = home.list_threads()?.into_iter();
+                purposed = Some(threads.filter(|t| t.purpose.is_some()).map(|t| t.branch).collect());
+            }
+            if purposed.as_ref().is_some_and(|purposed| purposed.contains(&branch)) {
+                continue;
+            }
         }
         let recorded = match &at {
             Some(thread) => recorded_by_hal(home, thread)?,
