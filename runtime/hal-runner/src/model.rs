@@ -314,10 +314,11 @@ impl Model for RecordedModel {
                 .ok_or(TurnError::RecordingEnded)?;
             // A call answering a sub-help's question (`{thread, answer}`) names the original's sub-thread: it names
             // the replay's that stands for it. Nothing else of a call is changed.
-            let threads = self.0.threads.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let threads = self.0.threads.lock().unwrap_or_else(PoisonError::into_inner);
             for call in &mut reply.tool_calls {
                 call.arguments = with_thread_replaced(&call.arguments, &threads);
             }
+            drop(threads);
             if !reply.text.is_empty() {
                 on_text(&reply.text);
             }

@@ -233,18 +233,10 @@ pub fn is_replay_start(step: &Step, original: &str) -> bool {
 /// The longest chain of starts and relays by runs that led to `branch` or to one of the requests among `steps`, and
 /// the helps whose rules held for any of them, as HAL's local record has them.
 fn held_over(home: &Home, branch: &str, steps: &[Step]) -> Result<(u32, Vec<String>), hal_store::StoreError> {
-    let mut depth = home.depth_of(branch)?.unwrap_or(0);
-    let mut held_by = home.held_by(branch)?;
-    for step in steps.iter().filter(|step| crate::conversation::is_persons_message(step)) {
-        let key = step.commit.to_string();
-        depth = depth.max(home.depth_of(&key)?.unwrap_or(0));
-        for help in home.held_by(&key)? {
-            if !held_by.contains(&help) {
-                held_by.push(help);
-            }
-        }
-    }
-    Ok((depth, held_by))
+    let requests = steps.iter().filter(|step| crate::conversation::is_persons_message(step));
+    let keys: Vec<String> =
+        std::iter::once(branch.to_owned()).chain(requests.map(|step| step.commit.to_string())).collect();
+    home.chain_of(keys.iter().map(String::as_str))
 }
 
 /// The requests of `steps` that started runs.

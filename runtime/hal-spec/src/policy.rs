@@ -130,9 +130,7 @@ impl Policy {
             }
         };
         let versioned = |rules: &BTreeMap<String, Level>, alias: &str| {
-            let rules: BTreeMap<String, Level> =
-                rules.iter().filter(|(pattern, _)| pattern.contains('@')).map(|(p, l)| (p.clone(), *l)).collect();
-            most_specific(&rules, alias)
+            most_specific(rules.iter().filter(|(pattern, _)| pattern.contains('@')), alias)
         };
         for alias in aliases {
             // The help's own rules before the repo's, as for the tool's own name.
@@ -160,9 +158,9 @@ impl Policy {
 }
 
 /// The rule of `rules` that names `tool` most specifically.
-fn most_specific(rules: &BTreeMap<String, Level>, tool: &str) -> Option<(String, Level)> {
+fn most_specific<'a>(rules: impl IntoIterator<Item = (&'a String, &'a Level)>, tool: &str) -> Option<(String, Level)> {
     rules
-        .iter()
+        .into_iter()
         .filter_map(|(pattern, level)| specificity(pattern, tool).map(|rank| (rank, pattern, *level)))
         .max_by_key(|(rank, _, _)| *rank)
         .map(|(_, pattern, level)| (pattern.clone(), level))

@@ -437,10 +437,21 @@ impl crate::home::Home {
         Ok(self.record().depth(key)?.map(|(depth, _)| depth))
     }
 
-    /// The helps whose own policy rules hold for the runs `key` leads to, as HAL recorded when a run started or
-    /// relayed it (none for what a person did).
-    pub fn held_by(&self, key: &str) -> Result<Vec<String>> {
-        Ok(self.record().depth(key)?.map(|(_, helps)| helps).unwrap_or_default())
+    /// Over `keys` (branches and commits): the longest chain of starts and relays by runs HAL recorded leading to
+    /// any of them (0 when none: a person's doing), and every help whose own policy rules hold for the runs they
+    /// lead to, each once, in the order met.
+    pub fn chain_of<'a>(&self, keys: impl IntoIterator<Item = &'a str>) -> Result<(u32, Vec<String>)> {
+        let (mut depth, mut held_by) = (0, Vec::<String>::new());
+        for key in keys {
+            let Some((recorded, helps)) = self.record().depth(key)? else { continue };
+            depth = depth.max(recorded);
+            for help in helps {
+                if !held_by.contains(&help) {
+                    held_by.push(help);
+                }
+            }
+        }
+        Ok((depth, held_by))
     }
 }
 

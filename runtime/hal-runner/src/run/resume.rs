@@ -109,12 +109,13 @@ pub(super) fn chain_scope(
     branch: &str,
     request: Option<ObjectId>,
 ) -> Result<RunScope, RunError> {
-    let mut scope = RunScope::new(limits);
-    scope.chain_depth = home.depth_of(branch)?.unwrap_or(0);
-    scope.callers = home.held_by(branch)?;
-    let Some(request) = request else { return Ok(scope) };
-    let mut keys = vec![request.to_string()];
-    if let Ok(thread) = home.resolve_thread(branch) {
+    let mut keys = vec![branch.to_owned()];
+    if let Some(request) = request {
+        keys.push(request.to_string());
+    }
+    if let Some(request) = request
+        && let Ok(thread) = home.resolve_thread(branch)
+    {
         let from = hal_store::ThreadRef { tip: request, ..thread };
         for step in home.steps_back(&from).skip(1).take(REQUESTS_LOOK_BACK) {
             let Ok(step) = step else { break };
@@ -126,13 +127,7 @@ pub(super) fn chain_scope(
             }
         }
     }
-    for key in keys {
-        scope.chain_depth = scope.chain_depth.max(home.depth_of(&key)?.unwrap_or(0));
-        for help in home.held_by(&key)? {
-            if !scope.callers.contains(&help) {
-                scope.callers.push(help);
-            }
-        }
-    }
+    let mut scope = RunScope::new(limits);
+    (scope.chain_depth, scope.callers) = home.chain_of(keys.iter().map(String::as_str))?;
     Ok(scope)
 }

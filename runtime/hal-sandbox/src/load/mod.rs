@@ -51,7 +51,7 @@ pub fn load_isolates(sandbox: &Sandbox, settings: &Settings, home: Option<&Home>
         // Both names of one version run one component: a Python plugin's, loaded at its first call, is loaded
         // (compiled, linked) once for either name. (A Rust plugin's is loaded when offered, under each name: from
         // the compiled cache the second time.)
-        let loaded = crate::host::LoadedLater::default();
+        let shared_load = crate::host::LoadedLater::default();
         if may_serve && offered.as_deref() != Some(name.as_str()) {
             offered = Some(name.clone());
             names.insert(0, name.clone());
@@ -62,7 +62,7 @@ pub fn load_isolates(sandbox: &Sandbox, settings: &Settings, home: Option<&Home>
             let loaded = match taken {
                 true => Err(Missing::Invalid(format!("an isolate is named `{isolate}` too: rename the plugin"))),
                 false => built.clone().and_then(|(manifest, component)| {
-                    Ok(instantiate::plugin(sandbox, settings, &manifest, &isolate, component, loaded.clone())?)
+                    Ok(instantiate::plugin(sandbox, settings, &manifest, &isolate, component, shared_load.clone())?)
                 }),
             };
             entries.push(IsolateEntry::new(isolate, found.origin.clone(), loaded));

@@ -148,7 +148,7 @@ pub struct NewStep {
     /// record for the step's commit before the branch moves to it (see [`Home::depth_of`]).
     pub chain_depth: Option<u32>,
     /// With `chain_depth`: the helps whose own policy rules hold for the runs this message leads to (see
-    /// [`Home::held_by`]).
+    /// [`Home::chain_of`]).
     pub held_by: Vec<String>,
     /// The idempotency key of the command the step answers (a message a client may send again): written as a
     /// trailer and recorded in HAL's local record before the branch moves, so [`Home::keyed_step`] finds the step
